@@ -1,0 +1,362 @@
+//! Layering (defaults ← file ← `VITRUN_*` env ← `--set`), unknown-key checks and provenance.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde_json::Value as Json;
+
+use super::error::ConfigError;
+use super::schema::Config;
+use super::validate::validate;
+use super::SweepSpec;
+
+/// Environment variables with this prefix set config keys (`VITRUN_OPTIMIZER__LR=3e-4`).
+pub const ENV_PREFIX: &str = "VITRUN_";
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File,
+    Env(String),
+    Set,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => write!(f, "default"),
+            Source::File => write!(f, "file"),
+            Source::Env(var) => write!(f, "env {var}"),
+            Source::Set => write!(f, "--set"),
+        }
+    }
+}
+
+/// One override given outside the file: a dotted key path and its TOML value.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub path: String,
+    pub value: toml::Value,
+    pub source: Source,
+}
+
+/// A resolved, validated experiment with the provenance of every value.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: PathBuf,
+    /// Leaf key path → where its value came from.
+    pub sources: BTreeMap<String, Source>,
+    /// The parsed `[sweep]` table (empty when the file has none).
+    pub sweep: SweepSpec,
+    file_text: String,
+    overrides: Vec<Override>,
+}
+
+impl Loaded {
+    /// Rebuilds this experiment with more overrides (a sweep point), validated like the file.
+    pub fn with_overrides(&self, extra: &[Override]) -> Result<Config, ConfigError> {
+        let mut all = self.overrides.clone();
+        all.extend_from_slice(extra);
+        let doc = FileDoc::parse(&self.file, &self.file_text)?;
+        resolve(&self.file, &doc, &all)
+    }
+
+    /// Validates every listed sweep value as if the file set it, before anything runs.
+    fn check_sweep_values(&self) -> Result<(), ConfigError> {
+        let listed = self.sweep.grid.iter().chain(self.sweep.zip.iter().flatten());
+        let chosen = self.sweep.random.iter().filter_map(|(k, axis)| match axis {
+            super::RandomAxis::Choice(v) => Some((k, v)),
+            _ => None,
+        });
+        for (axis, values) in listed.map(|(k, v)| (k, v)).chain(chosen) {
+            for value in values {
+                let point = Override {
+                    path: axis.clone(),
+                    value: value.clone(),
+                    source: Source::File,
+                };
+                if let Err(e) = self.with_overrides(&[point]) {
+                    let line = self
+                        .line_of(&format!("sweep.{axis}"))
+                        .map(|l| format!(":{l}"))
+                        .unwrap_or_default();
+                    return Err(ConfigError::Invalid {
+                        place: format!("{}{line}", self.file.display()),
+                        key: format!("sweep.{axis}"),
+                        reason: format!("value {value} is invalid: {e}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The 1-based line of a key path in the experiment file, if the file sets it.
+    pub fn line_of(&self, path: &str) -> Option<usize> {
+        FileDoc::parse(&self.file, &self.file_text)
+            .ok()
+            .and_then(|doc| doc.line_of(path))
+    }
+}
+
+/// Loads `file`, applies `VITRUN_*` variables from `env` and `--set k=v` strings, validates.
+pub fn load_with_env(
+    file: &Path,
+    sets: &[String],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Read {
+        file: file.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let doc = FileDoc::parse(file, &text)?;
+    let schema = schema_paths();
+    for (path, line) in doc.keys() {
+        if path == "sweep" || path.starts_with("sweep.") {
+            continue;
+        }
+        if !schema.contains(path) && !schema.iter().any(|s| s.starts_with(&format!("{path}."))) {
+            return Err(ConfigError::UnknownKey {
+                place: format!("{}:{line}", file.display()),
+                key: path.clone(),
+                nearest: nearest(&path, &schema),
+            });
+        }
+    }
+    let mut overrides = env_overrides(env, &schema)?;
+    for set in sets {
+        overrides.push(parse_set(set, &schema)?);
+    }
+    let config = resolve(file, &doc, &overrides)?;
+    let sweep = SweepSpec::parse(config.sweep.as_ref(), &schema).map_err(|e| e.in_file(file, &doc))?;
+    let mut sources = BTreeMap::new();
+    for path in &schema {
+        let source = overrides
+            .iter()
+            .rev()
+            .find(|o| &o.path == path || path.starts_with(&format!("{}.", o.path)))
+            .map(|o| o.source.clone())
+            .unwrap_or(if doc.has(path) {
+                Source::File
+            } else {
+                Source::Default
+            });
+        sources.insert(path.clone(), source);
+    }
+    let loaded = Loaded {
+        config,
+        file: file.to_path_buf(),
+        sources,
+        sweep,
+        file_text: text,
+        overrides,
+    };
+    loaded.check_sweep_values()?;
+    Ok(loaded)
+}
+
+/// Loads `file` with the process environment and `--set` strings.
+pub fn load(file: &Path, sets: &[String]) -> Result<Loaded, ConfigError> {
+    load_with_env(file, sets, std::env::vars())
+}
+
+fn resolve(file: &Path, doc: &FileDoc, overrides: &[Override]) -> Result<Config, ConfigError> {
+    let mut figment =
+        Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(&doc.text));
+    for o in overrides {
+        figment = figment.merge(Serialized::default(&o.path, &o.value));
+    }
+    let mut config: Config = figment.extract().map_err(|e| {
+        let key = e.path.join(".");
+        ConfigError::Invalid {
+            place: place_of(file, doc, overrides, &key),
+            key,
+            reason: e.kind.to_string(),
+        }
+    })?;
+    config.resolve_model();
+    validate(&config).map_err(|(key, reason)| ConfigError::Invalid {
+        place: place_of(file, doc, overrides, &key),
+        key,
+        reason,
+    })?;
+    Ok(config)
+}
+
+/// `file:line`, `env VAR` or `--set`: where the user wrote the value of `key`.
+fn place_of(file: &Path, doc: &FileDoc, overrides: &[Override], key: &str) -> String {
+    if let Some(o) = overrides.iter().rev().find(|o| o.path == key) {
+        return format!("{} ({})", file.display(), o.source);
+    }
+    match doc.line_of(key) {
+        Some(line) => format!("{}:{line}", file.display()),
+        None => file.display().to_string(),
+    }
+}
+
+/// Every leaf key path of the schema (`optimizer.lr`, `augment.hflip.p`, …), `sweep` included.
+pub fn schema_paths() -> BTreeSet<String> {
+    fn walk(prefix: &str, value: &Json, out: &mut BTreeSet<String>) {
+        match value {
+            Json::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&path, v, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_string());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    let defaults = serde_json::to_value(Config::default()).expect("defaults serialise");
+    walk("", &defaults, &mut out);
+    out
+}
+
+/// The valid key closest to `key` by edit distance, for "did you mean".
+pub fn nearest(key: &str, schema: &BTreeSet<String>) -> String {
+    schema
+        .iter()
+        .map(|s| (strsim::levenshtein(key, s), s))
+        .min()
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default()
+}
+
+fn parse_value(text: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {text}")) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(text.into())),
+        Err(_) => toml::Value::String(text.to_string()),
+    }
+}
+
+fn parse_set(set: &str, schema: &BTreeSet<String>) -> Result<Override, ConfigError> {
+    let Some((path, value)) = set.split_once('=') else {
+        return Err(ConfigError::BadSet {
+            arg: set.into(),
+            reason: "expected KEY.PATH=VALUE, e.g. --set optimizer.lr=3e-4".into(),
+        });
+    };
+    let path = path.trim().to_string();
+    if !schema.contains(&path) {
+        return Err(ConfigError::UnknownKey {
+            place: format!("--set {set}"),
+            nearest: nearest(&path, schema),
+            key: path,
+        });
+    }
+    Ok(Override {
+        path,
+        value: parse_value(value.trim()),
+        source: Source::Set,
+    })
+}
+
+fn env_overrides(
+    env: impl IntoIterator<Item = (String, String)>,
+    schema: &BTreeSet<String>,
+) -> Result<Vec<Override>, ConfigError> {
+    let sections: BTreeSet<&str> = schema
+        .iter()
+        .map(|p| p.split('.').next().unwrap_or(p))
+        .collect();
+    let mut out = Vec::new();
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    for (var, value) in vars {
+        let path = var[ENV_PREFIX.len()..].to_lowercase().replace("__", ".");
+        let section = path.split('.').next().unwrap_or("");
+        if !sections.contains(section) {
+            continue;
+        }
+        if !schema.contains(&path) {
+            return Err(ConfigError::UnknownKey {
+                place: format!("environment variable {var}"),
+                nearest: nearest(&path, schema),
+                key: path,
+            });
+        }
+        out.push(Override {
+            path,
+            value: parse_value(&value),
+            source: Source::Env(var),
+        });
+    }
+    Ok(out)
+}
+
+/// The experiment file parsed with spans, to name lines in errors.
+pub(crate) struct FileDoc {
+    text: String,
+    keys: Vec<(String, usize)>,
+}
+
+impl FileDoc {
+    fn parse(file: &Path, text: &str) -> Result<FileDoc, ConfigError> {
+        let doc = toml_edit::ImDocument::parse(text.to_string()).map_err(|e| ConfigError::Syntax {
+            file: file.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut keys = Vec::new();
+        collect_keys("", doc.as_table(), text, &mut keys);
+        Ok(FileDoc {
+            text: text.to_string(),
+            keys,
+        })
+    }
+
+    /// Key paths the file sets, each with its 1-based line, in file order.
+    fn keys(&self) -> impl Iterator<Item = &(String, usize)> {
+        self.keys.iter()
+    }
+
+    fn has(&self, path: &str) -> bool {
+        self.keys.iter().any(|(k, _)| k == path)
+    }
+
+    pub(crate) fn line_of(&self, path: &str) -> Option<usize> {
+        self.keys.iter().find(|(k, _)| k == path).map(|(_, l)| *l)
+    }
+}
+
+fn collect_keys(
+    prefix: &str,
+    table: &dyn toml_edit::TableLike,
+    text: &str,
+    out: &mut Vec<(String, usize)>,
+) {
+    for (key, item) in table.iter() {
+        let path = if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let line = table
+            .get_key_value(key)
+            .and_then(|(k, _)| k.span())
+            .map(|span| text[..span.start].matches('\n').count() + 1)
+            .unwrap_or(0);
+        let is_table = item.as_table_like().is_some();
+        if !is_table || line > 0 {
+            out.push((path.clone(), line));
+        }
+        if let Some(inner) = item.as_table_like() {
+            if !path.starts_with("sweep") || path == "sweep" {
+                collect_keys(&path, inner, text, out);
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The experiment schema, its layering and validation. Knows nothing of burn or SQLite.
+
+mod device;
+mod error;
+mod load;
+mod schema;
+mod sweep;
+mod validate;
+
+pub use device::DeviceSpec;
+pub use error::ConfigError;
+pub use load::{load, load_with_env, schema_paths, Loaded, Override, Source, ENV_PREFIX};
+pub use schema::*;
+pub use sweep::{RandomAxis, SweepSpec};
+
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+impl Config {
+    /// Fills `embed_dim`, `depth` and `num_heads` from the preset where the file left them unset.
+    pub fn resolve_model(&mut self) {
+        let m = &mut self.model;
+        if let Some(&(_, dim, depth, heads)) = m
+            .preset
+            .as_deref()
+            .and_then(|p| PRESETS.iter().find(|(name, ..)| *name == p))
+        {
+            m.embed_dim.get_or_insert(dim);
+            m.depth.get_or_insert(depth);
+            m.num_heads.get_or_insert(heads);
+        }
+    }
+
+    /// The config as JSON with every key path that defines the trial (execution keys left out).
+    pub fn identity_json(&self) -> Json {
+        let mut value = serde_json::to_value(self).expect("config serialises");
+        for key in EXECUTION_KEYS.iter().chain(["model.preset"].iter()) {
+            remove_path(&mut value, key);
+        }
+        value
+    }
+
+    /// The trial id: a stable hash of the resolved config (key order and float spelling do not
+    /// change it; where and how fast it runs do not either).
+    pub fn trial_id(&self) -> String {
+        let canonical = canonical_json(&self.identity_json());
+        let digest = Sha256::digest(canonical.as_bytes());
+        hex::encode(&digest[..6])
+    }
+
+    /// Flattened `key.path → value` pairs of the resolved config, for the store's params table.
+    pub fn flat_params(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        flatten("", &serde_json::to_value(self).expect("config serialises"), &mut out);
+        out
+    }
+
+    /// Class names in label order, when the config names them.
+    pub fn class_names(&self) -> Option<&[String]> {
+        self.data.classes.as_deref()
+    }
+}
+
+fn remove_path(value: &mut Json, path: &str) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().unwrap_or(path);
+    let mut node = value;
+    for p in parts {
+        match node.get_mut(p) {
+            Some(n) => node = n,
+            None => return,
+        }
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.remove(last);
+    }
+}
+
+/// JSON with object keys sorted at every level and numbers in serde_json's shortest form.
+pub fn canonical_json(value: &Json) -> String {
+    match value {
+        Json::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let inner: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Json::String((*k).clone()), canonical_json(&map[*k])))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Json::Array(items) => {
+            let inner: Vec<String> = items.iter().map(canonical_json).collect();
+            format!("[{}]", inner.join(","))
+        }
+        Json::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn flatten(prefix: &str, value: &Json, out: &mut Vec<(String, String)>) {
+    match value {
+        Json::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&path, v, out);
+            }
+        }
+        Json::Null => {}
+        Json::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}

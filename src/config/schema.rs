@@ -1,0 +1,435 @@
+//! The typed experiment schema: every key an experiment file may set, with its default.
+
+use serde::{Deserialize, Serialize};
+
+/// A whole experiment: what `vitrun run FILE` trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Experiment name; groups trials in the run store and names `runs/<name>/`.
+    pub name: String,
+    /// Seed for weights, data order, augmentation and dropout.
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub head: HeadConfig,
+    pub augment: AugmentConfig,
+    pub optimizer: OptimizerConfig,
+    pub train: TrainConfig,
+    /// The `[sweep]` table, kept as written; see [`crate::config::SweepSpec`].
+    pub sweep: Option<toml::Table>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "experiment".into(),
+            seed: 0,
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            head: HeadConfig::default(),
+            augment: AugmentConfig::default(),
+            optimizer: OptimizerConfig::default(),
+            train: TrainConfig::default(),
+            sweep: None,
+        }
+    }
+}
+
+/// Which dataset implementation reads the images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// Procedural side-view vehicles, generated on the fly (no files).
+    Synthetic,
+    /// `path/<class>/*.png|jpg`, or `path/train/<class>` + `path/val/<class>`.
+    ImageFolder,
+    /// MNIST-style IDX files (`train-images-idx3-ubyte[.gz]`, …) in `path`.
+    Idx,
+}
+
+/// `[data]`: where images come from and how many.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// Dataset folder (image_folder, idx).
+    pub path: Option<String>,
+    /// Class names, in label order; unset means the dataset's own (folder, vehicle or IDX names).
+    pub classes: Option<Vec<String>>,
+    /// Side of the square model input, in pixels.
+    pub image_size: usize,
+    /// Channels fed to the model: 3 (RGB) or 1 (grey).
+    pub channels: usize,
+    /// Fraction of the training images held out for validation when the dataset has no split.
+    pub val_split: f64,
+    /// Training images: generated count (synthetic, default 2000) or a cap (others; unset = all).
+    pub train_size: Option<usize>,
+    /// Validation images: generated count (synthetic, default 500) or a cap (others; unset = all).
+    pub val_size: Option<usize>,
+    /// Skip unreadable images (counted in the log and the store) instead of failing.
+    pub skip_bad: bool,
+    /// Decode/augment threads (0 = as many as the trial's threads).
+    pub workers: usize,
+    /// Batches prepared ahead of the training step.
+    pub prefetch: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: DatasetKind::Synthetic,
+            path: None,
+            classes: None,
+            image_size: 32,
+            channels: 3,
+            val_split: 0.1,
+            train_size: None,
+            val_size: None,
+            skip_bad: false,
+            workers: 0,
+            prefetch: 4,
+        }
+    }
+}
+
+/// Token pooling before the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The class token after the final norm (timm `global_pool="token"`).
+    Cls,
+    /// Mean of the patch tokens, then `fc_norm` (timm `global_pool="avg"`).
+    Mean,
+}
+
+/// `[model]`: the ViT's shape. A preset fills the dims; explicit keys override it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// `vit-tiny|vit-small|vit-base|deit-tiny|deit-small|deit-base`, or none for explicit dims.
+    pub preset: Option<String>,
+    pub embed_dim: Option<usize>,
+    pub depth: Option<usize>,
+    pub num_heads: Option<usize>,
+    pub patch_size: usize,
+    pub mlp_ratio: f64,
+    /// Dropout after positions, attention projection and MLP (timm `drop_rate`).
+    pub dropout: f64,
+    /// Dropout on the attention weights (timm `attn_drop_rate`).
+    pub attn_dropout: f64,
+    /// Stochastic depth rate of the last block, linear from 0 (timm `drop_path_rate`).
+    pub drop_path: f64,
+    pub pooling: Pooling,
+    /// Adds DeiT's distillation token and second head.
+    pub distilled: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            preset: Some("vit-tiny".into()),
+            embed_dim: None,
+            depth: None,
+            num_heads: None,
+            patch_size: 4,
+            mlp_ratio: 4.0,
+            dropout: 0.0,
+            attn_dropout: 0.0,
+            drop_path: 0.0,
+            pooling: Pooling::Cls,
+            distilled: false,
+        }
+    }
+}
+
+/// Preset names and their timm dims (embed dim, depth, heads).
+pub const PRESETS: [(&str, usize, usize, usize); 6] = [
+    ("vit-tiny", 192, 12, 3),
+    ("vit-small", 384, 12, 6),
+    ("vit-base", 768, 12, 12),
+    ("deit-tiny", 192, 12, 3),
+    ("deit-small", 384, 12, 6),
+    ("deit-base", 768, 12, 12),
+];
+
+/// The task head on top of the backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Classification,
+    Detection,
+    Segmentation,
+}
+
+/// `[head]`: which task the model is trained for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadConfig {
+    pub task: Task,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig {
+            task: Task::Classification,
+        }
+    }
+}
+
+/// `[augment]`: each training transform, off unless the file enables it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    pub random_resized_crop: RandomResizedCropConfig,
+    pub hflip: HflipConfig,
+    pub color_jitter: ColorJitterConfig,
+    pub random_erasing: RandomErasingConfig,
+    pub normalize: NormalizeConfig,
+    pub center_crop: CenterCropConfig,
+}
+
+/// Crop a random area and aspect ratio, resize to `image_size` (timm/torchvision semantics).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RandomResizedCropConfig {
+    pub enabled: bool,
+    /// Range of the crop's area as a fraction of the image.
+    pub scale: [f64; 2],
+    /// Range of the crop's width/height.
+    pub ratio: [f64; 2],
+}
+
+impl Default for RandomResizedCropConfig {
+    fn default() -> Self {
+        RandomResizedCropConfig {
+            enabled: false,
+            scale: [0.08, 1.0],
+            ratio: [3.0 / 4.0, 4.0 / 3.0],
+        }
+    }
+}
+
+/// Mirror left-right with probability `p`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HflipConfig {
+    pub enabled: bool,
+    pub p: f64,
+}
+
+impl Default for HflipConfig {
+    fn default() -> Self {
+        HflipConfig {
+            enabled: false,
+            p: 0.5,
+        }
+    }
+}
+
+/// Random brightness, contrast, saturation and hue, in a random order (torchvision).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ColorJitterConfig {
+    pub enabled: bool,
+    pub brightness: f64,
+    pub contrast: f64,
+    pub saturation: f64,
+    /// At most 0.5 (a half turn of the hue circle).
+    pub hue: f64,
+}
+
+impl Default for ColorJitterConfig {
+    fn default() -> Self {
+        ColorJitterConfig {
+            enabled: false,
+            brightness: 0.4,
+            contrast: 0.4,
+            saturation: 0.4,
+            hue: 0.1,
+        }
+    }
+}
+
+/// Erase a random rectangle after normalisation (timm `RandomErasing`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RandomErasingConfig {
+    pub enabled: bool,
+    pub p: f64,
+    pub scale: [f64; 2],
+    pub ratio: [f64; 2],
+    /// `random` (per-pixel normal noise, timm `mode="pixel"`) or `zero`.
+    pub value: ErasingValue,
+}
+
+/// What fills an erased rectangle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasingValue {
+    Random,
+    Zero,
+}
+
+impl Default for RandomErasingConfig {
+    fn default() -> Self {
+        RandomErasingConfig {
+            enabled: false,
+            p: 0.25,
+            scale: [0.02, 1.0 / 3.0],
+            ratio: [0.3, 3.3],
+            value: ErasingValue::Random,
+        }
+    }
+}
+
+/// Subtract `mean` and divide by `std`, per channel, for training and validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeConfig {
+    pub enabled: bool,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig {
+            enabled: false,
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+        }
+    }
+}
+
+/// Validation: resize the short side to `image_size * ratio`, then crop the centre.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CenterCropConfig {
+    pub enabled: bool,
+    pub ratio: f64,
+}
+
+impl Default for CenterCropConfig {
+    fn default() -> Self {
+        CenterCropConfig {
+            enabled: false,
+            ratio: 1.14,
+        }
+    }
+}
+
+/// Which update rule trains the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Adamw,
+    Sgd,
+}
+
+/// How the learning rate moves after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Cosine,
+    Constant,
+    Step,
+}
+
+/// `[optimizer]`: update rule, learning-rate schedule and loss regularisers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    pub name: OptimizerKind,
+    pub lr: f64,
+    /// Decoupled (AdamW) or L2 (SGD) decay; never on norms, biases, tokens or positions.
+    pub weight_decay: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    /// Linear warmup from `warmup_lr` to `lr`, in epochs (may be fractional).
+    pub warmup_epochs: f64,
+    pub warmup_lr: f64,
+    pub schedule: Schedule,
+    /// Floor of the cosine schedule.
+    pub min_lr: f64,
+    /// Step schedule: multiply by `gamma` every `step_epochs`.
+    pub step_epochs: usize,
+    pub gamma: f64,
+    pub label_smoothing: f64,
+    /// Clip the global gradient norm to this value (0 = off).
+    pub grad_clip: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            name: OptimizerKind::Adamw,
+            lr: 1e-3,
+            weight_decay: 0.05,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            momentum: 0.9,
+            nesterov: false,
+            warmup_epochs: 0.0,
+            warmup_lr: 1e-6,
+            schedule: Schedule::Cosine,
+            min_lr: 1e-5,
+            step_epochs: 30,
+            gamma: 0.1,
+            label_smoothing: 0.0,
+            grad_clip: 0.0,
+        }
+    }
+}
+
+/// Which checkpoints a trial keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointPolicy {
+    /// `last/` (for resume) and `best/` (by val top-1).
+    LastAndBest,
+    /// `last/` only.
+    Last,
+    /// No checkpoints (a stopped trial cannot resume).
+    None,
+}
+
+/// `[train]`: epochs, batches, device and checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// `auto|cpu|cuda:N|tch-cpu|tch-cuda:N`.
+    pub device: String,
+    /// CPU threads for the trial (0 = all cores).
+    pub threads: usize,
+    pub checkpoint: CheckpointPolicy,
+    /// Where trial folders and the store live.
+    pub runs_dir: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            device: "auto".into(),
+            threads: 0,
+            checkpoint: CheckpointPolicy::LastAndBest,
+            runs_dir: "runs".into(),
+        }
+    }
+}
+
+/// Keys that say where or how fast a trial runs, not what it computes: left out of its id.
+pub const EXECUTION_KEYS: [&str; 6] = [
+    "train.device",
+    "train.threads",
+    "train.runs_dir",
+    "data.workers",
+    "data.prefetch",
+    "sweep",
+];

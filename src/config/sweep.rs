@@ -1,0 +1,209 @@
+//! The `[sweep]` table, parsed and checked. Expanding it into trials is the planner's job.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::error::ConfigError;
+use super::load::{nearest, FileDoc};
+use super::schema::EXECUTION_KEYS;
+
+/// A random axis: drawn `samples` times with the sweep seed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RandomAxis {
+    LogUniform(f64, f64),
+    Uniform(f64, f64),
+    Choice(Vec<toml::Value>),
+}
+
+/// The parsed `[sweep]` table.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SweepSpec {
+    /// Grid axes: the cartesian product of their values.
+    pub grid: Vec<(String, Vec<toml::Value>)>,
+    /// `[[sweep.zip]]` groups: axes that vary together, index by index.
+    pub zip: Vec<Vec<(String, Vec<toml::Value>)>>,
+    /// Random axes, sampled `samples` times.
+    pub random: Vec<(String, RandomAxis)>,
+    pub samples: usize,
+    pub seed: u64,
+    pub max_retries: usize,
+    /// `trials_per_gpu`: a count, or `"auto"` (kept as written for the scheduler).
+    pub trials_per_gpu: Option<toml::Value>,
+    /// `[sweep.early_stop]`, kept as written for the scheduler.
+    pub early_stop: Option<toml::Table>,
+}
+
+/// A structural problem in `[sweep]`, before it is placed in the file.
+#[derive(Debug)]
+pub struct SweepError {
+    key: String,
+    reason: String,
+}
+
+impl SweepError {
+    fn new(key: &str, reason: impl Into<String>) -> Self {
+        SweepError {
+            key: format!("sweep.{key}"),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn in_file(self, file: &Path, doc: &FileDoc) -> ConfigError {
+        let place = match doc.line_of(&self.key) {
+            Some(line) => format!("{}:{line}", file.display()),
+            None => file.display().to_string(),
+        };
+        ConfigError::Invalid {
+            place,
+            key: self.key,
+            reason: self.reason,
+        }
+    }
+}
+
+const RESERVED: [&str; 6] = [
+    "zip",
+    "samples",
+    "seed",
+    "max_retries",
+    "trials_per_gpu",
+    "early_stop",
+];
+
+fn check_axis_key(key: &str, schema: &BTreeSet<String>) -> Result<(), SweepError> {
+    if !schema.contains(key) || EXECUTION_KEYS.contains(&key) || key == "name" {
+        return Err(SweepError::new(
+            key,
+            format!(
+                "`{key}` is not a config key a sweep can vary; did you mean `{}`?",
+                nearest(key, schema)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn values(key: &str, v: &toml::Value) -> Result<Vec<toml::Value>, SweepError> {
+    match v {
+        toml::Value::Array(a) if !a.is_empty() => Ok(a.clone()),
+        _ => Err(SweepError::new(
+            key,
+            "an axis is a non-empty list of values, e.g. [1e-4, 3e-4]",
+        )),
+    }
+}
+
+fn bounds(key: &str, v: &toml::Value, positive: bool) -> Result<(f64, f64), SweepError> {
+    let pair: Option<Vec<f64>> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_float().or(x.as_integer().map(|i| i as f64))).collect());
+    match pair.as_deref() {
+        Some([lo, hi]) if lo < hi && (!positive || *lo > 0.0) => Ok((*lo, *hi)),
+        _ => Err(SweepError::new(
+            key,
+            if positive {
+                "log_uniform takes [low, high] with 0 < low < high"
+            } else {
+                "uniform takes [low, high] with low < high"
+            },
+        )),
+    }
+}
+
+impl SweepSpec {
+    /// Parses `[sweep]`; every axis must name a config key.
+    pub fn parse(table: Option<&toml::Table>, schema: &BTreeSet<String>) -> Result<Self, SweepError> {
+        let mut spec = SweepSpec::default();
+        let Some(table) = table else {
+            return Ok(spec);
+        };
+        for (key, v) in table {
+            match key.as_str() {
+                "zip" => {
+                    let groups = v.as_array().ok_or_else(|| {
+                        SweepError::new("zip", "use [[sweep.zip]] tables of equal-length lists")
+                    })?;
+                    for g in groups {
+                        let g = g.as_table().ok_or_else(|| {
+                            SweepError::new("zip", "each [[sweep.zip]] entry is a table")
+                        })?;
+                        let mut group = Vec::new();
+                        for (k, vals) in g {
+                            check_axis_key(k, schema)?;
+                            group.push((k.clone(), values(k, vals)?));
+                        }
+                        let lens: BTreeSet<usize> = group.iter().map(|(_, v)| v.len()).collect();
+                        if lens.len() > 1 {
+                            return Err(SweepError::new(
+                                "zip",
+                                format!("zipped axes must have equal lengths, got {lens:?}"),
+                            ));
+                        }
+                        spec.zip.push(group);
+                    }
+                }
+                "samples" | "seed" | "max_retries" => {
+                    let n = v.as_integer().filter(|n| *n >= 0).ok_or_else(|| {
+                        SweepError::new(key, "a whole number, 0 or more")
+                    })?;
+                    match key.as_str() {
+                        "samples" => spec.samples = n as usize,
+                        "seed" => spec.seed = n as u64,
+                        _ => spec.max_retries = n as usize,
+                    }
+                }
+                "trials_per_gpu" => {
+                    let ok = v.as_integer().is_some_and(|n| n >= 1) || v.as_str() == Some("auto");
+                    if !ok {
+                        return Err(SweepError::new(key, "a count of 1 or more, or \"auto\""));
+                    }
+                    spec.trials_per_gpu = Some(v.clone());
+                }
+                "early_stop" => {
+                    spec.early_stop = Some(v.as_table().cloned().ok_or_else(|| {
+                        SweepError::new(key, "use a [sweep.early_stop] table")
+                    })?);
+                }
+                _ => {
+                    check_axis_key(key, schema)?;
+                    match v.as_table() {
+                        Some(t) => spec.random.push((key.clone(), random_axis(key, t)?)),
+                        None => spec.grid.push((key.clone(), values(key, v)?)),
+                    }
+                }
+            }
+        }
+        if !spec.random.is_empty() && spec.samples == 0 {
+            return Err(SweepError::new(
+                "samples",
+                "random axes need `samples = N` (how many points to draw)",
+            ));
+        }
+        debug_assert!(RESERVED.iter().all(|r| !schema.contains(*r)));
+        Ok(spec)
+    }
+
+    /// Whether the experiment has no sweep at all.
+    pub fn is_empty(&self) -> bool {
+        self.grid.is_empty() && self.zip.is_empty() && self.random.is_empty()
+    }
+}
+
+fn random_axis(key: &str, t: &toml::Table) -> Result<RandomAxis, SweepError> {
+    let mut entries = t.iter();
+    let (Some((kind, v)), None) = (entries.next(), entries.next()) else {
+        return Err(SweepError::new(
+            key,
+            "a random axis has exactly one of log_uniform, uniform or choice",
+        ));
+    };
+    match kind.as_str() {
+        "log_uniform" => bounds(key, v, true).map(|(a, b)| RandomAxis::LogUniform(a, b)),
+        "uniform" => bounds(key, v, false).map(|(a, b)| RandomAxis::Uniform(a, b)),
+        "choice" => values(key, v).map(RandomAxis::Choice),
+        other => Err(SweepError::new(
+            key,
+            format!("unknown random axis `{other}`; use log_uniform, uniform or choice"),
+        )),
+    }
+}

@@ -1,0 +1,272 @@
+//! Training and validation transforms, seeded per (seed, epoch, sample) so a run replays.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::image::Image;
+use crate::config::{AugmentConfig, ErasingValue};
+
+/// The RNG for one sample's augmentation: the same (seed, epoch, index) gives the same draws.
+pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
+    key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
+    key[24..].copy_from_slice(b"augment\0");
+    ChaCha8Rng::from_seed(key)
+}
+
+/// A configured transform pipeline for one split.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub train: bool,
+    pub size: usize,
+    pub channels: usize,
+    pub config: AugmentConfig,
+}
+
+/// A transformed image and the names of the transforms that changed it.
+#[derive(Debug, Clone)]
+pub struct Augmented {
+    pub image: Image,
+    pub applied: Vec<String>,
+}
+
+impl Pipeline {
+    /// Training pipeline: crop, flip, jitter, normalise, erase (each as configured).
+    pub fn train(config: &AugmentConfig, size: usize, channels: usize) -> Pipeline {
+        Pipeline {
+            train: true,
+            size,
+            channels,
+            config: config.clone(),
+        }
+    }
+
+    /// Validation pipeline: resize (+ centre crop), normalise.
+    pub fn val(config: &AugmentConfig, size: usize, channels: usize) -> Pipeline {
+        Pipeline {
+            train: false,
+            size,
+            channels,
+            config: config.clone(),
+        }
+    }
+
+    /// Runs the pipeline on one image.
+    pub fn apply(&self, image: Image, rng: &mut impl Rng) -> Augmented {
+        let a = &self.config;
+        let mut applied = Vec::new();
+        let image = image.with_channels(self.channels);
+        let mut image = if self.train && a.random_resized_crop.enabled {
+            applied.push("random_resized_crop".into());
+            random_resized_crop(&image, a.random_resized_crop.scale, a.random_resized_crop.ratio, self.size, rng)
+        } else if !self.train && a.center_crop.enabled {
+            applied.push("center_crop".into());
+            center_crop(&image, self.size, a.center_crop.ratio)
+        } else {
+            image.resize(self.size, self.size)
+        };
+        if self.train && a.hflip.enabled && rng.gen::<f64>() < a.hflip.p {
+            applied.push("hflip".into());
+            image = image.hflip();
+        }
+        if self.train && a.color_jitter.enabled {
+            applied.push("color_jitter".into());
+            let j = &a.color_jitter;
+            color_jitter(&mut image, [j.brightness, j.contrast, j.saturation, j.hue], rng);
+        }
+        if a.normalize.enabled {
+            normalize(&mut image, &a.normalize.mean, &a.normalize.std);
+        }
+        let e = &a.random_erasing;
+        if self.train && e.enabled && rng.gen::<f64>() < e.p && random_erasing(&mut image, e.scale, e.ratio, e.value, rng) {
+            applied.push("random_erasing".into());
+        }
+        Augmented { image, applied }
+    }
+}
+
+fn log_uniform(rng: &mut impl Rng, range: [f64; 2]) -> f64 {
+    let (lo, hi) = (range[0].ln(), range[1].ln());
+    if hi > lo {
+        rng.gen_range(lo..hi).exp()
+    } else {
+        range[0]
+    }
+}
+
+fn uniform(rng: &mut impl Rng, range: [f64; 2]) -> f64 {
+    if range[1] > range[0] {
+        rng.gen_range(range[0]..range[1])
+    } else {
+        range[0]
+    }
+}
+
+/// torchvision's `RandomResizedCrop.get_params`: 10 tries at a random area and aspect ratio,
+/// then a centre crop clamped to the ratio range.
+pub fn random_resized_crop(img: &Image, scale: [f64; 2], ratio: [f64; 2], size: usize, rng: &mut impl Rng) -> Image {
+    let (h_in, w_in) = (img.height as f64, img.width as f64);
+    let area = h_in * w_in;
+    for _ in 0..10 {
+        let target = area * uniform(rng, scale);
+        let aspect = log_uniform(rng, ratio);
+        let w = (target * aspect).sqrt().round();
+        let h = (target / aspect).sqrt().round();
+        if w > 0.0 && h > 0.0 && w <= w_in && h <= h_in {
+            let top = rng.gen_range(0..=(h_in - h) as usize) as f32;
+            let left = rng.gen_range(0..=(w_in - w) as usize) as f32;
+            return img.crop_resize(top, left, h as f32, w as f32, size, size);
+        }
+    }
+    let in_ratio = w_in / h_in;
+    let (w, h) = if in_ratio < ratio[0] {
+        (w_in, (w_in / ratio[0]).round())
+    } else if in_ratio > ratio[1] {
+        ((h_in * ratio[1]).round(), h_in)
+    } else {
+        (w_in, h_in)
+    };
+    let top = ((h_in - h) / 2.0).floor() as f32;
+    let left = ((w_in - w) / 2.0).floor() as f32;
+    img.crop_resize(top, left, h as f32, w as f32, size, size)
+}
+
+/// Resize the short side to `round(size * ratio)`, then take the central `size × size`.
+pub fn center_crop(img: &Image, size: usize, ratio: f64) -> Image {
+    let short = (size as f64 * ratio).round();
+    let scale = short / img.height.min(img.width) as f64;
+    let (rh, rw) = (
+        (img.height as f64 * scale).round().max(size as f64) as usize,
+        (img.width as f64 * scale).round().max(size as f64) as usize,
+    );
+    let resized = img.resize(rh, rw);
+    let top = (rh - size) / 2;
+    let left = (rw - size) / 2;
+    resized.crop_resize(top as f32, left as f32, size as f32, size as f32, size, size)
+}
+
+/// Brightness, contrast, saturation and hue in a random order (torchvision `ColorJitter`);
+/// saturation and hue only touch RGB images.
+pub fn color_jitter(img: &mut Image, strength: [f64; 4], rng: &mut impl Rng) {
+    let mut order = [0usize, 1, 2, 3];
+    for i in (1..4).rev() {
+        order.swap(i, rng.gen_range(0..=i));
+    }
+    let factor = |rng: &mut ChaCha8Rng, s: f64| uniform(rng, [(1.0 - s).max(0.0), 1.0 + s]) as f32;
+    let mut local = ChaCha8Rng::from_rng(&mut *rng).expect("ChaCha seeds from any RNG");
+    for op in order {
+        let s = strength[op];
+        if s == 0.0 {
+            continue;
+        }
+        match op {
+            0 => {
+                let f = factor(&mut local, s);
+                img.data.iter_mut().for_each(|v| *v = (*v * f).clamp(0.0, 1.0));
+            }
+            1 => {
+                let f = factor(&mut local, s);
+                let grey = img.clone().with_channels(1);
+                let mean = grey.data.iter().sum::<f32>() / grey.data.len() as f32;
+                img.data
+                    .iter_mut()
+                    .for_each(|v| *v = (mean + (*v - mean) * f).clamp(0.0, 1.0));
+            }
+            2 if img.channels == 3 => {
+                let f = factor(&mut local, s);
+                let grey = img.clone().with_channels(1);
+                let plane = img.height * img.width;
+                for c in 0..3 {
+                    for i in 0..plane {
+                        let v = &mut img.data[c * plane + i];
+                        *v = (grey.data[i] + (*v - grey.data[i]) * f).clamp(0.0, 1.0);
+                    }
+                }
+            }
+            3 if img.channels == 3 => {
+                let shift = uniform(&mut local, [-s, s]) as f32;
+                shift_hue(img, shift);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Rotates every pixel's hue by `shift` turns (HSV round trip).
+pub fn shift_hue(img: &mut Image, shift: f32) {
+    let plane = img.height * img.width;
+    for i in 0..plane {
+        let (r, g, b) = (img.data[i], img.data[plane + i], img.data[2 * plane + i]);
+        let max = r.max(g).max(b);
+        let min = r.min(g).min(b);
+        let delta = max - min;
+        let mut h = if delta == 0.0 {
+            0.0
+        } else if max == r {
+            ((g - b) / delta).rem_euclid(6.0)
+        } else if max == g {
+            (b - r) / delta + 2.0
+        } else {
+            (r - g) / delta + 4.0
+        } / 6.0;
+        let s = if max == 0.0 { 0.0 } else { delta / max };
+        h = (h + shift).rem_euclid(1.0);
+        let (r, g, b) = hsv_to_rgb(h, s, max);
+        img.data[i] = r;
+        img.data[plane + i] = g;
+        img.data[2 * plane + i] = b;
+    }
+}
+
+fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
+    let h6 = h * 6.0;
+    let sector = h6.floor() as i32 % 6;
+    let f = h6 - h6.floor();
+    let p = v * (1.0 - s);
+    let q = v * (1.0 - s * f);
+    let t = v * (1.0 - s * (1.0 - f));
+    match sector {
+        0 => (v, t, p),
+        1 => (q, v, p),
+        2 => (p, v, t),
+        3 => (p, q, v),
+        4 => (t, p, v),
+        _ => (v, p, q),
+    }
+}
+
+/// `(x - mean) / std` per channel.
+pub fn normalize(img: &mut Image, mean: &[f64], std: &[f64]) {
+    let plane = img.height * img.width;
+    for c in 0..img.channels {
+        let (m, s) = (mean[c] as f32, std[c] as f32);
+        img.data[c * plane..(c + 1) * plane]
+            .iter_mut()
+            .for_each(|v| *v = (*v - m) / s);
+    }
+}
+
+/// timm's `RandomErasing`: one rectangle of random area and aspect, filled with per-pixel
+/// normal noise or zeros. Returns whether a rectangle fitted.
+pub fn random_erasing(img: &mut Image, scale: [f64; 2], ratio: [f64; 2], value: ErasingValue, rng: &mut impl Rng) -> bool {
+    let area = (img.height * img.width) as f64;
+    for _ in 0..10 {
+        let target = area * uniform(rng, scale);
+        let aspect = log_uniform(rng, ratio);
+        let h = (target * aspect).sqrt().round() as usize;
+        let w = (target / aspect).sqrt().round() as usize;
+        if h > 0 && w > 0 && h < img.height && w < img.width {
+            let top = rng.gen_range(0..=img.height - h);
+            let left = rng.gen_range(0..=img.width - w);
+            img.fill_rect(top, left, h, w, |_| match value {
+                ErasingValue::Random => StandardNormal.sample(rng),
+                ErasingValue::Zero => 0.0,
+            });
+            return true;
+        }
+    }
+    false
+}

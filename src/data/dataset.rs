@@ -1,0 +1,64 @@
+//! The dataset abstraction and the errors reading one can give.
+
+use std::sync::Arc;
+
+use super::image::Image;
+
+/// Why a dataset or one of its images could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DataError {
+    #[error("dataset path {path} does not exist; fix data.path in the experiment file (or install the dataset)")]
+    MissingPath { path: String },
+    #[error("cannot read {path}: {reason}; fix or remove the file, or set data.skip_bad = true to skip unreadable images")]
+    BadFile { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Layout { path: String, reason: String },
+    #[error("data.classes: {reason}")]
+    Classes { reason: String },
+}
+
+/// One labelled image.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub image: Image,
+    pub label: usize,
+}
+
+/// A finite, indexable set of labelled images. `get` must be deterministic for an index.
+pub trait Dataset: Send + Sync {
+    /// Number of samples.
+    fn len(&self) -> usize;
+
+    /// Whether there are no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads (or generates) sample `index`.
+    fn get(&self, index: usize) -> Result<Sample, DataError>;
+}
+
+/// A dataset's train and validation splits with their class names.
+#[derive(Clone)]
+pub struct Splits {
+    pub train: Arc<dyn Dataset>,
+    pub val: Arc<dyn Dataset>,
+    pub classes: Vec<String>,
+    /// A short description for logs (`synthetic vehicles (generated)`, a path, …).
+    pub source: String,
+}
+
+/// Picks the configured subset and order of a dataset's own class names.
+pub fn select_classes(own: &[String], wanted: Option<&[String]>) -> Result<Vec<usize>, DataError> {
+    match wanted {
+        None => Ok((0..own.len()).collect()),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                own.iter().position(|o| o == n).ok_or_else(|| DataError::Classes {
+                    reason: format!("unknown class {n:?}; this dataset has {}", own.join(", ")),
+                })
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,43 @@
+//! Datasets (synthetic vehicles, ImageFolder, IDX), augmentations and the parallel loader.
+
+pub mod augment;
+mod dataset;
+pub mod folder;
+pub mod idx;
+mod image;
+mod loader;
+pub mod synthetic;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use augment::{Augmented, Pipeline};
+pub use dataset::{DataError, Dataset, Sample, Splits};
+pub use image::Image;
+pub use loader::{epoch_order, load_batch, Batch, EpochLoader, LoaderSpec};
+
+use crate::config::{Config, DatasetKind};
+use dataset::select_classes;
+use synthetic::{SyntheticVehicles, VEHICLE_CLASSES};
+
+/// Opens the train and validation splits an experiment asks for.
+pub fn open(config: &Config) -> Result<Splits, DataError> {
+    let d = &config.data;
+    let caps = (d.train_size, d.val_size);
+    let path = || Path::new(d.path.as_deref().unwrap_or(""));
+    match d.dataset {
+        DatasetKind::Synthetic => {
+            let own: Vec<String> = VEHICLE_CLASSES.iter().map(|s| s.to_string()).collect();
+            let picked = select_classes(&own, config.class_names())?;
+            let make = |split, len| SyntheticVehicles::new(config.seed, split, len, d.image_size, picked.clone());
+            Ok(Splits {
+                train: Arc::new(make(0, d.train_size.unwrap_or(2000))),
+                val: Arc::new(make(1, d.val_size.unwrap_or(500))),
+                classes: picked.iter().map(|&i| own[i].clone()).collect(),
+                source: "synthetic vehicles (generated)".into(),
+            })
+        }
+        DatasetKind::ImageFolder => folder::open(path(), config.class_names(), d.val_split, config.seed, caps),
+        DatasetKind::Idx => idx::open(path(), config.class_names(), d.val_split, caps),
+    }
+}

@@ -1,0 +1,12 @@
+//! vitrun: a declarative experiment runner for Vision Transformers.
+//!
+//! Data flows left to right: `config → plan → schedule → trial → track → report`, the trial
+//! using `data`, `model` and `train`. Each module depends only on those to its left.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod data;
+pub mod model;
+pub mod track;
+pub mod train;

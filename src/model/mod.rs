@@ -1,0 +1,34 @@
+//! ViT backbone and heads with timm's layout, plus timm/DeiT checkpoint loading.
+
+mod state_dict;
+mod vit;
+
+pub use state_dict::{
+    apply_state_dict, read_state_dict, state_dict, write_safetensors, CheckpointError, StateDict,
+    StateTensor,
+};
+pub use vit::{Attention, Block, Mlp, PatchEmbed, Vit, VitSpec, VitTrace};
+
+use crate::config::{Config, Pooling};
+
+impl VitSpec {
+    /// The architecture an experiment asks for, with `num_classes` from its dataset.
+    pub fn from_config(config: &Config, num_classes: usize) -> VitSpec {
+        let m = &config.model;
+        VitSpec {
+            image_size: config.data.image_size,
+            in_channels: config.data.channels,
+            patch_size: m.patch_size,
+            embed_dim: m.embed_dim.unwrap_or(192),
+            depth: m.depth.unwrap_or(12),
+            num_heads: m.num_heads.unwrap_or(3),
+            mlp_ratio: m.mlp_ratio,
+            num_classes,
+            mean_pool: m.pooling == Pooling::Mean,
+            distilled: m.distilled,
+            dropout: m.dropout,
+            attn_dropout: m.attn_dropout,
+            drop_path: m.drop_path,
+        }
+    }
+}

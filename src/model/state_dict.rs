@@ -1,0 +1,297 @@
+//! timm-named state dicts: reading `.safetensors` / DeiT `.pth`, writing `.safetensors`, and
+//! moving tensors in and out of a burn module by name.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+/// One tensor in PyTorch layout (row-major, torch's shape).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Tensors by timm key name (`blocks.0.attn.qkv.weight`, …).
+pub type StateDict = BTreeMap<String, StateTensor>;
+
+/// Why a checkpoint could not be read or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read checkpoint {file}: {reason}")]
+    Read { file: String, reason: String },
+    #[error("checkpoint {file} does not fit the model:{details}\nfix: use a checkpoint of the same architecture, or change [model] to match it")]
+    Mismatch { file: String, details: String },
+    #[error("cannot write checkpoint {file}: {reason}")]
+    Write { file: String, reason: String },
+}
+
+/// Reads a state dict from `.safetensors`, or from a `.pth`/`.pt` (a plain state dict or DeiT's
+/// `{"model": state_dict}`).
+pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
+    let err = |reason: String| CheckpointError::Read {
+        file: path.display().to_string(),
+        reason,
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") => {
+            let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+            let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
+            let mut out = StateDict::new();
+            for (name, view) in st.tensors() {
+                let data = match view.dtype() {
+                    safetensors::Dtype::F32 => view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                    other => return Err(err(format!("tensor {name} has dtype {other:?}; only F32 is supported"))),
+                };
+                out.insert(
+                    name,
+                    StateTensor {
+                        shape: view.shape().to_vec(),
+                        data,
+                    },
+                );
+            }
+            Ok(out)
+        }
+        Some("pth") | Some("pt") => {
+            use burn_store::pytorch::PytorchReader;
+            let reader = PytorchReader::with_top_level_key(path, "model")
+                .or_else(|_| PytorchReader::new(path))
+                .map_err(|e| err(e.to_string()))?;
+            let mut out = StateDict::new();
+            for (name, snap) in reader.into_tensors() {
+                let data = snap.to_data().map_err(|e| err(format!("{name}: {e:?}")))?;
+                let shape = data.shape.to_vec();
+                let data = data
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .map_err(|e| err(format!("{name}: {e:?}")))?;
+                out.insert(name, StateTensor { shape, data });
+            }
+            Ok(out)
+        }
+        _ => Err(err(
+            "unknown checkpoint format; use a .safetensors, .pth or .pt file".into(),
+        )),
+    }
+}
+
+/// Writes a state dict as `.safetensors` (loadable by timm), atomically.
+pub fn write_safetensors(path: &Path, sd: &StateDict) -> Result<(), CheckpointError> {
+    let err = |reason: String| CheckpointError::Write {
+        file: path.display().to_string(),
+        reason,
+    };
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = sd
+        .iter()
+        .map(|(k, t)| {
+            let raw = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (k.clone(), raw, t.shape.clone())
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(k, raw, shape)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), raw)
+                .map(|v| (k.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    let tmp = path.with_extension("tmp");
+    safetensors::serialize_to_file(views, None, &tmp).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}
+
+/// timm's name for the parameter at `path` inside a container of type `container`.
+fn timm_name(path: &[String], container: &str) -> String {
+    let mut parts = path.to_vec();
+    if container == "Struct:LayerNorm" {
+        if let Some(last) = parts.last_mut() {
+            *last = match last.as_str() {
+                "gamma" => "weight".into(),
+                "beta" => "bias".into(),
+                other => other.into(),
+            };
+        }
+    }
+    parts.join(".")
+}
+
+/// burn stores `Linear` weights as `[in, out]`; PyTorch as `[out, in]`.
+fn is_linear_weight(path: &[String], container: &str) -> bool {
+    container == "Struct:Linear" && path.last().map(String::as_str) == Some("weight")
+}
+
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct PathStack {
+    names: Vec<String>,
+    containers: Vec<String>,
+}
+
+impl PathStack {
+    fn enter(&mut self, name: &str, container: &str) {
+        self.names.push(name.to_string());
+        self.containers.push(container.to_string());
+    }
+    fn exit(&mut self) {
+        self.names.pop();
+        self.containers.pop();
+    }
+    fn container(&self) -> &str {
+        self.containers.last().map(String::as_str).unwrap_or("")
+    }
+}
+
+struct Collector {
+    path: PathStack,
+    out: StateDict,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Collector {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let tensor = param.val();
+        let mut shape = tensor.dims().to_vec();
+        let mut data = tensor
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("float tensors convert to f32");
+        let container = self.path.container().to_string();
+        if is_linear_weight(&self.path.names, &container) {
+            data = transpose(&data, shape[0], shape[1]);
+            shape.swap(0, 1);
+        }
+        self.out.insert(
+            timm_name(&self.path.names, &container),
+            StateTensor { shape, data },
+        );
+    }
+}
+
+/// The module's parameters under timm's names and layouts.
+pub fn state_dict<B: Backend, M: Module<B>>(module: &M) -> StateDict {
+    let mut collector = Collector {
+        path: PathStack::default(),
+        out: StateDict::new(),
+    };
+    module.visit(&mut collector);
+    collector.out
+}
+
+struct Applier<'a, B: Backend> {
+    path: PathStack,
+    sd: &'a StateDict,
+    device: B::Device,
+    used: Vec<String>,
+    missing: Vec<String>,
+    misshaped: Vec<String>,
+}
+
+impl<B: Backend> ModuleMapper<B> for Applier<'_, B> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let container = self.path.container().to_string();
+        let name = timm_name(&self.path.names, &container);
+        let linear = is_linear_weight(&self.path.names, &container);
+        let (id, tensor, mapper) = param.consume();
+        let mut expected = tensor.dims().to_vec();
+        if linear {
+            expected.swap(0, 1);
+        }
+        let Some(found) = self.sd.get(&name) else {
+            self.missing.push(format!("{name} {expected:?}"));
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        self.used.push(name.clone());
+        if found.shape != expected {
+            self.misshaped.push(format!(
+                "{name}: checkpoint {:?}, model {expected:?}",
+                found.shape
+            ));
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        let (data, shape) = if linear {
+            (
+                transpose(&found.data, expected[0], expected[1]),
+                [expected[1], expected[0]].to_vec(),
+            )
+        } else {
+            (found.data.clone(), expected)
+        };
+        let mut value = Tensor::<B, D>::from_data(TensorData::new(data, shape), &self.device);
+        if tensor.is_require_grad() {
+            value = value.require_grad();
+        }
+        Param::from_mapped_value(id, value, mapper)
+    }
+}
+
+/// Loads every parameter of `module` from `sd` by name; any missing, unexpected or mis-shaped
+/// key is an error that lists them all.
+pub fn apply_state_dict<B: Backend, M: Module<B>>(
+    module: M,
+    sd: &StateDict,
+    file: &str,
+    device: &B::Device,
+) -> Result<M, CheckpointError> {
+    let mut applier = Applier::<B> {
+        path: PathStack::default(),
+        sd,
+        device: device.clone(),
+        used: Vec::new(),
+        missing: Vec::new(),
+        misshaped: Vec::new(),
+    };
+    let module = module.map(&mut applier);
+    let unexpected: Vec<String> = sd
+        .iter()
+        .filter(|(k, _)| !applier.used.contains(k))
+        .map(|(k, t)| format!("{k} {:?}", t.shape))
+        .collect();
+    let mut details = String::new();
+    for (label, list) in [
+        ("missing", &applier.missing),
+        ("unexpected", &unexpected),
+        ("mis-shaped", &applier.misshaped),
+    ] {
+        if !list.is_empty() {
+            details.push_str(&format!("\n  {label} ({}): {}", list.len(), list.join(", ")));
+        }
+    }
+    if details.is_empty() {
+        Ok(module)
+    } else {
+        Err(CheckpointError::Mismatch {
+            file: file.to_string(),
+            details,
+        })
+    }
+}

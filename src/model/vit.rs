@@ -1,0 +1,292 @@
+//! The Vision Transformer, laid out and computed as timm's `VisionTransformer`.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Distribution, Tensor};
+
+/// Architecture of a ViT: everything needed to build it, nothing about training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VitSpec {
+    pub image_size: usize,
+    pub in_channels: usize,
+    pub patch_size: usize,
+    pub embed_dim: usize,
+    pub depth: usize,
+    pub num_heads: usize,
+    pub mlp_ratio: f64,
+    pub num_classes: usize,
+    /// Mean-pool the patch tokens (+`fc_norm`) instead of taking the class token.
+    pub mean_pool: bool,
+    /// DeiT's distillation token and second head.
+    pub distilled: bool,
+    pub dropout: f64,
+    pub attn_dropout: f64,
+    pub drop_path: f64,
+}
+
+impl VitSpec {
+    /// Tokens before the patches (class, and distillation if any).
+    pub fn num_prefix_tokens(&self) -> usize {
+        1 + usize::from(self.distilled)
+    }
+
+    /// Patches per side.
+    pub fn grid_size(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    /// Builds the model with timm's initialisation, seeded by the backend's RNG.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Vit<B> {
+        let d = self.embed_dim;
+        let trunc = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
+        let linear = |i: usize, o: usize| {
+            LinearConfig::new(i, o)
+                .with_initializer(trunc.clone())
+                .init(device)
+        };
+        let norm = || LayerNormConfig::new(d).with_epsilon(1e-6).init(device);
+        let tokens = self.grid_size() * self.grid_size() + self.num_prefix_tokens();
+        let hidden = (d as f64 * self.mlp_ratio) as usize;
+        let blocks = (0..self.depth)
+            .map(|i| {
+                let rate = if self.depth > 1 {
+                    self.drop_path * i as f64 / (self.depth - 1) as f64
+                } else {
+                    self.drop_path
+                };
+                Block {
+                    norm1: norm(),
+                    attn: Attention {
+                        qkv: linear(d, 3 * d),
+                        proj: linear(d, d),
+                        num_heads: self.num_heads,
+                        attn_drop: DropoutConfig::new(self.attn_dropout).init(),
+                        proj_drop: DropoutConfig::new(self.dropout).init(),
+                    },
+                    norm2: norm(),
+                    mlp: Mlp {
+                        fc1: linear(d, hidden),
+                        fc2: linear(hidden, d),
+                        drop: DropoutConfig::new(self.dropout).init(),
+                    },
+                    drop_path: rate,
+                }
+            })
+            .collect();
+        let token = |std: f64| Initializer::Normal { mean: 0.0, std }.init([1, 1, d], device);
+        Vit {
+            patch_embed: PatchEmbed {
+                proj: Conv2dConfig::new(
+                    [self.in_channels, d],
+                    [self.patch_size, self.patch_size],
+                )
+                .with_stride([self.patch_size, self.patch_size])
+                .init(device),
+            },
+            cls_token: token(1e-6),
+            dist_token: self.distilled.then(|| token(0.02)),
+            pos_embed: trunc.init([1, tokens, d], device),
+            pos_drop: DropoutConfig::new(self.dropout).init(),
+            blocks,
+            norm: (!self.mean_pool).then(norm),
+            fc_norm: self.mean_pool.then(norm),
+            head: linear(d, self.num_classes),
+            head_dist: self.distilled.then(|| linear(d, self.num_classes)),
+        }
+    }
+}
+
+/// Image → patch tokens: a conv with kernel = stride = patch size.
+#[derive(Module, Debug)]
+pub struct PatchEmbed<B: Backend> {
+    pub proj: Conv2d<B>,
+}
+
+/// Multi-head self-attention with a fused qkv projection.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub qkv: Linear<B>,
+    pub proj: Linear<B>,
+    num_heads: usize,
+    attn_drop: Dropout,
+    proj_drop: Dropout,
+}
+
+impl<B: Backend> Attention<B> {
+    /// `x`: `[batch, tokens, dim]`. With `keep_weights`, also returns the softmax attention
+    /// `[batch, heads, tokens, tokens]`; otherwise the fused kernel runs.
+    pub fn forward(&self, x: Tensor<B, 3>, keep_weights: bool) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
+        let [b, n, d] = x.dims();
+        let h = self.num_heads;
+        let hd = d / h;
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, h, hd])
+            .permute([2, 0, 3, 1, 4]);
+        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, h, n, hd]);
+        let (q, k, v) = (part(0), part(1), part(2));
+        let training = B::ad_enabled(&q.device());
+        let (context, weights) = if keep_weights || (training && self.attn_drop.prob > 0.0) {
+            let scale = (hd as f64).powf(-0.5);
+            let weights = softmax(q.mul_scalar(scale).matmul(k.swap_dims(2, 3)), 3);
+            let context = self.attn_drop.forward(weights.clone()).matmul(v);
+            (context, keep_weights.then_some(weights))
+        } else {
+            let options = AttentionModuleOptions::default();
+            (attention(q, k, v, None, None, options), None)
+        };
+        let out = context.swap_dims(1, 2).reshape([b, n, d]);
+        (self.proj_drop.forward(self.proj.forward(out)), weights)
+    }
+}
+
+/// The transformer block's feed-forward: Linear → GELU (erf) → Linear.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub fc1: Linear<B>,
+    pub fc2: Linear<B>,
+    drop: Dropout,
+}
+
+impl<B: Backend> Mlp<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.drop.forward(gelu(self.fc1.forward(x)));
+        self.drop.forward(self.fc2.forward(x))
+    }
+}
+
+/// Pre-norm transformer block with stochastic depth on both residual branches.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    pub norm1: LayerNorm<B>,
+    pub attn: Attention<B>,
+    pub norm2: LayerNorm<B>,
+    pub mlp: Mlp<B>,
+    drop_path: f64,
+}
+
+impl<B: Backend> Block<B> {
+    pub fn forward(&self, x: Tensor<B, 3>, keep_weights: bool) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
+        let (a, weights) = self.attn.forward(self.norm1.forward(x.clone()), keep_weights);
+        let x = x + self.drop_path(a);
+        let m = self.mlp.forward(self.norm2.forward(x.clone()));
+        (x.clone() + self.drop_path(m), weights)
+    }
+
+    /// Drops the whole residual branch per sample with probability `drop_path` while training.
+    fn drop_path(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if self.drop_path == 0.0 || !B::ad_enabled(&x.device()) {
+            return x;
+        }
+        let keep = 1.0 - self.drop_path;
+        let [b, _, _] = x.dims();
+        let mask = Tensor::<B, 3>::random([b, 1, 1], Distribution::Bernoulli(keep), &x.device());
+        x * mask.div_scalar(keep)
+    }
+}
+
+/// Everything the model computed on one batch, for parity tests and attention maps.
+#[derive(Debug, Clone)]
+pub struct VitTrace<B: Backend> {
+    /// Tokens after patch embedding, prefix tokens and positions: `[batch, tokens, dim]`.
+    pub tokens: Tensor<B, 3>,
+    /// Softmax attention of every block: `[batch, heads, tokens, tokens]`.
+    pub attentions: Vec<Tensor<B, 4>>,
+    /// Pooled, normed features fed to the head: `[batch, dim]`.
+    pub features: Tensor<B, 2>,
+    pub logits: Tensor<B, 2>,
+}
+
+/// A Vision Transformer with timm's parameter names and numerics.
+#[derive(Module, Debug)]
+pub struct Vit<B: Backend> {
+    pub patch_embed: PatchEmbed<B>,
+    pub cls_token: Param<Tensor<B, 3>>,
+    pub dist_token: Option<Param<Tensor<B, 3>>>,
+    pub pos_embed: Param<Tensor<B, 3>>,
+    pos_drop: Dropout,
+    pub blocks: Vec<Block<B>>,
+    /// Final norm of the class-token model (timm `norm`).
+    pub norm: Option<LayerNorm<B>>,
+    /// Norm after mean pooling (timm `fc_norm`).
+    pub fc_norm: Option<LayerNorm<B>>,
+    pub head: Linear<B>,
+    pub head_dist: Option<Linear<B>>,
+}
+
+impl<B: Backend> Vit<B> {
+    /// Images `[batch, channels, h, w]` → tokens with prefix tokens and positions added.
+    pub fn embed(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        let patches = self.patch_embed.proj.forward(images);
+        let [b, d, gh, gw] = patches.dims();
+        let patches = patches.reshape([b, d, gh * gw]).swap_dims(1, 2);
+        let mut parts = vec![self.cls_token.val().expand([b, 1, d])];
+        if let Some(dist) = &self.dist_token {
+            parts.push(dist.val().expand([b, 1, d]));
+        }
+        parts.push(patches);
+        let tokens = Tensor::cat(parts, 1) + self.pos_embed.val();
+        self.pos_drop.forward(tokens)
+    }
+
+    fn prefix_tokens(&self) -> usize {
+        1 + usize::from(self.dist_token.is_some())
+    }
+
+    /// Class logits `[batch, classes]` (the mean of both heads for a distilled model).
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.run(images, false).logits
+    }
+
+    /// Logits plus tokens, every block's attention weights and the pooled features.
+    pub fn trace(&self, images: Tensor<B, 4>) -> VitTrace<B> {
+        self.run(images, true)
+    }
+
+    fn run(&self, images: Tensor<B, 4>, keep_weights: bool) -> VitTrace<B> {
+        let tokens = self.embed(images);
+        let mut x = tokens.clone();
+        let mut attentions = Vec::new();
+        for block in &self.blocks {
+            let (y, w) = block.forward(x, keep_weights);
+            x = y;
+            attentions.extend(w);
+        }
+        let [b, n, d] = x.dims();
+        let prefix = self.prefix_tokens();
+        let (features, dist_features) = match (&self.norm, &self.fc_norm) {
+            (_, Some(fc_norm)) => {
+                let pooled = x.narrow(1, prefix, n - prefix).mean_dim(1).reshape([b, d]);
+                (fc_norm.forward(pooled), None)
+            }
+            (norm, None) => {
+                let x = match norm {
+                    Some(norm) => norm.forward(x),
+                    None => x,
+                };
+                let cls = x.clone().narrow(1, 0, 1).reshape([b, d]);
+                let dist = (prefix > 1).then(|| x.narrow(1, 1, 1).reshape([b, d]));
+                (cls, dist)
+            }
+        };
+        let mut logits = self.head.forward(features.clone());
+        if let (Some(head_dist), Some(dist)) = (&self.head_dist, dist_features) {
+            logits = (logits + head_dist.forward(dist)).div_scalar(2.0);
+        }
+        VitTrace {
+            tokens,
+            attentions,
+            features,
+            logits,
+        }
+    }
+}

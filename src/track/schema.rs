@@ -1,0 +1,64 @@
+//! The run store's schema, versioned in `PRAGMA user_version` with forward migrations.
+
+/// Migrations in order; migration `i` brings the store from version `i` to `i + 1`.
+pub const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE experiments (
+    name        TEXT PRIMARY KEY,
+    file        TEXT,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE trials (
+    id              TEXT PRIMARY KEY,
+    experiment      TEXT NOT NULL REFERENCES experiments(name),
+    config          TEXT NOT NULL,
+    seed            INTEGER NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN
+                        ('queued','running','finished','failed','diverged','pruned')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    device          TEXT,
+    host            TEXT,
+    pid             INTEGER,
+    git_commit      TEXT,
+    vitrun_version  TEXT,
+    burn_version    TEXT,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    ended_at        TEXT,
+    error           TEXT
+);
+CREATE INDEX trials_by_experiment ON trials(experiment);
+CREATE TABLE sweep_trials (
+    sweep   TEXT NOT NULL,
+    trial   TEXT NOT NULL REFERENCES trials(id),
+    PRIMARY KEY (sweep, trial)
+);
+CREATE TABLE params (
+    trial   TEXT NOT NULL REFERENCES trials(id),
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (trial, key)
+) WITHOUT ROWID;
+CREATE TABLE metrics (
+    trial      TEXT NOT NULL REFERENCES trials(id),
+    split      TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    step       INTEGER NOT NULL,
+    epoch      INTEGER NOT NULL,
+    value      REAL NOT NULL,
+    wall_time  REAL NOT NULL,
+    PRIMARY KEY (trial, split, name, step)
+) WITHOUT ROWID;
+CREATE TABLE artifacts (
+    trial       TEXT NOT NULL REFERENCES trials(id),
+    kind        TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (trial, kind, path)
+);
+CREATE TABLE events (
+    trial    TEXT NOT NULL REFERENCES trials(id),
+    time     TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    message  TEXT NOT NULL
+);
+"#];

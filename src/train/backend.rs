@@ -1,0 +1,82 @@
+//! Picks the burn backend at run time from `train.device`, so model and loop code stay generic.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::config::DeviceSpec;
+
+/// Work that runs on whichever autodiff backend the device string picks.
+pub trait BackendTask {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: B::Device, label: String) -> Self::Output;
+}
+
+/// Why a device cannot be used by this build.
+#[derive(Debug, thiserror::Error)]
+#[error("train.device = \"{device}\" needs vitrun built with `--features {feature}` ({hint})")]
+pub struct MissingBackend {
+    device: String,
+    feature: &'static str,
+    hint: &'static str,
+}
+
+/// Resolves `auto`: a compiled-in GPU backend when a GPU is visible, else the CPU.
+pub fn resolve_auto(spec: DeviceSpec) -> DeviceSpec {
+    if spec != DeviceSpec::Auto {
+        return spec;
+    }
+    let gpu = std::path::Path::new("/dev/nvidia0").exists();
+    if gpu && cfg!(feature = "tch") {
+        DeviceSpec::TchCuda(0)
+    } else if gpu && cfg!(feature = "cuda") {
+        DeviceSpec::Cuda(0)
+    } else {
+        DeviceSpec::Cpu
+    }
+}
+
+/// Runs `task` on the backend `spec` names.
+pub fn dispatch<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output, MissingBackend> {
+    let spec = resolve_auto(spec);
+    let label = spec.to_string();
+    match spec {
+        DeviceSpec::Auto | DeviceSpec::Cpu => Ok(task.run::<Autodiff<Flex>>(Default::default(), label)),
+        DeviceSpec::Cuda(index) => cuda(task, index, label),
+        DeviceSpec::TchCpu => tch(task, None, label),
+        DeviceSpec::TchCuda(index) => tch(task, Some(index), label),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda<T: BackendTask>(task: T, index: usize, label: String) -> Result<T::Output, MissingBackend> {
+    use burn::backend::cuda::{Cuda, CudaDevice};
+    Ok(task.run::<Autodiff<Cuda>>(CudaDevice::new(index), label))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda<T: BackendTask>(_task: T, index: usize, _label: String) -> Result<T::Output, MissingBackend> {
+    Err(MissingBackend {
+        device: format!("cuda:{index}"),
+        feature: "cuda",
+        hint: "burn-cuda; the CUDA toolkit at run time",
+    })
+}
+
+#[cfg(feature = "tch")]
+fn tch<T: BackendTask>(task: T, gpu: Option<usize>, label: String) -> Result<T::Output, MissingBackend> {
+    use burn::backend::libtorch::{LibTorch, LibTorchDevice};
+    let device = match gpu {
+        Some(i) => LibTorchDevice::Cuda(i),
+        None => LibTorchDevice::Cpu,
+    };
+    Ok(task.run::<Autodiff<LibTorch>>(device, label))
+}
+
+#[cfg(not(feature = "tch"))]
+fn tch<T: BackendTask>(_task: T, gpu: Option<usize>, _label: String) -> Result<T::Output, MissingBackend> {
+    Err(MissingBackend {
+        device: gpu.map(|i| format!("tch-cuda:{i}")).unwrap_or("tch-cpu".into()),
+        feature: "tch",
+        hint: "burn-tch; LibTorch via LIBTORCH or LIBTORCH_USE_PYTORCH=1 with torch installed",
+    })
+}

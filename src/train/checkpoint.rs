@@ -1,0 +1,86 @@
+//! Trial checkpoints: `last/` (model, optimizer, progress) for resume and `best/` (model) by
+//! val top-1. Model weights are timm-named `.safetensors`; folders are swapped in atomically.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{read_state_dict, write_safetensors, CheckpointError, StateDict};
+
+/// Progress saved with a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Progress {
+    /// Epochs completed (1-based count).
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub step: u64,
+    pub best_top1: f64,
+    pub best_epoch: usize,
+}
+
+/// A checkpoint as read back.
+pub struct Loaded {
+    pub model: StateDict,
+    pub optimizer: Option<StateDict>,
+    pub progress: Progress,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Write {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Writes `dir/<name>/` via `dir/<name>.new/` and a rename, so a crash leaves the old one.
+pub fn save(dir: &Path, name: &str, model: &StateDict, optimizer: Option<&StateDict>, progress: &Progress) -> Result<PathBuf, CheckpointError> {
+    let target = dir.join(name);
+    let fresh = dir.join(format!("{name}.new"));
+    let old = dir.join(format!("{name}.old"));
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh).map_err(|e| io_err(&fresh, e))?;
+    write_safetensors(&fresh.join("model.safetensors"), model)?;
+    if let Some(opt) = optimizer {
+        write_safetensors(&fresh.join("optimizer.safetensors"), opt)?;
+    }
+    let json = serde_json::to_string_pretty(progress).expect("progress serialises");
+    std::fs::write(fresh.join("progress.json"), json).map_err(|e| io_err(&fresh, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    if target.exists() {
+        std::fs::rename(&target, &old).map_err(|e| io_err(&target, e))?;
+    }
+    std::fs::rename(&fresh, &target).map_err(|e| io_err(&target, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(target)
+}
+
+/// Reads `dir/<name>/` (or the `.old` copy a crash mid-swap left behind), if any.
+pub fn load(dir: &Path, name: &str) -> Result<Option<Loaded>, CheckpointError> {
+    let Some(folder) = [dir.join(name), dir.join(format!("{name}.old"))]
+        .into_iter()
+        .find(|p| p.join("progress.json").is_file())
+    else {
+        return Ok(None);
+    };
+    let progress_path = folder.join("progress.json");
+    let text = std::fs::read_to_string(&progress_path).map_err(|e| CheckpointError::Read {
+        file: progress_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let progress: Progress = serde_json::from_str(&text).map_err(|e| CheckpointError::Read {
+        file: progress_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let model = read_state_dict(&folder.join("model.safetensors"))?;
+    let opt_path = folder.join("optimizer.safetensors");
+    let optimizer = if opt_path.is_file() {
+        Some(read_state_dict(&opt_path)?)
+    } else {
+        None
+    };
+    Ok(Some(Loaded {
+        model,
+        optimizer,
+        progress,
+    }))
+}

@@ -1,0 +1,197 @@
+//! AdamW and SGD with per-parameter state keyed by parameter name, decoupled weight decay
+//! that skips norms, biases, tokens and positions, and clipping by the global gradient norm.
+
+use std::collections::BTreeMap;
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+
+use crate::config::{OptimizerConfig, OptimizerKind};
+use crate::model::{StateDict, StateTensor};
+
+/// Parameters that never get weight decay, besides every 1-D tensor (biases, norms).
+const NO_DECAY: [&str; 3] = ["cls_token", "dist_token", "pos_embed"];
+
+/// Whether the parameter at `path` with `ndims` dimensions is decayed (timm's rule).
+pub fn decays(path: &str, ndims: usize) -> bool {
+    ndims > 1 && !NO_DECAY.contains(&path)
+}
+
+/// An optimizer whose state survives a checkpoint exactly.
+pub struct Optimizer<B: Backend> {
+    config: OptimizerConfig,
+    /// Optimizer steps taken so far.
+    pub steps: u64,
+    /// Per parameter path: Adam's first and second moments, or SGD's momentum buffer (flat).
+    state: BTreeMap<String, Vec<Tensor<B, 1>>>,
+}
+
+fn path_of(names: &[String]) -> String {
+    names.join(".")
+}
+
+struct NormVisitor<'a, B: AutodiffBackend> {
+    grads: &'a B::Gradients,
+    total: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = param.val().grad(self.grads) {
+            let sq = g.powi_scalar(2).sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + sq,
+                None => sq,
+            });
+        }
+    }
+}
+
+/// The L2 norm of all gradients together.
+pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M, grads: &B::Gradients) -> f64 {
+    let mut v = NormVisitor::<B> { grads, total: None };
+    model.visit(&mut v);
+    v.total
+        .map(|t| t.into_scalar().elem::<f64>().sqrt())
+        .unwrap_or(0.0)
+}
+
+struct StepMapper<'a, B: AutodiffBackend> {
+    opt: &'a mut Optimizer<B::InnerBackend>,
+    grads: &'a B::Gradients,
+    lr: f64,
+    grad_scale: f64,
+    names: Vec<String>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.names.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.names.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = tensor.grad(self.grads) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let dims = tensor.dims();
+        let n: usize = dims.iter().product();
+        let path = path_of(&self.names);
+        let decay = decays(&path, D);
+        let p = tensor.inner().reshape([n]);
+        let mut g = grad.reshape([n]);
+        if self.grad_scale != 1.0 {
+            g = g.mul_scalar(self.grad_scale);
+        }
+        let updated = self.opt.update(&path, p, g, self.lr, decay);
+        let value = Tensor::<B, D>::from_inner(updated.reshape(dims)).require_grad();
+        Param::from_mapped_value(id, value, mapper)
+    }
+}
+
+impl<B: Backend> Optimizer<B> {
+    pub fn new(config: &OptimizerConfig) -> Self {
+        Optimizer {
+            config: config.clone(),
+            steps: 0,
+            state: BTreeMap::new(),
+        }
+    }
+
+    /// One update of every parameter that has a gradient; returns the new module and the
+    /// gradient norm before clipping.
+    pub fn step<AB, M>(&mut self, model: M, grads: &AB::Gradients, lr: f64) -> (M, f64)
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
+        self.steps += 1;
+        let clip = self.config.grad_clip;
+        let norm = if clip > 0.0 {
+            global_grad_norm::<AB, M>(&model, grads)
+        } else {
+            f64::NAN
+        };
+        let grad_scale = if clip > 0.0 && norm > clip {
+            clip / (norm + 1e-6)
+        } else {
+            1.0
+        };
+        let mut mapper = StepMapper::<AB> {
+            opt: self,
+            grads,
+            lr,
+            grad_scale,
+            names: Vec::new(),
+        };
+        (model.map(&mut mapper), norm)
+    }
+
+    fn update(&mut self, path: &str, p: Tensor<B, 1>, g: Tensor<B, 1>, lr: f64, decay: bool) -> Tensor<B, 1> {
+        let c = &self.config;
+        let wd = if decay { c.weight_decay } else { 0.0 };
+        match c.name {
+            OptimizerKind::Adamw => {
+                let [b1, b2] = c.betas;
+                let (m, v) = match self.state.remove(path) {
+                    Some(mut s) if s.len() == 2 => {
+                        let v = s.pop().expect("two moments");
+                        let m = s.pop().expect("two moments");
+                        (m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1), v.mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2))
+                    }
+                    _ => (g.clone().mul_scalar(1.0 - b1), g.powi_scalar(2).mul_scalar(1.0 - b2)),
+                };
+                let t = self.steps as i32;
+                let m_hat = m.clone().div_scalar(1.0 - b1.powi(t));
+                let v_hat = v.clone().div_scalar(1.0 - b2.powi(t));
+                let p = if wd > 0.0 { p.mul_scalar(1.0 - lr * wd) } else { p };
+                let p = p - m_hat.div(v_hat.sqrt().add_scalar(c.eps)).mul_scalar(lr);
+                self.state.insert(path.to_string(), vec![m, v]);
+                p
+            }
+            OptimizerKind::Sgd => {
+                let g = if wd > 0.0 { g + p.clone().mul_scalar(wd) } else { g };
+                let buf = match self.state.remove(path) {
+                    Some(mut s) if s.len() == 1 && c.momentum > 0.0 => s.pop().expect("one buffer").mul_scalar(c.momentum) + g.clone(),
+                    _ => g.clone(),
+                };
+                let dir = if c.nesterov { g + buf.clone().mul_scalar(c.momentum) } else { buf.clone() };
+                if c.momentum > 0.0 {
+                    self.state.insert(path.to_string(), vec![buf]);
+                }
+                p - dir.mul_scalar(lr)
+            }
+        }
+    }
+
+    /// The optimizer state as named flat tensors (`<param path>#<slot>`).
+    pub fn state_dict(&self) -> StateDict {
+        let mut out = StateDict::new();
+        for (path, slots) in &self.state {
+            for (i, t) in slots.iter().enumerate() {
+                let data = t.clone().into_data().convert::<f32>().to_vec::<f32>().expect("f32 state");
+                out.insert(format!("{path}#{i}"), StateTensor { shape: vec![data.len()], data });
+            }
+        }
+        out
+    }
+
+    /// Restores state written by [`Optimizer::state_dict`] after `steps` steps.
+    pub fn load_state_dict(&mut self, sd: &StateDict, steps: u64, device: &B::Device) {
+        self.steps = steps;
+        self.state.clear();
+        for (key, t) in sd {
+            let Some((path, slot)) = key.rsplit_once('#') else { continue };
+            let slot: usize = slot.parse().unwrap_or(0);
+            let tensor = Tensor::<B, 1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device);
+            let slots = self.state.entry(path.to_string()).or_default();
+            if slots.len() <= slot {
+                slots.resize(slot + 1, tensor.clone());
+            }
+            slots[slot] = tensor;
+        }
+    }
+}
