@@ -61,15 +61,6 @@ impl SweepError {
     }
 }
 
-const RESERVED: [&str; 6] = [
-    "zip",
-    "samples",
-    "seed",
-    "max_retries",
-    "trials_per_gpu",
-    "early_stop",
-];
-
 fn check_axis_key(key: &str, schema: &BTreeSet<String>) -> Result<(), SweepError> {
     if !schema.contains(key) || EXECUTION_KEYS.contains(&key) || key == "name" {
         return Err(SweepError::new(
@@ -179,7 +170,6 @@ impl SweepSpec {
                 "random axes need `samples = N` (how many points to draw)",
             ));
         }
-        debug_assert!(RESERVED.iter().all(|r| !schema.contains(*r)));
         Ok(spec)
     }
 

@@ -51,10 +51,9 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
         return fail(
             "head.task",
             format!(
-                "{:?} is not implemented yet (detection and segmentation heads have their own issue); use \"classification\"",
-                c.head.task
-            )
-            .to_lowercase(),
+                "{} is not implemented yet (detection and segmentation heads have their own issue); use \"classification\"",
+                serde_json::to_string(&c.head.task).unwrap_or_default()
+            ),
         );
     }
     validate_augment(c)?;

@@ -225,6 +225,8 @@ pub fn run_trial<B: AutodiffBackend>(run: TrialRun<'_>, device: B::Device) -> an
             progress.best_top1 = val_top1;
             progress.best_epoch = epoch;
         }
+        // Metrics commit before the checkpoint claims the epoch: a kill in between re-runs it.
+        store.log_metrics(&trial_id, &rows)?;
         if config.train.checkpoint != CheckpointPolicy::None {
             let weights = state_dict(&model);
             if improved && config.train.checkpoint == CheckpointPolicy::LastAndBest {
@@ -234,7 +236,6 @@ pub fn run_trial<B: AutodiffBackend>(run: TrialRun<'_>, device: B::Device) -> an
             let path = checkpoint::save(&dir, "last", &weights, Some(&optimizer.state_dict()), &progress)?;
             store.add_artifact(&trial_id, "checkpoint_last", &path)?;
         }
-        store.log_metrics(&trial_id, &rows)?;
         observer.epoch_end(&summary);
         last = Some(summary);
     }

@@ -1,0 +1,164 @@
+//! Augmentations: determinism by seed, shapes and ranges, and each transform's defining property.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vitrun::config::{AugmentConfig, ErasingValue};
+use vitrun::data::augment::{
+    center_crop, color_jitter, normalize, random_erasing, random_resized_crop, sample_rng, shift_hue,
+};
+use vitrun::data::{synthetic, Image, Pipeline};
+
+fn scene(size: usize, seed: u64) -> Image {
+    synthetic::render("car", size, &mut ChaCha8Rng::seed_from_u64(seed))
+}
+
+fn everything_on() -> AugmentConfig {
+    let mut a = AugmentConfig::default();
+    a.random_resized_crop.enabled = true;
+    a.hflip.enabled = true;
+    a.color_jitter.enabled = true;
+    a.random_erasing.enabled = true;
+    a.random_erasing.p = 1.0;
+    a.normalize.enabled = true;
+    a
+}
+
+#[test]
+fn same_seed_epoch_and_index_replay_exactly() {
+    let p = Pipeline::train(&everything_on(), 24, 3);
+    let a = p.apply(scene(40, 1), &mut sample_rng(5, 2, 17));
+    let b = p.apply(scene(40, 1), &mut sample_rng(5, 2, 17));
+    assert_eq!(a.image, b.image);
+    assert_eq!(a.applied, b.applied);
+    let c = p.apply(scene(40, 1), &mut sample_rng(5, 3, 17));
+    assert_ne!(a.image, c.image, "another epoch draws differently");
+}
+
+#[test]
+fn outputs_have_the_configured_shape_and_range() {
+    let mut cfg = everything_on();
+    cfg.normalize.enabled = false;
+    cfg.random_erasing.value = ErasingValue::Zero;
+    for channels in [1, 3] {
+        let train = Pipeline::train(&cfg, 20, channels).apply(scene(37, 2), &mut sample_rng(1, 1, 1));
+        assert_eq!((train.image.channels, train.image.height, train.image.width), (channels, 20, 20));
+        assert!(train.image.data.iter().all(|v| (0.0..=1.0).contains(v)));
+        let val = Pipeline::val(&cfg, 20, channels).apply(scene(37, 2), &mut sample_rng(1, 1, 1));
+        assert_eq!(val.image.data.len(), channels * 400);
+    }
+}
+
+#[test]
+fn hflip_is_its_own_inverse_and_mirrors() {
+    let img = scene(16, 3);
+    let flipped = img.hflip();
+    assert_eq!(flipped.hflip(), img);
+    assert_eq!(flipped.at(1, 5, 0), img.at(1, 5, 15));
+}
+
+#[test]
+fn full_scale_fixed_ratio_crop_is_a_plain_resize() {
+    let img = scene(32, 4);
+    let crop = random_resized_crop(&img, [1.0, 1.0], [1.0, 1.0], 16, &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!(crop, img.resize(16, 16));
+}
+
+#[test]
+fn crops_stay_inside_the_requested_area_range() {
+    let mut img = Image::new(1, 100, 100);
+    for (i, v) in img.data.iter_mut().enumerate() {
+        *v = (i % 100) as f32 / 100.0;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    for _ in 0..50 {
+        let crop = random_resized_crop(&img, [0.2, 0.3], [1.0, 1.0], 10, &mut rng);
+        let span = crop.at(0, 0, 9) - crop.at(0, 0, 0);
+        let width = span * 100.0 * 10.0 / 9.0;
+        assert!((40.0..=58.0).contains(&width), "crop width {width} outside sqrt(0.2..0.3) of 100");
+    }
+}
+
+#[test]
+fn center_crop_of_a_square_resizes_then_takes_the_middle() {
+    let img = scene(64, 5);
+    let out = center_crop(&img, 32, 1.0);
+    assert_eq!(out, img.resize(32, 32));
+    let out = center_crop(&img, 32, 1.14);
+    assert_eq!((out.height, out.width), (32, 32));
+    assert_ne!(out, img.resize(32, 32));
+}
+
+#[test]
+fn zero_jitter_is_identity_and_brightness_scales() {
+    let img = scene(16, 6);
+    let mut same = img.clone();
+    color_jitter(&mut same, [0.0; 4], &mut ChaCha8Rng::seed_from_u64(1));
+    assert_eq!(same, img);
+    let mut darker = img.clone();
+    color_jitter(&mut darker, [0.5, 0.0, 0.0, 0.0], &mut ChaCha8Rng::seed_from_u64(2));
+    let ratios: Vec<f32> = img
+        .data
+        .iter()
+        .zip(&darker.data)
+        .filter(|(a, b)| **a > 0.05 && **b < 0.99)
+        .map(|(a, b)| b / a)
+        .collect();
+    let first = ratios[0];
+    assert!(ratios.iter().all(|r| (r - first).abs() < 1e-3), "brightness is one factor");
+    assert!((0.5..=1.5).contains(&first));
+}
+
+#[test]
+fn a_full_turn_of_hue_is_identity_and_a_third_rotates_channels() {
+    let img = scene(12, 7);
+    let mut turned = img.clone();
+    shift_hue(&mut turned, 1.0);
+    let err = img.data.iter().zip(&turned.data).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err < 1e-5, "{err}");
+    let mut red = Image::new(3, 1, 1);
+    red.data = vec![1.0, 0.0, 0.0];
+    shift_hue(&mut red, 1.0 / 3.0);
+    assert!((red.data[1] - 1.0).abs() < 1e-5 && red.data[0].abs() < 1e-5, "{:?}", red.data);
+}
+
+#[test]
+fn normalize_gives_zero_mean_unit_std_for_matching_stats() {
+    let mut img = Image::new(3, 2, 2);
+    img.data = vec![0.2, 0.4, 0.2, 0.4, 0.5, 0.5, 0.5, 0.5, 0.0, 1.0, 0.0, 1.0];
+    normalize(&mut img, &[0.3, 0.5, 0.5], &[0.1, 1.0, 0.5]);
+    let want = [-1.0, 1.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0, 1.0, -1.0, 1.0];
+    for (got, want) in img.data.iter().zip(want) {
+        assert!((got - want).abs() < 1e-5, "{:?}", img.data);
+    }
+}
+
+#[test]
+fn erasing_changes_exactly_one_rectangle() {
+    let img = Image {
+        channels: 1,
+        height: 20,
+        width: 20,
+        data: vec![0.5; 400],
+    };
+    let mut erased = img.clone();
+    assert!(random_erasing(&mut erased, [0.1, 0.1], [1.0, 1.0], ErasingValue::Zero, &mut ChaCha8Rng::seed_from_u64(3)));
+    let zeros: Vec<(usize, usize)> = (0..20)
+        .flat_map(|y| (0..20).map(move |x| (y, x)))
+        .filter(|&(y, x)| erased.at(0, y, x) == 0.0)
+        .collect();
+    assert_eq!(zeros.len(), 36, "10% of 400 pixels, as a 6×6 square");
+    let (ys, xs): (Vec<usize>, Vec<usize>) = zeros.iter().copied().unzip();
+    let h = ys.iter().max().unwrap() - ys.iter().min().unwrap() + 1;
+    let w = xs.iter().max().unwrap() - xs.iter().min().unwrap() + 1;
+    assert_eq!((h, w), (6, 6));
+}
+
+#[test]
+fn validation_ignores_random_transforms() {
+    let cfg = everything_on();
+    let val = Pipeline::val(&cfg, 16, 3);
+    let a = val.apply(scene(20, 8), &mut sample_rng(1, 1, 1));
+    let b = val.apply(scene(20, 8), &mut sample_rng(2, 9, 4));
+    assert_eq!(a.image, b.image);
+    assert!(a.applied.is_empty());
+}

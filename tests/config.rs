@@ -1,0 +1,158 @@
+//! Config layering, provenance, validation errors and trial-id stability.
+
+use std::path::PathBuf;
+
+use vitrun::config::{load_with_env, ConfigError, Source};
+
+fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exp.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn error(text: &str, sets: &[&str]) -> String {
+    let (_dir, path) = write(text);
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    match load_with_env(&path, &sets, env(&[])) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn layers_apply_in_order_defaults_file_env_set() {
+    let (_dir, path) = write("name = \"layers\"\n[optimizer]\nlr = 0.01\nweight_decay = 0.1\n[train]\nepochs = 3\n");
+    let vars = env(&[
+        ("VITRUN_OPTIMIZER__LR", "0.02"),
+        ("VITRUN_TRAIN__BATCH_SIZE", "16"),
+        ("VITRUN_REQUIRE_DATA", "1"),
+    ]);
+    let loaded = load_with_env(&path, &["optimizer.lr=3e-4".into()], vars).unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.optimizer.lr, 3e-4, "--set beats env and file");
+    assert_eq!(c.train.batch_size, 16, "env beats default");
+    assert_eq!(c.optimizer.weight_decay, 0.1, "file beats default");
+    assert_eq!(c.train.epochs, 3);
+    assert_eq!(c.optimizer.betas, [0.9, 0.999], "default kept");
+    assert_eq!(loaded.sources["optimizer.lr"], Source::Set);
+    assert_eq!(loaded.sources["train.batch_size"], Source::Env("VITRUN_TRAIN__BATCH_SIZE".into()));
+    assert_eq!(loaded.sources["optimizer.weight_decay"], Source::File);
+    assert_eq!(loaded.sources["optimizer.betas"], Source::Default);
+}
+
+#[test]
+fn env_beats_file() {
+    let (_dir, path) = write("[optimizer]\nlr = 0.01\n");
+    let loaded = load_with_env(&path, &[], env(&[("VITRUN_OPTIMIZER__LR", "0.05")])).unwrap();
+    assert_eq!(loaded.config.optimizer.lr, 0.05);
+}
+
+#[test]
+fn presets_fill_dims_and_explicit_dims_win() {
+    let (_dir, path) = write("[model]\npreset = \"deit-small\"\ndepth = 4\n");
+    let c = load_with_env(&path, &[], env(&[])).unwrap().config;
+    assert_eq!((c.model.embed_dim, c.model.depth, c.model.num_heads), (Some(384), Some(4), Some(6)));
+}
+
+#[test]
+fn unknown_key_names_file_line_and_nearest_key() {
+    let e = error("name = \"x\"\n\n[optimizer]\nlearning_rate = 0.1\n", &[]);
+    assert!(e.contains("exp.toml:4: unknown key `optimizer.learning_rate`"), "{e}");
+    assert!(e.contains("did you mean `optimizer.warmup_lr`") || e.contains("did you mean `optimizer.lr`"), "{e}");
+    let e = error("[augment.hflip]\nprob = 0.5\n", &[]);
+    assert!(e.contains("exp.toml:2: unknown key `augment.hflip.prob`; did you mean `augment.hflip.p`?"), "{e}");
+}
+
+#[test]
+fn unknown_set_and_env_keys_are_named() {
+    let e = error("", &["optimizer.lrr=1"]);
+    assert!(e.contains("--set optimizer.lrr=1: unknown key `optimizer.lrr`; did you mean `optimizer.lr`?"), "{e}");
+    let (_dir, path) = write("");
+    let e = load_with_env(&path, &[], env(&[("VITRUN_TRAIN__EPOCH", "3")])).unwrap_err().to_string();
+    assert!(e.contains("environment variable VITRUN_TRAIN__EPOCH: unknown key `train.epoch`; did you mean `train.epochs`?"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_key_and_line() {
+    let e = error("[train]\nepochs = \"ten\"\n", &[]);
+    assert!(e.contains("exp.toml:2: `train.epochs`: invalid type"), "{e}");
+}
+
+#[test]
+fn each_range_rule_says_what_is_valid() {
+    let cases: [(&str, &str); 9] = [
+        ("[data]\nimage_size = 30\n[model]\npatch_size = 4\n", "data.image_size 30 is not divisible by patch_size 4; use a patch size that divides it (e.g. 2, 3, 5, 6, 10, 15, 30)"),
+        ("[model]\npreset = \"vit-tiny\"\nembed_dim = 100\n", "embed dim 100 is not divisible by num_heads 3; use a multiple of 3"),
+        ("[optimizer]\nlr = 0\n", "`optimizer.lr`: learning rate 0 must be above 0"),
+        ("[optimizer]\nlr = -1e-3\n", "learning rate -0.001 must be above 0"),
+        ("[data]\nclasses = []\n", "`data.classes`: the class list is empty"),
+        ("[model]\npreset = \"vit-huge\"\n", "unknown preset \"vit-huge\"; use one of vit-tiny, vit-small, vit-base, deit-tiny, deit-small, deit-base"),
+        ("[head]\ntask = \"detection\"\n", "\"detection\" is not implemented yet"),
+        ("[train]\ndevice = \"gpu\"\n", "unknown device \"gpu\"; use auto, cpu, cuda:N, tch-cpu or tch-cuda:N"),
+        ("[augment.random_resized_crop]\nscale = [0.9, 0.2]\n", "`augment.random_resized_crop.scale`: [0.9, 0.2] is not a range"),
+    ];
+    for (text, want) in cases {
+        let e = error(text, &[]);
+        assert!(e.contains(want), "for {text:?}\n got: {e}\nwant: {want}");
+    }
+}
+
+#[test]
+fn a_bad_value_from_set_names_the_flag() {
+    let e = error("", &["optimizer.lr=-1"]);
+    assert!(e.contains("(--set)"), "{e}");
+}
+
+#[test]
+fn datasets_that_read_files_need_a_path() {
+    let e = error("[data]\ndataset = \"image_folder\"\n", &[]);
+    assert!(e.contains("`data.path`: this dataset reads files"), "{e}");
+}
+
+#[test]
+fn syntax_and_missing_file_errors_name_the_file() {
+    let e = error("name = \n", &[]);
+    assert!(e.contains("exp.toml is not valid TOML"), "{e}");
+    let missing = load_with_env(std::path::Path::new("/nonexistent/x.toml"), &[], env(&[])).unwrap_err();
+    assert!(matches!(missing, ConfigError::Read { .. }));
+    assert!(missing.to_string().contains("cannot read experiment file /nonexistent/x.toml"));
+}
+
+#[test]
+fn sweep_is_parsed_and_every_point_validated() {
+    let (_dir, path) = write(
+        "[sweep]\n\"optimizer.lr\" = [1e-4, 1e-3]\n\"model.depth\" = { choice = [2, 4] }\nsamples = 3\n[[sweep.zip]]\n\"model.embed_dim\" = [96, 192]\n\"model.num_heads\" = [3, 6]\n",
+    );
+    let loaded = load_with_env(&path, &[], env(&[])).unwrap();
+    assert_eq!(loaded.sweep.grid.len(), 1);
+    assert_eq!(loaded.sweep.zip.len(), 1);
+    assert_eq!(loaded.sweep.random.len(), 1);
+    let e = error("[sweep]\n\"optimizer.lr\" = [1e-3, -1.0]\n", &[]);
+    assert!(e.contains("exp.toml:2: `sweep.optimizer.lr`: value -1.0 is invalid"), "{e}");
+    let e = error("[sweep]\n\"optimiser.lr\" = [1e-3]\n", &[]);
+    assert!(e.contains("did you mean `optimizer.lr`"), "{e}");
+    let e = error("[[sweep.zip]]\n\"optimizer.lr\" = [1e-3, 1e-4]\n\"train.epochs\" = [1]\n", &[]);
+    assert!(e.contains("zipped axes must have equal lengths"), "{e}");
+    let e = error("[sweep]\n\"optimizer.lr\" = { log_uniform = [1e-5, 1e-2] }\n", &[]);
+    assert!(e.contains("random axes need `samples = N`"), "{e}");
+}
+
+#[test]
+fn trial_id_ignores_spelling_order_defaults_and_execution_keys() {
+    let id = |text: &str, sets: &[&str]| {
+        let (_dir, path) = write(text);
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        load_with_env(&path, &sets, env(&[])).unwrap().config.trial_id()
+    };
+    let base = id("name = \"a\"\n[optimizer]\nlr = 1e-3\nweight_decay = 0.05\n", &[]);
+    assert_eq!(base, id("name = \"a\"\n[optimizer]\nweight_decay = 0.05\nlr = 0.001\n", &[]));
+    assert_eq!(base, id("name = \"a\"\n[optimizer]\nlr = 1e-3\n[model]\npreset = \"vit-tiny\"\nembed_dim = 192\nmlp_ratio = 4\n", &[]));
+    assert_eq!(base, id("name = \"a\"\n", &["optimizer.lr=0.001", "train.device=\"cpu\"", "train.threads=1"]));
+    assert_ne!(base, id("name = \"a\"\n", &["optimizer.lr=2e-3"]));
+    assert_eq!(base.len(), 12);
+}
