@@ -56,6 +56,17 @@ fn color(rng: &mut impl Rng, lo: u8, hi: u8) -> Color {
     Color::from_rgba8(rng.gen_range(lo..=hi), rng.gen_range(lo..=hi), rng.gen_range(lo..=hi), 255)
 }
 
+/// A random colour at least a clear step away from `background` (sum of channel differences).
+fn contrasting(rng: &mut impl Rng, background: Color) -> Color {
+    loop {
+        let c = color(rng, 0, 255);
+        let diff = (c.red() - background.red()).abs() + (c.green() - background.green()).abs() + (c.blue() - background.blue()).abs();
+        if diff > 0.6 {
+            return c;
+        }
+    }
+}
+
 fn paint(c: Color) -> Paint<'static> {
     let mut p = Paint::default();
     p.set_color(c);
@@ -71,27 +82,29 @@ fn rect(x: f32, y: f32, w: f32, h: f32) -> Option<Path> {
 pub fn render(class: &str, size: usize, rng: &mut impl Rng) -> Image {
     let s = size as f32;
     let mut pix = Pixmap::new(size as u32, size as u32).expect("image size is at least 1");
-    pix.fill(color(rng, 120, 230));
-    let horizon = s * rng.gen_range(0.55..0.8);
-    if let Some(ground) = rect(0.0, horizon, s, s - horizon) {
-        pix.fill_path(&ground, &paint(color(rng, 40, 150)), FillRule::Winding, Transform::identity(), None);
+    let sky = color(rng, 150, 235);
+    pix.fill(sky);
+    let horizon = s * rng.gen_range(0.6..0.8);
+    let ground = color(rng, 60, 150);
+    if let Some(path) = rect(0.0, horizon, s, s - horizon) {
+        pix.fill_path(&path, &paint(ground), FillRule::Winding, Transform::identity(), None);
     }
-    for _ in 0..rng.gen_range(0..4) {
-        let (cx, cy, r) = (rng.gen_range(0.0..s), rng.gen_range(0.0..horizon), s * rng.gen_range(0.03..0.1));
+    for _ in 0..rng.gen_range(0..3) {
+        let (cx, cy, r) = (rng.gen_range(0.0..s), rng.gen_range(0.0..horizon * 0.6), s * rng.gen_range(0.03..0.08));
         if let Some(blob) = PathBuilder::from_circle(cx, cy, r) {
-            pix.fill_path(&blob, &paint(color(rng, 60, 250)), FillRule::Winding, Transform::identity(), None);
+            pix.fill_path(&blob, &paint(color(rng, 180, 255)), FillRule::Winding, Transform::identity(), None);
         }
     }
-    let width = s * rng.gen_range(0.55..0.9);
+    let width = s * rng.gen_range(0.65..0.92);
     let left = rng.gen_range(0.0..(s - width).max(1.0));
-    let ground = (horizon + rng.gen_range(0.0..(s - horizon) * 0.8)).min(s - 1.0);
+    let base = (horizon + rng.gen_range(0.2..0.8) * (s - horizon)).min(s - 1.0);
     let flip = rng.gen_bool(0.5);
     let t = if flip {
-        Transform::from_row(-width, 0.0, 0.0, width, left + width, ground)
+        Transform::from_row(-width, 0.0, 0.0, width, left + width, base)
     } else {
-        Transform::from_row(width, 0.0, 0.0, width, left, ground)
+        Transform::from_row(width, 0.0, 0.0, width, left, base)
     };
-    let body = color(rng, 20, 255);
+    let body = contrasting(rng, sky);
     draw_vehicle(&mut pix, class, t, body, rng);
     let rgba = pix.data();
     let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();

@@ -158,6 +158,7 @@ pub fn run_trial<B: AutodiffBackend>(run: TrialRun<'_>, device: B::Device) -> an
             let batch = batch?;
             if !batch.skipped.is_empty() {
                 skipped += batch.skipped.len();
+                observer.message(&format!("skipped unreadable: {}", batch.skipped.join(", ")));
                 store.log_event(&trial_id, "skipped", &batch.skipped.join(", "))?;
             }
             if batch.is_empty() {

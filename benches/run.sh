@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `just bench`: burn-flex (and burn-tch CPU when it builds) against timm in PyTorch eager, on the
+# same threads, in one run; prints every figure and the ratios. PyTorch comes from PyPI into a
+# venv under target/ (the tests never need it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export VITRUN_BENCH_THREADS="${VITRUN_BENCH_THREADS:-2}"
+venv=target/bench-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, timm" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q torch==2.9.0 timm
+fi
+out=$(mktemp)
+features=()
+if [ "${VITRUN_BENCH_TCH:-1}" = 1 ]; then
+  features=(--features tch)
+  export LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1
+  export PATH="$PWD/$venv/bin:$PATH"
+  torch_lib=$("$venv/bin/python" -c "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
+  export LD_LIBRARY_PATH="$torch_lib:${LD_LIBRARY_PATH:-}"
+fi
+build_start=$(date +%s)
+cargo bench --bench train_step "${features[@]}" --no-run 2>&1 | tail -1
+echo "bench build seconds: $(( $(date +%s) - build_start ))"
+cargo bench --bench train_step "${features[@]}" 2>/dev/null | tee "$out"
+"$venv/bin/python" benches/pytorch_peer.py | tee -a "$out"
+awk -F': ' '
+  /pytorch train img\/s/ {pt=$2} /pytorch infer img\/s/ {pi=$2}
+  / train img\/s/ && !/pytorch/ {split($1, a, " "); train[a[1]]=$2}
+  / infer img\/s/ && !/pytorch/ {split($1, a, " "); infer[a[1]]=$2}
+  END {for (b in train) printf "%s / pytorch: train %.2fx, infer %.2fx\n", b, train[b]/pt, infer[b]/pi}
+' "$out"

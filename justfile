@@ -1,0 +1,35 @@
+# vitrun's everyday commands. `cargo install just` once; each recipe is plain cargo underneath.
+
+# Train one experiment (the flagship by default).
+run file="experiments/deit_vehicles.toml" *args="":
+    cargo run --release -- run {{file}} {{args}}
+
+# Print the resolved config of an experiment, with where each value came from.
+config file="experiments/deit_vehicles.toml" *args="":
+    cargo run --release -- check {{file}} {{args}}
+
+# List trials in the run store.
+ls *args="":
+    cargo run --release -- ls {{args}}
+
+# Run a sweep (not yet: see the sweeps issue).
+sweep file="experiments/deit_vehicles.toml":
+    cargo run --release -- sweep {{file}}
+
+# Draw a report (not yet: see the reports issue).
+report *args="":
+    cargo run --release -- report {{args}}
+
+# The test suite (what CI runs).
+test:
+    cargo test
+
+# Speed: burn-flex / burn-tch vs timm in PyTorch eager on the same threads.
+bench:
+    benches/run.sh
+
+# Formatting, lints and the GPU feature build.
+check:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+    cargo check --features cuda
