@@ -75,7 +75,10 @@ fn bench_backend<B: AutodiffBackend>(label: &str, device: B::Device) {
         }
     }
     println!("{label} train img/s: {:.1}", median(train));
-    println!("{label} train share in forward+backward: {:.2}", median(backward_share));
+    println!(
+        "{label} train share in forward+backward: {:.2}",
+        median(backward_share)
+    );
     println!("{label} infer img/s: {:.1}", median(infer));
 }
 
@@ -98,23 +101,42 @@ fn bench_loader(threads: usize) {
         seed: 0,
         skip_bad: false,
         prefetch: 4,
-        pool: Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool")),
+        pool: Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool"),
+        ),
     };
     let mut rates = Vec::new();
     for epoch in 0..3 {
         let t = Instant::now();
-        let n: usize = EpochLoader::start(spec.clone(), epoch).map(|b| b.expect("batch").len()).sum();
+        let n: usize = EpochLoader::start(spec.clone(), epoch)
+            .map(|b| b.expect("batch").len())
+            .sum();
         rates.push(n as f64 / t.elapsed().as_secs_f64());
     }
-    println!("loader (synthetic render + full augmentation) img/s: {:.1}", median(rates));
+    println!(
+        "loader (synthetic render + full augmentation) img/s: {:.1}",
+        median(rates)
+    );
 }
 
 fn main() {
-    let threads: usize = std::env::var("VITRUN_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("global pool");
+    let threads: usize = std::env::var("VITRUN_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .expect("global pool");
     println!("threads: {threads}, batch {BATCH}, ViT-Tiny 192/12/3, patch 4, 32x32");
     bench_backend::<Autodiff<Flex>>("burn-flex", Default::default());
     #[cfg(feature = "tch")]
-    bench_backend::<Autodiff<burn::backend::LibTorch>>("burn-tch-cpu", burn::backend::libtorch::LibTorchDevice::Cpu);
+    bench_backend::<Autodiff<burn::backend::LibTorch>>(
+        "burn-tch-cpu",
+        burn::backend::libtorch::LibTorchDevice::Cpu,
+    );
     bench_loader(threads);
 }

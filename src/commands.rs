@@ -20,7 +20,9 @@ pub fn store_path(config: &Config) -> PathBuf {
 
 /// `runs/<experiment>/<trial-id>/`.
 pub fn trial_dir(config: &Config, id: &str) -> PathBuf {
-    Path::new(&config.train.runs_dir).join(&config.name).join(id)
+    Path::new(&config.train.runs_dir)
+        .join(&config.name)
+        .join(id)
 }
 
 struct TrainTask<'a> {
@@ -37,8 +39,10 @@ impl BackendTask for TrainTask<'_> {
         let config = &self.loaded.config;
         let id = config.trial_id();
         let dir = trial_dir(config, &id);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let resolved = toml::to_string_pretty(config).context("cannot render the resolved config")?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let resolved =
+            toml::to_string_pretty(config).context("cannot render the resolved config")?;
         std::fs::write(dir.join("config.toml"), resolved)
             .with_context(|| format!("cannot write {}", dir.join("config.toml").display()))?;
         let mut store = Store::open(&store_path(config))?;
@@ -64,7 +68,9 @@ impl BackendTask for TrainTask<'_> {
         } else {
             config.train.threads
         };
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
         let result = run_trial::<B>(
             TrialRun {
                 config,
@@ -85,8 +91,18 @@ impl BackendTask for TrainTask<'_> {
 }
 
 /// `vitrun run`: trains the experiment's single trial.
-pub fn run(loaded: &Loaded, resume: bool, quiet: bool, stop: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
-    let device = loaded.config.train.device.parse().map_err(anyhow::Error::msg)?;
+pub fn run(
+    loaded: &Loaded,
+    resume: bool,
+    quiet: bool,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Outcome> {
+    let device = loaded
+        .config
+        .train
+        .device
+        .parse()
+        .map_err(anyhow::Error::msg)?;
     dispatch(
         device,
         TrainTask {
@@ -149,7 +165,10 @@ pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
         "trial", "experiment", "status", "epochs", "best top1", "val loss", "device", "started"
     );
     for t in store.trials(experiment)? {
-        let pct = |v: Option<f64>| v.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or("-".into());
+        let pct = |v: Option<f64>| {
+            v.map(|v| format!("{:.1}%", v * 100.0))
+                .unwrap_or("-".into())
+        };
         out.push_str(&format!(
             "{:<12} {:<20} {:<9} {:>6} {:>9} {:>9} {:<10} {}{}\n",
             t.id,
@@ -157,7 +176,9 @@ pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
             t.status,
             t.epochs.map(|e| e.to_string()).unwrap_or("-".into()),
             pct(t.best_top1),
-            t.last_val_loss.map(|v| format!("{v:.4}")).unwrap_or("-".into()),
+            t.last_val_loss
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or("-".into()),
             t.device.unwrap_or_default(),
             t.started_at.unwrap_or_default(),
             t.error.map(|e| format!("  ({e})")).unwrap_or_default(),

@@ -10,7 +10,11 @@ use vitrun::commands;
 use vitrun::train::Outcome;
 
 #[derive(Parser)]
-#[command(name = "vitrun", version, about = "A declarative experiment runner for Vision Transformers")]
+#[command(
+    name = "vitrun",
+    version,
+    about = "A declarative experiment runner for Vision Transformers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,7 +101,10 @@ fn train(file: PathBuf, sets: Vec<String>, resume: bool, quiet: bool) -> anyhow:
             ExitCode::from(3)
         }
         Outcome::Interrupted { epoch } => {
-            eprintln!("vitrun: interrupted in epoch {epoch}; continue with: vitrun run {} --resume", file.display());
+            eprintln!(
+                "vitrun: interrupted in epoch {epoch}; continue with: vitrun run {} --resume",
+                file.display()
+            );
             ExitCode::from(130)
         }
     })
@@ -105,14 +112,26 @@ fn train(file: PathBuf, sets: Vec<String>, resume: bool, quiet: bool) -> anyhow:
 
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { file, sets, resume, quiet } | Command::Trial { file, sets, resume, quiet } => {
-            train(file, sets, resume, quiet)
+        Command::Run {
+            file,
+            sets,
+            resume,
+            quiet,
         }
+        | Command::Trial {
+            file,
+            sets,
+            resume,
+            quiet,
+        } => train(file, sets, resume, quiet),
         Command::Check { file, sets } => {
             print!("{}", commands::check(&commands::load(&file, &sets)?));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ls { experiment, runs_dir } => {
+        Command::Ls {
+            experiment,
+            runs_dir,
+        } => {
             print!("{}", commands::ls(&runs_dir, experiment.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }

@@ -4,7 +4,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vitrun::config::{AugmentConfig, ErasingValue};
 use vitrun::data::augment::{
-    center_crop, color_jitter, normalize, random_erasing, random_resized_crop, sample_rng, shift_hue,
+    center_crop, color_jitter, normalize, random_erasing, random_resized_crop, sample_rng,
+    shift_hue,
 };
 use vitrun::data::{synthetic, Image, Pipeline};
 
@@ -40,8 +41,12 @@ fn outputs_have_the_configured_shape_and_range() {
     cfg.normalize.enabled = false;
     cfg.random_erasing.value = ErasingValue::Zero;
     for channels in [1, 3] {
-        let train = Pipeline::train(&cfg, 20, channels).apply(scene(37, 2), &mut sample_rng(1, 1, 1));
-        assert_eq!((train.image.channels, train.image.height, train.image.width), (channels, 20, 20));
+        let train =
+            Pipeline::train(&cfg, 20, channels).apply(scene(37, 2), &mut sample_rng(1, 1, 1));
+        assert_eq!(
+            (train.image.channels, train.image.height, train.image.width),
+            (channels, 20, 20)
+        );
         assert!(train.image.data.iter().all(|v| (0.0..=1.0).contains(v)));
         let val = Pipeline::val(&cfg, 20, channels).apply(scene(37, 2), &mut sample_rng(1, 1, 1));
         assert_eq!(val.image.data.len(), channels * 400);
@@ -59,7 +64,13 @@ fn hflip_is_its_own_inverse_and_mirrors() {
 #[test]
 fn full_scale_fixed_ratio_crop_is_a_plain_resize() {
     let img = scene(32, 4);
-    let crop = random_resized_crop(&img, [1.0, 1.0], [1.0, 1.0], 16, &mut ChaCha8Rng::seed_from_u64(0));
+    let crop = random_resized_crop(
+        &img,
+        [1.0, 1.0],
+        [1.0, 1.0],
+        16,
+        &mut ChaCha8Rng::seed_from_u64(0),
+    );
     assert_eq!(crop, img.resize(16, 16));
 }
 
@@ -74,7 +85,10 @@ fn crops_stay_inside_the_requested_area_range() {
         let crop = random_resized_crop(&img, [0.2, 0.3], [1.0, 1.0], 10, &mut rng);
         let span = crop.at(0, 0, 9) - crop.at(0, 0, 0);
         let width = span * 100.0 * 10.0 / 9.0;
-        assert!((40.0..=58.0).contains(&width), "crop width {width} outside sqrt(0.2..0.3) of 100");
+        assert!(
+            (40.0..=58.0).contains(&width),
+            "crop width {width} outside sqrt(0.2..0.3) of 100"
+        );
     }
 }
 
@@ -95,7 +109,11 @@ fn zero_jitter_is_identity_and_brightness_scales() {
     color_jitter(&mut same, [0.0; 4], &mut ChaCha8Rng::seed_from_u64(1));
     assert_eq!(same, img);
     let mut darker = img.clone();
-    color_jitter(&mut darker, [0.5, 0.0, 0.0, 0.0], &mut ChaCha8Rng::seed_from_u64(2));
+    color_jitter(
+        &mut darker,
+        [0.5, 0.0, 0.0, 0.0],
+        &mut ChaCha8Rng::seed_from_u64(2),
+    );
     let ratios: Vec<f32> = img
         .data
         .iter()
@@ -104,7 +122,10 @@ fn zero_jitter_is_identity_and_brightness_scales() {
         .map(|(a, b)| b / a)
         .collect();
     let first = ratios[0];
-    assert!(ratios.iter().all(|r| (r - first).abs() < 1e-3), "brightness is one factor");
+    assert!(
+        ratios.iter().all(|r| (r - first).abs() < 1e-3),
+        "brightness is one factor"
+    );
     assert!((0.5..=1.5).contains(&first));
 }
 
@@ -113,12 +134,20 @@ fn a_full_turn_of_hue_is_identity_and_a_third_rotates_channels() {
     let img = scene(12, 7);
     let mut turned = img.clone();
     shift_hue(&mut turned, 1.0);
-    let err = img.data.iter().zip(&turned.data).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let err = img
+        .data
+        .iter()
+        .zip(&turned.data)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(err < 1e-5, "{err}");
     let mut red = Image::new(3, 1, 1);
     red.data = vec![1.0, 0.0, 0.0];
     shift_hue(&mut red, 1.0 / 3.0);
-    assert!((red.data[1] - 1.0).abs() < 1e-5 && red.data[0].abs() < 1e-5, "{:?}", red.data);
+    assert!(
+        (red.data[1] - 1.0).abs() < 1e-5 && red.data[0].abs() < 1e-5,
+        "{:?}",
+        red.data
+    );
 }
 
 #[test]
@@ -126,7 +155,9 @@ fn normalize_gives_zero_mean_unit_std_for_matching_stats() {
     let mut img = Image::new(3, 2, 2);
     img.data = vec![0.2, 0.4, 0.2, 0.4, 0.5, 0.5, 0.5, 0.5, 0.0, 1.0, 0.0, 1.0];
     normalize(&mut img, &[0.3, 0.5, 0.5], &[0.1, 1.0, 0.5]);
-    let want = [-1.0, 1.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0, 1.0, -1.0, 1.0];
+    let want = [
+        -1.0, 1.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0, 1.0, -1.0, 1.0,
+    ];
     for (got, want) in img.data.iter().zip(want) {
         assert!((got - want).abs() < 1e-5, "{:?}", img.data);
     }
@@ -141,7 +172,13 @@ fn erasing_changes_exactly_one_rectangle() {
         data: vec![0.5; 400],
     };
     let mut erased = img.clone();
-    assert!(random_erasing(&mut erased, [0.1, 0.1], [1.0, 1.0], ErasingValue::Zero, &mut ChaCha8Rng::seed_from_u64(3)));
+    assert!(random_erasing(
+        &mut erased,
+        [0.1, 0.1],
+        [1.0, 1.0],
+        ErasingValue::Zero,
+        &mut ChaCha8Rng::seed_from_u64(3)
+    ));
     let zeros: Vec<(usize, usize)> = (0..20)
         .flat_map(|y| (0..20).map(move |x| (y, x)))
         .filter(|&(y, x)| erased.at(0, y, x) == 0.0)

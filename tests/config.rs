@@ -12,7 +12,10 @@ fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn error(text: &str, sets: &[&str]) -> String {
@@ -26,7 +29,9 @@ fn error(text: &str, sets: &[&str]) -> String {
 
 #[test]
 fn layers_apply_in_order_defaults_file_env_set() {
-    let (_dir, path) = write("name = \"layers\"\n[optimizer]\nlr = 0.01\nweight_decay = 0.1\n[train]\nepochs = 3\n");
+    let (_dir, path) = write(
+        "name = \"layers\"\n[optimizer]\nlr = 0.01\nweight_decay = 0.1\n[train]\nepochs = 3\n",
+    );
     let vars = env(&[
         ("VITRUN_OPTIMIZER__LR", "0.02"),
         ("VITRUN_TRAIN__BATCH_SIZE", "16"),
@@ -40,7 +45,10 @@ fn layers_apply_in_order_defaults_file_env_set() {
     assert_eq!(c.train.epochs, 3);
     assert_eq!(c.optimizer.betas, [0.9, 0.999], "default kept");
     assert_eq!(loaded.sources["optimizer.lr"], Source::Set);
-    assert_eq!(loaded.sources["train.batch_size"], Source::Env("VITRUN_TRAIN__BATCH_SIZE".into()));
+    assert_eq!(
+        loaded.sources["train.batch_size"],
+        Source::Env("VITRUN_TRAIN__BATCH_SIZE".into())
+    );
     assert_eq!(loaded.sources["optimizer.weight_decay"], Source::File);
     assert_eq!(loaded.sources["optimizer.betas"], Source::Default);
 }
@@ -56,31 +64,54 @@ fn env_beats_file() {
 fn presets_fill_dims_and_explicit_dims_win() {
     let (_dir, path) = write("[model]\npreset = \"deit-small\"\ndepth = 4\n");
     let c = load_with_env(&path, &[], env(&[])).unwrap().config;
-    assert_eq!((c.model.embed_dim, c.model.depth, c.model.num_heads), (Some(384), Some(4), Some(6)));
+    assert_eq!(
+        (c.model.embed_dim, c.model.depth, c.model.num_heads),
+        (Some(384), Some(4), Some(6))
+    );
 }
 
 #[test]
 fn unknown_key_names_file_line_and_nearest_key() {
     let e = error("name = \"x\"\n\n[optimizer]\nlearning_rate = 0.1\n", &[]);
-    assert!(e.contains("exp.toml:4: unknown key `optimizer.learning_rate`"), "{e}");
-    assert!(e.contains("did you mean `optimizer.warmup_lr`") || e.contains("did you mean `optimizer.lr`"), "{e}");
+    assert!(
+        e.contains("exp.toml:4: unknown key `optimizer.learning_rate`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("did you mean `optimizer.warmup_lr`")
+            || e.contains("did you mean `optimizer.lr`"),
+        "{e}"
+    );
     let e = error("[augment.hflip]\nprob = 0.5\n", &[]);
-    assert!(e.contains("exp.toml:2: unknown key `augment.hflip.prob`; did you mean `augment.hflip.p`?"), "{e}");
+    assert!(
+        e.contains("exp.toml:2: unknown key `augment.hflip.prob`; did you mean `augment.hflip.p`?"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unknown_set_and_env_keys_are_named() {
     let e = error("", &["optimizer.lrr=1"]);
-    assert!(e.contains("--set optimizer.lrr=1: unknown key `optimizer.lrr`; did you mean `optimizer.lr`?"), "{e}");
+    assert!(
+        e.contains(
+            "--set optimizer.lrr=1: unknown key `optimizer.lrr`; did you mean `optimizer.lr`?"
+        ),
+        "{e}"
+    );
     let (_dir, path) = write("");
-    let e = load_with_env(&path, &[], env(&[("VITRUN_TRAIN__EPOCH", "3")])).unwrap_err().to_string();
+    let e = load_with_env(&path, &[], env(&[("VITRUN_TRAIN__EPOCH", "3")]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("environment variable VITRUN_TRAIN__EPOCH: unknown key `train.epoch`; did you mean `train.epochs`?"), "{e}");
 }
 
 #[test]
 fn wrong_type_names_the_key_and_line() {
     let e = error("[train]\nepochs = \"ten\"\n", &[]);
-    assert!(e.contains("exp.toml:2: `train.epochs`: invalid type"), "{e}");
+    assert!(
+        e.contains("exp.toml:2: `train.epochs`: invalid type"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -118,9 +149,12 @@ fn datasets_that_read_files_need_a_path() {
 fn syntax_and_missing_file_errors_name_the_file() {
     let e = error("name = \n", &[]);
     assert!(e.contains("exp.toml is not valid TOML"), "{e}");
-    let missing = load_with_env(std::path::Path::new("/nonexistent/x.toml"), &[], env(&[])).unwrap_err();
+    let missing =
+        load_with_env(std::path::Path::new("/nonexistent/x.toml"), &[], env(&[])).unwrap_err();
     assert!(matches!(missing, ConfigError::Read { .. }));
-    assert!(missing.to_string().contains("cannot read experiment file /nonexistent/x.toml"));
+    assert!(missing
+        .to_string()
+        .contains("cannot read experiment file /nonexistent/x.toml"));
 }
 
 #[test]
@@ -133,12 +167,21 @@ fn sweep_is_parsed_and_every_point_validated() {
     assert_eq!(loaded.sweep.zip.len(), 1);
     assert_eq!(loaded.sweep.random.len(), 1);
     let e = error("[sweep]\n\"optimizer.lr\" = [1e-3, -1.0]\n", &[]);
-    assert!(e.contains("exp.toml:2: `sweep.optimizer.lr`: value -1.0 is invalid"), "{e}");
+    assert!(
+        e.contains("exp.toml:2: `sweep.optimizer.lr`: value -1.0 is invalid"),
+        "{e}"
+    );
     let e = error("[sweep]\n\"optimiser.lr\" = [1e-3]\n", &[]);
     assert!(e.contains("did you mean `optimizer.lr`"), "{e}");
-    let e = error("[[sweep.zip]]\n\"optimizer.lr\" = [1e-3, 1e-4]\n\"train.epochs\" = [1]\n", &[]);
+    let e = error(
+        "[[sweep.zip]]\n\"optimizer.lr\" = [1e-3, 1e-4]\n\"train.epochs\" = [1]\n",
+        &[],
+    );
     assert!(e.contains("zipped axes must have equal lengths"), "{e}");
-    let e = error("[sweep]\n\"optimizer.lr\" = { log_uniform = [1e-5, 1e-2] }\n", &[]);
+    let e = error(
+        "[sweep]\n\"optimizer.lr\" = { log_uniform = [1e-5, 1e-2] }\n",
+        &[],
+    );
     assert!(e.contains("random axes need `samples = N`"), "{e}");
 }
 
@@ -147,12 +190,34 @@ fn trial_id_ignores_spelling_order_defaults_and_execution_keys() {
     let id = |text: &str, sets: &[&str]| {
         let (_dir, path) = write(text);
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-        load_with_env(&path, &sets, env(&[])).unwrap().config.trial_id()
+        load_with_env(&path, &sets, env(&[]))
+            .unwrap()
+            .config
+            .trial_id()
     };
-    let base = id("name = \"a\"\n[optimizer]\nlr = 1e-3\nweight_decay = 0.05\n", &[]);
-    assert_eq!(base, id("name = \"a\"\n[optimizer]\nweight_decay = 0.05\nlr = 0.001\n", &[]));
+    let base = id(
+        "name = \"a\"\n[optimizer]\nlr = 1e-3\nweight_decay = 0.05\n",
+        &[],
+    );
+    assert_eq!(
+        base,
+        id(
+            "name = \"a\"\n[optimizer]\nweight_decay = 0.05\nlr = 0.001\n",
+            &[]
+        )
+    );
     assert_eq!(base, id("name = \"a\"\n[optimizer]\nlr = 1e-3\n[model]\npreset = \"vit-tiny\"\nembed_dim = 192\nmlp_ratio = 4\n", &[]));
-    assert_eq!(base, id("name = \"a\"\n", &["optimizer.lr=0.001", "train.device=\"cpu\"", "train.threads=1"]));
+    assert_eq!(
+        base,
+        id(
+            "name = \"a\"\n",
+            &[
+                "optimizer.lr=0.001",
+                "train.device=\"cpu\"",
+                "train.threads=1"
+            ]
+        )
+    );
     assert_ne!(base, id("name = \"a\"\n", &["optimizer.lr=2e-3"]));
     assert_eq!(base.len(), 12);
 }

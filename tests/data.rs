@@ -24,7 +24,12 @@ fn loader(dataset: Arc<dyn data::Dataset>, skip_bad: bool) -> LoaderSpec {
         seed: 3,
         skip_bad,
         prefetch: 2,
-        pool: Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()),
+        pool: Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap(),
+        ),
     }
 }
 
@@ -43,13 +48,21 @@ fn synthetic_vehicles_are_deterministic_and_balanced() {
     assert_ne!(a.val.get(11).unwrap().image, x.image, "val is not train");
     assert_eq!((x.image.channels, x.image.height), (3, 24));
     c.seed = 1;
-    assert_ne!(data::open(&c).unwrap().train.get(11).unwrap().image, x.image);
+    assert_ne!(
+        data::open(&c).unwrap().train.get(11).unwrap().image,
+        x.image
+    );
     c.data.classes = Some(vec!["truck".into(), "car".into()]);
     let picked = data::open(&c).unwrap();
     assert_eq!(picked.classes, ["truck", "car"]);
     c.data.classes = Some(vec!["plane".into()]);
     let err = data::open(&c).err().unwrap().to_string();
-    assert!(err.contains("unknown class \"plane\"; this dataset has bicycle, bus, car, motorcycle, truck"), "{err}");
+    assert!(
+        err.contains(
+            "unknown class \"plane\"; this dataset has bicycle, bus, car, motorcycle, truck"
+        ),
+        "{err}"
+    );
 }
 
 fn save(path: &Path, img: image::DynamicImage) {
@@ -61,21 +74,50 @@ fn save(path: &Path, img: image::DynamicImage) {
 fn image_folder_reads_any_mode_and_size_as_rgb() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    save(&root.join("cat/a.png"), image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(5, 7, image::Luma([200]))));
-    save(&root.join("cat/b.png"), image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(9, 4, image::Rgba([10, 20, 30, 128]))));
-    save(&root.join("dog/c.jpg"), image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(16, 16, image::Rgb([250, 0, 0]))));
-    save(&root.join("dog/d.JPEG"), image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(3, 3, image::Rgb([0, 0, 250]))));
+    save(
+        &root.join("cat/a.png"),
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(5, 7, image::Luma([200]))),
+    );
+    save(
+        &root.join("cat/b.png"),
+        image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            9,
+            4,
+            image::Rgba([10, 20, 30, 128]),
+        )),
+    );
+    save(
+        &root.join("dog/c.jpg"),
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+            16,
+            16,
+            image::Rgb([250, 0, 0]),
+        )),
+    );
+    save(
+        &root.join("dog/d.JPEG"),
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(3, 3, image::Rgb([0, 0, 250]))),
+    );
     std::fs::write(root.join("dog/notes.txt"), "ignored").unwrap();
     let mut c = config_for(DatasetKind::ImageFolder, root);
     c.data.val_split = 0.25;
     let splits = data::open(&c).unwrap();
     assert_eq!(splits.classes, ["cat", "dog"]);
     assert_eq!((splits.train.len(), splits.val.len()), (3, 1));
-    let all: Vec<_> = (0..3).map(|i| splits.train.get(i).unwrap()).chain([splits.val.get(0).unwrap()]).collect();
+    let all: Vec<_> = (0..3)
+        .map(|i| splits.train.get(i).unwrap())
+        .chain([splits.val.get(0).unwrap()])
+        .collect();
     assert!(all.iter().all(|s| s.image.channels == 3));
-    let grey = all.iter().find(|s| s.image.width == 5).expect("the grey PNG");
+    let grey = all
+        .iter()
+        .find(|s| s.image.width == 5)
+        .expect("the grey PNG");
     assert_eq!(grey.label, 0);
-    assert!((grey.image.at(0, 3, 3) - 200.0 / 255.0).abs() < 1e-6 && grey.image.at(0, 0, 0) == grey.image.at(2, 0, 0));
+    assert!(
+        (grey.image.at(0, 3, 3) - 200.0 / 255.0).abs() < 1e-6
+            && grey.image.at(0, 0, 0) == grey.image.at(2, 0, 0)
+    );
     let red = all.iter().find(|s| s.image.width == 16).expect("the JPEG");
     assert_eq!(red.label, 1);
     assert!(red.image.at(0, 8, 8) > 0.9 && red.image.at(2, 8, 8) < 0.1);
@@ -100,7 +142,10 @@ fn image_folder_uses_train_and_val_subfolders() {
 fn corrupt_image_names_the_file_or_is_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..6 {
-        save(&dir.path().join(format!("ok/{i}.png")), image::DynamicImage::ImageRgb8(image::RgbImage::new(4, 4)));
+        save(
+            &dir.path().join(format!("ok/{i}.png")),
+            image::DynamicImage::ImageRgb8(image::RgbImage::new(4, 4)),
+        );
     }
     let bad = dir.path().join("ok/broken.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
@@ -112,8 +157,15 @@ fn corrupt_image_names_the_file_or_is_skipped_and_counted() {
         .expect("the corrupt file fails the epoch");
     assert!(matches!(err, DataError::BadFile { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("cannot read") && msg.contains("broken.png") && msg.contains("data.skip_bad = true"), "{msg}");
-    let batches: Vec<_> = EpochLoader::start(loader(splits.train.clone(), true), 1).map(Result::unwrap).collect();
+    assert!(
+        msg.contains("cannot read")
+            && msg.contains("broken.png")
+            && msg.contains("data.skip_bad = true"),
+        "{msg}"
+    );
+    let batches: Vec<_> = EpochLoader::start(loader(splits.train.clone(), true), 1)
+        .map(Result::unwrap)
+        .collect();
     let images: usize = batches.iter().map(|b| b.len()).sum();
     let skipped: Vec<&String> = batches.iter().flat_map(|b| &b.skipped).collect();
     assert_eq!(images, 6);
@@ -124,7 +176,10 @@ fn corrupt_image_names_the_file_or_is_skipped_and_counted() {
 #[test]
 fn missing_dataset_path_is_an_error_that_says_how_to_fix_it() {
     for kind in [DatasetKind::ImageFolder, DatasetKind::Idx] {
-        let err = data::open(&config_for(kind, Path::new("/no/such/dataset"))).err().unwrap().to_string();
+        let err = data::open(&config_for(kind, Path::new("/no/such/dataset")))
+            .err()
+            .unwrap()
+            .to_string();
         assert_eq!(err, "dataset path /no/such/dataset does not exist; fix data.path in the experiment file (or install the dataset)");
     }
 }
@@ -144,10 +199,18 @@ fn idx_reads_raw_and_gzip_and_splits_without_t10k() {
     let n = 10u32;
     let pixels: Vec<u8> = (0..n * 4).map(|i| (i * 6) as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
-    std::fs::write(dir.path().join("train-images-idx3-ubyte"), idx_bytes(&[n, 2, 2], &pixels)).unwrap();
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte"),
+        idx_bytes(&[n, 2, 2], &pixels),
+    )
+    .unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&idx_bytes(&[n], &labels)).unwrap();
-    std::fs::write(dir.path().join("train-labels-idx1-ubyte.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("train-labels-idx1-ubyte.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
     let mut c = config_for(DatasetKind::Idx, dir.path());
     c.data.val_split = 0.2;
     c.data.channels = 1;
@@ -155,11 +218,21 @@ fn idx_reads_raw_and_gzip_and_splits_without_t10k() {
     assert_eq!(splits.classes, ["0", "1", "2"]);
     assert_eq!((splits.train.len(), splits.val.len()), (8, 2));
     let s = splits.train.get(1).unwrap();
-    assert_eq!((s.label, s.image.channels, s.image.height, s.image.width), (1, 1, 2, 2));
+    assert_eq!(
+        (s.label, s.image.channels, s.image.height, s.image.width),
+        (1, 1, 2, 2)
+    );
     assert!((s.image.at(0, 0, 0) - 24.0 / 255.0).abs() < 1e-6);
-    std::fs::write(dir.path().join("train-images-idx3-ubyte"), idx_bytes(&[n, 2, 2], &pixels[..7])).unwrap();
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte"),
+        idx_bytes(&[n, 2, 2], &pixels[..7]),
+    )
+    .unwrap();
     let err = data::open(&c).err().unwrap().to_string();
-    assert!(err.contains("train-images-idx3-ubyte") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("truncated"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -170,7 +243,9 @@ fn loader_batches_cover_the_epoch_in_a_seeded_order() {
     let splits = data::open(&c).unwrap();
     let spec = loader(splits.train.clone(), false);
     let labels = |epoch| -> Vec<i64> {
-        EpochLoader::start(spec.clone(), epoch).flat_map(|b| b.unwrap().labels).collect()
+        EpochLoader::start(spec.clone(), epoch)
+            .flat_map(|b| b.unwrap().labels)
+            .collect()
     };
     let e1 = labels(1);
     assert_eq!(e1.len(), 10);

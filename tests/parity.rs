@@ -35,7 +35,10 @@ fn spec_of(name: &str) -> VitSpec {
 }
 
 fn tensor<const D: usize>(t: &StateTensor) -> Tensor<B, D> {
-    Tensor::from_data(TensorData::new(t.data.clone(), t.shape.clone()), &Default::default())
+    Tensor::from_data(
+        TensorData::new(t.data.clone(), t.shape.clone()),
+        &Default::default(),
+    )
 }
 
 /// max |a - b| / max |b|: the relative error of a whole tensor.
@@ -59,15 +62,24 @@ fn check(name: &str, weights: &str) {
     let trace = model.trace(tensor::<4>(&io["input"]));
     let checks = [
         ("patch_embed", rel_err(trace.tokens, &io["patch_embed"])),
-        ("attn_last", rel_err(trace.attentions.last().unwrap().clone(), &io["attn_last"])),
+        (
+            "attn_last",
+            rel_err(trace.attentions.last().unwrap().clone(), &io["attn_last"]),
+        ),
         ("features", rel_err(trace.features, &io["features"])),
         ("logits", rel_err(trace.logits.clone(), &io["logits"])),
     ];
     for (what, err) in checks {
-        assert!(err <= 1e-4, "{name} {what}: relative error {err:.2e} > 1e-4");
+        assert!(
+            err <= 1e-4,
+            "{name} {what}: relative error {err:.2e} > 1e-4"
+        );
     }
     let fast = model.forward(tensor::<4>(&io["input"]));
-    assert!(rel_err(fast, &io["logits"]) <= 1e-4, "{name}: the fused attention path differs");
+    assert!(
+        rel_err(fast, &io["logits"]) <= 1e-4,
+        "{name}: the fused attention path differs"
+    );
 }
 
 #[test]
@@ -92,13 +104,30 @@ fn checkpoint_of_another_architecture_lists_every_mismatch() {
     let mut spec = spec_of("vit_tiny_p4_32_avg");
     spec.mean_pool = false;
     spec.num_classes = 5;
-    let err = apply_state_dict(spec.init::<B>(&device), &sd, "vit_tiny_p4_32_avg.safetensors", &device)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("missing (2): norm.weight [64], norm.bias [64]"), "{err}");
-    assert!(err.contains("unexpected (2): fc_norm.bias [64], fc_norm.weight [64]"), "{err}");
-    assert!(err.contains("head.bias: checkpoint [10], model [5]"), "{err}");
-    assert!(err.contains("head.weight: checkpoint [10, 64], model [5, 64]"), "{err}");
+    let err = apply_state_dict(
+        spec.init::<B>(&device),
+        &sd,
+        "vit_tiny_p4_32_avg.safetensors",
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("missing (2): norm.weight [64], norm.bias [64]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unexpected (2): fc_norm.bias [64], fc_norm.weight [64]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("head.bias: checkpoint [10], model [5]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("head.weight: checkpoint [10, 64], model [5, 64]"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use vitrun::track::Store;
 
-const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/configs/tiny_synthetic.toml");
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/configs/tiny_synthetic.toml"
+);
 const METRICS: [(&str, &str); 7] = [
     ("train", "loss"),
     ("train", "top1"),
@@ -54,7 +57,11 @@ fn series(store: &Store, id: &str, split: &str, name: &str) -> Vec<f64> {
 fn training_learns_and_records_every_epoch() {
     let tmp = tempfile::tempdir().unwrap();
     let out = run(tmp.path(), &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("finished: best val top1"), "{stdout}");
     let (store, id, dir) = only_trial(tmp.path());
@@ -68,25 +75,53 @@ fn training_learns_and_records_every_epoch() {
             .unwrap();
         assert_eq!((epochs, rows), (10, 10), "{split}/{name}");
     }
-    assert!(store.count("SELECT COUNT(*) FROM metrics WHERE trial = ?1 AND name = 'step_loss'", &id).unwrap() >= 10);
+    assert!(
+        store
+            .count(
+                "SELECT COUNT(*) FROM metrics WHERE trial = ?1 AND name = 'step_loss'",
+                &id
+            )
+            .unwrap()
+            >= 10
+    );
     let train_loss = series(&store, &id, "train", "loss");
     let val_loss = series(&store, &id, "val", "loss");
     let top1 = series(&store, &id, "val", "top1");
-    assert!(train_loss[9] < 0.9 * train_loss[0], "train loss falls: {train_loss:?}");
+    assert!(
+        train_loss[9] < 0.9 * train_loss[0],
+        "train loss falls: {train_loss:?}"
+    );
     assert!(val_loss[9] < val_loss[0], "val loss falls: {val_loss:?}");
     assert!(top1[9] >= 0.7, "two classes, chance is 0.5: {top1:?}");
     let lr = series(&store, &id, "train", "lr");
     assert!(lr[9] < lr[1], "cosine decays: {lr:?}");
-    for file in ["config.toml", "last/model.safetensors", "last/optimizer.safetensors", "last/progress.json", "best/model.safetensors"] {
+    for file in [
+        "config.toml",
+        "last/model.safetensors",
+        "last/optimizer.safetensors",
+        "last/progress.json",
+        "best/model.safetensors",
+    ] {
         assert!(dir.join(file).is_file(), "missing {file}");
     }
-    assert_eq!(store.count("SELECT COUNT(*) FROM artifacts WHERE trial = ?1", &id).unwrap(), 3);
+    assert_eq!(
+        store
+            .count("SELECT COUNT(*) FROM artifacts WHERE trial = ?1", &id)
+            .unwrap(),
+        3
+    );
     assert_eq!(store.count("SELECT COUNT(*) FROM params WHERE trial = ?1 AND key = 'optimizer.lr' AND value = '0.002'", &id).unwrap(), 1);
     assert_eq!(store.count("SELECT COUNT(*) FROM trials WHERE id = ?1 AND burn_version = '0.21.0' AND host IS NOT NULL AND seed = 7", &id).unwrap(), 1);
     let best = vitrun::model::read_state_dict(&dir.join("best/model.safetensors")).unwrap();
-    assert_eq!(best["blocks.0.attn.qkv.weight"].shape, [144, 48], "timm layout");
+    assert_eq!(
+        best["blocks.0.attn.qkv.weight"].shape,
+        [144, 48],
+        "timm layout"
+    );
 
-    let ls = vitrun(&["ls", "--runs-dir", tmp.path().to_str().unwrap()]).output().unwrap();
+    let ls = vitrun(&["ls", "--runs-dir", tmp.path().to_str().unwrap()])
+        .output()
+        .unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
     assert!(ls.contains(&id) && ls.contains("finished"), "{ls}");
 }
@@ -95,54 +130,119 @@ fn training_learns_and_records_every_epoch() {
 fn a_killed_trial_resumes_to_the_same_numbers() {
     let straight = tempfile::tempdir().unwrap();
     let out = run(straight.path(), &["--set", "train.epochs=6"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let killed = tempfile::tempdir().unwrap();
     let runs_set = format!("train.runs_dir={:?}", killed.path().display().to_string());
-    let mut child = vitrun(&["run", TINY, "--quiet", "--set", &runs_set, "--set", "train.epochs=6"])
-        .spawn()
-        .unwrap();
+    let mut child = vitrun(&[
+        "run",
+        TINY,
+        "--quiet",
+        "--set",
+        &runs_set,
+        "--set",
+        "train.epochs=6",
+    ])
+    .spawn()
+    .unwrap();
     let started = Instant::now();
     let progress = loop {
         let found = std::fs::read_dir(killed.path().join("tiny_synthetic"))
             .ok()
             .and_then(|mut d| d.next())
-            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("last/progress.json")).ok());
-        if let Some(p) = found.filter(|p| p.contains("\"epoch\": 2") || p.contains("\"epoch\": 3")) {
+            .and_then(|e| {
+                std::fs::read_to_string(e.unwrap().path().join("last/progress.json")).ok()
+            });
+        if let Some(p) = found.filter(|p| p.contains("\"epoch\": 2") || p.contains("\"epoch\": 3"))
+        {
             break p;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!progress.contains("\"epoch\": 6"));
     let (store, id, _) = only_trial(killed.path());
-    assert_eq!(store.status(&id).unwrap().as_deref(), Some("running"), "a kill -9 leaves it running");
+    assert_eq!(
+        store.status(&id).unwrap().as_deref(),
+        Some("running"),
+        "a kill -9 leaves it running"
+    );
     drop(store);
 
     let out = run(killed.path(), &["--set", "train.epochs=6", "--resume"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (a, a_id, _) = only_trial(straight.path());
     let (b, b_id, _) = only_trial(killed.path());
     assert_eq!(a_id, b_id, "same config, same trial id");
     assert_eq!(b.status(&b_id).unwrap().as_deref(), Some("finished"));
     for (split, name) in METRICS.iter().filter(|(_, n)| *n != "images_per_sec") {
-        assert_eq!(series(&a, &a_id, split, name), series(&b, &b_id, split, name), "{split}/{name}");
+        assert_eq!(
+            series(&a, &a_id, split, name),
+            series(&b, &b_id, split, name),
+            "{split}/{name}"
+        );
     }
-    assert_eq!(b.count("SELECT COUNT(*) FROM metrics WHERE trial = ?1 AND split = 'val' AND name = 'top1'", &b_id).unwrap(), 6, "no duplicate rows");
-    assert_eq!(b.count("SELECT attempts FROM trials WHERE id = ?1", &b_id).unwrap(), 2);
+    assert_eq!(
+        b.count(
+            "SELECT COUNT(*) FROM metrics WHERE trial = ?1 AND split = 'val' AND name = 'top1'",
+            &b_id
+        )
+        .unwrap(),
+        6,
+        "no duplicate rows"
+    );
+    assert_eq!(
+        b.count("SELECT attempts FROM trials WHERE id = ?1", &b_id)
+            .unwrap(),
+        2
+    );
 }
 
 #[test]
 fn a_diverging_trial_stops_with_status_diverged() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(tmp.path(), &["--set", "optimizer.lr=1e12", "--set", "optimizer.grad_clip=0", "--set", "optimizer.warmup_epochs=0"]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        tmp.path(),
+        &[
+            "--set",
+            "optimizer.lr=1e12",
+            "--set",
+            "optimizer.grad_clip=0",
+            "--set",
+            "optimizer.warmup_epochs=0",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("diverged"));
     let (store, id, _) = only_trial(tmp.path());
     assert_eq!(store.status(&id).unwrap().as_deref(), Some("diverged"));
-    assert_eq!(store.count("SELECT COUNT(*) FROM events WHERE trial = ?1 AND kind = 'diverged'", &id).unwrap(), 1);
+    assert_eq!(
+        store
+            .count(
+                "SELECT COUNT(*) FROM events WHERE trial = ?1 AND kind = 'diverged'",
+                &id
+            )
+            .unwrap(),
+        1
+    );
 }
 
 #[test]
@@ -152,11 +252,25 @@ fn bad_input_exits_1_with_a_one_line_cause() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("vitrun: error: ") && err.contains("model.patch_size"), "{err}");
-    let out = run(tmp.path(), &["--set", "data.dataset=\"idx\"", "--set", "data.path=\"/no/such/dir\""]);
+    assert!(
+        err.starts_with("vitrun: error: ") && err.contains("model.patch_size"),
+        "{err}"
+    );
+    let out = run(
+        tmp.path(),
+        &[
+            "--set",
+            "data.dataset=\"idx\"",
+            "--set",
+            "data.path=\"/no/such/dir\"",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("dataset path /no/such/dir does not exist"), "{err}");
+    assert!(
+        err.contains("dataset path /no/such/dir does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -167,9 +281,20 @@ fn check_prints_each_value_with_its_source() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = |key: &str| text.lines().find(|l| l.starts_with(&format!("{key} "))).unwrap_or_default().to_string();
-    assert!(line("optimizer.lr").contains("0.0005") && line("optimizer.lr").ends_with("# --set"), "{text}");
-    assert!(line("train.batch_size").ends_with("# env VITRUN_TRAIN__BATCH_SIZE"), "{text}");
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("optimizer.lr").contains("0.0005") && line("optimizer.lr").ends_with("# --set"),
+        "{text}"
+    );
+    assert!(
+        line("train.batch_size").ends_with("# env VITRUN_TRAIN__BATCH_SIZE"),
+        "{text}"
+    );
     assert!(line("train.epochs").ends_with("# file"), "{text}");
     assert!(line("optimizer.eps").ends_with("# default"), "{text}");
 }

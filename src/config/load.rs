@@ -67,7 +67,11 @@ impl Loaded {
 
     /// Validates every listed sweep value as if the file set it, before anything runs.
     fn check_sweep_values(&self) -> Result<(), ConfigError> {
-        let listed = self.sweep.grid.iter().chain(self.sweep.zip.iter().flatten());
+        let listed = self
+            .sweep
+            .grid
+            .iter()
+            .chain(self.sweep.zip.iter().flatten());
         let chosen = self.sweep.random.iter().filter_map(|(k, axis)| match axis {
             super::RandomAxis::Choice(v) => Some((k, v)),
             _ => None,
@@ -123,7 +127,7 @@ pub fn load_with_env(
             return Err(ConfigError::UnknownKey {
                 place: format!("{}:{line}", file.display()),
                 key: path.clone(),
-                nearest: nearest(&path, &schema),
+                nearest: nearest(path, &schema),
             });
         }
     }
@@ -132,7 +136,8 @@ pub fn load_with_env(
         overrides.push(parse_set(set, &schema)?);
     }
     let config = resolve(file, &doc, &overrides)?;
-    let sweep = SweepSpec::parse(config.sweep.as_ref(), &schema).map_err(|e| e.in_file(file, &doc))?;
+    let sweep =
+        SweepSpec::parse(config.sweep.as_ref(), &schema).map_err(|e| e.in_file(file, &doc))?;
     let mut sources = BTreeMap::new();
     for path in &schema {
         let source = overrides
@@ -322,10 +327,11 @@ pub(crate) struct FileDoc {
 
 impl FileDoc {
     fn parse(file: &Path, text: &str) -> Result<FileDoc, ConfigError> {
-        let doc = toml_edit::ImDocument::parse(text.to_string()).map_err(|e| ConfigError::Syntax {
-            file: file.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let doc =
+            toml_edit::ImDocument::parse(text.to_string()).map_err(|e| ConfigError::Syntax {
+                file: file.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         let mut keys = Vec::new();
         collect_keys("", doc.as_table(), text, &mut keys);
         Ok(FileDoc {

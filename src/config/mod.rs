@@ -51,7 +51,11 @@ impl Config {
     /// Flattened `key.path → value` pairs of the resolved config, for the store's params table.
     pub fn flat_params(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        flatten("", &serde_json::to_value(self).expect("config serialises"), &mut out);
+        flatten(
+            "",
+            &serde_json::to_value(self).expect("config serialises"),
+            &mut out,
+        );
         out
     }
 
@@ -84,7 +88,13 @@ pub fn canonical_json(value: &Json) -> String {
             keys.sort();
             let inner: Vec<String> = keys
                 .iter()
-                .map(|k| format!("{}:{}", Json::String((*k).clone()), canonical_json(&map[*k])))
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        Json::String((*k).clone()),
+                        canonical_json(&map[*k])
+                    )
+                })
                 .collect();
             format!("{{{}}}", inner.join(","))
         }

@@ -85,9 +85,11 @@ fn values(key: &str, v: &toml::Value) -> Result<Vec<toml::Value>, SweepError> {
 }
 
 fn bounds(key: &str, v: &toml::Value, positive: bool) -> Result<(f64, f64), SweepError> {
-    let pair: Option<Vec<f64>> = v
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_float().or(x.as_integer().map(|i| i as f64))).collect());
+    let pair: Option<Vec<f64>> = v.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_float().or(x.as_integer().map(|i| i as f64)))
+            .collect()
+    });
     match pair.as_deref() {
         Some([lo, hi]) if lo < hi && (!positive || *lo > 0.0) => Ok((*lo, *hi)),
         _ => Err(SweepError::new(
@@ -103,7 +105,10 @@ fn bounds(key: &str, v: &toml::Value, positive: bool) -> Result<(f64, f64), Swee
 
 impl SweepSpec {
     /// Parses `[sweep]`; every axis must name a config key.
-    pub fn parse(table: Option<&toml::Table>, schema: &BTreeSet<String>) -> Result<Self, SweepError> {
+    pub fn parse(
+        table: Option<&toml::Table>,
+        schema: &BTreeSet<String>,
+    ) -> Result<Self, SweepError> {
         let mut spec = SweepSpec::default();
         let Some(table) = table else {
             return Ok(spec);
@@ -134,9 +139,10 @@ impl SweepSpec {
                     }
                 }
                 "samples" | "seed" | "max_retries" => {
-                    let n = v.as_integer().filter(|n| *n >= 0).ok_or_else(|| {
-                        SweepError::new(key, "a whole number, 0 or more")
-                    })?;
+                    let n = v
+                        .as_integer()
+                        .filter(|n| *n >= 0)
+                        .ok_or_else(|| SweepError::new(key, "a whole number, 0 or more"))?;
                     match key.as_str() {
                         "samples" => spec.samples = n as usize,
                         "seed" => spec.seed = n as u64,
@@ -151,9 +157,10 @@ impl SweepSpec {
                     spec.trials_per_gpu = Some(v.clone());
                 }
                 "early_stop" => {
-                    spec.early_stop = Some(v.as_table().cloned().ok_or_else(|| {
-                        SweepError::new(key, "use a [sweep.early_stop] table")
-                    })?);
+                    spec.early_stop =
+                        Some(v.as_table().cloned().ok_or_else(|| {
+                            SweepError::new(key, "use a [sweep.early_stop] table")
+                        })?);
                 }
                 _ => {
                     check_axis_key(key, schema)?;

@@ -1,7 +1,7 @@
 //! Range and consistency checks on a resolved config; each failure says what is valid.
 
-use super::schema::{Config, Task, PRESETS};
 use super::device::DeviceSpec;
+use super::schema::{Config, Task, PRESETS};
 
 /// A failed check: the key path and what would be valid.
 pub type Violation = (String, String);
@@ -103,9 +103,15 @@ fn validate_data(c: &Config) -> Result<(), Violation> {
             "this dataset reads files: set data.path to its folder",
         );
     }
-    for (key, size) in [("data.train_size", d.train_size), ("data.val_size", d.val_size)] {
+    for (key, size) in [
+        ("data.train_size", d.train_size),
+        ("data.val_size", d.val_size),
+    ] {
         if size == Some(0) {
-            return fail(key, "must be at least 1 (remove the key for the dataset's default)");
+            return fail(
+                key,
+                "must be at least 1 (remove the key for the dataset's default)",
+            );
         }
     }
     if d.prefetch == 0 {
@@ -134,7 +140,7 @@ fn validate_model(c: &Config) -> Result<(), Violation> {
     if m.patch_size == 0 {
         return fail("model.patch_size", "must be at least 1");
     }
-    if c.data.image_size % m.patch_size != 0 {
+    if !c.data.image_size.is_multiple_of(m.patch_size) {
         return fail(
             "model.patch_size",
             format!(
@@ -154,7 +160,9 @@ fn validate_model(c: &Config) -> Result<(), Violation> {
     if dim % heads != 0 {
         return fail(
             "model.embed_dim",
-            format!("embed dim {dim} is not divisible by num_heads {heads}; use a multiple of {heads}"),
+            format!(
+                "embed dim {dim} is not divisible by num_heads {heads}; use a multiple of {heads}"
+            ),
         );
     }
     if m.mlp_ratio <= 0.0 {
@@ -167,7 +175,7 @@ fn validate_model(c: &Config) -> Result<(), Violation> {
 
 fn divisors(n: usize) -> String {
     let d: Vec<String> = (2..=n.min(32))
-        .filter(|d| n % d == 0)
+        .filter(|d| n.is_multiple_of(*d))
         .map(|d| d.to_string())
         .collect();
     if d.is_empty() {
@@ -199,10 +207,7 @@ fn validate_augment(c: &Config) -> Result<(), Violation> {
         ("saturation", j.saturation),
     ] {
         if v < 0.0 {
-            return fail(
-                &format!("augment.color_jitter.{key}"),
-                "must be 0 or more",
-            );
+            return fail(&format!("augment.color_jitter.{key}"), "must be 0 or more");
         }
     }
     if !(0.0..=0.5).contains(&j.hue) {

@@ -61,7 +61,13 @@ impl Pipeline {
         let image = image.with_channels(self.channels);
         let mut image = if self.train && a.random_resized_crop.enabled {
             applied.push("random_resized_crop".into());
-            random_resized_crop(&image, a.random_resized_crop.scale, a.random_resized_crop.ratio, self.size, rng)
+            random_resized_crop(
+                &image,
+                a.random_resized_crop.scale,
+                a.random_resized_crop.ratio,
+                self.size,
+                rng,
+            )
         } else if !self.train && a.center_crop.enabled {
             applied.push("center_crop".into());
             center_crop(&image, self.size, a.center_crop.ratio)
@@ -75,13 +81,21 @@ impl Pipeline {
         if self.train && a.color_jitter.enabled {
             applied.push("color_jitter".into());
             let j = &a.color_jitter;
-            color_jitter(&mut image, [j.brightness, j.contrast, j.saturation, j.hue], rng);
+            color_jitter(
+                &mut image,
+                [j.brightness, j.contrast, j.saturation, j.hue],
+                rng,
+            );
         }
         if a.normalize.enabled {
             normalize(&mut image, &a.normalize.mean, &a.normalize.std);
         }
         let e = &a.random_erasing;
-        if self.train && e.enabled && rng.gen::<f64>() < e.p && random_erasing(&mut image, e.scale, e.ratio, e.value, rng) {
+        if self.train
+            && e.enabled
+            && rng.gen::<f64>() < e.p
+            && random_erasing(&mut image, e.scale, e.ratio, e.value, rng)
+        {
             applied.push("random_erasing".into());
         }
         Augmented { image, applied }
@@ -107,7 +121,13 @@ fn uniform(rng: &mut impl Rng, range: [f64; 2]) -> f64 {
 
 /// torchvision's `RandomResizedCrop.get_params`: 10 tries at a random area and aspect ratio,
 /// then a centre crop clamped to the ratio range.
-pub fn random_resized_crop(img: &Image, scale: [f64; 2], ratio: [f64; 2], size: usize, rng: &mut impl Rng) -> Image {
+pub fn random_resized_crop(
+    img: &Image,
+    scale: [f64; 2],
+    ratio: [f64; 2],
+    size: usize,
+    rng: &mut impl Rng,
+) -> Image {
     let (h_in, w_in) = (img.height as f64, img.width as f64);
     let area = h_in * w_in;
     for _ in 0..10 {
@@ -145,7 +165,14 @@ pub fn center_crop(img: &Image, size: usize, ratio: f64) -> Image {
     let resized = img.resize(rh, rw);
     let top = (rh - size) / 2;
     let left = (rw - size) / 2;
-    resized.crop_resize(top as f32, left as f32, size as f32, size as f32, size, size)
+    resized.crop_resize(
+        top as f32,
+        left as f32,
+        size as f32,
+        size as f32,
+        size,
+        size,
+    )
 }
 
 /// Brightness, contrast, saturation and hue in a random order (torchvision `ColorJitter`);
@@ -165,7 +192,9 @@ pub fn color_jitter(img: &mut Image, strength: [f64; 4], rng: &mut impl Rng) {
         match op {
             0 => {
                 let f = factor(&mut local, s);
-                img.data.iter_mut().for_each(|v| *v = (*v * f).clamp(0.0, 1.0));
+                img.data
+                    .iter_mut()
+                    .for_each(|v| *v = (*v * f).clamp(0.0, 1.0));
             }
             1 => {
                 let f = factor(&mut local, s);
@@ -251,7 +280,13 @@ pub fn normalize(img: &mut Image, mean: &[f64], std: &[f64]) {
 
 /// timm's `RandomErasing`: one rectangle of random area and aspect, filled with per-pixel
 /// normal noise or zeros. Returns whether a rectangle fitted.
-pub fn random_erasing(img: &mut Image, scale: [f64; 2], ratio: [f64; 2], value: ErasingValue, rng: &mut impl Rng) -> bool {
+pub fn random_erasing(
+    img: &mut Image,
+    scale: [f64; 2],
+    ratio: [f64; 2],
+    value: ErasingValue,
+    rng: &mut impl Rng,
+) -> bool {
     let area = (img.height * img.width) as f64;
     for _ in 0..10 {
         let target = area * uniform(rng, scale);

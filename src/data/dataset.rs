@@ -55,9 +55,11 @@ pub fn select_classes(own: &[String], wanted: Option<&[String]>) -> Result<Vec<u
         Some(names) => names
             .iter()
             .map(|n| {
-                own.iter().position(|o| o == n).ok_or_else(|| DataError::Classes {
-                    reason: format!("unknown class {n:?}; this dataset has {}", own.join(", ")),
-                })
+                own.iter()
+                    .position(|o| o == n)
+                    .ok_or_else(|| DataError::Classes {
+                        reason: format!("unknown class {n:?}; this dataset has {}", own.join(", ")),
+                    })
             })
             .collect(),
     }

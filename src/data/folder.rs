@@ -38,7 +38,12 @@ pub fn decode(path: &Path) -> Result<Image, DataError> {
         .map_err(|e| bad(path, e.to_string()))?
         .to_rgb8();
     let (w, h) = img.dimensions();
-    Ok(Image::from_interleaved_u8(3, h as usize, w as usize, img.as_raw()))
+    Ok(Image::from_interleaved_u8(
+        3,
+        h as usize,
+        w as usize,
+        img.as_raw(),
+    ))
 }
 
 fn bad(path: &Path, reason: String) -> DataError {
@@ -108,7 +113,10 @@ pub fn open(
     }
     let picked = select_classes(&own, wanted)?;
     let (mut train, mut val) = if presplit {
-        (scan(&train_dir, &own, &picked)?, scan(&val_dir, &own, &picked)?)
+        (
+            scan(&train_dir, &own, &picked)?,
+            scan(&val_dir, &own, &picked)?,
+        )
     } else {
         let mut all = scan(root, &own, &picked)?;
         all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));

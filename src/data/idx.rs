@@ -9,7 +9,16 @@ use super::image::Image;
 
 /// Fashion-MNIST's label names, in label order.
 pub const FASHION_CLASSES: [&str; 10] = [
-    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
 ];
 
 /// Grey images held in memory as bytes.
@@ -29,7 +38,12 @@ impl Dataset for IdxImages {
     fn get(&self, index: usize) -> Result<Sample, DataError> {
         let (at, label) = self.items[index];
         let plane = self.rows * self.cols;
-        let image = Image::from_interleaved_u8(1, self.rows, self.cols, &self.pixels[at * plane..(at + 1) * plane]);
+        let image = Image::from_interleaved_u8(
+            1,
+            self.rows,
+            self.cols,
+            &self.pixels[at * plane..(at + 1) * plane],
+        );
         Ok(Sample { image, label })
     }
 }
@@ -66,14 +80,20 @@ fn parse(path: &Path, expect_dims: usize) -> Result<(Vec<usize>, Vec<u8>), DataE
         reason,
     };
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
-        return Err(bad("not an unsigned-byte IDX file (bad magic number)".into()));
+        return Err(bad(
+            "not an unsigned-byte IDX file (bad magic number)".into()
+        ));
     }
     let ndims = bytes[3] as usize;
     if ndims != expect_dims || bytes.len() < 4 + 4 * ndims {
-        return Err(bad(format!("expected {expect_dims} dimensions, found {ndims}")));
+        return Err(bad(format!(
+            "expected {expect_dims} dimensions, found {ndims}"
+        )));
     }
     let dims: Vec<usize> = (0..ndims)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .map(|i| {
+            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
+        })
         .collect();
     let payload = bytes[4 + 4 * ndims..].to_vec();
     if payload.len() != dims.iter().product::<usize>() {
@@ -85,7 +105,15 @@ fn parse(path: &Path, expect_dims: usize) -> Result<(Vec<usize>, Vec<u8>), DataE
     Ok((dims, payload))
 }
 
-fn load_pair(dir: &Path, prefix: &str) -> Result<Option<(usize, usize, Vec<u8>, Vec<u8>)>, DataError> {
+/// One images file with its labels file.
+struct IdxPair {
+    rows: usize,
+    cols: usize,
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+}
+
+fn load_pair(dir: &Path, prefix: &str) -> Result<Option<IdxPair>, DataError> {
     let (Some(images), Some(labels)) = (
         find(dir, &format!("{prefix}-images-idx3-ubyte")),
         find(dir, &format!("{prefix}-labels-idx1-ubyte")),
@@ -100,7 +128,12 @@ fn load_pair(dir: &Path, prefix: &str) -> Result<Option<(usize, usize, Vec<u8>, 
             reason: format!("{} images but {} labels", dims[0], ldims[0]),
         });
     }
-    Ok(Some((dims[1], dims[2], pixels, labels_raw)))
+    Ok(Some(IdxPair {
+        rows: dims[1],
+        cols: dims[2],
+        pixels,
+        labels: labels_raw,
+    }))
 }
 
 /// Opens an IDX folder: `train-*` for training and `t10k-*` for validation (or a fraction of
@@ -116,7 +149,13 @@ pub fn open(
             path: dir.display().to_string(),
         });
     }
-    let Some((rows, cols, pixels, labels)) = load_pair(dir, "train")? else {
+    let Some(IdxPair {
+        rows,
+        cols,
+        pixels,
+        labels,
+    }) = load_pair(dir, "train")?
+    else {
         return Err(DataError::Layout {
             path: dir.display().to_string(),
             reason: "no train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] here".into(),
@@ -131,18 +170,29 @@ pub fn open(
         })
         .collect();
     let picked = select_classes(&own, wanted)?;
-    let relabel = |labels: &[u8], range: std::ops::Range<usize>, cap: Option<usize>| -> Vec<(usize, usize)> {
-        let mut items: Vec<(usize, usize)> = range
-            .filter_map(|i| picked.iter().position(|&c| c == labels[i] as usize).map(|l| (i, l)))
-            .collect();
-        if let Some(cap) = cap {
-            items.truncate(cap);
-        }
-        items
-    };
+    let relabel =
+        |labels: &[u8], range: std::ops::Range<usize>, cap: Option<usize>| -> Vec<(usize, usize)> {
+            let mut items: Vec<(usize, usize)> = range
+                .filter_map(|i| {
+                    picked
+                        .iter()
+                        .position(|&c| c == labels[i] as usize)
+                        .map(|l| (i, l))
+                })
+                .collect();
+            if let Some(cap) = cap {
+                items.truncate(cap);
+            }
+            items
+        };
     let train_pixels = Arc::new(pixels);
     let (train, val) = match load_pair(dir, "t10k")? {
-        Some((r, c, vpix, vlabels)) if (r, c) == (rows, cols) => {
+        Some(IdxPair {
+            rows: r,
+            cols: c,
+            pixels: vpix,
+            labels: vlabels,
+        }) if (r, c) == (rows, cols) => {
             let val = IdxImages {
                 rows,
                 cols,

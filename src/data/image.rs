@@ -22,7 +22,12 @@ impl Image {
     }
 
     /// From interleaved 8-bit pixels (`RGBRGB…` or grey).
-    pub fn from_interleaved_u8(channels: usize, height: usize, width: usize, pixels: &[u8]) -> Image {
+    pub fn from_interleaved_u8(
+        channels: usize,
+        height: usize,
+        width: usize,
+        pixels: &[u8],
+    ) -> Image {
         let mut img = Image::new(channels, height, width);
         let plane = height * width;
         for (i, px) in pixels.chunks_exact(channels).enumerate() {
@@ -87,7 +92,15 @@ impl Image {
 
     /// The region `[top, top+h) × [left, left+w)` resized to `out_h × out_w`, bilinear with
     /// half-pixel centres; shrinking by more than 2× averages over the covered area first.
-    pub fn crop_resize(&self, top: f32, left: f32, h: f32, w: f32, out_h: usize, out_w: usize) -> Image {
+    pub fn crop_resize(
+        &self,
+        top: f32,
+        left: f32,
+        h: f32,
+        w: f32,
+        out_h: usize,
+        out_w: usize,
+    ) -> Image {
         let mut out = Image::new(self.channels, out_h, out_w);
         let sy = h / out_h as f32;
         let sx = w / out_w as f32;
@@ -116,7 +129,14 @@ impl Image {
         if out_h == self.height && out_w == self.width {
             return self.clone();
         }
-        self.crop_resize(0.0, 0.0, self.height as f32, self.width as f32, out_h, out_w)
+        self.crop_resize(
+            0.0,
+            0.0,
+            self.height as f32,
+            self.width as f32,
+            out_h,
+            out_w,
+        )
     }
 
     fn bilinear(&self, c: usize, y: f32, x: f32) -> f32 {
@@ -144,7 +164,14 @@ impl Image {
     }
 
     /// Sets every pixel of the rectangle from `fill(channel, y, x)`.
-    pub fn fill_rect(&mut self, top: usize, left: usize, h: usize, w: usize, mut fill: impl FnMut(usize) -> f32) {
+    pub fn fill_rect(
+        &mut self,
+        top: usize,
+        left: usize,
+        h: usize,
+        w: usize,
+        mut fill: impl FnMut(usize) -> f32,
+    ) {
         for c in 0..self.channels {
             for y in top..top + h {
                 for x in left..left + w {

@@ -54,7 +54,9 @@ pub struct LoaderSpec {
 pub fn epoch_order(len: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
     if shuffle {
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch as u64)));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch as u64),
+        ));
     }
     order
 }
@@ -107,7 +109,10 @@ impl EpochLoader {
     /// Starts loading epoch `epoch`.
     pub fn start(spec: LoaderSpec, epoch: usize) -> EpochLoader {
         let order = epoch_order(spec.dataset.len(), spec.seed, epoch, spec.shuffle);
-        let chunks: Vec<Vec<usize>> = order.chunks(spec.batch_size).map(<[usize]>::to_vec).collect();
+        let chunks: Vec<Vec<usize>> = order
+            .chunks(spec.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
         let batches = chunks.len();
         let (tx, rx) = bounded(spec.prefetch.max(1));
         let worker = std::thread::spawn(move || {

@@ -29,7 +29,9 @@ pub fn open(config: &Config) -> Result<Splits, DataError> {
         DatasetKind::Synthetic => {
             let own: Vec<String> = VEHICLE_CLASSES.iter().map(|s| s.to_string()).collect();
             let picked = select_classes(&own, config.class_names())?;
-            let make = |split, len| SyntheticVehicles::new(config.seed, split, len, d.image_size, picked.clone());
+            let make = |split, len| {
+                SyntheticVehicles::new(config.seed, split, len, d.image_size, picked.clone())
+            };
             Ok(Splits {
                 train: Arc::new(make(0, d.train_size.unwrap_or(2000))),
                 val: Arc::new(make(1, d.val_size.unwrap_or(500))),
@@ -37,7 +39,9 @@ pub fn open(config: &Config) -> Result<Splits, DataError> {
                 source: "synthetic vehicles (generated)".into(),
             })
         }
-        DatasetKind::ImageFolder => folder::open(path(), config.class_names(), d.val_split, config.seed, caps),
+        DatasetKind::ImageFolder => {
+            folder::open(path(), config.class_names(), d.val_split, config.seed, caps)
+        }
         DatasetKind::Idx => idx::open(path(), config.class_names(), d.val_split, caps),
     }
 }

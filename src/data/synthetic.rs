@@ -53,14 +53,21 @@ impl Dataset for SyntheticVehicles {
 }
 
 fn color(rng: &mut impl Rng, lo: u8, hi: u8) -> Color {
-    Color::from_rgba8(rng.gen_range(lo..=hi), rng.gen_range(lo..=hi), rng.gen_range(lo..=hi), 255)
+    Color::from_rgba8(
+        rng.gen_range(lo..=hi),
+        rng.gen_range(lo..=hi),
+        rng.gen_range(lo..=hi),
+        255,
+    )
 }
 
 /// A random colour at least a clear step away from `background` (sum of channel differences).
 fn contrasting(rng: &mut impl Rng, background: Color) -> Color {
     loop {
         let c = color(rng, 0, 255);
-        let diff = (c.red() - background.red()).abs() + (c.green() - background.green()).abs() + (c.blue() - background.blue()).abs();
+        let diff = (c.red() - background.red()).abs()
+            + (c.green() - background.green()).abs()
+            + (c.blue() - background.blue()).abs();
         if diff > 0.6 {
             return c;
         }
@@ -87,12 +94,28 @@ pub fn render(class: &str, size: usize, rng: &mut impl Rng) -> Image {
     let horizon = s * rng.gen_range(0.6..0.8);
     let ground = color(rng, 60, 150);
     if let Some(path) = rect(0.0, horizon, s, s - horizon) {
-        pix.fill_path(&path, &paint(ground), FillRule::Winding, Transform::identity(), None);
+        pix.fill_path(
+            &path,
+            &paint(ground),
+            FillRule::Winding,
+            Transform::identity(),
+            None,
+        );
     }
     for _ in 0..rng.gen_range(0..3) {
-        let (cx, cy, r) = (rng.gen_range(0.0..s), rng.gen_range(0.0..horizon * 0.6), s * rng.gen_range(0.03..0.08));
+        let (cx, cy, r) = (
+            rng.gen_range(0.0..s),
+            rng.gen_range(0.0..horizon * 0.6),
+            s * rng.gen_range(0.03..0.08),
+        );
         if let Some(blob) = PathBuilder::from_circle(cx, cy, r) {
-            pix.fill_path(&blob, &paint(color(rng, 180, 255)), FillRule::Winding, Transform::identity(), None);
+            pix.fill_path(
+                &blob,
+                &paint(color(rng, 180, 255)),
+                FillRule::Winding,
+                Transform::identity(),
+                None,
+            );
         }
     }
     let width = s * rng.gen_range(0.65..0.92);
@@ -107,7 +130,10 @@ pub fn render(class: &str, size: usize, rng: &mut impl Rng) -> Image {
     let body = contrasting(rng, sky);
     draw_vehicle(&mut pix, class, t, body, rng);
     let rgba = pix.data();
-    let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    let rgb: Vec<u8> = rgba
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
     Image::from_interleaved_u8(3, size, size, &rgb)
 }
 
@@ -154,7 +180,11 @@ fn draw_vehicle(pix: &mut Pixmap, class: &str, t: Transform, body: Color, rng: &
             let windows = rng.gen_range(4..7);
             for i in 0..windows {
                 let w = 0.9 / windows as f32;
-                fill(pix, rect(0.05 + i as f32 * w, -0.55, w * 0.75, 0.16), &glass);
+                fill(
+                    pix,
+                    rect(0.05 + i as f32 * w, -0.55, w * 0.75, 0.16),
+                    &glass,
+                );
             }
             wheel(pix, 0.17, 0.1);
             wheel(pix, 0.83, 0.1);
@@ -180,8 +210,16 @@ fn draw_vehicle(pix: &mut Pixmap, class: &str, t: Transform, body: Color, rng: &
             pb.close();
             fill(pix, pb.finish(), &body_paint);
             fill(pix, rect(0.28, -0.5, 0.25, 0.07), &tyre);
-            fill(pix, PathBuilder::from_circle(0.42, -0.82, 0.08), &paint(color(rng, 20, 255)));
-            fill(pix, rect(0.37, -0.75, 0.1, 0.26), &paint(color(rng, 20, 200)));
+            fill(
+                pix,
+                PathBuilder::from_circle(0.42, -0.82, 0.08),
+                &paint(color(rng, 20, 255)),
+            );
+            fill(
+                pix,
+                rect(0.37, -0.75, 0.1, 0.26),
+                &paint(color(rng, 20, 200)),
+            );
         }
         _ => {
             let r = 0.2;

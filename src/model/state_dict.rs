@@ -39,7 +39,8 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => {
             let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-            let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
+            let st =
+                safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
             let mut out = StateDict::new();
             for (name, view) in st.tensors() {
                 let data = match view.dtype() {
@@ -48,7 +49,11 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                         .collect(),
-                    other => return Err(err(format!("tensor {name} has dtype {other:?}; only F32 is supported"))),
+                    other => {
+                        return Err(err(format!(
+                            "tensor {name} has dtype {other:?}; only F32 is supported"
+                        )))
+                    }
                 };
                 out.insert(
                     name,
@@ -283,7 +288,11 @@ pub fn apply_state_dict<B: Backend, M: Module<B>>(
         ("mis-shaped", &applier.misshaped),
     ] {
         if !list.is_empty() {
-            details.push_str(&format!("\n  {label} ({}): {}", list.len(), list.join(", ")));
+            details.push_str(&format!(
+                "\n  {label} ({}): {}",
+                list.len(),
+                list.join(", ")
+            ));
         }
     }
     if details.is_empty() {

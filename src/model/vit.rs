@@ -2,7 +2,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
@@ -84,12 +86,9 @@ impl VitSpec {
         let token = |std: f64| Initializer::Normal { mean: 0.0, std }.init([1, 1, d], device);
         Vit {
             patch_embed: PatchEmbed {
-                proj: Conv2dConfig::new(
-                    [self.in_channels, d],
-                    [self.patch_size, self.patch_size],
-                )
-                .with_stride([self.patch_size, self.patch_size])
-                .init(device),
+                proj: Conv2dConfig::new([self.in_channels, d], [self.patch_size, self.patch_size])
+                    .with_stride([self.patch_size, self.patch_size])
+                    .init(device),
             },
             cls_token: token(1e-6),
             dist_token: self.distilled.then(|| token(0.02)),
@@ -123,7 +122,11 @@ pub struct Attention<B: Backend> {
 impl<B: Backend> Attention<B> {
     /// `x`: `[batch, tokens, dim]`. With `keep_weights`, also returns the softmax attention
     /// `[batch, heads, tokens, tokens]`; otherwise the fused kernel runs.
-    pub fn forward(&self, x: Tensor<B, 3>, keep_weights: bool) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        keep_weights: bool,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
         let [b, n, d] = x.dims();
         let h = self.num_heads;
         let hd = d / h;
@@ -175,8 +178,14 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, keep_weights: bool) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        let (a, weights) = self.attn.forward(self.norm1.forward(x.clone()), keep_weights);
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        keep_weights: bool,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
+        let (a, weights) = self
+            .attn
+            .forward(self.norm1.forward(x.clone()), keep_weights);
         let x = x + self.drop_path(a);
         let m = self.mlp.forward(self.norm2.forward(x.clone()));
         (x.clone() + self.drop_path(m), weights)

@@ -111,9 +111,12 @@ impl Store {
         }
         let conn = Connection::open(path).map_err(wrap)?;
         conn.busy_timeout(Duration::from_secs(60)).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(wrap)?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -147,10 +150,13 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(wrap)?;
-        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(wrap)?;
+        let current: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(wrap)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             tx.execute_batch(sql).map_err(wrap)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(wrap)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(wrap)?;
         }
         tx.commit().map_err(wrap)
     }
@@ -239,8 +245,16 @@ impl Store {
                 )
                 .map_err(wrap)?;
             for r in rows {
-                stmt.execute(params![trial, r.split, r.name, r.step, r.epoch, r.value, r.wall_time])
-                    .map_err(wrap)?;
+                stmt.execute(params![
+                    trial,
+                    r.split,
+                    r.name,
+                    r.step,
+                    r.epoch,
+                    r.value,
+                    r.wall_time
+                ])
+                .map_err(wrap)?;
             }
         }
         tx.commit().map_err(wrap)
@@ -284,7 +298,9 @@ impl Store {
     /// A trial's status, if the store has it.
     pub fn status(&self, trial: &str) -> Result<Option<String>> {
         self.conn
-            .query_row("SELECT status FROM trials WHERE id = ?1", [trial], |r| r.get(0))
+            .query_row("SELECT status FROM trials WHERE id = ?1", [trial], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.wrap(e))
     }
@@ -310,7 +326,8 @@ impl Store {
                 })
             })
             .map_err(|e| self.wrap(e))?;
-        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.wrap(e))
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.wrap(e))
     }
 
     /// Trials with their best val top-1, newest first (optionally of one experiment).
@@ -345,12 +362,15 @@ impl Store {
                 })
             })
             .map_err(|e| self.wrap(e))?;
-        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.wrap(e))
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.wrap(e))
     }
 
     /// Runs a read-only query returning one `i64` (for tests and tools).
     pub fn count(&self, sql: &str, trial: &str) -> Result<i64> {
-        self.conn.query_row(sql, [trial], |r| r.get(0)).map_err(|e| self.wrap(e))
+        self.conn
+            .query_row(sql, [trial], |r| r.get(0))
+            .map_err(|e| self.wrap(e))
     }
 }
 

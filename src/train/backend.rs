@@ -40,7 +40,9 @@ pub fn dispatch<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output, 
     let spec = resolve_auto(spec);
     let label = spec.to_string();
     match spec {
-        DeviceSpec::Auto | DeviceSpec::Cpu => Ok(task.run::<Autodiff<Flex>>(Default::default(), label)),
+        DeviceSpec::Auto | DeviceSpec::Cpu => {
+            Ok(task.run::<Autodiff<Flex>>(Default::default(), label))
+        }
         DeviceSpec::Cuda(index) => cuda(task, index, label),
         DeviceSpec::TchCpu => tch(task, None, label),
         DeviceSpec::TchCuda(index) => tch(task, Some(index), label),
@@ -54,7 +56,11 @@ fn cuda<T: BackendTask>(task: T, index: usize, label: String) -> Result<T::Outpu
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda<T: BackendTask>(_task: T, index: usize, _label: String) -> Result<T::Output, MissingBackend> {
+fn cuda<T: BackendTask>(
+    _task: T,
+    index: usize,
+    _label: String,
+) -> Result<T::Output, MissingBackend> {
     Err(MissingBackend {
         device: format!("cuda:{index}"),
         feature: "cuda",
@@ -63,7 +69,11 @@ fn cuda<T: BackendTask>(_task: T, index: usize, _label: String) -> Result<T::Out
 }
 
 #[cfg(feature = "tch")]
-fn tch<T: BackendTask>(task: T, gpu: Option<usize>, label: String) -> Result<T::Output, MissingBackend> {
+fn tch<T: BackendTask>(
+    task: T,
+    gpu: Option<usize>,
+    label: String,
+) -> Result<T::Output, MissingBackend> {
     use burn::backend::libtorch::{LibTorch, LibTorchDevice};
     let device = match gpu {
         Some(i) => LibTorchDevice::Cuda(i),
@@ -73,9 +83,15 @@ fn tch<T: BackendTask>(task: T, gpu: Option<usize>, label: String) -> Result<T::
 }
 
 #[cfg(not(feature = "tch"))]
-fn tch<T: BackendTask>(_task: T, gpu: Option<usize>, _label: String) -> Result<T::Output, MissingBackend> {
+fn tch<T: BackendTask>(
+    _task: T,
+    gpu: Option<usize>,
+    _label: String,
+) -> Result<T::Output, MissingBackend> {
     Err(MissingBackend {
-        device: gpu.map(|i| format!("tch-cuda:{i}")).unwrap_or("tch-cpu".into()),
+        device: gpu
+            .map(|i| format!("tch-cuda:{i}"))
+            .unwrap_or("tch-cpu".into()),
         feature: "tch",
         hint: "burn-tch; LibTorch via LIBTORCH or LIBTORCH_USE_PYTORCH=1 with torch installed",
     })

@@ -33,7 +33,13 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
 }
 
 /// Writes `dir/<name>/` via `dir/<name>.new/` and a rename, so a crash leaves the old one.
-pub fn save(dir: &Path, name: &str, model: &StateDict, optimizer: Option<&StateDict>, progress: &Progress) -> Result<PathBuf, CheckpointError> {
+pub fn save(
+    dir: &Path,
+    name: &str,
+    model: &StateDict,
+    optimizer: Option<&StateDict>,
+    progress: &Progress,
+) -> Result<PathBuf, CheckpointError> {
     let target = dir.join(name);
     let fresh = dir.join(format!("{name}.new"));
     let old = dir.join(format!("{name}.old"));

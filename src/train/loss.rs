@@ -6,7 +6,11 @@ use burn::tensor::{Tensor, TensorData};
 
 /// Mean cross-entropy of `logits` `[batch, classes]` against `labels`, with the target
 /// spread as `1 - smoothing` on the label and `smoothing / classes` everywhere (timm).
-pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, labels: &[i64], smoothing: f64) -> Tensor<B, 1> {
+pub fn cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: &[i64],
+    smoothing: f64,
+) -> Tensor<B, 1> {
     let [batch, classes] = logits.dims();
     let off = (smoothing / classes as f64) as f32;
     let on = (1.0 - smoothing) as f32 + off;
@@ -14,7 +18,8 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, labels: &[i64], smoothing
     for (row, &label) in labels.iter().enumerate() {
         target[row * classes + label as usize] = on;
     }
-    let target = Tensor::<B, 2>::from_data(TensorData::new(target, [batch, classes]), &logits.device());
+    let target =
+        Tensor::<B, 2>::from_data(TensorData::new(target, [batch, classes]), &logits.device());
     let logp = log_softmax(logits, 1);
     (target * logp).sum_dim(1).mean().neg()
 }

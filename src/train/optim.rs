@@ -49,7 +49,10 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
 }
 
 /// The L2 norm of all gradients together.
-pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M, grads: &B::Gradients) -> f64 {
+pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &B::Gradients,
+) -> f64 {
     let mut v = NormVisitor::<B> { grads, total: None };
     model.visit(&mut v);
     v.total
@@ -130,7 +133,14 @@ impl<B: Backend> Optimizer<B> {
         (model.map(&mut mapper), norm)
     }
 
-    fn update(&mut self, path: &str, p: Tensor<B, 1>, g: Tensor<B, 1>, lr: f64, decay: bool) -> Tensor<B, 1> {
+    fn update(
+        &mut self,
+        path: &str,
+        p: Tensor<B, 1>,
+        g: Tensor<B, 1>,
+        lr: f64,
+        decay: bool,
+    ) -> Tensor<B, 1> {
         let c = &self.config;
         let wd = if decay { c.weight_decay } else { 0.0 };
         match c.name {
@@ -140,25 +150,45 @@ impl<B: Backend> Optimizer<B> {
                     Some(mut s) if s.len() == 2 => {
                         let v = s.pop().expect("two moments");
                         let m = s.pop().expect("two moments");
-                        (m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1), v.mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2))
+                        (
+                            m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
+                            v.mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2),
+                        )
                     }
-                    _ => (g.clone().mul_scalar(1.0 - b1), g.powi_scalar(2).mul_scalar(1.0 - b2)),
+                    _ => (
+                        g.clone().mul_scalar(1.0 - b1),
+                        g.powi_scalar(2).mul_scalar(1.0 - b2),
+                    ),
                 };
                 let t = self.steps as i32;
                 let m_hat = m.clone().div_scalar(1.0 - b1.powi(t));
                 let v_hat = v.clone().div_scalar(1.0 - b2.powi(t));
-                let p = if wd > 0.0 { p.mul_scalar(1.0 - lr * wd) } else { p };
+                let p = if wd > 0.0 {
+                    p.mul_scalar(1.0 - lr * wd)
+                } else {
+                    p
+                };
                 let p = p - m_hat.div(v_hat.sqrt().add_scalar(c.eps)).mul_scalar(lr);
                 self.state.insert(path.to_string(), vec![m, v]);
                 p
             }
             OptimizerKind::Sgd => {
-                let g = if wd > 0.0 { g + p.clone().mul_scalar(wd) } else { g };
+                let g = if wd > 0.0 {
+                    g + p.clone().mul_scalar(wd)
+                } else {
+                    g
+                };
                 let buf = match self.state.remove(path) {
-                    Some(mut s) if s.len() == 1 && c.momentum > 0.0 => s.pop().expect("one buffer").mul_scalar(c.momentum) + g.clone(),
+                    Some(mut s) if s.len() == 1 && c.momentum > 0.0 => {
+                        s.pop().expect("one buffer").mul_scalar(c.momentum) + g.clone()
+                    }
                     _ => g.clone(),
                 };
-                let dir = if c.nesterov { g + buf.clone().mul_scalar(c.momentum) } else { buf.clone() };
+                let dir = if c.nesterov {
+                    g + buf.clone().mul_scalar(c.momentum)
+                } else {
+                    buf.clone()
+                };
                 if c.momentum > 0.0 {
                     self.state.insert(path.to_string(), vec![buf]);
                 }
@@ -172,8 +202,19 @@ impl<B: Backend> Optimizer<B> {
         let mut out = StateDict::new();
         for (path, slots) in &self.state {
             for (i, t) in slots.iter().enumerate() {
-                let data = t.clone().into_data().convert::<f32>().to_vec::<f32>().expect("f32 state");
-                out.insert(format!("{path}#{i}"), StateTensor { shape: vec![data.len()], data });
+                let data = t
+                    .clone()
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .expect("f32 state");
+                out.insert(
+                    format!("{path}#{i}"),
+                    StateTensor {
+                        shape: vec![data.len()],
+                        data,
+                    },
+                );
             }
         }
         out
@@ -184,9 +225,12 @@ impl<B: Backend> Optimizer<B> {
         self.steps = steps;
         self.state.clear();
         for (key, t) in sd {
-            let Some((path, slot)) = key.rsplit_once('#') else { continue };
+            let Some((path, slot)) = key.rsplit_once('#') else {
+                continue;
+            };
             let slot: usize = slot.parse().unwrap_or(0);
-            let tensor = Tensor::<B, 1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device);
+            let tensor =
+                Tensor::<B, 1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device);
             let slots = self.state.entry(path.to_string()).or_default();
             if slots.len() <= slot {
                 slots.resize(slot + 1, tensor.clone());

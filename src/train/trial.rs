@@ -62,7 +62,8 @@ pub struct TrialRun<'a> {
 }
 
 fn seed_for_epoch(seed: u64, epoch: usize) -> u64 {
-    seed.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(epoch as u64)
+    seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        .wrapping_add(epoch as u64)
 }
 
 fn to_tensor<B: burn::tensor::backend::Backend>(batch: &Batch, device: &B::Device) -> Tensor<B, 4> {
@@ -78,7 +79,10 @@ fn wall() -> f64 {
 }
 
 /// Runs the trial to the end (or divergence, or Ctrl-C) on backend `B`.
-pub fn run_trial<B: AutodiffBackend>(run: TrialRun<'_>, device: B::Device) -> anyhow::Result<Outcome> {
+pub fn run_trial<B: AutodiffBackend>(
+    run: TrialRun<'_>,
+    device: B::Device,
+) -> anyhow::Result<Outcome> {
     let TrialRun {
         config,
         trial_id,
@@ -106,22 +110,46 @@ pub fn run_trial<B: AutodiffBackend>(run: TrialRun<'_>, device: B::Device) -> an
         best_top1: f64::NEG_INFINITY,
         best_epoch: 0,
     };
-    let restored = if resume { checkpoint::load(&dir, "last")? } else { None };
+    let restored = if resume {
+        checkpoint::load(&dir, "last")?
+    } else {
+        None
+    };
     match restored {
         Some(ckpt) => {
-            model = apply_state_dict(model, &ckpt.model, &dir.join("last").display().to_string(), &device)?;
+            model = apply_state_dict(
+                model,
+                &ckpt.model,
+                &dir.join("last").display().to_string(),
+                &device,
+            )?;
             if let Some(opt) = &ckpt.optimizer {
                 optimizer.load_state_dict(opt, ckpt.progress.step, &device);
             }
             progress = ckpt.progress;
-            observer.message(&format!("resuming after epoch {} (step {})", progress.epoch, progress.step));
-            store.log_event(&trial_id, "resume", &format!("from epoch {}", progress.epoch))?;
+            observer.message(&format!(
+                "resuming after epoch {} (step {})",
+                progress.epoch, progress.step
+            ));
+            store.log_event(
+                &trial_id,
+                "resume",
+                &format!("from epoch {}", progress.epoch),
+            )?;
         }
         None => store.clear_metrics(&trial_id)?,
     }
     let t = &config.train;
-    let threads = if t.threads == 0 { num_cpus() } else { t.threads };
-    let workers = if config.data.workers == 0 { threads } else { config.data.workers };
+    let threads = if t.threads == 0 {
+        num_cpus()
+    } else {
+        t.threads
+    };
+    let workers = if config.data.workers == 0 {
+        threads
+    } else {
+        config.data.workers
+    };
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
@@ -139,8 +167,16 @@ pub fn run_trial<B: AutodiffBackend>(run: TrialRun<'_>, device: B::Device) -> an
         pool: pool.clone(),
     };
     let (size, ch) = (config.data.image_size, config.data.channels);
-    let train_spec = loader(splits.train.clone(), Pipeline::train(&config.augment, size, ch), true);
-    let val_spec = loader(splits.val.clone(), Pipeline::val(&config.augment, size, ch), false);
+    let train_spec = loader(
+        splits.train.clone(),
+        Pipeline::train(&config.augment, size, ch),
+        true,
+    );
+    let val_spec = loader(
+        splits.val.clone(),
+        Pipeline::val(&config.augment, size, ch),
+        false,
+    );
     let steps_per_epoch = splits.train.len().div_ceil(t.batch_size);
     let schedule = LrSchedule::new(&config.optimizer, steps_per_epoch, t.epochs);
     let mut last = None;
@@ -166,24 +202,43 @@ pub fn run_trial<B: AutodiffBackend>(run: TrialRun<'_>, device: B::Device) -> an
             }
             lr = schedule.lr(progress.step as usize);
             let logits = model.forward(to_tensor::<B>(&batch, &device));
-            let loss = cross_entropy(logits.clone(), &batch.labels, config.optimizer.label_smoothing);
+            let loss = cross_entropy(
+                logits.clone(),
+                &batch.labels,
+                config.optimizer.label_smoothing,
+            );
             let loss_value: f64 = loss.clone().into_scalar().elem();
             if !loss_value.is_finite() {
-                let msg = format!("loss became {loss_value} at epoch {epoch}, step {}", progress.step);
+                let msg = format!(
+                    "loss became {loss_value} at epoch {epoch}, step {}",
+                    progress.step
+                );
                 store.log_event(&trial_id, "diverged", &msg)?;
                 store.set_status(&trial_id, Status::Diverged, Some(&msg))?;
-                return Ok(Outcome::Diverged { epoch, step: progress.step });
+                return Ok(Outcome::Diverged {
+                    epoch,
+                    step: progress.step,
+                });
             }
             let grads = loss.backward();
             let (next, _) = optimizer.step::<B, Vit<B>>(model, &grads, lr);
             model = next;
             progress.step += 1;
-            let host: Vec<f32> = logits.into_data().convert::<f32>().to_vec().unwrap_or_default();
+            let host: Vec<f32> = logits
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .unwrap_or_default();
             correct += top_k_correct(&host, spec.num_classes, &batch.labels, 1);
             seen += batch.len();
             loss_sum += loss_value * batch.len() as f64;
             let ips = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            observer.step(i + 1, loss_sum / seen as f64, correct as f64 / seen as f64, ips);
+            observer.step(
+                i + 1,
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+                ips,
+            );
             if (i + 1) % log_every == 0 {
                 rows.push(row("train", "step_loss", progress.step, epoch, loss_value));
             }
@@ -196,7 +251,8 @@ pub fn run_trial<B: AutodiffBackend>(run: TrialRun<'_>, device: B::Device) -> an
             }
         }
         let train_secs = started.elapsed().as_secs_f64();
-        let (val_loss, val_top1, val_top5) = evaluate(&model.valid(), &val_spec, epoch, spec.num_classes, &device)?;
+        let (val_loss, val_top1, val_top5) =
+            evaluate(&model.valid(), &val_spec, epoch, spec.num_classes, &device)?;
         let summary = EpochSummary {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -234,7 +290,13 @@ pub fn run_trial<B: AutodiffBackend>(run: TrialRun<'_>, device: B::Device) -> an
                 let path = checkpoint::save(&dir, "best", &weights, None, &progress)?;
                 store.add_artifact(&trial_id, "checkpoint_best", &path)?;
             }
-            let path = checkpoint::save(&dir, "last", &weights, Some(&optimizer.state_dict()), &progress)?;
+            let path = checkpoint::save(
+                &dir,
+                "last",
+                &weights,
+                Some(&optimizer.state_dict()),
+                &progress,
+            )?;
             store.add_artifact(&trial_id, "checkpoint_last", &path)?;
         }
         observer.epoch_end(&summary);
@@ -286,8 +348,14 @@ pub fn evaluate<B: burn::tensor::backend::Backend>(
             continue;
         }
         let logits = model.forward(to_tensor::<B>(&batch, device));
-        let loss: f64 = cross_entropy(logits.clone(), &batch.labels, 0.0).into_scalar().elem();
-        let host: Vec<f32> = logits.into_data().convert::<f32>().to_vec().unwrap_or_default();
+        let loss: f64 = cross_entropy(logits.clone(), &batch.labels, 0.0)
+            .into_scalar()
+            .elem();
+        let host: Vec<f32> = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
         top1 += top_k_correct(&host, classes, &batch.labels, 1);
         top5 += top_k_correct(&host, classes, &batch.labels, 5);
         loss_sum += loss * batch.len() as f64;
@@ -299,5 +367,7 @@ pub fn evaluate<B: burn::tensor::backend::Backend>(
 
 /// Logical cores available to this process.
 pub fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
