@@ -14,6 +14,8 @@ out=$(mktemp)
 features=()
 if [ "${VITRUN_BENCH_TCH:-1}" = 1 ]; then
   features=(--features tch)
+  # A target dir of its own, so the tch build never replaces the default (flex-only) binaries.
+  export CARGO_TARGET_DIR="$PWD/target/tch"
   export LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1
   export PATH="$PWD/$venv/bin:$PATH"
   torch_lib=$("$venv/bin/python" -c "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
