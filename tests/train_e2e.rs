@@ -305,3 +305,61 @@ fn verbs_of_later_issues_say_not_yet() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_and_resume_finishes_the_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs_set = format!("train.runs_dir={:?}", tmp.path().display().to_string());
+    let mut child = vitrun(&[
+        "run",
+        TINY,
+        "--quiet",
+        "--set",
+        &runs_set,
+        "--set",
+        "train.epochs=8",
+    ])
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    while !std::fs::read_dir(tmp.path().join("tiny_synthetic"))
+        .ok()
+        .and_then(|mut d| d.next())
+        .is_some_and(|e| e.unwrap().path().join("last/progress.json").is_file())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    let (store, id, _) = only_trial(tmp.path());
+    if status.code() == Some(130) {
+        assert_eq!(store.status(&id).unwrap().as_deref(), Some("failed"));
+        let error: i64 = store
+            .count("SELECT COUNT(*) FROM trials WHERE id = ?1 AND error LIKE 'interrupted during epoch%--resume%'", &id)
+            .unwrap();
+        assert_eq!(error, 1);
+    } else {
+        assert!(
+            status.success(),
+            "the trial ended before the signal arrived or failed: {status:?}"
+        );
+    }
+    drop(store);
+    let out = run(tmp.path(), &["--set", "train.epochs=8", "--resume"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (store, id, _) = only_trial(tmp.path());
+    assert_eq!(store.status(&id).unwrap().as_deref(), Some("finished"));
+    assert_eq!(series(&store, &id, "val", "top1").len(), 8);
+}
