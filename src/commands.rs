@@ -8,10 +8,10 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::cli::Console;
-use crate::config::{self, Config, Loaded};
+use crate::config::{Config, Loaded};
 use crate::track::{Store, TrialStart};
 use crate::train::backend::{dispatch, BackendTask};
-use crate::train::{run_trial, Outcome, TrialRun};
+use crate::train::{run_trial, Observer, Outcome, TrialRun};
 
 /// Where an experiment's trials and the store live.
 pub fn store_path(config: &Config) -> PathBuf {
@@ -57,7 +57,6 @@ impl BackendTask for TrainTask<'_> {
         })?;
         store.add_artifact(&id, "config", &dir.join("config.toml"))?;
         let mut console = Console::new(self.quiet);
-        use crate::train::Observer;
         console.message(&format!(
             "trial {id} of experiment {} on {label}; folder {}",
             config.name,
@@ -185,9 +184,4 @@ pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
         ));
     }
     Ok(out)
-}
-
-/// Loads an experiment with `--set` overrides and the process environment.
-pub fn load(file: &Path, sets: &[String]) -> Result<Loaded, config::ConfigError> {
-    config::load(file, sets)
 }

@@ -77,7 +77,7 @@ fn main() -> ExitCode {
 }
 
 fn train(file: PathBuf, sets: Vec<String>, resume: bool, quiet: bool) -> anyhow::Result<ExitCode> {
-    let loaded = commands::load(&file, &sets)?;
+    let loaded = vitrun::config::load(&file, &sets)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {
@@ -125,7 +125,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             quiet,
         } => train(file, sets, resume, quiet),
         Command::Check { file, sets } => {
-            print!("{}", commands::check(&commands::load(&file, &sets)?));
+            print!("{}", commands::check(&vitrun::config::load(&file, &sets)?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls {

@@ -2,7 +2,7 @@
 //! complete, a killed trial resumes to the same numbers, divergence and bad input are reported.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use vitrun::track::Store;
@@ -34,6 +34,46 @@ fn run(runs: &Path, extra: &[&str]) -> Output {
     vitrun(&args).output().unwrap()
 }
 
+/// Runs the tiny experiment and asserts it finished.
+fn run_ok(runs: &Path, extra: &[&str]) -> Output {
+    let out = run(runs, extra);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Starts the tiny experiment in the background.
+fn spawn_run(runs: &Path, extra: &[&str]) -> Child {
+    let runs_set = format!("train.runs_dir={:?}", runs.display().to_string());
+    let mut args = vec!["run", TINY, "--quiet", "--set", &runs_set];
+    args.extend_from_slice(extra);
+    vitrun(&args).spawn().unwrap()
+}
+
+/// Polls the trial's `last/progress.json` until `ready` accepts it; returns its text.
+fn wait_for_progress(runs: &Path, ready: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let found = std::fs::read_dir(runs.join("tiny_synthetic"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| {
+                std::fs::read_to_string(e.unwrap().path().join("last/progress.json")).ok()
+            });
+        if let Some(p) = found.filter(|p| ready(p)) {
+            return p;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn only_trial(runs: &Path) -> (Store, String, PathBuf) {
     let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
     let trials = store.trials(None).unwrap();
@@ -56,12 +96,7 @@ fn series(store: &Store, id: &str, split: &str, name: &str) -> Vec<f64> {
 #[test]
 fn training_learns_and_records_every_epoch() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(tmp.path(), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(tmp.path(), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("finished: best val top1"), "{stdout}");
     let (store, id, dir) = only_trial(tmp.path());
@@ -129,44 +164,13 @@ fn training_learns_and_records_every_epoch() {
 #[test]
 fn a_killed_trial_resumes_to_the_same_numbers() {
     let straight = tempfile::tempdir().unwrap();
-    let out = run(straight.path(), &["--set", "train.epochs=6"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(straight.path(), &["--set", "train.epochs=6"]);
 
     let killed = tempfile::tempdir().unwrap();
-    let runs_set = format!("train.runs_dir={:?}", killed.path().display().to_string());
-    let mut child = vitrun(&[
-        "run",
-        TINY,
-        "--quiet",
-        "--set",
-        &runs_set,
-        "--set",
-        "train.epochs=6",
-    ])
-    .spawn()
-    .unwrap();
-    let started = Instant::now();
-    let progress = loop {
-        let found = std::fs::read_dir(killed.path().join("tiny_synthetic"))
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| {
-                std::fs::read_to_string(e.unwrap().path().join("last/progress.json")).ok()
-            });
-        if let Some(p) = found.filter(|p| p.contains("\"epoch\": 2") || p.contains("\"epoch\": 3"))
-        {
-            break p;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let mut child = spawn_run(killed.path(), &["--set", "train.epochs=6"]);
+    let progress = wait_for_progress(killed.path(), |p| {
+        p.contains("\"epoch\": 2") || p.contains("\"epoch\": 3")
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!progress.contains("\"epoch\": 6"));
@@ -178,12 +182,7 @@ fn a_killed_trial_resumes_to_the_same_numbers() {
     );
     drop(store);
 
-    let out = run(killed.path(), &["--set", "train.epochs=6", "--resume"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(killed.path(), &["--set", "train.epochs=6", "--resume"]);
     let (a, a_id, _) = only_trial(straight.path());
     let (b, b_id, _) = only_trial(killed.path());
     assert_eq!(a_id, b_id, "same config, same trial id");
@@ -309,30 +308,8 @@ fn verbs_of_later_issues_say_not_yet() {
 #[test]
 fn ctrl_c_stops_cleanly_and_resume_finishes_the_trial() {
     let tmp = tempfile::tempdir().unwrap();
-    let runs_set = format!("train.runs_dir={:?}", tmp.path().display().to_string());
-    let mut child = vitrun(&[
-        "run",
-        TINY,
-        "--quiet",
-        "--set",
-        &runs_set,
-        "--set",
-        "train.epochs=8",
-    ])
-    .spawn()
-    .unwrap();
-    let started = Instant::now();
-    while !std::fs::read_dir(tmp.path().join("tiny_synthetic"))
-        .ok()
-        .and_then(|mut d| d.next())
-        .is_some_and(|e| e.unwrap().path().join("last/progress.json").is_file())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = spawn_run(tmp.path(), &["--set", "train.epochs=8"]);
+    wait_for_progress(tmp.path(), |_| true);
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -340,25 +317,14 @@ fn ctrl_c_stops_cleanly_and_resume_finishes_the_trial() {
     assert!(sent.success());
     let status = child.wait().unwrap();
     let (store, id, _) = only_trial(tmp.path());
-    if status.code() == Some(130) {
-        assert_eq!(store.status(&id).unwrap().as_deref(), Some("failed"));
-        let error: i64 = store
-            .count("SELECT COUNT(*) FROM trials WHERE id = ?1 AND error LIKE 'interrupted during epoch%--resume%'", &id)
-            .unwrap();
-        assert_eq!(error, 1);
-    } else {
-        assert!(
-            status.success(),
-            "the trial ended before the signal arrived or failed: {status:?}"
-        );
-    }
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+    assert_eq!(store.status(&id).unwrap().as_deref(), Some("failed"));
+    let error = store
+        .count("SELECT COUNT(*) FROM trials WHERE id = ?1 AND error LIKE 'interrupted during epoch%--resume%'", &id)
+        .unwrap();
+    assert_eq!(error, 1);
     drop(store);
-    let out = run(tmp.path(), &["--set", "train.epochs=8", "--resume"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(tmp.path(), &["--set", "train.epochs=8", "--resume"]);
     let (store, id, _) = only_trial(tmp.path());
     assert_eq!(store.status(&id).unwrap().as_deref(), Some("finished"));
     assert_eq!(series(&store, &id, "val", "top1").len(), 8);

@@ -66,9 +66,16 @@ fn seed_for_epoch(seed: u64, epoch: usize) -> u64 {
         .wrapping_add(epoch as u64)
 }
 
-fn to_tensor<B: burn::tensor::backend::Backend>(batch: &Batch, device: &B::Device) -> Tensor<B, 4> {
+/// Moves the batch's pixels into a tensor (the labels stay in the batch).
+fn to_tensor<B: burn::tensor::backend::Backend>(
+    batch: &mut Batch,
+    device: &B::Device,
+) -> Tensor<B, 4> {
     let shape = [batch.len(), batch.channels, batch.size, batch.size];
-    Tensor::from_data(TensorData::new(batch.images.clone(), shape), device)
+    Tensor::from_data(
+        TensorData::new(std::mem::take(&mut batch.images), shape),
+        device,
+    )
 }
 
 fn wall() -> f64 {
@@ -191,7 +198,7 @@ pub fn run_trial<B: AutodiffBackend>(
         let mut lr = schedule.lr(progress.step as usize);
         let mut skipped = 0;
         for (i, batch) in loader.enumerate() {
-            let batch = batch?;
+            let mut batch = batch?;
             if !batch.skipped.is_empty() {
                 skipped += batch.skipped.len();
                 observer.message(&format!("skipped unreadable: {}", batch.skipped.join(", ")));
@@ -201,7 +208,7 @@ pub fn run_trial<B: AutodiffBackend>(
                 continue;
             }
             lr = schedule.lr(progress.step as usize);
-            let logits = model.forward(to_tensor::<B>(&batch, &device));
+            let logits = model.forward(to_tensor::<B>(&mut batch, &device));
             let loss = cross_entropy(
                 logits.clone(),
                 &batch.labels,
@@ -343,11 +350,11 @@ pub fn evaluate<B: burn::tensor::backend::Backend>(
 ) -> anyhow::Result<(f64, f64, f64)> {
     let (mut loss_sum, mut top1, mut top5, mut seen) = (0.0, 0, 0, 0);
     for batch in EpochLoader::start(spec.clone(), epoch) {
-        let batch = batch?;
+        let mut batch = batch?;
         if batch.is_empty() {
             continue;
         }
-        let logits = model.forward(to_tensor::<B>(&batch, device));
+        let logits = model.forward(to_tensor::<B>(&mut batch, device));
         let loss: f64 = cross_entropy(logits.clone(), &batch.labels, 0.0)
             .into_scalar()
             .elem();
