@@ -1,6 +1,7 @@
 //! What each subcommand does, kept apart from argument parsing.
 
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -8,27 +9,27 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::cli::Console;
-use crate::config::{Config, Loaded};
+use crate::config::Loaded;
+use crate::plan::{plan, short_value, Plan};
+use crate::schedule::{self, Judge, PerGpu, Sweep, SweepReport, TrialCommand};
 use crate::track::{Store, TrialStart};
 use crate::train::backend::{dispatch, BackendTask};
-use crate::train::{run_trial, Observer, Outcome, TrialRun};
+use crate::train::{run_trial, EpochGate, Observer, Outcome, TrialRun};
 
-/// Where an experiment's trials and the store live.
-pub fn store_path(config: &Config) -> PathBuf {
-    Path::new(&config.train.runs_dir).join("vitrun.sqlite")
-}
-
-/// `runs/<experiment>/<trial-id>/`.
-pub fn trial_dir(config: &Config, id: &str) -> PathBuf {
-    Path::new(&config.train.runs_dir)
-        .join(&config.name)
-        .join(id)
+/// How `vitrun run` / `vitrun trial` runs one trial.
+pub struct TrialOptions {
+    /// Continue from the trial's last checkpoint when it has one.
+    pub resume: bool,
+    pub quiet: bool,
+    /// The sweep this trial belongs to (enables its early-stopping rule).
+    pub sweep: Option<String>,
+    /// The id the scheduler planned; a different resolved id is an error.
+    pub expect_id: Option<String>,
 }
 
 struct TrainTask<'a> {
     loaded: &'a Loaded,
-    resume: bool,
-    quiet: bool,
+    options: &'a TrialOptions,
     stop: Arc<AtomicBool>,
 }
 
@@ -38,14 +39,20 @@ impl BackendTask for TrainTask<'_> {
     fn run<B: AutodiffBackend>(self, device: B::Device, label: String) -> anyhow::Result<Outcome> {
         let config = &self.loaded.config;
         let id = config.trial_id();
-        let dir = trial_dir(config, &id);
+        if let Some(expected) = &self.options.expect_id {
+            anyhow::ensure!(
+                *expected == id,
+                "this trial resolves to id {id}, but the sweep planned {expected}; the file or a VITRUN_* variable changed since planning"
+            );
+        }
+        let dir = config.trial_dir(&id);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let resolved =
             toml::to_string_pretty(config).context("cannot render the resolved config")?;
         std::fs::write(dir.join("config.toml"), resolved)
             .with_context(|| format!("cannot write {}", dir.join("config.toml").display()))?;
-        let mut store = Store::open(&store_path(config))?;
+        let mut store = Store::open(&config.store_path())?;
         store.start_trial(&TrialStart {
             id: id.clone(),
             experiment: config.name.clone(),
@@ -56,7 +63,7 @@ impl BackendTask for TrainTask<'_> {
             device: label.clone(),
         })?;
         store.add_artifact(&id, "config", &dir.join("config.toml"))?;
-        let mut console = Console::new(self.quiet);
+        let mut console = Console::new(self.options.quiet);
         console.message(&format!(
             "trial {id} of experiment {} on {label}; folder {}",
             config.name,
@@ -70,15 +77,25 @@ impl BackendTask for TrainTask<'_> {
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build_global();
+        let mut judge = self
+            .options
+            .sweep
+            .as_ref()
+            .zip(self.loaded.sweep.early_stop.clone())
+            .map(|(sweep, rule)| Judge {
+                sweep: sweep.clone(),
+                rule,
+            });
         let result = run_trial::<B>(
             TrialRun {
                 config,
                 trial_id: id.clone(),
                 dir,
                 store: &mut store,
-                resume: self.resume,
+                resume: self.options.resume,
                 stop: self.stop,
                 observer: &mut console,
+                gate: judge.as_mut().map(|j| j as &mut dyn EpochGate),
             },
             device,
         );
@@ -89,11 +106,10 @@ impl BackendTask for TrainTask<'_> {
     }
 }
 
-/// `vitrun run`: trains the experiment's single trial.
+/// `vitrun run` / `vitrun trial`: trains the experiment's single trial.
 pub fn run(
     loaded: &Loaded,
-    resume: bool,
-    quiet: bool,
+    options: &TrialOptions,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Outcome> {
     let device = loaded
@@ -106,11 +122,222 @@ pub fn run(
         device,
         TrainTask {
             loaded,
-            resume,
-            quiet,
+            options,
             stop,
         },
     )?
+}
+
+struct ProbeTask<'a>(&'a Loaded);
+
+impl BackendTask for ProbeTask<'_> {
+    type Output = f64;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _label: String) -> f64 {
+        crate::train::probe::<B>(&self.0.config, device, 3)
+    }
+}
+
+/// `vitrun probe` (hidden): three training steps on random data, for GPU memory probes.
+pub fn probe(loaded: &Loaded) -> anyhow::Result<f64> {
+    let device = loaded
+        .config
+        .train
+        .device
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    Ok(dispatch(device, ProbeTask(loaded))?)
+}
+
+fn store_states(loaded: &Loaded) -> anyhow::Result<HashMap<String, crate::track::TrialState>> {
+    let path = loaded.config.store_path();
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    Ok(Store::open(&path)?.trial_states(&loaded.config.name)?)
+}
+
+/// `vitrun plan`: every trial of the sweep with the values that vary and its status in the
+/// store; runs nothing.
+pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
+    let plan = plan(loaded)?;
+    let states = store_states(loaded)?;
+    let status = |id: &str| states.get(id).map_or("new", |s| s.status.as_str());
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &plan.trials {
+        *counts.entry(status(&t.id)).or_default() += 1;
+    }
+    let merged = plan.points - plan.trials.len();
+    let mut out = format!(
+        "# {}: sweep {}, {} trials{} ({})\n",
+        loaded.file.display(),
+        plan.sweep,
+        plan.trials.len(),
+        if merged > 0 {
+            format!(" ({merged} points resolved to an existing trial)")
+        } else {
+            String::new()
+        },
+        counts
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let cells: Vec<Vec<String>> = plan
+        .trials
+        .iter()
+        .map(|t| t.point.iter().map(|(_, v)| short_value(v)).collect())
+        .collect();
+    let widths: Vec<usize> = plan
+        .axes
+        .iter()
+        .enumerate()
+        .map(|(i, axis)| {
+            cells
+                .iter()
+                .map(|c| c[i].len())
+                .fold(axis.len(), usize::max)
+        })
+        .collect();
+    let row = |id: &str, status: &str, values: &[String]| {
+        let values: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        format!("{id:<12} {status:<9} {}\n", values.join("  ").trim_end())
+    };
+    out.push_str(&row("trial", "status", &plan.axes));
+    for (t, values) in plan.trials.iter().zip(&cells) {
+        out.push_str(&row(&t.id, status(&t.id), values));
+    }
+    Ok(out)
+}
+
+/// How `vitrun sweep` places trials.
+pub struct SweepOptions {
+    /// `--devices`: overrides discovery (`cpu`, `cuda:0,cuda:1`, …).
+    pub devices: Option<String>,
+    /// `--cpu-slots`: CPU trials at once (default: one per core, at most one per trial).
+    pub cpu_slots: Option<usize>,
+    /// The user's `--set` strings, passed to every trial.
+    pub sets: Vec<String>,
+}
+
+fn slots_for(
+    loaded: &Loaded,
+    plan: &Plan,
+    options: &SweepOptions,
+    exe: &Path,
+) -> anyhow::Result<Vec<schedule::Slot>> {
+    let discovered = schedule::discover();
+    let mut devices = match &options.devices {
+        Some(list) => schedule::parse_devices(list, &discovered).map_err(anyhow::Error::msg)?,
+        None => discovered,
+    };
+    let gpu_build = cfg!(feature = "cuda") || cfg!(feature = "tch");
+    if !devices.gpus.is_empty() && !gpu_build && options.devices.is_none() {
+        println!("note: GPUs found, but this vitrun was built without the cuda or tch feature; running on the CPU");
+        devices.gpus.clear();
+    }
+    let per_gpu = match loaded.sweep.trials_per_gpu.as_ref() {
+        Some(v) if v.as_str() == Some("auto") && !devices.gpus.is_empty() => {
+            let gpu = devices.gpus[0].index;
+            let need = schedule::largest(&plan.trials)
+                .and_then(|t| schedule::measure(exe, &loaded.file, &options.sets, t, gpu));
+            match need {
+                Some(need_mib) => {
+                    println!("trials_per_gpu = auto: one trial needs {need_mib} MiB (measured on cuda:{gpu})");
+                    PerGpu::Measured { need_mib }
+                }
+                None => {
+                    println!("note: trials_per_gpu = auto could not measure GPU memory (nvidia-smi or the probe failed); using 1");
+                    PerGpu::Count(1)
+                }
+            }
+        }
+        Some(v) => PerGpu::Count(v.as_integer().unwrap_or(1).max(1) as usize),
+        None => PerGpu::Count(1),
+    };
+    let cpu_trials = plan
+        .trials
+        .iter()
+        .filter(|t| {
+            devices.gpus.is_empty() || matches!(t.config.train.device.as_str(), "cpu" | "tch-cpu")
+        })
+        .count();
+    let cpu_slots = options
+        .cpu_slots
+        .unwrap_or(devices.cpu_cores)
+        .min(cpu_trials.max(1));
+    Ok(schedule::layout(&devices, per_gpu, cpu_slots))
+}
+
+/// `vitrun sweep`: plans the file's trials and runs those the store does not have done.
+pub fn sweep(
+    loaded: &Loaded,
+    options: &SweepOptions,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<SweepReport> {
+    let plan = plan(loaded)?;
+    let exe = std::env::current_exe().context("cannot find the vitrun executable")?;
+    let slots = slots_for(loaded, &plan, options, &exe)?;
+    let launcher = TrialCommand {
+        exe,
+        file: loaded.file.clone(),
+        sets: options.sets.clone(),
+        sweep: plan.sweep.clone(),
+    };
+    let mut view = schedule::Console::new();
+    schedule::run(Sweep {
+        plan: &plan,
+        file: loaded.file.clone(),
+        store_path: loaded.config.store_path(),
+        slots,
+        max_retries: loaded.sweep.max_retries,
+        launcher: &launcher,
+        stop,
+        view: &mut view,
+    })
+}
+
+/// The end-of-sweep table, best trial first.
+pub fn sweep_summary(report: &SweepReport) -> String {
+    let mut out = format!(
+        "{:<12} {:<9} {:>9} {:>6} {:>8}  {}\n",
+        "trial", "status", "best top1", "epochs", "time", "values"
+    );
+    for r in &report.results {
+        out.push_str(&format!(
+            "{:<12} {:<9} {:>9} {:>6} {:>8}  {}{}\n",
+            r.id,
+            r.status,
+            r.best_top1
+                .map(|v| format!("{:.1}%", v * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            r.epochs
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.seconds
+                .map(|s| schedule::clock(std::time::Duration::from_secs_f64(s.max(0.0))))
+                .unwrap_or_else(|| "-".into()),
+            r.point,
+            r.error
+                .as_ref()
+                .filter(|_| r.status != "finished")
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    out.push_str(&format!(
+        "{} trials, {} already done before this run, {} processes started, {} wall time\n",
+        report.results.len(),
+        report.skipped,
+        report.launched,
+        schedule::clock(report.wall)
+    ));
+    out
 }
 
 /// `vitrun check`: the resolved config, each value with where it came from.

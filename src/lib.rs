@@ -8,5 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod model;
+pub mod plan;
+pub mod schedule;
 pub mod track;
 pub mod train;

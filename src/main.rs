@@ -35,7 +35,7 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Run one trial as the scheduler does (same as `run`; kept for cluster jobs).
+    /// Run one trial of a sweep, as the scheduler (or a cluster job) does.
     #[command(hide = true)]
     Trial {
         file: PathBuf,
@@ -45,6 +45,25 @@ enum Command {
         resume: bool,
         #[arg(long, short)]
         quiet: bool,
+        /// The sweep the trial belongs to (turns on its early-stopping rule).
+        #[arg(long)]
+        sweep: Option<String>,
+        /// Refuse to run unless the resolved config hashes to this id.
+        #[arg(long = "trial-id")]
+        trial_id: Option<String>,
+    },
+    /// A few training steps on random data (the GPU memory probe of `trials_per_gpu = "auto"`).
+    #[command(hide = true)]
+    Probe {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Print the trials FILE's [sweep] expands into, with their status in the store.
+    Plan {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Print the resolved config, each value with where it came from.
     Check {
@@ -59,8 +78,19 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
     },
-    /// Expand [sweep] into trials and run them (not yet: see the sweeps issue).
-    Sweep { file: Option<PathBuf> },
+    /// Run every trial of FILE's [sweep] that the store does not have done.
+    Sweep {
+        #[arg(default_value = "experiments/deit_vehicles_sweep.toml")]
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Devices to use instead of the discovered ones: cpu, cuda:0,cuda:1, …
+        #[arg(long)]
+        devices: Option<String>,
+        /// CPU trials at once (default: one per core); the cores are split between them.
+        #[arg(long = "cpu-slots")]
+        cpu_slots: Option<usize>,
+    },
     /// Draw charts and an HTML report (not yet: see the reports issue).
     Report { target: Option<String> },
 }
@@ -76,17 +106,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn train(file: PathBuf, sets: Vec<String>, resume: bool, quiet: bool) -> anyhow::Result<ExitCode> {
-    let loaded = vitrun::config::load(&file, &sets)?;
+/// Ctrl-C sets the returned flag; a second Ctrl-C exits at once.
+fn stop_flag(what: &'static str) -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("vitrun: stopping after this step (Ctrl-C again to abort)");
+        eprintln!("vitrun: stopping {what} (Ctrl-C again to abort)");
     })?;
-    Ok(match commands::run(&loaded, resume, quiet, stop)? {
+    Ok(stop)
+}
+
+fn train(
+    file: PathBuf,
+    sets: Vec<String>,
+    options: commands::TrialOptions,
+) -> anyhow::Result<ExitCode> {
+    let loaded = vitrun::config::load(&file, &sets)?;
+    let stop = stop_flag("after this step")?;
+    Ok(match commands::run(&loaded, &options, stop)? {
         Outcome::Finished { best_top1, last } => {
             println!(
                 "finished: best val top1 {:.2}%, last val top1 {:.2}% (trial {})",
@@ -100,6 +140,10 @@ fn train(file: PathBuf, sets: Vec<String>, resume: bool, quiet: bool) -> anyhow:
             eprintln!("vitrun: diverged: loss is not finite at epoch {epoch}, step {step}; lower optimizer.lr or set optimizer.grad_clip");
             ExitCode::from(3)
         }
+        Outcome::Pruned { epoch, reason } => {
+            println!("stopped early after epoch {epoch}: {reason}");
+            ExitCode::from(4)
+        }
         Outcome::Interrupted { epoch } => {
             eprintln!(
                 "vitrun: interrupted in epoch {epoch}; continue with: vitrun run {} --resume",
@@ -110,6 +154,24 @@ fn train(file: PathBuf, sets: Vec<String>, resume: bool, quiet: bool) -> anyhow:
     })
 }
 
+fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitCode> {
+    let loaded = vitrun::config::load(&file, &options.sets)?;
+    let stop = stop_flag("the sweep: trials checkpoint and exit")?;
+    let report = commands::sweep(&loaded, &options, stop)?;
+    print!("{}", commands::sweep_summary(&report));
+    Ok(if report.interrupted {
+        println!(
+            "interrupted; run `vitrun sweep {}` again to continue",
+            file.display()
+        );
+        ExitCode::from(130)
+    } else if report.results.iter().any(|r| r.status == "failed") {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run {
@@ -117,13 +179,45 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             sets,
             resume,
             quiet,
-        }
-        | Command::Trial {
+        } => train(
+            file,
+            sets,
+            commands::TrialOptions {
+                resume,
+                quiet,
+                sweep: None,
+                expect_id: None,
+            },
+        ),
+        Command::Trial {
             file,
             sets,
             resume,
             quiet,
-        } => train(file, sets, resume, quiet),
+            sweep,
+            trial_id,
+        } => train(
+            file,
+            sets,
+            commands::TrialOptions {
+                resume,
+                quiet,
+                sweep,
+                expect_id: trial_id,
+            },
+        ),
+        Command::Probe { file, sets } => {
+            let loss = commands::probe(&vitrun::config::load(&file, &sets)?)?;
+            println!("probe: 3 steps, last loss {loss:.4}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { file, sets } => {
+            print!(
+                "{}",
+                commands::plan_table(&vitrun::config::load(&file, &sets)?)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { file, sets } => {
             print!("{}", commands::check(&vitrun::config::load(&file, &sets)?));
             Ok(ExitCode::SUCCESS)
@@ -135,12 +229,24 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", commands::ls(&runs_dir, experiment.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sweep { .. } => not_yet("sweep", "sweeps"),
+        Command::Sweep {
+            file,
+            sets,
+            devices,
+            cpu_slots,
+        } => sweep(
+            file,
+            commands::SweepOptions {
+                devices,
+                cpu_slots,
+                sets,
+            },
+        ),
         Command::Report { .. } => not_yet("report", "reports"),
     }
 }
 
 fn not_yet(verb: &str, issue: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("vitrun: `{verb}` is not implemented yet (see the {issue} issue); use `vitrun run FILE` and `vitrun ls`");
+    eprintln!("vitrun: `{verb}` is not implemented yet (see the {issue} issue); use `vitrun ls` for results");
     Ok(ExitCode::from(2))
 }

@@ -59,44 +59,26 @@ pub struct Loaded {
 impl Loaded {
     /// Rebuilds this experiment with more overrides (a sweep point), validated like the file.
     pub fn with_overrides(&self, extra: &[Override]) -> Result<Config, ConfigError> {
-        let mut all = self.overrides.clone();
-        all.extend_from_slice(extra);
-        let doc = FileDoc::parse(&self.file, &self.file_text)?;
-        resolve(&self.file, &doc, &all)
+        self.resolver()?.resolve(extra)
     }
 
-    /// Validates every listed sweep value as if the file set it, before anything runs.
-    fn check_sweep_values(&self) -> Result<(), ConfigError> {
-        let listed = self
-            .sweep
-            .grid
-            .iter()
-            .chain(self.sweep.zip.iter().flatten());
-        let chosen = self.sweep.random.iter().filter_map(|(k, axis)| match axis {
-            super::RandomAxis::Choice(v) => Some((k, v)),
-            _ => None,
-        });
-        for (axis, values) in listed.map(|(k, v)| (k, v)).chain(chosen) {
-            for value in values {
-                let point = Override {
-                    path: axis.clone(),
-                    value: value.clone(),
-                    source: Source::File,
-                };
-                if let Err(e) = self.with_overrides(&[point]) {
-                    let line = self
-                        .line_of(&format!("sweep.{axis}"))
-                        .map(|l| format!(":{l}"))
-                        .unwrap_or_default();
-                    return Err(ConfigError::Invalid {
-                        place: format!("{}{line}", self.file.display()),
-                        key: format!("sweep.{axis}"),
-                        reason: format!("value {value} is invalid: {e}"),
-                    });
-                }
-            }
+    /// A resolver that parses the file once, for resolving many sweep points.
+    pub fn resolver(&self) -> Result<Resolver<'_>, ConfigError> {
+        let doc = FileDoc::parse(&self.file, &self.file_text)?;
+        let base = base_figment(&doc, &self.overrides);
+        Ok(Resolver {
+            loaded: self,
+            doc,
+            base,
+        })
+    }
+
+    /// `file:line` of the `[sweep]` table, for errors about a whole sweep point.
+    pub fn place_of_sweep(&self) -> String {
+        match self.line_of("sweep") {
+            Some(line) => format!("{}:{line}", self.file.display()),
+            None => self.file.display().to_string(),
         }
-        Ok(())
     }
 
     /// The 1-based line of a key path in the experiment file, if the file sets it.
@@ -160,7 +142,6 @@ pub fn load_with_env(
         file_text: text,
         overrides,
     };
-    loaded.check_sweep_values()?;
     Ok(loaded)
 }
 
@@ -169,12 +150,42 @@ pub fn load(file: &Path, sets: &[String]) -> Result<Loaded, ConfigError> {
     load_with_env(file, sets, std::env::vars())
 }
 
-fn resolve(file: &Path, doc: &FileDoc, overrides: &[Override]) -> Result<Config, ConfigError> {
-    let mut figment =
-        Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(&doc.text));
-    for o in overrides {
-        figment = figment.merge(Serialized::default(&o.path, &o.value));
+/// Resolves sweep points against one parsed experiment file.
+pub struct Resolver<'a> {
+    loaded: &'a Loaded,
+    doc: FileDoc,
+    base: Figment,
+}
+
+impl Resolver<'_> {
+    /// The experiment with `extra` overrides on top, validated like the file.
+    pub fn resolve(&self, extra: &[Override]) -> Result<Config, ConfigError> {
+        let mut all = self.loaded.overrides.clone();
+        all.extend_from_slice(extra);
+        let figment = extra.iter().fold(self.base.clone(), |f, o| {
+            f.merge(Serialized::default(&o.path, &o.value))
+        });
+        extract(figment, &self.loaded.file, &self.doc, &all)
     }
+}
+
+fn base_figment(doc: &FileDoc, overrides: &[Override]) -> Figment {
+    overrides.iter().fold(
+        Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(&doc.text)),
+        |f, o| f.merge(Serialized::default(&o.path, &o.value)),
+    )
+}
+
+fn resolve(file: &Path, doc: &FileDoc, overrides: &[Override]) -> Result<Config, ConfigError> {
+    extract(base_figment(doc, overrides), file, doc, overrides)
+}
+
+fn extract(
+    figment: Figment,
+    file: &Path,
+    doc: &FileDoc,
+    overrides: &[Override],
+) -> Result<Config, ConfigError> {
     let mut config: Config = figment.extract().map_err(|e| {
         let key = e.path.join(".");
         ConfigError::Invalid {

@@ -9,9 +9,9 @@ mod validate;
 
 pub use device::DeviceSpec;
 pub use error::ConfigError;
-pub use load::{load, load_with_env, schema_paths, Loaded, Override, Source, ENV_PREFIX};
+pub use load::{load, load_with_env, schema_paths, Loaded, Override, Resolver, Source, ENV_PREFIX};
 pub use schema::*;
-pub use sweep::{RandomAxis, SweepSpec};
+pub use sweep::{EarlyStop, RandomAxis, StopRule, SweepSpec};
 
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -57,6 +57,18 @@ impl Config {
             &mut out,
         );
         out
+    }
+
+    /// `runs/<experiment>/<trial-id>/`: where a trial's files live.
+    pub fn trial_dir(&self, id: &str) -> std::path::PathBuf {
+        std::path::Path::new(&self.train.runs_dir)
+            .join(&self.name)
+            .join(id)
+    }
+
+    /// `runs/vitrun.sqlite`: the run store.
+    pub fn store_path(&self) -> std::path::PathBuf {
+        std::path::Path::new(&self.train.runs_dir).join("vitrun.sqlite")
     }
 
     /// Class names in label order, when the config names them.

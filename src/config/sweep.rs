@@ -29,8 +29,35 @@ pub struct SweepSpec {
     pub max_retries: usize,
     /// `trials_per_gpu`: a count, or `"auto"` (kept as written for the scheduler).
     pub trials_per_gpu: Option<toml::Value>,
-    /// `[sweep.early_stop]`, kept as written for the scheduler.
-    pub early_stop: Option<toml::Table>,
+    /// `[sweep.early_stop]`: when to stop a trial that is clearly behind its peers.
+    pub early_stop: Option<EarlyStop>,
+}
+
+/// Which early-stopping rule a sweep uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopRule {
+    /// Vizier's median rule: stop when the trial's best so far is worse than the median of its
+    /// peers' running averages at the same epoch.
+    Median {
+        min_epochs: usize,
+        min_trials: usize,
+    },
+    /// Asynchronous successive halving: at each rung (an epoch count) keep only the top
+    /// `1 / reduction_factor` of the trials that reached it.
+    Asha {
+        rungs: Vec<usize>,
+        reduction_factor: usize,
+    },
+}
+
+/// `[sweep.early_stop]`, parsed and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlyStop {
+    pub rule: StopRule,
+    /// `split/name` of the metric compared, e.g. `val/top1`.
+    pub metric: String,
+    /// Whether larger values of the metric are better.
+    pub maximize: bool,
 }
 
 /// A structural problem in `[sweep]`, before it is placed in the file.
@@ -157,10 +184,10 @@ impl SweepSpec {
                     spec.trials_per_gpu = Some(v.clone());
                 }
                 "early_stop" => {
-                    spec.early_stop =
-                        Some(v.as_table().cloned().ok_or_else(|| {
-                            SweepError::new(key, "use a [sweep.early_stop] table")
-                        })?);
+                    let table = v
+                        .as_table()
+                        .ok_or_else(|| SweepError::new(key, "use a [sweep.early_stop] table"))?;
+                    spec.early_stop = Some(early_stop(table)?);
                 }
                 _ => {
                     check_axis_key(key, schema)?;
@@ -203,4 +230,118 @@ fn random_axis(key: &str, t: &toml::Table) -> Result<RandomAxis, SweepError> {
             format!("unknown random axis `{other}`; use log_uniform, uniform or choice"),
         )),
     }
+}
+
+const METRICS: [&str; 6] = [
+    "val/top1",
+    "val/top5",
+    "val/loss",
+    "train/loss",
+    "train/top1",
+    "train/images_per_sec",
+];
+
+fn whole(table: &toml::Table, key: &str, default: usize, min: usize) -> Result<usize, SweepError> {
+    match table.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_integer()
+            .filter(|n| *n >= min as i64)
+            .map(|n| n as usize)
+            .ok_or_else(|| {
+                SweepError::new(
+                    &format!("early_stop.{key}"),
+                    format!("a whole number, {min} or more"),
+                )
+            }),
+    }
+}
+
+fn early_stop(t: &toml::Table) -> Result<EarlyStop, SweepError> {
+    const KEYS: [&str; 7] = [
+        "rule",
+        "metric",
+        "mode",
+        "rungs",
+        "reduction_factor",
+        "min_epochs",
+        "min_trials",
+    ];
+    for key in t.keys() {
+        if !KEYS.contains(&key.as_str()) {
+            let known: BTreeSet<String> = KEYS.iter().map(|k| k.to_string()).collect();
+            return Err(SweepError::new(
+                &format!("early_stop.{key}"),
+                format!(
+                    "unknown early-stop key; did you mean `{}`?",
+                    nearest(key, &known)
+                ),
+            ));
+        }
+    }
+    let metric = match t.get("metric") {
+        None => "val/top1".to_string(),
+        Some(v) => v
+            .as_str()
+            .filter(|m| METRICS.contains(m))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                SweepError::new(
+                    "early_stop.metric",
+                    format!("one of {}", METRICS.join(", ")),
+                )
+            })?,
+    };
+    let maximize = match t.get("mode").map(|v| v.as_str()) {
+        None => !metric.ends_with("loss"),
+        Some(Some("max")) => true,
+        Some(Some("min")) => false,
+        Some(_) => return Err(SweepError::new("early_stop.mode", "\"max\" or \"min\"")),
+    };
+    let rule = match t.get("rule").and_then(|v| v.as_str()) {
+        Some("median") => StopRule::Median {
+            min_epochs: whole(t, "min_epochs", 1, 1)?,
+            min_trials: whole(t, "min_trials", 1, 1)?,
+        },
+        Some("asha") => {
+            let reduction_factor = whole(t, "reduction_factor", 2, 2)?;
+            let rungs = match t.get("rungs") {
+                None => {
+                    let first = whole(t, "min_epochs", 1, 1)?;
+                    (0..8).map(|k| first * reduction_factor.pow(k)).collect()
+                }
+                Some(v) => {
+                    let rungs: Option<Vec<usize>> = v.as_array().and_then(|a| {
+                        a.iter()
+                            .map(|x| x.as_integer().filter(|n| *n >= 1).map(|n| n as usize))
+                            .collect()
+                    });
+                    match rungs {
+                        Some(r) if !r.is_empty() && r.windows(2).all(|w| w[0] < w[1]) => r,
+                        _ => {
+                            return Err(SweepError::new(
+                                "early_stop.rungs",
+                                "increasing epoch counts, e.g. [1, 2, 4]",
+                            ))
+                        }
+                    }
+                }
+            };
+            StopRule::Asha {
+                rungs,
+                reduction_factor,
+            }
+        }
+        _ => {
+            return Err(SweepError::new(
+                "early_stop.rule",
+                "rule = \"median\" or rule = \"asha\"",
+            ))
+        }
+    };
+    Ok(EarlyStop {
+        rule,
+        metric,
+        maximize,
+    })
 }

@@ -2,6 +2,7 @@
 //! WAL mode, a busy timeout, short `BEGIN IMMEDIATE` transactions, batched idempotent writes.
 
 mod schema;
+mod sweeps;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 pub use schema::MIGRATIONS;
+pub use sweeps::{EpochSnapshot, QueuedTrial, TrialState};
 
 /// A store error names the database file.
 #[derive(Debug, thiserror::Error)]
@@ -385,7 +387,8 @@ fn git_commit() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn hostname() -> String {
+/// This machine's name, as trials record it.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))

@@ -4,7 +4,11 @@ pub mod backend;
 pub mod checkpoint;
 pub mod loss;
 pub mod optim;
+mod probe;
 pub mod schedule;
 mod trial;
 
-pub use trial::{evaluate, num_cpus, run_trial, EpochSummary, Observer, Outcome, TrialRun};
+pub use probe::probe;
+pub use trial::{
+    evaluate, num_cpus, run_trial, EpochGate, EpochSummary, Observer, Outcome, TrialRun,
+};

@@ -42,9 +42,34 @@ pub struct EpochSummary {
 /// How a trial ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Finished { best_top1: f64, last: EpochSummary },
-    Diverged { epoch: usize, step: u64 },
-    Interrupted { epoch: usize },
+    Finished {
+        best_top1: f64,
+        last: EpochSummary,
+    },
+    Diverged {
+        epoch: usize,
+        step: u64,
+    },
+    Interrupted {
+        epoch: usize,
+    },
+    /// Stopped early by the sweep's rule after `epoch`.
+    Pruned {
+        epoch: usize,
+        reason: String,
+    },
+}
+
+/// Decides after each epoch (metrics and checkpoint committed) whether the trial goes on.
+/// Sweeps plug their early-stopping rule in here.
+pub trait EpochGate {
+    /// `Some(reason)` stops the trial as pruned; the gate records its decisions in the store.
+    fn after_epoch(
+        &mut self,
+        store: &mut Store,
+        trial: &str,
+        epoch: usize,
+    ) -> anyhow::Result<Option<String>>;
 }
 
 /// Everything a trial needs besides its backend.
@@ -59,6 +84,8 @@ pub struct TrialRun<'a> {
     /// Set by Ctrl-C: the trial stops after the current step.
     pub stop: Arc<AtomicBool>,
     pub observer: &'a mut dyn Observer,
+    /// Early stopping, when the trial is part of a sweep that has a rule.
+    pub gate: Option<&'a mut dyn EpochGate>,
 }
 
 fn seed_for_epoch(seed: u64, epoch: usize) -> u64 {
@@ -98,6 +125,7 @@ pub fn run_trial<B: AutodiffBackend>(
         resume,
         stop,
         observer,
+        mut gate,
     } = run;
     let splits = data::open(config)?;
     observer.message(&format!(
@@ -308,6 +336,12 @@ pub fn run_trial<B: AutodiffBackend>(
         }
         observer.epoch_end(&summary);
         last = Some(summary);
+        if let (Some(gate), true) = (gate.as_deref_mut(), epoch < t.epochs) {
+            if let Some(reason) = gate.after_epoch(store, &trial_id, epoch)? {
+                observer.message(&format!("pruned: {reason}"));
+                return Ok(Outcome::Pruned { epoch, reason });
+            }
+        }
     }
     store.set_status(&trial_id, Status::Finished, None)?;
     let last = match last {

@@ -1,0 +1,203 @@
+//! Expands an experiment's `[sweep]` into trials: the cartesian product of the grid axes and the
+//! `[[sweep.zip]]` groups, times `samples` draws of the random axes. Every point is resolved and
+//! validated like the file itself; its id is the hash of the resolved config, so re-planning a
+//! grown file yields the old trials' ids unchanged.
+
+use std::collections::HashSet;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{
+    Config, ConfigError, Loaded, Override, RandomAxis, Resolver, Source, SweepSpec,
+};
+
+/// One trial of a sweep.
+#[derive(Debug, Clone)]
+pub struct PlannedTrial {
+    /// The config hash (see [`Config::trial_id`]).
+    pub id: String,
+    /// The sweep's values for this trial: `(key path, value)` in axis order.
+    pub point: Vec<(String, toml::Value)>,
+    /// The resolved, validated config.
+    pub config: Config,
+}
+
+impl PlannedTrial {
+    /// `key=value` pairs as `--set` takes them.
+    pub fn sets(&self) -> Vec<String> {
+        self.point.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// `key=value key=value`, for tables and logs.
+    pub fn describe(&self) -> String {
+        self.point
+            .iter()
+            .map(|(k, v)| format!("{k}={}", short_value(v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A value printed compactly: floats in 4 significant digits.
+pub fn short_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::Float(f) if f.abs() < 1e-2 && *f != 0.0 => format!("{f:.3e}"),
+        toml::Value::Float(f) => format!("{}", (f * 1e4).round() / 1e4),
+        other => other.to_string(),
+    }
+}
+
+/// The trials of one experiment file.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The sweep's name in the store (the experiment name).
+    pub sweep: String,
+    /// The axes that vary, in the order of each trial's `point`.
+    pub axes: Vec<String>,
+    /// Distinct trials in plan order (points that resolve to the same config appear once).
+    pub trials: Vec<PlannedTrial>,
+    /// How many points the axes produced before duplicates were merged.
+    pub points: usize,
+}
+
+/// One axis of the product: a list of alternatives, each setting one or more keys.
+type Factor = Vec<Vec<(String, toml::Value)>>;
+
+fn factors(spec: &SweepSpec) -> Vec<Factor> {
+    let mut out: Vec<Factor> = spec
+        .grid
+        .iter()
+        .map(|(key, values)| {
+            values
+                .iter()
+                .map(|v| vec![(key.clone(), v.clone())])
+                .collect()
+        })
+        .collect();
+    for group in &spec.zip {
+        let len = group.first().map_or(0, |(_, v)| v.len());
+        out.push(
+            (0..len)
+                .map(|i| {
+                    group
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v[i].clone()))
+                        .collect()
+                })
+                .collect(),
+        );
+    }
+    if !spec.random.is_empty() {
+        out.push((0..spec.samples).map(|i| draw(spec, i)).collect());
+    }
+    out
+}
+
+/// Sample `index` of the random axes: its own RNG stream, so raising `samples` keeps the
+/// earlier draws.
+fn draw(spec: &SweepSpec, index: usize) -> Vec<(String, toml::Value)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    rng.set_stream(index as u64);
+    spec.random
+        .iter()
+        .map(|(key, axis)| {
+            let value = match axis {
+                RandomAxis::LogUniform(lo, hi) => {
+                    toml::Value::Float(rng.gen_range(lo.ln()..hi.ln()).exp())
+                }
+                RandomAxis::Uniform(lo, hi) => toml::Value::Float(rng.gen_range(*lo..*hi)),
+                RandomAxis::Choice(values) => values[rng.gen_range(0..values.len())].clone(),
+            };
+            (key.clone(), value)
+        })
+        .collect()
+}
+
+/// Expands `loaded`'s sweep (a file without one is a single trial).
+pub fn plan(loaded: &Loaded) -> Result<Plan, ConfigError> {
+    let factors = factors(&loaded.sweep);
+    let points: usize = factors.iter().map(Vec::len).product();
+    let axes: Vec<String> = factors
+        .iter()
+        .flat_map(|f| f.first().into_iter().flatten().map(|(k, _)| k.clone()))
+        .collect();
+    let resolver = loaded.resolver()?;
+    let mut seen = HashSet::new();
+    let mut trials = Vec::new();
+    let mut choice = vec![0usize; factors.len()];
+    for _ in 0..points {
+        let point: Vec<(String, toml::Value)> = choice
+            .iter()
+            .zip(&factors)
+            .flat_map(|(&i, f)| f[i].iter().cloned())
+            .collect();
+        let overrides: Vec<Override> = point
+            .iter()
+            .map(|(k, v)| Override {
+                path: k.clone(),
+                value: v.clone(),
+                source: Source::File,
+            })
+            .collect();
+        let config = resolver
+            .resolve(&overrides)
+            .map_err(|e| blame(loaded, &resolver, &overrides, e))?;
+        let id = config.trial_id();
+        if seen.insert(id.clone()) {
+            trials.push(PlannedTrial { id, point, config });
+        }
+        advance(&mut choice, &factors);
+    }
+    Ok(Plan {
+        sweep: loaded.config.name.clone(),
+        axes,
+        trials,
+        points,
+    })
+}
+
+/// The error for an invalid point: the one axis value that is invalid on its own (named with
+/// its line), or else the combination.
+fn blame(
+    loaded: &Loaded,
+    resolver: &Resolver<'_>,
+    point: &[Override],
+    e: ConfigError,
+) -> ConfigError {
+    for o in point {
+        if let Err(alone) = resolver.resolve(std::slice::from_ref(o)) {
+            let key = format!("sweep.{}", o.path);
+            let place = match loaded.line_of(&key) {
+                Some(line) => format!("{}:{line}", loaded.file.display()),
+                None => loaded.place_of_sweep(),
+            };
+            return ConfigError::Invalid {
+                place,
+                key,
+                reason: format!("value {} is invalid: {alone}", o.value),
+            };
+        }
+    }
+    let described = point
+        .iter()
+        .map(|o| format!("{}={}", o.path, o.value))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ConfigError::Invalid {
+        place: loaded.place_of_sweep(),
+        key: "sweep".into(),
+        reason: format!("the point {described} is invalid: {e}"),
+    }
+}
+
+/// Steps the mixed-radix counter `choice` (last factor fastest).
+fn advance(choice: &mut [usize], factors: &[Factor]) {
+    for (i, f) in factors.iter().enumerate().rev() {
+        choice[i] += 1;
+        if choice[i] < f.len() {
+            return;
+        }
+        choice[i] = 0;
+    }
+}

@@ -1,0 +1,242 @@
+//! Store queries for sweeps: membership, queued trials, liveness of running rows, and the
+//! per-epoch values that early stopping and the live view read.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use super::{now, Result, Status, Store, StoreError};
+
+/// A planned trial as the store first records it.
+#[derive(Debug, Clone)]
+pub struct QueuedTrial {
+    pub id: String,
+    pub config_json: String,
+    pub seed: u64,
+}
+
+/// What the store knows of a trial's current state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialState {
+    pub status: String,
+    pub attempts: i64,
+    pub pid: Option<i64>,
+    pub host: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The newest epoch a trial has logged, for the live view.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EpochSnapshot {
+    pub epoch: i64,
+    pub val_top1: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub images_per_sec: Option<f64>,
+}
+
+impl Store {
+    /// Records the sweep's trials: new ones as `queued`, membership for all. Existing trial rows
+    /// keep their status. One transaction.
+    pub fn register_sweep(
+        &mut self,
+        sweep: &str,
+        experiment: &str,
+        file: &str,
+        trials: &[QueuedTrial],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(wrap)?;
+        let time = now();
+        tx.execute(
+            "INSERT INTO experiments(name, file, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET file = excluded.file",
+            params![experiment, file, time],
+        )
+        .map_err(wrap)?;
+        {
+            let mut trial = tx
+                .prepare(
+                    "INSERT INTO trials(id, experiment, config, seed, status, attempts, created_at)
+                     VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5) ON CONFLICT(id) DO NOTHING",
+                )
+                .map_err(wrap)?;
+            let mut member = tx
+                .prepare("INSERT OR IGNORE INTO sweep_trials(sweep, trial) VALUES (?1, ?2)")
+                .map_err(wrap)?;
+            for t in trials {
+                trial
+                    .execute(params![
+                        t.id,
+                        experiment,
+                        t.config_json,
+                        t.seed as i64,
+                        time
+                    ])
+                    .map_err(wrap)?;
+                member.execute(params![sweep, t.id]).map_err(wrap)?;
+            }
+        }
+        tx.commit().map_err(wrap)
+    }
+
+    /// The state of every trial of an experiment, by id.
+    pub fn trial_states(&self, experiment: &str) -> Result<HashMap<String, TrialState>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, status, attempts, pid, host, started_at, ended_at, error
+                 FROM trials WHERE experiment = ?1",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([experiment], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    TrialState {
+                        status: r.get(1)?,
+                        attempts: r.get(2)?,
+                        pid: r.get(3)?,
+                        host: r.get(4)?,
+                        started_at: r.get(5)?,
+                        ended_at: r.get(6)?,
+                        error: r.get(7)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// One trial's state, if the store has it.
+    pub fn trial_states_of(&self, trial: &str) -> Result<Option<TrialState>> {
+        self.conn
+            .query_row(
+                "SELECT status, attempts, pid, host, started_at, ended_at, error
+                 FROM trials WHERE id = ?1",
+                [trial],
+                |r| {
+                    Ok(TrialState {
+                        status: r.get(0)?,
+                        attempts: r.get(1)?,
+                        pid: r.get(2)?,
+                        host: r.get(3)?,
+                        started_at: r.get(4)?,
+                        ended_at: r.get(5)?,
+                        error: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Marks a trial failed with `reason` and records why, unless it already reached an end
+    /// (its own process may have recorded one first). Returns whether the row changed.
+    pub fn fail_unfinished(&mut self, trial: &str, reason: &str) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE trials SET status = 'failed', error = ?2, ended_at = ?3
+                 WHERE id = ?1 AND status IN ('running', 'queued')",
+                params![trial, reason, now()],
+            )
+            .map_err(|e| self.wrap(e))?;
+        if changed > 0 {
+            self.log_event(trial, "failed", reason)?;
+        }
+        Ok(changed > 0)
+    }
+
+    /// Records an early-stopping decision; a prune also sets the status.
+    pub fn record_decision(&mut self, trial: &str, prune: bool, reason: &str) -> Result<()> {
+        self.log_event(trial, "early_stop", reason)?;
+        if prune {
+            self.set_status(trial, Status::Pruned, Some(reason))?;
+        }
+        Ok(())
+    }
+
+    /// `split/name` values logged at `epoch` by the sweep's trials, by trial id.
+    pub fn sweep_values_at(
+        &self,
+        sweep: &str,
+        metric: &str,
+        epoch: usize,
+    ) -> Result<Vec<(String, f64)>> {
+        let (split, name) = metric.split_once('/').unwrap_or(("val", metric));
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT m.trial, m.value FROM metrics m JOIN sweep_trials s ON s.trial = m.trial
+                 WHERE s.sweep = ?1 AND m.split = ?2 AND m.name = ?3 AND m.epoch = ?4
+                 ORDER BY m.trial",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map(params![sweep, split, name, epoch as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// A trial's `split/name` values at epochs `1..=epoch`, in epoch order.
+    pub fn history(&self, trial: &str, metric: &str, epoch: usize) -> Result<Vec<f64>> {
+        let (split, name) = metric.split_once('/').unwrap_or(("val", metric));
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT value FROM metrics WHERE trial = ?1 AND split = ?2 AND name = ?3
+                 AND epoch <= ?4 ORDER BY epoch",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map(params![trial, split, name, epoch as i64], |r| r.get(0))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The newest epoch's figures of a trial (epoch 0 when none is logged yet).
+    pub fn latest_epoch(&self, trial: &str) -> Result<EpochSnapshot> {
+        let epoch: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT MAX(epoch) FROM metrics WHERE trial = ?1 AND split = 'val'",
+                [trial],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.wrap(e))?;
+        let Some(epoch) = epoch else {
+            return Ok(EpochSnapshot::default());
+        };
+        let value = |split: &str, name: &str| -> Result<Option<f64>> {
+            self.conn
+                .query_row(
+                    "SELECT value FROM metrics WHERE trial = ?1 AND split = ?2 AND name = ?3
+                     AND epoch = ?4 ORDER BY step DESC LIMIT 1",
+                    params![trial, split, name, epoch],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.wrap(e))
+        };
+        Ok(EpochSnapshot {
+            epoch,
+            val_top1: value("val", "top1")?,
+            val_loss: value("val", "loss")?,
+            images_per_sec: value("train", "images_per_sec")?,
+        })
+    }
+}
