@@ -12,9 +12,13 @@ config file="experiments/deit_vehicles.toml" *args="":
 ls *args="":
     cargo run --release -- ls {{args}}
 
-# Run a sweep (not yet: see the sweeps issue).
-sweep file="experiments/deit_vehicles.toml":
-    cargo run --release -- sweep {{file}}
+# Run a sweep's trials that the store does not have done (the flagship sweep by default).
+sweep file="experiments/deit_vehicles_sweep.toml" *args="":
+    cargo run --release -- sweep {{file}} {{args}}
+
+# Print the trials a sweep expands into, with their status in the store.
+plan file="experiments/deit_vehicles_sweep.toml" *args="":
+    cargo run --release -- plan {{file}} {{args}}
 
 # Draw a report (not yet: see the reports issue).
 report *args="":
@@ -27,6 +31,10 @@ test:
 # Speed: burn-flex / burn-tch vs timm in PyTorch eager on the same threads.
 bench:
     benches/run.sh
+
+# Sweep planning and scheduling: planner time, simulated-GPU and real-CPU makespans.
+bench-sweep:
+    cargo bench --bench sweep
 
 # Formatting, lints and the GPU feature build.
 check:

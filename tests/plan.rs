@@ -202,6 +202,15 @@ fn early_stop_table_is_checked() {
 }
 
 #[test]
+fn seed_list_is_an_axis_and_seed_number_seeds_the_draws() {
+    let p = plan_of("name = \"s\"\n[sweep]\nseed = [1, 2, 3]\n").unwrap();
+    let seeds: Vec<u64> = p.trials.iter().map(|t| t.config.seed).collect();
+    assert_eq!(seeds, [1, 2, 3]);
+    let p = plan_of("name = \"s\"\n[sweep]\nseed = 5\n\"optimizer.lr\" = [1e-3]\n").unwrap();
+    assert_eq!((p.trials.len(), p.trials[0].config.seed), (1, 0));
+}
+
+#[test]
 fn a_file_without_a_sweep_is_one_trial() {
     let p = plan_of("name = \"one\"\n").unwrap();
     assert_eq!(p.trials.len(), 1);

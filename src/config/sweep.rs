@@ -165,6 +165,7 @@ impl SweepSpec {
                         spec.zip.push(group);
                     }
                 }
+                "seed" if v.is_array() => spec.grid.push((key.clone(), values(key, v)?)),
                 "samples" | "seed" | "max_retries" => {
                     let n = v
                         .as_integer()

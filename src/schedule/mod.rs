@@ -444,7 +444,7 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
         if active.is_empty() && (stopping || (queue.is_empty() && external.is_empty())) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
     view.finish();
     Ok(SweepReport {
