@@ -20,7 +20,7 @@ sweep file="experiments/deit_vehicles_sweep.toml" *args="":
 plan file="experiments/deit_vehicles_sweep.toml" *args="":
     cargo run --release -- plan {{file}} {{args}}
 
-# Draw a report (not yet: see the reports issue).
+# Charts, attention maps and an HTML page of a trial, experiment or sweep (default: the latest).
 report *args="":
     cargo run --release -- report {{args}}
 
@@ -35,6 +35,10 @@ bench:
 # Sweep planning and scheduling: planner time, simulated-GPU and real-CPU makespans.
 bench-sweep:
     cargo bench --bench sweep
+
+# `vitrun report` on a 50-trial sweep.
+bench-report:
+    cargo bench --bench report
 
 # Formatting, lints and the GPU feature build.
 check:

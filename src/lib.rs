@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod model;
 pub mod plan;
+pub mod report;
 pub mod schedule;
 pub mod track;
 pub mod train;

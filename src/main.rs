@@ -91,8 +91,25 @@ enum Command {
         #[arg(long = "cpu-slots")]
         cpu_slots: Option<usize>,
     },
-    /// Draw charts and an HTML report (not yet: see the reports issue).
-    Report { target: Option<String> },
+    /// Draw charts and an HTML report of a trial, experiment or sweep (default: the latest).
+    Report {
+        /// A trial id (or unique prefix), an experiment name or a sweep name.
+        target: Option<String>,
+        /// Where to write (default: runs/<experiment>/report/ or the trial's report/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// How attention heads are combined: mean, max or min.
+        #[arg(long, default_value = "mean")]
+        fusion: vitrun::report::Fusion,
+        /// Fraction of the lowest attention weights dropped per row (0 keeps all).
+        #[arg(long, default_value_t = 0.0)]
+        discard: f32,
+        /// Validation images in the attention and prediction figures.
+        #[arg(long, default_value_t = 6)]
+        samples: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -242,11 +259,37 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 sets,
             },
         ),
-        Command::Report { .. } => not_yet("report", "reports"),
+        Command::Report {
+            target,
+            out,
+            runs_dir,
+            fusion,
+            discard,
+            samples,
+        } => {
+            anyhow::ensure!(
+                (0.0..1.0).contains(&discard),
+                "--discard {discard}: use a fraction in [0, 1), e.g. --discard 0.9"
+            );
+            let report = vitrun::report::build(
+                &runs_dir,
+                target.as_deref(),
+                out.as_deref(),
+                &vitrun::report::AttentionOptions {
+                    fusion,
+                    discard,
+                    samples,
+                },
+            )?;
+            for why in &report.skipped {
+                println!("note: {why}");
+            }
+            println!(
+                "report: {} ({} images)",
+                report.index.display(),
+                report.files.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
-}
-
-fn not_yet(verb: &str, issue: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("vitrun: `{verb}` is not implemented yet (see the {issue} issue); use `vitrun ls` for results");
-    Ok(ExitCode::from(2))
 }

@@ -299,10 +299,18 @@ fn check_prints_each_value_with_its_source() {
 }
 
 #[test]
-fn verbs_of_later_issues_say_not_yet() {
-    let out = vitrun(&["report"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+fn report_without_a_store_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let out = vitrun(&["report", "--runs-dir", runs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no run store at") && err.contains("vitrun run FILE"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The SQLite run store: trials, their params, metrics, artifacts and events.
 //! WAL mode, a busy timeout, short `BEGIN IMMEDIATE` transactions, batched idempotent writes.
 
+mod reports;
 mod schema;
 mod sweeps;
 

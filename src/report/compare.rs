@@ -1,0 +1,154 @@
+//! Sweep comparison: every trial in a table sorted by best val top-1, and for each swept
+//! parameter a chart of that metric against the parameter's value.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::charts::{self, ParamChart, ParamPoint};
+use super::html::{Figure, Table};
+use super::select::Selection;
+
+/// Config keys whose values differ between the selection's trials, with each trial's value.
+pub fn swept(sel: &Selection) -> BTreeMap<String, Vec<String>> {
+    let params: Vec<BTreeMap<String, String>> = sel
+        .trials
+        .iter()
+        .map(|t| t.config.flat_params().into_iter().collect())
+        .collect();
+    let keys: BTreeSet<&String> = params.iter().flat_map(|p| p.keys()).collect();
+    keys.into_iter()
+        .filter(|k| {
+            !k.starts_with("sweep.")
+                && *k != "train.runs_dir"
+                && *k != "train.device"
+                && *k != "train.threads"
+        })
+        .filter_map(|k| {
+            let values: Vec<String> = params
+                .iter()
+                .map(|p| p.get(k).cloned().unwrap_or_default())
+                .collect();
+            let distinct: BTreeSet<&String> = values.iter().collect();
+            (distinct.len() > 1).then(|| (k.clone(), values))
+        })
+        .collect()
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.2}%", v * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The comparison table, best first.
+pub fn table(sel: &Selection, swept: &BTreeMap<String, Vec<String>>) -> Table {
+    let mut order: Vec<usize> = (0..sel.trials.len()).collect();
+    order.sort_by(|&a, &b| {
+        let v = |i: usize| sel.trials[i].summary.best_top1.unwrap_or(f64::NEG_INFINITY);
+        v(b).total_cmp(&v(a))
+    });
+    let mut header: Vec<String> = ["rank", "trial", "status", "best val top1", "epochs"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    header.extend(swept.keys().cloned());
+    header.push("note".into());
+    let rows = order
+        .iter()
+        .enumerate()
+        .map(|(rank, &i)| {
+            let t = &sel.trials[i].summary;
+            let mut row = vec![
+                (rank + 1).to_string(),
+                t.id.clone(),
+                t.status.clone(),
+                pct(t.best_top1),
+                t.epochs
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ];
+            row.extend(swept.values().map(|v| v[i].clone()));
+            row.push(
+                t.error
+                    .clone()
+                    .filter(|_| t.status != "finished")
+                    .unwrap_or_default(),
+            );
+            row
+        })
+        .collect();
+    Table { header, rows }
+}
+
+fn lr_like(key: &str) -> bool {
+    key.ends_with("lr") || key.ends_with("weight_decay") || key.ends_with("eps")
+}
+
+/// One chart per swept parameter.
+pub fn draw(
+    sel: &Selection,
+    swept: &BTreeMap<String, Vec<String>>,
+    out: &Path,
+) -> anyhow::Result<Vec<Figure>> {
+    let best = sel.best().summary.id.clone();
+    let mut figures = Vec::new();
+    for (key, values) in swept {
+        let numbers: Option<Vec<f64>> = values.iter().map(|v| v.parse::<f64>().ok()).collect();
+        let positive = numbers.as_ref().is_some_and(|n| n.iter().all(|v| *v > 0.0));
+        let spread = numbers.as_ref().map_or(1.0, |n| {
+            let (lo, hi) = n
+                .iter()
+                .fold((f64::INFINITY, 0f64), |(a, b), v| (a.min(*v), b.max(*v)));
+            hi / lo
+        });
+        let log_x = positive && (lr_like(key) || spread >= 20.0);
+        let mut categories: Vec<String> = Vec::new();
+        if numbers.is_none() {
+            categories = values
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+        }
+        let points = sel
+            .trials
+            .iter()
+            .zip(values)
+            .map(|(t, v)| ParamPoint {
+                x: match &numbers {
+                    Some(_) if log_x => v.parse::<f64>().unwrap_or(1.0).log10(),
+                    Some(_) => v.parse().unwrap_or(0.0),
+                    None => categories.iter().position(|c| c == v).unwrap_or(0) as f64,
+                },
+                y: t.summary.best_top1.map(|v| v * 100.0),
+                status: t.summary.status.clone(),
+                best: t.summary.id == best,
+            })
+            .collect();
+        let chart = ParamChart {
+            title: format!("best val top-1 vs {key}"),
+            x_label: if log_x {
+                format!("{key} (log scale)")
+            } else {
+                key.clone()
+            },
+            y_label: "best val top-1 accuracy (%)".into(),
+            points,
+            log_x,
+            categories,
+        };
+        let stem: String = format!(
+            "sweep_{}",
+            key.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        charts::png(&out.join(format!("{stem}.png")), (640, 420), |root| {
+            charts::params(root, &chart)
+        })?;
+        figures.push(Figure {
+            file: format!("{stem}.png"),
+            title: chart.title.clone(),
+            caption: "each point is a trial; pruned and failed trials are marked".into(),
+        });
+    }
+    Ok(figures)
+}

@@ -1,0 +1,217 @@
+//! Reports: charts, images and one `index.html` per trial, experiment or sweep, read from the
+//! run store and the trial folders (attention maps, predictions and the confusion matrix load
+//! the best checkpoint on the CPU backend). A running trial's report shows what is stored so far.
+
+pub mod attention;
+pub mod charts;
+mod compare;
+mod curves;
+pub mod html;
+pub mod pca;
+pub mod raster;
+mod select;
+mod views;
+
+pub use attention::Fusion;
+pub use select::{select, Selection, TrialRecord};
+pub use views::AttentionOptions;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::track::Store;
+use html::{Section, Table};
+
+/// What `vitrun report` writes.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub index: PathBuf,
+    /// Every image file written.
+    pub files: Vec<PathBuf>,
+    /// Sections left out, with why (e.g. no checkpoint yet).
+    pub skipped: Vec<String>,
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.2}%", v * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn summary_section(sel: &Selection) -> Section {
+    let best = sel.best();
+    let mut s = Section::new("summary", "Summary");
+    let t = &best.summary;
+    s.notes.push(format!(
+        "{} {}: {} trial(s); {} trial {} ({}), best val top-1 {}.",
+        sel.kind,
+        sel.name,
+        sel.trials.len(),
+        if sel.trials.len() > 1 { "best" } else { "the" },
+        t.id,
+        t.status,
+        pct(t.best_top1)
+    ));
+    let last = |split: &str, name: &str| {
+        best.metrics
+            .iter()
+            .filter(|m| m.split == split && m.name == name)
+            .max_by_key(|m| m.step)
+            .map(|m| (m.epoch, m.value))
+    };
+    let mut metrics = Table {
+        header: vec!["metric".into(), "epoch".into(), "final value".into()],
+        rows: Vec::new(),
+    };
+    let mut names: Vec<(String, String)> = best
+        .metrics
+        .iter()
+        .map(|m| (m.split.clone(), m.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    for (split, name) in names {
+        if let Some((epoch, value)) = last(&split, &name) {
+            metrics.rows.push(vec![
+                format!("{split}/{name}"),
+                epoch.to_string(),
+                format!("{value:.6}"),
+            ]);
+        }
+    }
+    s.tables.push(metrics);
+    s
+}
+
+fn config_section(sel: &Selection) -> Section {
+    let best = sel.best();
+    let t = &best.summary;
+    let mut s = Section::new("config", "Resolved config");
+    let mut config = Table {
+        header: vec!["config key".into(), "value".into()],
+        rows: Vec::new(),
+    };
+    for (k, v) in best.config.flat_params() {
+        if !k.starts_with("sweep.") {
+            config.rows.push(vec![k, v]);
+        }
+    }
+    s.notes.push(format!(
+        "Resolved config of trial {} (device {}, {} attempt(s)){}",
+        t.id,
+        t.device.clone().unwrap_or_else(|| "-".into()),
+        t.attempts,
+        t.error
+            .as_ref()
+            .map(|e| format!("; {e}"))
+            .unwrap_or_default()
+    ));
+    s.tables.push(config);
+    s
+}
+
+/// Builds the report of `target` (a trial id or prefix, an experiment or a sweep; the latest
+/// experiment when `None`) from the store under `runs_dir`, into `out` (default: the
+/// experiment's or trial's `report/` folder).
+pub fn build(
+    runs_dir: &Path,
+    target: Option<&str>,
+    out: Option<&Path>,
+    options: &AttentionOptions,
+) -> anyhow::Result<Report> {
+    let store_path = runs_dir.join("vitrun.sqlite");
+    anyhow::ensure!(
+        store_path.exists(),
+        "no run store at {}; run an experiment first (vitrun run FILE) or pass --runs-dir",
+        store_path.display()
+    );
+    let store = Store::open(&store_path)?;
+    let sel = select(&store, runs_dir, target)?;
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or(sel.default_out.clone());
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut sections = vec![summary_section(&sel)];
+    let mut skipped = Vec::new();
+
+    let mut curves = Section::new("curves", "Curves");
+    curves.figures = curves::draw(&sel, &out)?;
+    if curves.figures.is_empty() {
+        curves
+            .notes
+            .push("No metrics are stored yet for these trials.".into());
+    }
+    sections.push(curves);
+
+    if sel.trials.len() > 1 {
+        let swept = compare::swept(&sel);
+        let mut sweep = Section::new("sweep", "Sweep comparison");
+        sweep.notes.push(format!(
+            "{} trials sorted by best val top-1; swept parameters: {}.",
+            sel.trials.len(),
+            if swept.is_empty() {
+                "none".to_string()
+            } else {
+                swept.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        ));
+        sweep.tables.push(compare::table(&sel, &swept));
+        sweep.figures = compare::draw(&sel, &swept, &out)?;
+        sections.push(sweep);
+    }
+
+    let best = sel.best();
+    let mut data = Section::new("data", "Augmentations");
+    let mut model = Section::new("model", "Attention, predictions and patches");
+    match crate::data::open(&best.config) {
+        Ok(splits) => {
+            data.figures
+                .push(views::augmentations(&best.config, &splits, &out)?);
+            match views::checkpoint(best) {
+                Some(path) => {
+                    model.notes.push(format!(
+                        "Weights: {} (trial {}), on the CPU.",
+                        path.display(),
+                        best.summary.id
+                    ));
+                    model.figures = views::model_views(best, &splits, &path, options, &out)?;
+                }
+                None => {
+                    let why = format!(
+                        "trial {} has no checkpoint yet (runs/…/best/ or last/); attention maps, predictions and the confusion matrix need one",
+                        best.summary.id
+                    );
+                    model.notes.push(why.clone());
+                    skipped.push(why);
+                }
+            }
+        }
+        Err(e) => {
+            let why = format!("the trial's dataset cannot be opened here: {e}");
+            data.notes.push(why.clone());
+            skipped.push(why);
+        }
+    }
+    sections.push(data);
+    sections.push(model);
+    sections.push(config_section(&sel));
+
+    let files = sections
+        .iter()
+        .flat_map(|s| s.figures.iter().map(|f| out.join(&f.file)))
+        .collect();
+    let title = format!("vitrun report: {} {}", sel.kind, sel.name);
+    let subtitle = format!(
+        "Generated {} from {}. Synthetic datasets are generated, not real photographs.",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        store_path.display()
+    );
+    let index = out.join("index.html");
+    std::fs::write(&index, html::page(&title, &subtitle, &sections))
+        .with_context(|| format!("cannot write {}", index.display()))?;
+    Ok(Report {
+        index,
+        files,
+        skipped,
+    })
+}

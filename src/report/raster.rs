@@ -1,0 +1,128 @@
+//! Pixel work for report images: display copies of tensors-as-images, bilinear upsampling of a
+//! patch-grid map, a perceptual colour map, overlays and patch-grid lines.
+
+use crate::data::Image;
+
+/// An 8-bit RGB picture, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rgb {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl Rgb {
+    /// A display copy of `image` (grey becomes RGB), un-normalised with `mean`/`std` when given,
+    /// scaled by an integer factor with nearest-neighbour so small images stay crisp.
+    pub fn from_image(image: &Image, denorm: Option<(&[f64], &[f64])>, scale: usize) -> Rgb {
+        let (h, w) = (image.height, image.width);
+        let scale = scale.max(1);
+        let mut pixels = Vec::with_capacity(h * w * 9 * scale * scale);
+        for y in 0..h * scale {
+            for x in 0..w * scale {
+                for c in 0..3 {
+                    let ch = c.min(image.channels - 1);
+                    let mut v = image.at(ch, y / scale, x / scale) as f64;
+                    if let Some((mean, std)) = denorm {
+                        v = v * std[ch.min(std.len() - 1)] + mean[ch.min(mean.len() - 1)];
+                    }
+                    pixels.push((v.clamp(0.0, 1.0) * 255.0).round() as u8);
+                }
+            }
+        }
+        Rgb {
+            width: w * scale,
+            height: h * scale,
+            pixels,
+        }
+    }
+
+    /// Writes a PNG.
+    pub fn save(&self, path: &std::path::Path) -> image::ImageResult<()> {
+        image::save_buffer(
+            path,
+            &self.pixels,
+            self.width as u32,
+            self.height as u32,
+            image::ColorType::Rgb8,
+        )
+    }
+}
+
+/// Bilinear upsampling of a `grid × grid` map to `size × size` (pixel centres aligned).
+pub fn upsample(map: &[f32], grid: usize, size: usize) -> Vec<f32> {
+    let scale = grid as f32 / size as f32;
+    let mut out = Vec::with_capacity(size * size);
+    for y in 0..size {
+        let fy = ((y as f32 + 0.5) * scale - 0.5).clamp(0.0, (grid - 1) as f32);
+        let (y0, ty) = (fy.floor() as usize, fy.fract());
+        let y1 = (y0 + 1).min(grid - 1);
+        for x in 0..size {
+            let fx = ((x as f32 + 0.5) * scale - 0.5).clamp(0.0, (grid - 1) as f32);
+            let (x0, tx) = (fx.floor() as usize, fx.fract());
+            let x1 = (x0 + 1).min(grid - 1);
+            let top = map[y0 * grid + x0] * (1.0 - tx) + map[y0 * grid + x1] * tx;
+            let bottom = map[y1 * grid + x0] * (1.0 - tx) + map[y1 * grid + x1] * tx;
+            out.push(top * (1.0 - ty) + bottom * ty);
+        }
+    }
+    out
+}
+
+/// The "turbo"-like colour of `v` in `[0, 1]` (blue → green → yellow → red).
+pub fn heat(v: f32) -> [u8; 3] {
+    const STOPS: [(f32, [f32; 3]); 5] = [
+        (0.0, [48.0, 18.0, 59.0]),
+        (0.25, [40.0, 150.0, 230.0]),
+        (0.5, [60.0, 220.0, 110.0]),
+        (0.75, [250.0, 190.0, 40.0]),
+        (1.0, [180.0, 20.0, 10.0]),
+    ];
+    let v = v.clamp(0.0, 1.0);
+    let i = STOPS.iter().rposition(|(s, _)| *s <= v).unwrap_or(0).min(3);
+    let (s0, c0) = STOPS[i];
+    let (s1, c1) = STOPS[i + 1];
+    let t = (v - s0) / (s1 - s0);
+    [0, 1, 2].map(|k| (c0[k] + (c1[k] - c0[k]) * t).round() as u8)
+}
+
+/// `base` with the heat map of `map` (values in `[0, 1]`, same size) blended over it.
+pub fn overlay(base: &Rgb, map: &[f32], alpha: f32) -> Rgb {
+    let mut out = base.clone();
+    for (i, px) in out.pixels.chunks_mut(3).enumerate() {
+        let h = heat(map[i]);
+        for k in 0..3 {
+            px[k] = (px[k] as f32 * (1.0 - alpha) + h[k] as f32 * alpha).round() as u8;
+        }
+    }
+    out
+}
+
+/// Draws the patch grid's lines (every `cell` pixels) in white.
+pub fn grid_lines(image: &mut Rgb, cell: usize) {
+    for y in 0..image.height {
+        for x in 0..image.width {
+            if x % cell == 0 || y % cell == 0 {
+                let i = (y * image.width + x) * 3;
+                image.pixels[i..i + 3].copy_from_slice(&[255, 255, 255]);
+            }
+        }
+    }
+}
+
+/// A `grid × grid` picture of per-cell RGB values in `[0, 1]`, each cell `cell` pixels wide.
+pub fn cells(values: &[[f32; 3]], grid: usize, cell: usize) -> Rgb {
+    let size = grid * cell;
+    let mut pixels = Vec::with_capacity(size * size * 3);
+    for y in 0..size {
+        for x in 0..size {
+            let v = values[(y / cell) * grid + x / cell];
+            pixels.extend(v.map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8));
+        }
+    }
+    Rgb {
+        width: size,
+        height: size,
+        pixels,
+    }
+}

@@ -1,0 +1,65 @@
+//! Store queries for reports: which trials a target names, their configs and params.
+
+use rusqlite::OptionalExtension;
+
+use super::{Result, Store};
+
+impl Store {
+    /// The experiment with the most recently started (or created) trial.
+    pub fn latest_experiment(&self) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT experiment FROM trials ORDER BY COALESCE(started_at, created_at) DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Trial ids of an experiment (oldest first).
+    pub fn experiment_trials(&self, experiment: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT id FROM trials WHERE experiment = ?1 ORDER BY created_at, id",
+            experiment,
+        )
+    }
+
+    /// Trial ids a sweep planned.
+    pub fn sweep_trials(&self, sweep: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT s.trial FROM sweep_trials s JOIN trials t ON t.id = s.trial
+             WHERE s.sweep = ?1 ORDER BY t.created_at, t.id",
+            sweep,
+        )
+    }
+
+    /// Trial ids starting with `prefix`.
+    pub fn trials_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT id FROM trials WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
+            prefix,
+        )
+    }
+
+    /// A trial's resolved config (JSON) and experiment.
+    pub fn trial_config(&self, trial: &str) -> Result<Option<(String, String)>> {
+        self.conn
+            .query_row(
+                "SELECT config, experiment FROM trials WHERE id = ?1",
+                [trial],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn strings(&self, sql: &str, arg: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([arg], |r| r.get(0))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.wrap(e))
+    }
+}
