@@ -102,14 +102,7 @@ fn fake_gpus(dir: &Path, trials: usize, per_gpu: usize, sleep: Duration) {
     );
     let p = planned(&path);
     let devices = Devices {
-        gpus: (0..4)
-            .map(|index| Gpu {
-                index,
-                name: "simulated".into(),
-                memory_total_mib: None,
-                memory_free_mib: None,
-            })
-            .collect(),
+        gpus: (0..4).map(Gpu::unknown).collect(),
         cpu_cores: 0,
     };
     let slots = schedule::layout(&devices, PerGpu::Count(per_gpu), 0);

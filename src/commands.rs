@@ -106,20 +106,23 @@ impl BackendTask for TrainTask<'_> {
     }
 }
 
+fn device_of(loaded: &Loaded) -> anyhow::Result<crate::config::DeviceSpec> {
+    loaded
+        .config
+        .train
+        .device
+        .parse()
+        .map_err(anyhow::Error::msg)
+}
+
 /// `vitrun run` / `vitrun trial`: trains the experiment's single trial.
 pub fn run(
     loaded: &Loaded,
     options: &TrialOptions,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Outcome> {
-    let device = loaded
-        .config
-        .train
-        .device
-        .parse()
-        .map_err(anyhow::Error::msg)?;
     dispatch(
-        device,
+        device_of(loaded)?,
         TrainTask {
             loaded,
             options,
@@ -140,13 +143,7 @@ impl BackendTask for ProbeTask<'_> {
 
 /// `vitrun probe` (hidden): three training steps on random data, for GPU memory probes.
 pub fn probe(loaded: &Loaded) -> anyhow::Result<f64> {
-    let device = loaded
-        .config
-        .train
-        .device
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    Ok(dispatch(device, ProbeTask(loaded))?)
+    Ok(dispatch(device_of(loaded)?, ProbeTask(loaded))?)
 }
 
 fn store_states(loaded: &Loaded) -> anyhow::Result<HashMap<String, crate::track::TrialState>> {

@@ -171,17 +171,7 @@ pub fn model_views(
     let size = config.data.image_size;
     let pipeline = Pipeline::val(&config.augment, size, config.data.channels);
     let picks = distinct_classes(splits.val.as_ref(), options.samples.max(1))?;
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for &i in &picks {
-        let s = splits.val.get(i)?;
-        labels.push(s.label);
-        images.push(
-            pipeline
-                .apply(s.image, &mut sample_rng(config.seed, 0, i))
-                .image,
-        );
-    }
+    let (images, labels) = val_images(splits, &pipeline, config, &picks)?;
     let trace = model.trace(batch(&images, &device));
     let [_, heads, n, _] = trace.attentions[0].dims();
     let prefix = 1 + usize::from(spec.distilled);
@@ -262,6 +252,27 @@ pub fn model_views(
     Ok(figures)
 }
 
+/// Validation samples `indices` through the validation pipeline, with their labels.
+fn val_images(
+    splits: &Splits,
+    pipeline: &Pipeline,
+    config: &Config,
+    indices: &[usize],
+) -> anyhow::Result<(Vec<Image>, Vec<usize>)> {
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for &i in indices {
+        let s = splits.val.get(i)?;
+        labels.push(s.label);
+        images.push(
+            pipeline
+                .apply(s.image, &mut sample_rng(config.seed, 0, i))
+                .image,
+        );
+    }
+    Ok((images, labels))
+}
+
 fn argmax(v: &[f32]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
@@ -323,17 +334,7 @@ fn confusion(
     let mut counts = vec![vec![0u64; classes]; classes];
     let indices: Vec<usize> = (0..splits.val.len()).collect();
     for chunk in indices.chunks(64) {
-        let mut images = Vec::new();
-        let mut labels = Vec::new();
-        for &i in chunk {
-            let s = splits.val.get(i)?;
-            labels.push(s.label);
-            images.push(
-                pipeline
-                    .apply(s.image, &mut sample_rng(config.seed, 0, i))
-                    .image,
-            );
-        }
+        let (images, labels) = val_images(splits, pipeline, config, chunk)?;
         let logits = host(model.forward(batch(&images, &device)));
         for (j, label) in labels.iter().enumerate() {
             counts[*label][argmax(&logits[j * classes..(j + 1) * classes])] += 1;

@@ -13,6 +13,18 @@ pub struct Gpu {
     pub memory_free_mib: Option<u64>,
 }
 
+impl Gpu {
+    /// A GPU known only by its index (memory unknown).
+    pub fn unknown(index: usize) -> Gpu {
+        Gpu {
+            index,
+            name: "GPU".into(),
+            memory_total_mib: None,
+            memory_free_mib: None,
+        }
+    }
+}
+
 /// The machine as the scheduler sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Devices {
@@ -53,12 +65,7 @@ pub fn filter_visible(gpus: Vec<Gpu>, visible: Option<&str>) -> Vec<Gpu> {
             gpus.iter()
                 .find(|g| g.index == index)
                 .cloned()
-                .unwrap_or(Gpu {
-                    index,
-                    name: "GPU".into(),
-                    memory_total_mib: None,
-                    memory_free_mib: None,
-                })
+                .unwrap_or_else(|| Gpu::unknown(index))
         })
         .collect()
 }
@@ -97,12 +104,7 @@ pub fn parse_devices(list: &str, discovered: &Devices) -> Result<Devices, String
                     .iter()
                     .find(|g| g.index == index)
                     .cloned()
-                    .unwrap_or(Gpu {
-                        index,
-                        name: "GPU".into(),
-                        memory_total_mib: None,
-                        memory_free_mib: None,
-                    }),
+                    .unwrap_or_else(|| Gpu::unknown(index)),
             );
         } else {
             return Err(format!(

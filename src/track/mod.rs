@@ -178,12 +178,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(wrap)?;
         let time = now();
-        tx.execute(
-            "INSERT INTO experiments(name, file, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(name) DO UPDATE SET file = excluded.file",
-            params![t.experiment, t.file, time],
-        )
-        .map_err(wrap)?;
+        upsert_experiment(&tx, &t.experiment, &t.file, &time).map_err(wrap)?;
         tx.execute(
             "INSERT INTO trials(id, experiment, config, seed, status, attempts, device, host, pid,
                                 git_commit, vitrun_version, burn_version, created_at, started_at)
@@ -386,6 +381,20 @@ fn git_commit() -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Records an experiment (its file is updated when it moves).
+fn upsert_experiment(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    file: &str,
+    time: &str,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO experiments(name, file, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(name) DO UPDATE SET file = excluded.file",
+        params![name, file, time],
+    )
 }
 
 /// This machine's name, as trials record it.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{now, Result, Status, Store, StoreError};
+use super::{now, upsert_experiment, Result, Status, Store, StoreError};
 
 /// A planned trial as the store first records it.
 #[derive(Debug, Clone)]
@@ -56,12 +56,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(wrap)?;
         let time = now();
-        tx.execute(
-            "INSERT INTO experiments(name, file, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(name) DO UPDATE SET file = excluded.file",
-            params![experiment, file, time],
-        )
-        .map_err(wrap)?;
+        upsert_experiment(&tx, experiment, file, &time).map_err(wrap)?;
         {
             let mut trial = tx
                 .prepare(
