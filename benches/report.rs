@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use vitrun::config::load_with_env;
 use vitrun::plan::plan;
-use vitrun::report::{build, AttentionOptions, Fusion};
+use vitrun::report::{build, AttentionOptions, Fusion, Ranking};
 use vitrun::track::{MetricRow, QueuedTrial, Status, Store, TrialStart};
 
 const BODY: &str = "name = \"bench\"\nseed = 1\n[data]\ndataset = \"synthetic\"\nimage_size = 32\ntrain_size = 256\nval_size = 500\n[model]\nembed_dim = 48\ndepth = 2\nnum_heads = 3\npatch_size = 4\n[train]\nepochs = 1\nbatch_size = 32\n[sweep]\n\"optimizer.lr\" = [1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4, 7e-4, 8e-4, 9e-4, 1e-3]\n\"optimizer.weight_decay\" = [0.0, 0.01, 0.02, 0.03, 0.04]\n";
@@ -92,7 +92,14 @@ fn main() {
         samples: 6,
     };
     let started = Instant::now();
-    let report = build(&runs, Some("bench"), None, &options).unwrap();
+    let report = build(
+        &runs,
+        Some("bench"),
+        None,
+        Ranking::new("val/top1"),
+        &options,
+    )
+    .unwrap();
     let secs = started.elapsed().as_secs_f64();
     println!(
         "report of a 50-trial sweep (32 px, 500 val images): {secs:.2} s, {} images, {}",

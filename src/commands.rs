@@ -337,8 +337,9 @@ pub fn sweep_summary(report: &SweepReport) -> String {
     out
 }
 
-/// `vitrun check`: the resolved config, each value with where it came from.
-pub fn check(loaded: &Loaded) -> String {
+/// `vitrun check`: the resolved config, each value with where it came from (and, for a sweep,
+/// how many trials it plans; an invalid point is an error here too).
+pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
     let json = serde_json::to_value(&loaded.config).expect("config serialises");
     let mut out = format!(
         "# {} — trial id {}\n",
@@ -362,15 +363,16 @@ pub fn check(loaded: &Loaded) -> String {
     }
     if !loaded.sweep.is_empty() {
         let s = &loaded.sweep;
+        let trials = plan(loaded).map(|p| p.trials.len())?;
         out.push_str(&format!(
-            "# sweep: {} grid axes, {} zip groups, {} random axes ({} samples)\n",
+            "# sweep: {trials} trials from {} grid axes, {} zip groups, {} random axes ({} samples); `vitrun plan` lists them\n",
             s.grid.len(),
             s.zip.len(),
             s.random.len(),
             s.samples
         ));
     }
-    out
+    Ok(out)
 }
 
 /// `vitrun ls`: one line per trial, newest first.

@@ -109,6 +109,9 @@ enum Command {
         /// Validation images in the attention and prediction figures.
         #[arg(long, default_value_t = 6)]
         samples: usize,
+        /// The metric trials are ranked by (split/name; losses rank lowest first).
+        #[arg(long, default_value = "val/top1")]
+        metric: String,
     },
 }
 
@@ -236,7 +239,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { file, sets } => {
-            print!("{}", commands::check(&vitrun::config::load(&file, &sets)?));
+            print!("{}", commands::check(&vitrun::config::load(&file, &sets)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls {
@@ -266,6 +269,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             fusion,
             discard,
             samples,
+            metric,
         } => {
             anyhow::ensure!(
                 (0.0..1.0).contains(&discard),
@@ -275,6 +279,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 &runs_dir,
                 target.as_deref(),
                 out.as_deref(),
+                vitrun::report::Ranking::new(&metric),
                 &vitrun::report::AttentionOptions {
                     fusion,
                     discard,

@@ -410,13 +410,52 @@ fn sweep_report_compares_trials_and_marks_pruned_ones() {
         assert!(w >= 640 && h >= 420, "{file}");
     }
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
-    assert!(
-        html.contains("Sweep comparison") && html.contains("6 trials sorted by best val top-1")
-    );
+    assert!(html.contains("Sweep comparison") && html.contains("6 trials sorted by best val/top1"));
     assert!(
         html.contains("<td class=\"status-pruned\">pruned</td>"),
         "pruned trials are visible as such"
     );
+    vitrun(&[
+        "report",
+        "rs",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--metric",
+        "val/loss",
+    ]);
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("<th>best val/loss</th>") && html.contains("sorted by best val/loss"));
+    let sweep_table = html.split("<th>best val/loss</th>").nth(1).unwrap();
+    let sweep_table = &sweep_table[..sweep_table.find("</table>").unwrap()];
+    let ranked: Vec<f64> = sweep_table
+        .split("<tr>")
+        .skip(1)
+        .map(|row| {
+            let cells: Vec<&str> = row
+                .split("<td")
+                .skip(1)
+                .map(|c| &c[c.find('>').unwrap() + 1..c.find("</td>").unwrap()])
+                .collect();
+            cells[3].parse().unwrap()
+        })
+        .collect();
+    assert!(
+        ranked.len() == 6 && ranked.windows(2).all(|w| w[0] <= w[1]),
+        "lowest loss first: {ranked:?}"
+    );
+    let e = Command::new(EXE)
+        .args([
+            "report",
+            "rs",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--metric",
+            "val/acc",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&e.stderr)
+        .contains("--metric val/acc: no trial of sweep rs logged it; use one of"));
     let e = Command::new(EXE)
         .args(["report", "nope", "--runs-dir", runs.to_str().unwrap()])
         .output()

@@ -34,25 +34,29 @@ pub fn swept(sel: &Selection) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-fn pct(v: Option<f64>) -> String {
-    v.map(|v| format!("{:.2}%", v * 100.0))
-        .unwrap_or_else(|| "-".into())
+/// A metric value as shown: percentages for accuracies.
+pub fn shown(metric: &str, v: Option<f64>) -> String {
+    match v {
+        Some(v) if metric.contains("top") => format!("{:.2}%", v * 100.0),
+        Some(v) => format!("{v:.4}"),
+        None => "-".into(),
+    }
 }
 
 /// The comparison table, best first.
 pub fn table(sel: &Selection, swept: &BTreeMap<String, Vec<String>>) -> Table {
-    let mut order: Vec<usize> = (0..sel.trials.len()).collect();
-    order.sort_by(|&a, &b| {
-        let v = |i: usize| sel.trials[i].summary.best_top1.unwrap_or(f64::NEG_INFINITY);
-        v(b).total_cmp(&v(a))
-    });
-    let mut header: Vec<String> = ["rank", "trial", "status", "best val top1", "epochs"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let metric = &sel.ranking.metric;
+    let mut header: Vec<String> = vec![
+        "rank".into(),
+        "trial".into(),
+        "status".into(),
+        format!("best {metric}"),
+        "epochs".into(),
+    ];
     header.extend(swept.keys().cloned());
     header.push("note".into());
-    let rows = order
+    let rows = sel
+        .ranked()
         .iter()
         .enumerate()
         .map(|(rank, &i)| {
@@ -61,7 +65,7 @@ pub fn table(sel: &Selection, swept: &BTreeMap<String, Vec<String>>) -> Table {
                 (rank + 1).to_string(),
                 t.id.clone(),
                 t.status.clone(),
-                pct(t.best_top1),
+                shown(metric, sel.score(&sel.trials[i])),
                 t.epochs
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -90,6 +94,8 @@ pub fn draw(
     out: &Path,
 ) -> anyhow::Result<Vec<Figure>> {
     let best = sel.best().summary.id.clone();
+    let metric = &sel.ranking.metric;
+    let (label, scale) = super::curves::unit(metric.rsplit('/').next().unwrap_or(metric));
     let mut figures = Vec::new();
     for (key, values) in swept {
         let numbers: Option<Vec<f64>> = values.iter().map(|v| v.parse::<f64>().ok()).collect();
@@ -120,19 +126,19 @@ pub fn draw(
                     Some(_) => v.parse().unwrap_or(0.0),
                     None => categories.iter().position(|c| c == v).unwrap_or(0) as f64,
                 },
-                y: t.summary.best_top1.map(|v| v * 100.0),
+                y: sel.score(t).map(|v| v * scale),
                 status: t.summary.status.clone(),
                 best: t.summary.id == best,
             })
             .collect();
         let chart = ParamChart {
-            title: format!("best val top-1 vs {key}"),
+            title: format!("best {metric} vs {key}"),
             x_label: if log_x {
                 format!("{key} (log scale)")
             } else {
                 key.clone()
             },
-            y_label: "best val top-1 accuracy (%)".into(),
+            y_label: format!("best {metric}: {label}"),
             points,
             log_x,
             categories,

@@ -135,8 +135,9 @@ pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
                     format!("per {}", chart.x_label)
                 } else {
                     format!(
-                        "{} trials; the best by val top-1 in colour ({})",
+                        "{} trials; the best by {} in colour ({})",
                         sel.trials.len(),
+                        sel.ranking.metric,
                         chart.x_label
                     )
                 },

@@ -13,7 +13,7 @@ mod select;
 mod views;
 
 pub use attention::Fusion;
-pub use select::{select, Selection, TrialRecord};
+pub use select::{select, Ranking, Selection, TrialRecord};
 pub use views::AttentionOptions;
 
 use std::path::{Path, PathBuf};
@@ -33,24 +33,20 @@ pub struct Report {
     pub skipped: Vec<String>,
 }
 
-fn pct(v: Option<f64>) -> String {
-    v.map(|v| format!("{:.2}%", v * 100.0))
-        .unwrap_or_else(|| "-".into())
-}
-
 fn summary_section(sel: &Selection) -> Section {
     let best = sel.best();
     let mut s = Section::new("summary", "Summary");
     let t = &best.summary;
     s.notes.push(format!(
-        "{} {}: {} trial(s); {} trial {} ({}), best val top-1 {}.",
+        "{} {}: {} trial(s); {} trial {} ({}), best {} {}.",
         sel.kind,
         sel.name,
         sel.trials.len(),
         if sel.trials.len() > 1 { "best" } else { "the" },
         t.id,
         t.status,
-        pct(t.best_top1)
+        sel.ranking.metric,
+        compare::shown(&sel.ranking.metric, sel.score(best))
     ));
     let last = |split: &str, name: &str| {
         best.metrics
@@ -117,6 +113,7 @@ pub fn build(
     runs_dir: &Path,
     target: Option<&str>,
     out: Option<&Path>,
+    ranking: Ranking,
     options: &AttentionOptions,
 ) -> anyhow::Result<Report> {
     let store_path = runs_dir.join("vitrun.sqlite");
@@ -126,7 +123,20 @@ pub fn build(
         store_path.display()
     );
     let store = Store::open(&store_path)?;
-    let sel = select(&store, runs_dir, target)?;
+    let sel = select(&store, runs_dir, target, ranking)?;
+    let logged: std::collections::BTreeSet<String> = sel
+        .trials
+        .iter()
+        .flat_map(|t| t.metrics.iter().map(|m| format!("{}/{}", m.split, m.name)))
+        .collect();
+    anyhow::ensure!(
+        logged.is_empty() || logged.contains(&sel.ranking.metric),
+        "--metric {}: no trial of {} {} logged it; use one of {}",
+        sel.ranking.metric,
+        sel.kind,
+        sel.name,
+        logged.into_iter().collect::<Vec<_>>().join(", ")
+    );
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or(sel.default_out.clone());
@@ -147,8 +157,9 @@ pub fn build(
         let swept = compare::swept(&sel);
         let mut sweep = Section::new("sweep", "Sweep comparison");
         sweep.notes.push(format!(
-            "{} trials sorted by best val top-1; swept parameters: {}.",
+            "{} trials sorted by best {}; swept parameters: {}.",
             sel.trials.len(),
+            sel.ranking.metric,
             if swept.is_empty() {
                 "none".to_string()
             } else {

@@ -16,6 +16,23 @@ pub struct TrialRecord {
     pub metrics: Vec<MetricRow>,
 }
 
+/// The metric trials are ranked by: `split/name`, and whether larger is better.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    pub metric: String,
+    pub maximize: bool,
+}
+
+impl Ranking {
+    /// `val/top1` style; losses rank lowest first, everything else highest first.
+    pub fn new(metric: &str) -> Ranking {
+        Ranking {
+            metric: metric.to_string(),
+            maximize: !metric.ends_with("loss"),
+        }
+    }
+}
+
 /// The trials of a report.
 #[derive(Debug, Clone)]
 pub struct Selection {
@@ -25,18 +42,47 @@ pub struct Selection {
     pub trials: Vec<TrialRecord>,
     /// Where the report goes unless `--out` says otherwise.
     pub default_out: PathBuf,
+    pub ranking: Ranking,
 }
 
 impl Selection {
-    /// The trial with the best val top-1 (the first one when none has a value yet).
-    pub fn best(&self) -> &TrialRecord {
-        self.trials
+    /// A trial's best value of the ranking metric over its epochs, if it logged any.
+    pub fn score(&self, t: &TrialRecord) -> Option<f64> {
+        let (split, name) = self
+            .ranking
+            .metric
+            .split_once('/')
+            .unwrap_or(("val", &self.ranking.metric));
+        let values = t
+            .metrics
             .iter()
-            .max_by(|a, b| {
-                let v = |t: &TrialRecord| t.summary.best_top1.unwrap_or(f64::NEG_INFINITY);
-                v(a).total_cmp(&v(b))
-            })
-            .expect("a selection has trials")
+            .filter(|m| m.split == split && m.name == name)
+            .map(|m| m.value);
+        if self.ranking.maximize {
+            values.reduce(f64::max)
+        } else {
+            values.reduce(f64::min)
+        }
+    }
+
+    /// Trial indices, best first (trials without a value last).
+    pub fn ranked(&self) -> Vec<usize> {
+        let key = |i: usize| {
+            let v = self.score(&self.trials[i]);
+            match (v, self.ranking.maximize) {
+                (Some(v), true) => v,
+                (Some(v), false) => -v,
+                (None, _) => f64::NEG_INFINITY,
+            }
+        };
+        let mut order: Vec<usize> = (0..self.trials.len()).collect();
+        order.sort_by(|&a, &b| key(b).total_cmp(&key(a)));
+        order
+    }
+
+    /// The best trial by the ranking metric (the first one when none has a value yet).
+    pub fn best(&self) -> &TrialRecord {
+        &self.trials[self.ranked()[0]]
     }
 }
 
@@ -59,7 +105,12 @@ fn record(store: &Store, summaries: &[TrialSummary], id: &str) -> anyhow::Result
 }
 
 /// Resolves `target` against the store in `runs_dir`.
-pub fn select(store: &Store, runs_dir: &Path, target: Option<&str>) -> anyhow::Result<Selection> {
+pub fn select(
+    store: &Store,
+    runs_dir: &Path,
+    target: Option<&str>,
+    ranking: Ranking,
+) -> anyhow::Result<Selection> {
     let name = match target {
         Some(t) => t.to_string(),
         None => store.latest_experiment()?.context(
@@ -106,5 +157,6 @@ pub fn select(store: &Store, runs_dir: &Path, target: Option<&str>) -> anyhow::R
         name,
         trials,
         default_out,
+        ranking,
     })
 }
