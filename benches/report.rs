@@ -10,7 +10,8 @@ use std::time::Instant;
 use vitrun::config::load_with_env;
 use vitrun::plan::plan;
 use vitrun::report::{build, AttentionOptions, Fusion, Ranking};
-use vitrun::track::{MetricRow, QueuedTrial, Status, Store, TrialStart};
+use vitrun::schedule;
+use vitrun::track::{MetricRow, Status, Store, TrialStart};
 
 const BODY: &str = "name = \"bench\"\nseed = 1\n[data]\ndataset = \"synthetic\"\nimage_size = 32\ntrain_size = 256\nval_size = 500\n[model]\nembed_dim = 48\ndepth = 2\nnum_heads = 3\npatch_size = 4\n[train]\nepochs = 1\nbatch_size = 32\n[sweep]\n\"optimizer.lr\" = [1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4, 7e-4, 8e-4, 9e-4, 1e-3]\n\"optimizer.weight_decay\" = [0.0, 0.01, 0.02, 0.03, 0.04]\n";
 
@@ -33,15 +34,7 @@ fn main() {
     }
     assert!(cmd.status().unwrap().success());
     let mut store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
-    let queued: Vec<QueuedTrial> = p
-        .trials
-        .iter()
-        .map(|t| QueuedTrial {
-            id: t.id.clone(),
-            config_json: serde_json::to_string(&t.config).unwrap(),
-            seed: t.config.seed,
-        })
-        .collect();
+    let queued = schedule::queued(&p);
     store
         .register_sweep("bench", "bench", "bench.toml", &queued)
         .unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use vitrun::config::load_with_env;
 use vitrun::plan::{plan, Plan};
 use vitrun::schedule::{self, Devices, Gpu, Launch, Launcher, PerGpu, Silent, Sweep, TrialCommand};
-use vitrun::track::{QueuedTrial, Store};
+use vitrun::track::Store;
 
 /// A stand-in trial: sleeps a fixed time.
 struct Sleeper(Duration);
@@ -61,15 +61,7 @@ fn planner(dir: &Path) {
     assert_eq!(p.trials.len(), 10_000);
     println!("planner 10000-point grid seconds: {plan_s:.3}");
     println!("planner trials/s: {:.0}", 10_000.0 / plan_s);
-    let queued: Vec<QueuedTrial> = p
-        .trials
-        .iter()
-        .map(|t| QueuedTrial {
-            id: t.id.clone(),
-            config_json: serde_json::to_string(&t.config).unwrap(),
-            seed: t.config.seed,
-        })
-        .collect();
+    let queued = schedule::queued(&p);
     let mut store = Store::open(&dir.join("runs/vitrun.sqlite")).unwrap();
     let started = Instant::now();
     store

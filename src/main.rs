@@ -20,31 +20,30 @@ struct Cli {
     command: Command,
 }
 
+/// What `run` and `trial` share.
+#[derive(clap::Args)]
+struct TrainArgs {
+    file: PathBuf,
+    /// Override a key: --set optimizer.lr=3e-4 (TOML value syntax; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Continue the trial from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Print only the final result.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train the experiment in FILE (one trial) and record it in the run store.
-    Run {
-        file: PathBuf,
-        /// Override a key: --set optimizer.lr=3e-4 (TOML value syntax; repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Continue the trial from its last checkpoint.
-        #[arg(long)]
-        resume: bool,
-        /// Print only the final result.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Run(TrainArgs),
     /// Run one trial of a sweep, as the scheduler (or a cluster job) does.
     #[command(hide = true)]
     Trial {
-        file: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, short)]
-        quiet: bool,
+        #[command(flatten)]
+        args: TrainArgs,
         /// The sweep the trial belongs to (turns on its early-stopping rule).
         #[arg(long)]
         sweep: Option<String>,
@@ -139,11 +138,24 @@ fn stop_flag(what: &'static str) -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// `run` (no sweep) and `trial` (a sweep's child, with its sweep name and planned id).
 fn train(
-    file: PathBuf,
-    sets: Vec<String>,
-    options: commands::TrialOptions,
+    args: TrainArgs,
+    sweep: Option<String>,
+    expect_id: Option<String>,
 ) -> anyhow::Result<ExitCode> {
+    let TrainArgs {
+        file,
+        sets,
+        resume,
+        quiet,
+    } = args;
+    let options = commands::TrialOptions {
+        resume,
+        quiet,
+        sweep,
+        expect_id,
+    };
     let loaded = vitrun::config::load(&file, &sets)?;
     let stop = stop_flag("after this step")?;
     Ok(match commands::run(&loaded, &options, stop)? {
@@ -194,38 +206,12 @@ fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitC
 
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run {
-            file,
-            sets,
-            resume,
-            quiet,
-        } => train(
-            file,
-            sets,
-            commands::TrialOptions {
-                resume,
-                quiet,
-                sweep: None,
-                expect_id: None,
-            },
-        ),
+        Command::Run(args) => train(args, None, None),
         Command::Trial {
-            file,
-            sets,
-            resume,
-            quiet,
+            args,
             sweep,
             trial_id,
-        } => train(
-            file,
-            sets,
-            commands::TrialOptions {
-                resume,
-                quiet,
-                sweep,
-                expect_id: trial_id,
-            },
-        ),
+        } => train(args, sweep, trial_id),
         Command::Probe { file, sets } => {
             let loss = commands::probe(&vitrun::config::load(&file, &sets)?)?;
             println!("probe: 3 steps, last loss {loss:.4}");

@@ -158,13 +158,7 @@ where
             )?;
         }
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
@@ -287,14 +281,37 @@ where
                 .legend(|(x, y)| Circle::new((x + 10, y), 7, PALETTE[2].stroke_width(3)));
         }
     }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    Ok(())
+}
+
+/// The legend box every chart uses.
+fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>, position: SeriesLabelPosition) -> Drawn
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate,
+{
     chart
         .configure_series_labels()
         .label_font((FONT, 13))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .draw()?;
     Ok(())
+}
+
+/// The name at axis position `v` when names sit at the centres of unit slots (0.5, 1.5, …),
+/// counted from the top of the axis when `from_top`; empty elsewhere.
+fn slot_name(names: &[String], v: f64, from_top: bool) -> String {
+    let slot = v - 0.5;
+    let i = slot.round();
+    if (slot - i).abs() > 1e-6 || i < 0.0 || i as usize >= names.len() {
+        return String::new();
+    }
+    let i = i as usize;
+    names[if from_top { names.len() - 1 - i } else { i }].clone()
 }
 
 /// Horizontal bars of the top-5 class probabilities, the most likely on top.
@@ -319,15 +336,7 @@ where
         .disable_y_mesh()
         .x_desc("probability")
         .y_labels(n * 2 + 1)
-        .y_label_formatter(&|v: &f64| {
-            let slot = v - 0.5;
-            let i = slot.round();
-            if (slot - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-                names[names.len() - 1 - i as usize].clone()
-            } else {
-                String::new()
-            }
-        })
+        .y_label_formatter(&|v: &f64| slot_name(&names, *v, true))
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 13))
         .draw()?;
@@ -358,13 +367,7 @@ where
             (FONT, 12),
         )
     }))?;
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -390,20 +393,8 @@ where
         .x_label_area_size(48)
         .y_label_area_size(110)
         .build_cartesian_2d(0f64..c as f64, 0f64..c as f64)?;
-    let label = |flip: bool| {
-        let names = classes.to_vec();
-        move |v: &f64| {
-            let slot = v - 0.5;
-            let i = slot.round();
-            if (slot - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-                let i = i as usize;
-                names[if flip { names.len() - 1 - i } else { i }].clone()
-            } else {
-                String::new()
-            }
-        }
-    };
-    let (fx, fy) = (label(false), label(true));
+    let fx = |v: &f64| slot_name(classes, *v, false);
+    let fy = |v: &f64| slot_name(classes, *v, true);
     chart
         .configure_mesh()
         .disable_mesh()

@@ -82,6 +82,18 @@ struct Job {
     attempt: usize,
 }
 
+/// Counts behind the live view, kept in memory so a tick reads the store only for the
+/// running trials.
+struct Tally {
+    done: usize,
+    total: usize,
+    /// Epochs completed by trials of this run that have exited.
+    progressed: i64,
+    /// Epochs each planned trial has logged (by plan index), as of its last exit.
+    epochs_done: Vec<i64>,
+    started: Instant,
+}
+
 struct Active {
     job: Job,
     slot: usize,
@@ -216,6 +228,18 @@ fn interrupt(child: &Child) {
     }
 }
 
+/// The plan's trials as the store records them before they run.
+pub fn queued(plan: &Plan) -> Vec<QueuedTrial> {
+    plan.trials
+        .iter()
+        .map(|t| QueuedTrial {
+            id: t.id.clone(),
+            config_json: serde_json::to_string(&t.config).expect("a config serialises"),
+            seed: t.config.seed,
+        })
+        .collect()
+}
+
 /// Runs every trial of the plan that the store does not have done, and waits for them.
 pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
     let started = Instant::now();
@@ -225,15 +249,7 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
     };
     let experiment = first.config.name.clone();
     let mut store = Store::open(&sweep.store_path)?;
-    let queued: Vec<QueuedTrial> = plan
-        .trials
-        .iter()
-        .map(|t| QueuedTrial {
-            id: t.id.clone(),
-            config_json: serde_json::to_string(&t.config).unwrap_or_default(),
-            seed: t.config.seed,
-        })
-        .collect();
+    let queued = queued(plan);
     store.register_sweep(
         &plan.sweep,
         &experiment,
@@ -308,13 +324,22 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let total = plan.trials.len();
-    let mut done = skipped;
+    let logged = store.val_epochs(&experiment)?;
+    let mut tally = Tally {
+        done: skipped,
+        total: plan.trials.len(),
+        progressed: 0,
+        epochs_done: plan
+            .trials
+            .iter()
+            .map(|t| logged.get(&t.id).copied().unwrap_or(0))
+            .collect(),
+        started,
+    };
     let mut active: Vec<Active> = Vec::new();
     let mut busy = vec![false; sweep.slots.len()];
     let mut launched = 0;
     let mut stopping = false;
-    let mut progressed: i64 = 0;
     let mut last_view = Instant::now() - Duration::from_secs(10);
     loop {
         if !stopping && sweep.stop.load(Ordering::SeqCst) {
@@ -336,7 +361,7 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
                 };
                 let job = queue.remove(pos).expect("position is in range");
                 let trial = &plan.trials[job.index];
-                let start_epoch = store.latest_epoch(&trial.id)?.epoch;
+                let start_epoch = tally.epochs_done[job.index];
                 let child = spawn(plan, sweep.launcher, &job, slot)?;
                 view.note(&format!(
                     "start  {} on {} (attempt {}): {}",
@@ -365,7 +390,9 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
             busy[a.slot] = false;
             let trial = &plan.trials[a.job.index];
             let state = store.trial_states_of(&trial.id)?;
-            progressed += store.latest_epoch(&trial.id)?.epoch - a.start_epoch;
+            let now = store.latest_epoch(&trial.id)?.epoch;
+            tally.progressed += now - a.start_epoch;
+            tally.epochs_done[a.job.index] = now;
             let exit = classify(
                 status,
                 stopping,
@@ -387,7 +414,7 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
                             attempt: a.job.attempt + 1,
                         });
                     } else {
-                        done += 1;
+                        tally.done += 1;
                         view.note(&format!("failed {}: {cause}", trial.id));
                     }
                 }
@@ -398,13 +425,13 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
                     ));
                 }
                 other => {
-                    done += 1;
+                    tally.done += 1;
                     view.note(&format!(
                         "{:<6} {} ({}/{} done)",
                         format!("{other:?}").to_lowercase(),
                         trial.id,
-                        done,
-                        total
+                        tally.done,
+                        tally.total
                     ));
                 }
             }
@@ -419,26 +446,19 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
                     Ok(Some(s)) if s.status == "running" && s.pid.is_some_and(vitrun_alive) => true,
                     Ok(Some(s)) if s.status == "running" => {
                         let _ = store.fail_unfinished(id, "stale: its process ended without recording an end; recovered by the sweep");
+                        if let Ok(snap) = store.latest_epoch(id) {
+                            tally.epochs_done[index] = snap.epoch;
+                        }
                         queue.push_back(Job { index, attempt: 1 });
                         false
                     }
                     _ => {
-                        done += 1;
+                        tally.done += 1;
                         false
                     }
                 }
             });
-            let board = board(
-                &store,
-                plan,
-                &active,
-                &queue,
-                &sweep.slots,
-                done,
-                total,
-                progressed,
-                started,
-            )?;
+            let board = board(&store, plan, &active, &queue, &sweep.slots, &tally)?;
             view.update(&board);
         }
         if active.is_empty() && (stopping || (queue.is_empty() && external.is_empty())) {
@@ -456,21 +476,17 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn board(
     store: &Store,
     plan: &Plan,
     active: &[Active],
     queue: &VecDeque<Job>,
     slots: &[Slot],
-    done: usize,
-    total: usize,
-    progressed: i64,
-    started: Instant,
+    tally: &Tally,
 ) -> anyhow::Result<Board> {
     let mut running = Vec::new();
     let mut remaining: i64 = 0;
-    let mut moved = progressed;
+    let mut moved = tally.progressed;
     for a in active {
         let t = &plan.trials[a.job.index];
         let snap = store.latest_epoch(&t.id)?;
@@ -487,16 +503,15 @@ fn board(
         });
     }
     for j in queue {
-        let t = &plan.trials[j.index];
-        remaining += t.config.train.epochs as i64 - store.latest_epoch(&t.id)?.epoch;
+        remaining += plan.trials[j.index].config.train.epochs as i64 - tally.epochs_done[j.index];
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = tally.started.elapsed().as_secs_f64();
     let eta = (moved > 0)
         .then(|| Duration::from_secs_f64(remaining.max(0) as f64 * elapsed / moved as f64));
     Ok(Board {
         running,
-        done,
-        total,
+        done: tally.done,
+        total: tally.total,
         eta,
     })
 }

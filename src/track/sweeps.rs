@@ -36,6 +36,21 @@ pub struct EpochSnapshot {
     pub images_per_sec: Option<f64>,
 }
 
+/// The `trials` columns a [`TrialState`] is read from, in [`state_from`]'s order.
+const STATE_COLUMNS: &str = "status, attempts, pid, host, started_at, ended_at, error";
+
+fn state_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TrialState> {
+    Ok(TrialState {
+        status: r.get(first)?,
+        attempts: r.get(first + 1)?,
+        pid: r.get(first + 2)?,
+        host: r.get(first + 3)?,
+        started_at: r.get(first + 4)?,
+        ended_at: r.get(first + 5)?,
+        error: r.get(first + 6)?,
+    })
+}
+
 impl Store {
     /// Records the sweep's trials: new ones as `queued`, membership for all. Existing trial rows
     /// keep their status. One transaction.
@@ -87,25 +102,13 @@ impl Store {
     pub fn trial_states(&self, experiment: &str) -> Result<HashMap<String, TrialState>> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, status, attempts, pid, host, started_at, ended_at, error
-                 FROM trials WHERE experiment = ?1",
-            )
+            .prepare(&format!(
+                "SELECT id, {STATE_COLUMNS} FROM trials WHERE experiment = ?1"
+            ))
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
             .query_map([experiment], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    TrialState {
-                        status: r.get(1)?,
-                        attempts: r.get(2)?,
-                        pid: r.get(3)?,
-                        host: r.get(4)?,
-                        started_at: r.get(5)?,
-                        ended_at: r.get(6)?,
-                        error: r.get(7)?,
-                    },
-                ))
+                Ok((r.get::<_, String>(0)?, state_from(r, 1)?))
             })
             .map_err(|e| self.wrap(e))?;
         rows.collect::<std::result::Result<_, _>>()
@@ -116,22 +119,27 @@ impl Store {
     pub fn trial_states_of(&self, trial: &str) -> Result<Option<TrialState>> {
         self.conn
             .query_row(
-                "SELECT status, attempts, pid, host, started_at, ended_at, error
-                 FROM trials WHERE id = ?1",
+                &format!("SELECT {STATE_COLUMNS} FROM trials WHERE id = ?1"),
                 [trial],
-                |r| {
-                    Ok(TrialState {
-                        status: r.get(0)?,
-                        attempts: r.get(1)?,
-                        pid: r.get(2)?,
-                        host: r.get(3)?,
-                        started_at: r.get(4)?,
-                        ended_at: r.get(5)?,
-                        error: r.get(6)?,
-                    })
-                },
+                |r| state_from(r, 0),
             )
             .optional()
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The last epoch with validation metrics of each trial of an experiment that has one.
+    pub fn val_epochs(&self, experiment: &str) -> Result<HashMap<String, i64>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.trial, MAX(m.epoch) FROM metrics m JOIN trials t ON t.id = m.trial
+                 WHERE t.experiment = ?1 AND m.split = 'val' GROUP BY m.trial",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.wrap(e))
     }
 
