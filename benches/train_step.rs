@@ -11,11 +11,16 @@ use std::time::Instant;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
+use peers::bare_vit::{BareTrainer, BareVit};
 use vitrun::config::{Config, OptimizerConfig};
 use vitrun::data::{self, EpochLoader, LoaderSpec, Pipeline};
 use vitrun::model::{Vit, VitSpec};
 use vitrun::train::loss::cross_entropy;
 use vitrun::train::optim::Optimizer;
+
+mod peers {
+    pub mod bare_vit;
+}
 
 const BATCH: usize = 64;
 const RUNS: usize = 5;
@@ -43,43 +48,58 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Images/s of `RUNS` calls of `step` on one batch, after one warm-up call (median).
+fn rate(mut step: impl FnMut()) -> f64 {
+    let mut rates = Vec::new();
+    for i in 0..=RUNS {
+        let t = Instant::now();
+        step();
+        if i > 0 {
+            rates.push(BATCH as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    median(rates)
+}
+
+/// vitrun's model, loss and optimizer; then the bare-burn peer on the same backend.
 fn bench_backend<B: AutodiffBackend>(label: &str, device: B::Device) {
-    let mut model: Vit<B> = spec().init(&device);
-    let mut opt = Optimizer::<B::InnerBackend>::new(&OptimizerConfig::default());
     let x = Tensor::<B, 4>::random([BATCH, 3, 32, 32], Distribution::Default, &device);
     let labels: Vec<i64> = (0..BATCH as i64).map(|i| i % 10).collect();
-    let mut train = Vec::new();
-    let mut backward_share = Vec::new();
-    for i in 0..=RUNS {
-        let t = Instant::now();
-        let loss = cross_entropy(model.forward(x.clone()), &labels, 0.1);
-        let grads = loss.backward();
-        let fb = t.elapsed().as_secs_f64();
-        let (next, _) = opt.step::<B, Vit<B>>(model, &grads, 1e-3);
-        model = next;
-        let _ = model.cls_token.val().into_data();
-        let total = t.elapsed().as_secs_f64();
-        if i > 0 {
-            train.push(BATCH as f64 / total);
-            backward_share.push(fb / total);
-        }
-    }
-    let inner = burn::module::AutodiffModule::valid(&model);
-    let xi = x.inner();
-    let mut infer = Vec::new();
-    for i in 0..=RUNS {
-        let t = Instant::now();
+
+    let mut model = Some(spec().init::<B>(&device));
+    let mut opt = Optimizer::<B::InnerBackend>::new(&OptimizerConfig::default());
+    let train = rate(|| {
+        let m = model.take().expect("model");
+        let grads = cross_entropy(m.forward(x.clone()), &labels, 0.1).backward();
+        let (next, _) = opt.step::<B, Vit<B>>(m, &grads, 1e-3);
+        let _ = next.cls_token.val().into_data();
+        model = Some(next);
+    });
+    let inner = burn::module::AutodiffModule::valid(model.as_ref().expect("model"));
+    let xi = x.clone().inner();
+    let infer = rate(|| {
         let _ = inner.forward(xi.clone()).into_data();
-        if i > 0 {
-            infer.push(BATCH as f64 / t.elapsed().as_secs_f64());
-        }
-    }
-    println!("{label} train img/s: {:.1}", median(train));
-    println!(
-        "{label} train share in forward+backward: {:.2}",
-        median(backward_share)
+    });
+    println!("{label} train img/s: {train:.1}");
+    println!("{label} infer img/s: {infer:.1}");
+
+    let mut bare = BareTrainer::new(
+        BareVit::new(32, 4, 192, 12, 3, 10, &device),
+        &labels,
+        &device,
     );
-    println!("{label} infer img/s: {:.1}", median(infer));
+    let bare_train = rate(|| bare.step(x.clone()));
+    let bare_inner = bare.inference_model();
+    let bare_infer = rate(|| {
+        let _ = bare_inner.forward(xi.clone()).into_data();
+    });
+    println!("{label}/bare-burn train img/s: {bare_train:.1}");
+    println!("{label}/bare-burn infer img/s: {bare_infer:.1}");
+    println!(
+        "{label} vitrun / bare burn: train {:.2}x, infer {:.2}x",
+        train / bare_train,
+        infer / bare_infer
+    );
 }
 
 fn bench_loader(threads: usize) {
@@ -123,6 +143,7 @@ fn bench_loader(threads: usize) {
 }
 
 fn main() {
+    vitrun::alloc::keep_freed_memory();
     let threads: usize = std::env::var("VITRUN_BENCH_THREADS")
         .ok()
         .and_then(|t| t.parse().ok())

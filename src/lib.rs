@@ -3,6 +3,7 @@
 //! Data flows left to right: `config → plan → schedule → trial → track → report`, the trial
 //! using `data`, `model` and `train`. Each module depends only on those to its left.
 
+pub mod alloc;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -115,6 +115,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    vitrun::alloc::keep_freed_memory();
     let cli = Cli::parse();
     match execute(cli.command) {
         Ok(code) => code,

@@ -7,8 +7,7 @@ use burn::nn::{
 };
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::linear;
 use burn::tensor::{Distribution, Tensor};
 
 /// Architecture of a ViT: everything needed to build it, nothing about training.
@@ -130,23 +129,25 @@ impl<B: Backend> Attention<B> {
         let [b, n, d] = x.dims();
         let h = self.num_heads;
         let hd = d / h;
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([b, n, 3, h, hd])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, h, n, hd]);
-        let (q, k, v) = (part(0), part(1), part(2));
-        let training = B::ad_enabled(&q.device());
-        let (context, weights) = if keep_weights || (training && self.attn_drop.prob > 0.0) {
-            let scale = (hd as f64).powf(-0.5);
-            let weights = softmax(q.mul_scalar(scale).matmul(k.swap_dims(2, 3)), 3);
-            let context = self.attn_drop.forward(weights.clone()).matmul(v);
-            (context, keep_weights.then_some(weights))
-        } else {
-            let options = AttentionModuleOptions::default();
-            (attention(q, k, v, None, None, options), None)
+        // One projection per third of the fused weight: each output is contiguous, so the
+        // split into heads is a view. Slicing the fused output instead would copy q, k and v
+        // (and their gradients) through a strided gather on backends without strided reshape.
+        let weight = self.qkv.weight.val();
+        let bias = self.qkv.bias.as_ref().map(|bias| bias.val());
+        let part = |i: usize| {
+            linear(
+                x.clone(),
+                weight.clone().narrow(1, i * d, d),
+                bias.clone().map(|bias| bias.narrow(0, i * d, d)),
+            )
+            .reshape([b, n, h, hd])
+            .swap_dims(1, 2)
         };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let scale = (hd as f64).powf(-0.5);
+        let weights = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3);
+        let context = self.attn_drop.forward(weights.clone()).matmul(v);
+        let weights = keep_weights.then_some(weights);
         let out = context.swap_dims(1, 2).reshape([b, n, d]);
         (self.proj_drop.forward(self.proj.forward(out)), weights)
     }
