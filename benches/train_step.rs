@@ -1,6 +1,7 @@
 //! Training-step and forward images/s for ViT-Tiny (dim 192, depth 12, heads 3), patch 4,
 //! 32×32, batch 64, on the backends this build has; plus loader images/s with the full
-//! augmentation pipeline. Prints one `name: value` line per figure (median of 5 runs).
+//! augmentation pipeline. Each backend also runs a bare-burn peer (`peers/bare_vit.rs`), steps
+//! alternating with vitrun's. Prints one `name: value` line per figure (median of 7 runs).
 //!
 //! `cargo bench --bench train_step` (add `--features tch` for burn-tch). Threads: VITRUN_BENCH_THREADS
 //! (default 2). The PyTorch peer runs from `benches/pytorch_peer.py` (see `just bench`).
@@ -23,7 +24,7 @@ mod peers {
 }
 
 const BATCH: usize = 64;
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 
 fn spec() -> VitSpec {
     VitSpec {
@@ -48,51 +49,60 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Images/s of `RUNS` calls of `step` on one batch, after one warm-up call (median).
-fn rate(mut step: impl FnMut()) -> f64 {
-    let mut rates = Vec::new();
-    for i in 0..=RUNS {
+/// Images/s of `ours` and `peer` (median of `RUNS` calls each on one batch, after one warm-up
+/// call each), the two called in turn so that both see the same machine load.
+fn rates(mut ours: impl FnMut(), mut peer: impl FnMut()) -> (f64, f64) {
+    let timed = |step: &mut dyn FnMut()| {
         let t = Instant::now();
         step();
+        BATCH as f64 / t.elapsed().as_secs_f64()
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..=RUNS {
+        let (ra, rb) = (timed(&mut ours), timed(&mut peer));
         if i > 0 {
-            rates.push(BATCH as f64 / t.elapsed().as_secs_f64());
+            a.push(ra);
+            b.push(rb);
         }
     }
-    median(rates)
+    (median(a), median(b))
 }
 
-/// vitrun's model, loss and optimizer; then the bare-burn peer on the same backend.
+/// vitrun's model, loss and optimizer against the bare-burn peer on the same backend.
 fn bench_backend<B: AutodiffBackend>(label: &str, device: B::Device) {
     let x = Tensor::<B, 4>::random([BATCH, 3, 32, 32], Distribution::Default, &device);
+    let xi = x.clone().inner();
     let labels: Vec<i64> = (0..BATCH as i64).map(|i| i % 10).collect();
 
     let mut model = Some(spec().init::<B>(&device));
     let mut opt = Optimizer::<B::InnerBackend>::new(&OptimizerConfig::default());
-    let train = rate(|| {
-        let m = model.take().expect("model");
-        let grads = cross_entropy(m.forward(x.clone()), &labels, 0.1).backward();
-        let (next, _) = opt.step::<B, Vit<B>>(m, &grads, 1e-3);
-        let _ = next.cls_token.val().into_data();
-        model = Some(next);
-    });
-    let inner = burn::module::AutodiffModule::valid(model.as_ref().expect("model"));
-    let xi = x.clone().inner();
-    let infer = rate(|| {
-        let _ = inner.forward(xi.clone()).into_data();
-    });
-    println!("{label} train img/s: {train:.1}");
-    println!("{label} infer img/s: {infer:.1}");
-
     let mut bare = BareTrainer::new(
         BareVit::new(32, 4, 192, 12, 3, 10, &device),
         &labels,
         &device,
     );
-    let bare_train = rate(|| bare.step(x.clone()));
+    let (train, bare_train) = rates(
+        || {
+            let m = model.take().expect("model");
+            let grads = cross_entropy(m.forward(x.clone()), &labels, 0.1).backward();
+            let (next, _) = opt.step::<B, Vit<B>>(m, &grads, 1e-3);
+            let _ = next.cls_token.val().into_data();
+            model = Some(next);
+        },
+        || bare.step(x.clone()),
+    );
+    let inner = burn::module::AutodiffModule::valid(model.as_ref().expect("model"));
     let bare_inner = bare.inference_model();
-    let bare_infer = rate(|| {
-        let _ = bare_inner.forward(xi.clone()).into_data();
-    });
+    let (infer, bare_infer) = rates(
+        || {
+            let _ = inner.forward(xi.clone()).into_data();
+        },
+        || {
+            let _ = bare_inner.forward(xi.clone()).into_data();
+        },
+    );
+    println!("{label} train img/s: {train:.1}");
+    println!("{label} infer img/s: {infer:.1}");
     println!("{label}/bare-burn train img/s: {bare_train:.1}");
     println!("{label}/bare-burn infer img/s: {bare_infer:.1}");
     println!(
