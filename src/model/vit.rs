@@ -108,6 +108,28 @@ pub struct PatchEmbed<B: Backend> {
     pub proj: Conv2d<B>,
 }
 
+/// `x @ weight + bias` for every token of `x` `[batch, tokens, in]`, as one 2-D matmul over
+/// `batch × tokens` rows. burn's linear on a 3-D input multiplies per batch item and, in the
+/// backward pass, builds a `[batch, in, out]` weight gradient before summing it.
+fn per_token<B: Backend>(
+    x: Tensor<B, 3>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, 3> {
+    let [b, n, d] = x.dims();
+    let [_, out] = weight.dims();
+    linear(x.reshape([b * n, d]), weight, bias).reshape([b, n, out])
+}
+
+/// A [`Linear`] layer applied per token (see [`per_token`]).
+fn token_linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    per_token(
+        x,
+        layer.weight.val(),
+        layer.bias.as_ref().map(|bias| bias.val()),
+    )
+}
+
 /// Multi-head self-attention with a fused qkv projection.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -120,7 +142,7 @@ pub struct Attention<B: Backend> {
 
 impl<B: Backend> Attention<B> {
     /// `x`: `[batch, tokens, dim]`. With `keep_weights`, also returns the softmax attention
-    /// `[batch, heads, tokens, tokens]`; otherwise the fused kernel runs.
+    /// `[batch, heads, tokens, tokens]`.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -135,7 +157,7 @@ impl<B: Backend> Attention<B> {
         let weight = self.qkv.weight.val();
         let bias = self.qkv.bias.as_ref().map(|bias| bias.val());
         let part = |i: usize| {
-            linear(
+            per_token(
                 x.clone(),
                 weight.clone().narrow(1, i * d, d),
                 bias.clone().map(|bias| bias.narrow(0, i * d, d)),
@@ -149,7 +171,10 @@ impl<B: Backend> Attention<B> {
         let context = self.attn_drop.forward(weights.clone()).matmul(v);
         let weights = keep_weights.then_some(weights);
         let out = context.swap_dims(1, 2).reshape([b, n, d]);
-        (self.proj_drop.forward(self.proj.forward(out)), weights)
+        (
+            self.proj_drop.forward(token_linear(&self.proj, out)),
+            weights,
+        )
     }
 }
 
@@ -163,8 +188,8 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.drop.forward(gelu(self.fc1.forward(x)));
-        self.drop.forward(self.fc2.forward(x))
+        let x = self.drop.forward(gelu(token_linear(&self.fc1, x)));
+        self.drop.forward(token_linear(&self.fc2, x))
     }
 }
 
