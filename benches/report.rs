@@ -40,15 +40,19 @@ fn main() {
         .unwrap();
     for (i, t) in p.trials.iter().enumerate().skip(1) {
         store
-            .start_trial(&TrialStart {
-                id: t.id.clone(),
-                experiment: "bench".into(),
-                file: "bench.toml".into(),
-                config_json: serde_json::to_string(&t.config).unwrap(),
-                seed: t.config.seed,
-                params: t.config.flat_params(),
-                device: "cpu".into(),
-            })
+            .claim_trial(
+                &TrialStart {
+                    id: t.id.clone(),
+                    experiment: "bench".into(),
+                    file: "bench.toml".into(),
+                    config_json: serde_json::to_string(&t.config).unwrap(),
+                    seed: t.config.seed,
+                    params: t.config.flat_params(),
+                    device: "cpu".into(),
+                },
+                false,
+                false,
+            )
             .unwrap();
         let epochs = if i % 4 == 0 { 3 } else { 10 };
         let rows: Vec<MetricRow> = (1..=epochs)

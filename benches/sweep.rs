@@ -105,6 +105,7 @@ fn fake_gpus(dir: &Path, trials: usize, per_gpu: usize, sleep: Duration) {
         store_path: dir.join("runs/vitrun.sqlite"),
         slots,
         max_retries: 0,
+        retry_on: vec![],
         launcher: &Sleeper(sleep),
         stop: Arc::new(AtomicBool::new(false)),
         view: &mut Silent,
@@ -128,7 +129,7 @@ fn real_cpu(dir: &Path) {
     let loaded = load_with_env(&path, &runs_set(dir), Vec::new()).unwrap();
     let devices = Devices {
         gpus: vec![],
-        cpu_cores: vitrun::train::num_cpus(),
+        cpu_cores: vitrun::config::available_cores(),
     };
     let slots = schedule::layout(&devices, PerGpu::Count(1), devices.cpu_cores);
     let n_slots = slots.len();
@@ -144,12 +145,16 @@ fn real_cpu(dir: &Path) {
         store_path: dir.join("runs/vitrun.sqlite"),
         slots,
         max_retries: loaded.sweep.max_retries,
+        retry_on: loaded.sweep.retry_on.clone(),
         launcher: &launcher,
         stop: Arc::new(AtomicBool::new(false)),
         view: &mut Silent,
     })
     .unwrap();
-    assert!(report.results.iter().all(|r| r.status == "finished"));
+    assert!(report
+        .results
+        .iter()
+        .all(|r| r.status == vitrun::contract::Status::Finished));
     let sum: f64 = report.results.iter().filter_map(|r| r.seconds).sum();
     let ideal = sum / n_slots as f64;
     let makespan = report.wall.as_secs_f64();

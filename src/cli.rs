@@ -1,7 +1,7 @@
 //! Command-line progress display: an indicatif bar per epoch on a terminal, plain lines
 //! otherwise, nothing but the result with `--quiet`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -33,7 +33,7 @@ impl Observer for Console {
         if !self.quiet {
             match &self.bar {
                 Some(bar) => bar.println(text),
-                None => println!("{text}"),
+                None => say(text),
             }
         }
     }
@@ -69,7 +69,7 @@ impl Observer for Console {
             bar.finish_and_clear();
         }
         if !self.quiet {
-            println!(
+            say(&format!(
                 "epoch {}/{}  train loss {:.4} acc {:.1}%  val loss {:.4} top1 {:.1}% top5 {:.1}%  lr {:.2e}  {:.1} img/s",
                 s.epoch,
                 self.epochs,
@@ -80,7 +80,12 @@ impl Observer for Console {
                 s.val_top5 * 100.0,
                 s.lr,
                 s.images_per_sec
-            );
+            ));
         }
     }
+}
+
+/// One line to stdout; a closed stdout (a pipe whose reader left) must not stop a trial.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stdout(), "{text}");
 }

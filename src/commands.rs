@@ -9,22 +9,53 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::cli::Console;
-use crate::config::Loaded;
+use crate::config::{available_cores, Loaded, TrialsPerGpu};
+use crate::contract::Status;
 use crate::plan::{plan, short_value, Plan};
-use crate::schedule::{self, Judge, PerGpu, Sweep, SweepReport, TrialCommand};
-use crate::track::{Store, TrialStart};
+use crate::schedule::{self, EpochGate, Judge, PerGpu, Sweep, SweepReport, TrialCommand};
+use crate::track::{Claim, Store, TrialStart};
 use crate::train::backend::{dispatch, BackendTask};
-use crate::train::{run_trial, EpochGate, Observer, Outcome, TrialRun};
+use crate::train::{run_trial, Observer, Outcome, TrialRun};
 
 /// How `vitrun run` / `vitrun trial` runs one trial.
 pub struct TrialOptions {
     /// Continue from the trial's last checkpoint when it has one.
     pub resume: bool,
+    /// Take over a claim held by another host, and resume without optimizer state.
+    pub force: bool,
     pub quiet: bool,
     /// The sweep this trial belongs to (enables its early-stopping rule).
     pub sweep: Option<String>,
     /// The id the scheduler planned; a different resolved id is an error.
     pub expect_id: Option<String>,
+}
+
+/// How a `vitrun run`/`trial` command ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrialEnd {
+    /// This process ran the trial.
+    Ran(Outcome),
+    /// Another live process holds the trial; nothing was done.
+    Held {
+        pid: i64,
+        host: String,
+        since: Option<String>,
+    },
+    /// A sweep's trial that another process already ended; nothing was done.
+    Done(Status),
+}
+
+/// A panic caught inside a trial; it is recorded as `crashed`.
+#[derive(Debug, thiserror::Error)]
+#[error("the trial panicked: {0}")]
+pub struct Crash(pub String);
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 struct TrainTask<'a> {
@@ -34,9 +65,9 @@ struct TrainTask<'a> {
 }
 
 impl BackendTask for TrainTask<'_> {
-    type Output = anyhow::Result<Outcome>;
+    type Output = anyhow::Result<TrialEnd>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, label: String) -> anyhow::Result<Outcome> {
+    fn run<B: AutodiffBackend>(self, device: B::Device, label: String) -> anyhow::Result<TrialEnd> {
         let config = &self.loaded.config;
         let id = config.trial_id();
         if let Some(expected) = &self.options.expect_id {
@@ -45,24 +76,64 @@ impl BackendTask for TrainTask<'_> {
                 "this trial resolves to id {id}, but the sweep planned {expected}; the file or a VITRUN_* variable changed since planning"
             );
         }
-        let dir = config.trial_dir(&id);
+        let mut store = Store::open(&config.store_path())?;
+        let claim = store.claim_trial(
+            &TrialStart {
+                id: id.clone(),
+                experiment: config.name.clone(),
+                file: self.loaded.file.display().to_string(),
+                config_json: serde_json::to_string(config)?,
+                seed: config.seed,
+                params: config.flat_params(),
+                device: label.clone(),
+            },
+            self.options.force,
+            self.options.sweep.is_some(),
+        )?;
+        match claim {
+            Claim::Held { pid, host, since } => return Ok(TrialEnd::Held { pid, host, since }),
+            Claim::Done(status) => return Ok(TrialEnd::Done(status)),
+            Claim::Taken { .. } => {}
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.train::<B>(&mut store, &id, device, label)
+        }))
+        .unwrap_or_else(|payload| Err(Crash(panic_text(payload.as_ref())).into()));
+        if let Err(e) = &result {
+            let status = if e.is::<Crash>() {
+                Status::Crashed
+            } else {
+                Status::Failed
+            };
+            let recorded = store.set_status(&id, status, Some(&format!("{e:#}")));
+            if let Err(store_error) = recorded {
+                return Err(anyhow::anyhow!(
+                    "{e:#}; and the failure could not be recorded: {store_error}"
+                ));
+            }
+        }
+        result.map(TrialEnd::Ran)
+    }
+}
+
+impl TrainTask<'_> {
+    /// Everything after the claim: the trial folder, threads, and the loop itself.
+    fn train<B: AutodiffBackend>(
+        &self,
+        store: &mut Store,
+        id: &str,
+        device: B::Device,
+        label: String,
+    ) -> anyhow::Result<Outcome> {
+        let config = &self.loaded.config;
+        let dir = config.trial_dir(id);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let resolved =
             toml::to_string_pretty(config).context("cannot render the resolved config")?;
         std::fs::write(dir.join("config.toml"), resolved)
             .with_context(|| format!("cannot write {}", dir.join("config.toml").display()))?;
-        let mut store = Store::open(&config.store_path())?;
-        store.start_trial(&TrialStart {
-            id: id.clone(),
-            experiment: config.name.clone(),
-            file: self.loaded.file.display().to_string(),
-            config_json: serde_json::to_string(config)?,
-            seed: config.seed,
-            params: config.flat_params(),
-            device: label.clone(),
-        })?;
-        store.add_artifact(&id, "config", &dir.join("config.toml"))?;
+        store.add_artifact(id, "config", &dir.join("config.toml"))?;
         let mut console = Console::new(self.options.quiet);
         console.message(&format!(
             "trial {id} of experiment {} on {label}; folder {}",
@@ -70,7 +141,7 @@ impl BackendTask for TrainTask<'_> {
             dir.display()
         ));
         let threads = if config.train.threads == 0 {
-            crate::train::num_cpus()
+            available_cores()
         } else {
             config.train.threads
         };
@@ -86,43 +157,32 @@ impl BackendTask for TrainTask<'_> {
                 sweep: sweep.clone(),
                 rule,
             });
-        let result = run_trial::<B>(
+        run_trial::<B>(
             TrialRun {
                 config,
-                trial_id: id.clone(),
+                trial_id: id.to_string(),
                 dir,
-                store: &mut store,
+                store,
                 resume: self.options.resume,
-                stop: self.stop,
+                force: self.options.force,
+                stop: self.stop.clone(),
                 observer: &mut console,
                 gate: judge.as_mut().map(|j| j as &mut dyn EpochGate),
             },
             device,
-        );
-        if let Err(e) = &result {
-            store.set_status(&id, crate::track::Status::Failed, Some(&format!("{e:#}")))?;
-        }
-        result
+        )
     }
 }
 
-fn device_of(loaded: &Loaded) -> anyhow::Result<crate::config::DeviceSpec> {
-    loaded
-        .config
-        .train
-        .device
-        .parse()
-        .map_err(anyhow::Error::msg)
-}
-
-/// `vitrun run` / `vitrun trial`: trains the experiment's single trial.
+/// `vitrun run` / `vitrun trial`: trains the experiment's single trial, unless another live
+/// process holds it.
 pub fn run(
     loaded: &Loaded,
     options: &TrialOptions,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<TrialEnd> {
     dispatch(
-        device_of(loaded)?,
+        loaded.config.train.device,
         TrainTask {
             loaded,
             options,
@@ -143,7 +203,7 @@ impl BackendTask for ProbeTask<'_> {
 
 /// `vitrun probe` (hidden): three training steps on random data, for GPU memory probes.
 pub fn probe(loaded: &Loaded) -> anyhow::Result<f64> {
-    Ok(dispatch(device_of(loaded)?, ProbeTask(loaded))?)
+    Ok(dispatch(loaded.config.train.device, ProbeTask(loaded))?)
 }
 
 fn store_states(loaded: &Loaded) -> anyhow::Result<HashMap<String, crate::track::TrialState>> {
@@ -159,7 +219,7 @@ fn store_states(loaded: &Loaded) -> anyhow::Result<HashMap<String, crate::track:
 pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
     let plan = plan(loaded)?;
     let states = store_states(loaded)?;
-    let status = |id: &str| states.get(id).map_or("new", |s| s.status.as_str());
+    let status = |id: &str| states.get(id).map_or("new", |s| s.effective().as_str());
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &plan.trials {
         *counts.entry(status(&t.id)).or_default() += 1;
@@ -228,18 +288,24 @@ fn slots_for(
     options: &SweepOptions,
     exe: &Path,
 ) -> anyhow::Result<Vec<schedule::Slot>> {
+    anyhow::ensure!(
+        options.cpu_slots != Some(0),
+        "--cpu-slots 0: give at least 1 (CPU trials at once), or leave it out for one per core"
+    );
     let discovered = schedule::discover();
+    let gpu_build = cfg!(feature = "cuda") || cfg!(feature = "tch");
     let mut devices = match &options.devices {
-        Some(list) => schedule::parse_devices(list, &discovered).map_err(anyhow::Error::msg)?,
+        Some(list) => {
+            schedule::parse_devices(list, &discovered, gpu_build).map_err(anyhow::Error::msg)?
+        }
         None => discovered,
     };
-    let gpu_build = cfg!(feature = "cuda") || cfg!(feature = "tch");
-    if !devices.gpus.is_empty() && !gpu_build && options.devices.is_none() {
+    if !devices.gpus.is_empty() && !gpu_build {
         println!("note: GPUs found, but this vitrun was built without the cuda or tch feature; running on the CPU");
         devices.gpus.clear();
     }
-    let per_gpu = match loaded.sweep.trials_per_gpu.as_ref() {
-        Some(v) if v.as_str() == Some("auto") && !devices.gpus.is_empty() => {
+    let per_gpu = match loaded.sweep.trials_per_gpu {
+        TrialsPerGpu::Auto if !devices.gpus.is_empty() => {
             let gpu = devices.gpus[0].index;
             let need = schedule::largest(&plan.trials)
                 .and_then(|t| schedule::measure(exe, &loaded.file, &options.sets, t, gpu));
@@ -254,15 +320,13 @@ fn slots_for(
                 }
             }
         }
-        Some(v) => PerGpu::Count(v.as_integer().unwrap_or(1).max(1) as usize),
-        None => PerGpu::Count(1),
+        TrialsPerGpu::Auto => PerGpu::Count(1),
+        TrialsPerGpu::Count(n) => PerGpu::Count(n),
     };
     let cpu_trials = plan
         .trials
         .iter()
-        .filter(|t| {
-            devices.gpus.is_empty() || matches!(t.config.train.device.as_str(), "cpu" | "tch-cpu")
-        })
+        .filter(|t| devices.gpus.is_empty() || t.config.train.device.is_gpu() == Some(false))
         .count();
     let cpu_slots = options
         .cpu_slots
@@ -293,6 +357,7 @@ pub fn sweep(
         store_path: loaded.config.store_path(),
         slots,
         max_retries: loaded.sweep.max_retries,
+        retry_on: loaded.sweep.retry_on.clone(),
         launcher: &launcher,
         stop,
         view: &mut view,
@@ -322,7 +387,7 @@ pub fn sweep_summary(report: &SweepReport) -> String {
             r.point,
             r.error
                 .as_ref()
-                .filter(|_| r.status != "finished")
+                .filter(|_| r.status != Status::Finished)
                 .map(|e| format!("  ({e})"))
                 .unwrap_or_default()
         ));
@@ -363,9 +428,9 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
     }
     if !loaded.sweep.is_empty() {
         let s = &loaded.sweep;
-        let trials = plan(loaded).map(|p| p.trials.len())?;
+        let points = crate::plan::check_axes(loaded)?;
         out.push_str(&format!(
-            "# sweep: {trials} trials from {} grid axes, {} zip groups, {} random axes ({} samples); `vitrun plan` lists them\n",
+            "# sweep: {points} points from {} grid axes, {} zip groups, {} random axes ({} samples), each axis value validated; `vitrun plan` lists the trials\n",
             s.grid.len(),
             s.zip.len(),
             s.random.len(),

@@ -7,6 +7,7 @@ pub mod alloc;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod contract;
 pub mod data;
 pub mod model;
 pub mod plan;

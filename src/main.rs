@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use vitrun::commands;
+use vitrun::commands::{self, Crash, TrialEnd};
+use vitrun::contract::TrialExit;
 use vitrun::train::Outcome;
 
 #[derive(Parser)]
@@ -30,6 +31,9 @@ struct TrainArgs {
     /// Continue the trial from its last checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Take over a trial another host has claimed, and resume even without optimizer state.
+    #[arg(long)]
+    force: bool,
     /// Print only the final result.
     #[arg(long, short)]
     quiet: bool,
@@ -117,13 +121,39 @@ enum Command {
 fn main() -> ExitCode {
     vitrun::alloc::keep_freed_memory();
     let cli = Cli::parse();
+    if cli.command.only_prints() {
+        // SAFETY: restoring the default action of SIGPIPE before any thread starts: a command
+        // whose output is piped into `head` then ends quietly, as Unix tools do.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match execute(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vitrun: error: {e:#}");
-            ExitCode::from(1)
+            let exit = if e.is::<Crash>() {
+                TrialExit::Crashed
+            } else {
+                TrialExit::Failed
+            };
+            ExitCode::from(exit.code())
         }
     }
+}
+
+impl Command {
+    /// Commands that only print (their output may go into a closed pipe).
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Plan { .. } | Command::Check { .. } | Command::Ls { .. }
+        )
+    }
+}
+
+fn exit(e: TrialExit) -> ExitCode {
+    ExitCode::from(e.code())
 }
 
 /// Ctrl-C sets the returned flag; a second Ctrl-C exits at once.
@@ -149,42 +179,60 @@ fn train(
         file,
         sets,
         resume,
+        force,
         quiet,
     } = args;
+    let in_sweep = sweep.is_some();
     let options = commands::TrialOptions {
         resume,
+        force,
         quiet,
         sweep,
         expect_id,
     };
     let loaded = vitrun::config::load(&file, &sets)?;
     let stop = stop_flag("after this step")?;
-    Ok(match commands::run(&loaded, &options, stop)? {
-        Outcome::Finished { best_top1, last } => {
+    let outcome = match commands::run(&loaded, &options, stop)? {
+        TrialEnd::Ran(outcome) => outcome,
+        TrialEnd::Held { pid, host, since } => {
+            let holder = format!(
+                "trial {} is already running in process {pid} on {host}{}",
+                loaded.config.trial_id(),
+                since.map(|s| format!(" (since {s})")).unwrap_or_default()
+            );
+            if in_sweep {
+                println!("{holder}; leaving it to that process");
+                return Ok(exit(TrialExit::Busy));
+            }
+            anyhow::bail!("{holder}; wait for it to end, or stop it (a claim from another host can be taken over with --force)");
+        }
+        TrialEnd::Done(status) => {
             println!(
-                "finished: best val top1 {:.2}%, last val top1 {:.2}% (trial {})",
-                best_top1 * 100.0,
-                last.val_top1 * 100.0,
+                "trial {} is already {status}; nothing to do",
                 loaded.config.trial_id()
             );
-            ExitCode::SUCCESS
+            return Ok(exit(TrialExit::of_done(status)));
         }
-        Outcome::Diverged { epoch, step } => {
-            eprintln!("vitrun: diverged: loss is not finite at epoch {epoch}, step {step}; lower optimizer.lr or set optimizer.grad_clip");
-            ExitCode::from(3)
-        }
+    };
+    match &outcome {
+        Outcome::Finished { best_top1, last } => println!(
+            "finished: best val top1 {:.2}%{} (trial {})",
+            best_top1 * 100.0,
+            last.as_ref()
+                .map(|l| format!(", last val top1 {:.2}%", l.val_top1 * 100.0))
+                .unwrap_or_default(),
+            loaded.config.trial_id()
+        ),
+        Outcome::Diverged { epoch, step } => eprintln!("vitrun: diverged: loss is not finite at epoch {epoch}, step {step}; lower optimizer.lr or set optimizer.grad_clip"),
         Outcome::Pruned { epoch, reason } => {
-            println!("stopped early after epoch {epoch}: {reason}");
-            ExitCode::from(4)
+            println!("stopped early after epoch {epoch}: {reason}")
         }
-        Outcome::Interrupted { epoch } => {
-            eprintln!(
-                "vitrun: interrupted in epoch {epoch}; continue with: vitrun run {} --resume",
-                file.display()
-            );
-            ExitCode::from(130)
-        }
-    })
+        Outcome::Interrupted { epoch } => eprintln!(
+            "vitrun: interrupted in epoch {epoch}; continue with: vitrun run {} --resume",
+            file.display()
+        ),
+    }
+    Ok(exit(outcome.exit()))
 }
 
 fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitCode> {
@@ -197,9 +245,9 @@ fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitC
             "interrupted; run `vitrun sweep {}` again to continue",
             file.display()
         );
-        ExitCode::from(130)
-    } else if report.results.iter().any(|r| r.status == "failed") {
-        ExitCode::from(1)
+        exit(TrialExit::Interrupted)
+    } else if report.results.iter().any(|r| r.status.is_failure()) {
+        exit(TrialExit::Failed)
     } else {
         ExitCode::SUCCESS
     })
@@ -262,6 +310,12 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 (0.0..1.0).contains(&discard),
                 "--discard {discard}: use a fraction in [0, 1), e.g. --discard 0.9"
             );
+            if let Some(t) = target.as_deref() {
+                anyhow::ensure!(
+                    vitrun::config::is_safe_name(t),
+                    "report target {t:?} is not a trial id, experiment or sweep name (letters, digits, '-', '_' and '.', not starting with '.'); `vitrun ls` lists them"
+                );
+            }
             let report = vitrun::report::build(
                 &runs_dir,
                 target.as_deref(),

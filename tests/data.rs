@@ -141,16 +141,23 @@ fn image_folder_uses_train_and_val_subfolders() {
 #[test]
 fn corrupt_image_names_the_file_or_is_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    for i in 0..6 {
+    for name in [
+        "train/ok/0",
+        "train/ok/1",
+        "train/ok/2",
+        "train/ok/3",
+        "train/ok/4",
+        "train/ok/5",
+        "val/ok/0",
+    ] {
         save(
-            &dir.path().join(format!("ok/{i}.png")),
+            &dir.path().join(format!("{name}.png")),
             image::DynamicImage::ImageRgb8(image::RgbImage::new(4, 4)),
         );
     }
-    let bad = dir.path().join("ok/broken.png");
+    let bad = dir.path().join("train/ok/broken.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
-    let mut c = config_for(DatasetKind::ImageFolder, dir.path());
-    c.data.val_split = 0.0;
+    let c = config_for(DatasetKind::ImageFolder, dir.path());
     let splits = data::open(&c).unwrap();
     let err = EpochLoader::start(loader(splits.train.clone(), false), 1)
         .find_map(Result::err)
@@ -256,4 +263,37 @@ fn loader_batches_cover_the_epoch_in_a_seeded_order() {
     let batch = load_batch(&spec, 1, &[0, 1, 2]).unwrap();
     assert_eq!(batch.images.len(), 3 * 3 * 8 * 8);
     assert_eq!(batch.labels, [0, 1, 2]);
+}
+
+/// Panics on one index, as a transform or decoder bug would.
+struct PanicsAt(usize);
+
+impl data::Dataset for PanicsAt {
+    fn len(&self) -> usize {
+        12
+    }
+
+    fn get(&self, index: usize) -> Result<data::Sample, DataError> {
+        assert_ne!(index, self.0, "decoder bug on sample {index}");
+        Ok(data::Sample {
+            image: data::Image::new(3, 8, 8),
+            label: index % 2,
+        })
+    }
+}
+
+#[test]
+fn a_panic_in_a_loader_thread_is_an_error_of_the_epoch() {
+    let mut batches = 0;
+    let mut failure = None;
+    for batch in EpochLoader::start(loader(Arc::new(PanicsAt(9)), true), 1) {
+        match batch {
+            Ok(_) => batches += 1,
+            Err(e) => failure = Some(e),
+        }
+    }
+    let e = failure.expect("the epoch reports the panic instead of ending short");
+    assert!(matches!(e, DataError::Worker { .. }), "{e}");
+    assert!(e.to_string().contains("decoder bug on sample 9"), "{e}");
+    assert!(batches < 3, "no batch after the failure");
 }

@@ -486,8 +486,8 @@ fn a_running_trial_reports_what_the_store_has_so_far() {
     let out = runs.join(format!("tiny_synthetic/{id}/report"));
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(
-        html.contains("(running)") && html.contains("has no checkpoint yet"),
-        "{html}"
+        html.contains("(stale)") && html.contains("has no checkpoint yet"),
+        "a running row without a live process reads stale: {html}"
     );
     assert!(size_of(&out.join("curve_top1.png")).0 == 800);
     assert!(

@@ -5,9 +5,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 use vitrun::config::{EarlyStop, StopRule};
+use vitrun::contract::{Goal, Status};
 use vitrun::schedule::{
     classify, filter_visible, fit, judge, layout, parse_devices, parse_nvidia_smi, used_by,
-    Devices, Evidence, Exit, PerGpu, Verdict,
+    Devices, Evidence, Exit, ExitContext, PerGpu, Verdict,
 };
 
 const SMI: &str =
@@ -35,16 +36,22 @@ fn devices_flag_overrides_discovery_and_rejects_typos() {
         gpus: parse_nvidia_smi(SMI),
         cpu_cores: 8,
     };
-    let d = parse_devices("cuda:0,cuda:3", &found).unwrap();
-    assert_eq!(d.gpus.iter().map(|g| g.index).collect::<Vec<_>>(), [0, 3]);
+    let d = parse_devices("cuda:0,cuda:1", &found, true).unwrap();
+    assert_eq!(d.gpus.iter().map(|g| g.index).collect::<Vec<_>>(), [0, 1]);
     assert_eq!(d.cpu_cores, 0, "no cpu in the list: CPU trials get no slot");
-    assert_eq!(
-        d.gpus[1].memory_free_mib, None,
-        "a listed GPU nvidia-smi does not know"
-    );
-    assert_eq!(parse_devices("cpu", &found).unwrap().cpu_cores, 8);
-    let e = parse_devices("gpu0", &found).unwrap_err();
+    assert_eq!(parse_devices("cpu", &found, false).unwrap().cpu_cores, 8);
+    let e = parse_devices("gpu0", &found, true).unwrap_err();
     assert!(e.contains("\"gpu0\"") && e.contains("cuda:N"), "{e}");
+    let e = parse_devices("cuda:3", &found, true).unwrap_err();
+    assert!(
+        e.contains("no such GPU") && e.contains("cuda:0, cuda:1"),
+        "a GPU the machine lacks is an error, never a CPU run: {e}"
+    );
+    let e = parse_devices("cuda:0", &found, false).unwrap_err();
+    assert!(
+        e.contains("--features"),
+        "a build without a GPU backend: {e}"
+    );
 }
 
 #[test]
@@ -93,41 +100,75 @@ fn slots_share_gpus_and_split_cores() {
 fn exits_are_classified_with_their_cause() {
     let code = |c: i32| ExitStatus::from_raw(c << 8);
     let signal = ExitStatus::from_raw;
-    assert_eq!(classify(code(0), false, None, ""), Exit::Finished);
-    assert_eq!(classify(code(3), false, None, ""), Exit::Diverged);
-    assert_eq!(classify(code(4), false, None, ""), Exit::Pruned);
-    assert_eq!(classify(code(130), true, None, ""), Exit::Interrupted);
-    let Exit::Failed(c) = classify(
-        code(101),
-        false,
-        None,
-        "epoch 1\nthread 'main' panicked at src/x.rs:1:1:\nboom\n",
-    ) else {
-        panic!()
+    let plain = ExitContext::default();
+    let failed = |e: Exit| match e {
+        Exit::Failed { kind, cause } => (kind, cause),
+        other => panic!("{other:?}"),
     };
+    assert_eq!(classify(code(0), &plain), Exit::Finished);
+    assert_eq!(classify(code(3), &plain), Exit::Diverged);
+    assert_eq!(classify(code(4), &plain), Exit::Pruned);
+    assert_eq!(classify(code(5), &plain), Exit::Busy);
+    let stopping = ExitContext {
+        stopping: true,
+        ..ExitContext::default()
+    };
+    assert_eq!(classify(code(130), &stopping), Exit::Interrupted);
+    let (kind, c) = failed(classify(
+        code(101),
+        &ExitContext {
+            log_tail: "epoch 1\nthread 'main' panicked at src/x.rs:1:1:\nboom\n",
+            ..ExitContext::default()
+        },
+    ));
+    assert_eq!(kind, Status::Crashed);
     assert!(
         c.starts_with("panicked with code 101: thread 'main' panicked"),
         "{c}"
     );
-    let Exit::Failed(c) = classify(signal(9), false, None, "epoch 1\n") else {
-        panic!()
-    };
-    assert!(c.contains("SIGKILL"), "{c}");
-    let Exit::Failed(c) = classify(
+    let (kind, c) = failed(classify(signal(9), &plain));
+    assert_eq!((kind, c.as_str()), (Status::Crashed, "killed by signal 9"));
+    let (kind, _) = failed(classify(
+        signal(9),
+        &ExitContext {
+            oom_killed: true,
+            ..ExitContext::default()
+        },
+    ));
+    assert_eq!(
+        kind,
+        Status::Oom,
+        "SIGKILL while the cgroup's OOM killer fired"
+    );
+    let (kind, c) = failed(classify(
+        signal(6),
+        &ExitContext {
+            log_tail: "memory allocation of 8589934592 bytes failed\n",
+            ..ExitContext::default()
+        },
+    ));
+    assert_eq!(kind, Status::Oom, "{c}");
+    let (kind, c) = failed(classify(
         code(1),
-        false,
-        None,
-        "CUDA_ERROR_OUT_OF_MEMORY: out of memory\n",
-    ) else {
-        panic!()
-    };
+        &ExitContext {
+            log_tail: "CUDA_ERROR_OUT_OF_MEMORY: out of memory\n",
+            ..ExitContext::default()
+        },
+    ));
+    assert_eq!(kind, Status::Oom);
     assert!(c.contains("out of memory"), "{c}");
-    let Exit::Failed(c) = classify(code(1), false, Some("data: cannot read x.png"), "") else {
-        panic!()
-    };
+    let (kind, c) = failed(classify(
+        code(1),
+        &ExitContext {
+            recorded: Some("data: cannot read x.png"),
+            ..ExitContext::default()
+        },
+    ));
+    assert_eq!(kind, Status::Failed);
     assert!(c.contains("cannot read x.png"), "{c}");
-    assert!(
-        matches!(classify(code(130), false, None, ""), Exit::Failed(_)),
+    assert_eq!(
+        failed(classify(code(130), &plain)).0,
+        Status::Interrupted,
         "an interrupt we did not send is a failure"
     );
 }
@@ -136,7 +177,11 @@ fn rule(rule: StopRule, maximize: bool) -> EarlyStop {
     EarlyStop {
         rule,
         metric: if maximize { "val/top1" } else { "val/loss" }.into(),
-        maximize,
+        goal: if maximize {
+            Goal::Maximize
+        } else {
+            Goal::Minimize
+        },
     }
 }
 

@@ -100,7 +100,11 @@ fn attempts(store: &Store, trial: &str) -> i64 {
 }
 
 fn status_of(store: &Store, trial: &str) -> String {
-    store.status(trial).unwrap().unwrap_or_default()
+    store
+        .status(trial)
+        .unwrap()
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 fn ids(file: &Path) -> Vec<String> {
@@ -237,7 +241,7 @@ fn a_trial_killed_mid_run_is_retried_from_its_checkpoint() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("killed by SIGKILL") && stdout.contains("retrying"),
+        stdout.contains("ended crashed (killed by signal 9)") && stdout.contains("retrying"),
         "{stdout}"
     );
     let s = store(dir.path());
@@ -317,6 +321,7 @@ fn a_panicking_trial_is_retried_and_the_rest_finish() {
         store_path: dir.path().join("runs/vitrun.sqlite"),
         slots,
         max_retries: loaded.sweep.max_retries,
+        retry_on: loaded.sweep.retry_on.clone(),
         launcher: &launcher,
         stop: Arc::new(AtomicBool::new(false)),
         view: &mut Silent,
@@ -324,7 +329,10 @@ fn a_panicking_trial_is_retried_and_the_rest_finish() {
     .unwrap();
     assert_eq!(report.launched, 4, "three trials and one retry");
     assert!(
-        report.results.iter().all(|r| r.status == "finished"),
+        report
+            .results
+            .iter()
+            .all(|r| r.status == vitrun::contract::Status::Finished),
         "{:?}",
         report.results
     );
@@ -371,7 +379,7 @@ fn kill_9_of_the_scheduler_then_a_rerun_finishes_every_trial_exactly_once() {
         |s| {
             ids.iter().all(|id| {
                 status_of(s, id) != "running"
-                    || !vitrun::schedule::vitrun_alive(count(
+                    || !vitrun::track::vitrun_alive(count(
                         s,
                         "SELECT COALESCE(pid, 0) FROM trials WHERE id = ?1",
                         id,
@@ -436,7 +444,7 @@ fn ctrl_c_stops_the_sweep_cleanly_and_a_rerun_continues() {
     for id in &ids {
         let st = status_of(&s, id);
         assert_ne!(st, "running", "no trial is left running after Ctrl-C");
-        if st == "failed" {
+        if st == "interrupted" {
             let why = count(
                 &s,
                 "SELECT COUNT(*) FROM trials WHERE id = ?1 AND error LIKE 'interrupted%'",
@@ -476,7 +484,7 @@ fn a_stale_running_row_is_recovered() {
     assert_eq!(status_of(&s, &id), "finished");
     assert_eq!(attempts(&s, &id), 2);
     assert_eq!(val_epochs(&s, &id), 2);
-    assert_eq!(count(&s, "SELECT COUNT(*) FROM events WHERE trial = ?1 AND kind = 'failed' AND message LIKE 'stale%'", &id), 1);
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM events WHERE trial = ?1 AND kind = 'stale' AND message LIKE 'stale%'", &id), 1);
 }
 
 #[test]

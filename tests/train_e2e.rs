@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
+use vitrun::contract::Status;
 use vitrun::track::Store;
 
 const TINY: &str = concat!(
@@ -100,7 +101,7 @@ fn training_learns_and_records_every_epoch() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("finished: best val top1"), "{stdout}");
     let (store, id, dir) = only_trial(tmp.path());
-    assert_eq!(store.status(&id).unwrap().as_deref(), Some("finished"));
+    assert_eq!(store.status(&id).unwrap(), Some(Status::Finished));
     for (split, name) in METRICS {
         let epochs = store
             .count(&format!("SELECT COUNT(DISTINCT epoch) FROM metrics WHERE trial = ?1 AND split = '{split}' AND name = '{name}'"), &id)
@@ -176,8 +177,8 @@ fn a_killed_trial_resumes_to_the_same_numbers() {
     assert!(!progress.contains("\"epoch\": 6"));
     let (store, id, _) = only_trial(killed.path());
     assert_eq!(
-        store.status(&id).unwrap().as_deref(),
-        Some("running"),
+        store.status(&id).unwrap(),
+        Some(Status::Running),
         "a kill -9 leaves it running"
     );
     drop(store);
@@ -186,7 +187,7 @@ fn a_killed_trial_resumes_to_the_same_numbers() {
     let (a, a_id, _) = only_trial(straight.path());
     let (b, b_id, _) = only_trial(killed.path());
     assert_eq!(a_id, b_id, "same config, same trial id");
-    assert_eq!(b.status(&b_id).unwrap().as_deref(), Some("finished"));
+    assert_eq!(b.status(&b_id).unwrap(), Some(Status::Finished));
     for (split, name) in METRICS.iter().filter(|(_, n)| *n != "images_per_sec") {
         assert_eq!(
             series(&a, &a_id, split, name),
@@ -232,7 +233,7 @@ fn a_diverging_trial_stops_with_status_diverged() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("diverged"));
     let (store, id, _) = only_trial(tmp.path());
-    assert_eq!(store.status(&id).unwrap().as_deref(), Some("diverged"));
+    assert_eq!(store.status(&id).unwrap(), Some(Status::Diverged));
     assert_eq!(
         store
             .count(
@@ -326,7 +327,7 @@ fn ctrl_c_stops_cleanly_and_resume_finishes_the_trial() {
     let status = child.wait().unwrap();
     let (store, id, _) = only_trial(tmp.path());
     assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
-    assert_eq!(store.status(&id).unwrap().as_deref(), Some("failed"));
+    assert_eq!(store.status(&id).unwrap(), Some(Status::Interrupted));
     let error = store
         .count("SELECT COUNT(*) FROM trials WHERE id = ?1 AND error LIKE 'interrupted during epoch%--resume%'", &id)
         .unwrap();
@@ -334,6 +335,6 @@ fn ctrl_c_stops_cleanly_and_resume_finishes_the_trial() {
     drop(store);
     run_ok(tmp.path(), &["--set", "train.epochs=8", "--resume"]);
     let (store, id, _) = only_trial(tmp.path());
-    assert_eq!(store.status(&id).unwrap().as_deref(), Some("finished"));
+    assert_eq!(store.status(&id).unwrap(), Some(Status::Finished));
     assert_eq!(series(&store, &id, "val", "top1").len(), 8);
 }

@@ -2,8 +2,9 @@
 
 use std::str::FromStr;
 
-/// A parsed `train.device` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A parsed `train.device` value (written and read as its string form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DeviceSpec {
     /// The first GPU backend compiled in when a GPU is visible, else the CPU (burn-flex).
     Auto,
@@ -56,4 +57,41 @@ impl std::fmt::Display for DeviceSpec {
             DeviceSpec::TchCuda(i) => write!(f, "tch-cuda:{i}"),
         }
     }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        d.to_string()
+    }
+}
+
+impl DeviceSpec {
+    /// Whether the device is a GPU (`None` for `auto`, which decides at run time).
+    pub fn is_gpu(self) -> Option<bool> {
+        match self {
+            DeviceSpec::Auto => None,
+            DeviceSpec::Cpu | DeviceSpec::TchCpu => Some(false),
+            DeviceSpec::Cuda(_) | DeviceSpec::TchCuda(_) => Some(true),
+        }
+    }
+
+    /// Whether the device runs on LibTorch (burn-tch).
+    pub fn is_tch(self) -> bool {
+        matches!(self, DeviceSpec::TchCpu | DeviceSpec::TchCuda(_))
+    }
+}
+
+/// Logical cores available to this process.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

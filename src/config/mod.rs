@@ -2,16 +2,20 @@
 
 mod device;
 mod error;
+mod exact;
 mod load;
 mod schema;
 mod sweep;
 mod validate;
 
-pub use device::DeviceSpec;
+pub use device::{available_cores, DeviceSpec};
 pub use error::ConfigError;
 pub use load::{load, load_with_env, schema_paths, Loaded, Override, Resolver, Source, ENV_PREFIX};
 pub use schema::*;
-pub use sweep::{EarlyStop, RandomAxis, StopRule, SweepSpec};
+pub use sweep::{
+    EarlyStop, RandomAxis, StopRule, SweepError, SweepSpec, TrialsPerGpu, DEFAULT_MAX_TRIALS,
+};
+pub use validate::{estimate_memory, is_safe_name, Limits, MemoryEstimate};
 
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};

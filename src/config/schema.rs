@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::device::DeviceSpec;
+use super::exact::pair;
+
 /// A whole experiment: what `vitrun run FILE` trains.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -73,6 +76,9 @@ pub struct DataConfig {
     pub workers: usize,
     /// Batches prepared ahead of the training step.
     pub prefetch: usize,
+    /// Images declaring more pixels than this are refused before decoding (a decompression
+    /// bomb guard, as PIL's `MAX_IMAGE_PIXELS`); skipped and counted under `skip_bad`.
+    pub max_image_pixels: u64,
 }
 
 impl Default for DataConfig {
@@ -89,9 +95,13 @@ impl Default for DataConfig {
             skip_bad: false,
             workers: 0,
             prefetch: 4,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
         }
     }
 }
+
+/// PIL's default `Image.MAX_IMAGE_PIXELS`.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 89_478_485;
 
 /// Token pooling before the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,8 +205,10 @@ pub struct AugmentConfig {
 pub struct RandomResizedCropConfig {
     pub enabled: bool,
     /// Range of the crop's area as a fraction of the image.
+    #[serde(deserialize_with = "pair")]
     pub scale: [f64; 2],
     /// Range of the crop's width/height.
+    #[serde(deserialize_with = "pair")]
     pub ratio: [f64; 2],
 }
 
@@ -257,7 +269,9 @@ impl Default for ColorJitterConfig {
 pub struct RandomErasingConfig {
     pub enabled: bool,
     pub p: f64,
+    #[serde(deserialize_with = "pair")]
     pub scale: [f64; 2],
+    #[serde(deserialize_with = "pair")]
     pub ratio: [f64; 2],
     /// `random` (per-pixel normal noise, timm `mode="pixel"`) or `zero`.
     pub value: ErasingValue,
@@ -344,6 +358,7 @@ pub struct OptimizerConfig {
     pub lr: f64,
     /// Decoupled (AdamW) or L2 (SGD) decay; never on norms, biases, tokens or positions.
     pub weight_decay: f64,
+    #[serde(deserialize_with = "pair")]
     pub betas: [f64; 2],
     pub eps: f64,
     pub momentum: f64,
@@ -403,7 +418,7 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     /// `auto|cpu|cuda:N|tch-cpu|tch-cuda:N`.
-    pub device: String,
+    pub device: DeviceSpec,
     /// CPU threads for the trial (0 = all cores).
     pub threads: usize,
     pub checkpoint: CheckpointPolicy,
@@ -416,7 +431,7 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 10,
             batch_size: 64,
-            device: "auto".into(),
+            device: DeviceSpec::Auto,
             threads: 0,
             checkpoint: CheckpointPolicy::LastAndBest,
             runs_dir: "runs".into(),
@@ -425,11 +440,12 @@ impl Default for TrainConfig {
 }
 
 /// Keys that say where or how fast a trial runs, not what it computes: left out of its id.
-pub const EXECUTION_KEYS: [&str; 6] = [
+pub const EXECUTION_KEYS: [&str; 7] = [
     "train.device",
     "train.threads",
     "train.runs_dir",
     "data.workers",
     "data.prefetch",
+    "data.max_image_pixels",
     "sweep",
 ];

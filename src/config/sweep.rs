@@ -6,6 +6,18 @@ use std::path::Path;
 use super::error::ConfigError;
 use super::load::{nearest, FileDoc};
 use super::schema::EXECUTION_KEYS;
+use crate::contract::{Goal, Metric, Status};
+
+/// The default of `[sweep] max_trials`: sweeps that expand to more points are refused.
+pub const DEFAULT_MAX_TRIALS: usize = 100_000;
+
+/// How many trials share one GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrialsPerGpu {
+    Count(usize),
+    /// Measured by a probe run of the largest trial.
+    Auto,
+}
 
 /// A random axis: drawn `samples` times with the sweep seed.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,7 +28,7 @@ pub enum RandomAxis {
 }
 
 /// The parsed `[sweep]` table.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SweepSpec {
     /// Grid axes: the cartesian product of their values.
     pub grid: Vec<(String, Vec<toml::Value>)>,
@@ -27,8 +39,11 @@ pub struct SweepSpec {
     pub samples: usize,
     pub seed: u64,
     pub max_retries: usize,
-    /// `trials_per_gpu`: a count, or `"auto"` (kept as written for the scheduler).
-    pub trials_per_gpu: Option<toml::Value>,
+    /// Which failures are relaunched (up to `max_retries` times in one sweep run).
+    pub retry_on: Vec<Status>,
+    /// Sweeps that expand to more points than this are refused.
+    pub max_trials: usize,
+    pub trials_per_gpu: TrialsPerGpu,
     /// `[sweep.early_stop]`: when to stop a trial that is clearly behind its peers.
     pub early_stop: Option<EarlyStop>,
 }
@@ -56,8 +71,25 @@ pub struct EarlyStop {
     pub rule: StopRule,
     /// `split/name` of the metric compared, e.g. `val/top1`.
     pub metric: String,
-    /// Whether larger values of the metric are better.
-    pub maximize: bool,
+    /// Whether larger or smaller values of the metric are better.
+    pub goal: Goal,
+}
+
+impl Default for SweepSpec {
+    fn default() -> Self {
+        SweepSpec {
+            grid: Vec::new(),
+            zip: Vec::new(),
+            random: Vec::new(),
+            samples: 0,
+            seed: 0,
+            max_retries: 0,
+            retry_on: vec![Status::Crashed, Status::Oom, Status::Stale],
+            max_trials: DEFAULT_MAX_TRIALS,
+            trials_per_gpu: TrialsPerGpu::Count(1),
+            early_stop: None,
+        }
+    }
 }
 
 /// A structural problem in `[sweep]`, before it is placed in the file.
@@ -72,6 +104,15 @@ impl SweepError {
         SweepError {
             key: format!("sweep.{key}"),
             reason: reason.into(),
+        }
+    }
+
+    /// The error placed at `place` (`file:line` or the file).
+    pub fn at(self, place: String) -> ConfigError {
+        ConfigError::Invalid {
+            place,
+            key: self.key,
+            reason: self.reason,
         }
     }
 
@@ -117,14 +158,22 @@ fn bounds(key: &str, v: &toml::Value, positive: bool) -> Result<(f64, f64), Swee
             .filter_map(|x| x.as_float().or(x.as_integer().map(|i| i as f64)))
             .collect()
     });
+    let finite = |lo: f64, hi: f64| {
+        let (lo, hi) = if positive {
+            (lo.ln(), hi.ln())
+        } else {
+            (lo, hi)
+        };
+        lo.is_finite() && hi.is_finite() && (hi - lo).is_finite()
+    };
     match pair.as_deref() {
-        Some([lo, hi]) if lo < hi && (!positive || *lo > 0.0) => Ok((*lo, *hi)),
+        Some([lo, hi]) if lo < hi && (!positive || *lo > 0.0) && finite(*lo, *hi) => Ok((*lo, *hi)),
         _ => Err(SweepError::new(
             key,
             if positive {
-                "log_uniform takes [low, high] with 0 < low < high"
+                "log_uniform takes [low, high] with 0 < low < high, both finite"
             } else {
-                "uniform takes [low, high] with low < high"
+                "uniform takes [low, high] with low < high, both finite and high - low finite"
             },
         )),
     }
@@ -166,7 +215,7 @@ impl SweepSpec {
                     }
                 }
                 "seed" if v.is_array() => spec.grid.push((key.clone(), values(key, v)?)),
-                "samples" | "seed" | "max_retries" => {
+                "samples" | "seed" | "max_retries" | "max_trials" => {
                     let n = v
                         .as_integer()
                         .filter(|n| *n >= 0)
@@ -174,15 +223,17 @@ impl SweepSpec {
                     match key.as_str() {
                         "samples" => spec.samples = n as usize,
                         "seed" => spec.seed = n as u64,
+                        "max_trials" => spec.max_trials = n as usize,
                         _ => spec.max_retries = n as usize,
                     }
                 }
+                "retry_on" => spec.retry_on = retry_on(v)?,
                 "trials_per_gpu" => {
-                    let ok = v.as_integer().is_some_and(|n| n >= 1) || v.as_str() == Some("auto");
-                    if !ok {
-                        return Err(SweepError::new(key, "a count of 1 or more, or \"auto\""));
-                    }
-                    spec.trials_per_gpu = Some(v.clone());
+                    spec.trials_per_gpu = match (v.as_integer(), v.as_str()) {
+                        (Some(n), _) if (1..=64).contains(&n) => TrialsPerGpu::Count(n as usize),
+                        (_, Some("auto")) => TrialsPerGpu::Auto,
+                        _ => return Err(SweepError::new(key, "a count from 1 to 64, or \"auto\"")),
+                    };
                 }
                 "early_stop" => {
                     let table = v
@@ -205,7 +256,42 @@ impl SweepSpec {
                 "random axes need `samples = N` (how many points to draw)",
             ));
         }
+        spec.points()?;
         Ok(spec)
+    }
+
+    /// How many points the axes expand to, counted without expanding them; more than
+    /// `max_trials` (or an overflow) is an error that gives the count.
+    pub fn points(&self) -> Result<usize, SweepError> {
+        let sizes = self
+            .grid
+            .iter()
+            .map(|(_, v)| v.len())
+            .chain(
+                self.zip
+                    .iter()
+                    .map(|g| g.first().map_or(1, |(_, v)| v.len())),
+            )
+            .chain((!self.random.is_empty()).then_some(self.samples));
+        let mut total: u128 = 1;
+        for n in sizes {
+            total = total.saturating_mul(n as u128);
+        }
+        if total > self.max_trials as u128 {
+            let count = if total >= u128::from(u64::MAX) {
+                "2^64 or more".to_string()
+            } else {
+                total.to_string()
+            };
+            return Err(SweepError::new(
+                "max_trials",
+                format!(
+                    "the sweep expands to {count} points, above max_trials = {}; use fewer axis values or samples, or raise sweep.max_trials",
+                    self.max_trials
+                ),
+            ));
+        }
+        Ok(total as usize)
     }
 
     /// Whether the experiment has no sweep at all.
@@ -233,14 +319,32 @@ fn random_axis(key: &str, t: &toml::Table) -> Result<RandomAxis, SweepError> {
     }
 }
 
-const METRICS: [&str; 6] = [
-    "val/top1",
-    "val/top5",
-    "val/loss",
-    "train/loss",
-    "train/top1",
-    "train/images_per_sec",
-];
+fn retry_on(v: &toml::Value) -> Result<Vec<Status>, SweepError> {
+    let known: Vec<&str> = Status::failures().map(Status::as_str).collect();
+    let reason = || {
+        format!(
+            "a list of failure kinds to relaunch, from {}; e.g. [\"crashed\", \"oom\", \"stale\"]",
+            known.join(", ")
+        )
+    };
+    let items = v
+        .as_array()
+        .ok_or_else(|| SweepError::new("retry_on", reason()))?;
+    items
+        .iter()
+        .map(|item| {
+            item.as_str()
+                .and_then(|s| s.parse::<Status>().ok())
+                .filter(|s| s.is_failure())
+                .ok_or_else(|| {
+                    SweepError::new(
+                        "retry_on",
+                        format!("{item} is not a failure kind; {}", reason()),
+                    )
+                })
+        })
+        .collect()
+}
 
 fn whole(table: &toml::Table, key: &str, default: usize, min: usize) -> Result<usize, SweepError> {
     match table.get(key) {
@@ -280,23 +384,24 @@ fn early_stop(t: &toml::Table) -> Result<EarlyStop, SweepError> {
             ));
         }
     }
+    let rankable = Metric::rankable();
     let metric = match t.get("metric") {
-        None => "val/top1".to_string(),
+        None => Metric::VAL_TOP1.key(),
         Some(v) => v
             .as_str()
-            .filter(|m| METRICS.contains(m))
+            .filter(|m| rankable.iter().any(|r| r == m))
             .map(str::to_string)
             .ok_or_else(|| {
                 SweepError::new(
                     "early_stop.metric",
-                    format!("one of {}", METRICS.join(", ")),
+                    format!("one of {}", rankable.join(", ")),
                 )
             })?,
     };
-    let maximize = match t.get("mode").map(|v| v.as_str()) {
-        None => !metric.ends_with("loss"),
-        Some(Some("max")) => true,
-        Some(Some("min")) => false,
+    let goal = match t.get("mode").map(|v| v.as_str()) {
+        None => Goal::of(&metric),
+        Some(Some("max")) => Goal::Maximize,
+        Some(Some("min")) => Goal::Minimize,
         Some(_) => return Err(SweepError::new("early_stop.mode", "\"max\" or \"min\"")),
     };
     let rule = match t.get("rule").and_then(|v| v.as_str()) {
@@ -309,7 +414,13 @@ fn early_stop(t: &toml::Table) -> Result<EarlyStop, SweepError> {
             let rungs = match t.get("rungs") {
                 None => {
                     let first = whole(t, "min_epochs", 1, 1)?;
-                    (0..8).map(|k| first * reduction_factor.pow(k)).collect()
+                    (0..8)
+                        .map_while(|k| {
+                            reduction_factor
+                                .checked_pow(k)
+                                .and_then(|f| f.checked_mul(first))
+                        })
+                        .collect()
                 }
                 Some(v) => {
                     let rungs: Option<Vec<usize>> = v.as_array().and_then(|a| {
@@ -340,9 +451,5 @@ fn early_stop(t: &toml::Table) -> Result<EarlyStop, SweepError> {
             ))
         }
     };
-    Ok(EarlyStop {
-        rule,
-        metric,
-        maximize,
-    })
+    Ok(EarlyStop { rule, metric, goal })
 }

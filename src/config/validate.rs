@@ -1,10 +1,30 @@
 //! Range and consistency checks on a resolved config; each failure says what is valid.
+//! Every float must be finite, every size has an upper bound, and a trial whose estimated
+//! memory exceeds the machine's is refused before it starts.
 
-use super::device::DeviceSpec;
+use std::sync::OnceLock;
+
 use super::schema::{Config, Task, PRESETS};
 
 /// A failed check: the key path and what would be valid.
 pub type Violation = (String, String);
+
+/// Hard upper bounds that keep one trial inside one process.
+pub struct Limits;
+
+impl Limits {
+    pub const IMAGE_SIZE: usize = 8192;
+    pub const THREADS: usize = 256;
+    pub const PREFETCH: usize = 256;
+    pub const BATCH_SIZE: usize = 1 << 16;
+    pub const EPOCHS: usize = 1_000_000;
+    pub const DIM: usize = 16_384;
+    pub const DEPTH: usize = 1024;
+    pub const CLASSES: usize = 1 << 20;
+    pub const MLP_RATIO: f64 = 64.0;
+    pub const CENTER_CROP_RATIO: f64 = 4.0;
+    pub const NAME_LEN: usize = 100;
+}
 
 fn fail<T>(key: &str, reason: impl Into<String>) -> Result<T, Violation> {
     Err((key.to_string(), reason.into()))
@@ -13,6 +33,13 @@ fn fail<T>(key: &str, reason: impl Into<String>) -> Result<T, Violation> {
 fn unit_open(key: &str, v: f64) -> Result<(), Violation> {
     if !(0.0..1.0).contains(&v) {
         return fail(key, format!("{v} is out of range; use a value in [0, 1)"));
+    }
+    Ok(())
+}
+
+fn at_most(key: &str, v: usize, max: usize) -> Result<(), Violation> {
+    if v > max {
+        return fail(key, format!("{v} is above the limit of {max}"));
     }
     Ok(())
 }
@@ -29,22 +56,30 @@ fn range_pair(key: &str, v: [f64; 2], max: Option<f64>) -> Result<(), Violation>
     Ok(())
 }
 
-/// Checks every rule; returns the first violation.
-pub fn validate(c: &Config) -> Result<(), Violation> {
-    if c.name.is_empty()
-        || !c
-            .name
+/// Whether `name` is one safe path component: letters, digits, '-', '_' and '.', not
+/// starting with '.', at most [`Limits::NAME_LEN`] characters.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= Limits::NAME_LEN
+        && !name.starts_with('.')
+        && name
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-    {
+}
+
+/// Checks every rule; returns the first violation.
+pub fn validate(c: &Config) -> Result<(), Violation> {
+    if !is_safe_name(&c.name) {
         return fail(
             "name",
             format!(
-                "{:?} cannot name a folder; use letters, digits, '-', '_' or '.'",
-                c.name
+                "{:?} cannot name a folder; use up to {} letters, digits, '-', '_' or '.', not starting with '.'",
+                c.name,
+                Limits::NAME_LEN
             ),
         );
     }
+    finite_floats(c)?;
     validate_data(c)?;
     validate_model(c)?;
     if c.head.task != Task::Classification {
@@ -62,13 +97,42 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
     if t.epochs == 0 {
         return fail("train.epochs", "must be at least 1");
     }
+    at_most("train.epochs", t.epochs, Limits::EPOCHS)?;
     if t.batch_size == 0 {
         return fail("train.batch_size", "must be at least 1");
     }
-    if let Err(reason) = t.device.parse::<DeviceSpec>() {
-        return fail("train.device", reason);
+    at_most("train.batch_size", t.batch_size, Limits::BATCH_SIZE)?;
+    at_most("train.threads", t.threads, Limits::THREADS)?;
+    fits_in_memory(c, machine_memory())
+}
+
+/// Every float in the config, found through its TOML form (which keeps NaN and infinities
+/// that JSON would turn into null), must be finite.
+fn finite_floats(c: &Config) -> Result<(), Violation> {
+    fn walk(path: &str, v: &toml::Value) -> Result<(), Violation> {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => fail(
+                path,
+                format!("{f} is not a finite number; use a finite value"),
+            ),
+            toml::Value::Table(t) => t.iter().try_for_each(|(k, v)| {
+                let key = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(&key, v)
+            }),
+            toml::Value::Array(items) => items.iter().try_for_each(|v| walk(path, v)),
+            _ => Ok(()),
+        }
     }
-    Ok(())
+    let mut plain = c.clone();
+    plain.sweep = None;
+    match toml::Value::try_from(&plain) {
+        Ok(v) => walk("", &v),
+        Err(e) => fail("", format!("the config cannot be represented: {e}")),
+    }
 }
 
 fn validate_data(c: &Config) -> Result<(), Violation> {
@@ -76,6 +140,7 @@ fn validate_data(c: &Config) -> Result<(), Violation> {
     if d.image_size == 0 {
         return fail("data.image_size", "must be at least 1 pixel");
     }
+    at_most("data.image_size", d.image_size, Limits::IMAGE_SIZE)?;
     if ![1, 3].contains(&d.channels) {
         return fail(
             "data.channels",
@@ -89,6 +154,7 @@ fn validate_data(c: &Config) -> Result<(), Violation> {
                 "the class list is empty; list at least two class names, or remove the key to use the dataset's own",
             );
         }
+        at_most("data.classes", classes.len(), Limits::CLASSES)?;
     }
     if !(0.0..1.0).contains(&d.val_split) {
         return fail(
@@ -116,6 +182,17 @@ fn validate_data(c: &Config) -> Result<(), Violation> {
     }
     if d.prefetch == 0 {
         return fail("data.prefetch", "must be at least 1 batch");
+    }
+    at_most("data.prefetch", d.prefetch, Limits::PREFETCH)?;
+    at_most("data.workers", d.workers, Limits::THREADS)?;
+    if d.max_image_pixels == 0 {
+        return fail(
+            "data.max_image_pixels",
+            format!(
+                "must be at least 1 (the default is {})",
+                super::schema::DEFAULT_MAX_IMAGE_PIXELS
+            ),
+        );
     }
     Ok(())
 }
@@ -157,6 +234,8 @@ fn validate_model(c: &Config) -> Result<(), Violation> {
             "embed_dim, depth and num_heads must be at least 1",
         );
     }
+    at_most("model.embed_dim", dim, Limits::DIM)?;
+    at_most("model.depth", depth, Limits::DEPTH)?;
     if dim % heads != 0 {
         return fail(
             "model.embed_dim",
@@ -165,8 +244,17 @@ fn validate_model(c: &Config) -> Result<(), Violation> {
             ),
         );
     }
-    if m.mlp_ratio <= 0.0 {
-        return fail("model.mlp_ratio", "must be above 0");
+    if !(m.mlp_ratio > 0.0 && m.mlp_ratio <= Limits::MLP_RATIO) || (dim as f64 * m.mlp_ratio) < 1.0
+    {
+        return fail(
+            "model.mlp_ratio",
+            format!(
+                "{} gives an MLP of {} units for embed_dim {dim}; use a ratio with at least 1 unit, at most {} (e.g. 4.0)",
+                m.mlp_ratio,
+                (dim as f64 * m.mlp_ratio) as usize,
+                Limits::MLP_RATIO
+            ),
+        );
     }
     unit_open("model.dropout", m.dropout)?;
     unit_open("model.attn_dropout", m.attn_dropout)?;
@@ -206,8 +294,11 @@ fn validate_augment(c: &Config) -> Result<(), Violation> {
         ("contrast", j.contrast),
         ("saturation", j.saturation),
     ] {
-        if v < 0.0 {
-            return fail(&format!("augment.color_jitter.{key}"), "must be 0 or more");
+        if !(0.0..=100.0).contains(&v) {
+            return fail(
+                &format!("augment.color_jitter.{key}"),
+                format!("{v} is out of range; use a strength in [0, 100] (e.g. 0.4)"),
+            );
         }
     }
     if !(0.0..=0.5).contains(&j.hue) {
@@ -237,10 +328,14 @@ fn validate_augment(c: &Config) -> Result<(), Violation> {
     if n.std.iter().any(|s| *s <= 0.0) {
         return fail("augment.normalize.std", "every std must be above 0");
     }
-    if a.center_crop.ratio < 1.0 {
+    let ratio = a.center_crop.ratio;
+    if !(1.0..=Limits::CENTER_CROP_RATIO).contains(&ratio) {
         return fail(
             "augment.center_crop.ratio",
-            "resize ratio below 1 would crop outside the image; use 1.0 or more (e.g. 1.14)",
+            format!(
+                "{ratio} is out of range; use a resize ratio in [1, {}] (e.g. 1.14; below 1 would crop outside the image)",
+                Limits::CENTER_CROP_RATIO
+            ),
         );
     }
     Ok(())
@@ -248,7 +343,7 @@ fn validate_augment(c: &Config) -> Result<(), Violation> {
 
 fn validate_optimizer(c: &Config) -> Result<(), Violation> {
     let o = &c.optimizer;
-    if o.lr.is_nan() || o.lr <= 0.0 {
+    if o.lr <= 0.0 {
         return fail(
             "optimizer.lr",
             format!("learning rate {} must be above 0 (e.g. 1e-3)", o.lr),
@@ -266,8 +361,11 @@ fn validate_optimizer(c: &Config) -> Result<(), Violation> {
     if o.warmup_epochs < 0.0 {
         return fail("optimizer.warmup_epochs", "must be 0 or more");
     }
-    if o.warmup_lr < 0.0 || o.min_lr < 0.0 {
-        return fail("optimizer.min_lr", "min_lr and warmup_lr must be 0 or more");
+    if o.warmup_lr < 0.0 {
+        return fail("optimizer.warmup_lr", "must be 0 or more");
+    }
+    if o.min_lr < 0.0 {
+        return fail("optimizer.min_lr", "must be 0 or more");
     }
     if o.step_epochs == 0 {
         return fail("optimizer.step_epochs", "must be at least 1");
@@ -280,4 +378,131 @@ fn validate_optimizer(c: &Config) -> Result<(), Violation> {
         return fail("optimizer.grad_clip", "a norm: use 0 (off) or more");
     }
     Ok(())
+}
+
+/// Host memory one trial is estimated to need, by part (bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryEstimate {
+    /// Sample order of both splits (8 bytes per image).
+    pub order: f64,
+    /// Batches the loader keeps ready (`prefetch + 1`, as `f32`).
+    pub loader: f64,
+    /// Weights, gradients and AdamW moments, plus the activations of one training step
+    /// (zero when the trial runs on a GPU).
+    pub step: f64,
+}
+
+impl MemoryEstimate {
+    pub fn total(&self) -> f64 {
+        self.order + self.loader + self.step
+    }
+
+    /// The key to lower first: the one behind the largest part.
+    fn blame(&self) -> &'static str {
+        if self.order >= self.loader && self.order >= self.step {
+            "data.train_size"
+        } else if self.loader >= self.step {
+            "data.prefetch"
+        } else {
+            "train.batch_size"
+        }
+    }
+}
+
+/// An upper-side estimate of the host memory a trial needs: enough to refuse what cannot fit,
+/// not a prediction to budget by.
+pub fn estimate_memory(c: &Config) -> MemoryEstimate {
+    let d = &c.data;
+    let m = &c.model;
+    let (batch, size) = (c.train.batch_size as f64, d.image_size as f64);
+    let images = d.train_size.unwrap_or(2000) as f64 + d.val_size.unwrap_or(500) as f64;
+    let pixels = batch * d.channels as f64 * size * size;
+    let loader = (d.prefetch as f64 + 1.0) * pixels * 4.0;
+    let step = if c.train.device.is_gpu() == Some(true) {
+        0.0
+    } else {
+        let dim = m.embed_dim.unwrap_or(192) as f64;
+        let depth = m.depth.unwrap_or(12) as f64;
+        let heads = m.num_heads.unwrap_or(3) as f64;
+        let patch = m.patch_size.max(1) as f64;
+        let tokens = (size / patch).powi(2) + 2.0;
+        let hidden = dim * m.mlp_ratio;
+        let params = depth * (4.0 * dim * dim + 2.0 * dim * hidden) + tokens * dim;
+        let per_block =
+            batch * tokens * (12.0 * dim + 2.0 * hidden) + 3.0 * batch * heads * tokens * tokens;
+        4.0 * (4.0 * params + depth * per_block + pixels)
+    };
+    MemoryEstimate {
+        order: 8.0 * images,
+        loader,
+        step,
+    }
+}
+
+/// Total memory of this machine (bytes), from `/proc/meminfo`; `None` when unknown.
+fn machine_memory() -> Option<f64> {
+    static TOTAL: OnceLock<Option<f64>> = OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib: f64 = text
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kib * 1024.0)
+    })
+}
+
+fn gib(bytes: f64) -> String {
+    format!("{:.1} GiB", bytes / f64::from(1u32 << 30))
+}
+
+fn fits_in_memory(c: &Config, available: Option<f64>) -> Result<(), Violation> {
+    let Some(available) = available else {
+        return Ok(());
+    };
+    let need = estimate_memory(c);
+    if need.total() > available {
+        return fail(
+            need.blame(),
+            format!(
+                "this trial would need about {} of memory (sample order {}, loader batches {}, training step {}) but this machine has {}; lower data.image_size, train.batch_size, data.prefetch or the dataset size",
+                gib(need.total()),
+                gib(need.order),
+                gib(need.loader),
+                gib(need.step),
+                gib(available)
+            ),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_safe_path_component() {
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", "ü"] {
+            assert!(!is_safe_name(bad), "{bad:?}");
+        }
+        for good in ["deit_vehicles", "run-2.1", "A"] {
+            assert!(is_safe_name(good), "{good:?}");
+        }
+        assert!(!is_safe_name(&"x".repeat(Limits::NAME_LEN + 1)));
+    }
+
+    #[test]
+    fn the_memory_estimate_refuses_what_cannot_fit() {
+        let mut c = Config::default();
+        c.resolve_model();
+        assert!(fits_in_memory(&c, Some(4e9)).is_ok());
+        c.data.train_size = Some(10_000_000_000);
+        let (key, reason) = fits_in_memory(&c, Some(24e9)).unwrap_err();
+        assert_eq!(key, "data.train_size");
+        assert!(reason.contains("GiB"), "{reason}");
+    }
 }

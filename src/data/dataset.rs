@@ -15,6 +15,10 @@ pub enum DataError {
     Layout { path: String, reason: String },
     #[error("data.classes: {reason}")]
     Classes { reason: String },
+    #[error("data loader failed: {reason}")]
+    Worker { reason: String },
+    #[error("the {split} split has no usable image: {reason}")]
+    Empty { split: &'static str, reason: String },
 }
 
 /// One labelled image.

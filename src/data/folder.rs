@@ -13,6 +13,7 @@ use super::image::Image;
 /// Image files with their labels; images are decoded on `get`.
 pub struct ImageFolder {
     items: Vec<(PathBuf, usize)>,
+    max_pixels: u64,
 }
 
 impl Dataset for ImageFolder {
@@ -23,17 +24,43 @@ impl Dataset for ImageFolder {
     fn get(&self, index: usize) -> Result<Sample, DataError> {
         let (path, label) = &self.items[index];
         Ok(Sample {
-            image: decode(path)?,
+            image: decode(path, self.max_pixels)?,
             label: *label,
         })
     }
 }
 
-/// Decodes a PNG/JPEG of any size and colour mode into RGB.
-pub fn decode(path: &Path) -> Result<Image, DataError> {
-    let img = image::ImageReader::open(path)
+fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>, DataError> {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Err(bad(path, "not a regular file".into()));
+    }
+    image::ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
-        .map_err(|e| bad(path, e.to_string()))?
+        .map_err(|e| bad(path, e.to_string()))
+}
+
+/// Decodes a PNG/JPEG of any size and colour mode into RGB. Its header is read first: an
+/// image declaring more than `max_pixels` pixels is refused before anything is allocated.
+pub fn decode(path: &Path, max_pixels: u64) -> Result<Image, DataError> {
+    let (w, h) = reader(path)?
+        .into_dimensions()
+        .map_err(|e| bad(path, e.to_string()))?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels == 0 || pixels > max_pixels {
+        return Err(bad(
+            path,
+            format!(
+                "the image declares {w}x{h} = {pixels} pixels, outside 1..={max_pixels} (data.max_image_pixels; a decompression bomb?); raise data.max_image_pixels only if the image is genuine"
+            ),
+        ));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(pixels.saturating_mul(8).max(1 << 20));
+    let mut reader = reader(path)?;
+    reader.limits(limits);
+    let img = reader
         .decode()
         .map_err(|e| bad(path, e.to_string()))?
         .to_rgb8();
@@ -80,7 +107,7 @@ fn scan(dir: &Path, own: &[String], picked: &[usize]) -> Result<Vec<(PathBuf, us
         let mut files: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| is_image(p))
+            .filter(|p| is_image(p) && std::fs::metadata(p).is_ok_and(|m| m.is_file()))
             .collect();
         files.sort();
         items.extend(files.into_iter().map(|p| (p, label)));
@@ -95,6 +122,7 @@ pub fn open(
     val_split: f64,
     seed: u64,
     caps: (Option<usize>, Option<usize>),
+    max_pixels: u64,
 ) -> Result<Splits, DataError> {
     if !root.is_dir() {
         return Err(DataError::MissingPath {
@@ -140,8 +168,14 @@ pub fn open(
         val.truncate(cap);
     }
     Ok(Splits {
-        train: Arc::new(ImageFolder { items: train }),
-        val: Arc::new(ImageFolder { items: val }),
+        train: Arc::new(ImageFolder {
+            items: train,
+            max_pixels,
+        }),
+        val: Arc::new(ImageFolder {
+            items: val,
+            max_pixels,
+        }),
         classes: picked.iter().map(|&i| own[i].clone()).collect(),
         source: root.display().to_string(),
     })

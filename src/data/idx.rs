@@ -55,54 +55,131 @@ fn find(dir: &Path, stem: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn read_all(path: &Path) -> Result<Vec<u8>, DataError> {
-    let bad = |reason: String| DataError::BadFile {
+fn bad(path: &Path, reason: String) -> DataError {
+    DataError::BadFile {
         path: path.display().to_string(),
         reason,
-    };
-    let raw = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| bad(format!("not a valid gzip file ({e})")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
     }
 }
 
-/// Parses an IDX file: returns its dims and its u8 payload.
-fn parse(path: &Path, expect_dims: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let bytes = read_all(path)?;
-    let bad = |reason: String| DataError::BadFile {
-        path: path.display().to_string(),
-        reason,
+/// The gzip trailer's ISIZE: the uncompressed size modulo 2^32.
+fn gzip_isize(path: &Path) -> std::io::Result<u32> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::End(-4))?;
+    let mut tail = [0u8; 4];
+    file.read_exact(&mut tail)?;
+    Ok(u32::from_le_bytes(tail))
+}
+
+/// Parses an IDX file: returns its dims and its u8 payload. The header is checked against
+/// the file (and against `max_pixels` per image for 3-d files) before the payload is read,
+/// and no more than the declared payload is ever inflated.
+fn parse(
+    path: &Path,
+    expect_dims: usize,
+    max_pixels: u64,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let meta = std::fs::metadata(path).map_err(|e| bad(path, e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad(path, "not a regular file".into()));
+    }
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    let file = std::fs::File::open(path).map_err(|e| bad(path, e.to_string()))?;
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+    } else {
+        Box::new(std::io::BufReader::new(file))
     };
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
+    let unreadable = |e: std::io::Error| {
+        bad(
+            path,
+            if gz {
+                format!("not a valid gzip file ({e})")
+            } else {
+                e.to_string()
+            },
+        )
+    };
+    let mut magic = [0u8; 4];
+    reader.read_exact(&mut magic).map_err(unreadable)?;
+    if magic[..3] != [0, 0, 0x08] {
         return Err(bad(
-            "not an unsigned-byte IDX file (bad magic number)".into()
+            path,
+            "not an unsigned-byte IDX file (bad magic number)".into(),
         ));
     }
-    let ndims = bytes[3] as usize;
-    if ndims != expect_dims || bytes.len() < 4 + 4 * ndims {
-        return Err(bad(format!(
-            "expected {expect_dims} dimensions, found {ndims}"
-        )));
+    let ndims = magic[3] as usize;
+    if ndims != expect_dims {
+        return Err(bad(
+            path,
+            format!("expected {expect_dims} dimensions, found {ndims}"),
+        ));
     }
-    let dims: Vec<usize> = (0..ndims)
-        .map(|i| {
-            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
-        })
+    let mut raw = vec![0u8; 4 * ndims];
+    reader.read_exact(&mut raw).map_err(unreadable)?;
+    let dims: Vec<usize> = raw
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let payload = bytes[4 + 4 * ndims..].to_vec();
-    if payload.len() != dims.iter().product::<usize>() {
-        return Err(bad(format!(
-            "header says {dims:?} but the file holds {} bytes of data (truncated?)",
-            payload.len()
+    if dims.contains(&0) {
+        return Err(bad(
+            path,
+            format!("the header declares a zero size: {dims:?}"),
+        ));
+    }
+    if ndims == 3 {
+        let pixels = dims[1] as u64 * dims[2] as u64;
+        if pixels > max_pixels {
+            return Err(bad(
+                path,
+                format!(
+                    "the header declares {}x{} images = {pixels} pixels each, above data.max_image_pixels = {max_pixels}",
+                    dims[1], dims[2]
+                ),
+            ));
+        }
+    }
+    let payload = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize / 2)
+        .ok_or_else(|| {
+            bad(
+                path,
+                format!("the header declares an impossible size {dims:?}"),
+            )
+        })?;
+    let header = 4 + 4 * ndims;
+    let mismatch = |found: String| {
+        bad(
+            path,
+            format!("the header says {dims:?} ({payload} bytes of data) but the file holds {found} (truncated or corrupt?)"),
+        )
+    };
+    if gz {
+        let isize = gzip_isize(path).map_err(|e| bad(path, e.to_string()))?;
+        if isize != (header + payload) as u32 {
+            return Err(mismatch(format!(
+                "{} bytes uncompressed, modulo 2^32",
+                isize.wrapping_sub(header as u32)
+            )));
+        }
+    } else if meta.len() != (header + payload) as u64 {
+        return Err(mismatch(format!(
+            "{} bytes",
+            meta.len().saturating_sub(header as u64)
         )));
     }
-    Ok((dims, payload))
+    let mut data = Vec::new();
+    reader
+        .take(payload as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(unreadable)?;
+    if data.len() != payload {
+        return Err(mismatch(format!("{} bytes", data.len())));
+    }
+    Ok((dims, data))
 }
 
 /// One images file with its labels file.
@@ -113,15 +190,15 @@ struct IdxPair {
     labels: Vec<u8>,
 }
 
-fn load_pair(dir: &Path, prefix: &str) -> Result<Option<IdxPair>, DataError> {
+fn load_pair(dir: &Path, prefix: &str, max_pixels: u64) -> Result<Option<IdxPair>, DataError> {
     let (Some(images), Some(labels)) = (
         find(dir, &format!("{prefix}-images-idx3-ubyte")),
         find(dir, &format!("{prefix}-labels-idx1-ubyte")),
     ) else {
         return Ok(None);
     };
-    let (dims, pixels) = parse(&images, 3)?;
-    let (ldims, labels_raw) = parse(&labels, 1)?;
+    let (dims, pixels) = parse(&images, 3, max_pixels)?;
+    let (ldims, labels_raw) = parse(&labels, 1, max_pixels)?;
     if ldims[0] != dims[0] {
         return Err(DataError::Layout {
             path: dir.display().to_string(),
@@ -143,6 +220,7 @@ pub fn open(
     wanted: Option<&[String]>,
     val_split: f64,
     caps: (Option<usize>, Option<usize>),
+    max_pixels: u64,
 ) -> Result<Splits, DataError> {
     if !dir.is_dir() {
         return Err(DataError::MissingPath {
@@ -154,7 +232,7 @@ pub fn open(
         cols,
         pixels,
         labels,
-    }) = load_pair(dir, "train")?
+    }) = load_pair(dir, "train", max_pixels)?
     else {
         return Err(DataError::Layout {
             path: dir.display().to_string(),
@@ -186,7 +264,7 @@ pub fn open(
             items
         };
     let train_pixels = Arc::new(pixels);
-    let (train, val) = match load_pair(dir, "t10k")? {
+    let (train, val) = match load_pair(dir, "t10k", max_pixels)? {
         Some(IdxPair {
             rows: r,
             cols: c,

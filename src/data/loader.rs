@@ -97,12 +97,25 @@ pub fn load_batch(spec: &LoaderSpec, epoch: usize, indices: &[usize]) -> Result<
     Ok(batch)
 }
 
-/// Batches of one epoch, produced on a background thread `prefetch` batches ahead.
+/// Batches of one epoch, produced on a background thread `prefetch` batches ahead. A failure
+/// of that thread (a panic in a transform or a decoder) is an error of the epoch, never a
+/// quietly shorter epoch.
 pub struct EpochLoader {
     rx: Receiver<Result<Batch, DataError>>,
     worker: Option<JoinHandle<()>>,
     /// Batches this epoch will yield.
     pub batches: usize,
+    received: usize,
+    ended: bool,
+}
+
+/// The text of a caught panic.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 impl EpochLoader {
@@ -116,8 +129,19 @@ impl EpochLoader {
         let batches = chunks.len();
         let (tx, rx) = bounded(spec.prefetch.max(1));
         let worker = std::thread::spawn(move || {
-            for chunk in chunks {
-                let batch = load_batch(&spec, epoch, &chunk);
+            for (i, chunk) in chunks.iter().enumerate() {
+                let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    load_batch(&spec, epoch, chunk)
+                }))
+                .unwrap_or_else(|payload| {
+                    Err(DataError::Worker {
+                        reason: format!(
+                            "batch {} of epoch {epoch} failed: {}",
+                            i + 1,
+                            panic_text(payload.as_ref())
+                        ),
+                    })
+                });
                 let failed = batch.is_err();
                 if tx.send(batch).is_err() || failed {
                     return;
@@ -128,6 +152,8 @@ impl EpochLoader {
             rx,
             worker: Some(worker),
             batches,
+            received: 0,
+            ended: false,
         }
     }
 }
@@ -136,7 +162,32 @@ impl Iterator for EpochLoader {
     type Item = Result<Batch, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.rx.recv().ok()
+        if self.ended {
+            return None;
+        }
+        match self.rx.recv() {
+            Ok(batch) => {
+                self.received += 1;
+                self.ended = batch.is_err();
+                Some(batch)
+            }
+            Err(_) => {
+                self.ended = true;
+                if self.received == self.batches {
+                    return None;
+                }
+                let cause = match self.worker.take().map(JoinHandle::join) {
+                    Some(Err(payload)) => panic_text(payload.as_ref()),
+                    _ => "its thread ended early".into(),
+                };
+                Some(Err(DataError::Worker {
+                    reason: format!(
+                        "the loader stopped after {} of {} batches: {cause}",
+                        self.received, self.batches
+                    ),
+                }))
+            }
+        }
     }
 }
 

@@ -20,8 +20,32 @@ use crate::config::{Config, DatasetKind};
 use dataset::select_classes;
 use synthetic::{SyntheticVehicles, VEHICLE_CLASSES};
 
-/// Opens the train and validation splits an experiment asks for.
+/// Opens the train and validation splits an experiment asks for; a split without an image is
+/// an error.
 pub fn open(config: &Config) -> Result<Splits, DataError> {
+    let splits = open_splits(config)?;
+    if splits.train.is_empty() {
+        return Err(DataError::Empty {
+            split: "train",
+            reason: format!(
+                "{} has no training image for the selected classes; check data.path and data.classes",
+                splits.source
+            ),
+        });
+    }
+    if splits.val.is_empty() {
+        return Err(DataError::Empty {
+            split: "validation",
+            reason: format!(
+                "{} has no validation image (data.val_split = {}, and no val/ or t10k split); set data.val_split above 0, e.g. 0.1",
+                splits.source, config.data.val_split
+            ),
+        });
+    }
+    Ok(splits)
+}
+
+fn open_splits(config: &Config) -> Result<Splits, DataError> {
     let d = &config.data;
     let caps = (d.train_size, d.val_size);
     let path = || Path::new(d.path.as_deref().unwrap_or(""));
@@ -39,9 +63,20 @@ pub fn open(config: &Config) -> Result<Splits, DataError> {
                 source: "synthetic vehicles (generated)".into(),
             })
         }
-        DatasetKind::ImageFolder => {
-            folder::open(path(), config.class_names(), d.val_split, config.seed, caps)
-        }
-        DatasetKind::Idx => idx::open(path(), config.class_names(), d.val_split, caps),
+        DatasetKind::ImageFolder => folder::open(
+            path(),
+            config.class_names(),
+            d.val_split,
+            config.seed,
+            caps,
+            d.max_image_pixels,
+        ),
+        DatasetKind::Idx => idx::open(
+            path(),
+            config.class_names(),
+            d.val_split,
+            caps,
+            d.max_image_pixels,
+        ),
     }
 }

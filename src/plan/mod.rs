@@ -132,14 +132,7 @@ pub fn plan(loaded: &Loaded) -> Result<Plan, ConfigError> {
             .zip(&factors)
             .flat_map(|(&i, f)| f[i].iter().cloned())
             .collect();
-        let overrides: Vec<Override> = point
-            .iter()
-            .map(|(k, v)| Override {
-                path: k.clone(),
-                value: v.clone(),
-                source: Source::File,
-            })
-            .collect();
+        let overrides = as_overrides(&point);
         let config = resolver
             .resolve(&overrides)
             .map_err(|e| blame(loaded, &resolver, &overrides, e))?;
@@ -155,6 +148,58 @@ pub fn plan(loaded: &Loaded) -> Result<Plan, ConfigError> {
         trials,
         points,
     })
+}
+
+/// Validates every axis value on its own (a zip row as a whole, a random range by its ends),
+/// resolved like the file, and counts the points without expanding their product: what
+/// `vitrun check` reports.
+pub fn check_axes(loaded: &Loaded) -> Result<usize, ConfigError> {
+    let spec = &loaded.sweep;
+    let points = spec.points().map_err(|e| e.at(loaded.place_of_sweep()))?;
+    let resolver = loaded.resolver()?;
+    let single = |k: &String, v: toml::Value| vec![(k.clone(), v)];
+    let mut candidates: Vec<Vec<(String, toml::Value)>> = Vec::new();
+    for (key, values) in &spec.grid {
+        candidates.extend(values.iter().map(|v| single(key, v.clone())));
+    }
+    for group in &spec.zip {
+        let len = group.first().map_or(0, |(_, v)| v.len());
+        candidates.extend((0..len).map(|i| {
+            group
+                .iter()
+                .map(|(k, v)| (k.clone(), v[i].clone()))
+                .collect()
+        }));
+    }
+    for (key, axis) in &spec.random {
+        match axis {
+            RandomAxis::LogUniform(lo, hi) | RandomAxis::Uniform(lo, hi) => {
+                candidates.push(single(key, toml::Value::Float(*lo)));
+                candidates.push(single(key, toml::Value::Float(*hi)));
+            }
+            RandomAxis::Choice(values) => {
+                candidates.extend(values.iter().map(|v| single(key, v.clone())));
+            }
+        }
+    }
+    for point in candidates {
+        let overrides = as_overrides(&point);
+        if let Err(e) = resolver.resolve(&overrides) {
+            return Err(blame(loaded, &resolver, &overrides, e));
+        }
+    }
+    Ok(points)
+}
+
+fn as_overrides(point: &[(String, toml::Value)]) -> Vec<Override> {
+    point
+        .iter()
+        .map(|(k, v)| Override {
+            path: k.clone(),
+            value: v.clone(),
+            source: Source::File,
+        })
+        .collect()
 }
 
 /// The error for an invalid point: the one axis value that is invalid on its own (named with

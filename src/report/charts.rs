@@ -11,6 +11,7 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
 use super::raster::{heat, Rgb};
+use crate::contract::Status;
 
 type Drawn = Result<(), Box<dyn Error>>;
 
@@ -169,7 +170,7 @@ pub struct ParamPoint {
     pub x: f64,
     /// The final metric; `None` for trials without one (failed).
     pub y: Option<f64>,
-    pub status: String,
+    pub status: Status,
     pub best: bool,
 }
 
@@ -238,20 +239,20 @@ where
     }
     mesh.draw()?;
     let floor = y0 + (y1 - y0) * 0.03;
-    let of = |status: &'static str| c.points.iter().filter(move |p| p.status == status);
-    if of("finished").next().is_some() {
+    let of = |status: Status| c.points.iter().filter(move |p| p.status == status);
+    if of(Status::Finished).next().is_some() {
         chart
             .draw_series(
-                of("finished")
+                of(Status::Finished)
                     .filter_map(|p| Some(Circle::new((p.x, p.y?), 5, PALETTE[0].filled()))),
             )?
             .label("finished")
             .legend(|(x, y)| Circle::new((x + 10, y), 5, PALETTE[0].filled()));
     }
-    if of("pruned").next().is_some() {
+    if of(Status::Pruned).next().is_some() {
         chart
             .draw_series(
-                of("pruned")
+                of(Status::Pruned)
                     .filter_map(|p| Some(TriangleMarker::new((p.x, p.y?), 6, PALETTE[1].filled()))),
             )?
             .label("pruned (early-stopped)")
@@ -260,7 +261,7 @@ where
     let others: Vec<&ParamPoint> = c
         .points
         .iter()
-        .filter(|p| p.status != "finished" && p.status != "pruned")
+        .filter(|p| p.status != Status::Finished && p.status != Status::Pruned)
         .collect();
     if !others.is_empty() {
         let red = RGBColor(200, 30, 30);

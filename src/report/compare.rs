@@ -7,6 +7,7 @@ use std::path::Path;
 use super::charts::{self, ParamChart, ParamPoint};
 use super::html::{Figure, Table};
 use super::select::Selection;
+use crate::contract::Status;
 
 /// Config keys whose values differ between the selection's trials, with each trial's value.
 pub fn swept(sel: &Selection) -> BTreeMap<String, Vec<String>> {
@@ -64,7 +65,7 @@ pub fn table(sel: &Selection, swept: &BTreeMap<String, Vec<String>>) -> Table {
             let mut row = vec![
                 (rank + 1).to_string(),
                 t.id.clone(),
-                t.status.clone(),
+                t.status.to_string(),
                 shown(metric, sel.score(&sel.trials[i])),
                 t.epochs
                     .map(|e| e.to_string())
@@ -74,7 +75,7 @@ pub fn table(sel: &Selection, swept: &BTreeMap<String, Vec<String>>) -> Table {
             row.push(
                 t.error
                     .clone()
-                    .filter(|_| t.status != "finished")
+                    .filter(|_| t.status != Status::Finished)
                     .unwrap_or_default(),
             );
             row
@@ -127,7 +128,7 @@ pub fn draw(
                     None => categories.iter().position(|c| c == v).unwrap_or(0) as f64,
                 },
                 y: sel.score(t).map(|v| v * scale),
-                status: t.summary.status.clone(),
+                status: t.summary.status,
                 best: t.summary.id == best,
             })
             .collect();

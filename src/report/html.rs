@@ -62,7 +62,7 @@ nav a{margin-right:14px}table{border-collapse:collapse;margin:10px 0;font-size:1
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f2f2f2}
 figure{display:inline-block;margin:8px 12px 16px 0;vertical-align:top}figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:13px;color:#444;max-width:640px}.note{color:#555;font-size:14px}
-td.status-pruned{color:#b36b00}td.status-failed,td.status-diverged{color:#b00020}td.status-finished{color:#006b3c}";
+td.status-pruned,td.status-stale,td.status-interrupted{color:#b36b00}td.status-failed,td.status-crashed,td.status-oom,td.status-diverged{color:#b00020}td.status-finished{color:#006b3c}";
 
 fn table(t: &Table) -> String {
     let mut out = String::from("<table><thead><tr>");

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::config::Config;
+use crate::config::{is_safe_name, Config};
+use crate::contract::Goal;
 use crate::track::{MetricRow, Store, TrialSummary};
 
 /// One trial with everything the report reads from the store.
@@ -20,7 +21,7 @@ pub struct TrialRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranking {
     pub metric: String,
-    pub maximize: bool,
+    pub goal: Goal,
 }
 
 impl Ranking {
@@ -28,7 +29,7 @@ impl Ranking {
     pub fn new(metric: &str) -> Ranking {
         Ranking {
             metric: metric.to_string(),
-            maximize: !metric.ends_with("loss"),
+            goal: Goal::of(metric),
         }
     }
 }
@@ -58,10 +59,9 @@ impl Selection {
             .iter()
             .filter(|m| m.split == split && m.name == name)
             .map(|m| m.value);
-        if self.ranking.maximize {
-            values.reduce(f64::max)
-        } else {
-            values.reduce(f64::min)
+        match self.ranking.goal {
+            Goal::Maximize => values.reduce(f64::max),
+            Goal::Minimize => values.reduce(f64::min),
         }
     }
 
@@ -69,9 +69,9 @@ impl Selection {
     pub fn ranked(&self) -> Vec<usize> {
         let key = |i: usize| {
             let v = self.score(&self.trials[i]);
-            match (v, self.ranking.maximize) {
-                (Some(v), true) => v,
-                (Some(v), false) => -v,
+            match (v, self.ranking.goal) {
+                (Some(v), Goal::Maximize) => v,
+                (Some(v), Goal::Minimize) => -v,
                 (None, _) => f64::NEG_INFINITY,
             }
         };
@@ -144,6 +144,11 @@ pub fn select(
         .map(|id| record(store, &summaries, id))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let first = &trials[0];
+    anyhow::ensure!(
+        is_safe_name(&first.summary.experiment),
+        "the store names experiment {:?}, which is not a safe folder name; rename it in the store before reporting",
+        first.summary.experiment
+    );
     let experiment_dir = runs_dir.join(&first.summary.experiment);
     let (name, default_out) = match kind {
         "trial" => (

@@ -85,27 +85,40 @@ pub fn discover() -> Devices {
     let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     Devices {
         gpus: filter_visible(smi, visible.as_deref()),
-        cpu_cores: crate::train::num_cpus(),
+        cpu_cores: crate::config::available_cores(),
     }
 }
 
-/// Parses `--devices`: a comma list of `cpu` and `cuda:N` (memory of listed GPUs is taken
-/// from `nvidia-smi` when it reports them).
-pub fn parse_devices(list: &str, discovered: &Devices) -> Result<Devices, String> {
+/// Parses `--devices`: a comma list of `cpu` and `cuda:N`. Each GPU must be one that
+/// discovery found (its memory comes from `nvidia-smi`), and a GPU needs a build with the
+/// `cuda` or `tch` feature: a GPU that cannot be used is an error, never a quiet CPU run.
+pub fn parse_devices(list: &str, discovered: &Devices, gpu_build: bool) -> Result<Devices, String> {
     let mut gpus = Vec::new();
     let mut cpu = false;
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if item == "cpu" {
             cpu = true;
-        } else if let Some(index) = item.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
-            gpus.push(
-                discovered
+        } else if let Some(index) = item
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            if !gpu_build {
+                return Err(format!(
+                    "--devices {item}: this vitrun was built without the cuda or tch feature; rebuild with `--features tch` (or cuda), or use --devices cpu"
+                ));
+            }
+            let Some(gpu) = discovered.gpus.iter().find(|g| g.index == index) else {
+                let seen: Vec<String> = discovered
                     .gpus
                     .iter()
-                    .find(|g| g.index == index)
-                    .cloned()
-                    .unwrap_or_else(|| Gpu::unknown(index)),
-            );
+                    .map(|g| format!("cuda:{}", g.index))
+                    .collect();
+                return Err(format!(
+                    "--devices {item}: no such GPU on this machine (found: {}); check nvidia-smi and CUDA_VISIBLE_DEVICES",
+                    if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
+                ));
+            };
+            gpus.push(gpu.clone());
         } else {
             return Err(format!(
                 "--devices: unknown device {item:?}; use a comma list of cpu and cuda:N, e.g. cuda:0,cuda:1"

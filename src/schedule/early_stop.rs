@@ -3,8 +3,20 @@
 //! are committed), reading its peers' values from the store; every decision is recorded.
 
 use crate::config::{EarlyStop, StopRule};
+use crate::contract::Goal;
 use crate::track::Store;
-use crate::train::EpochGate;
+
+/// Decides after each epoch (metrics and checkpoint committed) whether the trial goes on.
+/// Sweeps plug their early-stopping rule in here.
+pub trait EpochGate {
+    /// `Some(reason)` stops the trial as pruned; the gate records its decisions in the store.
+    fn after_epoch(
+        &mut self,
+        store: &mut Store,
+        trial: &str,
+        epoch: usize,
+    ) -> anyhow::Result<Option<String>>;
+}
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,14 +35,6 @@ pub struct Evidence {
     pub own: Vec<f64>,
     /// Every other sweep trial that reached `epoch`: its metric at epochs `1..=epoch`.
     pub peers: Vec<Vec<f64>>,
-}
-
-fn better(a: f64, b: f64, maximize: bool) -> bool {
-    if maximize {
-        a > b
-    } else {
-        a < b
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -61,7 +65,7 @@ pub fn judge(rule: &EarlyStop, ev: &Evidence) -> Verdict {
                 .own
                 .iter()
                 .copied()
-                .reduce(|a, b| if better(b, a, rule.maximize) { b } else { a })
+                .reduce(|a, b| if rule.goal.better(b, a) { b } else { a })
                 .unwrap_or(current);
             let averages: Vec<f64> = ev
                 .peers
@@ -74,7 +78,7 @@ pub fn judge(rule: &EarlyStop, ev: &Evidence) -> Verdict {
                 ev.epoch,
                 ev.peers.len()
             );
-            if better(med, best, rule.maximize) {
+            if rule.goal.better(med, best) {
                 Verdict::Prune(text)
             } else {
                 Verdict::Keep(text)
@@ -91,23 +95,20 @@ pub fn judge(rule: &EarlyStop, ev: &Evidence) -> Verdict {
             values.push(current);
             let n = values.len();
             let keep = n.div_ceil(*reduction_factor);
-            values.sort_by(|a, b| {
-                if rule.maximize {
-                    b.total_cmp(a)
-                } else {
-                    a.total_cmp(b)
-                }
+            values.sort_by(|a, b| match rule.goal {
+                Goal::Maximize => b.total_cmp(a),
+                Goal::Minimize => a.total_cmp(b),
             });
             let cutoff = values[keep - 1];
             let rank = 1 + values
                 .iter()
-                .filter(|v| better(**v, current, rule.maximize))
+                .filter(|v| rule.goal.better(**v, current))
                 .count();
             let text = format!(
                 "ASHA rung {} (epochs): {m} {current:.4} ranks {rank} of {n}; the top {keep} continue (cutoff {cutoff:.4}, reduction factor {reduction_factor})",
                 ev.epoch
             );
-            if better(cutoff, current, rule.maximize) {
+            if rule.goal.better(cutoff, current) {
                 Verdict::Prune(text)
             } else {
                 Verdict::Keep(text)

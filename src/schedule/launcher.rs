@@ -34,14 +34,13 @@ pub struct TrialCommand {
 
 /// The `train.device` a trial gets in `slot`: the backend family it asked for, on the slot's
 /// device (a GPU slot is always GPU 0 of its `CUDA_VISIBLE_DEVICES`).
-pub fn slot_device(asked: &str, slot: &Slot) -> String {
-    let asked: DeviceSpec = asked.parse().unwrap_or(DeviceSpec::Auto);
+pub fn slot_device(asked: DeviceSpec, slot: &Slot) -> DeviceSpec {
     match (slot.gpu, asked) {
-        (Some(_), DeviceSpec::TchCuda(_) | DeviceSpec::TchCpu) => "tch-cuda:0".into(),
-        (Some(_), DeviceSpec::Cuda(_)) => "cuda:0".into(),
-        (Some(_), _) => "auto".into(),
-        (None, DeviceSpec::TchCpu | DeviceSpec::TchCuda(_)) => "tch-cpu".into(),
-        (None, _) => "cpu".into(),
+        (Some(_), DeviceSpec::TchCuda(_) | DeviceSpec::TchCpu) => DeviceSpec::TchCuda(0),
+        (Some(_), DeviceSpec::Cuda(_)) => DeviceSpec::Cuda(0),
+        (Some(_), _) => DeviceSpec::Auto,
+        (None, DeviceSpec::TchCpu | DeviceSpec::TchCuda(_)) => DeviceSpec::TchCpu,
+        (None, _) => DeviceSpec::Cpu,
     }
 }
 
@@ -52,7 +51,7 @@ impl Launcher for TrialCommand {
         for set in self.sets.iter().chain(&launch.trial.sets()) {
             cmd.arg("--set").arg(set);
         }
-        let device = slot_device(&launch.trial.config.train.device, launch.slot);
+        let device = slot_device(launch.trial.config.train.device, launch.slot);
         cmd.arg("--set")
             .arg(format!("train.device=\"{device}\""))
             .arg("--set")

@@ -1,37 +1,38 @@
 //! The sweep scheduler: a queue of planned trials, slots on the GPUs and CPU, one child process
 //! per trial (`vitrun trial …`), retries from the last checkpoint, recovery of stale `running`
 //! rows, Ctrl-C, and a live view. Early-stopping rules live in [`early_stop`] and run inside
-//! each trial's process.
+//! each trial's process. A trial's process claims it in the store itself, so two sweeps of one
+//! file never train a trial twice: the loser exits busy and this scheduler waits for the holder.
 
 mod devices;
 pub mod early_stop;
+mod exit;
 mod launcher;
 mod live;
-mod liveness;
 mod probe;
 mod slots;
 
 pub use devices::{discover, filter_visible, parse_devices, parse_nvidia_smi, Devices, Gpu};
-pub use early_stop::{judge, Evidence, Judge, Verdict};
+pub use early_stop::{judge, EpochGate, Evidence, Judge, Verdict};
+pub use exit::{classify, oom_kills, Exit, ExitContext};
 pub use launcher::{slot_device, Launch, Launcher, TrialCommand};
 pub use live::{clock, Board, Console, RunningRow, Silent, SweepView};
-pub use liveness::vitrun_alive;
 pub use probe::{largest, measure, used_by};
 pub use slots::{fit, layout, PerGpu, Slot};
 
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::config::DeviceSpec;
+use crate::contract::Status;
 use crate::plan::{Plan, PlannedTrial};
 use crate::track::{hostname, QueuedTrial, Store};
 
@@ -44,6 +45,8 @@ pub struct Sweep<'a> {
     pub slots: Vec<Slot>,
     /// Relaunches of a failed trial in this run (each resumes from its last checkpoint).
     pub max_retries: usize,
+    /// Which failure kinds are relaunched.
+    pub retry_on: Vec<Status>,
     pub launcher: &'a dyn Launcher,
     /// Set by Ctrl-C: stop launching, ask running trials to stop after their step.
     pub stop: Arc<AtomicBool>,
@@ -56,7 +59,7 @@ pub struct TrialResult {
     pub id: String,
     /// The swept values, `key=value …`.
     pub point: String,
-    pub status: String,
+    pub status: Status,
     pub best_top1: Option<f64>,
     pub epochs: Option<i64>,
     pub seconds: Option<f64>,
@@ -99,61 +102,8 @@ struct Active {
     slot: usize,
     child: Child,
     start_epoch: i64,
-}
-
-/// How a trial process ended, as the scheduler classifies it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Exit {
-    Finished,
-    Diverged,
-    Pruned,
-    /// Stopped by our Ctrl-C.
-    Interrupted,
-    Failed(String),
-}
-
-/// Classifies a trial process's exit; `recorded` is the error the trial itself stored, and
-/// `log_tail` the end of its log (for panics and out-of-memory).
-pub fn classify(
-    status: ExitStatus,
-    stopping: bool,
-    recorded: Option<&str>,
-    log_tail: &str,
-) -> Exit {
-    let oom = [
-        "out of memory",
-        "CUDA_ERROR_OUT_OF_MEMORY",
-        "memory allocation of",
-    ]
-    .iter()
-    .find_map(|needle| log_tail.lines().rev().find(|l| l.contains(needle)));
-    match (status.code(), status.signal()) {
-        (Some(0), _) => Exit::Finished,
-        (Some(3), _) => Exit::Diverged,
-        (Some(4), _) => Exit::Pruned,
-        (Some(130), _) if stopping => Exit::Interrupted,
-        (_, Some(signal)) => Exit::Failed(match (oom, signal) {
-            (Some(line), _) => format!("out of memory: {}", line.trim()),
-            (None, 9) => "killed by SIGKILL (the out-of-memory killer, or kill -9)".into(),
-            (None, s) => format!("killed by signal {s}"),
-        }),
-        (code, _) => {
-            let code = code.unwrap_or(-1);
-            let detail = oom
-                .map(|l| format!("out of memory: {}", l.trim()))
-                .or_else(|| recorded.map(str::to_string))
-                .or_else(|| {
-                    log_tail
-                        .lines()
-                        .rev()
-                        .find(|l| l.contains("panicked") || l.contains("error"))
-                        .map(|l| l.trim().to_string())
-                })
-                .unwrap_or_else(|| "no message; see its log.txt".into());
-            let what = if code == 101 { "panicked" } else { "exited" };
-            Exit::Failed(format!("{what} with code {code}: {detail}"))
-        }
-    }
+    /// The cgroup's OOM-kill count when the trial started.
+    oom_kills: Option<u64>,
 }
 
 fn log_path(t: &PlannedTrial) -> PathBuf {
@@ -170,11 +120,7 @@ fn tail(path: &PathBuf) -> String {
 }
 
 fn wants_gpu(t: &PlannedTrial, have_gpu: bool) -> bool {
-    match t.config.train.device.parse() {
-        Ok(DeviceSpec::Cuda(_) | DeviceSpec::TchCuda(_)) => true,
-        Ok(DeviceSpec::Cpu | DeviceSpec::TchCpu) => false,
-        _ => have_gpu,
-    }
+    t.config.train.device.is_gpu().unwrap_or(have_gpu)
 }
 
 fn spawn(plan: &Plan, launcher: &dyn Launcher, job: &Job, slot: &Slot) -> anyhow::Result<Child> {
@@ -242,238 +188,370 @@ pub fn queued(plan: &Plan) -> Vec<QueuedTrial> {
 
 /// Runs every trial of the plan that the store does not have done, and waits for them.
 pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
-    let started = Instant::now();
-    let plan = sweep.plan;
-    let Some(first) = plan.trials.first() else {
-        anyhow::bail!("the sweep has no trials");
-    };
-    let experiment = first.config.name.clone();
-    let mut store = Store::open(&sweep.store_path)?;
-    let queued = queued(plan);
-    store.register_sweep(
-        &plan.sweep,
-        &experiment,
-        &sweep.file.display().to_string(),
-        &queued,
-    )?;
-    let have_gpu = sweep.slots.iter().any(|s| s.gpu.is_some());
-    let have_cpu = sweep.slots.iter().any(|s| s.gpu.is_none());
-    if let Some(t) = plan
-        .trials
-        .iter()
-        .find(|t| (wants_gpu(t, have_gpu) && !have_gpu) || (!wants_gpu(t, have_gpu) && !have_cpu))
-    {
-        anyhow::bail!(
-            "trial {} asks for train.device = {:?} but the sweep has no such slot (slots: {}); set train.device or pass --devices",
-            t.id,
-            t.config.train.device,
-            sweep.slots.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", ")
-        );
+    Scheduler::new(sweep)?.run()
+}
+
+/// A sweep run in progress.
+struct Scheduler<'a> {
+    plan: &'a Plan,
+    slots: Vec<Slot>,
+    launcher: &'a dyn Launcher,
+    view: &'a mut dyn SweepView,
+    stop: Arc<AtomicBool>,
+    max_retries: usize,
+    retry_on: Vec<Status>,
+    store: Store,
+    have_gpu: bool,
+    queue: VecDeque<Job>,
+    /// Trials another live process holds; polled until they end.
+    external: Vec<usize>,
+    active: Vec<Active>,
+    busy: Vec<bool>,
+    tally: Tally,
+    launched: usize,
+    skipped: usize,
+    stopping: bool,
+}
+
+impl<'a> Scheduler<'a> {
+    /// Registers the plan in the store and sorts its trials into done, queued and held.
+    fn new(sweep: Sweep<'a>) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let plan = sweep.plan;
+        let Some(first) = plan.trials.first() else {
+            anyhow::bail!("the sweep has no trials");
+        };
+        let experiment = first.config.name.clone();
+        let mut store = Store::open(&sweep.store_path)?;
+        store.register_sweep(
+            &plan.sweep,
+            &experiment,
+            &sweep.file.display().to_string(),
+            &queued(plan),
+        )?;
+        let have_gpu = sweep.slots.iter().any(|s| s.gpu.is_some());
+        let have_cpu = sweep.slots.iter().any(|s| s.gpu.is_none());
+        if let Some(t) = plan.trials.iter().find(|t| {
+            let gpu = wants_gpu(t, have_gpu);
+            (gpu && !have_gpu) || (!gpu && !have_cpu)
+        }) {
+            anyhow::bail!(
+                "trial {} asks for train.device = \"{}\" but the sweep has no such slot (slots: {}); set train.device or pass --devices",
+                t.id,
+                t.config.train.device,
+                sweep.slots.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let logged = store.val_epochs(&experiment)?;
+        let busy = vec![false; sweep.slots.len()];
+        let mut scheduler = Scheduler {
+            plan,
+            slots: sweep.slots,
+            launcher: sweep.launcher,
+            view: sweep.view,
+            stop: sweep.stop,
+            max_retries: sweep.max_retries,
+            retry_on: sweep.retry_on,
+            store,
+            have_gpu,
+            queue: VecDeque::new(),
+            external: Vec::new(),
+            active: Vec::new(),
+            busy,
+            tally: Tally {
+                done: 0,
+                total: plan.trials.len(),
+                progressed: 0,
+                epochs_done: plan
+                    .trials
+                    .iter()
+                    .map(|t| logged.get(&t.id).copied().unwrap_or(0))
+                    .collect(),
+                started,
+            },
+            launched: 0,
+            skipped: 0,
+            stopping: false,
+        };
+        scheduler.triage(&experiment)?;
+        Ok(scheduler)
     }
-    let host = hostname();
-    let states = store.trial_states(&experiment)?;
-    let mut queue = VecDeque::new();
-    let mut external = Vec::new();
-    let mut skipped = 0;
-    let view = sweep.view;
-    for (index, t) in plan.trials.iter().enumerate() {
-        let state = states.get(&t.id);
-        match state.map(|s| s.status.as_str()) {
-            Some("finished" | "pruned" | "diverged") => skipped += 1,
-            Some("running") => {
-                let s = state.expect("matched");
-                let here = s.host.as_deref() == Some(host.as_str());
-                if here && s.pid.is_some_and(vitrun_alive) {
-                    view.note(&format!(
+
+    /// Sorts the planned trials by their state in the store.
+    fn triage(&mut self, experiment: &str) -> anyhow::Result<()> {
+        let host = hostname();
+        let states = self.store.trial_states(experiment)?;
+        for (index, t) in self.plan.trials.iter().enumerate() {
+            let Some(state) = states.get(&t.id) else {
+                self.queue.push_back(Job { index, attempt: 1 });
+                continue;
+            };
+            let here = state.host.as_deref() == Some(host.as_str());
+            match (state.status, state.effective()) {
+                (s, _) if s.is_done() => self.skipped += 1,
+                (Status::Running, Status::Running) if here => {
+                    self.view.note(&format!(
                         "trial {} is running in process {} already; waiting for it",
                         t.id,
-                        s.pid.unwrap_or(0)
+                        state.pid.unwrap_or(0)
                     ));
-                    external.push(index);
-                } else if here {
-                    let reason = format!(
-                        "stale: its process {} on {host} is gone; recovered by the sweep",
-                        s.pid.unwrap_or(0)
-                    );
-                    store.fail_unfinished(&t.id, &reason)?;
-                    view.note(&format!("trial {}: {reason}", t.id));
-                    queue.push_back(Job { index, attempt: 1 });
-                } else {
-                    view.note(&format!(
+                    self.external.push(index);
+                }
+                (Status::Running, Status::Running) => {
+                    self.view.note(&format!(
                         "trial {} is running on host {}; left to it",
                         t.id,
-                        s.host.as_deref().unwrap_or("?")
+                        state.host.as_deref().unwrap_or("?")
                     ));
-                    skipped += 1;
+                    self.skipped += 1;
                 }
+                (Status::Running, _) => {
+                    let reason = format!(
+                        "stale: its process {} on {host} is gone; recovered by the sweep",
+                        state.pid.unwrap_or(0)
+                    );
+                    self.store.mark_stale(&t.id, state.pid, &reason)?;
+                    self.view.note(&format!("trial {}: {reason}", t.id));
+                    self.queue.push_back(Job { index, attempt: 1 });
+                }
+                _ => self.queue.push_back(Job { index, attempt: 1 }),
             }
-            _ => queue.push_back(Job { index, attempt: 1 }),
         }
+        self.tally.done = self.skipped;
+        let slots: Vec<&str> = self.slots.iter().map(|s| s.label.as_str()).collect();
+        self.view.note(&format!(
+            "sweep {}: {} trials ({} already done, {} to run) on {} slots: {}",
+            self.plan.sweep,
+            self.plan.trials.len(),
+            self.skipped,
+            self.queue.len() + self.external.len(),
+            slots.len(),
+            slots.join(", ")
+        ));
+        Ok(())
     }
-    view.note(&format!(
-        "sweep {}: {} trials ({} already done, {} to run) on {} slots: {}",
-        plan.sweep,
-        plan.trials.len(),
-        skipped,
-        queue.len() + external.len(),
-        sweep.slots.len(),
-        sweep
-            .slots
-            .iter()
-            .map(|s| s.label.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    let logged = store.val_epochs(&experiment)?;
-    let mut tally = Tally {
-        done: skipped,
-        total: plan.trials.len(),
-        progressed: 0,
-        epochs_done: plan
-            .trials
-            .iter()
-            .map(|t| logged.get(&t.id).copied().unwrap_or(0))
-            .collect(),
-        started,
-    };
-    let mut active: Vec<Active> = Vec::new();
-    let mut busy = vec![false; sweep.slots.len()];
-    let mut launched = 0;
-    let mut stopping = false;
-    let mut last_view = Instant::now() - Duration::from_secs(10);
-    loop {
-        if !stopping && sweep.stop.load(Ordering::SeqCst) {
-            stopping = true;
-            view.note("stopping: running trials finish their step and checkpoint state (Ctrl-C again to abort)");
-            for a in &active {
+
+    /// Waits for every trial, launching, reaping and polling until none is left.
+    fn run(mut self) -> anyhow::Result<SweepReport> {
+        let mut last_view = Instant::now() - Duration::from_secs(10);
+        loop {
+            self.check_stop();
+            if !self.stopping {
+                self.launch()?;
+            }
+            self.reap()?;
+            let idle = self.active.is_empty() && self.queue.is_empty();
+            if last_view.elapsed() >= Duration::from_millis(500) || idle {
+                last_view = Instant::now();
+                self.poll()?;
+            }
+            if self.active.is_empty()
+                && (self.stopping || (self.queue.is_empty() && self.external.is_empty()))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.view.finish();
+        Ok(SweepReport {
+            results: results(&self.store, self.plan)?,
+            launched: self.launched,
+            skipped: self.skipped,
+            interrupted: self.stopping,
+            wall: self.tally.started.elapsed(),
+        })
+    }
+
+    fn check_stop(&mut self) {
+        if !self.stopping && self.stop.load(Ordering::SeqCst) {
+            self.stopping = true;
+            self.view.note("stopping: running trials finish their step and checkpoint state (Ctrl-C again to abort)");
+            for a in &self.active {
                 interrupt(&a.child);
             }
         }
-        if !stopping {
-            for (s, slot) in sweep.slots.iter().enumerate() {
-                if busy[s] {
+    }
+
+    /// Starts queued trials on free slots of the kind they need.
+    fn launch(&mut self) -> anyhow::Result<()> {
+        for s in 0..self.slots.len() {
+            if self.busy[s] {
+                continue;
+            }
+            let slot = &self.slots[s];
+            let fits = |j: &Job| {
+                wants_gpu(&self.plan.trials[j.index], self.have_gpu) == slot.gpu.is_some()
+            };
+            let Some(pos) = self.queue.iter().position(fits) else {
+                continue;
+            };
+            let job = self.queue.remove(pos).expect("position is in range");
+            let trial = &self.plan.trials[job.index];
+            if let Some(state) = self.store.trial_states_of(&trial.id)? {
+                if state.status.is_done() {
+                    self.tally.done += 1;
+                    self.view.note(&format!(
+                        "trial {} was {} by another process",
+                        trial.id, state.status
+                    ));
                     continue;
                 }
-                let fits =
-                    |j: &Job| wants_gpu(&plan.trials[j.index], have_gpu) == slot.gpu.is_some();
-                let Some(pos) = queue.iter().position(fits) else {
+                if state.effective() == Status::Running
+                    && state.host.as_deref() == Some(&hostname())
+                {
+                    self.view.note(&format!(
+                        "trial {} is running in process {}; waiting for it",
+                        trial.id,
+                        state.pid.unwrap_or(0)
+                    ));
+                    self.external.push(job.index);
                     continue;
-                };
-                let job = queue.remove(pos).expect("position is in range");
-                let trial = &plan.trials[job.index];
-                let start_epoch = tally.epochs_done[job.index];
-                let child = spawn(plan, sweep.launcher, &job, slot)?;
-                view.note(&format!(
-                    "start  {} on {} (attempt {}): {}",
-                    trial.id,
-                    slot.label,
-                    job.attempt,
-                    trial.describe()
-                ));
-                launched += 1;
-                busy[s] = true;
-                active.push(Active {
-                    job,
-                    slot: s,
-                    child,
-                    start_epoch,
-                });
+                }
             }
+            let start_epoch = self.tally.epochs_done[job.index];
+            let oom_kills = oom_kills();
+            let child = spawn(self.plan, self.launcher, &job, slot)?;
+            self.view.note(&format!(
+                "start  {} on {} (attempt {}): {}",
+                trial.id,
+                slot.label,
+                job.attempt,
+                trial.describe()
+            ));
+            self.launched += 1;
+            self.busy[s] = true;
+            self.active.push(Active {
+                job,
+                slot: s,
+                child,
+                start_epoch,
+                oom_kills,
+            });
         }
+        Ok(())
+    }
+
+    /// Collects exited trial processes: records what they could not, retries or counts them.
+    fn reap(&mut self) -> anyhow::Result<()> {
         let mut i = 0;
-        while i < active.len() {
-            let Some(status) = active[i].child.try_wait()? else {
+        while i < self.active.len() {
+            let Some(status) = self.active[i].child.try_wait()? else {
                 i += 1;
                 continue;
             };
-            let a = active.swap_remove(i);
-            busy[a.slot] = false;
-            let trial = &plan.trials[a.job.index];
-            let state = store.trial_states_of(&trial.id)?;
-            let now = store.latest_epoch(&trial.id)?.epoch;
-            tally.progressed += now - a.start_epoch;
-            tally.epochs_done[a.job.index] = now;
+            let a = self.active.swap_remove(i);
+            self.busy[a.slot] = false;
+            let trial = &self.plan.trials[a.job.index];
+            let state = self.store.trial_states_of(&trial.id)?;
+            let now = self.store.latest_epoch(&trial.id)?.epoch;
+            self.tally.progressed += now - a.start_epoch;
+            self.tally.epochs_done[a.job.index] = now;
+            let log_tail = tail(&log_path(trial));
             let exit = classify(
                 status,
-                stopping,
-                state.as_ref().and_then(|s| s.error.as_deref()),
-                &tail(&log_path(trial)),
+                &ExitContext {
+                    stopping: self.stopping,
+                    recorded: state.as_ref().and_then(|s| s.error.as_deref()),
+                    log_tail: &log_tail,
+                    oom_killed: matches!((a.oom_kills, oom_kills()), (Some(b), Some(n)) if n > b),
+                },
             );
-            match exit {
-                Exit::Failed(cause) => {
-                    store.fail_unfinished(&trial.id, &cause)?;
-                    if a.job.attempt <= sweep.max_retries && !stopping {
-                        let msg = format!(
-                            "attempt {} failed ({cause}); retrying from its last checkpoint",
-                            a.job.attempt
-                        );
-                        store.log_event(&trial.id, "retry", &msg)?;
-                        view.note(&format!("retry  {}: {msg}", trial.id));
-                        queue.push_front(Job {
-                            index: a.job.index,
-                            attempt: a.job.attempt + 1,
-                        });
-                    } else {
-                        tally.done += 1;
-                        view.note(&format!("failed {}: {cause}", trial.id));
-                    }
-                }
-                Exit::Interrupted => {
-                    view.note(&format!(
-                        "stopped {} (resume by running the sweep again)",
-                        trial.id
-                    ));
-                }
-                other => {
-                    tally.done += 1;
-                    view.note(&format!(
-                        "{:<6} {} ({}/{} done)",
-                        format!("{other:?}").to_lowercase(),
-                        trial.id,
-                        tally.done,
-                        tally.total
-                    ));
+            self.settle(a, exit)?;
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, a: Active, exit: Exit) -> anyhow::Result<()> {
+        let id = self.plan.trials[a.job.index].id.clone();
+        match exit {
+            Exit::Failed { kind, cause } => {
+                self.store
+                    .end_unfinished(&id, Some(a.child.id()), kind, &cause)?;
+                let retry = self.retry_on.contains(&kind)
+                    && a.job.attempt <= self.max_retries
+                    && !self.stopping;
+                if retry {
+                    let msg = format!(
+                        "attempt {} ended {kind} ({cause}); retrying from its last checkpoint",
+                        a.job.attempt
+                    );
+                    self.store.log_event(&id, "retry", &msg)?;
+                    self.view.note(&format!("retry  {id}: {msg}"));
+                    self.queue.push_front(Job {
+                        index: a.job.index,
+                        attempt: a.job.attempt + 1,
+                    });
+                } else {
+                    self.tally.done += 1;
+                    self.view.note(&format!("{kind} {id}: {cause}"));
                 }
             }
+            Exit::Busy => {
+                self.view.note(&format!(
+                    "trial {id} was claimed by another process; waiting for it"
+                ));
+                self.external.push(a.job.index);
+            }
+            Exit::Interrupted => {
+                self.view
+                    .note(&format!("stopped {id} (resume by running the sweep again)"));
+            }
+            other => {
+                self.tally.done += 1;
+                self.view.note(&format!(
+                    "{:<6} {id} ({}/{} done)",
+                    format!("{other:?}").to_lowercase(),
+                    self.tally.done,
+                    self.tally.total
+                ));
+            }
         }
-        if last_view.elapsed() >= Duration::from_millis(500)
-            || (active.is_empty() && queue.is_empty())
-        {
-            last_view = Instant::now();
-            external.retain(|&index| {
-                let id = &plan.trials[index].id;
-                match store.trial_states_of(id) {
-                    Ok(Some(s)) if s.status == "running" && s.pid.is_some_and(vitrun_alive) => true,
-                    Ok(Some(s)) if s.status == "running" => {
-                        let _ = store.fail_unfinished(id, "stale: its process ended without recording an end; recovered by the sweep");
-                        if let Ok(snap) = store.latest_epoch(id) {
-                            tally.epochs_done[index] = snap.epoch;
-                        }
-                        queue.push_back(Job { index, attempt: 1 });
-                        false
-                    }
-                    _ => {
-                        tally.done += 1;
-                        false
-                    }
-                }
-            });
-            let board = board(&store, plan, &active, &queue, &sweep.slots, &tally)?;
-            view.update(&board);
-        }
-        if active.is_empty() && (stopping || (queue.is_empty() && external.is_empty())) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        Ok(())
     }
-    view.finish();
-    Ok(SweepReport {
-        results: results(&store, plan)?,
-        launched,
-        skipped,
-        interrupted: stopping,
-        wall: started.elapsed(),
-    })
+
+    /// Follows trials other processes hold, and redraws the live view.
+    fn poll(&mut self) -> anyhow::Result<()> {
+        let mut still = Vec::new();
+        for index in std::mem::take(&mut self.external) {
+            let id = self.plan.trials[index].id.clone();
+            let Some(state) = self.store.trial_states_of(&id)? else {
+                continue;
+            };
+            let here = state.host.as_deref() == Some(hostname().as_str());
+            match (state.status, state.effective()) {
+                (Status::Running, Status::Running) if here => still.push(index),
+                (Status::Running, Status::Running) => {
+                    self.tally.done += 1;
+                    self.view.note(&format!(
+                        "trial {id} is running on host {}; left to it",
+                        state.host.as_deref().unwrap_or("?")
+                    ));
+                }
+                (Status::Running, _) => {
+                    self.store.mark_stale(
+                        &id,
+                        state.pid,
+                        "stale: its process ended without recording an end; recovered by the sweep",
+                    )?;
+                    self.tally.epochs_done[index] = self.store.latest_epoch(&id)?.epoch;
+                    self.queue.push_back(Job { index, attempt: 1 });
+                }
+                (Status::Queued, _) => self.queue.push_back(Job { index, attempt: 1 }),
+                _ => self.tally.done += 1,
+            }
+        }
+        self.external = still;
+        let board = board(
+            &self.store,
+            self.plan,
+            &self.active,
+            &self.queue,
+            &self.slots,
+            &self.tally,
+        )?;
+        self.view.update(&board);
+        Ok(())
+    }
 }
 
 fn board(
@@ -533,9 +611,7 @@ fn results(store: &Store, plan: &Plan) -> anyhow::Result<Vec<TrialResult>> {
             TrialResult {
                 id: t.id.clone(),
                 point: t.describe(),
-                status: s
-                    .map(|s| s.status.clone())
-                    .unwrap_or_else(|| "queued".into()),
+                status: s.map_or(Status::Queued, |s| s.status),
                 best_top1: s.and_then(|s| s.best_top1),
                 epochs: s.and_then(|s| s.epochs),
                 seconds: s

@@ -1,50 +1,47 @@
 //! The SQLite run store: trials, their params, metrics, artifacts and events.
 //! WAL mode, a busy timeout, short `BEGIN IMMEDIATE` transactions, batched idempotent writes.
+//! Every write first checks that the file is still the one that was opened, so a store deleted
+//! or replaced under a running trial fails the trial instead of writing into the void.
 
+mod liveness;
 mod reports;
 mod schema;
 mod sweeps;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+use crate::contract::Metric;
+pub use crate::contract::Status;
+pub use liveness::{effective_status, vitrun_alive};
 pub use schema::MIGRATIONS;
 pub use sweeps::{EpochSnapshot, QueuedTrial, TrialState};
 
 /// A store error names the database file.
 #[derive(Debug, thiserror::Error)]
-#[error("run store {path}: {source}")]
-pub struct StoreError {
-    path: PathBuf,
-    #[source]
-    source: rusqlite::Error,
+pub enum StoreError {
+    #[error("run store {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("run store {path} was deleted or replaced while this process had it open, so what it records now would be lost; leave the runs folder in place while trials run")]
+    Replaced { path: PathBuf },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-/// A trial's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Queued,
-    Running,
-    Finished,
-    Failed,
-    Diverged,
-    Pruned,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Finished => "finished",
-            Status::Failed => "failed",
-            Status::Diverged => "diverged",
-            Status::Pruned => "pruned",
-        }
+impl FromSql for Status {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
     }
 }
 
@@ -71,12 +68,36 @@ pub struct TrialStart {
     pub device: String,
 }
 
+/// The answer to [`Store::claim_trial`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This process now holds the trial (attempt number in the row).
+    Taken { attempt: i64 },
+    /// Another process holds it.
+    Held {
+        pid: i64,
+        host: String,
+        since: Option<String>,
+    },
+    /// It already reached an end a re-run would not change (only when asked to skip those).
+    Done(Status),
+}
+
+/// The row fields a claim is decided on.
+struct Holder {
+    status: Status,
+    pid: Option<i64>,
+    host: Option<String>,
+    since: Option<String>,
+}
+
 /// A trial as `vitrun ls` shows it.
 #[derive(Debug, Clone)]
 pub struct TrialSummary {
     pub id: String,
     pub experiment: String,
-    pub status: String,
+    /// As stored, except that a `running` row whose process is gone reads `stale`.
+    pub status: Status,
     pub attempts: i64,
     pub device: Option<String>,
     pub started_at: Option<String>,
@@ -100,39 +121,87 @@ fn now() -> String {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// (device, inode) of the file when it was opened.
+    identity: (u64, u64),
+}
+
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sql {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn identity_of(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Store {
     /// Opens (creating and migrating as needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
-        let wrap = |source| StoreError {
-            path: path.to_path_buf(),
-            source,
-        };
+        let wrap = sql_error(path);
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path).map_err(wrap)?;
-        conn.busy_timeout(Duration::from_secs(60)).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(wrap)?;
+        let conn = Connection::open(path).map_err(&wrap)?;
+        conn.busy_timeout(Duration::from_secs(60)).map_err(&wrap)?;
+        // Switching a new file to WAL can answer SQLITE_BUSY without waiting on the busy
+        // handler when another process opens it at the same moment.
+        retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(&wrap)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(wrap)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(wrap)?;
+            .map_err(&wrap)?;
+        let identity = identity_of(path).ok_or_else(|| StoreError::Replaced {
+            path: path.to_path_buf(),
+        })?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            identity,
         };
-        store.migrate()?;
+        retry_busy(|| store.migrate()).map_err(&wrap)?;
+        store
+            .conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(&wrap)?;
         Ok(store)
     }
 
     fn wrap(&self, source: rusqlite::Error) -> StoreError {
-        StoreError {
+        StoreError::Sql {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// Fails when the file at the store's path is no longer the one this process opened.
+    pub fn check_identity(&self) -> Result<()> {
+        if identity_of(&self.path) == Some(self.identity) {
+            Ok(())
+        } else {
+            Err(StoreError::Replaced {
+                path: self.path.clone(),
+            })
+        }
+    }
+
+    /// A write transaction (`BEGIN IMMEDIATE`) on the file this process opened.
+    fn begin(&mut self) -> Result<Transaction<'_>> {
+        self.check_identity()?;
+        let path = self.path.clone();
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sql_error(&path)(e))
+    }
+
+    /// One write statement, after the identity check.
+    fn write(&self, sql: &str, args: impl rusqlite::Params) -> Result<usize> {
+        self.check_identity()?;
+        self.conn.execute(sql, args).map_err(|e| self.wrap(e))
+    }
+
+    /// The path this store was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The schema version (`PRAGMA user_version`).
@@ -143,42 +212,69 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError {
-            path: path.clone(),
-            source,
-        };
+    /// Brings the schema to the newest version in one `BEGIN IMMEDIATE` transaction.
+    fn migrate(&mut self) -> rusqlite::Result<()> {
         let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(wrap)?;
-        let current: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(wrap)?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            tx.execute_batch(sql).map_err(wrap)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(wrap)?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
-        tx.commit().map_err(wrap)
+        tx.commit()
     }
 
-    /// Records a trial as running (a new attempt), with its config, params and provenance.
-    pub fn start_trial(&mut self, t: &TrialStart) -> Result<()> {
+    /// Claims a trial for this process in one `BEGIN IMMEDIATE` transaction: records it as
+    /// running (a new attempt) with its config, params, pid, host and provenance, unless a
+    /// live process already holds it, or (with `skip_done`, as a sweep's trials do) it is
+    /// already finished, pruned or diverged. A claim by a dead process on this host is taken
+    /// over as stale; one by another host is taken over only with `force`.
+    pub fn claim_trial(&mut self, t: &TrialStart, force: bool, skip_done: bool) -> Result<Claim> {
         let git = git_commit();
         let host = hostname();
         let path = self.path.clone();
-        let wrap = |source| StoreError {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(wrap)?;
+        let wrap = sql_error(&path);
+        let tx = self.begin()?;
+        let holder = tx
+            .query_row(
+                "SELECT status, pid, host, started_at FROM trials WHERE id = ?1",
+                [&t.id],
+                |r| {
+                    Ok(Holder {
+                        status: r.get(0)?,
+                        pid: r.get(1)?,
+                        host: r.get(2)?,
+                        since: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(&wrap)?;
+        if let Some(done) = holder
+            .as_ref()
+            .map(|h| h.status)
+            .filter(|s| skip_done && s.is_done())
+        {
+            return Ok(Claim::Done(done));
+        }
+        if let Some(h) = holder.filter(|h| h.status == Status::Running) {
+            let theirs = h.host.unwrap_or_default();
+            let live = if theirs == host {
+                h.pid.is_some_and(vitrun_alive)
+            } else {
+                !force
+            };
+            if live {
+                return Ok(Claim::Held {
+                    pid: h.pid.unwrap_or(0),
+                    host: theirs,
+                    since: h.since,
+                });
+            }
+        }
         let time = now();
-        upsert_experiment(&tx, &t.experiment, &t.file, &time).map_err(wrap)?;
+        upsert_experiment(&tx, &t.experiment, &t.file, &time).map_err(&wrap)?;
         tx.execute(
             "INSERT INTO trials(id, experiment, config, seed, status, attempts, device, host, pid,
                                 git_commit, vitrun_version, burn_version, created_at, started_at)
@@ -202,37 +298,35 @@ impl Store {
                 time
             ],
         )
-        .map_err(wrap)?;
+        .map_err(&wrap)?;
         {
             let mut stmt = tx
                 .prepare("INSERT OR REPLACE INTO params(trial, key, value) VALUES (?1, ?2, ?3)")
-                .map_err(wrap)?;
+                .map_err(&wrap)?;
             for (k, v) in &t.params {
-                stmt.execute(params![t.id, k, v]).map_err(wrap)?;
+                stmt.execute(params![t.id, k, v]).map_err(&wrap)?;
             }
         }
-        tx.commit().map_err(wrap)
+        let attempt: i64 = tx
+            .query_row("SELECT attempts FROM trials WHERE id = ?1", [&t.id], |r| {
+                r.get(0)
+            })
+            .map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(Claim::Taken { attempt })
     }
 
     /// Deletes a trial's metrics (a fresh, non-resumed run of the same trial).
     pub fn clear_metrics(&mut self, trial: &str) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM metrics WHERE trial = ?1", [trial])
+        self.write("DELETE FROM metrics WHERE trial = ?1", [trial])
             .map(|_| ())
-            .map_err(|e| self.wrap(e))
     }
 
     /// Writes metric rows in one transaction; the same (trial, split, name, step) replaces.
     pub fn log_metrics(&mut self, trial: &str, rows: &[MetricRow]) -> Result<()> {
         let path = self.path.clone();
-        let wrap = |source| StoreError {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(wrap)?;
+        let wrap = sql_error(&path);
+        let tx = self.begin()?;
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -241,7 +335,7 @@ impl Store {
                      ON CONFLICT(trial, split, name, step) DO UPDATE SET
                         epoch = excluded.epoch, value = excluded.value, wall_time = excluded.wall_time",
                 )
-                .map_err(wrap)?;
+                .map_err(&wrap)?;
             for r in rows {
                 stmt.execute(params![
                     trial,
@@ -252,49 +346,56 @@ impl Store {
                     r.value,
                     r.wall_time
                 ])
-                .map_err(wrap)?;
+                .map_err(&wrap)?;
             }
         }
-        tx.commit().map_err(wrap)
+        tx.commit().map_err(&wrap)
     }
 
     /// Sets a trial's final (or current) status, with an error message for failures.
     pub fn set_status(&mut self, trial: &str, status: Status, error: Option<&str>) -> Result<()> {
         let ended = (status != Status::Running && status != Status::Queued).then(now);
-        self.conn
-            .execute(
-                "UPDATE trials SET status = ?2, error = ?3, ended_at = ?4 WHERE id = ?1",
-                params![trial, status.as_str(), error, ended],
-            )
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.write(
+            "UPDATE trials SET status = ?2, error = ?3, ended_at = ?4 WHERE id = ?1",
+            params![trial, status.as_str(), error, ended],
+        )
+        .map(|_| ())
     }
 
     /// Records a file a trial produced.
     pub fn add_artifact(&mut self, trial: &str, kind: &str, path: &Path) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO artifacts(trial, kind, path, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(trial, kind, path) DO UPDATE SET created_at = excluded.created_at",
-                params![trial, kind, path.display().to_string(), now()],
-            )
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.write(
+            "INSERT INTO artifacts(trial, kind, path, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(trial, kind, path) DO UPDATE SET created_at = excluded.created_at",
+            params![trial, kind, path.display().to_string(), now()],
+        )
+        .map(|_| ())
     }
 
     /// Appends a free-text event (skipped files, divergence, interruption, …).
     pub fn log_event(&mut self, trial: &str, kind: &str, message: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO events(trial, time, kind, message) VALUES (?1, ?2, ?3, ?4)",
-                params![trial, now(), kind, message],
-            )
-            .map(|_| ())
+        self.write(
+            "INSERT INTO events(trial, time, kind, message) VALUES (?1, ?2, ?3, ?4)",
+            params![trial, now(), kind, message],
+        )
+        .map(|_| ())
+    }
+
+    /// A trial's events of one kind, oldest first.
+    pub fn events(&self, trial: &str, kind: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT message FROM events WHERE trial = ?1 AND kind = ?2 ORDER BY rowid")
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([trial, kind], |r| r.get(0))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.wrap(e))
     }
 
-    /// A trial's status, if the store has it.
-    pub fn status(&self, trial: &str) -> Result<Option<String>> {
+    /// A trial's status as stored, if the store has it.
+    pub fn status(&self, trial: &str) -> Result<Option<Status>> {
         self.conn
             .query_row("SELECT status FROM trials WHERE id = ?1", [trial], |r| {
                 r.get(0)
@@ -330,35 +431,41 @@ impl Store {
 
     /// Trials with their best val top-1, newest first (optionally of one experiment).
     pub fn trials(&self, experiment: Option<&str>) -> Result<Vec<TrialSummary>> {
+        let (top1, loss) = (Metric::VAL_TOP1, Metric::VAL_LOSS);
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT t.id, t.experiment, t.status, t.attempts, t.device, t.started_at, t.ended_at,
-                    (SELECT MAX(value) FROM metrics m WHERE m.trial = t.id AND m.split = 'val' AND m.name = 'top1'),
-                    (SELECT value FROM metrics m WHERE m.trial = t.id AND m.split = 'val' AND m.name = 'loss'
+                    (SELECT MAX(value) FROM metrics m WHERE m.trial = t.id AND m.split = ?2 AND m.name = ?3),
+                    (SELECT value FROM metrics m WHERE m.trial = t.id AND m.split = ?4 AND m.name = ?5
                         ORDER BY step DESC LIMIT 1),
-                    (SELECT MAX(epoch) FROM metrics m WHERE m.trial = t.id AND m.split = 'val'),
-                    t.error
+                    (SELECT MAX(epoch) FROM metrics m WHERE m.trial = t.id AND m.split = ?2),
+                    t.error, t.pid, t.host
                  FROM trials t WHERE (?1 IS NULL OR t.experiment = ?1)
                  ORDER BY t.started_at DESC",
             )
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
-            .query_map([experiment], |r| {
-                Ok(TrialSummary {
-                    id: r.get(0)?,
-                    experiment: r.get(1)?,
-                    status: r.get(2)?,
-                    attempts: r.get(3)?,
-                    device: r.get(4)?,
-                    started_at: r.get(5)?,
-                    ended_at: r.get(6)?,
-                    best_top1: r.get(7)?,
-                    last_val_loss: r.get(8)?,
-                    epochs: r.get(9)?,
-                    error: r.get(10)?,
-                })
-            })
+            .query_map(
+                params![experiment, top1.split, top1.name, loss.split, loss.name],
+                |r| {
+                    let pid: Option<i64> = r.get(11)?;
+                    let host: Option<String> = r.get(12)?;
+                    Ok(TrialSummary {
+                        id: r.get(0)?,
+                        experiment: r.get(1)?,
+                        status: effective_status(r.get(2)?, pid, host.as_deref()),
+                        attempts: r.get(3)?,
+                        device: r.get(4)?,
+                        started_at: r.get(5)?,
+                        ended_at: r.get(6)?,
+                        best_top1: r.get(7)?,
+                        last_val_loss: r.get(8)?,
+                        epochs: r.get(9)?,
+                        error: r.get(10)?,
+                    })
+                },
+            )
             .map_err(|e| self.wrap(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.wrap(e))
@@ -369,6 +476,24 @@ impl Store {
         self.conn
             .query_row(sql, [trial], |r| r.get(0))
             .map_err(|e| self.wrap(e))
+    }
+}
+
+/// Runs `op` again while SQLite answers busy or locked, for up to a minute.
+fn retry_busy<T>(mut op: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        match op() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && started.elapsed() < Duration::from_secs(60) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -403,4 +528,43 @@ pub fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_accepts_every_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let start = TrialStart {
+            id: "t".into(),
+            experiment: "e".into(),
+            file: "f".into(),
+            config_json: "{}".into(),
+            seed: 0,
+            params: vec![],
+            device: "cpu".into(),
+        };
+        assert_eq!(
+            store.claim_trial(&start, false, false).unwrap(),
+            Claim::Taken { attempt: 1 }
+        );
+        for s in Status::ALL {
+            store.set_status("t", s, None).unwrap();
+            assert_eq!(store.status("t").unwrap(), Some(s));
+        }
+    }
+
+    #[test]
+    fn a_replaced_store_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        store.clear_metrics("t").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let err = store.clear_metrics("t").unwrap_err();
+        assert!(matches!(err, StoreError::Replaced { .. }), "{err}");
+    }
 }

@@ -1,7 +1,8 @@
 //! The run store's schema, versioned in `PRAGMA user_version` with forward migrations.
 
 /// Migrations in order; migration `i` brings the store from version `i` to `i + 1`.
-pub const MIGRATIONS: [&str; 1] = [r#"
+pub const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE experiments (
     name        TEXT PRIMARY KEY,
     file        TEXT,
@@ -61,4 +62,33 @@ CREATE TABLE events (
     kind     TEXT NOT NULL,
     message  TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: failure kinds (crashed, oom, interrupted, stale) in the status check. SQLite cannot
+    // alter a CHECK, so the table is rebuilt (foreign keys are off while migrations run).
+    r#"
+CREATE TABLE trials_v2 (
+    id              TEXT PRIMARY KEY,
+    experiment      TEXT NOT NULL REFERENCES experiments(name),
+    config          TEXT NOT NULL,
+    seed            INTEGER NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN
+                        ('queued','running','finished','failed','crashed','oom','diverged',
+                         'interrupted','stale','pruned')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    device          TEXT,
+    host            TEXT,
+    pid             INTEGER,
+    git_commit      TEXT,
+    vitrun_version  TEXT,
+    burn_version    TEXT,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    ended_at        TEXT,
+    error           TEXT
+);
+INSERT INTO trials_v2 SELECT * FROM trials;
+DROP TABLE trials;
+ALTER TABLE trials_v2 RENAME TO trials;
+CREATE INDEX trials_by_experiment ON trials(experiment);
+"#,
+];

@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 
-use super::{now, upsert_experiment, Result, Status, Store, StoreError};
+use super::{now, sql_error, upsert_experiment, Result, Status, Store};
+use crate::contract::Metric;
 
 /// A planned trial as the store first records it.
 #[derive(Debug, Clone)]
@@ -18,13 +19,21 @@ pub struct QueuedTrial {
 /// What the store knows of a trial's current state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrialState {
-    pub status: String,
+    /// As stored (see [`TrialState::effective`] for stale detection).
+    pub status: Status,
     pub attempts: i64,
     pub pid: Option<i64>,
     pub host: Option<String>,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub error: Option<String>,
+}
+
+impl TrialState {
+    /// The status with a dead local process's `running` read as `stale`.
+    pub fn effective(&self) -> Status {
+        super::effective_status(self.status, self.pid, self.host.as_deref())
+    }
 }
 
 /// The newest epoch a trial has logged, for the live view.
@@ -62,26 +71,20 @@ impl Store {
         trials: &[QueuedTrial],
     ) -> Result<()> {
         let path = self.path.clone();
-        let wrap = |source| StoreError {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(wrap)?;
+        let wrap = sql_error(&path);
+        let tx = self.begin()?;
         let time = now();
-        upsert_experiment(&tx, experiment, file, &time).map_err(wrap)?;
+        upsert_experiment(&tx, experiment, file, &time).map_err(&wrap)?;
         {
             let mut trial = tx
                 .prepare(
                     "INSERT INTO trials(id, experiment, config, seed, status, attempts, created_at)
                      VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5) ON CONFLICT(id) DO NOTHING",
                 )
-                .map_err(wrap)?;
+                .map_err(&wrap)?;
             let mut member = tx
                 .prepare("INSERT OR IGNORE INTO sweep_trials(sweep, trial) VALUES (?1, ?2)")
-                .map_err(wrap)?;
+                .map_err(&wrap)?;
             for t in trials {
                 trial
                     .execute(params![
@@ -91,11 +94,11 @@ impl Store {
                         t.seed as i64,
                         time
                     ])
-                    .map_err(wrap)?;
-                member.execute(params![sweep, t.id]).map_err(wrap)?;
+                    .map_err(&wrap)?;
+                member.execute(params![sweep, t.id]).map_err(&wrap)?;
             }
         }
-        tx.commit().map_err(wrap)
+        tx.commit().map_err(&wrap)
     }
 
     /// The state of every trial of an experiment, by id.
@@ -133,29 +136,48 @@ impl Store {
             .conn
             .prepare(
                 "SELECT m.trial, MAX(m.epoch) FROM metrics m JOIN trials t ON t.id = m.trial
-                 WHERE t.experiment = ?1 AND m.split = 'val' GROUP BY m.trial",
+                 WHERE t.experiment = ?1 AND m.split = ?2 GROUP BY m.trial",
             )
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
-            .query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([experiment, Metric::VAL_TOP1.split], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(|e| self.wrap(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.wrap(e))
     }
 
-    /// Marks a trial failed with `reason` and records why, unless it already reached an end
-    /// (its own process may have recorded one first). Returns whether the row changed.
-    pub fn fail_unfinished(&mut self, trial: &str, reason: &str) -> Result<bool> {
-        let changed = self
-            .conn
-            .execute(
-                "UPDATE trials SET status = 'failed', error = ?2, ended_at = ?3
-                 WHERE id = ?1 AND status IN ('running', 'queued')",
-                params![trial, reason, now()],
-            )
-            .map_err(|e| self.wrap(e))?;
+    /// Ends a trial that its own process left unended: sets `status` and records why, if the
+    /// row is still queued, or running under `pid` (a row another process has claimed since
+    /// is left alone). Returns whether the row changed.
+    pub fn end_unfinished(
+        &mut self,
+        trial: &str,
+        pid: Option<u32>,
+        status: Status,
+        reason: &str,
+    ) -> Result<bool> {
+        let changed = self.write(
+            "UPDATE trials SET status = ?2, error = ?3, ended_at = ?4
+             WHERE id = ?1 AND (status = 'queued' OR (status = 'running' AND pid IS ?5))",
+            params![trial, status.as_str(), reason, now(), pid.map(i64::from)],
+        )?;
         if changed > 0 {
-            self.log_event(trial, "failed", reason)?;
+            self.log_event(trial, status.as_str(), reason)?;
+        }
+        Ok(changed > 0)
+    }
+
+    /// Marks a `running` row whose process `pid` is gone as `stale`. Returns whether it changed.
+    pub fn mark_stale(&mut self, trial: &str, pid: Option<i64>, reason: &str) -> Result<bool> {
+        let changed = self.write(
+            "UPDATE trials SET status = 'stale', error = ?2, ended_at = ?3
+             WHERE id = ?1 AND status = 'running' AND pid IS ?4",
+            params![trial, reason, now(), pid],
+        )?;
+        if changed > 0 {
+            self.log_event(trial, "stale", reason)?;
         }
         Ok(changed > 0)
     }
@@ -216,20 +238,20 @@ impl Store {
         let epoch: Option<i64> = self
             .conn
             .query_row(
-                "SELECT MAX(epoch) FROM metrics WHERE trial = ?1 AND split = 'val'",
-                [trial],
+                "SELECT MAX(epoch) FROM metrics WHERE trial = ?1 AND split = ?2",
+                [trial, Metric::VAL_TOP1.split],
                 |r| r.get(0),
             )
             .map_err(|e| self.wrap(e))?;
         let Some(epoch) = epoch else {
             return Ok(EpochSnapshot::default());
         };
-        let value = |split: &str, name: &str| -> Result<Option<f64>> {
+        let value = |m: Metric| -> Result<Option<f64>> {
             self.conn
                 .query_row(
                     "SELECT value FROM metrics WHERE trial = ?1 AND split = ?2 AND name = ?3
                      AND epoch = ?4 ORDER BY step DESC LIMIT 1",
-                    params![trial, split, name, epoch],
+                    params![trial, m.split, m.name, epoch],
                     |r| r.get(0),
                 )
                 .optional()
@@ -237,9 +259,9 @@ impl Store {
         };
         Ok(EpochSnapshot {
             epoch,
-            val_top1: value("val", "top1")?,
-            val_loss: value("val", "loss")?,
-            images_per_sec: value("train", "images_per_sec")?,
+            val_top1: value(Metric::VAL_TOP1)?,
+            val_loss: value(Metric::VAL_LOSS)?,
+            images_per_sec: value(Metric::TRAIN_IMAGES_PER_SEC)?,
         })
     }
 }

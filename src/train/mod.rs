@@ -10,5 +10,5 @@ mod trial;
 
 pub use probe::probe;
 pub use trial::{
-    evaluate, num_cpus, run_trial, EpochGate, EpochSummary, Observer, Outcome, TrialRun,
+    evaluate, run_trial, EpochGate, EpochSummary, Evaluation, Observer, Outcome, TrialRun,
 };

@@ -220,22 +220,77 @@ impl<B: Backend> Optimizer<B> {
         out
     }
 
-    /// Restores state written by [`Optimizer::state_dict`] after `steps` steps.
-    pub fn load_state_dict(&mut self, sd: &StateDict, steps: u64, device: &B::Device) {
-        self.steps = steps;
-        self.state.clear();
+    /// Restores state written by [`Optimizer::state_dict`] after `steps` steps. Every entry
+    /// must name a parameter of `sizes` (path → element count) with a matching size and a
+    /// slot the optimizer uses; otherwise nothing is restored and the error says which entry.
+    pub fn load_state_dict(
+        &mut self,
+        sd: &StateDict,
+        steps: u64,
+        sizes: &BTreeMap<String, usize>,
+        device: &B::Device,
+    ) -> Result<(), String> {
+        let slots = match self.config.name {
+            OptimizerKind::Adamw => 2,
+            OptimizerKind::Sgd => 1,
+        };
+        let mut state: BTreeMap<String, Vec<Option<Tensor<B, 1>>>> = BTreeMap::new();
         for (key, t) in sd {
-            let Some((path, slot)) = key.rsplit_once('#') else {
-                continue;
-            };
-            let slot: usize = slot.parse().unwrap_or(0);
+            let (path, slot) = key
+                .rsplit_once('#')
+                .and_then(|(p, s)| Some((p, s.parse::<usize>().ok()?)))
+                .ok_or_else(|| format!("`{key}` is not a `<parameter>#<slot>` entry"))?;
+            let expected = sizes
+                .get(path)
+                .ok_or_else(|| format!("`{key}` names no parameter of this model"))?;
+            if t.data.len() != *expected || slot >= slots {
+                return Err(format!(
+                    "`{key}` holds {} values for slot {slot}, but parameter {path} has {expected} values and {slots} slot(s) in this optimizer",
+                    t.data.len()
+                ));
+            }
             let tensor =
                 Tensor::<B, 1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device);
-            let slots = self.state.entry(path.to_string()).or_default();
-            if slots.len() <= slot {
-                slots.resize(slot + 1, tensor.clone());
-            }
-            slots[slot] = tensor;
+            let entry = state.entry(path.to_string()).or_default();
+            entry.resize(slots, None);
+            entry[slot] = Some(tensor);
         }
+        let mut restored = BTreeMap::new();
+        for (path, entry) in state {
+            let full: Option<Vec<_>> = entry.into_iter().collect();
+            let full = full.ok_or_else(|| format!("parameter {path} is missing a slot"))?;
+            restored.insert(path, full);
+        }
+        self.state = restored;
+        self.steps = steps;
+        Ok(())
     }
+}
+
+struct SizeVisitor {
+    names: Vec<String>,
+    sizes: BTreeMap<String, usize>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for SizeVisitor {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.names.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.names.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let n = param.val().dims().iter().product();
+        self.sizes.insert(path_of(&self.names), n);
+    }
+}
+
+/// Every float parameter's path (as the optimizer names it) and element count.
+pub fn param_sizes<B: Backend, M: burn::module::Module<B>>(model: &M) -> BTreeMap<String, usize> {
+    let mut v = SizeVisitor {
+        names: Vec::new(),
+        sizes: BTreeMap::new(),
+    };
+    model.visit(&mut v);
+    v.sizes
 }

@@ -1,4 +1,6 @@
-//! One trial: build the model, train epoch by epoch, evaluate, log, checkpoint, resume.
+//! One trial: build the model, restore a checkpoint, then per epoch train → evaluate →
+//! commit (metrics before the checkpoint that claims them) → ask the gate; finally record the
+//! end. Each step is its own function of [`Trial`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,12 +13,14 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::checkpoint::{self, Progress};
 use super::loss::{cross_entropy, top_k_correct};
-use super::optim::Optimizer;
+use super::optim::{param_sizes, Optimizer};
 use super::schedule::LrSchedule;
-use crate::config::{CheckpointPolicy, Config};
-use crate::data::{self, Batch, EpochLoader, LoaderSpec, Pipeline};
+use crate::config::{available_cores, CheckpointPolicy, Config};
+use crate::contract::{Metric, Status, TrialExit};
+use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Pipeline};
 use crate::model::{apply_state_dict, state_dict, Vit, VitSpec};
-use crate::track::{MetricRow, Status, Store};
+pub use crate::schedule::EpochGate;
+use crate::track::{MetricRow, Store};
 
 /// What the trial reports while it runs (progress bars, plain log lines).
 pub trait Observer {
@@ -44,7 +48,8 @@ pub struct EpochSummary {
 pub enum Outcome {
     Finished {
         best_top1: f64,
-        last: EpochSummary,
+        /// The last epoch this process trained (`None` when resuming found nothing left).
+        last: Option<EpochSummary>,
     },
     Diverged {
         epoch: usize,
@@ -60,16 +65,26 @@ pub enum Outcome {
     },
 }
 
-/// Decides after each epoch (metrics and checkpoint committed) whether the trial goes on.
-/// Sweeps plug their early-stopping rule in here.
-pub trait EpochGate {
-    /// `Some(reason)` stops the trial as pruned; the gate records its decisions in the store.
-    fn after_epoch(
-        &mut self,
-        store: &mut Store,
-        trial: &str,
-        epoch: usize,
-    ) -> anyhow::Result<Option<String>>;
+impl Outcome {
+    /// The process exit this outcome is reported with.
+    pub fn exit(&self) -> TrialExit {
+        match self {
+            Outcome::Finished { .. } => TrialExit::Finished,
+            Outcome::Diverged { .. } => TrialExit::Diverged,
+            Outcome::Interrupted { .. } => TrialExit::Interrupted,
+            Outcome::Pruned { .. } => TrialExit::Pruned,
+        }
+    }
+
+    /// The status this outcome is stored as.
+    pub fn status(&self) -> Status {
+        match self {
+            Outcome::Finished { .. } => Status::Finished,
+            Outcome::Diverged { .. } => Status::Diverged,
+            Outcome::Interrupted { .. } => Status::Interrupted,
+            Outcome::Pruned { .. } => Status::Pruned,
+        }
+    }
 }
 
 /// Everything a trial needs besides its backend.
@@ -81,7 +96,9 @@ pub struct TrialRun<'a> {
     pub store: &'a mut Store,
     /// Continue from `last/` when present.
     pub resume: bool,
-    /// Set by Ctrl-C: the trial stops after the current step.
+    /// Resume even when the optimizer state is missing (with a fresh one, recorded as an event).
+    pub force: bool,
+    /// Set by Ctrl-C or SIGTERM: the trial stops after the current step.
     pub stop: Arc<AtomicBool>,
     pub observer: &'a mut dyn Observer,
     /// Early stopping, when the trial is part of a sweep that has a rule.
@@ -112,261 +129,10 @@ fn wall() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Runs the trial to the end (or divergence, or Ctrl-C) on backend `B`.
-pub fn run_trial<B: AutodiffBackend>(
-    run: TrialRun<'_>,
-    device: B::Device,
-) -> anyhow::Result<Outcome> {
-    let TrialRun {
-        config,
-        trial_id,
-        dir,
-        store,
-        resume,
-        stop,
-        observer,
-        mut gate,
-    } = run;
-    let splits = data::open(config)?;
-    observer.message(&format!(
-        "data: {} ({} train / {} val images, {} classes)",
-        splits.source,
-        splits.train.len(),
-        splits.val.len(),
-        splits.classes.len()
-    ));
-    let spec = VitSpec::from_config(config, splits.classes.len());
-    B::seed(&device, config.seed);
-    let mut model: Vit<B> = spec.init(&device);
-    let mut optimizer = Optimizer::<B::InnerBackend>::new(&config.optimizer);
-    let mut progress = Progress {
-        epoch: 0,
-        step: 0,
-        best_top1: f64::NEG_INFINITY,
-        best_epoch: 0,
-    };
-    let restored = if resume {
-        checkpoint::load(&dir, "last")?
-    } else {
-        None
-    };
-    match restored {
-        Some(ckpt) => {
-            model = apply_state_dict(
-                model,
-                &ckpt.model,
-                &dir.join("last").display().to_string(),
-                &device,
-            )?;
-            if let Some(opt) = &ckpt.optimizer {
-                optimizer.load_state_dict(opt, ckpt.progress.step, &device);
-            }
-            progress = ckpt.progress;
-            observer.message(&format!(
-                "resuming after epoch {} (step {})",
-                progress.epoch, progress.step
-            ));
-            store.log_event(
-                &trial_id,
-                "resume",
-                &format!("from epoch {}", progress.epoch),
-            )?;
-        }
-        None => store.clear_metrics(&trial_id)?,
-    }
-    let t = &config.train;
-    let threads = if t.threads == 0 {
-        num_cpus()
-    } else {
-        t.threads
-    };
-    let workers = if config.data.workers == 0 {
-        threads
-    } else {
-        config.data.workers
-    };
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(workers)
-            .thread_name(|i| format!("vitrun-data-{i}"))
-            .build()?,
-    );
-    let loader = |dataset, pipeline: Pipeline, shuffle| LoaderSpec {
-        dataset,
-        pipeline: Arc::new(pipeline),
-        batch_size: t.batch_size,
-        shuffle,
-        seed: config.seed,
-        skip_bad: config.data.skip_bad,
-        prefetch: config.data.prefetch,
-        pool: pool.clone(),
-    };
-    let (size, ch) = (config.data.image_size, config.data.channels);
-    let train_spec = loader(
-        splits.train.clone(),
-        Pipeline::train(&config.augment, size, ch),
-        true,
-    );
-    let val_spec = loader(
-        splits.val.clone(),
-        Pipeline::val(&config.augment, size, ch),
-        false,
-    );
-    let steps_per_epoch = splits.train.len().div_ceil(t.batch_size);
-    let schedule = LrSchedule::new(&config.optimizer, steps_per_epoch, t.epochs);
-    let mut last = None;
-    for epoch in progress.epoch + 1..=t.epochs {
-        B::seed(&device, seed_for_epoch(config.seed, epoch));
-        let started = Instant::now();
-        let loader = EpochLoader::start(train_spec.clone(), epoch);
-        observer.epoch_start(epoch, t.epochs, loader.batches);
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        let mut rows = Vec::new();
-        let log_every = (steps_per_epoch / 20).max(1);
-        let mut lr = schedule.lr(progress.step as usize);
-        let mut skipped = 0;
-        for (i, batch) in loader.enumerate() {
-            let mut batch = batch?;
-            if !batch.skipped.is_empty() {
-                skipped += batch.skipped.len();
-                observer.message(&format!("skipped unreadable: {}", batch.skipped.join(", ")));
-                store.log_event(&trial_id, "skipped", &batch.skipped.join(", "))?;
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            lr = schedule.lr(progress.step as usize);
-            let logits = model.forward(to_tensor::<B>(&mut batch, &device));
-            let loss = cross_entropy(
-                logits.clone(),
-                &batch.labels,
-                config.optimizer.label_smoothing,
-            );
-            let loss_value: f64 = loss.clone().into_scalar().elem();
-            if !loss_value.is_finite() {
-                let msg = format!(
-                    "loss became {loss_value} at epoch {epoch}, step {}",
-                    progress.step
-                );
-                store.log_event(&trial_id, "diverged", &msg)?;
-                store.set_status(&trial_id, Status::Diverged, Some(&msg))?;
-                return Ok(Outcome::Diverged {
-                    epoch,
-                    step: progress.step,
-                });
-            }
-            let grads = loss.backward();
-            let (next, _) = optimizer.step::<B, Vit<B>>(model, &grads, lr);
-            model = next;
-            progress.step += 1;
-            let host: Vec<f32> = logits
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .unwrap_or_default();
-            correct += top_k_correct(&host, spec.num_classes, &batch.labels, 1);
-            seen += batch.len();
-            loss_sum += loss_value * batch.len() as f64;
-            let ips = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            observer.step(
-                i + 1,
-                loss_sum / seen as f64,
-                correct as f64 / seen as f64,
-                ips,
-            );
-            if (i + 1) % log_every == 0 {
-                rows.push(row("train", "step_loss", progress.step, epoch, loss_value));
-            }
-            if stop.load(Ordering::SeqCst) {
-                store.log_metrics(&trial_id, &rows)?;
-                let msg = format!("interrupted during epoch {epoch}; `vitrun run FILE --resume` continues after epoch {}", progress.epoch);
-                store.log_event(&trial_id, "interrupted", &msg)?;
-                store.set_status(&trial_id, Status::Failed, Some(&msg))?;
-                return Ok(Outcome::Interrupted { epoch });
-            }
-        }
-        let train_secs = started.elapsed().as_secs_f64();
-        let (val_loss, val_top1, val_top5) =
-            evaluate(&model.valid(), &val_spec, epoch, spec.num_classes, &device)?;
-        let summary = EpochSummary {
-            epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_top1: correct as f64 / seen.max(1) as f64,
-            val_loss,
-            val_top1,
-            val_top5,
-            lr,
-            images_per_sec: seen as f64 / train_secs.max(1e-9),
-        };
-        let s = progress.step;
-        rows.extend([
-            row("train", "loss", s, epoch, summary.train_loss),
-            row("train", "top1", s, epoch, summary.train_top1),
-            row("train", "lr", s, epoch, summary.lr),
-            row("train", "images_per_sec", s, epoch, summary.images_per_sec),
-            row("val", "loss", s, epoch, val_loss),
-            row("val", "top1", s, epoch, val_top1),
-            row("val", "top5", s, epoch, val_top5),
-        ]);
-        if skipped > 0 {
-            rows.push(row("data", "skipped_files", s, epoch, skipped as f64));
-        }
-        progress.epoch = epoch;
-        let improved = val_top1 > progress.best_top1;
-        if improved {
-            progress.best_top1 = val_top1;
-            progress.best_epoch = epoch;
-        }
-        // Metrics commit before the checkpoint claims the epoch: a kill in between re-runs it.
-        store.log_metrics(&trial_id, &rows)?;
-        if config.train.checkpoint != CheckpointPolicy::None {
-            let weights = state_dict(&model);
-            if improved && config.train.checkpoint == CheckpointPolicy::LastAndBest {
-                let path = checkpoint::save(&dir, "best", &weights, None, &progress)?;
-                store.add_artifact(&trial_id, "checkpoint_best", &path)?;
-            }
-            let path = checkpoint::save(
-                &dir,
-                "last",
-                &weights,
-                Some(&optimizer.state_dict()),
-                &progress,
-            )?;
-            store.add_artifact(&trial_id, "checkpoint_last", &path)?;
-        }
-        observer.epoch_end(&summary);
-        last = Some(summary);
-        if let (Some(gate), true) = (gate.as_deref_mut(), epoch < t.epochs) {
-            if let Some(reason) = gate.after_epoch(store, &trial_id, epoch)? {
-                observer.message(&format!("pruned: {reason}"));
-                return Ok(Outcome::Pruned { epoch, reason });
-            }
-        }
-    }
-    store.set_status(&trial_id, Status::Finished, None)?;
-    let last = match last {
-        Some(last) => last,
-        None => EpochSummary {
-            epoch: progress.epoch,
-            train_loss: f64::NAN,
-            train_top1: f64::NAN,
-            val_loss: f64::NAN,
-            val_top1: progress.best_top1,
-            val_top5: f64::NAN,
-            lr: f64::NAN,
-            images_per_sec: f64::NAN,
-        },
-    };
-    Ok(Outcome::Finished {
-        best_top1: progress.best_top1,
-        last,
-    })
-}
-
-fn row(split: &str, name: &str, step: u64, epoch: usize, value: f64) -> MetricRow {
+fn row(metric: Metric, step: u64, epoch: usize, value: f64) -> MetricRow {
     MetricRow {
-        split: split.into(),
-        name: name.into(),
+        split: metric.split.into(),
+        name: metric.name.into(),
         step: step as i64,
         epoch: epoch as i64,
         value,
@@ -374,17 +140,456 @@ fn row(split: &str, name: &str, step: u64, epoch: usize, value: f64) -> MetricRo
     }
 }
 
-/// Validation loss (plain cross-entropy), top-1 and top-5 over the whole split.
+/// What one training epoch measured.
+struct TrainStats {
+    loss: f64,
+    top1: f64,
+    skipped: usize,
+    lr: f64,
+    images_per_sec: f64,
+    /// Step losses logged during the epoch.
+    rows: Vec<MetricRow>,
+}
+
+/// How a training epoch ended.
+enum EpochEnd {
+    Trained(TrainStats),
+    Diverged,
+    Interrupted,
+}
+
+/// Validation figures of one epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub top1: f64,
+    pub top5: f64,
+    /// Images skipped as unreadable (`skip_bad`).
+    pub skipped: usize,
+}
+
+/// A trial in progress: everything but the model, which moves through the optimizer.
+struct Trial<'a, B: AutodiffBackend> {
+    config: &'a Config,
+    id: String,
+    dir: PathBuf,
+    store: &'a mut Store,
+    stop: Arc<AtomicBool>,
+    observer: &'a mut dyn Observer,
+    gate: Option<&'a mut dyn EpochGate>,
+    spec: VitSpec,
+    optimizer: Optimizer<B::InnerBackend>,
+    progress: Progress,
+    schedule: LrSchedule,
+    train_spec: LoaderSpec,
+    val_spec: LoaderSpec,
+    device: B::Device,
+}
+
+/// Runs the trial to the end (or divergence, or Ctrl-C) on backend `B`.
+pub fn run_trial<B: AutodiffBackend>(
+    run: TrialRun<'_>,
+    device: B::Device,
+) -> anyhow::Result<Outcome> {
+    let (resume, force) = (run.resume, run.force);
+    let (mut trial, model) = Trial::<B>::new(run, device)?;
+    let mut model = trial.restore(model, resume, force)?;
+    let mut last = None;
+    for epoch in trial.progress.epoch + 1..=trial.config.train.epochs {
+        let (next, end) = trial.train_epoch(model, epoch)?;
+        model = next;
+        let stats = match end {
+            EpochEnd::Trained(stats) => stats,
+            EpochEnd::Diverged => {
+                return Ok(Outcome::Diverged {
+                    epoch,
+                    step: trial.progress.step,
+                })
+            }
+            EpochEnd::Interrupted => return Ok(Outcome::Interrupted { epoch }),
+        };
+        let eval = trial.evaluate(&model.valid(), epoch)?;
+        let summary = trial.commit_epoch(&model, epoch, stats, eval)?;
+        trial.observer.epoch_end(&summary);
+        last = Some(summary);
+        if let Some(reason) = trial.ask_gate(epoch)? {
+            return Ok(Outcome::Pruned { epoch, reason });
+        }
+    }
+    trial.store.set_status(&trial.id, Status::Finished, None)?;
+    Ok(Outcome::Finished {
+        best_top1: trial.progress.best_top1,
+        last,
+    })
+}
+
+impl<'a, B: AutodiffBackend> Trial<'a, B> {
+    /// Opens the data, builds the model, optimizer, schedule and loaders.
+    fn new(run: TrialRun<'a>, device: B::Device) -> anyhow::Result<(Self, Vit<B>)> {
+        let TrialRun {
+            config,
+            trial_id,
+            dir,
+            store,
+            stop,
+            observer,
+            gate,
+            ..
+        } = run;
+        let splits = data::open(config)?;
+        observer.message(&format!(
+            "data: {} ({} train / {} val images, {} classes)",
+            splits.source,
+            splits.train.len(),
+            splits.val.len(),
+            splits.classes.len()
+        ));
+        let spec = VitSpec::from_config(config, splits.classes.len());
+        B::seed(&device, config.seed);
+        let model: Vit<B> = spec.init(&device);
+        let t = &config.train;
+        let threads = if t.threads == 0 {
+            available_cores()
+        } else {
+            t.threads
+        };
+        let workers = if config.data.workers == 0 {
+            threads
+        } else {
+            config.data.workers
+        };
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .thread_name(|i| format!("vitrun-data-{i}"))
+                .build()?,
+        );
+        let loader = |dataset, pipeline: Pipeline, shuffle| LoaderSpec {
+            dataset,
+            pipeline: Arc::new(pipeline),
+            batch_size: t.batch_size,
+            shuffle,
+            seed: config.seed,
+            skip_bad: config.data.skip_bad,
+            prefetch: config.data.prefetch,
+            pool: pool.clone(),
+        };
+        let (size, ch) = (config.data.image_size, config.data.channels);
+        let steps_per_epoch = splits.train.len().div_ceil(t.batch_size);
+        let trial = Trial {
+            config,
+            id: trial_id,
+            dir,
+            store,
+            stop,
+            observer,
+            gate,
+            spec,
+            optimizer: Optimizer::new(&config.optimizer),
+            progress: Progress {
+                epoch: 0,
+                step: 0,
+                best_top1: f64::NEG_INFINITY,
+                best_epoch: 0,
+            },
+            schedule: LrSchedule::new(&config.optimizer, steps_per_epoch, t.epochs),
+            train_spec: loader(
+                splits.train.clone(),
+                Pipeline::train(&config.augment, size, ch),
+                true,
+            ),
+            val_spec: loader(
+                splits.val.clone(),
+                Pipeline::val(&config.augment, size, ch),
+                false,
+            ),
+            device,
+        };
+        Ok((trial, model))
+    }
+
+    /// Loads `last/` when resuming (model, optimizer with its shapes checked, progress);
+    /// otherwise clears metrics a previous attempt left.
+    fn restore(&mut self, model: Vit<B>, resume: bool, force: bool) -> anyhow::Result<Vit<B>> {
+        let ckpt = if resume {
+            checkpoint::load(&self.dir, "last")?
+        } else {
+            None
+        };
+        let Some(ckpt) = ckpt else {
+            self.store.clear_metrics(&self.id)?;
+            return Ok(model);
+        };
+        let last = self.dir.join("last");
+        let model = apply_state_dict(
+            model,
+            &ckpt.model,
+            &last.display().to_string(),
+            &self.device,
+        )?;
+        let opt_file = last.join("optimizer.safetensors");
+        match &ckpt.optimizer {
+            Some(opt) => self
+                .optimizer
+                .load_state_dict(opt, ckpt.progress.step, &param_sizes(&model), &self.device)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: {e}; it does not belong to this model, so resuming is refused; delete {} to start the trial afresh",
+                        opt_file.display(),
+                        last.display()
+                    )
+                })?,
+            None if force => {
+                self.optimizer.steps = ckpt.progress.step;
+                let msg = format!(
+                    "{} is missing; resumed with a fresh optimizer state (--force)",
+                    opt_file.display()
+                );
+                self.observer.message(&format!("warning: {msg}"));
+                self.store.log_event(&self.id, "fresh_optimizer", &msg)?;
+            }
+            None => anyhow::bail!(
+                "{} is missing: resuming would restart the optimizer's moments and change the training; restore the file, or pass --force to resume with a fresh optimizer",
+                opt_file.display()
+            ),
+        }
+        self.progress = ckpt.progress;
+        self.observer.message(&format!(
+            "resuming after epoch {} (step {})",
+            self.progress.epoch, self.progress.step
+        ));
+        self.store.log_event(
+            &self.id,
+            "resume",
+            &format!("from epoch {}", self.progress.epoch),
+        )?;
+        Ok(model)
+    }
+
+    /// One pass over the training split. Divergence and Ctrl-C end it early, with what they
+    /// need recorded.
+    fn train_epoch(
+        &mut self,
+        mut model: Vit<B>,
+        epoch: usize,
+    ) -> anyhow::Result<(Vit<B>, EpochEnd)> {
+        B::seed(&self.device, seed_for_epoch(self.config.seed, epoch));
+        let started = Instant::now();
+        let loader = EpochLoader::start(self.train_spec.clone(), epoch);
+        let steps = loader.batches;
+        self.observer
+            .epoch_start(epoch, self.config.train.epochs, steps);
+        let (mut loss_sum, mut correct, mut seen, mut skipped) = (0.0, 0usize, 0usize, 0usize);
+        let mut rows = Vec::new();
+        let log_every = (steps / 20).max(1);
+        let mut lr = self.schedule.lr(self.progress.step as usize);
+        for (i, batch) in loader.enumerate() {
+            let mut batch = batch?;
+            skipped += self.note_skipped(&batch)?;
+            if batch.is_empty() {
+                continue;
+            }
+            lr = self.schedule.lr(self.progress.step as usize);
+            let logits = model.forward(to_tensor::<B>(&mut batch, &self.device));
+            let loss = cross_entropy(
+                logits.clone(),
+                &batch.labels,
+                self.config.optimizer.label_smoothing,
+            );
+            let loss_value: f64 = loss.clone().into_scalar().elem();
+            if !loss_value.is_finite() {
+                let msg = format!(
+                    "loss became {loss_value} at epoch {epoch}, step {}",
+                    self.progress.step
+                );
+                self.store.log_event(&self.id, "diverged", &msg)?;
+                self.store
+                    .set_status(&self.id, Status::Diverged, Some(&msg))?;
+                return Ok((model, EpochEnd::Diverged));
+            }
+            let grads = loss.backward();
+            model = self.optimizer.step::<B, Vit<B>>(model, &grads, lr).0;
+            self.progress.step += 1;
+            let host: Vec<f32> = logits
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .unwrap_or_default();
+            correct += top_k_correct(&host, self.spec.num_classes, &batch.labels, 1);
+            seen += batch.len();
+            loss_sum += loss_value * batch.len() as f64;
+            let ips = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            self.observer.step(
+                i + 1,
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+                ips,
+            );
+            if (i + 1) % log_every == 0 {
+                rows.push(row(
+                    Metric::TRAIN_STEP_LOSS,
+                    self.progress.step,
+                    epoch,
+                    loss_value,
+                ));
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                self.store.log_metrics(&self.id, &rows)?;
+                let msg = format!(
+                    "interrupted during epoch {epoch}; `vitrun run FILE --resume` continues after epoch {}",
+                    self.progress.epoch
+                );
+                self.store.log_event(&self.id, "interrupted", &msg)?;
+                self.store
+                    .set_status(&self.id, Status::Interrupted, Some(&msg))?;
+                return Ok((model, EpochEnd::Interrupted));
+            }
+        }
+        if seen == 0 {
+            return Err(DataError::Empty {
+                split: "train",
+                reason: format!(
+                    "every training image of epoch {epoch} was unreadable ({skipped} skipped under data.skip_bad)"
+                ),
+            }
+            .into());
+        }
+        let stats = TrainStats {
+            loss: loss_sum / seen as f64,
+            top1: correct as f64 / seen as f64,
+            skipped,
+            lr,
+            images_per_sec: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            rows,
+        };
+        Ok((model, EpochEnd::Trained(stats)))
+    }
+
+    /// Logs a batch's skipped files; returns how many.
+    fn note_skipped(&mut self, batch: &Batch) -> anyhow::Result<usize> {
+        if !batch.skipped.is_empty() {
+            let names = batch.skipped.join(", ");
+            self.observer
+                .message(&format!("skipped unreadable: {names}"));
+            self.store.log_event(&self.id, "skipped", &names)?;
+        }
+        Ok(batch.skipped.len())
+    }
+
+    /// Validation over the whole split; skipped files are logged like training's.
+    fn evaluate(
+        &mut self,
+        model: &Vit<B::InnerBackend>,
+        epoch: usize,
+    ) -> anyhow::Result<Evaluation> {
+        let mut skipped_names = Vec::new();
+        let eval = evaluate(
+            model,
+            &self.val_spec,
+            epoch,
+            self.spec.num_classes,
+            &self.device,
+            &mut skipped_names,
+        )?;
+        if !skipped_names.is_empty() {
+            let names = skipped_names.join(", ");
+            self.observer
+                .message(&format!("skipped unreadable (validation): {names}"));
+            self.store.log_event(&self.id, "skipped", &names)?;
+        }
+        Ok(eval)
+    }
+
+    /// Commits the epoch's metrics, then the checkpoints that claim them.
+    fn commit_epoch(
+        &mut self,
+        model: &Vit<B>,
+        epoch: usize,
+        stats: TrainStats,
+        eval: Evaluation,
+    ) -> anyhow::Result<EpochSummary> {
+        let s = self.progress.step;
+        let mut rows = stats.rows;
+        rows.extend([
+            row(Metric::TRAIN_LOSS, s, epoch, stats.loss),
+            row(Metric::TRAIN_TOP1, s, epoch, stats.top1),
+            row(Metric::TRAIN_LR, s, epoch, stats.lr),
+            row(Metric::TRAIN_IMAGES_PER_SEC, s, epoch, stats.images_per_sec),
+            row(Metric::TRAIN_SKIPPED, s, epoch, stats.skipped as f64),
+            row(Metric::VAL_LOSS, s, epoch, eval.loss),
+            row(Metric::VAL_TOP1, s, epoch, eval.top1),
+            row(Metric::VAL_TOP5, s, epoch, eval.top5),
+            row(Metric::VAL_SKIPPED, s, epoch, eval.skipped as f64),
+        ]);
+        self.progress.epoch = epoch;
+        let improved = eval.top1 > self.progress.best_top1;
+        if improved {
+            self.progress.best_top1 = eval.top1;
+            self.progress.best_epoch = epoch;
+        }
+        // Metrics commit before the checkpoint claims the epoch: a kill in between re-runs it.
+        self.store.log_metrics(&self.id, &rows)?;
+        let policy = self.config.train.checkpoint;
+        if policy != CheckpointPolicy::None {
+            let weights = state_dict(model);
+            if improved && policy == CheckpointPolicy::LastAndBest {
+                let path = checkpoint::save(&self.dir, "best", &weights, None, &self.progress)?;
+                self.store
+                    .add_artifact(&self.id, "checkpoint_best", &path)?;
+            }
+            let path = checkpoint::save(
+                &self.dir,
+                "last",
+                &weights,
+                Some(&self.optimizer.state_dict()),
+                &self.progress,
+            )?;
+            self.store
+                .add_artifact(&self.id, "checkpoint_last", &path)?;
+        }
+        Ok(EpochSummary {
+            epoch,
+            train_loss: stats.loss,
+            train_top1: stats.top1,
+            val_loss: eval.loss,
+            val_top1: eval.top1,
+            val_top5: eval.top5,
+            lr: stats.lr,
+            images_per_sec: stats.images_per_sec,
+        })
+    }
+
+    /// The sweep's early-stopping verdict after a committed epoch (never after the last).
+    fn ask_gate(&mut self, epoch: usize) -> anyhow::Result<Option<String>> {
+        let Some(gate) = self.gate.as_deref_mut() else {
+            return Ok(None);
+        };
+        if epoch >= self.config.train.epochs {
+            return Ok(None);
+        }
+        let verdict = gate.after_epoch(self.store, &self.id, epoch)?;
+        if let Some(reason) = &verdict {
+            self.observer.message(&format!("pruned: {reason}"));
+        }
+        Ok(verdict)
+    }
+}
+
+/// Validation loss (plain cross-entropy), top-1 and top-5 over the whole split. Unreadable
+/// files skipped under `skip_bad` are appended to `skipped`; a split of which no image could
+/// be read is an error, never a zero.
 pub fn evaluate<B: burn::tensor::backend::Backend>(
     model: &Vit<B>,
     spec: &LoaderSpec,
     epoch: usize,
     classes: usize,
     device: &B::Device,
-) -> anyhow::Result<(f64, f64, f64)> {
+    skipped: &mut Vec<String>,
+) -> anyhow::Result<Evaluation> {
     let (mut loss_sum, mut top1, mut top5, mut seen) = (0.0, 0, 0, 0);
     for batch in EpochLoader::start(spec.clone(), epoch) {
         let mut batch = batch?;
+        skipped.append(&mut batch.skipped);
         if batch.is_empty() {
             continue;
         }
@@ -402,13 +607,21 @@ pub fn evaluate<B: burn::tensor::backend::Backend>(
         loss_sum += loss * batch.len() as f64;
         seen += batch.len();
     }
-    let n = seen.max(1) as f64;
-    Ok((loss_sum / n, top1 as f64 / n, top5 as f64 / n))
-}
-
-/// Logical cores available to this process.
-pub fn num_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    if seen == 0 {
+        return Err(DataError::Empty {
+            split: "validation",
+            reason: format!(
+                "every validation image of epoch {epoch} was unreadable ({} skipped under data.skip_bad)",
+                skipped.len()
+            ),
+        }
+        .into());
+    }
+    let n = seen as f64;
+    Ok(Evaluation {
+        loss: loss_sum / n,
+        top1: top1 as f64 / n,
+        top5: top5 as f64 / n,
+        skipped: skipped.len(),
+    })
 }

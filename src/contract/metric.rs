@@ -1,0 +1,120 @@
+//! Metric names (`split/name`) and which direction is better.
+
+use std::fmt;
+
+/// Whether larger or smaller values of a metric are better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    Maximize,
+    Minimize,
+}
+
+impl Goal {
+    /// Whether `a` is better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Goal::Maximize => a > b,
+            Goal::Minimize => a < b,
+        }
+    }
+
+    /// The goal of any `split/name`, also one not listed in [`Metric::ALL`]: losses are
+    /// minimised, everything else maximised.
+    pub fn of(key: &str) -> Goal {
+        match Metric::find(key) {
+            Some(m) => m.goal,
+            None if key.ends_with("loss") => Goal::Minimize,
+            None => Goal::Maximize,
+        }
+    }
+}
+
+/// A metric a trial logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    pub split: &'static str,
+    pub name: &'static str,
+    pub goal: Goal,
+    /// Whether a sweep may rank or stop trials by it.
+    pub rankable: bool,
+}
+
+const fn metric(split: &'static str, name: &'static str, goal: Goal, rankable: bool) -> Metric {
+    Metric {
+        split,
+        name,
+        goal,
+        rankable,
+    }
+}
+
+impl Metric {
+    pub const TRAIN_LOSS: Metric = metric("train", "loss", Goal::Minimize, true);
+    pub const TRAIN_TOP1: Metric = metric("train", "top1", Goal::Maximize, true);
+    pub const TRAIN_STEP_LOSS: Metric = metric("train", "step_loss", Goal::Minimize, false);
+    pub const TRAIN_LR: Metric = metric("train", "lr", Goal::Maximize, false);
+    pub const TRAIN_IMAGES_PER_SEC: Metric =
+        metric("train", "images_per_sec", Goal::Maximize, true);
+    pub const TRAIN_SKIPPED: Metric = metric("train", "skipped_images", Goal::Minimize, false);
+    pub const VAL_LOSS: Metric = metric("val", "loss", Goal::Minimize, true);
+    pub const VAL_TOP1: Metric = metric("val", "top1", Goal::Maximize, true);
+    pub const VAL_TOP5: Metric = metric("val", "top5", Goal::Maximize, true);
+    pub const VAL_SKIPPED: Metric = metric("val", "skipped_images", Goal::Minimize, false);
+
+    /// Every metric vitrun logs.
+    pub const ALL: [Metric; 10] = [
+        Metric::TRAIN_LOSS,
+        Metric::TRAIN_TOP1,
+        Metric::TRAIN_STEP_LOSS,
+        Metric::TRAIN_LR,
+        Metric::TRAIN_IMAGES_PER_SEC,
+        Metric::TRAIN_SKIPPED,
+        Metric::VAL_LOSS,
+        Metric::VAL_TOP1,
+        Metric::VAL_TOP5,
+        Metric::VAL_SKIPPED,
+    ];
+
+    /// `split/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.split, self.name)
+    }
+
+    /// The metric named `split/name`, if vitrun logs it.
+    pub fn find(key: &str) -> Option<Metric> {
+        let (split, name) = key.split_once('/')?;
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.split == split && m.name == name)
+    }
+
+    /// The metrics a sweep may rank or stop by, as `split/name`.
+    pub fn rankable() -> Vec<String> {
+        Metric::ALL
+            .iter()
+            .filter(|m| m.rankable)
+            .map(Metric::key)
+            .collect()
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.split, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_are_minimised_and_the_rest_maximised() {
+        assert_eq!(Goal::of("val/loss"), Goal::Minimize);
+        assert_eq!(Goal::of("val/top1"), Goal::Maximize);
+        assert_eq!(Goal::of("val/custom_loss"), Goal::Minimize);
+        assert!(Goal::Minimize.better(0.1, 0.2));
+        assert_eq!(Metric::find("val/top5"), Some(Metric::VAL_TOP5));
+        assert_eq!(Metric::find("top5"), None);
+    }
+}
