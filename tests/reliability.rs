@@ -593,3 +593,44 @@ fn two_sweeps_of_one_file_train_every_trial_exactly_once() {
         assert_eq!((t.status, t.attempts), (Status::Finished, 1), "{}", t.id);
     }
 }
+
+#[test]
+fn a_gzip_idx_bomb_is_refused_before_it_is_inflated() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("idx");
+    idx_folder(&data, [8, 28, 28], 8 * 28 * 28);
+    let raw = std::fs::read(data.join("train-images-idx3-ubyte")).unwrap();
+    std::fs::remove_file(data.join("train-images-idx3-ubyte")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&raw).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..256 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let gz = gz.finish().unwrap();
+    assert!(
+        gz.len() < 1 << 20,
+        "256 MiB of zeros pack into {} bytes",
+        gz.len()
+    );
+    std::fs::write(data.join("train-images-idx3-ubyte.gz"), gz).unwrap();
+    let path = format!("data.path={:?}", data.display().to_string());
+    let out = micro(
+        &tmp.path().join("runs"),
+        &[
+            "--set",
+            "data.dataset=\"idx\"",
+            "--set",
+            &path,
+            "--set",
+            "data.channels=1",
+        ],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("train-images-idx3-ubyte.gz") && msg.contains("uncompressed"),
+        "{msg}"
+    );
+}
