@@ -1,8 +1,9 @@
-//! `vitrun report` on a sweep of 50 trials: one trained for real (so attention maps,
-//! predictions and the confusion matrix load its checkpoint), 49 with 10 epochs of stored
-//! metrics. Prints the report's wall time and how many images it wrote.
+//! `vitrun report` on a sweep of 50 and of 1,000 trials: one trained for real (so attention
+//! maps, predictions and the confusion matrix load its checkpoint), the rest with up to 10
+//! epochs of stored metrics (the 1,000-trial sweep has 4 seeds per configuration). Prints each
+//! report's wall time, how many images it wrote and the size of its folder.
 //!
-//! `cargo bench --bench report` (`just bench-report`).
+//! `cargo bench --bench report` (`just bench-report`); `REPORT_KEEP=1` keeps the folders.
 
 use std::process::Command;
 use std::time::Instant;
@@ -13,17 +14,41 @@ use vitrun::report::{build, AttentionOptions, Fusion, Ranking};
 use vitrun::schedule;
 use vitrun::track::{MetricRow, Status, Store, TrialStart};
 
-const BODY: &str = "name = \"bench\"\nseed = 1\n[data]\ndataset = \"synthetic\"\nimage_size = 32\ntrain_size = 256\nval_size = 500\n[model]\nembed_dim = 48\ndepth = 2\nnum_heads = 3\npatch_size = 4\n[train]\nepochs = 1\nbatch_size = 32\n[sweep]\n\"optimizer.lr\" = [1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4, 7e-4, 8e-4, 9e-4, 1e-3]\n\"optimizer.weight_decay\" = [0.0, 0.01, 0.02, 0.03, 0.04]\n";
+const BODY: &str = "name = \"bench\"\nseed = 1\n[data]\ndataset = \"synthetic\"\nimage_size = 32\ntrain_size = 256\nval_size = 500\n[model]\nembed_dim = 48\ndepth = 2\nnum_heads = 3\npatch_size = 4\n[train]\nepochs = 1\nbatch_size = 32\n";
+
+/// The `[sweep]` of a sweep of `lrs` × `decays` × `seeds` trials.
+fn sweep(lrs: usize, decays: usize, seeds: usize) -> String {
+    let list = |n: usize, f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>().join(", ");
+    let mut out = format!(
+        "[sweep]\n\"optimizer.lr\" = [{}]\n\"optimizer.weight_decay\" = [{}]\n",
+        list(lrs, &|i| format!("{:e}", 1e-4 * (i + 1) as f64)),
+        list(decays, &|i| format!("{:.3}", 0.01 * i as f64)),
+    );
+    if seeds > 1 {
+        out.push_str(&format!(
+            "seed = [{}]\n",
+            list(seeds, &|i| (i + 1).to_string())
+        ));
+    }
+    out
+}
 
 fn main() {
+    for (lrs, decays, seeds) in [(10, 5, 1), (25, 10, 4)] {
+        bench(lrs, decays, seeds);
+    }
+}
+
+fn bench(lrs: usize, decays: usize, seeds: usize) {
+    let n = lrs * decays * seeds;
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     let file = dir.path().join("bench.toml");
-    std::fs::write(&file, BODY).unwrap();
+    std::fs::write(&file, format!("{BODY}{}", sweep(lrs, decays, seeds))).unwrap();
     let runs_set = format!("train.runs_dir={:?}", runs.display().to_string());
     let loaded = load_with_env(&file, std::slice::from_ref(&runs_set), Vec::new()).unwrap();
     let p = plan(&loaded).unwrap();
-    assert_eq!(p.trials.len(), 50);
+    assert_eq!(p.trials.len(), n);
     let real = &p.trials[0];
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrun"));
     cmd.arg("trial")
@@ -61,7 +86,11 @@ fn main() {
                 [
                     ("train", "loss", 1.6 - f),
                     ("val", "loss", 1.7 - f),
-                    ("val", "top1", 0.05 + 0.01 * f * (i % 7) as f64),
+                    (
+                        "val",
+                        "top1",
+                        0.01 + 0.004 * f * (i % 7) as f64 + f * t.config.optimizer.lr / 25e-3,
+                    ),
                     ("val", "top5", 0.9),
                     ("train", "lr", 1e-3 * (1.0 - f)),
                 ]
@@ -98,9 +127,19 @@ fn main() {
     )
     .unwrap();
     let secs = started.elapsed().as_secs_f64();
+    let folder = report.index.parent().unwrap();
+    let kib: u64 = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>()
+        / 1024;
+    let page = std::fs::metadata(&report.index).unwrap().len() / 1024;
     println!(
-        "report of a 50-trial sweep (32 px, 500 val images): {secs:.2} s, {} images, {}",
+        "report of a {n}-trial sweep (32 px, 500 val images): {secs:.2} s, {} images, folder {kib} KiB, index.html {page} KiB, {}",
         report.files.len(),
         report.index.display()
     );
+    if std::env::var_os("REPORT_KEEP").is_some() {
+        let _ = dir.keep();
+    }
 }

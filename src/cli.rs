@@ -70,14 +70,16 @@ impl Observer for Console {
         }
         if !self.quiet {
             say(&format!(
-                "epoch {}/{}  train loss {:.4} acc {:.1}%  val loss {:.4} top1 {:.1}% top5 {:.1}%  lr {:.2e}  {:.1} img/s",
+                "epoch {}/{}  train loss {:.4} acc {:.1}%  val loss {:.4} top1 {:.1}%{}  lr {:.2e}  {:.1} img/s",
                 s.epoch,
                 self.epochs,
                 s.train_loss,
                 s.train_top1 * 100.0,
                 s.val_loss,
                 s.val_top1 * 100.0,
-                s.val_top5 * 100.0,
+                s.val_top5
+                    .map(|v| format!(" top5 {:.1}%", v * 100.0))
+                    .unwrap_or_default(),
                 s.lr,
                 s.images_per_sec
             ));

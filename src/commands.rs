@@ -12,6 +12,7 @@ use crate::cli::Console;
 use crate::config::{available_cores, Loaded, TrialsPerGpu};
 use crate::contract::Status;
 use crate::plan::{plan, short_value, Plan};
+use crate::report::groups;
 use crate::schedule::{self, EpochGate, Judge, PerGpu, Sweep, SweepReport, TrialCommand};
 use crate::track::{Claim, Store, TrialStart};
 use crate::train::backend::{dispatch, BackendTask};
@@ -224,16 +225,26 @@ pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
     for t in &plan.trials {
         *counts.entry(status(&t.id)).or_default() += 1;
     }
-    let merged = plan.points - plan.trials.len();
+    let merged = plan.points - plan.trials.len() - plan.not_applicable;
+    let mut notes = Vec::new();
+    if merged > 0 {
+        notes.push(format!("{merged} points resolved to an existing trial"));
+    }
+    if plan.not_applicable > 0 {
+        notes.push(format!(
+            "{} points not created: a conditional axis does not apply",
+            plan.not_applicable
+        ));
+    }
     let mut out = format!(
         "# {}: sweep {}, {} trials{} ({})\n",
         loaded.file.display(),
         plan.sweep,
         plan.trials.len(),
-        if merged > 0 {
-            format!(" ({merged} points resolved to an existing trial)")
-        } else {
+        if notes.is_empty() {
             String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
         },
         counts
             .iter()
@@ -244,7 +255,17 @@ pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
     let cells: Vec<Vec<String>> = plan
         .trials
         .iter()
-        .map(|t| t.point.iter().map(|(_, v)| short_value(v)).collect())
+        .map(|t| {
+            plan.axes
+                .iter()
+                .map(|axis| {
+                    t.point
+                        .iter()
+                        .find(|(k, _)| k == axis)
+                        .map_or("-".to_string(), |(_, v)| short_value(v))
+                })
+                .collect()
+        })
         .collect();
     let widths: Vec<usize> = plan
         .axes
@@ -440,8 +461,7 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// `vitrun ls`: one line per trial, newest first.
-pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
+fn open_store(runs_dir: &Path) -> anyhow::Result<Store> {
     let path = runs_dir.join("vitrun.sqlite");
     if !path.exists() {
         anyhow::bail!(
@@ -449,7 +469,80 @@ pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
             path.display()
         );
     }
-    let store = Store::open(&path)?;
+    Ok(Store::open(&path)?)
+}
+
+/// `vitrun ls --group`: trials that differ only in `seed` as one line per group, ranked by the
+/// mean of their best val top-1, with the standard deviation and a 95 % interval (n ≥ 3).
+pub fn ls_groups(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
+    let store = open_store(runs_dir)?;
+    let summaries = store.trials(experiment)?;
+    let mut configs = Vec::new();
+    for t in &summaries {
+        let (json, _) = store
+            .trial_config(&t.id)?
+            .with_context(|| format!("trial {} is not in the store", t.id))?;
+        configs.push(
+            serde_json::from_str::<crate::config::Config>(&json)
+                .with_context(|| format!("trial {}: its stored config does not parse", t.id))?,
+        );
+    }
+    let refs: Vec<&crate::config::Config> = configs.iter().collect();
+    let groups = groups::replicates(&refs);
+    let representatives: Vec<&crate::config::Config> = groups.iter().map(|g| refs[g[0]]).collect();
+    let differing = groups::labels(&representatives);
+    let mut rows: Vec<(Option<groups::Stats>, String)> = groups
+        .iter()
+        .enumerate()
+        .map(|(g, members)| {
+            let values: Vec<f64> = members
+                .iter()
+                .filter_map(|&i| summaries[i].best_top1)
+                .collect();
+            let ids: Vec<&str> = members.iter().map(|&i| summaries[i].id.as_str()).collect();
+            let stats = groups::stats(&values);
+            let pct = |v: f64| format!("{:.2}%", v * 100.0);
+            let line = format!(
+                "{:>3} {:>9} {:>8} {:<19} {:<width$}  {}\n",
+                members.len(),
+                stats.as_ref().map_or("-".into(), |s| pct(s.mean)),
+                stats
+                    .as_ref()
+                    .and_then(|s| s.std)
+                    .map_or("-".into(), |s| format!("± {:.2}", s * 100.0)),
+                stats
+                    .as_ref()
+                    .and_then(|s| s.ci95)
+                    .map_or("-".into(), |(lo, hi)| format!(
+                        "[{:.2}, {:.2}]",
+                        lo * 100.0,
+                        hi * 100.0
+                    )),
+                differing[g],
+                ids.join(","),
+                width = differing.iter().map(String::len).max().unwrap_or(0).max(6)
+            );
+            (stats, line)
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        let mean = |s: &Option<groups::Stats>| s.as_ref().map_or(f64::NEG_INFINITY, |s| s.mean);
+        mean(&b.0).total_cmp(&mean(&a.0))
+    });
+    let width = differing.iter().map(String::len).max().unwrap_or(0).max(6);
+    let mut out = format!(
+        "{:>3} {:>9} {:>8} {:<19} {:<width$}  {}\n",
+        "n", "mean top1", "std", "95% CI (n >= 3)", "values", "trials"
+    );
+    for (_, line) in rows {
+        out.push_str(&line);
+    }
+    Ok(out)
+}
+
+/// `vitrun ls`: one line per trial, newest first.
+pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
+    let store = open_store(runs_dir)?;
     let mut out = format!(
         "{:<12} {:<20} {:<9} {:>6} {:>9} {:>9} {:<10} {}\n",
         "trial", "experiment", "status", "epochs", "best top1", "val loss", "device", "started"

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use vitrun::commands::{self, Crash, TrialEnd};
 use vitrun::contract::TrialExit;
@@ -80,6 +81,9 @@ enum Command {
         experiment: Option<String>,
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
+        /// One line per group of trials that differ only in seed: mean ± std and a 95 % CI.
+        #[arg(long)]
+        group: bool,
     },
     /// Run every trial of FILE's [sweep] that the store does not have done.
     Sweep {
@@ -93,6 +97,31 @@ enum Command {
         /// CPU trials at once (default: one per core); the cores are split between them.
         #[arg(long = "cpu-slots")]
         cpu_slots: Option<usize>,
+    },
+    /// Print what differs between two trials: config keys, provenance, final metrics.
+    Diff {
+        /// A trial id or unique prefix.
+        a: String,
+        /// Another trial id or unique prefix.
+        b: String,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Write the metrics of a trial, experiment or sweep (default: the latest) to a file.
+    ExportMetrics {
+        /// A trial id (or unique prefix), an experiment name or a sweep name.
+        target: Option<String>,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// csv, json or parquet (default: from the --out extension).
+        #[arg(long)]
+        format: Option<vitrun::report::export::Format>,
+        /// One row per trial with each metric's final and best value.
+        #[arg(long)]
+        wide: bool,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
     },
     /// Draw charts and an HTML report of a trial, experiment or sweep (default: the latest).
     Report {
@@ -147,7 +176,10 @@ impl Command {
     fn only_prints(&self) -> bool {
         matches!(
             self,
-            Command::Plan { .. } | Command::Check { .. } | Command::Ls { .. }
+            Command::Plan { .. }
+                | Command::Check { .. }
+                | Command::Ls { .. }
+                | Command::Diff { .. }
         )
     }
 }
@@ -280,8 +312,14 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ls {
             experiment,
             runs_dir,
+            group,
         } => {
-            print!("{}", commands::ls(&runs_dir, experiment.as_deref())?);
+            let listing = if group {
+                commands::ls_groups(&runs_dir, experiment.as_deref())?
+            } else {
+                commands::ls(&runs_dir, experiment.as_deref())?
+            };
+            print!("{listing}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Sweep {
@@ -297,6 +335,36 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 sets,
             },
         ),
+        Command::Diff { a, b, runs_dir } => {
+            print!("{}", vitrun::report::diff_trials(&runs_dir, &a, &b)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportMetrics {
+            target,
+            out,
+            format,
+            wide,
+            runs_dir,
+        } => {
+            if let Some(t) = target.as_deref() {
+                anyhow::ensure!(
+                    vitrun::config::is_safe_name(t),
+                    "export target {t:?} is not a trial id, experiment or sweep name; `vitrun ls` lists them"
+                );
+            }
+            let format = format
+                .or_else(|| vitrun::report::export::Format::of_path(&out))
+                .with_context(|| {
+                    format!(
+                        "--out {}: cannot tell the format from the extension; use .csv, .json or .parquet, or pass --format",
+                        out.display()
+                    )
+                })?;
+            let rows =
+                vitrun::report::export_metrics(&runs_dir, target.as_deref(), format, wide, &out)?;
+            println!("export: {} ({rows} rows)", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report {
             target,
             out,

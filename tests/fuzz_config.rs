@@ -103,6 +103,15 @@ fn axis_value() -> impl Strategy<Value = String> {
         ])
         .prop_map(str::to_string),
     ];
+    let when = prop::sample::select(vec![
+        "{ \"optimizer.name\" = \"sgd\" }",
+        "{ \"model.depth\" = { min = 6, max = inf } }",
+        "{ \"nonsense\" = 1 }",
+        "{ \"seed\" = { not = [1, 2] } }",
+        "{ \"model.pooling\" = { above = 1 } }",
+        "{}",
+        "7",
+    ]);
     prop_oneof![
         (
             prop::sample::select(vec!["uniform", "log_uniform"]),
@@ -111,6 +120,8 @@ fn axis_value() -> impl Strategy<Value = String> {
         )
             .prop_map(|(kind, lo, hi)| format!("{{ {kind} = [{lo}, {hi}] }}")),
         prop::collection::vec(hostile_value(), 0..4).prop_map(|v| format!("[{}]", v.join(", "))),
+        (prop::collection::vec(hostile_value(), 0..3), when)
+            .prop_map(|(v, w)| format!("{{ values = [{}], when = {w} }}", v.join(", "))),
         hostile_value(),
     ]
 }

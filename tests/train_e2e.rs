@@ -12,14 +12,15 @@ const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/configs/tiny_synthetic.toml"
 );
-const METRICS: [(&str, &str); 7] = [
+const METRICS: [(&str, &str); 8] = [
     ("train", "loss"),
     ("train", "top1"),
     ("train", "lr"),
     ("train", "images_per_sec"),
+    ("train", "skipped_images"),
     ("val", "loss"),
     ("val", "top1"),
-    ("val", "top5"),
+    ("val", "skipped_images"),
 ];
 
 fn vitrun(args: &[&str]) -> Command {
@@ -111,6 +112,16 @@ fn training_learns_and_records_every_epoch() {
             .unwrap();
         assert_eq!((epochs, rows), (10, 10), "{split}/{name}");
     }
+    assert_eq!(
+        store
+            .count(
+                "SELECT COUNT(*) FROM metrics WHERE trial = ?1 AND name = 'top5'",
+                &id
+            )
+            .unwrap(),
+        0,
+        "top-5 of 2 classes is always 100 %: not logged"
+    );
     assert!(
         store
             .count(

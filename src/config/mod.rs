@@ -1,5 +1,6 @@
 //! The experiment schema, its layering and validation. Knows nothing of burn or SQLite.
 
+mod condition;
 mod device;
 mod error;
 mod exact;
@@ -8,6 +9,7 @@ mod schema;
 mod sweep;
 mod validate;
 
+pub use condition::{Clause, When};
 pub use device::{available_cores, DeviceSpec};
 pub use error::ConfigError;
 pub use load::{load, load_with_env, schema_paths, Loaded, Override, Resolver, Source, ENV_PREFIX};

@@ -1,8 +1,9 @@
 //! The `[sweep]` table, parsed and checked. Expanding it into trials is the planner's job.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::condition::{self, When};
 use super::error::ConfigError;
 use super::load::{nearest, FileDoc};
 use super::schema::EXECUTION_KEYS;
@@ -36,6 +37,9 @@ pub struct SweepSpec {
     pub zip: Vec<Vec<(String, Vec<toml::Value>)>>,
     /// Random axes, sampled `samples` times.
     pub random: Vec<(String, RandomAxis)>,
+    /// Conditions of conditional axes (grid or random), by axis key: the axis applies only
+    /// where its condition holds.
+    pub when: BTreeMap<String, When>,
     pub samples: usize,
     pub seed: u64,
     pub max_retries: usize,
@@ -81,6 +85,7 @@ impl Default for SweepSpec {
             grid: Vec::new(),
             zip: Vec::new(),
             random: Vec::new(),
+            when: BTreeMap::new(),
             samples: 0,
             seed: 0,
             max_retries: 0,
@@ -117,7 +122,12 @@ impl SweepError {
     }
 
     pub(crate) fn in_file(self, file: &Path, doc: &FileDoc) -> ConfigError {
-        let place = match doc.line_of(&self.key) {
+        let line = doc.line_of(&self.key).or_else(|| {
+            self.key
+                .strip_suffix(".when")
+                .and_then(|axis| doc.line_of(axis))
+        });
+        let place = match line {
             Some(line) => format!("{}:{line}", file.display()),
             None => file.display().to_string(),
         };
@@ -243,9 +253,27 @@ impl SweepSpec {
                 }
                 _ => {
                     check_axis_key(key, schema)?;
-                    match v.as_table() {
-                        Some(t) => spec.random.push((key.clone(), random_axis(key, t)?)),
-                        None => spec.grid.push((key.clone(), values(key, v)?)),
+                    let Some(t) = v.as_table() else {
+                        spec.grid.push((key.clone(), values(key, v)?));
+                        continue;
+                    };
+                    let mut t = t.clone();
+                    if let Some(when) = t.remove("when") {
+                        let when = condition::parse(key, &when, schema)
+                            .map_err(|(k, why)| SweepError::new(&k, why))?;
+                        spec.when.insert(key.clone(), when);
+                    }
+                    match t.remove("values") {
+                        Some(vals) if t.is_empty() => {
+                            spec.grid.push((key.clone(), values(key, &vals)?))
+                        }
+                        Some(_) => {
+                            return Err(SweepError::new(
+                                key,
+                                "a conditional grid axis has only `values` and `when`",
+                            ))
+                        }
+                        None => spec.random.push((key.clone(), random_axis(key, &t)?)),
                     }
                 }
             }
@@ -292,6 +320,11 @@ impl SweepSpec {
             ));
         }
         Ok(total as usize)
+    }
+
+    /// Whether the axis `key` has a condition.
+    pub fn is_conditional(&self, key: &str) -> bool {
+        self.when.contains_key(key)
     }
 
     /// Whether the experiment has no sweep at all.

@@ -18,6 +18,14 @@ impl Goal {
         }
     }
 
+    /// +1 when larger is better, −1 when smaller is: multiplying by it makes larger better.
+    pub fn sign(self) -> f64 {
+        match self {
+            Goal::Maximize => 1.0,
+            Goal::Minimize => -1.0,
+        }
+    }
+
     /// The goal of any `split/name`, also one not listed in [`Metric::ALL`]: losses are
     /// minimised, everything else maximised.
     pub fn of(key: &str) -> Goal {
@@ -58,6 +66,7 @@ impl Metric {
     pub const TRAIN_SKIPPED: Metric = metric("train", "skipped_images", Goal::Minimize, false);
     pub const VAL_LOSS: Metric = metric("val", "loss", Goal::Minimize, true);
     pub const VAL_TOP1: Metric = metric("val", "top1", Goal::Maximize, true);
+    /// Logged only with more than 5 classes.
     pub const VAL_TOP5: Metric = metric("val", "top5", Goal::Maximize, true);
     pub const VAL_SKIPPED: Metric = metric("val", "skipped_images", Goal::Minimize, false);
 

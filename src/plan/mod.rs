@@ -53,12 +53,14 @@ pub fn short_value(v: &toml::Value) -> String {
 pub struct Plan {
     /// The sweep's name in the store (the experiment name).
     pub sweep: String,
-    /// The axes that vary, in the order of each trial's `point`.
+    /// The axes that vary (a trial's `point` lists those that apply to it, in this order).
     pub axes: Vec<String>,
     /// Distinct trials in plan order (points that resolve to the same config appear once).
     pub trials: Vec<PlannedTrial>,
     /// How many points the axes produced before duplicates were merged.
     pub points: usize,
+    /// Points not created because a conditional axis did not apply to them.
+    pub not_applicable: usize,
 }
 
 /// One axis of the product: a list of alternatives, each setting one or more keys.
@@ -125,13 +127,16 @@ pub fn plan(loaded: &Loaded) -> Result<Plan, ConfigError> {
     let resolver = loaded.resolver()?;
     let mut seen = HashSet::new();
     let mut trials = Vec::new();
+    let mut not_applicable = 0;
     let mut choice = vec![0usize; factors.len()];
     for _ in 0..points {
-        let point: Vec<(String, toml::Value)> = choice
+        let full: Vec<(String, toml::Value)> = choice
             .iter()
             .zip(&factors)
             .flat_map(|(&i, f)| f[i].iter().cloned())
             .collect();
+        advance(&mut choice, &factors);
+        let (point, dropped) = applicable(loaded, &resolver, full)?;
         let overrides = as_overrides(&point);
         let config = resolver
             .resolve(&overrides)
@@ -139,15 +144,47 @@ pub fn plan(loaded: &Loaded) -> Result<Plan, ConfigError> {
         let id = config.trial_id();
         if seen.insert(id.clone()) {
             trials.push(PlannedTrial { id, point, config });
+        } else if dropped {
+            not_applicable += 1;
         }
-        advance(&mut choice, &factors);
     }
     Ok(Plan {
         sweep: loaded.config.name.clone(),
         axes,
         trials,
         points,
+        not_applicable,
     })
+}
+
+/// The values of `full` that apply: a conditional axis is dropped where its condition does
+/// not hold on the config the unconditional axes give. Returns whether any was dropped.
+fn applicable(
+    loaded: &Loaded,
+    resolver: &Resolver<'_>,
+    full: Vec<(String, toml::Value)>,
+) -> Result<(Vec<(String, toml::Value)>, bool), ConfigError> {
+    let spec = &loaded.sweep;
+    if !full.iter().any(|(k, _)| spec.is_conditional(k)) {
+        return Ok((full, false));
+    }
+    let fixed: Vec<(String, toml::Value)> = full
+        .iter()
+        .filter(|(k, _)| !spec.is_conditional(k))
+        .cloned()
+        .collect();
+    let overrides = as_overrides(&fixed);
+    let base = resolver
+        .resolve(&overrides)
+        .map_err(|e| blame(loaded, resolver, &overrides, e))?;
+    let base = serde_json::to_value(&base).expect("a config serialises");
+    let before = full.len();
+    let point: Vec<(String, toml::Value)> = full
+        .into_iter()
+        .filter(|(k, _)| spec.when.get(k).is_none_or(|w| w.holds(&base)))
+        .collect();
+    let dropped = point.len() < before;
+    Ok((point, dropped))
 }
 
 /// Validates every axis value on its own (a zip row as a whole, a random range by its ends),

@@ -92,6 +92,19 @@ pub struct Series {
     pub emphasis: bool,
 }
 
+/// A shaded area between two lines (a spread or a density), drawn under the series.
+#[derive(Debug, Clone)]
+pub struct Band {
+    /// Legend text; empty for no legend entry.
+    pub label: String,
+    /// `(x, low, high)`.
+    pub points: Vec<(f64, f64, f64)>,
+    /// A palette index, or `None` for grey.
+    pub colour: Option<usize>,
+    /// Opacity of the fill.
+    pub alpha: f64,
+}
+
 /// A line chart of one metric.
 #[derive(Debug, Clone)]
 pub struct LineChart {
@@ -99,6 +112,7 @@ pub struct LineChart {
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    pub bands: Vec<Band>,
 }
 
 fn padded(lo: f64, hi: f64) -> (f64, f64) {
@@ -114,8 +128,16 @@ pub fn lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &LineChart) -
 where
     DB::ErrorType: 'static,
 {
-    let all = c.series.iter().flat_map(|s| s.points.iter());
-    let (xs, ys): (Vec<f64>, Vec<f64>) = all.filter(|(_, y)| y.is_finite()).copied().unzip();
+    let banded = c
+        .bands
+        .iter()
+        .flat_map(|b| b.points.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]));
+    let all = c
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .chain(banded);
+    let (xs, ys): (Vec<f64>, Vec<f64>) = all.filter(|(_, y)| y.is_finite()).unzip();
     let fold = |v: &[f64]| {
         v.iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
@@ -137,6 +159,24 @@ where
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 15))
         .draw()?;
+    for b in &c.bands {
+        let colour = b
+            .colour
+            .map_or(RGBColor(120, 120, 120), |i| PALETTE[i % PALETTE.len()]);
+        let fill = colour.mix(b.alpha).filled();
+        let outline: Vec<(f64, f64)> = b
+            .points
+            .iter()
+            .map(|&(x, _, hi)| (x, hi))
+            .chain(b.points.iter().rev().map(|&(x, lo, _)| (x, lo)))
+            .collect();
+        let drawn = chart.draw_series([Polygon::new(outline, fill)])?;
+        if !b.label.is_empty() {
+            drawn
+                .label(&b.label)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], fill));
+        }
+    }
     let mut colour = 0;
     for s in &c.series {
         let style = if s.emphasis {
@@ -185,6 +225,8 @@ pub struct ParamChart {
     pub log_x: bool,
     /// Category names when the parameter is not numeric (x is the index).
     pub categories: Vec<String>,
+    /// Per distinct x with more than one trial: `(x, mean, standard deviation)`.
+    pub spreads: Vec<(f64, f64, f64)>,
 }
 
 /// Draws a [`ParamChart`]: finished ●, pruned ▲, failed ✕ (on the floor), best circled.
@@ -274,6 +316,17 @@ where
             .label("failed / diverged / running")
             .legend(move |(x, y)| Cross::new((x + 10, y), 6, red.stroke_width(2)));
     }
+    if !c.spreads.is_empty() {
+        let style = BLACK.stroke_width(2);
+        chart
+            .draw_series(
+                c.spreads
+                    .iter()
+                    .map(|&(x, m, sd)| ErrorBar::new_vertical(x, m - sd, m, m + sd, style, 10)),
+            )?
+            .label("mean ± std of the trials at this value")
+            .legend(move |(x, y)| PathElement::new(vec![(x + 10, y - 6), (x + 10, y + 6)], style));
+    }
     if let Some(best) = c.points.iter().find(|p| p.best) {
         if let Some(y) = best.y {
             chart
@@ -313,6 +366,45 @@ fn slot_name(names: &[String], v: f64, from_top: bool) -> String {
     }
     let i = i as usize;
     names[if from_top { names.len() - 1 - i } else { i }].clone()
+}
+
+/// Horizontal bars with their values, the first on top (e.g. parameter importance).
+pub fn hbars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    bars: &[(String, f64)],
+) -> Drawn
+where
+    DB::ErrorType: 'static,
+{
+    let n = bars.len().max(1);
+    let top = bars.iter().map(|(_, v)| *v).fold(0f64, f64::max).max(1e-9) * 1.15;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(190)
+        .build_cartesian_2d(0f64..top, 0f64..n as f64)?;
+    let names: Vec<String> = bars.iter().map(|(name, _)| name.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc(x_label)
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&|v: &f64| slot_name(&names, *v, true))
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 14))
+        .draw()?;
+    chart.draw_series(bars.iter().enumerate().map(|(rank, (_, v))| {
+        let y = (n - 1 - rank) as f64;
+        Rectangle::new([(0.0, y + 0.15), (*v, y + 0.85)], PALETTE[0].filled())
+    }))?;
+    chart.draw_series(bars.iter().enumerate().map(|(rank, (_, v))| {
+        let y = (n - 1 - rank) as f64 + 0.5;
+        Text::new(format!("{v:.3}"), (v + top * 0.01, y + 0.2), (FONT, 12))
+    }))?;
+    Ok(())
 }
 
 /// Horizontal bars of the top-5 class probabilities, the most likely on top.

@@ -1,5 +1,6 @@
-//! Sweep comparison: every trial in a table sorted by best val top-1, and for each swept
-//! parameter a chart of that metric against the parameter's value.
+//! Sweep comparison: every trial in a sortable, filterable table ranked by the ranking metric;
+//! for each swept parameter a chart of that metric against the parameter's value (with the
+//! spread where several trials share a value); and how much each parameter matters (η²).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -81,7 +82,114 @@ pub fn table(sel: &Selection, swept: &BTreeMap<String, Vec<String>>) -> Table {
             row
         })
         .collect();
-    Table { header, rows }
+    Table {
+        header,
+        rows,
+        interactive: true,
+    }
+}
+
+/// A parameter's values as levels for η²: the values themselves, or up to five quantile bins
+/// of them when they are numbers with more than five distinct values.
+fn levels(values: &[&String]) -> Vec<String> {
+    let numbers: Option<Vec<f64>> = values.iter().map(|v| v.parse::<f64>().ok()).collect();
+    let distinct: BTreeSet<&&String> = values.iter().collect();
+    match numbers {
+        Some(n) if distinct.len() > 5 => {
+            let mut order: Vec<usize> = (0..n.len()).collect();
+            order.sort_by(|&a, &b| n[a].total_cmp(&n[b]));
+            let mut bins = vec![String::new(); n.len()];
+            for (rank, &i) in order.iter().enumerate() {
+                bins[i] = format!("bin {}", rank * 5 / n.len());
+            }
+            bins
+        }
+        _ => values.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+/// Share of the variance of the trials' scores that each swept parameter explains on its own
+/// (η² = between-level sum of squares / total), highest first: `(key, η², levels)`.
+pub fn importance(
+    sel: &Selection,
+    swept: &BTreeMap<String, Vec<String>>,
+) -> Vec<(String, f64, usize)> {
+    let scores: Vec<Option<f64>> = sel.trials.iter().map(|t| sel.score(t)).collect();
+    let mut out: Vec<(String, f64, usize)> = swept
+        .iter()
+        .filter_map(|(key, values)| {
+            let (ys, vs): (Vec<f64>, Vec<&String>) = scores
+                .iter()
+                .zip(values)
+                .filter_map(|(s, v)| s.map(|s| (s, v)))
+                .unzip();
+            if ys.len() < 3 {
+                return None;
+            }
+            let levels = levels(&vs);
+            let mut by_level: BTreeMap<&String, Vec<f64>> = BTreeMap::new();
+            for (l, y) in levels.iter().zip(&ys) {
+                by_level.entry(l).or_default().push(*y);
+            }
+            if by_level.len() < 2 {
+                return None;
+            }
+            let mean = ys.iter().sum::<f64>() / ys.len() as f64;
+            let total: f64 = ys.iter().map(|y| (y - mean).powi(2)).sum();
+            let between: f64 = by_level
+                .values()
+                .map(|g| g.len() as f64 * (g.iter().sum::<f64>() / g.len() as f64 - mean).powi(2))
+                .sum();
+            let eta = if total > 0.0 { between / total } else { 0.0 };
+            Some((key.clone(), eta, by_level.len()))
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+/// The importance table and bar chart.
+pub fn draw_importance(
+    sel: &Selection,
+    ranked: &[(String, f64, usize)],
+    out: &Path,
+) -> anyhow::Result<(Table, Option<Figure>)> {
+    let metric = &sel.ranking.metric;
+    let table = Table {
+        header: vec![
+            "parameter".into(),
+            "η² (variance explained alone)".into(),
+            "levels".into(),
+        ],
+        rows: ranked
+            .iter()
+            .map(|(k, eta, n)| vec![k.clone(), format!("{eta:.3}"), n.to_string()])
+            .collect(),
+        interactive: false,
+    };
+    if ranked.is_empty() {
+        return Ok((table, None));
+    }
+    let bars: Vec<(String, f64)> = ranked.iter().map(|(k, e, _)| (k.clone(), *e)).collect();
+    let height = 120 + 34 * bars.len() as u32;
+    charts::png(&out.join("importance.png"), (720, height), |root| {
+        charts::hbars(
+            root,
+            &format!("what mattered for best {metric}"),
+            "η²",
+            &bars,
+        )
+    })?;
+    Ok((
+        table,
+        Some(Figure {
+            file: "importance.png".into(),
+            title: "Parameter importance".into(),
+            caption: format!(
+                "the share of the variance of best {metric} across trials that each parameter explains on its own (η², a main-effect measure; numeric parameters with more than five values in five quantile bins)"
+            ),
+        }),
+    ))
 }
 
 fn lr_like(key: &str) -> bool {
@@ -117,6 +225,25 @@ pub fn draw(
                 .into_iter()
                 .collect();
         }
+        let x_of = |v: &String| match &numbers {
+            Some(_) if log_x => v.parse::<f64>().unwrap_or(1.0).log10(),
+            Some(_) => v.parse().unwrap_or(0.0),
+            None => categories.iter().position(|c| c == v).unwrap_or(0) as f64,
+        };
+        let mut at_value: BTreeMap<&String, Vec<f64>> = BTreeMap::new();
+        for (t, v) in sel.trials.iter().zip(values) {
+            if let Some(y) = sel.score(t) {
+                at_value.entry(v).or_default().push(y * scale);
+            }
+        }
+        let spreads = at_value
+            .iter()
+            .filter(|(_, ys)| ys.len() > 1)
+            .filter_map(|(v, ys)| {
+                let s = super::groups::stats(ys)?;
+                Some((x_of(v), s.mean, s.std.unwrap_or(0.0)))
+            })
+            .collect();
         let points = sel
             .trials
             .iter()
@@ -143,6 +270,7 @@ pub fn draw(
             points,
             log_x,
             categories,
+            spreads,
         };
         let stem: String = format!(
             "sweep_{}",

@@ -4,9 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::charts::{self, LineChart, Series};
+use super::charts::{self, Band, LineChart, Series};
 use super::html::Figure;
 use super::select::{Selection, TrialRecord};
+
+/// Trials drawn one by one; beyond `TOP_K + 1` the best `TOP_K` are lines and the rest a density.
+pub const TOP_K: usize = 5;
 
 /// The axis label and display scale of a metric, by its name in the store.
 pub fn unit(name: &str) -> (String, f64) {
@@ -16,7 +19,7 @@ pub fn unit(name: &str) -> (String, f64) {
         "top5" => ("top-5 accuracy (%)".into(), 100.0),
         "lr" => ("learning rate".into(), 1.0),
         "images_per_sec" => ("throughput (images/s)".into(), 1.0),
-        "skipped_files" => ("unreadable files skipped (count)".into(), 1.0),
+        "skipped_images" => ("unreadable images skipped (count)".into(), 1.0),
         other => (other.to_string(), 1.0),
     }
 }
@@ -60,7 +63,6 @@ pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
                 .insert(m.split.clone());
         }
     }
-    let best = sel.best().summary.id.clone();
     let single = sel.trials.len() == 1;
     let mut figures = Vec::new();
     for (name, splits) in &metrics {
@@ -73,6 +75,7 @@ pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
             let by_step = group.iter().any(|s| per_step(&sel.trials, s, name));
             let (y_label, scale) = unit(name);
             let mut series = Vec::new();
+            let mut chart_bands = Vec::new();
             for split in &group {
                 if single {
                     series.push(Series {
@@ -82,29 +85,9 @@ pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
                     });
                     continue;
                 }
-                let others = sel.trials.len() - 1;
-                for (k, t) in sel
-                    .trials
-                    .iter()
-                    .filter(|t| t.summary.id != best)
-                    .enumerate()
-                {
-                    series.push(Series {
-                        label: if k == 0 {
-                            format!("other trials ({others})")
-                        } else {
-                            String::new()
-                        },
-                        points: points(t, split, name, by_step, scale),
-                        emphasis: false,
-                    });
-                }
-                let b = sel.best();
-                series.push(Series {
-                    label: format!("best: {} ({})", b.summary.id, b.summary.status),
-                    points: points(b, split, name, by_step, scale),
-                    emphasis: true,
-                });
+                let (lines, bands) = many(sel, split, name, by_step, scale);
+                series.extend(lines);
+                chart_bands.extend(bands);
             }
             let what = group
                 .iter()
@@ -116,6 +99,7 @@ pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
                 x_label: if by_step { "optimizer step" } else { "epoch" }.into(),
                 y_label,
                 series,
+                bands: chart_bands,
             };
             let stem = if single {
                 format!("curve_{}", safe(name))
@@ -135,14 +119,195 @@ pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
                     format!("per {}", chart.x_label)
                 } else {
                     format!(
-                        "{} trials; the best by {} in colour ({})",
+                        "{} trials; {} by {} in colour ({}){}",
                         sel.trials.len(),
+                        if sel.trials.len() > TOP_K + 1 {
+                            format!("the top {TOP_K}")
+                        } else {
+                            "the best".into()
+                        },
                         sel.ranking.metric,
-                        chart.x_label
+                        chart.x_label,
+                        if sel.trials.len() > TOP_K + 1 {
+                            "; the rest as their median and 25–75 % and 10–90 % bands"
+                        } else {
+                            ""
+                        }
                     )
                 },
             });
         }
     }
     Ok(figures)
+}
+
+/// The `q` quantile of sorted values (linear interpolation).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let at = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
+}
+
+/// A sweep's lines of one metric: up to `TOP_K + 1` trials, grey lines and the best in colour;
+/// more, and the top `TOP_K` are coloured lines while the rest become quantile bands and a
+/// median line (so 1,000 trials stay readable and the SVG small).
+fn many(
+    sel: &Selection,
+    split: &str,
+    name: &str,
+    by_step: bool,
+    scale: f64,
+) -> (Vec<Series>, Vec<Band>) {
+    let ranked = sel.ranked();
+    let mut series = Vec::new();
+    if ranked.len() <= TOP_K + 1 {
+        let others = ranked.len() - 1;
+        for (k, &i) in ranked[1..].iter().enumerate() {
+            series.push(Series {
+                label: if k == 0 {
+                    format!("other trials ({others})")
+                } else {
+                    String::new()
+                },
+                points: points(&sel.trials[i], split, name, by_step, scale),
+                emphasis: false,
+            });
+        }
+        let b = &sel.trials[ranked[0]];
+        series.push(Series {
+            label: format!("best: {} ({})", b.summary.id, b.summary.status),
+            points: points(b, split, name, by_step, scale),
+            emphasis: true,
+        });
+        return (series, Vec::new());
+    }
+    let mut by_x: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for &i in &ranked[TOP_K..] {
+        for (x, y) in points(&sel.trials[i], split, name, by_step, scale) {
+            if y.is_finite() {
+                by_x.entry(x as i64).or_default().push(y);
+            }
+        }
+    }
+    let mut outer = Vec::new();
+    let mut inner = Vec::new();
+    let mut median = Vec::new();
+    for (x, mut ys) in by_x.into_iter().filter(|(_, ys)| ys.len() >= 3) {
+        ys.sort_by(f64::total_cmp);
+        let x = x as f64;
+        outer.push((x, quantile(&ys, 0.1), quantile(&ys, 0.9)));
+        inner.push((x, quantile(&ys, 0.25), quantile(&ys, 0.75)));
+        median.push((x, quantile(&ys, 0.5)));
+    }
+    let rest = ranked.len() - TOP_K;
+    let bands = vec![
+        Band {
+            label: format!("other {rest} trials: 10–90 %"),
+            points: outer,
+            colour: None,
+            alpha: 0.18,
+        },
+        Band {
+            label: "25–75 %".into(),
+            points: inner,
+            colour: None,
+            alpha: 0.35,
+        },
+    ];
+    series.push(Series {
+        label: "their median".into(),
+        points: median,
+        emphasis: false,
+    });
+    for (k, &i) in ranked[..TOP_K].iter().enumerate().rev() {
+        let t = &sel.trials[i];
+        series.push(Series {
+            label: format!("#{} {}", k + 1, t.summary.id),
+            points: points(t, split, name, by_step, scale),
+            emphasis: true,
+        });
+    }
+    (series, bands)
+}
+
+/// The ranking metric per epoch of each replicate group (trials that differ only in seed,
+/// `groups` as indices into the selection): the mean as a line and ± one standard deviation
+/// as a band, for the best `TOP_K` groups by mean. `None` when no group has two trials.
+pub fn replicates(
+    sel: &Selection,
+    groups: &[Vec<usize>],
+    out: &Path,
+) -> anyhow::Result<Option<Figure>> {
+    let metric = &sel.ranking.metric;
+    let (split, name) = metric.split_once('/').unwrap_or(("val", metric));
+    let (y_label, scale) = unit(name);
+    let mut ranked: Vec<(f64, &Vec<usize>)> = groups
+        .iter()
+        .filter(|g| g.len() > 1)
+        .filter_map(|g| {
+            let scores: Vec<f64> = g
+                .iter()
+                .filter_map(|&i| sel.score(&sel.trials[i]))
+                .collect();
+            let s = super::groups::stats(&scores)?;
+            Some((sel.ranking.goal.sign() * s.mean, g))
+        })
+        .collect();
+    if ranked.is_empty() {
+        return Ok(None);
+    }
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut series = Vec::new();
+    let mut bands = Vec::new();
+    for (rank, (_, members)) in ranked.iter().take(TOP_K).enumerate() {
+        let mut by_epoch: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        for &i in members.iter() {
+            for (x, y) in points(&sel.trials[i], split, name, false, scale) {
+                by_epoch.entry(x as i64).or_default().push(y);
+            }
+        }
+        let mut mean = Vec::new();
+        let mut band = Vec::new();
+        for (x, ys) in by_epoch {
+            if let Some(s) = super::groups::stats(&ys) {
+                let sd = s.std.unwrap_or(0.0);
+                mean.push((x as f64, s.mean));
+                band.push((x as f64, s.mean - sd, s.mean + sd));
+            }
+        }
+        let first = &sel.trials[members[0]].summary.id;
+        series.push(Series {
+            label: format!("#{} group of {first} (n = {})", rank + 1, members.len()),
+            points: mean,
+            emphasis: true,
+        });
+        bands.push(Band {
+            label: String::new(),
+            points: band,
+            colour: Some(rank),
+            alpha: 0.22,
+        });
+    }
+    let chart = LineChart {
+        title: format!("{metric}: mean ± std over seeds"),
+        x_label: "epoch".into(),
+        y_label,
+        series,
+        bands,
+    };
+    let file = "replicates.png";
+    charts::png(&out.join(file), (800, 480), |root| {
+        charts::lines(root, &chart)
+    })?;
+    charts::svg(&out.join("replicates.svg"), (800, 480), |root| {
+        charts::lines(root, &chart)
+    })?;
+    Ok(Some(Figure {
+        file: file.into(),
+        title: chart.title.clone(),
+        caption: format!(
+            "groups of trials that differ only in seed, the best {} by mean best {metric}; the band is one standard deviation",
+            TOP_K.min(ranked.len())
+        ),
+    }))
 }

@@ -31,7 +31,22 @@ pub struct Figure {
 pub struct Table {
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
+    /// Sortable by a click on a header, with a filter box above (a few lines of inline JS).
+    pub interactive: bool,
 }
+
+/// Sorting (numbers as numbers, `%` ignored) and filtering for tables marked interactive.
+const SCRIPT: &str = "document.querySelectorAll('table.sortable').forEach(function(t){var body=t.tBodies[0];
+t.querySelectorAll('th').forEach(function(th,i){th.title='click to sort';th.style.cursor='pointer';th.addEventListener('click',function(){
+var asc=th.dataset.dir!=='asc';t.querySelectorAll('th').forEach(function(h){delete h.dataset.dir;});th.dataset.dir=asc?'asc':'desc';
+var key=function(r){var v=r.cells[i].textContent.replace('%','').trim();var n=Number(v);return v!==''&&!isNaN(n)?n:v;};
+var rows=Array.from(body.rows);rows.sort(function(a,b){var x=key(a),y=key(b);
+var c=(typeof x==='number'&&typeof y==='number')?x-y:(typeof x==='number'?-1:(typeof y==='number'?1:String(x).localeCompare(String(y))));return asc?c:-c;});
+rows.forEach(function(r){body.appendChild(r);});});});});
+document.querySelectorAll('input.filter').forEach(function(box){var t=document.getElementById(box.dataset.table);
+box.addEventListener('input',function(){var q=box.value.toLowerCase();var shown=0;Array.from(t.tBodies[0].rows).forEach(function(r){
+var keep=r.textContent.toLowerCase().indexOf(q)>=0;r.style.display=keep?'':'none';if(keep){shown++;}});
+document.getElementById(box.dataset.table+'-count').textContent=shown+' of '+t.tBodies[0].rows.length+' rows';});});";
 
 /// A section of the page.
 #[derive(Debug, Clone)]
@@ -64,8 +79,15 @@ figure{display:inline-block;margin:8px 12px 16px 0;vertical-align:top}figure img
 figcaption{font-size:13px;color:#444;max-width:640px}.note{color:#555;font-size:14px}
 td.status-pruned,td.status-stale,td.status-interrupted{color:#b36b00}td.status-failed,td.status-crashed,td.status-oom,td.status-diverged{color:#b00020}td.status-finished{color:#006b3c}";
 
-fn table(t: &Table) -> String {
-    let mut out = String::from("<table><thead><tr>");
+fn table(t: &Table, id: &str) -> String {
+    let mut out = if t.interactive {
+        format!(
+            "<p><input class=\"filter\" data-table=\"{id}\" placeholder=\"filter rows…\" size=\"40\"> <span class=\"note\" id=\"{id}-count\">{} rows; click a header to sort</span></p><table class=\"sortable\" id=\"{id}\"><thead><tr>",
+            t.rows.len()
+        )
+    } else {
+        String::from("<table><thead><tr>")
+    };
     for h in &t.header {
         out.push_str(&format!("<th>{}</th>", escape(h)));
     }
@@ -115,8 +137,8 @@ pub fn page(title: &str, subtitle: &str, sections: &[Section]) -> String {
         for n in &s.notes {
             out.push_str(&format!("<p class=\"note\">{}</p>\n", escape(n)));
         }
-        for t in &s.tables {
-            out.push_str(&table(t));
+        for (i, t) in s.tables.iter().enumerate() {
+            out.push_str(&table(t, &format!("{}-table-{i}", escape(&s.id))));
             out.push('\n');
         }
         for f in &s.figures {
@@ -129,6 +151,13 @@ pub fn page(title: &str, subtitle: &str, sections: &[Section]) -> String {
             ));
         }
         out.push_str("</section>\n");
+    }
+    if sections
+        .iter()
+        .flat_map(|s| &s.tables)
+        .any(|t| t.interactive)
+    {
+        out.push_str(&format!("<script>{SCRIPT}</script>\n"));
     }
     out.push_str("</body>\n</html>\n");
     out

@@ -6,6 +6,9 @@ pub mod attention;
 pub mod charts;
 mod compare;
 mod curves;
+pub mod diff;
+pub mod export;
+pub mod groups;
 pub mod html;
 pub mod pca;
 pub mod raster;
@@ -58,6 +61,7 @@ fn summary_section(sel: &Selection) -> Section {
     let mut metrics = Table {
         header: vec!["metric".into(), "epoch".into(), "final value".into()],
         rows: Vec::new(),
+        interactive: false,
     };
     let mut names: Vec<(String, String)> = best
         .metrics
@@ -79,6 +83,76 @@ fn summary_section(sel: &Selection) -> Section {
     s
 }
 
+/// Groups of trials that differ only in seed, ranked by the mean of the ranking metric, with
+/// their spread; `None` when no configuration was run with more than one seed.
+fn replicates_section(sel: &Selection, out: &Path) -> anyhow::Result<Option<Section>> {
+    let configs: Vec<&crate::config::Config> = sel.trials.iter().map(|t| &t.config).collect();
+    let members = groups::replicates(&configs);
+    if members.iter().all(|g| g.len() < 2) {
+        return Ok(None);
+    }
+    let metric = &sel.ranking.metric;
+    let representatives: Vec<&crate::config::Config> =
+        members.iter().map(|g| configs[g[0]]).collect();
+    let labels = groups::labels(&representatives);
+    let mut rows: Vec<(f64, Vec<String>)> = members
+        .iter()
+        .zip(&labels)
+        .map(|(g, label)| {
+            let scores: Vec<f64> = g
+                .iter()
+                .filter_map(|&i| sel.score(&sel.trials[i]))
+                .collect();
+            let stats = groups::stats(&scores);
+            let shown = |v: f64| compare::shown(metric, Some(v));
+            let key = stats
+                .as_ref()
+                .map_or(f64::NEG_INFINITY, |s| sel.ranking.goal.sign() * s.mean);
+            let row = vec![
+                g.len().to_string(),
+                stats.as_ref().map_or("-".into(), |s| shown(s.mean)),
+                stats
+                    .as_ref()
+                    .and_then(|s| s.std)
+                    .map_or("-".into(), &shown),
+                stats
+                    .as_ref()
+                    .and_then(|s| s.ci95)
+                    .map_or("-".into(), |(lo, hi)| {
+                        format!("{} – {}", shown(lo), shown(hi))
+                    }),
+                label.clone(),
+                g.iter()
+                    .map(|&i| sel.trials[i].summary.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ];
+            (key, row)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut section = Section::new("replicates", "Replicates (seeds)");
+    section.notes.push(format!(
+        "Trials that differ only in seed form a group; groups are ranked by the mean of best {metric}; std is the sample standard deviation; the 95 % interval (Student's t) needs three or more seeds."
+    ));
+    section.tables.push(Table {
+        header: vec![
+            "n".into(),
+            format!("mean best {metric}"),
+            "std".into(),
+            "95 % CI".into(),
+            "values".into(),
+            "trials".into(),
+        ],
+        rows: rows.into_iter().map(|(_, r)| r).collect(),
+        interactive: true,
+    });
+    section
+        .figures
+        .extend(curves::replicates(sel, &members, out)?);
+    Ok(Some(section))
+}
+
 fn config_section(sel: &Selection) -> Section {
     let best = sel.best();
     let t = &best.summary;
@@ -86,6 +160,7 @@ fn config_section(sel: &Selection) -> Section {
     let mut config = Table {
         header: vec!["config key".into(), "value".into()],
         rows: Vec::new(),
+        interactive: false,
     };
     for (k, v) in best.config.flat_params() {
         if !k.starts_with("sweep.") {
@@ -106,6 +181,42 @@ fn config_section(sel: &Selection) -> Section {
     s
 }
 
+fn open_store(runs_dir: &Path) -> anyhow::Result<(Store, PathBuf)> {
+    let store_path = runs_dir.join("vitrun.sqlite");
+    anyhow::ensure!(
+        store_path.exists(),
+        "no run store at {}; run an experiment first (vitrun run FILE) or pass --runs-dir",
+        store_path.display()
+    );
+    Ok((Store::open(&store_path)?, store_path))
+}
+
+/// `vitrun export-metrics`: writes the metrics of `target` (as for `build`) to `out`; returns
+/// the number of rows written.
+pub fn export_metrics(
+    runs_dir: &Path,
+    target: Option<&str>,
+    format: export::Format,
+    wide: bool,
+    out: &Path,
+) -> anyhow::Result<usize> {
+    let (store, _) = open_store(runs_dir)?;
+    let sel = select(&store, runs_dir, target, Ranking::new("val/top1"))?;
+    let frame = if wide {
+        export::wide(&sel)
+    } else {
+        export::long(&sel)
+    };
+    export::write(&frame, format, out)?;
+    Ok(frame.rows())
+}
+
+/// `vitrun diff A B`.
+pub fn diff_trials(runs_dir: &Path, a: &str, b: &str) -> anyhow::Result<String> {
+    let (store, _) = open_store(runs_dir)?;
+    diff::diff(&store, a, b)
+}
+
 /// Builds the report of `target` (a trial id or prefix, an experiment or a sweep; the latest
 /// experiment when `None`) from the store under `runs_dir`, into `out` (default: the
 /// experiment's or trial's `report/` folder).
@@ -116,13 +227,7 @@ pub fn build(
     ranking: Ranking,
     options: &AttentionOptions,
 ) -> anyhow::Result<Report> {
-    let store_path = runs_dir.join("vitrun.sqlite");
-    anyhow::ensure!(
-        store_path.exists(),
-        "no run store at {}; run an experiment first (vitrun run FILE) or pass --runs-dir",
-        store_path.display()
-    );
-    let store = Store::open(&store_path)?;
+    let (store, store_path) = open_store(runs_dir)?;
     let sel = select(&store, runs_dir, target, ranking)?;
     let logged: std::collections::BTreeSet<String> = sel
         .trials
@@ -168,7 +273,20 @@ pub fn build(
         ));
         sweep.tables.push(compare::table(&sel, &swept));
         sweep.figures = compare::draw(&sel, &swept, &out)?;
+        let ranked = compare::importance(&sel, &swept);
+        let (importance, chart) = compare::draw_importance(&sel, &ranked, &out)?;
+        if !importance.rows.is_empty() {
+            sweep.notes.push(format!(
+                "Parameter importance: the share of the variance of best {} each swept parameter explains on its own (η²).",
+                sel.ranking.metric
+            ));
+            sweep.tables.push(importance);
+        }
+        sweep.figures.extend(chart);
         sections.push(sweep);
+        if let Some(section) = replicates_section(&sel, &out)? {
+            sections.push(section);
+        }
     }
 
     let best = sel.best();

@@ -310,7 +310,12 @@ fn predictions(
                     .take(5)
                     .map(|&c| (splits.classes[c].clone(), p[c] as f64))
                     .collect();
-                charts::top5(&right, "top-5 predictions", &bars)?;
+                let title = if classes > 5 {
+                    "top-5 predictions".to_string()
+                } else {
+                    format!("probabilities of all {classes} classes")
+                };
+                charts::top5(&right, &title, &bars)?;
             }
             Ok(())
         },
@@ -318,7 +323,10 @@ fn predictions(
     Ok(Figure {
         file: file.into(),
         title: "Predictions".into(),
-        caption: "top-5 class probabilities for validation images".into(),
+        caption: format!(
+            "the {} most likely classes' probabilities for validation images",
+            classes.min(5)
+        ),
     })
 }
 

@@ -54,6 +54,38 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 
+    /// Where and with what a trial ran: `(field, value)` for the device, host, attempts and the
+    /// versions and commit recorded at its last claim.
+    pub fn provenance(&self, trial: &str) -> Result<Vec<(String, String)>> {
+        const FIELDS: [&str; 6] = [
+            "vitrun_version",
+            "burn_version",
+            "git_commit",
+            "device",
+            "host",
+            "attempts",
+        ];
+        let sql = format!("SELECT {} FROM trials WHERE id = ?1", FIELDS.join(", "));
+        let row = self
+            .conn
+            .query_row(&sql, [trial], |r| {
+                (0..FIELDS.len())
+                    .map(|i| {
+                        r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                            rusqlite::types::Value::Null => "-".to_string(),
+                            rusqlite::types::Value::Integer(n) => n.to_string(),
+                            rusqlite::types::Value::Text(t) => t,
+                            other => format!("{other:?}"),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .optional()
+            .map_err(|e| self.wrap(e))?
+            .unwrap_or_default();
+        Ok(FIELDS.iter().map(|f| f.to_string()).zip(row).collect())
+    }
+
     fn strings(&self, sql: &str, arg: &str) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.wrap(e))?;
         let rows = stmt

@@ -38,7 +38,8 @@ pub struct EpochSummary {
     pub train_top1: f64,
     pub val_loss: f64,
     pub val_top1: f64,
-    pub val_top5: f64,
+    /// Only with more than 5 classes (with 5 or fewer it is always 100 %).
+    pub val_top5: Option<f64>,
     pub lr: f64,
     pub images_per_sec: f64,
 }
@@ -163,7 +164,8 @@ enum EpochEnd {
 pub struct Evaluation {
     pub loss: f64,
     pub top1: f64,
-    pub top5: f64,
+    /// `None` with 5 classes or fewer.
+    pub top5: Option<f64>,
     /// Images skipped as unreadable (`skip_bad`).
     pub skipped: usize,
 }
@@ -518,9 +520,11 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             row(Metric::TRAIN_SKIPPED, s, epoch, stats.skipped as f64),
             row(Metric::VAL_LOSS, s, epoch, eval.loss),
             row(Metric::VAL_TOP1, s, epoch, eval.top1),
-            row(Metric::VAL_TOP5, s, epoch, eval.top5),
             row(Metric::VAL_SKIPPED, s, epoch, eval.skipped as f64),
         ]);
+        if let Some(top5) = eval.top5 {
+            rows.push(row(Metric::VAL_TOP5, s, epoch, top5));
+        }
         self.progress.epoch = epoch;
         let improved = eval.top1 > self.progress.best_top1;
         if improved {
@@ -621,7 +625,7 @@ pub fn evaluate<B: burn::tensor::backend::Backend>(
     Ok(Evaluation {
         loss: loss_sum / n,
         top1: top1 as f64 / n,
-        top5: top5 as f64 / n,
+        top5: (classes > 5).then(|| top5 as f64 / n),
         skipped: skipped.len(),
     })
 }

@@ -56,3 +56,63 @@ pub fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The headless browser to check pages with, if one is installed.
+pub fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+/// Loads `probe` (an HTML file that writes its findings into `<pre id="out">`) in headless
+/// Chromium and returns the dumped DOM; `None` (after a note) when no browser is installed,
+/// unless `VITRUN_REQUIRE_CHROMIUM` is set.
+pub fn browser_dom(probe: &Path) -> Option<String> {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("VITRUN_REQUIRE_CHROMIUM").is_err(),
+            "VITRUN_REQUIRE_CHROMIUM is set but no chromium is installed (apt-get install chromium)"
+        );
+        eprintln!("skipping the browser check: chromium is not installed");
+        return None;
+    };
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", probe.display()))
+        .output()
+        .unwrap();
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Writes a page that loads `index.html` (beside it) in an iframe and, once everything has
+/// loaded, runs `script` with `doc` (the report's document) and `out(text)` (which the test
+/// reads back from the dumped DOM).
+pub fn probe_page(path: &Path, script: &str) {
+    std::fs::write(
+        path,
+        format!(
+            r#"<!DOCTYPE html><html><body><pre id="out">pending</pre>
+<iframe id="page" src="index.html" style="width:1280px;height:900px"></iframe>
+<script>
+const out = text => {{ document.getElementById('out').textContent = text; }};
+window.addEventListener('load', () => {{
+  const doc = document.getElementById('page').contentDocument;
+  {script}
+}});
+</script></body></html>"#
+        ),
+    )
+    .unwrap();
+}

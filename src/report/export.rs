@@ -1,0 +1,274 @@
+//! `vitrun export-metrics`: the store's metrics as a table a pandas or polars user opens in one
+//! line — long (one row per trial, split, name and step, with the swept parameters as columns)
+//! or wide (one row per trial with each metric's final and best value) — as CSV, JSON (an
+//! array of records) or Parquet (through arrow).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+
+use super::compare::swept;
+use super::select::Selection;
+use crate::contract::Goal;
+
+/// The file format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+    Parquet,
+}
+
+/// One column's values, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+}
+
+/// A named, typed column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub values: Values,
+}
+
+/// Columns of equal length.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Frame {
+    pub columns: Vec<Column>,
+}
+
+impl Frame {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.columns.first().map_or(0, |c| match &c.values {
+            Values::Int(v) => v.len(),
+            Values::Float(v) => v.len(),
+            Values::Text(v) => v.len(),
+        })
+    }
+
+    fn cell(&self, column: usize, row: usize) -> serde_json::Value {
+        match &self.columns[column].values {
+            Values::Int(v) => v[row].map_or(serde_json::Value::Null, Into::into),
+            Values::Float(v) => v[row]
+                .and_then(serde_json::Number::from_f64)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Values::Text(v) => v[row]
+                .clone()
+                .map_or(serde_json::Value::Null, serde_json::Value::String),
+        }
+    }
+}
+
+/// Parameter values as a typed column: integers, else numbers, else text.
+fn typed(name: &str, values: Vec<String>) -> Column {
+    let ints: Option<Vec<i64>> = values.iter().map(|v| v.parse().ok()).collect();
+    let floats: Option<Vec<f64>> = values.iter().map(|v| v.parse().ok()).collect();
+    let values = match (ints, floats) {
+        (Some(i), _) => Values::Int(i.into_iter().map(Some).collect()),
+        (None, Some(f)) => Values::Float(f.into_iter().map(Some).collect()),
+        _ => Values::Text(values.into_iter().map(Some).collect()),
+    };
+    Column {
+        name: name.to_string(),
+        values,
+    }
+}
+
+fn text(name: &str, values: Vec<String>) -> Column {
+    Column {
+        name: name.to_string(),
+        values: Values::Text(values.into_iter().map(Some).collect()),
+    }
+}
+
+/// One row per (trial, split, name, step): `trial, experiment, status, <swept params…>, split,
+/// name, step, epoch, value, wall_time`.
+pub fn long(sel: &Selection) -> Frame {
+    let params = swept(sel);
+    let mut owner = Vec::new();
+    let (mut split, mut name, mut step, mut epoch, mut value, mut wall) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (i, t) in sel.trials.iter().enumerate() {
+        for m in &t.metrics {
+            owner.push(i);
+            split.push(m.split.clone());
+            name.push(m.name.clone());
+            step.push(Some(m.step));
+            epoch.push(Some(m.epoch));
+            value.push(Some(m.value));
+            wall.push(Some(m.wall_time));
+        }
+    }
+    let of = |f: &dyn Fn(usize) -> String| owner.iter().map(|&i| f(i)).collect::<Vec<_>>();
+    let mut columns = vec![
+        text("trial", of(&|i| sel.trials[i].summary.id.clone())),
+        text(
+            "experiment",
+            of(&|i| sel.trials[i].summary.experiment.clone()),
+        ),
+        text("status", of(&|i| sel.trials[i].summary.status.to_string())),
+    ];
+    for (key, values) in &params {
+        columns.push(typed(key, of(&|i| values[i].clone())));
+    }
+    columns.extend([
+        text("split", split),
+        text("name", name),
+        Column {
+            name: "step".into(),
+            values: Values::Int(step),
+        },
+        Column {
+            name: "epoch".into(),
+            values: Values::Int(epoch),
+        },
+        Column {
+            name: "value".into(),
+            values: Values::Float(value),
+        },
+        Column {
+            name: "wall_time".into(),
+            values: Values::Float(wall),
+        },
+    ]);
+    Frame { columns }
+}
+
+/// One row per trial: `trial, experiment, status, epochs, <swept params…>`, then for every
+/// metric `<split>_<name>_final` (its last value) and `<split>_<name>_best` (lowest for losses,
+/// highest otherwise).
+pub fn wide(sel: &Selection) -> Frame {
+    let params = swept(sel);
+    let trials = &sel.trials;
+    let column = |f: &dyn Fn(usize) -> String| (0..trials.len()).map(f).collect::<Vec<_>>();
+    let mut columns = vec![
+        text("trial", column(&|i| trials[i].summary.id.clone())),
+        text(
+            "experiment",
+            column(&|i| trials[i].summary.experiment.clone()),
+        ),
+        text("status", column(&|i| trials[i].summary.status.to_string())),
+        Column {
+            name: "epochs".into(),
+            values: Values::Int(trials.iter().map(|t| t.summary.epochs).collect()),
+        },
+    ];
+    for (key, values) in &params {
+        columns.push(typed(key, values.clone()));
+    }
+    let metrics: BTreeSet<(String, String)> = trials
+        .iter()
+        .flat_map(|t| t.metrics.iter().map(|m| (m.split.clone(), m.name.clone())))
+        .collect();
+    for (split, name) in metrics {
+        let goal = Goal::of(&format!("{split}/{name}"));
+        let (mut finals, mut bests) = (Vec::new(), Vec::new());
+        for t in trials {
+            let rows: Vec<_> = t
+                .metrics
+                .iter()
+                .filter(|m| m.split == split && m.name == name)
+                .collect();
+            finals.push(rows.iter().max_by_key(|m| m.step).map(|m| m.value));
+            bests.push(
+                rows.iter()
+                    .map(|m| m.value)
+                    .reduce(|a, b| if goal.better(b, a) { b } else { a }),
+            );
+        }
+        columns.push(Column {
+            name: format!("{split}_{name}_final"),
+            values: Values::Float(finals),
+        });
+        columns.push(Column {
+            name: format!("{split}_{name}_best"),
+            values: Values::Float(bests),
+        });
+    }
+    Frame { columns }
+}
+
+impl Format {
+    /// The format a file name asks for by its extension.
+    pub fn of_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            "parquet" | "pq" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `frame` to `path` in `format`.
+pub fn write(frame: &Frame, format: Format, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let result = match format {
+        Format::Csv => write_csv(frame, file),
+        Format::Json => write_json(frame, file),
+        Format::Parquet => write_parquet(frame, file),
+    };
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_csv(frame: &Frame, file: std::fs::File) -> anyhow::Result<()> {
+    let mut out = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    out.write_record(frame.columns.iter().map(|c| c.name.as_str()))?;
+    for row in 0..frame.rows() {
+        let cells = (0..frame.columns.len()).map(|c| match frame.cell(c, row) {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+        out.write_record(cells)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn write_json(frame: &Frame, file: std::fs::File) -> anyhow::Result<()> {
+    let records: Vec<serde_json::Map<String, serde_json::Value>> = (0..frame.rows())
+        .map(|row| {
+            frame
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(c, col)| (col.name.clone(), frame.cell(c, row)))
+                .collect()
+        })
+        .collect();
+    serde_json::to_writer(std::io::BufWriter::new(file), &records)?;
+    Ok(())
+}
+
+fn write_parquet(frame: &Frame, file: std::fs::File) -> anyhow::Result<()> {
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for c in &frame.columns {
+        let (kind, array): (DataType, ArrayRef) = match &c.values {
+            Values::Int(v) => (DataType::Int64, Arc::new(Int64Array::from(v.clone()))),
+            Values::Float(v) => (DataType::Float64, Arc::new(Float64Array::from(v.clone()))),
+            Values::Text(v) => (DataType::Utf8, Arc::new(StringArray::from(v.clone()))),
+        };
+        fields.push(Field::new(&c.name, kind, true));
+        arrays.push(array);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(())
+}
