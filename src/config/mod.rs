@@ -37,11 +37,19 @@ impl Config {
         }
     }
 
-    /// The config as JSON with every key path that defines the trial (execution keys left out).
+    /// The config as JSON with every key path that defines the trial (execution keys left out,
+    /// and keys of [`LATER_KEYS`] while they hold their default).
     pub fn identity_json(&self) -> Json {
         let mut value = serde_json::to_value(self).expect("config serialises");
         for key in EXECUTION_KEYS.iter().chain(["model.preset"].iter()) {
             remove_path(&mut value, key);
+        }
+        let defaults = serde_json::to_value(Config::default()).expect("defaults serialise");
+        for key in LATER_KEYS {
+            let at = |v: &Json| key.split('.').try_fold(v, |n, k| n.get(k)).cloned();
+            if at(&value) == at(&defaults) {
+                remove_path(&mut value, key);
+            }
         }
         value
     }

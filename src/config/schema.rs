@@ -18,6 +18,7 @@ pub struct Config {
     pub head: HeadConfig,
     pub augment: AugmentConfig,
     pub optimizer: OptimizerConfig,
+    pub finetune: FinetuneConfig,
     pub train: TrainConfig,
     /// The `[sweep]` table, kept as written; see [`crate::config::SweepSpec`].
     pub sweep: Option<toml::Table>,
@@ -33,6 +34,7 @@ impl Default for Config {
             head: HeadConfig::default(),
             augment: AugmentConfig::default(),
             optimizer: OptimizerConfig::default(),
+            finetune: FinetuneConfig::default(),
             train: TrainConfig::default(),
             sweep: None,
         }
@@ -133,6 +135,11 @@ pub struct ModelConfig {
     pub pooling: Pooling,
     /// Adds DeiT's distillation token and second head.
     pub distilled: bool,
+    /// Weights to start from: a timm/DeiT `.safetensors`, `.pth` or `.bin`, a vitrun checkpoint
+    /// (its file or folder), or `trial:ID` (a trial id or prefix in this run store).
+    pub pretrained: Option<String>,
+    /// Refuse a `pretrained` file that does not cover the whole encoder.
+    pub pretrained_strict: bool,
 }
 
 impl Default for ModelConfig {
@@ -149,6 +156,8 @@ impl Default for ModelConfig {
             drop_path: 0.0,
             pooling: Pooling::Cls,
             distilled: false,
+            pretrained: None,
+            pretrained_strict: true,
         }
     }
 }
@@ -398,6 +407,37 @@ impl Default for OptimizerConfig {
         }
     }
 }
+
+/// `[finetune]`: which parameters train, and how fast per depth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinetuneConfig {
+    /// Freeze the patch embedding (`patch_embed.*`).
+    pub freeze_patch_embed: bool,
+    /// Freeze the first N transformer blocks (`blocks.0` … `blocks.N-1`).
+    pub freeze_blocks: usize,
+    /// More parameters to freeze, by timm name or name prefix (`cls_token`, `pos_embed`,
+    /// `blocks.3.attn`, …).
+    pub freeze: Vec<String>,
+    /// timm's layer-wise learning-rate decay: block i trains at lr × decay^(depth − i), the
+    /// embeddings at lr × decay^(depth + 1), the head at lr (1 = off).
+    pub layer_decay: f64,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            freeze_patch_embed: false,
+            freeze_blocks: 0,
+            freeze: Vec::new(),
+            layer_decay: 1.0,
+        }
+    }
+}
+
+/// Keys added after trial ids were first defined: left out of the id while at their default,
+/// so trials recorded before they existed keep their ids.
+pub const LATER_KEYS: [&str; 3] = ["model.pretrained", "model.pretrained_strict", "finetune"];
 
 /// Which checkpoints a trial keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

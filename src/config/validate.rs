@@ -93,6 +93,7 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
     }
     validate_augment(c)?;
     validate_optimizer(c)?;
+    validate_finetune(c)?;
     let t = &c.train;
     if t.epochs == 0 {
         return fail("train.epochs", "must be at least 1");
@@ -336,6 +337,43 @@ fn validate_augment(c: &Config) -> Result<(), Violation> {
                 "{ratio} is out of range; use a resize ratio in [1, {}] (e.g. 1.14; below 1 would crop outside the image)",
                 Limits::CENTER_CROP_RATIO
             ),
+        );
+    }
+    Ok(())
+}
+
+fn validate_finetune(c: &Config) -> Result<(), Violation> {
+    let f = &c.finetune;
+    let depth = c.model.depth.unwrap_or(0);
+    if f.freeze_blocks > depth {
+        return fail(
+            "finetune.freeze_blocks",
+            format!(
+                "{} blocks, but the model has {depth}; freeze at most {depth}",
+                f.freeze_blocks
+            ),
+        );
+    }
+    if !(f.layer_decay > 0.0 && f.layer_decay <= 1.0) {
+        return fail(
+            "finetune.layer_decay",
+            format!(
+                "{} is out of range; use a factor in (0, 1] (1 = off, e.g. 0.75)",
+                f.layer_decay
+            ),
+        );
+    }
+    if let Some(name) = f.freeze.iter().find(|n| n.trim().is_empty()) {
+        return fail("finetune.freeze", format!("{name:?} names no parameter"));
+    }
+    if c.model
+        .pretrained
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        return fail(
+            "model.pretrained",
+            "an empty path; give a checkpoint file or trial:ID, or remove the key",
         );
     }
     Ok(())

@@ -1,11 +1,15 @@
 //! ViT backbone and heads with timm's layout, plus timm/DeiT checkpoint loading.
 
+mod freeze;
+mod pretrained;
 mod state_dict;
 mod vit;
 
+pub use freeze::{covers, freeze, Unmatched};
+pub use pretrained::{apply_pretrained, filter, is_head, Coverage};
 pub use state_dict::{
-    apply_state_dict, read_state_dict, state_dict, write_safetensors, CheckpointError, StateDict,
-    StateTensor,
+    apply_partial, apply_state_dict, read_state_dict, state_dict, timm_names, write_safetensors,
+    Applied, CheckpointError, StateDict, StateTensor,
 };
 pub use vit::{Attention, Block, Mlp, PatchEmbed, Vit, VitSpec, VitTrace};
 

@@ -29,8 +29,8 @@ pub enum CheckpointError {
     Write { file: String, reason: String },
 }
 
-/// Reads a state dict from `.safetensors`, or from a `.pth`/`.pt` (a plain state dict or DeiT's
-/// `{"model": state_dict}`).
+/// Reads a state dict from `.safetensors`, or from a `.pth`/`.pt`/`.bin` (a plain state dict,
+/// DeiT's `{"model": …}` or a trainer's `{"state_dict": …}`), parsed without running pickle code.
 pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
     let err = |reason: String| CheckpointError::Read {
         file: path.display().to_string(),
@@ -65,9 +65,10 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
             }
             Ok(out)
         }
-        Some("pth") | Some("pt") => {
+        Some("pth") | Some("pt") | Some("bin") => {
             use burn_store::pytorch::PytorchReader;
             let reader = PytorchReader::with_top_level_key(path, "model")
+                .or_else(|_| PytorchReader::with_top_level_key(path, "state_dict"))
                 .or_else(|_| PytorchReader::new(path))
                 .map_err(|e| err(e.to_string()))?;
             let mut out = StateDict::new();
@@ -83,7 +84,7 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
             Ok(out)
         }
         _ => Err(err(
-            "unknown checkpoint format; use a .safetensors, .pth or .pt file".into(),
+            "unknown checkpoint format; use a .safetensors, .pth, .pt or .bin file".into(),
         )),
     }
 }
@@ -196,6 +197,34 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
     }
 }
 
+struct Namer {
+    path: PathStack,
+    out: Vec<String>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Namer {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<B, D>>) {
+        let container = self.path.container().to_string();
+        self.out.push(timm_name(&self.path.names, &container));
+    }
+}
+
+/// The timm names of the module's float parameters, in visiting order.
+pub fn timm_names<B: Backend, M: Module<B>>(module: &M) -> Vec<String> {
+    let mut namer = Namer {
+        path: PathStack::default(),
+        out: Vec::new(),
+    };
+    module.visit(&mut namer);
+    namer.out
+}
+
 /// The module's parameters under timm's names and layouts.
 pub fn state_dict<B: Backend, M: Module<B>>(module: &M) -> StateDict {
     let mut collector = Collector {
@@ -259,14 +288,27 @@ impl<B: Backend> ModuleMapper<B> for Applier<'_, B> {
     }
 }
 
-/// Loads every parameter of `module` from `sd` by name; any missing, unexpected or mis-shaped
-/// key is an error that lists them all.
-pub fn apply_state_dict<B: Backend, M: Module<B>>(
+/// What [`apply_partial`] did with each tensor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Applied {
+    /// Parameters set from the state dict (timm names).
+    pub loaded: Vec<String>,
+    /// Parameters the state dict lacks (`name [shape]`); they keep their current values.
+    pub missing: Vec<String>,
+    /// Parameters whose tensor has another shape (`name: checkpoint […], model […]`); they keep
+    /// their current values.
+    pub misshaped: Vec<String>,
+    /// State-dict entries no parameter has (`name [shape]`).
+    pub unexpected: Vec<String>,
+}
+
+/// Loads every parameter of `module` that `sd` has with the right shape, leaving the others as
+/// they are, and says what happened to each.
+pub fn apply_partial<B: Backend, M: Module<B>>(
     module: M,
     sd: &StateDict,
-    file: &str,
     device: &B::Device,
-) -> Result<M, CheckpointError> {
+) -> (M, Applied) {
     let mut applier = Applier::<B> {
         path: PathStack::default(),
         sd,
@@ -281,11 +323,40 @@ pub fn apply_state_dict<B: Backend, M: Module<B>>(
         .filter(|(k, _)| !applier.used.contains(k))
         .map(|(k, t)| format!("{k} {:?}", t.shape))
         .collect();
+    let loaded = applier
+        .used
+        .iter()
+        .filter(|k| {
+            !applier
+                .misshaped
+                .iter()
+                .any(|m| m.starts_with(&format!("{k}:")))
+        })
+        .cloned()
+        .collect();
+    let applied = Applied {
+        loaded,
+        missing: applier.missing,
+        misshaped: applier.misshaped,
+        unexpected,
+    };
+    (module, applied)
+}
+
+/// Loads every parameter of `module` from `sd` by name; any missing, unexpected or mis-shaped
+/// key is an error that lists them all.
+pub fn apply_state_dict<B: Backend, M: Module<B>>(
+    module: M,
+    sd: &StateDict,
+    file: &str,
+    device: &B::Device,
+) -> Result<M, CheckpointError> {
+    let (module, applied) = apply_partial(module, sd, device);
     let mut details = String::new();
     for (label, list) in [
-        ("missing", &applier.missing),
-        ("unexpected", &unexpected),
-        ("mis-shaped", &applier.misshaped),
+        ("missing", &applied.missing),
+        ("unexpected", &applied.unexpected),
+        ("mis-shaped", &applied.misshaped),
     ] {
         if !list.is_empty() {
             details.push_str(&format!(

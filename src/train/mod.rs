@@ -4,6 +4,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod loss;
 pub mod optim;
+pub mod pretrained;
 mod probe;
 pub mod schedule;
 mod trial;

@@ -18,9 +18,29 @@ pub fn decays(path: &str, ndims: usize) -> bool {
     ndims > 1 && !NO_DECAY.contains(&path)
 }
 
+/// timm's layer-wise learning-rate scale of the parameter at `path` in a ViT of `depth`
+/// blocks: the embeddings (`patch_embed`, `cls_token`, `dist_token`, `pos_embed`) are layer 0,
+/// block i is layer i + 1, everything after the blocks (norms, heads) is layer depth + 1; the
+/// scale is `decay^(depth + 1 − layer)`.
+pub fn layer_scale(path: &str, depth: usize, decay: f64) -> f64 {
+    let first = path.split('.').next().unwrap_or(path);
+    let layer = match first {
+        "patch_embed" | "cls_token" | "dist_token" | "pos_embed" => 0,
+        "blocks" => path
+            .split('.')
+            .nth(1)
+            .and_then(|i| i.parse::<usize>().ok())
+            .map_or(depth + 1, |i| i + 1),
+        _ => depth + 1,
+    };
+    decay.powi((depth + 1 - layer.min(depth + 1)) as i32)
+}
+
 /// An optimizer whose state survives a checkpoint exactly.
 pub struct Optimizer<B: Backend> {
     config: OptimizerConfig,
+    /// Layer-wise lr decay: `(decay, depth)`, when on.
+    layer_decay: Option<(f64, usize)>,
     /// Optimizer steps taken so far.
     pub steps: u64,
     /// Per parameter path: Adam's first and second moments, or SGD's momentum buffer (flat).
@@ -89,7 +109,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
         if self.grad_scale != 1.0 {
             g = g.mul_scalar(self.grad_scale);
         }
-        let updated = self.opt.update(&path, p, g, self.lr, decay);
+        let lr = self.opt.lr_for(&path, self.lr);
+        let updated = self.opt.update(&path, p, g, lr, decay);
         let value = Tensor::<B, D>::from_inner(updated.reshape(dims)).require_grad();
         Param::from_mapped_value(id, value, mapper)
     }
@@ -99,8 +120,23 @@ impl<B: Backend> Optimizer<B> {
     pub fn new(config: &OptimizerConfig) -> Self {
         Optimizer {
             config: config.clone(),
+            layer_decay: None,
             steps: 0,
             state: BTreeMap::new(),
+        }
+    }
+
+    /// Scales each parameter's lr by [`layer_scale`] (a `decay` of 1 leaves it off).
+    pub fn with_layer_decay(mut self, decay: f64, depth: usize) -> Self {
+        self.layer_decay = (decay < 1.0).then_some((decay, depth));
+        self
+    }
+
+    /// The lr of the parameter at `path` when the schedule says `lr`.
+    pub fn lr_for(&self, path: &str, lr: f64) -> f64 {
+        match self.layer_decay {
+            Some((decay, depth)) => lr * layer_scale(path, depth, decay),
+            None => lr,
         }
     }
 

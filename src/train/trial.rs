@@ -18,7 +18,9 @@ use super::schedule::LrSchedule;
 use crate::config::{available_cores, CheckpointPolicy, Config};
 use crate::contract::{Metric, Status, TrialExit};
 use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Pipeline};
-use crate::model::{apply_state_dict, state_dict, Vit, VitSpec};
+use crate::model::{
+    apply_pretrained, apply_state_dict, freeze, read_state_dict, state_dict, Vit, VitSpec,
+};
 pub use crate::schedule::EpochGate;
 use crate::track::{MetricRow, Store};
 
@@ -195,7 +197,8 @@ pub fn run_trial<B: AutodiffBackend>(
 ) -> anyhow::Result<Outcome> {
     let (resume, force) = (run.resume, run.force);
     let (mut trial, model) = Trial::<B>::new(run, device)?;
-    let mut model = trial.restore(model, resume, force)?;
+    let model = trial.restore(model, resume, force)?;
+    let mut model = trial.freeze(model)?;
     let mut last = None;
     for epoch in trial.progress.epoch + 1..=trial.config.train.epochs {
         let (next, end) = trial.train_epoch(model, epoch)?;
@@ -287,7 +290,10 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             observer,
             gate,
             spec,
-            optimizer: Optimizer::new(&config.optimizer),
+            optimizer: Optimizer::new(&config.optimizer).with_layer_decay(
+                config.finetune.layer_decay,
+                config.model.depth.unwrap_or(12),
+            ),
             progress: Progress {
                 epoch: 0,
                 step: 0,
@@ -320,7 +326,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
         };
         let Some(ckpt) = ckpt else {
             self.store.clear_metrics(&self.id)?;
-            return Ok(model);
+            return self.load_pretrained(model);
         };
         let last = self.dir.join("last");
         let model = apply_state_dict(
@@ -365,6 +371,58 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             "resume",
             &format!("from epoch {}", self.progress.epoch),
         )?;
+        Ok(model)
+    }
+
+    /// Starts from `[model] pretrained` when set: filters and applies the file, reports and
+    /// records its coverage, and refuses (under `pretrained_strict`) one that leaves part of the
+    /// encoder at its random initialisation.
+    fn load_pretrained(&mut self, model: Vit<B>) -> anyhow::Result<Vit<B>> {
+        let Some(spec) = &self.config.model.pretrained else {
+            return Ok(model);
+        };
+        let runs_dir = std::path::Path::new(&self.config.train.runs_dir);
+        let path = super::pretrained::source(spec, self.store, runs_dir)?;
+        let sd = read_state_dict(&path)?;
+        let (model, coverage) = apply_pretrained(model, sd, &self.spec, &self.device);
+        let summary = format!("pretrained {}: {}", path.display(), coverage.summary());
+        self.observer.message(&summary);
+        self.store.log_event(&self.id, "pretrained", &summary)?;
+        self.store.add_artifact(&self.id, "pretrained", &path)?;
+        if self.config.model.pretrained_strict && !coverage.encoder_complete() {
+            let missing: Vec<String> = coverage
+                .reinitialised
+                .iter()
+                .filter(|(n, _)| !crate::model::is_head(n))
+                .map(|(n, why)| format!("{n} ({why})"))
+                .collect();
+            anyhow::bail!(
+                "model.pretrained {}: the checkpoint does not cover the encoder; these would train from random weights: {}; use a checkpoint of this architecture, or set model.pretrained_strict = false",
+                path.display(),
+                missing.join(", ")
+            );
+        }
+        Ok(model)
+    }
+
+    /// Freezes what `[finetune]` names; frozen parameters get no gradient and no optimizer state.
+    fn freeze(&mut self, model: Vit<B>) -> anyhow::Result<Vit<B>> {
+        let f = &self.config.finetune;
+        let mut patterns: Vec<String> = f.freeze.clone();
+        if f.freeze_patch_embed {
+            patterns.push("patch_embed".into());
+        }
+        patterns.extend((0..f.freeze_blocks).map(|i| format!("blocks.{i}")));
+        if patterns.is_empty() {
+            return Ok(model);
+        }
+        let (model, frozen) =
+            freeze(model, &patterns).map_err(|e| anyhow::anyhow!("finetune.freeze: {e}"))?;
+        self.observer.message(&format!(
+            "frozen: {} tensors ({})",
+            frozen.len(),
+            patterns.join(", ")
+        ));
         Ok(model)
     }
 

@@ -1,0 +1,194 @@
+//! Starting from pretrained weights, kept apart from the model as timm's
+//! `checkpoint_filter_fn` is: the state dict is adapted to the target architecture (wrapper
+//! prefixes stripped, the distillation token dropped or mapped), then applied tensor by tensor,
+//! and what was loaded, re-initialised and ignored is reported with why.
+
+use super::state_dict::{apply_partial, StateDict, StateTensor};
+use super::vit::{Vit, VitSpec};
+use burn::tensor::backend::Backend;
+
+/// What a pretrained load did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Coverage {
+    /// Parameters set from the file.
+    pub loaded: Vec<String>,
+    /// Parameters that kept their fresh initialisation, with why.
+    pub reinitialised: Vec<(String, String)>,
+    /// Entries of the file no parameter took, with why.
+    pub ignored: Vec<(String, String)>,
+    /// What the filter changed before applying (prefixes stripped, tokens mapped).
+    pub adapted: Vec<String>,
+}
+
+/// Whether `name` belongs to a classification head (re-initialised freely on a class change).
+pub fn is_head(name: &str) -> bool {
+    ["head.", "head_dist."].iter().any(|p| name.starts_with(p))
+}
+
+impl Coverage {
+    /// Whether every encoder parameter (all but the heads) came from the file.
+    pub fn encoder_complete(&self) -> bool {
+        self.reinitialised.iter().all(|(name, _)| is_head(name))
+    }
+
+    /// One paragraph for the console and the store.
+    pub fn summary(&self) -> String {
+        let list = |items: &[(String, String)]| {
+            items
+                .iter()
+                .map(|(n, why)| format!("{n} ({why})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = format!(
+            "loaded {} tensors; re-initialised {}{}; ignored {}{}",
+            self.loaded.len(),
+            self.reinitialised.len(),
+            if self.reinitialised.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", list(&self.reinitialised))
+            },
+            self.ignored.len(),
+            if self.ignored.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", list(&self.ignored))
+            },
+        );
+        if !self.adapted.is_empty() {
+            out.push_str(&format!("; adapted: {}", self.adapted.join("; ")));
+        }
+        out
+    }
+}
+
+fn rows(t: &StateTensor, from: usize, to: usize) -> StateTensor {
+    let dim = t.shape[2];
+    StateTensor {
+        shape: vec![1, to - from, dim],
+        data: t.data[from * dim..to * dim].to_vec(),
+    }
+}
+
+fn concat_rows(parts: &[StateTensor]) -> StateTensor {
+    let dim = parts[0].shape[2];
+    let data: Vec<f32> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+    StateTensor {
+        shape: vec![1, data.len() / dim, dim],
+        data,
+    }
+}
+
+/// Adapts a state dict to `spec`: strips `module.` (DataParallel) prefixes, and drops the
+/// distillation token (with its position row and head) when the model has none, or maps the
+/// class token's to it when the model has one and the file does not.
+pub fn filter(mut sd: StateDict, spec: &VitSpec, coverage: &mut Coverage) -> StateDict {
+    if sd.keys().any(|k| k.starts_with("module.")) {
+        sd = sd
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), v))
+            .collect();
+        coverage
+            .adapted
+            .push("stripped the `module.` prefix".into());
+    }
+    let has_dist = sd.contains_key("dist_token");
+    let prefix_in_file = 1 + usize::from(has_dist);
+    let patches = spec.grid_size() * spec.grid_size();
+    let pos_rows = sd
+        .get("pos_embed")
+        .map(|p| p.shape.get(1).copied().unwrap_or(0));
+    match (has_dist, spec.distilled) {
+        (true, false) => {
+            for key in ["dist_token", "head_dist.weight", "head_dist.bias"] {
+                if sd.remove(key).is_some() {
+                    coverage
+                        .ignored
+                        .push((key.into(), "the model has no distillation token".into()));
+                }
+            }
+            if let Some(pos) = sd
+                .get("pos_embed")
+                .filter(|_| pos_rows == Some(patches + 2))
+            {
+                let kept = concat_rows(&[rows(pos, 0, 1), rows(pos, 2, patches + 2)]);
+                sd.insert("pos_embed".into(), kept);
+                coverage
+                    .adapted
+                    .push("dropped the distillation token's position row".into());
+            }
+        }
+        (false, true) => {
+            if let Some(cls) = sd.get("cls_token").cloned() {
+                sd.insert("dist_token".into(), cls);
+                coverage
+                    .adapted
+                    .push("dist_token initialised from cls_token".into());
+            }
+            if let Some(pos) = sd
+                .get("pos_embed")
+                .filter(|_| pos_rows == Some(patches + prefix_in_file))
+            {
+                let mapped =
+                    concat_rows(&[rows(pos, 0, 1), rows(pos, 0, 1), rows(pos, 1, patches + 1)]);
+                sd.insert("pos_embed".into(), mapped);
+                coverage.adapted.push(
+                    "the distillation token's position row copied from the class token's".into(),
+                );
+            }
+        }
+        _ => {}
+    }
+    sd
+}
+
+/// Why a parameter the file has with another shape was not loaded.
+fn misshaped_reason(entry: &str, spec: &VitSpec) -> (String, String) {
+    let (name, shapes) = entry.split_once(':').unwrap_or((entry, ""));
+    let why = if is_head(name) {
+        format!(
+            "class count differs ({}); re-initialised for {} classes",
+            shapes.trim(),
+            spec.num_classes
+        )
+    } else if name == "pos_embed" {
+        format!(
+            "patch grid differs ({}); resampling position embeddings is not implemented yet",
+            shapes.trim()
+        )
+    } else {
+        format!("shape differs ({})", shapes.trim())
+    };
+    (name.to_string(), why)
+}
+
+/// Applies a filtered state dict to a freshly initialised model; parameters it cannot fill
+/// keep their initialisation and are reported.
+pub fn apply_pretrained<B: Backend>(
+    model: Vit<B>,
+    sd: StateDict,
+    spec: &VitSpec,
+    device: &B::Device,
+) -> (Vit<B>, Coverage) {
+    let mut coverage = Coverage::default();
+    let sd = filter(sd, spec, &mut coverage);
+    let (model, applied) = apply_partial(model, &sd, device);
+    coverage.loaded = applied.loaded;
+    for m in &applied.misshaped {
+        coverage.reinitialised.push(misshaped_reason(m, spec));
+    }
+    for m in &applied.missing {
+        let name = m.split_whitespace().next().unwrap_or(m).to_string();
+        coverage
+            .reinitialised
+            .push((name, "missing in the checkpoint".into()));
+    }
+    for u in &applied.unexpected {
+        let name = u.split_whitespace().next().unwrap_or(u).to_string();
+        coverage
+            .ignored
+            .push((name, "the model has no such parameter".into()));
+    }
+    (model, coverage)
+}

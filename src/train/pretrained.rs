@@ -1,0 +1,61 @@
+//! Where `[model] pretrained` points: a checkpoint file, a vitrun trial folder, or `trial:ID`
+//! (a trial id or prefix in the run store, its `best/` weights, else `last/`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::track::Store;
+
+fn weights_in(dir: &Path) -> Option<PathBuf> {
+    [
+        "model.safetensors",
+        "best/model.safetensors",
+        "last/model.safetensors",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .find(|p| p.is_file())
+}
+
+/// The weights file `spec` names.
+pub fn source(spec: &str, store: &Store, runs_dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(prefix) = spec.strip_prefix("trial:") {
+        let ids = store.trials_with_prefix(prefix)?;
+        let id = match ids.as_slice() {
+            [one] => one,
+            [] => anyhow::bail!(
+                "model.pretrained = {spec:?}: no trial id starts with {prefix:?} in {}; `vitrun ls` lists them",
+                store.path().display()
+            ),
+            many => anyhow::bail!(
+                "model.pretrained = {spec:?} matches {} trials ({}); give more of the id",
+                many.len(),
+                many.join(", ")
+            ),
+        };
+        let (_, experiment) = store
+            .trial_config(id)?
+            .with_context(|| format!("trial {id} is not in the store"))?;
+        let dir = runs_dir.join(experiment).join(id);
+        return weights_in(&dir).with_context(|| {
+            format!(
+                "model.pretrained = {spec:?}: trial {id} has no checkpoint in {} (best/ or last/)",
+                dir.display()
+            )
+        });
+    }
+    let path = PathBuf::from(spec);
+    if path.is_dir() {
+        return weights_in(&path).with_context(|| {
+            format!(
+                "model.pretrained = {spec:?}: the folder holds no model.safetensors (nor best/ or last/ of a trial)"
+            )
+        });
+    }
+    anyhow::ensure!(
+        path.is_file(),
+        "model.pretrained = {spec:?}: no such file; give a .safetensors, .pth or .bin checkpoint, a trial folder, or trial:ID"
+    );
+    Ok(path)
+}

@@ -1,0 +1,316 @@
+//! Transfer learning: pretrained weights through the filter with a coverage report (head
+//! swapped, distillation token dropped or mapped, `module.` stripped), strict refusal, frozen
+//! parameters that never move, timm's layer-wise lr decay, and the tutorial's recipe — the DeiT-
+//! tiny fixture at 224 px, head swapped to five classes, eight blocks frozen — whose loss falls.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Flex;
+use common::{config, runs_set, text, vitrun};
+use vitrun::model::{
+    apply_pretrained, apply_state_dict, read_state_dict, state_dict, write_safetensors, StateDict,
+    Vit, VitSpec,
+};
+use vitrun::track::Store;
+use vitrun::train::optim::layer_scale;
+
+type B = Flex;
+
+fn spec(classes: usize, distilled: bool) -> VitSpec {
+    VitSpec {
+        image_size: 16,
+        in_channels: 3,
+        patch_size: 4,
+        embed_dim: 24,
+        depth: 2,
+        num_heads: 2,
+        mlp_ratio: 2.0,
+        num_classes: classes,
+        mean_pool: false,
+        distilled,
+        dropout: 0.0,
+        attn_dropout: 0.0,
+        drop_path: 0.0,
+    }
+}
+
+fn model(s: &VitSpec, seed: u64) -> Vit<B> {
+    let device = Default::default();
+    <B as burn::tensor::backend::Backend>::seed(&device, seed);
+    s.init(&device)
+}
+
+#[test]
+fn save_then_load_is_bit_identical() {
+    let s = spec(5, true);
+    let a = model(&s, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.safetensors");
+    write_safetensors(&file, &state_dict(&a)).unwrap();
+    let b = apply_state_dict(
+        model(&s, 2),
+        &read_state_dict(&file).unwrap(),
+        "m",
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(state_dict(&a), state_dict(&b));
+}
+
+fn encoder(sd: &StateDict) -> StateDict {
+    sd.iter()
+        .filter(|(k, _)| !k.starts_with("head") && *k != "pos_embed" && *k != "dist_token")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn coverage_reports_head_swaps_and_distillation_tokens() {
+    let device = Default::default();
+    // A distilled 10-class checkpoint, saved through DataParallel (`module.` keys).
+    let teacher = model(&spec(10, true), 1);
+    let sd: StateDict = state_dict(&teacher)
+        .into_iter()
+        .map(|(k, v)| (format!("module.{k}"), v))
+        .collect();
+    let target = spec(5, false);
+    let (student, coverage) = apply_pretrained(model(&target, 2), sd.clone(), &target, &device);
+    assert!(coverage.encoder_complete(), "{}", coverage.summary());
+    let mut reinit: Vec<&str> = coverage
+        .reinitialised
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    reinit.sort();
+    assert_eq!(
+        reinit,
+        ["head.bias", "head.weight"],
+        "{}",
+        coverage.summary()
+    );
+    assert!(coverage.reinitialised[0].1.contains("class count differs"));
+    let ignored: Vec<&str> = coverage.ignored.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        ignored,
+        ["dist_token", "head_dist.weight", "head_dist.bias"],
+        "{}",
+        coverage.summary()
+    );
+    assert!(coverage.adapted.iter().any(|a| a.contains("module.")));
+    assert!(coverage.adapted.iter().any(|a| a.contains("position row")));
+    let (t, s) = (state_dict(&teacher), state_dict(&student));
+    assert_eq!(encoder(&t), encoder(&s), "the encoder is the teacher's");
+    let (tp, sp) = (&t["pos_embed"], &s["pos_embed"]);
+    let dim = 24;
+    assert_eq!(sp.shape, [1, 17, dim]);
+    assert_eq!(sp.data[..dim], tp.data[..dim], "class row kept");
+    assert_eq!(
+        sp.data[dim..],
+        tp.data[2 * dim..],
+        "patch rows kept, distillation row dropped"
+    );
+
+    // And the reverse: a plain checkpoint into a distilled model maps the class token.
+    let plain = state_dict(&model(&spec(5, false), 3));
+    let target = spec(5, true);
+    let (distilled, coverage) =
+        apply_pretrained(model(&target, 4), plain.clone(), &target, &device);
+    assert!(coverage.encoder_complete(), "{}", coverage.summary());
+    let d = state_dict(&distilled);
+    assert_eq!(d["dist_token"].data, plain["cls_token"].data);
+    assert_eq!(
+        d["head.weight"].data, plain["head.weight"].data,
+        "same class count: head kept"
+    );
+    let mut reinit: Vec<&str> = coverage
+        .reinitialised
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    reinit.sort();
+    assert_eq!(
+        reinit,
+        ["head_dist.bias", "head_dist.weight"],
+        "{}",
+        coverage.summary()
+    );
+
+    // A checkpoint of another width covers no encoder tensor.
+    let wide = state_dict(&model(
+        &VitSpec {
+            embed_dim: 32,
+            ..spec(5, false)
+        },
+        5,
+    ));
+    let target = spec(5, false);
+    let (_, coverage) = apply_pretrained(model(&target, 6), wide, &target, &device);
+    assert!(!coverage.encoder_complete());
+    assert!(
+        coverage.summary().contains("shape differs"),
+        "{}",
+        coverage.summary()
+    );
+}
+
+#[test]
+fn layer_decay_scales_each_block_as_timm_does() {
+    let (depth, d) = (12, 0.75);
+    assert_eq!(layer_scale("head.weight", depth, d), 1.0);
+    assert_eq!(layer_scale("norm.bias", depth, d), 1.0);
+    assert_eq!(layer_scale("blocks.11.mlp.fc1.weight", depth, d), 0.75);
+    assert!((layer_scale("blocks.0.attn.qkv.weight", depth, d) - 0.75f64.powi(12)).abs() < 1e-15);
+    assert!((layer_scale("pos_embed", depth, d) - 0.75f64.powi(13)).abs() < 1e-15);
+    assert!((layer_scale("patch_embed.proj.weight", depth, d) - 0.75f64.powi(13)).abs() < 1e-15);
+    assert_eq!(layer_scale("blocks.3.norm1.weight", depth, 1.0), 1.0);
+}
+
+fn micro(runs: &Path, extra: &[&str]) -> std::process::Output {
+    let file = config("micro.toml");
+    let set = runs_set(runs);
+    let mut args = vec!["run", file.to_str().unwrap(), "--quiet", "--set", &set];
+    args.extend_from_slice(extra);
+    vitrun(&args).output().unwrap()
+}
+
+fn trial_dir(runs: &Path, experiment: &str) -> (String, PathBuf) {
+    let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    let t = store
+        .trials(Some(experiment))
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    (t.id.clone(), runs.join(experiment).join(&t.id))
+}
+
+#[test]
+fn fine_tuning_from_a_trial_freezes_what_it_is_told_and_reports_coverage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let out = micro(&runs, &["--set", "model.depth=2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (base_id, base_dir) = trial_dir(&runs, "micro");
+    let pretrained = format!("model.pretrained=\"trial:{}\"", &base_id[..6]);
+    let out = micro(
+        &runs,
+        &[
+            "--set",
+            "name=\"tuned\"",
+            "--set",
+            "model.depth=2",
+            "--set",
+            &pretrained,
+            "--set",
+            "finetune.freeze_patch_embed=true",
+            "--set",
+            "finetune.freeze_blocks=1",
+            "--set",
+            "finetune.freeze=[\"cls_token\", \"pos_embed\"]",
+            "--set",
+            "data.classes=[\"bus\", \"car\", \"truck\"]",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (tuned_id, tuned_dir) = trial_dir(&runs, "tuned");
+    let before = read_state_dict(&base_dir.join("best/model.safetensors")).unwrap();
+    let after = read_state_dict(&tuned_dir.join("last/model.safetensors")).unwrap();
+    for (name, t) in &after {
+        let frozen = name.starts_with("patch_embed.")
+            || name.starts_with("blocks.0.")
+            || name == "cls_token"
+            || name == "pos_embed";
+        if frozen {
+            assert_eq!(t, &before[name], "{name} is frozen");
+        } else if !name.starts_with("head.") {
+            assert_ne!(t, &before[name], "{name} trains");
+        }
+    }
+    let opt = read_state_dict(&tuned_dir.join("last/optimizer.safetensors")).unwrap();
+    assert!(
+        opt.keys()
+            .all(|k| !k.starts_with("blocks.0.") && !k.starts_with("patch_embed")),
+        "no optimizer state for frozen parameters"
+    );
+    assert!(opt.keys().any(|k| k.starts_with("blocks.1.")));
+    let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    let events = store.events(&tuned_id, "pretrained").unwrap().join(" ");
+    assert!(
+        events.contains("re-initialised 2: head.weight (class count differs")
+            && events.contains("loaded 30 tensors"),
+        "{events}"
+    );
+
+    let out = micro(
+        &runs,
+        &[
+            "--set",
+            "name=\"wider\"",
+            "--set",
+            "model.embed_dim=32",
+            "--set",
+            &pretrained,
+        ],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("does not cover the encoder") && msg.contains("pretrained_strict = false"),
+        "{msg}"
+    );
+    for (set, expect) in [
+        (
+            "finetune.freeze=[\"blocks.7\"]",
+            "`blocks.7` names no parameter",
+        ),
+        ("model.pretrained=\"/no/such.safetensors\"", "no such file"),
+        (
+            "model.pretrained=\"trial:ffffffff\"",
+            "no trial id starts with",
+        ),
+    ] {
+        let out = micro(&runs, &["--set", "name=\"bad\"", "--set", set]);
+        assert_eq!(out.status.code(), Some(1), "{set}: {}", text(&out));
+        assert!(text(&out).contains(expect), "{set}: {}", text(&out));
+    }
+}
+
+#[test]
+fn the_tutorial_recipe_fine_tunes_deit_tiny_at_224_with_eight_blocks_frozen() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/timm/deit_tiny_patch16_224.safetensors");
+    assert!(fixture.is_file(), "{} is missing", fixture.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let file = common::experiment(
+        tmp.path(),
+        "recipe",
+        &format!(
+            "name = \"recipe\"\nseed = 5\n[data]\ndataset = \"synthetic\"\nimage_size = 224\ntrain_size = 16\nval_size = 8\n[model]\npreset = \"deit-tiny\"\npatch_size = 16\npretrained = {:?}\n[finetune]\nfreeze_blocks = 8\n[optimizer]\nlr = 1e-3\nweight_decay = 0.0\nschedule = \"constant\"\n[train]\nepochs = 4\nbatch_size = 8\n",
+            fixture.display().to_string()
+        ),
+    );
+    let set = runs_set(&runs);
+    let out = vitrun(&["run", file.to_str().unwrap(), "--quiet", "--set", &set])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    let (id, _) = trial_dir(&runs, "recipe");
+    let events = store.events(&id, "pretrained").unwrap().join(" ");
+    assert!(
+        events.contains("loaded 150 tensors; re-initialised 2: head.weight (class count differs"),
+        "{events}"
+    );
+    let losses: Vec<f64> = store
+        .metrics(&id)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.split == "train" && m.name == "loss")
+        .map(|m| m.value)
+        .collect();
+    assert_eq!(losses.len(), 4);
+    assert!(losses[3] < losses[0] * 0.8, "the loss falls: {losses:?}");
+}
