@@ -8,6 +8,14 @@ run file="experiments/deit_vehicles.toml" *args="":
 config file="experiments/deit_vehicles.toml" *args="":
     cargo run --release -- check {{file}} {{args}}
 
+# Transfer learning demo: pretrain, export, then a small task from scratch and fine-tuned.
+transfer:
+    cargo run --release -- run experiments/transfer_pretrain.toml
+    cargo run --release -- export transfer_pretrain --out runs/transfer_pretrain.safetensors
+    cargo run --release -- run experiments/transfer_small.toml
+    cargo run --release -- run experiments/transfer_small.toml --set 'model.pretrained="runs/transfer_pretrain.safetensors"'
+    cargo run --release -- report transfer_small
+
 # List trials in the run store.
 ls *args="":
     cargo run --release -- ls {{args}}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
+use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
 use peers::bare_vit::{BareTrainer, BareVit};
@@ -84,8 +85,11 @@ fn bench_backend<B: AutodiffBackend>(label: &str, device: B::Device) {
     let (train, bare_train) = rates(
         || {
             let m = model.take().expect("model");
-            let grads = cross_entropy(m.forward(x.clone()), &labels, 0.1).backward();
-            let (next, _) = opt.step::<B, Vit<B>>(m, &grads, 1e-3);
+            let grads = GradientsParams::from_grads(
+                cross_entropy(m.forward(x.clone()), &labels, 0.1).backward(),
+                &m,
+            );
+            let (next, _) = opt.step::<B, Vit<B>>(m, grads, 1e-3);
             let _ = next.cls_token.val().into_data();
             model = Some(next);
         },

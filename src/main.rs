@@ -98,6 +98,43 @@ enum Command {
         #[arg(long = "cpu-slots")]
         cpu_slots: Option<usize>,
     },
+    /// Classify images with a trained trial's weights (its validation preprocessing, on the CPU).
+    Predict {
+        /// A trial id or prefix, an experiment or sweep (its best trial), or with --config a
+        /// checkpoint file or trial folder.
+        target: String,
+        /// Image files or folders (searched recursively for .png/.jpg/.jpeg).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// How many classes to print per image.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// One JSON object per image instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// The experiment file of a checkpoint given as TARGET.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides for --config's file.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Write a trial's weights as a timm state dict (.safetensors) with its timm model arguments
+    /// (.json beside it).
+    Export {
+        /// A trial id or prefix, or an experiment or sweep (its best trial).
+        target: String,
+        /// The .safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
     /// Print what differs between two trials: config keys, provenance, final metrics.
     Diff {
         /// A trial id or unique prefix.
@@ -285,6 +322,101 @@ fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitC
     })
 }
 
+/// What `vitrun predict` was given.
+struct PredictArgs {
+    target: String,
+    images: Vec<PathBuf>,
+    top_k: usize,
+    json: bool,
+    batch: usize,
+    config: Option<PathBuf>,
+    sets: Vec<String>,
+    runs_dir: PathBuf,
+}
+
+/// `vitrun predict`: every image's top-k classes; unreadable images are reported and skipped,
+/// and make the exit code 1.
+fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
+    use std::io::{IsTerminal, Write};
+    use vitrun::predict::{images, Predictor};
+    anyhow::ensure!(
+        args.batch >= 1,
+        "--batch 0: give at least 1 image per batch"
+    );
+    let predictor = match &args.config {
+        Some(file) => Predictor::from_checkpoint(
+            std::path::Path::new(&args.target),
+            &vitrun::config::load(file, &args.sets)?.config,
+        )?,
+        None => {
+            anyhow::ensure!(
+                vitrun::config::is_safe_name(&args.target),
+                "predict target {:?} is not a trial id, experiment or sweep name; for a checkpoint file pass --config with its experiment file",
+                args.target
+            );
+            Predictor::from_store(&args.runs_dir, &args.target)?
+        }
+    };
+    let files = images(&args.images)?;
+    eprintln!(
+        "predicting {} images with {}{}",
+        files.len(),
+        predictor.weights.display(),
+        predictor
+            .trial
+            .as_ref()
+            .map(|t| format!(" (trial {t})"))
+            .unwrap_or_default()
+    );
+    let bar = (std::io::stderr().is_terminal() && files.len() > args.batch)
+        .then(|| indicatif::ProgressBar::new(files.len() as u64));
+    let mut stdout = std::io::stdout().lock();
+    let mut failed = 0;
+    for chunk in files.chunks(args.batch) {
+        for result in predictor.predict(chunk, args.top_k) {
+            match result {
+                Ok(p) => {
+                    let line = if args.json {
+                        let top: Vec<serde_json::Value> = p
+                            .top
+                            .iter()
+                            .map(|(c, prob)| serde_json::json!({"class": c, "probability": prob}))
+                            .collect();
+                        serde_json::json!({"image": p.image.display().to_string(), "top": top})
+                            .to_string()
+                    } else {
+                        let top: Vec<String> = p
+                            .top
+                            .iter()
+                            .map(|(c, prob)| format!("{c} {prob:.2}"))
+                            .collect();
+                        format!("{}: {}", p.image.display(), top.join(", "))
+                    };
+                    writeln!(stdout, "{line}")?;
+                }
+                Err(why) => {
+                    failed += 1;
+                    eprintln!("vitrun: skipped: {why}");
+                }
+            }
+        }
+        if let Some(bar) = &bar {
+            bar.inc(chunk.len() as u64);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if failed > 0 {
+        eprintln!(
+            "vitrun: {failed} of {} images could not be read",
+            files.len()
+        );
+        return Ok(exit(TrialExit::Failed));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => train(args, None, None),
@@ -335,6 +467,44 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 sets,
             },
         ),
+        Command::Predict {
+            target,
+            images,
+            top_k,
+            json,
+            batch,
+            config,
+            sets,
+            runs_dir,
+        } => predict(PredictArgs {
+            target,
+            images,
+            top_k,
+            json,
+            batch,
+            config,
+            sets,
+            runs_dir,
+        }),
+        Command::Export {
+            target,
+            out,
+            runs_dir,
+        } => {
+            anyhow::ensure!(
+                vitrun::config::is_safe_name(&target),
+                "export target {target:?} is not a trial id, experiment or sweep name; `vitrun ls` lists them"
+            );
+            let predictor = vitrun::predict::Predictor::from_store(&runs_dir, &target)?;
+            let json = vitrun::export::export(&predictor, &out)?;
+            println!(
+                "export: {} and {} (from {})",
+                out.display(),
+                json.display(),
+                predictor.weights.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff { a, b, runs_dir } => {
             print!("{}", vitrun::report::diff_trials(&runs_dir, &a, &b)?);
             Ok(ExitCode::SUCCESS)

@@ -314,3 +314,332 @@ fn the_tutorial_recipe_fine_tunes_deit_tiny_at_224_with_eight_blocks_frozen() {
     assert_eq!(losses.len(), 4);
     assert!(losses[3] < losses[0] * 0.8, "the loss falls: {losses:?}");
 }
+
+/// `root/{train,val}/{red,blue}/*.png`: reddish and bluish noise, told apart by colour.
+fn colour_folder(root: &Path, per_class: usize) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    for split in ["train", "val"] {
+        for (class, tint) in [("red", [1.0, 0.3, 0.3]), ("blue", [0.3, 0.3, 1.0])] {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..per_class {
+                let img = image::RgbImage::from_fn(16, 16, |_, _| {
+                    let base: f64 = rng.gen_range(0.2..0.9);
+                    image::Rgb(tint.map(|t: f64| ((base * t).min(1.0) * 255.0) as u8))
+                });
+                img.save(dir.join(format!("{i:02}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn predict_agrees_with_the_stored_validation_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    colour_folder(&data, 12);
+    let runs = tmp.path().join("runs");
+    let path = format!("data.path={:?}", data.display().to_string());
+    let out = micro(
+        &runs,
+        &[
+            "--set",
+            "data.dataset=\"image_folder\"",
+            "--set",
+            &path,
+            "--set",
+            "data.classes=[\"red\", \"blue\"]",
+            "--set",
+            "train.epochs=3",
+            "--set",
+            "optimizer.lr=3e-3",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (id, _) = trial_dir(&runs, "micro");
+    let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    let best = store
+        .metrics(&id)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.split == "val" && m.name == "top1")
+        .map(|m| m.value)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let val = data.join("val");
+    let out = vitrun(&[
+        "predict",
+        &id[..6],
+        val.to_str().unwrap(),
+        "--top-k",
+        "1",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 24, "{stdout}");
+    let right = lines
+        .iter()
+        .filter(|l| {
+            let (file, top) = l.split_once(": ").unwrap();
+            let truth = Path::new(file)
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap();
+            top.split(' ').next() == Some(truth)
+        })
+        .count();
+    assert_eq!(
+        right as f64 / 24.0,
+        best,
+        "predict reproduces the stored val top-1\n{stdout}"
+    );
+    assert!(best > 0.5, "the colours are learnable: {best}");
+
+    std::fs::write(val.join("red/zz_broken.png"), b"not a png").unwrap();
+    let out = vitrun(&[
+        "predict",
+        "micro",
+        val.to_str().unwrap(),
+        "--json",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unreadable image makes the exit code 1"
+    );
+    assert!(text(&out).contains("zz_broken.png"), "{}", text(&out));
+    let objects: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 24, "the readable images are still predicted");
+    let top = objects[0]["top"].as_array().unwrap();
+    assert_eq!(top.len(), 2, "top-k stops at the class count");
+    let total: f64 = top.iter().map(|t| t["probability"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4);
+
+    let weights = runs.join("micro").join(&id).join("best/model.safetensors");
+    let out = vitrun(&[
+        "predict",
+        weights.to_str().unwrap(),
+        val.join("blue/00.png").to_str().unwrap(),
+        "--config",
+        config("micro.toml").to_str().unwrap(),
+        "--set",
+        "data.dataset=\"image_folder\"",
+        "--set",
+        &path,
+        "--set",
+        "data.classes=[\"red\", \"blue\"]",
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("00.png: "),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_export_of_timms_own_state_dict_reproduces_it_tensor_for_tensor() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/timm/deit_tiny_patch16_224.safetensors");
+    let timm = read_state_dict(&fixture).unwrap();
+    let s = VitSpec {
+        image_size: 224,
+        patch_size: 16,
+        embed_dim: 192,
+        depth: 12,
+        num_heads: 3,
+        mlp_ratio: 4.0,
+        num_classes: 1000,
+        ..spec(1000, false)
+    };
+    let loaded = apply_state_dict(model(&s, 1), &timm, "fixture", &Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export.safetensors");
+    write_safetensors(&out, &state_dict(&loaded)).unwrap();
+    assert_eq!(
+        read_state_dict(&out).unwrap(),
+        timm,
+        "timm's names, layouts and values"
+    );
+}
+
+#[test]
+fn export_writes_the_trials_weights_and_timm_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    assert!(micro(&runs, &["--set", "train.epochs=1"]).status.success());
+    let (id, dir) = trial_dir(&runs, "micro");
+    let out = tmp.path().join("out/model.safetensors");
+    let run = vitrun(&[
+        "export",
+        &id[..6],
+        "--out",
+        out.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(
+        read_state_dict(&out).unwrap(),
+        read_state_dict(&dir.join("best/model.safetensors")).unwrap()
+    );
+    let args: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(args["architecture"], "VisionTransformer");
+    assert_eq!(args["model_args"]["num_classes"], 2);
+    assert_eq!(args["model_args"]["embed_dim"], 24);
+    assert_eq!(args["model_args"]["global_pool"], "token");
+    assert_eq!(args["label_names"], serde_json::json!(["bus", "car"]));
+}
+
+#[test]
+fn two_accumulated_half_batches_train_like_one_full_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let common = [
+        "--set",
+        "optimizer.name=\"sgd\"",
+        "--set",
+        "optimizer.momentum=0.0",
+        "--set",
+        "optimizer.weight_decay=0.0",
+        "--set",
+        "optimizer.lr=0.05",
+        "--set",
+        "train.epochs=2",
+    ];
+    let full = tmp.path().join("full");
+    let out = micro(
+        &full,
+        &[&common[..], &["--set", "train.batch_size=32"]].concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let halves = tmp.path().join("halves");
+    let out = micro(
+        &halves,
+        &[
+            &common[..],
+            &[
+                "--set",
+                "train.batch_size=16",
+                "--set",
+                "train.grad_accumulation=2",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let weights = |runs: &Path| {
+        let (_, dir) = trial_dir(runs, "micro");
+        read_state_dict(&dir.join("last/model.safetensors")).unwrap()
+    };
+    let relative = |a: &StateDict, b: &StateDict| {
+        a.iter()
+            .map(|(name, t)| {
+                let scale = t.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+                let diff = t
+                    .data
+                    .iter()
+                    .zip(&b[name].data)
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                diff / scale
+            })
+            .fold(0f32, f32::max)
+    };
+    let (a, b) = (weights(&full), weights(&halves));
+    assert!(relative(&a, &b) < 1e-4, "{}", relative(&a, &b));
+    let unaccumulated = tmp.path().join("small");
+    let out = micro(
+        &unaccumulated,
+        &[&common[..], &["--set", "train.batch_size=16"]].concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        relative(&a, &weights(&unaccumulated)) > 1e-3,
+        "without accumulation, half batches train differently"
+    );
+    let store = |runs: &Path| {
+        let s = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+        let (id, _) = trial_dir(runs, "micro");
+        s.metrics(&id)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.name == "lr")
+            .map(|m| m.step)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        store(&full),
+        store(&halves),
+        "the same optimizer steps per epoch"
+    );
+}
+
+#[test]
+fn a_distilled_models_features_are_the_mean_of_its_two_tokens() {
+    let s = spec(3, true);
+    let m = model(&s, 8);
+    let mut sd = state_dict(&m);
+    for part in ["weight", "bias"] {
+        let head = sd[&format!("head.{part}")].clone();
+        sd.insert(format!("head_dist.{part}"), head);
+    }
+    let device = Default::default();
+    let m = apply_state_dict(m, &sd, "same heads", &device).unwrap();
+    let x = burn::tensor::Tensor::<B, 4>::random(
+        [2, 3, 16, 16],
+        burn::tensor::Distribution::Default,
+        &device,
+    );
+    let trace = m.trace(x);
+    // With equal heads, mean(head(cls), head(dist)) = head(mean(cls, dist)) = head(features).
+    let expect = m.head.forward(trace.features.clone());
+    let (got, expect): (Vec<f32>, Vec<f32>) = (
+        trace.logits.into_data().to_vec().unwrap(),
+        expect.into_data().to_vec().unwrap(),
+    );
+    for (a, b) in got.iter().zip(&expect) {
+        assert!((a - b).abs() < 1e-5, "{got:?} vs {expect:?}");
+    }
+}
+
+#[test]
+fn a_pth_whose_pickle_would_run_a_command_is_refused_and_nothing_runs() {
+    let marker = Path::new("/tmp/vitrun-pickle-ran");
+    let _ = std::fs::remove_file(marker);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reduce_system.pth");
+    let err = read_state_dict(&fixture).unwrap_err().to_string();
+    assert!(
+        err.contains("posix.system") && err.contains("reduce_system.pth"),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let set = format!("model.pretrained={:?}", fixture.display().to_string());
+    let out = micro(tmp.path(), &["--set", &set]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("Unsupported Python type 'posix.system'"),
+        "{}",
+        text(&out)
+    );
+    assert!(!marker.exists(), "the pickle's command must never run");
+}

@@ -437,7 +437,12 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 3] = ["model.pretrained", "model.pretrained_strict", "finetune"];
+pub const LATER_KEYS: [&str; 4] = [
+    "model.pretrained",
+    "model.pretrained_strict",
+    "finetune",
+    "train.grad_accumulation",
+];
 
 /// Which checkpoints a trial keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -457,6 +462,9 @@ pub enum CheckpointPolicy {
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
+    /// Batches whose gradients are summed into one optimizer step (the effective batch is
+    /// `batch_size × grad_accumulation`; the loss of each is divided by it, as timm does).
+    pub grad_accumulation: usize,
     /// `auto|cpu|cuda:N|tch-cpu|tch-cuda:N`.
     pub device: DeviceSpec,
     /// CPU threads for the trial (0 = all cores).
@@ -471,6 +479,7 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 10,
             batch_size: 64,
+            grad_accumulation: 1,
             device: DeviceSpec::Auto,
             threads: 0,
             checkpoint: CheckpointPolicy::LastAndBest,

@@ -103,6 +103,10 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
         return fail("train.batch_size", "must be at least 1");
     }
     at_most("train.batch_size", t.batch_size, Limits::BATCH_SIZE)?;
+    if t.grad_accumulation == 0 {
+        return fail("train.grad_accumulation", "must be at least 1 (1 = off)");
+    }
+    at_most("train.grad_accumulation", t.grad_accumulation, 1024)?;
     at_most("train.threads", t.threads, Limits::THREADS)?;
     fits_in_memory(c, machine_memory())
 }

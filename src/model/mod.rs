@@ -13,7 +13,26 @@ pub use state_dict::{
 };
 pub use vit::{Attention, Block, Mlp, PatchEmbed, Vit, VitSpec, VitTrace};
 
+use std::path::Path;
+
+use burn::backend::Flex;
+
 use crate::config::{Config, Pooling};
+
+/// Loads an experiment's model with `classes` outputs from the checkpoint at `path`, on the CPU
+/// (reports and predictions).
+pub fn load_on_cpu(
+    config: &Config,
+    classes: usize,
+    path: &Path,
+) -> Result<(Vit<Flex>, VitSpec), CheckpointError> {
+    let spec = VitSpec::from_config(config, classes);
+    let device = Default::default();
+    let model: Vit<Flex> = spec.init(&device);
+    let weights = read_state_dict(path)?;
+    let model = apply_state_dict(model, &weights, &path.display().to_string(), &device)?;
+    Ok((model, spec))
+}
 
 impl VitSpec {
     /// The architecture an experiment asks for, with `num_classes` from its dataset.

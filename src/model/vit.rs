@@ -236,7 +236,8 @@ pub struct VitTrace<B: Backend> {
     pub tokens: Tensor<B, 3>,
     /// Softmax attention of every block: `[batch, heads, tokens, tokens]`.
     pub attentions: Vec<Tensor<B, 4>>,
-    /// Pooled, normed features fed to the head: `[batch, dim]`.
+    /// Pooled, normed features: `[batch, dim]` (for a distilled model the mean of the class
+    /// and distillation tokens, as timm's `forward_head(x, pre_logits=True)`).
     pub features: Tensor<B, 2>,
     pub logits: Tensor<B, 2>,
 }
@@ -314,8 +315,11 @@ impl<B: Backend> Vit<B> {
             }
         };
         let mut logits = self.head.forward(features.clone());
+        let mut features = features;
         if let (Some(head_dist), Some(dist)) = (&self.head_dist, dist_features) {
-            logits = (logits + head_dist.forward(dist)).div_scalar(2.0);
+            logits = (logits + head_dist.forward(dist.clone())).div_scalar(2.0);
+            // timm's `forward_head(x, pre_logits=True)` of a distilled model: the mean of both.
+            features = (features + dist).div_scalar(2.0);
         }
         VitTrace {
             tokens,

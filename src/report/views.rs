@@ -17,7 +17,7 @@ use super::select::TrialRecord;
 use crate::config::Config;
 use crate::data::augment::sample_rng;
 use crate::data::{Dataset, Image, Pipeline, Splits};
-use crate::model::{apply_state_dict, read_state_dict, Vit, VitSpec};
+use crate::model::Vit;
 
 type Cpu = Flex;
 
@@ -137,20 +137,6 @@ fn host(t: Tensor<Cpu, 2>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap_or_default()
 }
 
-/// Loads the trial's model from `path` on the CPU.
-pub fn load_model(
-    config: &Config,
-    classes: usize,
-    path: &Path,
-) -> anyhow::Result<(Vit<Cpu>, VitSpec)> {
-    let spec = VitSpec::from_config(config, classes);
-    let device = Default::default();
-    let model: Vit<Cpu> = spec.init(&device);
-    let weights = read_state_dict(path)?;
-    let model = apply_state_dict(model, &weights, &path.display().to_string(), &device)?;
-    Ok((model, spec))
-}
-
 fn batch<B: burn::tensor::backend::Backend>(images: &[Image], device: &B::Device) -> Tensor<B, 4> {
     let (c, h, w) = (images[0].channels, images[0].height, images[0].width);
     let data: Vec<f32> = images.iter().flat_map(|i| i.data.iter().copied()).collect();
@@ -166,7 +152,7 @@ pub fn model_views(
     out: &Path,
 ) -> anyhow::Result<Vec<Figure>> {
     let config = &trial.config;
-    let (model, spec) = load_model(config, splits.classes.len(), path)?;
+    let (model, spec) = crate::model::load_on_cpu(config, splits.classes.len(), path)?;
     let device = Default::default();
     let size = config.data.image_size;
     let pipeline = Pipeline::val(&config.augment, size, config.data.channels);

@@ -12,4 +12,5 @@ mod trial;
 pub use probe::probe;
 pub use trial::{
     evaluate, run_trial, EpochGate, EpochSummary, Evaluation, Observer, Outcome, TrialRun,
+    CLASSES_FILE,
 };

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
@@ -52,13 +53,13 @@ fn path_of(names: &[String]) -> String {
 }
 
 struct NormVisitor<'a, B: AutodiffBackend> {
-    grads: &'a B::Gradients,
+    grads: &'a GradientsParams,
     total: Option<Tensor<B::InnerBackend, 1>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = param.val().grad(self.grads) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
             let sq = g.powi_scalar(2).sum();
             self.total = Some(match self.total.take() {
                 Some(t) => t + sq,
@@ -71,7 +72,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
 /// The L2 norm of all gradients together.
 pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
-    grads: &B::Gradients,
+    grads: &GradientsParams,
 ) -> f64 {
     let mut v = NormVisitor::<B> { grads, total: None };
     model.visit(&mut v);
@@ -82,7 +83,7 @@ pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 
 struct StepMapper<'a, B: AutodiffBackend> {
     opt: &'a mut Optimizer<B::InnerBackend>,
-    grads: &'a B::Gradients,
+    grads: &'a mut GradientsParams,
     lr: f64,
     grad_scale: f64,
     names: Vec<String>,
@@ -97,7 +98,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(grad) = tensor.grad(self.grads) else {
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let dims = tensor.dims();
@@ -142,7 +143,7 @@ impl<B: Backend> Optimizer<B> {
 
     /// One update of every parameter that has a gradient; returns the new module and the
     /// gradient norm before clipping.
-    pub fn step<AB, M>(&mut self, model: M, grads: &AB::Gradients, lr: f64) -> (M, f64)
+    pub fn step<AB, M>(&mut self, model: M, mut grads: GradientsParams, lr: f64) -> (M, f64)
     where
         AB: AutodiffBackend<InnerBackend = B>,
         M: AutodiffModule<AB>,
@@ -150,7 +151,7 @@ impl<B: Backend> Optimizer<B> {
         self.steps += 1;
         let clip = self.config.grad_clip;
         let norm = if clip > 0.0 {
-            global_grad_norm::<AB, M>(&model, grads)
+            global_grad_norm::<AB, M>(&model, &grads)
         } else {
             f64::NAN
         };
@@ -161,7 +162,7 @@ impl<B: Backend> Optimizer<B> {
         };
         let mut mapper = StepMapper::<AB> {
             opt: self,
-            grads,
+            grads: &mut grads,
             lr,
             grad_scale,
             names: Vec::new(),

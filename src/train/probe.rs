@@ -26,9 +26,9 @@ pub fn probe<B: AutodiffBackend>(config: &Config, device: B::Device, steps: usiz
         let images = Tensor::<B, 4>::random([n, c, s, s], Distribution::Normal(0.0, 1.0), &device);
         let loss = cross_entropy(model.forward(images), &labels, 0.0);
         loss_value = loss.clone().into_scalar().elem();
-        let grads = loss.backward();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer
-            .step::<B, Vit<B>>(model, &grads, config.optimizer.lr)
+            .step::<B, Vit<B>>(model, grads, config.optimizer.lr)
             .0;
     }
     loss_value

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
@@ -89,6 +90,9 @@ impl Outcome {
         }
     }
 }
+
+/// The trial folder's file of class names in label order (what `vitrun predict` prints).
+pub const CLASSES_FILE: &str = "classes.json";
 
 /// Everything a trial needs besides its backend.
 pub struct TrialRun<'a> {
@@ -250,6 +254,9 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             splits.classes.len()
         ));
         let spec = VitSpec::from_config(config, splits.classes.len());
+        let names = dir.join(CLASSES_FILE);
+        std::fs::write(&names, serde_json::to_string_pretty(&splits.classes)?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", names.display()))?;
         B::seed(&device, config.seed);
         let model: Vit<B> = spec.init(&device);
         let t = &config.train;
@@ -280,7 +287,11 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             pool: pool.clone(),
         };
         let (size, ch) = (config.data.image_size, config.data.channels);
-        let steps_per_epoch = splits.train.len().div_ceil(t.batch_size);
+        let steps_per_epoch = splits
+            .train
+            .len()
+            .div_ceil(t.batch_size)
+            .div_ceil(t.grad_accumulation);
         let trial = Trial {
             config,
             id: trial_id,
@@ -443,6 +454,9 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
         let mut rows = Vec::new();
         let log_every = (steps / 20).max(1);
         let mut lr = self.schedule.lr(self.progress.step as usize);
+        let accumulate = self.config.train.grad_accumulation;
+        let mut pending = GradientsAccumulator::<Vit<B>>::new();
+        let mut waiting = 0;
         for (i, batch) in loader.enumerate() {
             let mut batch = batch?;
             skipped += self.note_skipped(&batch)?;
@@ -467,9 +481,24 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                     .set_status(&self.id, Status::Diverged, Some(&msg))?;
                 return Ok((model, EpochEnd::Diverged));
             }
-            let grads = loss.backward();
-            model = self.optimizer.step::<B, Vit<B>>(model, &grads, lr).0;
-            self.progress.step += 1;
+            let scaled = if accumulate > 1 {
+                loss.div_scalar(accumulate as f64)
+            } else {
+                loss
+            };
+            pending.accumulate(
+                &model,
+                GradientsParams::from_grads(scaled.backward(), &model),
+            );
+            waiting += 1;
+            if waiting == accumulate {
+                model = self
+                    .optimizer
+                    .step::<B, Vit<B>>(model, pending.grads(), lr)
+                    .0;
+                self.progress.step += 1;
+                waiting = 0;
+            }
             let host: Vec<f32> = logits
                 .into_data()
                 .convert::<f32>()
@@ -504,6 +533,13 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                     .set_status(&self.id, Status::Interrupted, Some(&msg))?;
                 return Ok((model, EpochEnd::Interrupted));
             }
+        }
+        if waiting > 0 {
+            model = self
+                .optimizer
+                .step::<B, Vit<B>>(model, pending.grads(), lr)
+                .0;
+            self.progress.step += 1;
         }
         if seen == 0 {
             return Err(DataError::Empty {
