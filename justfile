@@ -44,6 +44,10 @@ bench:
 bench-sweep:
     cargo bench --bench sweep
 
+# The 224-px JPEG input pipeline on one core against torchvision's.
+bench-loader:
+    cargo bench --bench loader
+
 # `vitrun report` on a 50-trial sweep.
 bench-report:
     cargo bench --bench report

@@ -1,23 +1,23 @@
-"""Loads a `vitrun export` into timm: builds the model from the JSON beside the .safetensors and
-loads the weights with strict=True, so every name and shape must be timm's; then prints the
-logits of a seeded random input.
+"""Round trip of `vitrun export` through timm.
 
-    python scripts/timm_roundtrip.py runs/export/model.safetensors
+    python scripts/timm_roundtrip.py EXPORT.safetensors [FIXTURE.safetensors]
 
-Needs torch, timm and safetensors (pip install torch timm safetensors). The test suite does not:
-it checks that an export of timm's own fixture state dict reproduces it tensor for tensor, and
-the parity tests check vitrun's logits against timm's for those weights.
+Builds timm's model from the JSON beside the export, loads the weights with strict=True (every
+name and shape must be timm's), and runs a seeded random input. With FIXTURE it also writes the
+export's tensors, the input and timm's logits into one file: tests/finetune.rs reads
+tests/fixtures/export_roundtrip_*.safetensors and checks that vitrun computes the same logits
+from the same weights (within 1e-4), so CI needs no torch. Needs torch, timm and safetensors.
 """
 import json
 import sys
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
 
-def main(path: str) -> None:
+def main(path: str, fixture: str | None) -> None:
     spec = json.load(open(path[: -len(".safetensors")] + ".json"))
     build = {
         "VisionTransformer": VisionTransformer,
@@ -25,15 +25,21 @@ def main(path: str) -> None:
     }[spec["architecture"]]
     args = dict(spec["model_args"])
     model = build(**args).eval()
-    model.load_state_dict(load_file(path), strict=True)
+    weights = load_file(path)
+    model.load_state_dict(weights, strict=True)
     torch.manual_seed(0)
-    x = torch.randn(2, args["in_chans"], args["img_size"], args["img_size"])
+    x = torch.randn(3, args["in_chans"], args["img_size"], args["img_size"])
     with torch.no_grad():
         logits = model(x)
-    print("loaded strictly:", path)
-    print("classes:", spec["label_names"])
+    print("loaded strictly:", path, "classes:", spec["label_names"])
     print("logits:", logits.tolist())
+    if fixture:
+        tensors = {f"weights.{k}": v.contiguous() for k, v in weights.items()}
+        tensors["input"] = x
+        tensors["timm_logits"] = logits
+        save_file(tensors, fixture, metadata={"args": json.dumps(spec)})
+        print("wrote", fixture)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)

@@ -643,3 +643,104 @@ fn a_pth_whose_pickle_would_run_a_command_is_refused_and_nothing_runs() {
     );
     assert!(!marker.exists(), "the pickle's command must never run");
 }
+
+#[test]
+fn position_embeddings_resample_as_timm_does() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pos_embed_resample.safetensors");
+    let sd = read_state_dict(&fixture).unwrap();
+    for prefix in [1usize, 2] {
+        let src = &sd[&format!("src_p{prefix}")];
+        for size in [4usize, 10, 7] {
+            let want = &sd[&format!("to{size}_p{prefix}")];
+            let got = vitrun::model::resample_pos_embed(&src.data, prefix, 7, size, 6);
+            assert_eq!(got.len(), want.data.len());
+            let worst = got
+                .iter()
+                .zip(&want.data)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                worst < 1e-5,
+                "prefix {prefix}, 7×7 → {size}×{size}: max error {worst}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_of_another_patch_grid_loads_with_resampled_positions() {
+    let device = Default::default();
+    let small = model(
+        &VitSpec {
+            image_size: 12,
+            ..spec(5, false)
+        },
+        1,
+    );
+    let target = spec(5, false);
+    let (_, coverage) = apply_pretrained(model(&target, 2), state_dict(&small), &target, &device);
+    assert!(coverage.encoder_complete(), "{}", coverage.summary());
+    assert!(
+        coverage.adapted.iter().any(|a| a.contains("3×3 to a 4×4")),
+        "{}",
+        coverage.summary()
+    );
+}
+
+#[test]
+fn exports_round_trip_through_timm_to_the_same_logits() {
+    use burn::tensor::{Tensor, TensorData};
+    for pooling in ["cls", "mean"] {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "tests/fixtures/export_roundtrip_{pooling}.safetensors"
+        ));
+        let bytes = std::fs::read(&file).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let spec_json: serde_json::Value =
+            serde_json::from_str(&meta.metadata().as_ref().unwrap()["args"]).unwrap();
+        let a = &spec_json["model_args"];
+        let n = |k: &str| a[k].as_u64().unwrap() as usize;
+        let s = VitSpec {
+            image_size: n("img_size"),
+            in_channels: n("in_chans"),
+            patch_size: n("patch_size"),
+            embed_dim: n("embed_dim"),
+            depth: n("depth"),
+            num_heads: n("num_heads"),
+            mlp_ratio: a["mlp_ratio"].as_f64().unwrap(),
+            num_classes: n("num_classes"),
+            mean_pool: a["global_pool"] == "avg",
+            ..spec(2, false)
+        };
+        let all = read_state_dict(&file).unwrap();
+        let weights: StateDict = all
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("weights.")
+                    .map(|k| (k.to_string(), v.clone()))
+            })
+            .collect();
+        let device = Default::default();
+        let m = apply_state_dict(model(&s, 0), &weights, "export", &device).unwrap();
+        let input = &all["input"];
+        let shape: [usize; 4] = input.shape.clone().try_into().unwrap();
+        let logits: Vec<f32> = m
+            .forward(Tensor::<B, 4>::from_data(
+                TensorData::new(input.data.clone(), shape),
+                &device,
+            ))
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let timm = &all["timm_logits"].data;
+        let worst = logits
+            .iter()
+            .zip(timm)
+            .fold(0f32, |w, (x, y)| w.max((x - y).abs()));
+        let scale = timm.iter().fold(0f32, |w, v| w.max(v.abs()));
+        assert!(
+            worst <= 1e-4 * scale.max(1.0),
+            "{pooling}: vitrun {logits:?} vs timm {timm:?}"
+        );
+    }
+}

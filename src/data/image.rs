@@ -91,7 +91,9 @@ impl Image {
     }
 
     /// The region `[top, top+h) × [left, left+w)` resized to `out_h × out_w`, bilinear with
-    /// half-pixel centres; shrinking by more than 2× averages over the covered area first.
+    /// half-pixel centres; shrinking by more than 2× averages over the covered area first
+    /// (`⌊scale⌋²` bilinear samples per output pixel). The samples form a product grid and
+    /// bilinear weights are products, so it runs as two 1-D passes with precomputed weights.
     pub fn crop_resize(
         &self,
         top: f32,
@@ -101,23 +103,37 @@ impl Image {
         out_h: usize,
         out_w: usize,
     ) -> Image {
+        let rows = axis_weights(top, h, out_h, self.height);
+        let cols = axis_weights(left, w, out_w, self.width);
+        // Source rows any output row reads, each given a slot in the intermediate image.
+        let mut slot = vec![usize::MAX; self.height];
+        let mut used = Vec::new();
+        for (i, _) in rows.iter().flatten() {
+            if slot[*i] == usize::MAX {
+                slot[*i] = used.len();
+                used.push(*i);
+            }
+        }
         let mut out = Image::new(self.channels, out_h, out_w);
-        let sy = h / out_h as f32;
-        let sx = w / out_w as f32;
-        let ty = sy.floor().max(1.0) as usize;
-        let tx = sx.floor().max(1.0) as usize;
+        let mut wide = vec![0f32; used.len() * out_w];
         for c in 0..self.channels {
-            for oy in 0..out_h {
-                for ox in 0..out_w {
-                    let mut acc = 0.0;
-                    for ky in 0..ty {
-                        for kx in 0..tx {
-                            let y = top + (oy as f32 + (ky as f32 + 0.5) / ty as f32) * sy - 0.5;
-                            let x = left + (ox as f32 + (kx as f32 + 0.5) / tx as f32) * sx - 0.5;
-                            acc += self.bilinear(c, y, x);
-                        }
+            let plane =
+                &self.data[c * self.height * self.width..(c + 1) * self.height * self.width];
+            for (s, &r) in used.iter().enumerate() {
+                let src = &plane[r * self.width..(r + 1) * self.width];
+                let dst = &mut wide[s * out_w..(s + 1) * out_w];
+                for (d, taps) in dst.iter_mut().zip(&cols) {
+                    *d = taps.iter().map(|&(j, wt)| src[j] * wt).sum();
+                }
+            }
+            let target = &mut out.data[c * out_h * out_w..(c + 1) * out_h * out_w];
+            for (oy, taps) in rows.iter().enumerate() {
+                let dst = &mut target[oy * out_w..(oy + 1) * out_w];
+                for &(i, wt) in taps {
+                    let src = &wide[slot[i] * out_w..(slot[i] + 1) * out_w];
+                    for (d, v) in dst.iter_mut().zip(src) {
+                        *d += v * wt;
                     }
-                    *out.at_mut(c, oy, ox) = acc / (ty * tx) as f32;
                 }
             }
         }
@@ -137,17 +153,6 @@ impl Image {
             out_h,
             out_w,
         )
-    }
-
-    fn bilinear(&self, c: usize, y: f32, x: f32) -> f32 {
-        let y = y.clamp(0.0, (self.height - 1) as f32);
-        let x = x.clamp(0.0, (self.width - 1) as f32);
-        let (y0, x0) = (y.floor() as usize, x.floor() as usize);
-        let (y1, x1) = ((y0 + 1).min(self.height - 1), (x0 + 1).min(self.width - 1));
-        let (fy, fx) = (y - y0 as f32, x - x0 as f32);
-        let top = self.at(c, y0, x0) * (1.0 - fx) + self.at(c, y0, x1) * fx;
-        let bottom = self.at(c, y1, x0) * (1.0 - fx) + self.at(c, y1, x1) * fx;
-        top * (1.0 - fy) + bottom * fy
     }
 
     /// Mirror left-right.
@@ -180,4 +185,31 @@ impl Image {
             }
         }
     }
+}
+
+/// For each of `out` output positions along an axis of `size` pixels: the source indices and
+/// weights of its `⌊len / out⌋` (at least 1) averaged bilinear samples over `[start, start+len)`,
+/// with half-pixel centres and positions clamped to the image.
+fn axis_weights(start: f32, len: f32, out: usize, size: usize) -> Vec<Vec<(usize, f32)>> {
+    let step = len / out as f32;
+    let taps = step.floor().max(1.0) as usize;
+    let last = (size - 1) as f32;
+    (0..out)
+        .map(|o| {
+            let mut weights: Vec<(usize, f32)> = Vec::with_capacity(2 * taps);
+            let mut add = |i: usize, wt: f32| match weights.iter_mut().find(|(j, _)| *j == i) {
+                Some((_, w)) => *w += wt,
+                None => weights.push((i, wt)),
+            };
+            for k in 0..taps {
+                let p = (start + (o as f32 + (k as f32 + 0.5) / taps as f32) * step - 0.5)
+                    .clamp(0.0, last);
+                let p0 = p.floor() as usize;
+                let f = p - p0 as f32;
+                add(p0, (1.0 - f) / taps as f32);
+                add((p0 + 1).min(size - 1), f / taps as f32);
+            }
+            weights
+        })
+        .collect()
 }

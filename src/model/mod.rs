@@ -2,11 +2,13 @@
 
 mod freeze;
 mod pretrained;
+mod resample;
 mod state_dict;
 mod vit;
 
 pub use freeze::{covers, freeze, Unmatched};
 pub use pretrained::{apply_pretrained, filter, is_head, Coverage};
+pub use resample::{resample_pos_embed, resize_grid};
 pub use state_dict::{
     apply_partial, apply_state_dict, read_state_dict, state_dict, timm_names, write_safetensors,
     Applied, CheckpointError, StateDict, StateTensor,

@@ -140,7 +140,37 @@ pub fn filter(mut sd: StateDict, spec: &VitSpec, coverage: &mut Coverage) -> Sta
         }
         _ => {}
     }
+    resample_grid(&mut sd, spec, coverage);
     sd
+}
+
+/// Resamples the patch rows of `pos_embed` when the file's square grid differs from the
+/// model's (prefix rows kept), as timm's `resample_abs_pos_embed`.
+fn resample_grid(sd: &mut StateDict, spec: &VitSpec, coverage: &mut Coverage) {
+    let prefix = spec.num_prefix_tokens();
+    let new = spec.grid_size();
+    let Some(pos) = sd.get("pos_embed") else {
+        return;
+    };
+    let (rows, dim) = match pos.shape.as_slice() {
+        [1, rows, dim] => (*rows, *dim),
+        _ => return,
+    };
+    let old = ((rows.saturating_sub(prefix)) as f64).sqrt().round() as usize;
+    if rows < prefix || old * old + prefix != rows || old == new || dim != spec.embed_dim {
+        return;
+    }
+    let data = super::resample::resample_pos_embed(&pos.data, prefix, old, new, dim);
+    sd.insert(
+        "pos_embed".into(),
+        StateTensor {
+            shape: vec![1, prefix + new * new, dim],
+            data,
+        },
+    );
+    coverage.adapted.push(format!(
+        "pos_embed resampled from a {old}×{old} to a {new}×{new} patch grid (bicubic, antialiased, as timm)"
+    ));
 }
 
 /// Why a parameter the file has with another shape was not loaded.
@@ -154,7 +184,7 @@ fn misshaped_reason(entry: &str, spec: &VitSpec) -> (String, String) {
         )
     } else if name == "pos_embed" {
         format!(
-            "patch grid differs ({}); resampling position embeddings is not implemented yet",
+            "position rows differ ({}) and cannot be resampled (not a square grid)",
             shapes.trim()
         )
     } else {
