@@ -11,6 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::cli::Console;
 use crate::config::{available_cores, Loaded, TrialsPerGpu};
 use crate::contract::Status;
+use crate::data::panic_text;
 use crate::plan::{plan, short_value, Plan};
 use crate::report::groups;
 use crate::schedule::{self, EpochGate, Judge, PerGpu, Sweep, SweepReport, TrialCommand};
@@ -50,14 +51,6 @@ pub enum TrialEnd {
 #[derive(Debug, thiserror::Error)]
 #[error("the trial panicked: {0}")]
 pub struct Crash(pub String);
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
 
 struct TrainTask<'a> {
     loaded: &'a Loaded,

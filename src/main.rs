@@ -99,31 +99,7 @@ enum Command {
         cpu_slots: Option<usize>,
     },
     /// Classify images with a trained trial's weights (its validation preprocessing, on the CPU).
-    Predict {
-        /// A trial id or prefix, an experiment or sweep (its best trial), or with --config a
-        /// checkpoint file or trial folder.
-        target: String,
-        /// Image files or folders (searched recursively for .png/.jpg/.jpeg).
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-        /// How many classes to print per image.
-        #[arg(long, default_value_t = 5)]
-        top_k: usize,
-        /// One JSON object per image instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Images per forward pass.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        /// The experiment file of a checkpoint given as TARGET.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Overrides for --config's file.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
-    },
+    Predict(PredictArgs),
     /// Write a trial's weights as a timm state dict (.safetensors) with its timm model arguments
     /// (.json beside it).
     Export {
@@ -322,15 +298,31 @@ fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitC
     })
 }
 
-/// What `vitrun predict` was given.
+/// What `vitrun predict` takes.
+#[derive(clap::Args)]
 struct PredictArgs {
+    /// A trial id or prefix, an experiment or sweep (its best trial), or with --config a
+    /// checkpoint file or trial folder.
     target: String,
+    /// Image files or folders (searched recursively for .png/.jpg/.jpeg).
+    #[arg(required = true)]
     images: Vec<PathBuf>,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 5)]
     top_k: usize,
+    /// One JSON object per image instead of text.
+    #[arg(long)]
     json: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
     batch: usize,
+    /// The experiment file of a checkpoint given as TARGET.
+    #[arg(long)]
     config: Option<PathBuf>,
+    /// Overrides for --config's file.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
 }
 
@@ -467,25 +459,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 sets,
             },
         ),
-        Command::Predict {
-            target,
-            images,
-            top_k,
-            json,
-            batch,
-            config,
-            sets,
-            runs_dir,
-        } => predict(PredictArgs {
-            target,
-            images,
-            top_k,
-            json,
-            batch,
-            config,
-            sets,
-            runs_dir,
-        }),
+        Command::Predict(args) => predict(args),
         Command::Export {
             target,
             out,

@@ -14,6 +14,7 @@ use crate::data::{folder, Pipeline};
 use crate::model::{load_on_cpu, Vit};
 use crate::report::{select, Ranking};
 use crate::track::Store;
+use crate::train::pretrained::weights_in;
 use crate::train::CLASSES_FILE;
 
 /// A model ready to classify, with what it needs to read and name images.
@@ -34,17 +35,6 @@ pub struct Predictor {
 pub struct Prediction {
     pub image: PathBuf,
     pub top: Vec<(String, f32)>,
-}
-
-fn weights_in(dir: &Path) -> Option<PathBuf> {
-    [
-        "model.safetensors",
-        "best/model.safetensors",
-        "last/model.safetensors",
-    ]
-    .iter()
-    .map(|f| dir.join(f))
-    .find(|p| p.is_file())
 }
 
 /// Class names from the trial folder's `classes.json`, else from opening the dataset.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub use augment::{Augmented, Pipeline};
 pub use dataset::{DataError, Dataset, Sample, Splits};
 pub use image::Image;
-pub use loader::{epoch_order, load_batch, Batch, EpochLoader, LoaderSpec};
+pub use loader::{epoch_order, load_batch, panic_text, Batch, EpochLoader, LoaderSpec};
 
 use crate::config::{Config, DatasetKind};
 use dataset::select_classes;

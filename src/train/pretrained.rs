@@ -7,7 +7,9 @@ use anyhow::Context;
 
 use crate::track::Store;
 
-fn weights_in(dir: &Path) -> Option<PathBuf> {
+/// The weights file of a checkpoint or trial folder: its `model.safetensors`, else `best/`'s,
+/// else `last/`'s.
+pub fn weights_in(dir: &Path) -> Option<PathBuf> {
     [
         "model.safetensors",
         "best/model.safetensors",
