@@ -744,3 +744,20 @@ fn exports_round_trip_through_timm_to_the_same_logits() {
         );
     }
 }
+
+#[test]
+fn an_old_linear_patch_embedding_is_converted_to_the_convolution_layout() {
+    let s = spec(5, false);
+    let source = model(&s, 3);
+    let mut sd = state_dict(&source);
+    let w = sd.get_mut("patch_embed.proj.weight").unwrap();
+    w.shape = vec![24, 3 * 4 * 4];
+    let device = Default::default();
+    let (loaded, coverage) = apply_pretrained(model(&s, 4), sd, &s, &device);
+    assert!(coverage.encoder_complete(), "{}", coverage.summary());
+    assert!(coverage
+        .adapted
+        .iter()
+        .any(|a| a.contains("linear to a convolution")));
+    assert_eq!(state_dict(&loaded), state_dict(&source));
+}

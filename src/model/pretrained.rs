@@ -140,8 +140,24 @@ pub fn filter(mut sd: StateDict, spec: &VitSpec, coverage: &mut Coverage) -> Sta
         }
         _ => {}
     }
+    convert_patch_embed(&mut sd, spec, coverage);
     resample_grid(&mut sd, spec, coverage);
     sd
+}
+
+/// Old checkpoints store the patch embedding as a linear layer, `[dim, channels × p × p]`;
+/// reshaped to the convolution's `[dim, channels, p, p]` as timm's filter does.
+fn convert_patch_embed(sd: &mut StateDict, spec: &VitSpec, coverage: &mut Coverage) {
+    let key = "patch_embed.proj.weight";
+    let (dim, ch, p) = (spec.embed_dim, spec.in_channels, spec.patch_size);
+    if let Some(w) = sd.get_mut(key) {
+        if w.shape == [dim, ch * p * p] {
+            w.shape = vec![dim, ch, p, p];
+            coverage.adapted.push(
+                "patch_embed.proj.weight reshaped from a linear to a convolution layout".into(),
+            );
+        }
+    }
 }
 
 /// Resamples the patch rows of `pos_embed` when the file's square grid differs from the
