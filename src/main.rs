@@ -465,10 +465,6 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             out,
             runs_dir,
         } => {
-            anyhow::ensure!(
-                vitrun::config::is_safe_name(&target),
-                "export target {target:?} is not a trial id, experiment or sweep name; `vitrun ls` lists them"
-            );
             let predictor = vitrun::predict::Predictor::from_store(&runs_dir, &target)?;
             let json = vitrun::export::export(&predictor, &out)?;
             println!(
@@ -490,12 +486,6 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             wide,
             runs_dir,
         } => {
-            if let Some(t) = target.as_deref() {
-                anyhow::ensure!(
-                    vitrun::config::is_safe_name(t),
-                    "export target {t:?} is not a trial id, experiment or sweep name; `vitrun ls` lists them"
-                );
-            }
             let format = format
                 .or_else(|| vitrun::report::export::Format::of_path(&out))
                 .with_context(|| {
@@ -522,12 +512,6 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 (0.0..1.0).contains(&discard),
                 "--discard {discard}: use a fraction in [0, 1), e.g. --discard 0.9"
             );
-            if let Some(t) = target.as_deref() {
-                anyhow::ensure!(
-                    vitrun::config::is_safe_name(t),
-                    "report target {t:?} is not a trial id, experiment or sweep name (letters, digits, '-', '_' and '.', not starting with '.'); `vitrun ls` lists them"
-                );
-            }
             let report = vitrun::report::build(
                 &runs_dir,
                 target.as_deref(),

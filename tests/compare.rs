@@ -554,3 +554,45 @@ fn a_thousand_trial_report_stays_usable_in_a_browser() {
         "the filter hides what does not match: {found}"
     );
 }
+
+#[test]
+fn a_parameter_unset_for_some_trials_exports_as_null_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let mut store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    let plain = config("reps", 1e-3, 1);
+    let mut tuned = config("reps", 1e-3, 1);
+    tuned.model.pretrained = Some("weights.safetensors".into());
+    let plain_id = record(&mut store, &plain, &[0.5]);
+    record(&mut store, &tuned, &[0.6]);
+    let pq = dir.path().join("m.parquet");
+    export(&runs, &["--wide", "--out", pq.to_str().unwrap()]);
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&pq).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let trials = batch
+            .column_by_name("trial")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone();
+        let column = batch.column_by_name("model.pretrained").unwrap();
+        for i in 0..batch.num_rows() {
+            assert_eq!(column.is_null(i), trials.value(i) == plain_id, "row {i}");
+        }
+    }
+    let json = dir.path().join("m.json");
+    export(&runs, &["--wide", "--out", json.to_str().unwrap()]);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for r in &rows {
+        let unset = r["trial"] == plain_id.as_str();
+        assert_eq!(r["model.pretrained"].is_null(), unset, "{r}");
+    }
+}

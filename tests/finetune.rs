@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
-use common::{config, runs_set, text, vitrun};
+use common::{config, micro, runs_set, text, vitrun};
 use vitrun::model::{
     apply_pretrained, apply_state_dict, read_state_dict, state_dict, write_safetensors, StateDict,
     Vit, VitSpec,
@@ -165,14 +165,6 @@ fn layer_decay_scales_each_block_as_timm_does() {
     assert!((layer_scale("pos_embed", depth, d) - 0.75f64.powi(13)).abs() < 1e-15);
     assert!((layer_scale("patch_embed.proj.weight", depth, d) - 0.75f64.powi(13)).abs() < 1e-15);
     assert_eq!(layer_scale("blocks.3.norm1.weight", depth, 1.0), 1.0);
-}
-
-fn micro(runs: &Path, extra: &[&str]) -> std::process::Output {
-    let file = config("micro.toml");
-    let set = runs_set(runs);
-    let mut args = vec!["run", file.to_str().unwrap(), "--quiet", "--set", &set];
-    args.extend_from_slice(extra);
-    vitrun(&args).output().unwrap()
 }
 
 fn trial_dir(runs: &Path, experiment: &str) -> (String, PathBuf) {

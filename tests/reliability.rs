@@ -6,17 +6,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{config, experiment, runs_set, text, vitrun, wait_until};
+use common::{config, experiment, micro, micro_command, runs_set, text, vitrun, wait_until};
 use vitrun::contract::Status;
 use vitrun::track::Store;
-
-fn micro(runs: &Path, extra: &[&str]) -> std::process::Output {
-    let file = config("micro.toml");
-    let set = runs_set(runs);
-    let mut args = vec!["run", file.to_str().unwrap(), "--quiet", "--set", &set];
-    args.extend_from_slice(extra);
-    vitrun(&args).output().unwrap()
-}
 
 fn store(runs: &Path) -> Store {
     Store::open(&runs.join("vitrun.sqlite")).unwrap()
@@ -372,23 +364,11 @@ fn skipped_images_are_counted_in_both_splits_and_fifos_are_never_opened() {
 #[test]
 fn a_store_deleted_during_a_run_fails_it_loudly() {
     let runs = tempfile::tempdir().unwrap();
-    let child = {
-        let file = config("micro.toml");
-        let set = runs_set(runs.path());
-        vitrun(&[
-            "run",
-            file.to_str().unwrap(),
-            "--quiet",
-            "--set",
-            &set,
-            "--set",
-            "train.epochs=400",
-        ])
+    let child = micro_command(runs.path(), &["--set", "train.epochs=400"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
-    };
+        .unwrap();
     let db = runs.path().join("vitrun.sqlite");
     wait_until(60, "a logged epoch", || {
         Store::open(&db)
@@ -465,20 +445,10 @@ fn resuming_without_or_with_a_foreign_optimizer_state_is_refused() {
 #[test]
 fn a_killed_run_shows_as_stale_in_ls() {
     let runs = tempfile::tempdir().unwrap();
-    let file = config("micro.toml");
-    let set = runs_set(runs.path());
-    let mut child = vitrun(&[
-        "run",
-        file.to_str().unwrap(),
-        "--quiet",
-        "--set",
-        &set,
-        "--set",
-        "train.epochs=400",
-    ])
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = micro_command(runs.path(), &["--set", "train.epochs=400"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let db = runs.path().join("vitrun.sqlite");
     wait_until(60, "the claim", || {
         Store::open(&db)
@@ -504,23 +474,13 @@ fn a_killed_run_shows_as_stale_in_ls() {
 #[test]
 fn identical_runs_started_together_train_once() {
     let runs = tempfile::tempdir().unwrap();
-    let file = config("micro.toml");
-    let set = runs_set(runs.path());
     let children: Vec<_> = (0..3)
         .map(|_| {
-            vitrun(&[
-                "run",
-                file.to_str().unwrap(),
-                "--quiet",
-                "--set",
-                &set,
-                "--set",
-                "train.epochs=3",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+            micro_command(runs.path(), &["--set", "train.epochs=3"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     let outs: Vec<_> = children

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use super::error::ConfigError;
 use super::schema::Config;
-use super::validate::validate;
+use super::validate::{finite_config, finite_value, validate};
 use super::SweepSpec;
 
 /// Environment variables with this prefix set config keys (`VITRUN_OPTIMIZER__LR=3e-4`).
@@ -165,7 +165,13 @@ impl Resolver<'_> {
         let figment = extra.iter().fold(self.base.clone(), |f, o| {
             f.merge(Serialized::default(&o.path, &o.value))
         });
-        extract(figment, &self.loaded.file, &self.doc, &all)
+        extract(
+            figment,
+            &self.loaded.file,
+            &self.doc,
+            &all,
+            Floats::Only(extra),
+        )
     }
 }
 
@@ -177,7 +183,21 @@ fn base_figment(doc: &FileDoc, overrides: &[Override]) -> Figment {
 }
 
 fn resolve(file: &Path, doc: &FileDoc, overrides: &[Override]) -> Result<Config, ConfigError> {
-    extract(base_figment(doc, overrides), file, doc, overrides)
+    extract(
+        base_figment(doc, overrides),
+        file,
+        doc,
+        overrides,
+        Floats::Config,
+    )
+}
+
+/// Which floats [`extract`] checks for finiteness.
+enum Floats<'a> {
+    /// The whole config (the file with its env and `--set` layers, checked once on load).
+    Config,
+    /// Only these overrides (a sweep point: the rest is the loaded config, already checked).
+    Only(&'a [Override]),
 }
 
 fn extract(
@@ -185,6 +205,7 @@ fn extract(
     file: &Path,
     doc: &FileDoc,
     overrides: &[Override],
+    floats: Floats<'_>,
 ) -> Result<Config, ConfigError> {
     let mut config: Config = figment.extract().map_err(|e| {
         let key = e.path.join(".");
@@ -195,7 +216,14 @@ fn extract(
         }
     })?;
     config.resolve_model();
-    validate(&config).map_err(|(key, reason)| ConfigError::Invalid {
+    match floats {
+        Floats::Config => finite_config(&config),
+        Floats::Only(extra) => extra
+            .iter()
+            .try_for_each(|o| finite_value(&o.path, &o.value)),
+    }
+    .and_then(|()| validate(&config))
+    .map_err(|(key, reason)| ConfigError::Invalid {
         place: place_of(file, doc, overrides, &key),
         key,
         reason,

@@ -67,7 +67,8 @@ pub fn is_safe_name(name: &str) -> bool {
             .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
 }
 
-/// Checks every rule; returns the first violation.
+/// Checks every rule but finiteness (see [`finite_config`] and [`finite_value`], which the
+/// loader runs where values enter); returns the first violation.
 pub fn validate(c: &Config) -> Result<(), Violation> {
     if !is_safe_name(&c.name) {
         return fail(
@@ -79,7 +80,6 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
             ),
         );
     }
-    finite_floats(c)?;
     validate_data(c)?;
     validate_model(c)?;
     if c.head.task != Task::Classification {
@@ -111,31 +111,33 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
     fits_in_memory(c, machine_memory())
 }
 
+/// Every float in `value` (set at key `path`) must be finite.
+pub fn finite_value(path: &str, value: &toml::Value) -> Result<(), Violation> {
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => fail(
+            path,
+            format!("{f} is not a finite number; use a finite value"),
+        ),
+        toml::Value::Table(t) => t.iter().try_for_each(|(k, v)| {
+            let key = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            finite_value(&key, v)
+        }),
+        toml::Value::Array(items) => items.iter().try_for_each(|v| finite_value(path, v)),
+        _ => Ok(()),
+    }
+}
+
 /// Every float in the config, found through its TOML form (which keeps NaN and infinities
 /// that JSON would turn into null), must be finite.
-fn finite_floats(c: &Config) -> Result<(), Violation> {
-    fn walk(path: &str, v: &toml::Value) -> Result<(), Violation> {
-        match v {
-            toml::Value::Float(f) if !f.is_finite() => fail(
-                path,
-                format!("{f} is not a finite number; use a finite value"),
-            ),
-            toml::Value::Table(t) => t.iter().try_for_each(|(k, v)| {
-                let key = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                walk(&key, v)
-            }),
-            toml::Value::Array(items) => items.iter().try_for_each(|v| walk(path, v)),
-            _ => Ok(()),
-        }
-    }
+pub fn finite_config(c: &Config) -> Result<(), Violation> {
     let mut plain = c.clone();
     plain.sweep = None;
     match toml::Value::try_from(&plain) {
-        Ok(v) => walk("", &v),
+        Ok(v) => finite_value("", &v),
         Err(e) => fail("", format!("the config cannot be represented: {e}")),
     }
 }

@@ -9,23 +9,6 @@ use crate::config::Config;
 use crate::contract::Goal;
 use crate::track::Store;
 
-/// A trial id or unique prefix, resolved against the store.
-pub fn resolve_trial(store: &Store, target: &str) -> anyhow::Result<String> {
-    let matches = store.trials_with_prefix(target)?;
-    match matches.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => anyhow::bail!(
-            "no trial id starts with {target:?} in {}; `vitrun ls` lists them",
-            store.path().display()
-        ),
-        many => anyhow::bail!(
-            "{target:?} matches {} trials ({}); give more of the id",
-            many.len(),
-            many.join(", ")
-        ),
-    }
-}
-
 fn params(store: &Store, id: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let (json, _) = store
         .trial_config(id)?
@@ -75,7 +58,7 @@ fn value(v: Option<&String>) -> String {
 
 /// The diff of trials `a` and `b` (ids or unique prefixes) as text.
 pub fn diff(store: &Store, a: &str, b: &str) -> anyhow::Result<String> {
-    let (a, b) = (resolve_trial(store, a)?, resolve_trial(store, b)?);
+    let (a, b) = (store.unique_trial(a)?, store.unique_trial(b)?);
     let (pa, pb) = (params(store, &a)?, params(store, &b)?);
     let keys: BTreeSet<&String> = pa.keys().chain(pb.keys()).collect();
     let mut config = vec![["key".to_string(), a.clone(), b.clone(), String::new()]];

@@ -67,19 +67,40 @@ impl Frame {
     }
 }
 
-/// Parameter values as a typed column: integers, else numbers, else text.
-fn typed(name: &str, values: Vec<String>) -> Column {
-    let ints: Option<Vec<i64>> = values.iter().map(|v| v.parse().ok()).collect();
-    let floats: Option<Vec<f64>> = values.iter().map(|v| v.parse().ok()).collect();
-    let values = match (ints, floats) {
-        (Some(i), _) => Values::Int(i.into_iter().map(Some).collect()),
-        (None, Some(f)) => Values::Float(f.into_iter().map(Some).collect()),
-        _ => Values::Text(values.into_iter().map(Some).collect()),
+/// Parameter values as a typed column (integers, else numbers, else text); a trial that does
+/// not set the key has a null.
+fn typed(name: &str, values: Vec<Option<String>>) -> Column {
+    fn all<T: std::str::FromStr>(values: &[Option<String>]) -> Option<Vec<Option<T>>> {
+        values
+            .iter()
+            .map(|v| v.as_ref().map_or(Some(None), |v| v.parse().ok().map(Some)))
+            .collect()
+    }
+    let values = match (all::<i64>(&values), all::<f64>(&values)) {
+        (Some(i), _) => Values::Int(i),
+        (None, Some(f)) => Values::Float(f),
+        _ => Values::Text(values),
     };
     Column {
         name: name.to_string(),
         values,
     }
+}
+
+/// The swept parameters of the selection, each trial's value or `None` where it is unset.
+fn parameters(sel: &Selection) -> Vec<(String, Vec<Option<String>>)> {
+    let maps: Vec<std::collections::BTreeMap<String, String>> = sel
+        .trials
+        .iter()
+        .map(|t| t.config.flat_params().into_iter().collect())
+        .collect();
+    swept(sel)
+        .into_keys()
+        .map(|k| {
+            let values = maps.iter().map(|m| m.get(&k).cloned()).collect();
+            (k, values)
+        })
+        .collect()
 }
 
 fn text(name: &str, values: Vec<String>) -> Column {
@@ -92,7 +113,7 @@ fn text(name: &str, values: Vec<String>) -> Column {
 /// One row per (trial, split, name, step): `trial, experiment, status, <swept params…>, split,
 /// name, step, epoch, value, wall_time`.
 pub fn long(sel: &Selection) -> Frame {
-    let params = swept(sel);
+    let params = parameters(sel);
     let mut owner = Vec::new();
     let (mut split, mut name, mut step, mut epoch, mut value, mut wall) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -117,7 +138,10 @@ pub fn long(sel: &Selection) -> Frame {
         text("status", of(&|i| sel.trials[i].summary.status.to_string())),
     ];
     for (key, values) in &params {
-        columns.push(typed(key, of(&|i| values[i].clone())));
+        columns.push(typed(
+            key,
+            owner.iter().map(|&i| values[i].clone()).collect(),
+        ));
     }
     columns.extend([
         text("split", split),
@@ -146,7 +170,7 @@ pub fn long(sel: &Selection) -> Frame {
 /// metric `<split>_<name>_final` (its last value) and `<split>_<name>_best` (lowest for losses,
 /// highest otherwise).
 pub fn wide(sel: &Selection) -> Frame {
-    let params = swept(sel);
+    let params = parameters(sel);
     let trials = &sel.trials;
     let column = |f: &dyn Fn(usize) -> String| (0..trials.len()).map(f).collect::<Vec<_>>();
     let mut columns = vec![

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::config::{is_safe_name, Config};
 use crate::contract::Goal;
-use crate::track::{MetricRow, Store, TrialSummary};
+use crate::track::{MetricRow, Store, TrialLookup, TrialSummary};
 
 /// One trial with everything the report reads from the store.
 #[derive(Debug, Clone)]
@@ -112,7 +112,13 @@ pub fn select(
     ranking: Ranking,
 ) -> anyhow::Result<Selection> {
     let name = match target {
-        Some(t) => t.to_string(),
+        Some(t) => {
+            anyhow::ensure!(
+                is_safe_name(t),
+                "{t:?} is not a trial id, experiment or sweep name (letters, digits, '-', '_' and '.', not starting with '.'); `vitrun ls` lists them"
+            );
+            t.to_string()
+        }
         None => store.latest_experiment()?.context(
             "the run store has no trials yet; run an experiment first (vitrun run FILE)",
         )?,
@@ -125,18 +131,13 @@ pub fn select(
     } else if !experiment.is_empty() {
         ("experiment", experiment)
     } else {
-        let matches = store.trials_with_prefix(&name)?;
-        match matches.len() {
-            0 => anyhow::bail!(
+        match store.unique_trial(&name) {
+            Ok(id) => ("trial", vec![id]),
+            Err(TrialLookup::NotFound { .. }) => anyhow::bail!(
                 "no trial, experiment or sweep named {name:?} in {}; `vitrun ls` lists them",
                 runs_dir.join("vitrun.sqlite").display()
             ),
-            1 => ("trial", matches),
-            _ => anyhow::bail!(
-                "{name:?} matches {} trials ({}); give more of the id",
-                matches.len(),
-                matches.join(", ")
-            ),
+            Err(e) => return Err(e.into()),
         }
     };
     let trials = ids

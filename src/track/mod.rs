@@ -18,6 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use crate::contract::Metric;
 pub use crate::contract::Status;
 pub use liveness::{effective_status, vitrun_alive};
+pub use reports::TrialLookup;
 pub use schema::MIGRATIONS;
 pub use sweeps::{EpochSnapshot, QueuedTrial, TrialState};
 
@@ -522,12 +523,17 @@ fn upsert_experiment(
     )
 }
 
-/// This machine's name, as trials record it.
+/// This machine's name, as trials record it (read once per process: every stale check of a
+/// listed row compares against it).
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "unknown".into())
+    })
+    .clone()
 }
 
 #[cfg(test)]

@@ -2,7 +2,18 @@
 
 use rusqlite::OptionalExtension;
 
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
+
+/// Why a trial id prefix names no single trial.
+#[derive(Debug, thiserror::Error)]
+pub enum TrialLookup {
+    #[error("no trial id starts with {prefix:?} in {store}; `vitrun ls` lists them")]
+    NotFound { prefix: String, store: String },
+    #[error("{prefix:?} matches {} trials ({}); give more of the id", .ids.len(), .ids.join(", "))]
+    Ambiguous { prefix: String, ids: Vec<String> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 impl Store {
     /// The experiment with the most recently started (or created) trial.
@@ -40,6 +51,22 @@ impl Store {
             "SELECT id FROM trials WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
             prefix,
         )
+    }
+
+    /// The one trial whose id starts with `prefix`.
+    pub fn unique_trial(&self, prefix: &str) -> std::result::Result<String, TrialLookup> {
+        let mut ids = self.trials_with_prefix(prefix)?;
+        match ids.len() {
+            1 => Ok(ids.remove(0)),
+            0 => Err(TrialLookup::NotFound {
+                prefix: prefix.to_string(),
+                store: self.path.display().to_string(),
+            }),
+            _ => Err(TrialLookup::Ambiguous {
+                prefix: prefix.to_string(),
+                ids,
+            }),
+        }
     }
 
     /// A trial's resolved config (JSON) and experiment.

@@ -23,19 +23,9 @@ pub fn weights_in(dir: &Path) -> Option<PathBuf> {
 /// The weights file `spec` names.
 pub fn source(spec: &str, store: &Store, runs_dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(prefix) = spec.strip_prefix("trial:") {
-        let ids = store.trials_with_prefix(prefix)?;
-        let id = match ids.as_slice() {
-            [one] => one,
-            [] => anyhow::bail!(
-                "model.pretrained = {spec:?}: no trial id starts with {prefix:?} in {}; `vitrun ls` lists them",
-                store.path().display()
-            ),
-            many => anyhow::bail!(
-                "model.pretrained = {spec:?} matches {} trials ({}); give more of the id",
-                many.len(),
-                many.join(", ")
-            ),
-        };
+        let id = &store
+            .unique_trial(prefix)
+            .with_context(|| format!("model.pretrained = {spec:?}"))?;
         let (_, experiment) = store
             .trial_config(id)?
             .with_context(|| format!("trial {id} is not in the store"))?;

@@ -29,6 +29,20 @@ pub fn runs_set(runs: &Path) -> String {
     format!("train.runs_dir={:?}", runs.display().to_string())
 }
 
+/// `vitrun run tests/configs/micro.toml --quiet` storing under `runs`, with `extra` arguments.
+pub fn micro_command(runs: &Path, extra: &[&str]) -> Command {
+    let file = config("micro.toml");
+    let set = runs_set(runs);
+    let mut args = vec!["run", file.to_str().unwrap(), "--quiet", "--set", &set];
+    args.extend_from_slice(extra);
+    vitrun(&args)
+}
+
+/// Runs [`micro_command`] to its end.
+pub fn micro(runs: &Path, extra: &[&str]) -> Output {
+    micro_command(runs, extra).output().unwrap()
+}
+
 /// Stdout and stderr together.
 pub fn text(out: &Output) -> String {
     format!(
