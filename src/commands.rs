@@ -15,7 +15,7 @@ use crate::data::panic_text;
 use crate::plan::{plan, short_value, Plan};
 use crate::report::groups;
 use crate::schedule::{self, EpochGate, Judge, PerGpu, Sweep, SweepReport, TrialCommand};
-use crate::track::{Claim, Store, TrialStart};
+use crate::track::{Claim, Recorder, ShardRecorder, Store, TrialStart};
 use crate::train::backend::{dispatch, BackendTask};
 use crate::train::{run_trial, Observer, Outcome, TrialRun};
 
@@ -30,6 +30,22 @@ pub struct TrialOptions {
     pub sweep: Option<String>,
     /// The id the scheduler planned; a different resolved id is an error.
     pub expect_id: Option<String>,
+    /// Set when a cluster array task runs the trial: its records go to a shard.
+    pub cluster: Option<ClusterTrial>,
+}
+
+/// A trial run by a cluster array task: it writes its own shard instead of the store, judges
+/// early stopping against its peers' shards, and when the cluster stops it (USR2 or TERM
+/// before the time limit, or preemption) it checkpoints, marks itself preempted and requeues
+/// its array task.
+pub struct ClusterTrial {
+    /// `JOBID_INDEX` of the array task.
+    pub job: Option<String>,
+    pub peers: crate::track::PeerSnapshot,
+    /// Set when the cluster asked the trial to stop (the stop flag is set with it).
+    pub preempt: Arc<AtomicBool>,
+    /// Requeues this array task; `Err(why)` when the cluster refuses (a cancelled job).
+    pub requeue: Box<dyn Fn() -> Result<(), String>>,
 }
 
 /// How a `vitrun run`/`trial` command ended.
@@ -70,8 +86,17 @@ impl BackendTask for TrainTask<'_> {
                 "this trial resolves to id {id}, but the sweep planned {expected}; the file or a VITRUN_* variable changed since planning"
             );
         }
-        let mut store = Store::open(&config.store_path())?;
-        let claim = store.claim_trial(
+        let mut boxed: Box<dyn Recorder> = match &self.options.cluster {
+            None => Box::new(Store::open(&config.store_path())?),
+            Some(cluster) => Box::new(ShardRecorder::new(
+                &config.experiment_dir(),
+                &id,
+                cluster.job.clone(),
+                cluster.peers.clone(),
+            )),
+        };
+        let recorder = boxed.as_mut();
+        let claim = recorder.claim(
             &TrialStart {
                 id: id.clone(),
                 experiment: config.name.clone(),
@@ -90,7 +115,7 @@ impl BackendTask for TrainTask<'_> {
             Claim::Taken { .. } => {}
         }
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.train::<B>(&mut store, &id, device, label)
+            self.train::<B>(recorder, &id, device, label)
         }))
         .unwrap_or_else(|payload| Err(Crash(panic_text(payload.as_ref())).into()));
         if let Err(e) = &result {
@@ -99,14 +124,45 @@ impl BackendTask for TrainTask<'_> {
             } else {
                 Status::Failed
             };
-            let recorded = store.set_status(&id, status, Some(&format!("{e:#}")));
+            let recorded = recorder.set_status(&id, status, Some(&format!("{e:#}")));
             if let Err(store_error) = recorded {
                 return Err(anyhow::anyhow!(
                     "{e:#}; and the failure could not be recorded: {store_error}"
                 ));
             }
         }
-        result.map(TrialEnd::Ran)
+        match (result?, &self.options.cluster) {
+            (Outcome::Interrupted { epoch }, Some(cluster))
+                if cluster.preempt.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                Ok(TrialEnd::Ran(preempted(recorder, cluster, &id, epoch)?))
+            }
+            (outcome, _) => Ok(TrialEnd::Ran(outcome)),
+        }
+    }
+}
+
+/// Records a trial the cluster stopped as preempted (its checkpoint is the last epoch's) and
+/// requeues its array task; if the cluster refuses, the trial stays interrupted.
+fn preempted(
+    recorder: &mut dyn Recorder,
+    cluster: &ClusterTrial,
+    id: &str,
+    epoch: usize,
+) -> anyhow::Result<Outcome> {
+    let msg = format!(
+        "preempted during epoch {epoch}; requeued, it resumes after epoch {}",
+        epoch - 1
+    );
+    recorder.log_event(id, "preempted", &msg)?;
+    recorder.set_status(id, Status::Preempted, Some(&msg))?;
+    match (cluster.requeue)() {
+        Ok(()) => Ok(Outcome::Preempted { epoch }),
+        Err(why) => {
+            let msg = format!("stopped by the cluster during epoch {epoch} and not requeued: {why}; run the sweep again to resume it");
+            recorder.set_status(id, Status::Interrupted, Some(&msg))?;
+            Ok(Outcome::Interrupted { epoch })
+        }
     }
 }
 
@@ -114,7 +170,7 @@ impl TrainTask<'_> {
     /// Everything after the claim: the trial folder, threads, and the loop itself.
     fn train<B: AutodiffBackend>(
         &self,
-        store: &mut Store,
+        recorder: &mut dyn Recorder,
         id: &str,
         device: B::Device,
         label: String,
@@ -127,7 +183,7 @@ impl TrainTask<'_> {
             toml::to_string_pretty(config).context("cannot render the resolved config")?;
         std::fs::write(dir.join("config.toml"), resolved)
             .with_context(|| format!("cannot write {}", dir.join("config.toml").display()))?;
-        store.add_artifact(id, "config", &dir.join("config.toml"))?;
+        recorder.add_artifact(id, "config", &dir.join("config.toml"))?;
         let mut console = Console::new(self.options.quiet);
         console.message(&format!(
             "trial {id} of experiment {} on {label}; folder {}",
@@ -156,7 +212,7 @@ impl TrainTask<'_> {
                 config,
                 trial_id: id.to_string(),
                 dir,
-                store,
+                recorder,
                 resume: self.options.resume,
                 force: self.options.force,
                 stop: self.stop.clone(),
@@ -205,6 +261,7 @@ fn store_states(loaded: &Loaded) -> anyhow::Result<HashMap<String, crate::track:
     if !path.exists() {
         return Ok(HashMap::new());
     }
+    crate::track::sync_before_reading(Path::new(&loaded.config.train.runs_dir))?;
     Ok(Store::open(&path)?.trial_states(&loaded.config.name)?)
 }
 
@@ -462,6 +519,7 @@ fn open_store(runs_dir: &Path) -> anyhow::Result<Store> {
             path.display()
         );
     }
+    crate::track::sync_before_reading(runs_dir)?;
     Ok(Store::open(&path)?)
 }
 

@@ -40,6 +40,13 @@ struct TrainArgs {
     quiet: bool,
 }
 
+/// Which launcher `vitrun sweep` uses.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LauncherKind {
+    Local,
+    Slurm,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train the experiment in FILE (one trial) and record it in the run store.
@@ -97,7 +104,37 @@ enum Command {
         /// CPU trials at once (default: one per core); the cores are split between them.
         #[arg(long = "cpu-slots")]
         cpu_slots: Option<usize>,
+        /// Where trials run: local processes, or one SLURM job array ([sweep.slurm]).
+        #[arg(long, value_enum, default_value = "local")]
+        launcher: LauncherKind,
+        /// With --launcher slurm: follow the job array until no task is left.
+        #[arg(long)]
+        wait: bool,
+        /// How often --wait looks at the cluster, in seconds.
+        #[arg(long, default_value_t = 5)]
+        poll_seconds: u64,
     },
+    /// Trials of SLURM sweeps: store status joined with each array task's state.
+    Status {
+        /// Only this experiment (default: every experiment with a SLURM submission).
+        experiment: Option<String>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Cancel an experiment's SLURM job arrays (scancel); unfinished trials become interrupted.
+    Cancel {
+        experiment: String,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Fold the shards cluster trials wrote into the run store (every reading command does).
+    Sync {
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Run the trial of this SLURM array task from its submission folder (what sbatch runs).
+    #[command(hide = true)]
+    ArrayTask { dir: PathBuf },
     /// Classify images with a trained trial's weights (its validation preprocessing, on the CPU).
     Predict(PredictArgs),
     /// Write a trial's weights as a timm state dict (.safetensors) with its timm model arguments
@@ -193,6 +230,7 @@ impl Command {
                 | Command::Check { .. }
                 | Command::Ls { .. }
                 | Command::Diff { .. }
+                | Command::Status { .. }
         )
     }
 }
@@ -234,10 +272,22 @@ fn train(
         quiet,
         sweep,
         expect_id,
+        cluster: None,
     };
     let loaded = vitrun::config::load(&file, &sets)?;
     let stop = stop_flag("after this step")?;
-    let outcome = match commands::run(&loaded, &options, stop)? {
+    let end = commands::run(&loaded, &options, stop)?;
+    finish(end, &loaded, in_sweep)
+}
+
+/// Prints how a trial ended and gives its exit code.
+fn finish(
+    end: TrialEnd,
+    loaded: &vitrun::config::Loaded,
+    in_sweep: bool,
+) -> anyhow::Result<ExitCode> {
+    let file = &loaded.file;
+    let outcome = match end {
         TrialEnd::Ran(outcome) => outcome,
         TrialEnd::Held { pid, host, since } => {
             let holder = format!(
@@ -272,12 +322,45 @@ fn train(
         Outcome::Pruned { epoch, reason } => {
             println!("stopped early after epoch {epoch}: {reason}")
         }
+        Outcome::Preempted { epoch } => eprintln!(
+            "vitrun: preempted in epoch {epoch}; the array task is requeued and resumes from its checkpoint"
+        ),
         Outcome::Interrupted { epoch } => eprintln!(
             "vitrun: interrupted in epoch {epoch}; continue with: vitrun run {} --resume",
             file.display()
         ),
     }
     Ok(exit(outcome.exit()))
+}
+
+/// `vitrun sweep`: the local scheduler, or a SLURM job array.
+fn sweep_command(
+    file: PathBuf,
+    options: commands::SweepOptions,
+    launcher: LauncherKind,
+    wait: bool,
+    poll_seconds: u64,
+) -> anyhow::Result<ExitCode> {
+    if launcher == LauncherKind::Local {
+        anyhow::ensure!(
+            !wait,
+            "--wait follows a SLURM job array; the local launcher always waits for its trials"
+        );
+        return sweep(file, options);
+    }
+    let loaded = vitrun::config::load(&file, &options.sets)?;
+    let stop = stop_flag("watching; the job array keeps running")?;
+    let wait = wait.then(|| std::time::Duration::from_secs(poll_seconds.max(1)));
+    let (_, report) = vitrun::cluster::sweep(&loaded, &options, wait, stop)?;
+    let Some(report) = report else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    print!("{}", commands::sweep_summary(&report));
+    Ok(if report.results.iter().any(|r| r.status.is_failure()) {
+        exit(TrialExit::Failed)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitCode> {
@@ -451,14 +534,64 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             sets,
             devices,
             cpu_slots,
-        } => sweep(
+            launcher,
+            wait,
+            poll_seconds,
+        } => sweep_command(
             file,
             commands::SweepOptions {
                 devices,
                 cpu_slots,
                 sets,
             },
+            launcher,
+            wait,
+            poll_seconds,
         ),
+        Command::Status {
+            experiment,
+            runs_dir,
+        } => {
+            print!(
+                "{}",
+                vitrun::cluster::status(&runs_dir, experiment.as_deref())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel {
+            experiment,
+            runs_dir,
+        } => {
+            let jobs = vitrun::cluster::cancel(&runs_dir, &experiment)?;
+            println!(
+                "cancelled {}; unfinished trials are interrupted and resume on the next sweep",
+                if jobs.is_empty() {
+                    "nothing (no live task)".to_string()
+                } else {
+                    format!("job arrays {}", jobs.join(", "))
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync { runs_dir } => {
+            let report = vitrun::cluster::sync(&runs_dir)?;
+            println!(
+                "sync: {} records from {} of {} shards",
+                report.records, report.grown, report.shards
+            );
+            for problem in &report.problems {
+                eprintln!("vitrun: {problem}");
+            }
+            Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                exit(TrialExit::Failed)
+            })
+        }
+        Command::ArrayTask { dir } => {
+            let (loaded, end) = vitrun::cluster::array_task(&dir)?;
+            finish(end, &loaded, true)
+        }
         Command::Predict(args) => predict(args),
         Command::Export {
             target,

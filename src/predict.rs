@@ -63,6 +63,7 @@ impl Predictor {
             "no run store at {}; train a trial first, or pass a checkpoint with --config",
             path.display()
         );
+        crate::track::sync_before_reading(runs_dir)?;
         let store = Store::open(&path)?;
         let sel = select(&store, runs_dir, Some(target), Ranking::new("val/top1"))?;
         let best = sel.best();

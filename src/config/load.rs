@@ -308,7 +308,19 @@ fn parse_set(set: &str, schema: &BTreeSet<String>) -> Result<Override, ConfigErr
         });
     };
     let path = path.trim().to_string();
-    if !schema.contains(&path) {
+    if let Some(key) = path.strip_prefix("sweep.slurm.") {
+        if !super::slurm::SLURM_KEYS.contains(&key) {
+            let keys: BTreeSet<String> = super::slurm::SLURM_KEYS
+                .iter()
+                .map(|k| format!("sweep.slurm.{k}"))
+                .collect();
+            return Err(ConfigError::UnknownKey {
+                place: format!("--set {set}"),
+                nearest: nearest(&path, &keys),
+                key: path,
+            });
+        }
+    } else if !schema.contains(&path) {
         return Err(ConfigError::UnknownKey {
             place: format!("--set {set}"),
             nearest: nearest(&path, schema),

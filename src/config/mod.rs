@@ -6,6 +6,7 @@ mod error;
 mod exact;
 mod load;
 mod schema;
+mod slurm;
 mod sweep;
 mod validate;
 
@@ -14,6 +15,7 @@ pub use device::{available_cores, DeviceSpec};
 pub use error::ConfigError;
 pub use load::{load, load_with_env, schema_paths, Loaded, Override, Resolver, Source, ENV_PREFIX};
 pub use schema::*;
+pub use slurm::{SlurmSpec, SLURM_KEYS};
 pub use sweep::{
     EarlyStop, RandomAxis, StopRule, SweepError, SweepSpec, TrialsPerGpu, DEFAULT_MAX_TRIALS,
 };
@@ -75,9 +77,12 @@ impl Config {
 
     /// `runs/<experiment>/<trial-id>/`: where a trial's files live.
     pub fn trial_dir(&self, id: &str) -> std::path::PathBuf {
-        std::path::Path::new(&self.train.runs_dir)
-            .join(&self.name)
-            .join(id)
+        self.experiment_dir().join(id)
+    }
+
+    /// `runs/<experiment>/`: the experiment's trial folders (and its cluster submissions).
+    pub fn experiment_dir(&self) -> std::path::PathBuf {
+        std::path::Path::new(&self.train.runs_dir).join(&self.name)
     }
 
     /// `runs/vitrun.sqlite`: the run store.

@@ -7,6 +7,7 @@ use super::condition::{self, When};
 use super::error::ConfigError;
 use super::load::{nearest, FileDoc};
 use super::schema::EXECUTION_KEYS;
+use super::slurm::SlurmSpec;
 use crate::contract::{Goal, Metric, Status};
 
 /// The default of `[sweep] max_trials`: sweeps that expand to more points are refused.
@@ -50,6 +51,8 @@ pub struct SweepSpec {
     pub trials_per_gpu: TrialsPerGpu,
     /// `[sweep.early_stop]`: when to stop a trial that is clearly behind its peers.
     pub early_stop: Option<EarlyStop>,
+    /// `[sweep.slurm]`: what the SLURM launcher asks the cluster for.
+    pub slurm: SlurmSpec,
 }
 
 /// Which early-stopping rule a sweep uses.
@@ -93,6 +96,7 @@ impl Default for SweepSpec {
             max_trials: DEFAULT_MAX_TRIALS,
             trials_per_gpu: TrialsPerGpu::Count(1),
             early_stop: None,
+            slurm: SlurmSpec::default(),
         }
     }
 }
@@ -244,6 +248,13 @@ impl SweepSpec {
                         (_, Some("auto")) => TrialsPerGpu::Auto,
                         _ => return Err(SweepError::new(key, "a count from 1 to 64, or \"auto\"")),
                     };
+                }
+                "slurm" => {
+                    let table = v
+                        .as_table()
+                        .ok_or_else(|| SweepError::new(key, "use a [sweep.slurm] table"))?;
+                    spec.slurm =
+                        SlurmSpec::parse(table).map_err(|(k, why)| SweepError::new(&k, why))?;
                 }
                 "early_stop" => {
                     let table = v

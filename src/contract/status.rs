@@ -5,7 +5,10 @@ use std::str::FromStr;
 
 /// Where a trial stands. Failures are split by cause so that a sweep can choose which to
 /// retry (`[sweep] retry_on`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Planned by a sweep, not started yet.
     Queued,
@@ -26,11 +29,14 @@ pub enum Status {
     Stale,
     /// Stopped early by the sweep's rule.
     Pruned,
+    /// Stopped by its cluster (preemption, time limit) after checkpointing, and requeued: it
+    /// resumes from its checkpoint and is never counted as failed.
+    Preempted,
 }
 
 impl Status {
     /// Every status, in the order the schema lists them.
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 11] = [
         Status::Queued,
         Status::Running,
         Status::Finished,
@@ -41,6 +47,7 @@ impl Status {
         Status::Interrupted,
         Status::Stale,
         Status::Pruned,
+        Status::Preempted,
     ];
 
     /// The word stored in `trials.status` and shown by `vitrun ls`.
@@ -56,6 +63,7 @@ impl Status {
             Status::Interrupted => "interrupted",
             Status::Stale => "stale",
             Status::Pruned => "pruned",
+            Status::Preempted => "preempted",
         }
     }
 
@@ -86,7 +94,7 @@ impl fmt::Display for Status {
 
 /// A status word that is not one of [`Status::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown trial status {0:?}; known: queued, running, finished, failed, crashed, oom, diverged, interrupted, stale, pruned")]
+#[error("unknown trial status {0:?}; known: queued, running, finished, failed, crashed, oom, diverged, interrupted, stale, pruned, preempted")]
 pub struct ParseStatusError(pub String);
 
 impl FromStr for Status {

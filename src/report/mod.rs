@@ -188,6 +188,7 @@ fn open_store(runs_dir: &Path) -> anyhow::Result<(Store, PathBuf)> {
         "no run store at {}; run an experiment first (vitrun run FILE) or pass --runs-dir",
         store_path.display()
     );
+    crate::track::sync_before_reading(runs_dir)?;
     Ok((Store::open(&store_path)?, store_path))
 }
 

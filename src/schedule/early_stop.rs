@@ -4,7 +4,7 @@
 
 use crate::config::{EarlyStop, StopRule};
 use crate::contract::Goal;
-use crate::track::Store;
+use crate::track::Recorder;
 
 /// Decides after each epoch (metrics and checkpoint committed) whether the trial goes on.
 /// Sweeps plug their early-stopping rule in here.
@@ -12,7 +12,7 @@ pub trait EpochGate {
     /// `Some(reason)` stops the trial as pruned; the gate records its decisions in the store.
     fn after_epoch(
         &mut self,
-        store: &mut Store,
+        store: &mut dyn Recorder,
         trial: &str,
         epoch: usize,
     ) -> anyhow::Result<Option<String>>;
@@ -126,7 +126,7 @@ pub struct Judge {
 impl EpochGate for Judge {
     fn after_epoch(
         &mut self,
-        store: &mut Store,
+        store: &mut dyn Recorder,
         trial: &str,
         epoch: usize,
     ) -> anyhow::Result<Option<String>> {

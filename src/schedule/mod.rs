@@ -11,6 +11,7 @@ mod launcher;
 mod live;
 mod probe;
 mod slots;
+pub mod slurm;
 
 pub use devices::{discover, filter_visible, parse_devices, parse_nvidia_smi, Devices, Gpu};
 pub use early_stop::{judge, EpochGate, Evidence, Judge, Verdict};
@@ -222,6 +223,9 @@ impl<'a> Scheduler<'a> {
             anyhow::bail!("the sweep has no trials");
         };
         let experiment = first.config.name.clone();
+        if let Some(runs_dir) = sweep.store_path.parent() {
+            crate::track::sync_before_reading(runs_dir)?;
+        }
         let mut store = Store::open(&sweep.store_path)?;
         store.register_sweep(
             &plan.sweep,
@@ -600,7 +604,8 @@ fn seconds_between(start: Option<&str>, end: Option<&str>) -> Option<f64> {
     Some((b - a).num_milliseconds() as f64 / 1000.0)
 }
 
-fn results(store: &Store, plan: &Plan) -> anyhow::Result<Vec<TrialResult>> {
+/// Every planned trial's line of the summary, best val top-1 first.
+pub fn results(store: &Store, plan: &Plan) -> anyhow::Result<Vec<TrialResult>> {
     let experiment = plan.trials.first().map(|t| t.config.name.clone());
     let summaries = store.trials(experiment.as_deref())?;
     let mut out: Vec<TrialResult> = plan

@@ -3,9 +3,14 @@
 //! Every write first checks that the file is still the one that was opened, so a store deleted
 //! or replaced under a running trial fails the trial instead of writing into the void.
 
+mod cluster;
+mod fold;
 mod liveness;
+mod recorder;
 mod reports;
 mod schema;
+pub mod shard;
+mod sharded;
 mod sweeps;
 
 use std::os::unix::fs::MetadataExt;
@@ -17,9 +22,13 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use crate::contract::Metric;
 pub use crate::contract::Status;
+pub use cluster::JobRecord;
+pub use fold::{find_shards, sync, sync_before_reading, FoldReport};
 pub use liveness::{effective_status, vitrun_alive};
+pub use recorder::Recorder;
 pub use reports::TrialLookup;
 pub use schema::MIGRATIONS;
+pub use sharded::{PeerSnapshot, ShardRecorder};
 pub use sweeps::{EpochSnapshot, QueuedTrial, TrialState};
 
 /// A store error names the database file.
@@ -47,7 +56,7 @@ impl FromSql for Status {
 }
 
 /// One metric value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricRow {
     pub split: String,
     pub name: String,

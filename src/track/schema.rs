@@ -1,7 +1,7 @@
 //! The run store's schema, versioned in `PRAGMA user_version` with forward migrations.
 
 /// Migrations in order; migration `i` brings the store from version `i` to `i + 1`.
-pub const MIGRATIONS: [&str; 2] = [
+pub const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE experiments (
     name        TEXT PRIMARY KEY,
@@ -90,5 +90,58 @@ INSERT INTO trials_v2 SELECT * FROM trials;
 DROP TABLE trials;
 ALTER TABLE trials_v2 RENAME TO trials;
 CREATE INDEX trials_by_experiment ON trials(experiment);
+"#,
+    // 3: clusters. `preempted` joins the statuses; a trial row remembers its SLURM job task;
+    // shards folded into the store are tracked by how far they were read; submitted job arrays
+    // and which trial each array index runs.
+    r#"
+CREATE TABLE trials_v3 (
+    id              TEXT PRIMARY KEY,
+    experiment      TEXT NOT NULL REFERENCES experiments(name),
+    config          TEXT NOT NULL,
+    seed            INTEGER NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN
+                        ('queued','running','finished','failed','crashed','oom','diverged',
+                         'interrupted','stale','pruned','preempted')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    device          TEXT,
+    host            TEXT,
+    pid             INTEGER,
+    git_commit      TEXT,
+    vitrun_version  TEXT,
+    burn_version    TEXT,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    ended_at        TEXT,
+    error           TEXT,
+    job             TEXT
+);
+INSERT INTO trials_v3 SELECT *, NULL FROM trials;
+DROP TABLE trials;
+ALTER TABLE trials_v3 RENAME TO trials;
+CREATE INDEX trials_by_experiment ON trials(experiment);
+CREATE TABLE shard_folds (
+    path       TEXT PRIMARY KEY,
+    trial      TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    records    INTEGER NOT NULL,
+    folded_at  TEXT NOT NULL
+);
+CREATE TABLE slurm_jobs (
+    job           TEXT PRIMARY KEY,
+    experiment    TEXT NOT NULL REFERENCES experiments(name),
+    sweep         TEXT NOT NULL,
+    dir           TEXT NOT NULL,
+    tasks         INTEGER NOT NULL,
+    submitted_at  TEXT NOT NULL,
+    cancelled_at  TEXT
+);
+CREATE TABLE slurm_tasks (
+    job    TEXT NOT NULL REFERENCES slurm_jobs(job),
+    idx    INTEGER NOT NULL,
+    trial  TEXT NOT NULL REFERENCES trials(id),
+    PRIMARY KEY (job, idx)
+);
+CREATE INDEX slurm_tasks_by_trial ON slurm_tasks(trial);
 "#,
 ];

@@ -27,6 +27,8 @@ pub struct TrialState {
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub error: Option<String>,
+    /// The SLURM array task (`JOBID_INDEX`) of a cluster attempt.
+    pub job: Option<String>,
 }
 
 impl TrialState {
@@ -46,7 +48,7 @@ pub struct EpochSnapshot {
 }
 
 /// The `trials` columns a [`TrialState`] is read from, in [`state_from`]'s order.
-const STATE_COLUMNS: &str = "status, attempts, pid, host, started_at, ended_at, error";
+const STATE_COLUMNS: &str = "status, attempts, pid, host, started_at, ended_at, error, job";
 
 fn state_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TrialState> {
     Ok(TrialState {
@@ -57,6 +59,7 @@ fn state_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TrialStat
         started_at: r.get(first + 4)?,
         ended_at: r.get(first + 5)?,
         error: r.get(first + 6)?,
+        job: r.get(first + 7)?,
     })
 }
 
@@ -182,15 +185,6 @@ impl Store {
         Ok(changed > 0)
     }
 
-    /// Records an early-stopping decision; a prune also sets the status.
-    pub fn record_decision(&mut self, trial: &str, prune: bool, reason: &str) -> Result<()> {
-        self.log_event(trial, "early_stop", reason)?;
-        if prune {
-            self.set_status(trial, Status::Pruned, Some(reason))?;
-        }
-        Ok(())
-    }
-
     /// `split/name` values logged at `epoch` by the sweep's trials, by trial id.
     pub fn sweep_values_at(
         &self,
@@ -263,5 +257,24 @@ impl Store {
             val_loss: value(Metric::VAL_LOSS)?,
             images_per_sec: value(Metric::TRAIN_IMAGES_PER_SEC)?,
         })
+    }
+}
+
+impl Store {
+    /// A trial's `split/name` values as (epoch, value), in epoch order.
+    pub fn metric_rows(&self, trial: &str, metric: &str) -> Result<Vec<(i64, f64)>> {
+        let (split, name) = metric.split_once('/').unwrap_or(("val", metric));
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT epoch, value FROM metrics WHERE trial = ?1 AND split = ?2 AND name = ?3
+                 ORDER BY epoch",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map(params![trial, split, name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.wrap(e))
     }
 }

@@ -20,16 +20,55 @@ pub fn weights_in(dir: &Path) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// The weights file `spec` names.
-pub fn source(spec: &str, store: &Store, runs_dir: &Path) -> anyhow::Result<PathBuf> {
+/// The folder of the one trial under `runs_dir` whose id starts with `prefix`, found by its
+/// folder alone (on a cluster node, which does not read the store).
+fn trial_folder(runs_dir: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(runs_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .flat_map(|exp| std::fs::read_dir(exp.path()).into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .filter(|t| t.file_name().to_string_lossy().starts_with(prefix))
+        .map(|t| t.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => anyhow::bail!(
+            "no trial folder under {} starts with {prefix:?}",
+            runs_dir.display()
+        ),
+        n => anyhow::bail!(
+            "{n} trial folders under {} start with {prefix:?}; give more of the id",
+            runs_dir.display()
+        ),
+    }
+}
+
+/// The weights file `spec` names (`trial:` ids are looked up in `store` where this process
+/// reads it, else by their folder under `runs_dir`).
+pub fn source(spec: &str, store: Option<&Store>, runs_dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(prefix) = spec.strip_prefix("trial:") {
-        let id = &store
-            .unique_trial(prefix)
-            .with_context(|| format!("model.pretrained = {spec:?}"))?;
-        let (_, experiment) = store
-            .trial_config(id)?
-            .with_context(|| format!("trial {id} is not in the store"))?;
-        let dir = runs_dir.join(experiment).join(id);
+        let dir = match store {
+            Some(store) => {
+                let id = &store
+                    .unique_trial(prefix)
+                    .with_context(|| format!("model.pretrained = {spec:?}"))?;
+                let (_, experiment) = store
+                    .trial_config(id)?
+                    .with_context(|| format!("trial {id} is not in the store"))?;
+                runs_dir.join(experiment).join(id)
+            }
+            None => trial_folder(runs_dir, prefix)
+                .with_context(|| format!("model.pretrained = {spec:?}"))?,
+        };
+        let id = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         return weights_in(&dir).with_context(|| {
             format!(
                 "model.pretrained = {spec:?}: trial {id} has no checkpoint in {} (best/ or last/)",

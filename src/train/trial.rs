@@ -23,7 +23,7 @@ use crate::model::{
     apply_pretrained, apply_state_dict, freeze, read_state_dict, state_dict, Vit, VitSpec,
 };
 pub use crate::schedule::EpochGate;
-use crate::track::{MetricRow, Store};
+use crate::track::{MetricRow, Recorder};
 
 /// What the trial reports while it runs (progress bars, plain log lines).
 pub trait Observer {
@@ -62,6 +62,10 @@ pub enum Outcome {
     Interrupted {
         epoch: usize,
     },
+    /// Stopped by the cluster during `epoch` and requeued; the requeued task resumes.
+    Preempted {
+        epoch: usize,
+    },
     /// Stopped early by the sweep's rule after `epoch`.
     Pruned {
         epoch: usize,
@@ -75,7 +79,7 @@ impl Outcome {
         match self {
             Outcome::Finished { .. } => TrialExit::Finished,
             Outcome::Diverged { .. } => TrialExit::Diverged,
-            Outcome::Interrupted { .. } => TrialExit::Interrupted,
+            Outcome::Interrupted { .. } | Outcome::Preempted { .. } => TrialExit::Interrupted,
             Outcome::Pruned { .. } => TrialExit::Pruned,
         }
     }
@@ -86,6 +90,7 @@ impl Outcome {
             Outcome::Finished { .. } => Status::Finished,
             Outcome::Diverged { .. } => Status::Diverged,
             Outcome::Interrupted { .. } => Status::Interrupted,
+            Outcome::Preempted { .. } => Status::Preempted,
             Outcome::Pruned { .. } => Status::Pruned,
         }
     }
@@ -100,7 +105,8 @@ pub struct TrialRun<'a> {
     pub trial_id: String,
     /// `runs/<experiment>/<trial-id>/`.
     pub dir: PathBuf,
-    pub store: &'a mut Store,
+    /// Where the trial's records go (the store, or a shard under a cluster launcher).
+    pub recorder: &'a mut dyn Recorder,
     /// Continue from `last/` when present.
     pub resume: bool,
     /// Resume even when the optimizer state is missing (with a fresh one, recorded as an event).
@@ -181,7 +187,7 @@ struct Trial<'a, B: AutodiffBackend> {
     config: &'a Config,
     id: String,
     dir: PathBuf,
-    store: &'a mut Store,
+    recorder: &'a mut dyn Recorder,
     stop: Arc<AtomicBool>,
     observer: &'a mut dyn Observer,
     gate: Option<&'a mut dyn EpochGate>,
@@ -225,7 +231,9 @@ pub fn run_trial<B: AutodiffBackend>(
             return Ok(Outcome::Pruned { epoch, reason });
         }
     }
-    trial.store.set_status(&trial.id, Status::Finished, None)?;
+    trial
+        .recorder
+        .set_status(&trial.id, Status::Finished, None)?;
     Ok(Outcome::Finished {
         best_top1: trial.progress.best_top1,
         last,
@@ -239,7 +247,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             config,
             trial_id,
             dir,
-            store,
+            recorder,
             stop,
             observer,
             gate,
@@ -296,7 +304,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             config,
             id: trial_id,
             dir,
-            store,
+            recorder,
             stop,
             observer,
             gate,
@@ -336,7 +344,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             None
         };
         let Some(ckpt) = ckpt else {
-            self.store.clear_metrics(&self.id)?;
+            self.recorder.clear_metrics(&self.id)?;
             return self.load_pretrained(model);
         };
         let last = self.dir.join("last");
@@ -365,7 +373,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                     opt_file.display()
                 );
                 self.observer.message(&format!("warning: {msg}"));
-                self.store.log_event(&self.id, "fresh_optimizer", &msg)?;
+                self.recorder.log_event(&self.id, "fresh_optimizer", &msg)?;
             }
             None => anyhow::bail!(
                 "{} is missing: resuming would restart the optimizer's moments and change the training; restore the file, or pass --force to resume with a fresh optimizer",
@@ -377,7 +385,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             "resuming after epoch {} (step {})",
             self.progress.epoch, self.progress.step
         ));
-        self.store.log_event(
+        self.recorder.log_event(
             &self.id,
             "resume",
             &format!("from epoch {}", self.progress.epoch),
@@ -393,13 +401,13 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             return Ok(model);
         };
         let runs_dir = std::path::Path::new(&self.config.train.runs_dir);
-        let path = super::pretrained::source(spec, self.store, runs_dir)?;
+        let path = super::pretrained::source(spec, self.recorder.store(), runs_dir)?;
         let sd = read_state_dict(&path)?;
         let (model, coverage) = apply_pretrained(model, sd, &self.spec, &self.device);
         let summary = format!("pretrained {}: {}", path.display(), coverage.summary());
         self.observer.message(&summary);
-        self.store.log_event(&self.id, "pretrained", &summary)?;
-        self.store.add_artifact(&self.id, "pretrained", &path)?;
+        self.recorder.log_event(&self.id, "pretrained", &summary)?;
+        self.recorder.add_artifact(&self.id, "pretrained", &path)?;
         if self.config.model.pretrained_strict && !coverage.encoder_complete() {
             let missing: Vec<String> = coverage
                 .reinitialised
@@ -476,8 +484,8 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                     "loss became {loss_value} at epoch {epoch}, step {}",
                     self.progress.step
                 );
-                self.store.log_event(&self.id, "diverged", &msg)?;
-                self.store
+                self.recorder.log_event(&self.id, "diverged", &msg)?;
+                self.recorder
                     .set_status(&self.id, Status::Diverged, Some(&msg))?;
                 return Ok((model, EpochEnd::Diverged));
             }
@@ -523,13 +531,13 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                 ));
             }
             if self.stop.load(Ordering::SeqCst) {
-                self.store.log_metrics(&self.id, &rows)?;
+                self.recorder.log_metrics(&self.id, &rows)?;
                 let msg = format!(
                     "interrupted during epoch {epoch}; `vitrun run FILE --resume` continues after epoch {}",
                     self.progress.epoch
                 );
-                self.store.log_event(&self.id, "interrupted", &msg)?;
-                self.store
+                self.recorder.log_event(&self.id, "interrupted", &msg)?;
+                self.recorder
                     .set_status(&self.id, Status::Interrupted, Some(&msg))?;
                 return Ok((model, EpochEnd::Interrupted));
             }
@@ -567,7 +575,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             let names = batch.skipped.join(", ");
             self.observer
                 .message(&format!("skipped unreadable: {names}"));
-            self.store.log_event(&self.id, "skipped", &names)?;
+            self.recorder.log_event(&self.id, "skipped", &names)?;
         }
         Ok(batch.skipped.len())
     }
@@ -591,7 +599,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             let names = skipped_names.join(", ");
             self.observer
                 .message(&format!("skipped unreadable (validation): {names}"));
-            self.store.log_event(&self.id, "skipped", &names)?;
+            self.recorder.log_event(&self.id, "skipped", &names)?;
         }
         Ok(eval)
     }
@@ -626,13 +634,13 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             self.progress.best_epoch = epoch;
         }
         // Metrics commit before the checkpoint claims the epoch: a kill in between re-runs it.
-        self.store.log_metrics(&self.id, &rows)?;
+        self.recorder.log_metrics(&self.id, &rows)?;
         let policy = self.config.train.checkpoint;
         if policy != CheckpointPolicy::None {
             let weights = state_dict(model);
             if improved && policy == CheckpointPolicy::LastAndBest {
                 let path = checkpoint::save(&self.dir, "best", &weights, None, &self.progress)?;
-                self.store
+                self.recorder
                     .add_artifact(&self.id, "checkpoint_best", &path)?;
             }
             let path = checkpoint::save(
@@ -642,7 +650,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                 Some(&self.optimizer.state_dict()),
                 &self.progress,
             )?;
-            self.store
+            self.recorder
                 .add_artifact(&self.id, "checkpoint_last", &path)?;
         }
         Ok(EpochSummary {
@@ -665,7 +673,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
         if epoch >= self.config.train.epochs {
             return Ok(None);
         }
-        let verdict = gate.after_epoch(self.store, &self.id, epoch)?;
+        let verdict = gate.after_epoch(self.recorder, &self.id, epoch)?;
         if let Some(reason) = &verdict {
             self.observer.message(&format!("pruned: {reason}"));
         }

@@ -1,0 +1,375 @@
+//! The SLURM launcher: SLURM itself is the engine. `submit` writes a frozen plan (array index →
+//! trial) and an `sbatch` script under `runs/<experiment>/slurm/`, submits ONE job array of the
+//! trials the store does not have done (and that no live task already runs), records the job
+//! and returns; nothing stays attached. Each array task runs `vitrun array-task`, which writes
+//! its trial's shard; the submit host folds shards into the store ([`crate::track::sync`]).
+//! [`refresh`] joins the store with SLURM's view and marks a trial stale when its task is gone
+//! while it still reads `running`, as the local scheduler does for dead processes.
+
+pub mod queue;
+mod script;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+pub use queue::TaskState;
+pub use script::{render, sbatch_path, Script};
+
+use crate::config::Loaded;
+use crate::contract::Status;
+use crate::plan::Plan;
+use crate::track::{self, JobRecord, PeerSnapshot, Store};
+
+/// The frozen plan of a job array, `plan.json` in its submission folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPlan {
+    pub experiment: String,
+    /// The experiment file (absolute).
+    pub file: PathBuf,
+    /// The user's `--set` overrides, applied before each trial's sweep point.
+    pub sets: Vec<String>,
+    pub sweep: String,
+    /// Array index → trial.
+    pub tasks: Vec<TaskPlan>,
+    pub peers: PeerSnapshot,
+    /// USR2 comes this many seconds before the time limit; the job's deadline less this is
+    /// the fallback when no signal arrives.
+    pub signal_seconds: u64,
+}
+
+/// One array task's trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPlan {
+    pub trial: String,
+    /// The sweep point's overrides.
+    pub sets: Vec<String>,
+}
+
+/// The plan file of a submission folder.
+pub const PLAN_FILE: &str = "plan.json";
+/// Present in a submission folder once `vitrun cancel` cancelled it: a stopped task then
+/// records itself interrupted instead of requeueing.
+pub const CANCELLED_FILE: &str = "cancelled";
+
+/// What `submit` did.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The job array id, when something was submitted.
+    pub job: Option<String>,
+    pub dir: Option<PathBuf>,
+    pub submitted: Vec<String>,
+    /// Trials already done in the store.
+    pub done: usize,
+    /// Trials a live SLURM task already runs or waits to run.
+    pub in_flight: usize,
+}
+
+/// Whether `program` is on `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Joins the store with SLURM's view of the experiment's newest task per trial; a trial whose
+/// task is gone while the store (after folding its shards) still says `running` is marked
+/// stale. Returns each trial's task id and state (where SLURM still knows it).
+pub fn refresh(
+    store: &mut Store,
+    runs_dir: &Path,
+    experiment: &str,
+) -> anyhow::Result<HashMap<String, (String, Option<TaskState>)>> {
+    let newest = store.newest_tasks(experiment)?;
+    if newest.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut jobs: Vec<String> = newest
+        .iter()
+        .filter_map(|(_, task)| task.split_once('_').map(|(j, _)| j.to_string()))
+        .collect();
+    jobs.sort();
+    jobs.dedup();
+    let states = queue::tasks(&jobs)?;
+    let mut gone = Vec::new();
+    for (trial, task) in &newest {
+        let live = states.get(task).is_some_and(TaskState::is_live);
+        if !live {
+            gone.push((trial.clone(), task.clone()));
+        }
+    }
+    if !gone.is_empty() {
+        // A task that ended a moment ago may have records not folded yet.
+        store.fold_shards(&track::find_shards(runs_dir))?;
+        let rows = store.trial_states(experiment)?;
+        for (trial, task) in gone {
+            let Some(row) = rows.get(&trial) else {
+                continue;
+            };
+            if row.status == Status::Running && row.job.as_deref() == Some(task.as_str()) {
+                let what = states
+                    .get(&task)
+                    .map_or("gone from the queue".to_string(), |s| s.describe());
+                store.mark_stale(
+                    &trial,
+                    row.pid,
+                    &format!("stale: its SLURM task {task} is {what} but the trial recorded no end; the next sweep resubmits it"),
+                )?;
+            }
+        }
+    }
+    Ok(newest
+        .into_iter()
+        .map(|(trial, task)| {
+            let state = states.get(&task).cloned();
+            (trial, (task, state))
+        })
+        .collect())
+}
+
+/// Submits one job array of the plan's trials that are not done and not in flight.
+pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<Submission> {
+    let config = &loaded.config;
+    let runs_dir = PathBuf::from(&config.train.runs_dir);
+    let base = config.experiment_dir().join("slurm");
+    std::fs::create_dir_all(&base).with_context(|| {
+        format!(
+            "cannot create {}: the SLURM launcher keeps its plans and scripts there; make train.runs_dir a writable folder on a filesystem the nodes share",
+            base.display()
+        )
+    })?;
+    track::sync(&runs_dir)?;
+    let mut store = Store::open(&config.store_path())?;
+    store.register_sweep(
+        &plan.sweep,
+        &config.name,
+        &loaded.file.display().to_string(),
+        &super::queued(plan),
+    )?;
+    let tasks = refresh(&mut store, &runs_dir, &config.name)?;
+    let states = store.trial_states(&config.name)?;
+    let (mut done, mut in_flight) = (0, 0);
+    let mut pending = Vec::new();
+    for t in &plan.trials {
+        let status = states.get(&t.id).map(|s| s.effective());
+        if status.is_some_and(Status::is_done) {
+            done += 1;
+        } else if tasks
+            .get(&t.id)
+            .and_then(|(_, s)| s.as_ref())
+            .is_some_and(TaskState::is_live)
+        {
+            in_flight += 1;
+        } else {
+            pending.push(t);
+        }
+    }
+    let mut submission = Submission {
+        job: None,
+        dir: None,
+        submitted: Vec::new(),
+        done,
+        in_flight,
+    };
+    if pending.is_empty() {
+        return Ok(submission);
+    }
+    anyhow::ensure!(
+        on_path("sbatch"),
+        "sbatch is not on PATH: the SLURM launcher submits with it; run on a cluster's login node, or leave out --launcher slurm to run locally"
+    );
+    let slurm = &loaded.sweep.slurm;
+    let exe = match &slurm.vitrun {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe().context("cannot find the vitrun executable")?,
+    };
+    let workdir = std::env::current_dir().context("cannot read the current folder")?;
+    let base = workdir.join(base);
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let dir = base.join(format!("submit-{stamp}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| {
+        format!(
+            "cannot create the submission folder {}; make the runs folder writable (train.runs_dir)",
+            dir.display()
+        )
+    })?;
+    let metric = loaded.sweep.early_stop.as_ref().map(|e| e.metric.as_str());
+    let members: Vec<String> = plan.trials.iter().map(|t| t.id.clone()).collect();
+    let job_plan = JobPlan {
+        experiment: config.name.clone(),
+        file: std::fs::canonicalize(&loaded.file)
+            .with_context(|| format!("cannot resolve {}", loaded.file.display()))?,
+        sets: sets.to_vec(),
+        sweep: plan.sweep.clone(),
+        tasks: pending
+            .iter()
+            .map(|t| TaskPlan {
+                trial: t.id.clone(),
+                sets: t.sets(),
+            })
+            .collect(),
+        peers: PeerSnapshot::from_store(&store, &plan.sweep, members, metric)?,
+        signal_seconds: slurm.signal_seconds,
+    };
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write(PLAN_FILE, serde_json::to_string_pretty(&job_plan)?)?;
+    let text = render(&Script {
+        experiment: &config.name,
+        tasks: pending.len(),
+        dir: &dir,
+        workdir: &workdir,
+        exe: &exe,
+        slurm,
+    });
+    let text = match text {
+        Ok(text) => text,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    write("job.sbatch", text)?;
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(dir.join("job.sbatch"))
+        .output()
+        .context("cannot run sbatch")?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&dir);
+        anyhow::bail!(
+            "sbatch refused the job array: {}; check [sweep.slurm] in {} (partition, account, qos, time, gpus_per_trial)",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            loaded.file.display()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let job = stdout
+        .trim()
+        .split(';')
+        .next()
+        .filter(|j| !j.is_empty() && j.chars().all(|c| c.is_ascii_digit()))
+        .with_context(|| format!("sbatch answered {stdout:?}, not a job id"))?
+        .to_string();
+    let link = base.join(&job);
+    let _ = std::os::unix::fs::symlink(dir.file_name().unwrap_or_default(), &link);
+    let trials: Vec<String> = pending.iter().map(|t| t.id.clone()).collect();
+    store.record_job(
+        &JobRecord {
+            job: job.clone(),
+            experiment: config.name.clone(),
+            sweep: plan.sweep.clone(),
+            dir: dir.display().to_string(),
+            tasks: trials.len() as i64,
+            submitted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            cancelled_at: None,
+        },
+        &trials,
+    )?;
+    submission.job = Some(job);
+    submission.dir = Some(dir);
+    submission.submitted = trials;
+    Ok(submission)
+}
+
+/// Cancels the experiment's live job arrays (`scancel`); their unfinished trials become
+/// `interrupted`. Returns the cancelled job ids.
+pub fn cancel(runs_dir: &Path, experiment: &str) -> anyhow::Result<Vec<String>> {
+    track::sync(runs_dir)?;
+    let mut store = Store::open(&runs_dir.join("vitrun.sqlite"))?;
+    let jobs: Vec<JobRecord> = store
+        .jobs(Some(experiment))?
+        .into_iter()
+        .filter(|j| j.cancelled_at.is_none())
+        .collect();
+    anyhow::ensure!(
+        !jobs.is_empty(),
+        "experiment {experiment} has no SLURM job to cancel (vitrun status {experiment} lists its trials)"
+    );
+    let ids: Vec<String> = jobs.iter().map(|j| j.job.clone()).collect();
+    let live = queue::squeue(&ids)?;
+    let mut cancelled = Vec::new();
+    for job in &jobs {
+        let marker = Path::new(&job.dir).join(CANCELLED_FILE);
+        std::fs::write(&marker, "cancelled with vitrun cancel\n")
+            .with_context(|| format!("cannot write {}", marker.display()))?;
+        if live.keys().any(|k| k.starts_with(&format!("{}_", job.job))) {
+            let out = Command::new("scancel")
+                .arg(&job.job)
+                .output()
+                .context("cannot run scancel")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "scancel {} failed: {}",
+                job.job,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            cancelled.push(job.job.clone());
+        }
+        store.mark_job_cancelled(&job.job)?;
+    }
+    track::sync(runs_dir)?;
+    let rows = store.trial_states(experiment)?;
+    for (trial, task) in store.newest_tasks(experiment)? {
+        let job = task.split_once('_').map_or("", |(j, _)| j);
+        if !cancelled.iter().any(|c| c == job) {
+            continue;
+        }
+        if let Some(row) = rows.get(&trial) {
+            if matches!(
+                row.status,
+                Status::Queued | Status::Running | Status::Preempted
+            ) {
+                let why = format!("cancelled with vitrun cancel (SLURM task {task})");
+                store.set_status(&trial, Status::Interrupted, Some(&why))?;
+                store.log_event(&trial, "interrupted", &why)?;
+            }
+        }
+    }
+    Ok(cancelled)
+}
+
+/// The `JOBID_INDEX` of the array task this process runs in, from SLURM's environment.
+pub fn task_id() -> Option<String> {
+    let job = std::env::var("SLURM_ARRAY_JOB_ID").ok()?;
+    let index = std::env::var("SLURM_ARRAY_TASK_ID").ok()?;
+    Some(format!("{job}_{index}"))
+}
+
+/// Requeues this process's array task.
+pub fn requeue_self(dir: &Path) -> Result<(), String> {
+    if dir.join(CANCELLED_FILE).exists() {
+        return Err("its job was cancelled with vitrun cancel".into());
+    }
+    let task = task_id().ok_or("not running in a SLURM array task")?;
+    let out = Command::new("scontrol")
+        .args(["requeue", &task])
+        .output()
+        .map_err(|e| format!("cannot run scontrol: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "scontrol requeue {task}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// When this job must stop: its end time (from `squeue`) less `margin` seconds, if it has one.
+pub fn deadline(margin: u64) -> Option<std::time::SystemTime> {
+    let job = std::env::var("SLURM_JOB_ID").ok()?;
+    let out = Command::new("squeue")
+        .args(["-h", "-j", &job, "-o", "%e"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let end = chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S").ok()?;
+    let end = end.and_local_timezone(chrono::Local).single()?;
+    let at = end.timestamp() - margin as i64;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64))
+}

@@ -1,0 +1,241 @@
+//! The [`Recorder`] of a trial on a cluster node: it appends to its own attempt's shard and
+//! reads its sweep peers' shards (read-only) for early stopping, never the SQLite store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::shard::{EndMarker, Record, ShardView, ShardWriter};
+use super::{git_commit, hostname, now, Claim, MetricRow, Recorder, Status, Store, TrialStart};
+
+/// The sweep a cluster trial belongs to, as the submit host saw it: every member, and the
+/// values the store already held for members that have no shards (trials run locally before),
+/// so that early stopping on a node judges against the same peers as the local scheduler.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerSnapshot {
+    pub sweep: String,
+    pub members: Vec<String>,
+    /// metric (`split/name`) → trial → (epoch, value) rows.
+    pub stored: BTreeMap<String, BTreeMap<String, Vec<(i64, f64)>>>,
+}
+
+impl PeerSnapshot {
+    /// Reads the members' values of `metric` from the store.
+    pub fn from_store(
+        store: &Store,
+        sweep: &str,
+        members: Vec<String>,
+        metric: Option<&str>,
+    ) -> anyhow::Result<PeerSnapshot> {
+        let mut stored = BTreeMap::new();
+        if let Some(metric) = metric {
+            let mut by_trial = BTreeMap::new();
+            for id in &members {
+                let rows = store.metric_rows(id, metric)?;
+                if !rows.is_empty() {
+                    by_trial.insert(id.clone(), rows);
+                }
+            }
+            stored.insert(metric.to_string(), by_trial);
+        }
+        Ok(PeerSnapshot {
+            sweep: sweep.to_string(),
+            members,
+            stored,
+        })
+    }
+}
+
+/// Writes one attempt's shard; reads peers' shards.
+pub struct ShardRecorder {
+    /// `runs/<experiment>/`: trial folders by id.
+    experiment_dir: PathBuf,
+    trial: String,
+    /// `JOBID_INDEX` of the array task.
+    job: Option<String>,
+    peers: PeerSnapshot,
+    writer: Option<ShardWriter>,
+}
+
+impl ShardRecorder {
+    pub fn new(
+        experiment_dir: &Path,
+        trial: &str,
+        job: Option<String>,
+        peers: PeerSnapshot,
+    ) -> ShardRecorder {
+        ShardRecorder {
+            experiment_dir: experiment_dir.to_path_buf(),
+            trial: trial.to_string(),
+            job,
+            peers,
+            writer: None,
+        }
+    }
+
+    /// The shard this attempt writes (after the claim).
+    pub fn shard_path(&self) -> Option<&Path> {
+        self.writer.as_ref().map(|w| w.path())
+    }
+
+    fn append(&mut self, record: Record) -> anyhow::Result<()> {
+        let writer = self.writer.as_mut().ok_or_else(|| {
+            anyhow::anyhow!(
+                "trial {}: a record was written before the attempt claimed its shard",
+                self.trial
+            )
+        })?;
+        Ok(writer.append(&record)?)
+    }
+
+    fn view(&self, trial: &str) -> anyhow::Result<ShardView> {
+        Ok(ShardView::read(&self.experiment_dir.join(trial))?)
+    }
+
+    /// A trial's values of `metric`, from its shards, else from the snapshot of the store.
+    fn values(
+        &self,
+        trial: &str,
+        metric: &str,
+        epoch: usize,
+        exact: bool,
+    ) -> anyhow::Result<Vec<f64>> {
+        let view = self.view(trial)?;
+        if view.attempts > 0 {
+            return Ok(view.values(metric, epoch, exact));
+        }
+        let rows = self
+            .peers
+            .stored
+            .get(metric)
+            .and_then(|m| m.get(trial))
+            .cloned()
+            .unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .filter(|(e, _)| {
+                if exact {
+                    *e == epoch as i64
+                } else {
+                    *e <= epoch as i64
+                }
+            })
+            .map(|(_, v)| v)
+            .collect())
+    }
+}
+
+impl Recorder for ShardRecorder {
+    fn claim(&mut self, t: &TrialStart, _force: bool, skip_done: bool) -> anyhow::Result<Claim> {
+        let before = self.view(&t.id)?;
+        if let Some(done) = before.status.filter(|s| skip_done && s.is_done()) {
+            return Ok(Claim::Done(done));
+        }
+        self.writer = Some(ShardWriter::create(&self.experiment_dir.join(&t.id))?);
+        self.append(Record::Claim {
+            trial: t.id.clone(),
+            experiment: t.experiment.clone(),
+            file: t.file.clone(),
+            config: t.config_json.clone(),
+            seed: t.seed,
+            params: t.params.clone(),
+            device: t.device.clone(),
+            host: hostname(),
+            pid: std::process::id(),
+            job: self.job.clone(),
+            git_commit: git_commit(),
+            time: now(),
+        })?;
+        Ok(Claim::Taken {
+            attempt: before.attempts as i64 + 1,
+        })
+    }
+
+    fn clear_metrics(&mut self, trial: &str) -> anyhow::Result<()> {
+        self.append(Record::ClearMetrics {
+            trial: trial.to_string(),
+        })
+    }
+
+    fn log_metrics(&mut self, trial: &str, rows: &[MetricRow]) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.append(Record::Metrics {
+            trial: trial.to_string(),
+            rows: rows.to_vec(),
+        })
+    }
+
+    fn set_status(
+        &mut self,
+        trial: &str,
+        status: Status,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let time = now();
+        self.append(Record::Status {
+            trial: trial.to_string(),
+            status,
+            error: error.map(str::to_string),
+            time: time.clone(),
+        })?;
+        if status != Status::Running && status != Status::Queued {
+            if let Some(w) = &self.writer {
+                w.mark_end(&EndMarker {
+                    status,
+                    error: error.map(str::to_string),
+                    time,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_artifact(&mut self, trial: &str, kind: &str, path: &Path) -> anyhow::Result<()> {
+        self.append(Record::Artifact {
+            trial: trial.to_string(),
+            kind: kind.to_string(),
+            path: path.display().to_string(),
+            time: now(),
+        })
+    }
+
+    fn log_event(&mut self, trial: &str, kind: &str, message: &str) -> anyhow::Result<()> {
+        self.append(Record::Event {
+            trial: trial.to_string(),
+            kind: kind.to_string(),
+            message: message.to_string(),
+            time: now(),
+        })
+    }
+
+    fn history(&self, trial: &str, metric: &str, epoch: usize) -> anyhow::Result<Vec<f64>> {
+        self.values(trial, metric, epoch, false)
+    }
+
+    fn sweep_values_at(
+        &self,
+        sweep: &str,
+        metric: &str,
+        epoch: usize,
+    ) -> anyhow::Result<Vec<(String, f64)>> {
+        if sweep != self.peers.sweep {
+            return Ok(Vec::new());
+        }
+        let mut members = self.peers.members.clone();
+        members.sort();
+        let mut out = Vec::new();
+        for id in members {
+            for v in self.values(&id, metric, epoch, true)? {
+                out.push((id.clone(), v));
+            }
+        }
+        Ok(out)
+    }
+
+    fn store(&self) -> Option<&Store> {
+        None
+    }
+}

@@ -1,0 +1,531 @@
+//! The SLURM launcher against a real single-node cluster (`.ci/slurm-cluster start`, as CI
+//! does). Without a cluster these tests say so and pass, unless VITRUN_REQUIRE_SLURM=1.
+//! They run one at a time: the node has few CPUs and the requeue test is timing-sensitive.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{experiment, text, vitrun};
+use vitrun::contract::Status;
+use vitrun::track::shard::ShardView;
+use vitrun::track::Store;
+
+static CLUSTER: Mutex<()> = Mutex::new(());
+
+/// Waits (polling every 200 ms) until `ready`, failing after `secs` seconds.
+fn poll(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a cluster answers; panics when one is required and absent.
+fn cluster_up() -> bool {
+    let idle = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .is_ok_and(|o| {
+            let s = String::from_utf8_lossy(&o.stdout);
+            o.status.success() && ["idle", "mixed", "allocated"].iter().any(|w| s.contains(w))
+        });
+    if !idle {
+        assert!(
+            std::env::var("VITRUN_REQUIRE_SLURM").is_err(),
+            "VITRUN_REQUIRE_SLURM is set but no SLURM cluster answers; start one with .ci/slurm-cluster start"
+        );
+        eprintln!("skipped: no SLURM cluster (start one with .ci/slurm-cluster start)");
+    }
+    idle
+}
+
+/// A micro-sized experiment with a sweep and a `[sweep.slurm]` table.
+fn sweep_file(dir: &Path, name: &str, sweep: &str, extra: &str) -> PathBuf {
+    experiment(
+        dir,
+        name,
+        &format!(
+            r#"name = "{name}"
+seed = 3
+[data]
+dataset = "synthetic"
+image_size = 16
+train_size = 128
+val_size = 32
+classes = ["bus", "car"]
+[model]
+embed_dim = 24
+depth = 1
+num_heads = 2
+patch_size = 4
+[train]
+epochs = 2
+batch_size = 32
+threads = 1
+runs_dir = "{runs}"
+{extra}
+[sweep]
+{sweep}
+[sweep.slurm]
+cpus_per_trial = 1
+mem = "1G"
+"#,
+            runs = dir.join("runs").display()
+        ),
+    )
+}
+
+/// A trial long enough to be stopped mid-epoch (a few seconds per epoch).
+const SLOW: &str = "[optimizer]\nlr = 1e-3\n";
+
+fn slow_file(dir: &Path, name: &str) -> PathBuf {
+    let path = sweep_file(dir, name, "seed = [5]", SLOW);
+    let body = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("image_size = 16", "image_size = 32")
+        .replace("train_size = 128", "train_size = 3072")
+        .replace("epochs = 2", "epochs = 4");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> String {
+    let out = vitrun(args).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "vitrun {args:?} failed:\n{t}");
+    t
+}
+
+fn slurm_sweep(file: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "sweep",
+        file.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--wait",
+        "--poll-seconds",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// (trial, status, epoch, val/loss) rows of a store, sorted.
+fn outcomes(store: &Path) -> Vec<(String, String, i64, String, f64)> {
+    let c = rusqlite::Connection::open(store).unwrap();
+    let mut stmt = c
+        .prepare(
+            "SELECT t.id, t.status, m.epoch, m.name, m.value FROM trials t JOIN metrics m
+             ON m.trial = t.id WHERE m.split = 'val' AND m.name IN ('loss', 'top1')
+             ORDER BY t.id, m.name, m.epoch",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+fn assert_same(a: &[(String, String, i64, String, f64)], b: &[(String, String, i64, String, f64)]) {
+    assert_eq!(a.len(), b.len(), "{a:?}\nvs\n{b:?}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!((&x.0, &x.1, x.2, &x.3), (&y.0, &y.1, y.2, &y.3));
+        assert!(
+            (x.4 - y.4).abs() <= 1e-6 * x.4.abs().max(1.0),
+            "{x:?} vs {y:?}"
+        );
+    }
+}
+
+fn newest_job(runs: &Path, exp: &str) -> String {
+    let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    store
+        .jobs(Some(exp))
+        .unwrap()
+        .pop()
+        .expect("a job was recorded")
+        .job
+}
+
+#[test]
+fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_points() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let axes = "\"optimizer.lr\" = [1e-3, 3e-3, 1e-2]\nseed = [1, 2]";
+    let file = sweep_file(dir.path(), "parity", axes, "");
+    let out = slurm_sweep(&file, &["--set", "sweep.slurm.max_parallel=2"]);
+    assert!(
+        out.contains("submitted job array") && out.contains("6 trials"),
+        "{out}"
+    );
+    let runs = dir.path().join("runs");
+    let script = std::fs::read_dir(runs.join("parity/slurm"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("job.sbatch"))
+        .find(|p| p.is_file())
+        .unwrap();
+    assert!(std::fs::read_to_string(&script)
+        .unwrap()
+        .contains("#SBATCH --array=0-5%2"));
+
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = sweep_file(local_dir.path(), "parity", axes, "");
+    run(&["sweep", local.to_str().unwrap(), "--cpu-slots", "2"]);
+    let remote = outcomes(&runs.join("vitrun.sqlite"));
+    assert_eq!(remote.len(), 6 * 2 * 2, "{remote:?}");
+    assert!(remote.iter().all(|r| r.1 == "finished"), "{remote:?}");
+    assert_same(
+        &remote,
+        &outcomes(&local_dir.path().join("runs/vitrun.sqlite")),
+    );
+    let ls = run(&["ls", "parity", "--runs-dir", runs.to_str().unwrap()]);
+    assert_eq!(ls.matches("finished").count(), 6, "{ls}");
+
+    let again = run(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"]);
+    assert!(
+        again.contains("nothing to submit: 6 trials done"),
+        "{again}"
+    );
+    let grown = sweep_file(
+        dir.path(),
+        "parity",
+        "\"optimizer.lr\" = [1e-3, 3e-3, 1e-2, 3e-2]\nseed = [1, 2]",
+        "",
+    );
+    let out = slurm_sweep(&grown, &[]);
+    assert!(
+        out.contains("submitted job array") && out.contains(": 2 trials (6 done already"),
+        "{out}"
+    );
+    let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    let jobs = store.jobs(Some("parity")).unwrap();
+    assert_eq!(jobs.iter().map(|j| j.tasks).collect::<Vec<_>>(), vec![6, 2]);
+    assert_eq!(
+        store
+            .trials(Some("parity"))
+            .unwrap()
+            .iter()
+            .filter(|t| t.status == Status::Finished)
+            .count(),
+        8
+    );
+}
+
+#[test]
+fn usr2_mid_epoch_requeues_the_trial_and_it_finishes_as_an_uninterrupted_run() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_file(dir.path(), "preempt");
+    let runs = dir.path().join("runs");
+    let out = run(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"]);
+    assert!(out.contains("submitted job array"), "{out}");
+    let job = newest_job(&runs, "preempt");
+    let trial_dir = |runs: &Path| {
+        std::fs::read_dir(runs.join("preempt"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.join("shards").is_dir())
+    };
+    // Once the first epoch is committed, the second is under way: stop it there.
+    poll(120, "the first epoch in the shard", || {
+        trial_dir(&runs)
+            .and_then(|d| ShardView::read(&d).ok())
+            .is_some_and(|v| v.values("val/loss", 9, false).len() == 1)
+    });
+    let sent = Command::new("scancel")
+        .args(["--signal=USR2", "--batch", &format!("{job}_0")])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let view = |d: &Path| ShardView::read(d).unwrap();
+    let dir_of_trial = trial_dir(&runs).unwrap();
+    poll(60, "the preempted end marker", || {
+        view(&dir_of_trial).preemptions == 1
+    });
+    let status = run(&["status", "preempt", "--runs-dir", runs.to_str().unwrap()]);
+    assert!(status.contains("preempted"), "{status}");
+    // The requeued task resumes from the checkpoint and finishes; --wait follows it.
+    let out = slurm_sweep(&file, &[]);
+    assert!(
+        out.contains("nothing to submit"),
+        "a preempted trial is not resubmitted: {out}"
+    );
+    let v = view(&dir_of_trial);
+    assert_eq!(
+        (v.status, v.attempts, v.preemptions),
+        (Some(Status::Finished), 2, 1)
+    );
+    let log = std::fs::read_to_string(dir_of_trial.join("log.txt")).unwrap();
+    assert!(
+        log.contains("preempted in epoch 2") && log.contains("resuming after epoch 1"),
+        "{log}"
+    );
+
+    let plain = tempfile::tempdir().unwrap();
+    let same = slow_file(plain.path(), "preempt");
+    run(&["run", same.to_str().unwrap(), "--quiet", "--set", "seed=5"]);
+    let resumed = outcomes(&runs.join("vitrun.sqlite"));
+    assert_eq!(resumed.len(), 4 * 2);
+    assert_same(
+        &resumed,
+        &outcomes(&plain.path().join("runs/vitrun.sqlite")),
+    );
+    let status = run(&["status", "preempt", "--runs-dir", runs.to_str().unwrap()]);
+    let line = status.lines().find(|l| l.contains("finished")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["2", "1"], "attempts and requeues: {status}");
+}
+
+#[test]
+fn a_killed_task_reads_stale_and_the_next_sweep_resubmits_it() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_file(dir.path(), "killed");
+    let runs = dir.path().join("runs");
+    run(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"]);
+    let job = newest_job(&runs, "killed");
+    let store_path = runs.join("vitrun.sqlite");
+    poll(120, "the trial to run", || {
+        vitrun::track::sync(&runs).unwrap();
+        Store::open(&store_path)
+            .unwrap()
+            .trials(Some("killed"))
+            .unwrap()[0]
+            .status
+            == Status::Running
+    });
+    let killed = Command::new("scancel")
+        .args(["--signal=KILL", "--batch", &format!("{job}_0")])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let runs_arg = runs.to_str().unwrap();
+    poll(60, "the killed task to read stale", || {
+        run(&["status", "killed", "--runs-dir", runs_arg])
+            .lines()
+            .any(|l| l.contains(" stale ") && l.contains(&format!("{job}_0")))
+    });
+    let out = slurm_sweep(&file, &[]);
+    assert!(
+        out.contains("submitted job array") && out.contains(": 1 trials"),
+        "{out}"
+    );
+    let trial = &Store::open(&store_path)
+        .unwrap()
+        .trials(Some("killed"))
+        .unwrap()[0];
+    assert_eq!((trial.status, trial.attempts), (Status::Finished, 2));
+}
+
+#[test]
+fn cancel_stops_the_experiments_jobs_and_interrupts_their_trials() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_file(dir.path(), "cancelled");
+    let body = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("seed = [5]", "seed = [5, 6, 7]");
+    std::fs::write(&file, body).unwrap();
+    let runs = dir.path().join("runs");
+    run(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--set",
+        "sweep.slurm.max_parallel=1",
+    ]);
+    let store_path = runs.join("vitrun.sqlite");
+    poll(120, "a running trial", || {
+        vitrun::track::sync(&runs).unwrap();
+        Store::open(&store_path)
+            .unwrap()
+            .trials(Some("cancelled"))
+            .unwrap()
+            .iter()
+            .any(|t| t.status == Status::Running)
+    });
+    let out = run(&["cancel", "cancelled", "--runs-dir", runs.to_str().unwrap()]);
+    assert!(out.contains("cancelled job arrays"), "{out}");
+    let job = newest_job(&runs, "cancelled");
+    poll(60, "the job to leave the queue", || {
+        let q = Command::new("squeue")
+            .args(["-h", "-j", &job])
+            .output()
+            .unwrap();
+        q.stdout.is_empty()
+    });
+    poll(30, "every trial to read interrupted", || {
+        vitrun::track::sync(&runs).unwrap();
+        Store::open(&store_path)
+            .unwrap()
+            .trials(Some("cancelled"))
+            .unwrap()
+            .iter()
+            .all(|t| t.status == Status::Interrupted)
+    });
+}
+
+#[test]
+fn asha_prunes_the_same_trials_on_the_cluster_as_locally() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let axes = "\"optimizer.lr\" = [3e-3, 1e-4, 1e-2, 3e-5]\n[sweep.early_stop]\nrule = \"asha\"\nmetric = \"val/loss\"\nmode = \"min\"\nrungs = [1]\nreduction_factor = 2";
+    let extra = "";
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "asha", axes, extra);
+    let body = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("epochs = 2", "epochs = 3");
+    std::fs::write(&file, &body).unwrap();
+    slurm_sweep(&file, &["--set", "sweep.slurm.max_parallel=1"]);
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = sweep_file(local_dir.path(), "asha", axes, extra);
+    std::fs::write(
+        &local,
+        body.replace(
+            &dir.path().join("runs").display().to_string(),
+            &local_dir.path().join("runs").display().to_string(),
+        ),
+    )
+    .unwrap();
+    run(&["sweep", local.to_str().unwrap(), "--cpu-slots", "1"]);
+    let statuses = |store: &Path| {
+        let mut v: Vec<(String, Status)> = Store::open(store)
+            .unwrap()
+            .trials(Some("asha"))
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.id, t.status))
+            .collect();
+        v.sort();
+        v
+    };
+    let remote = statuses(&dir.path().join("runs/vitrun.sqlite"));
+    assert!(
+        remote.iter().any(|(_, s)| *s == Status::Pruned),
+        "{remote:?}"
+    );
+    assert_eq!(
+        remote,
+        statuses(&local_dir.path().join("runs/vitrun.sqlite"))
+    );
+}
+
+#[test]
+fn submission_errors_are_named_before_anything_is_recorded() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "refused", "seed = [1, 2]", "");
+    let runs = dir.path().join("runs");
+    let jobs = || {
+        Store::open(&runs.join("vitrun.sqlite"))
+            .unwrap()
+            .jobs(Some("refused"))
+            .unwrap()
+            .len()
+    };
+    let out = vitrun(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("sbatch is not on PATH"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(jobs(), 0);
+
+    let bad = vitrun(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--set",
+        "sweep.slurm.partiton=\"x\"",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        text(&bad).contains("sweep.slurm.partition"),
+        "{}",
+        text(&bad)
+    );
+
+    if cluster_up() {
+        let out = vitrun(&[
+            "sweep",
+            file.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--set",
+            "sweep.slurm.partition=\"no_such_partition\"",
+        ])
+        .output()
+        .unwrap();
+        let t = text(&out);
+        assert!(!out.status.success());
+        assert!(
+            t.contains("sbatch refused the job array") && t.contains("partition"),
+            "{t}"
+        );
+        assert_eq!(jobs(), 0);
+        let slurm_dir = runs.join("refused/slurm");
+        assert_eq!(
+            std::fs::read_dir(&slurm_dir)
+                .map(|d| d.count())
+                .unwrap_or(0),
+            0
+        );
+    }
+
+    let blocked = dir.path().join("file");
+    std::fs::write(&blocked, "").unwrap();
+    let set = format!(
+        "train.runs_dir={:?}",
+        blocked.join("runs").display().to_string()
+    );
+    let out = vitrun(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--set",
+        &set,
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&blocked.join("runs").display().to_string()),
+        "{}",
+        text(&out)
+    );
+}
