@@ -52,6 +52,14 @@ bench-loader:
 bench-report:
     cargo bench --bench report
 
+# SLURM launcher: 1,000-trial submission, folding 1,000 shards, cluster vs local makespan.
+bench-slurm:
+    cargo bench --bench slurm
+
+# A single-node SLURM cluster on this machine (as root; needs slurm-wlm and munge).
+cluster action="start":
+    .ci/slurm-cluster {{action}}
+
 # Formatting, lints and the GPU feature build.
 check:
     cargo fmt --all -- --check

@@ -247,19 +247,30 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
         std::env::var("SLURM_RESTART_COUNT").unwrap_or_else(|_| "0".into())
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let preempt = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGUSR2, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, preempt.clone())?;
+    // One flag per cause, so the trial records what stopped it.
+    let causes: [(&'static str, Arc<AtomicBool>); 3] = [
+        (
+            "USR2 before the time limit",
+            Arc::new(AtomicBool::new(false)),
+        ),
+        ("TERM", Arc::new(AtomicBool::new(false))),
+        ("the job's deadline", Arc::new(AtomicBool::new(false))),
+    ];
+    for (signal, (_, flag)) in [signal_hook::consts::SIGUSR2, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .zip(&causes)
+    {
+        signal_hook::flag::register(signal, flag.clone())?;
         signal_hook::flag::register(signal, stop.clone())?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     if let Some(at) = slurm::deadline(plan.signal_seconds) {
-        let (stop, preempt) = (stop.clone(), preempt.clone());
+        let (stop, deadline) = (stop.clone(), causes[2].1.clone());
         std::thread::spawn(move || {
             if let Ok(wait) = at.duration_since(std::time::SystemTime::now()) {
                 std::thread::sleep(wait);
             }
-            preempt.store(true, Ordering::SeqCst);
+            deadline.store(true, Ordering::SeqCst);
             stop.store(true, Ordering::SeqCst);
         });
     }
@@ -273,7 +284,12 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
         cluster: Some(ClusterTrial {
             job: slurm::task_id(),
             peers: plan.peers.clone(),
-            preempt,
+            stopped_by: Box::new(move || {
+                causes
+                    .iter()
+                    .find(|(_, flag)| flag.load(Ordering::SeqCst))
+                    .map(|(why, _)| *why)
+            }),
             requeue: Box::new(move || slurm::requeue_self(&requeue_dir)),
         }),
     };

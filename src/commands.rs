@@ -42,8 +42,9 @@ pub struct ClusterTrial {
     /// `JOBID_INDEX` of the array task.
     pub job: Option<String>,
     pub peers: crate::track::PeerSnapshot,
-    /// Set when the cluster asked the trial to stop (the stop flag is set with it).
-    pub preempt: Arc<AtomicBool>,
+    /// What asked the trial to stop for the cluster (`USR2`, `TERM`, the job's deadline), if
+    /// anything did (the stop flag is set with it).
+    pub stopped_by: Box<dyn Fn() -> Option<&'static str>>,
     /// Requeues this array task; `Err(why)` when the cluster refuses (a cancelled job).
     pub requeue: Box<dyn Fn() -> Result<(), String>>,
 }
@@ -132,11 +133,12 @@ impl BackendTask for TrainTask<'_> {
             }
         }
         match (result?, &self.options.cluster) {
-            (Outcome::Interrupted { epoch }, Some(cluster))
-                if cluster.preempt.load(std::sync::atomic::Ordering::SeqCst) =>
-            {
-                Ok(TrialEnd::Ran(preempted(recorder, cluster, &id, epoch)?))
-            }
+            (Outcome::Interrupted { epoch }, Some(cluster)) => match (cluster.stopped_by)() {
+                Some(why) => Ok(TrialEnd::Ran(preempted(
+                    recorder, cluster, &id, epoch, why,
+                )?)),
+                None => Ok(TrialEnd::Ran(Outcome::Interrupted { epoch })),
+            },
             (outcome, _) => Ok(TrialEnd::Ran(outcome)),
         }
     }
@@ -149,9 +151,10 @@ fn preempted(
     cluster: &ClusterTrial,
     id: &str,
     epoch: usize,
+    why: &str,
 ) -> anyhow::Result<Outcome> {
     let msg = format!(
-        "preempted during epoch {epoch}; requeued, it resumes after epoch {}",
+        "preempted ({why}) during epoch {epoch}; requeued, it resumes after epoch {}",
         epoch - 1
     );
     recorder.log_event(id, "preempted", &msg)?;

@@ -206,7 +206,7 @@ fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_
         "\"optimizer.lr\" = [1e-3, 3e-3, 1e-2, 3e-2]\nseed = [1, 2]",
         "",
     );
-    let out = slurm_sweep(&grown, &[]);
+    let out = slurm_sweep(&grown, &["--set", "sweep.slurm.gpus_per_trial=1"]);
     assert!(
         out.contains("submitted job array") && out.contains(": 2 trials (6 done already"),
         "{out}"
@@ -223,6 +223,65 @@ fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_
             .count(),
         8
     );
+    // The new points asked for a GPU each: SLURM gave each task one of the node's (fake) GPUs.
+    let logs: Vec<String> = std::fs::read_dir(runs.join("parity"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("log.txt")).ok())
+        .collect();
+    let with_gpu = logs
+        .iter()
+        .filter(|l| {
+            l.contains("CUDA_VISIBLE_DEVICES=\"0\"") || l.contains("CUDA_VISIBLE_DEVICES=\"1\"")
+        })
+        .count();
+    assert_eq!(with_gpu, 2, "{logs:?}");
+}
+
+#[test]
+fn a_time_limit_stops_the_trial_before_slurm_kills_it_and_requeues_it() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_file(dir.path(), "limited");
+    let body = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("epochs = 4", "epochs = 40");
+    std::fs::write(&file, body).unwrap();
+    let runs = dir.path().join("runs");
+    // A one-minute limit, warned 45 s ahead: the trial must stop about 15 s in.
+    run(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--set",
+        "sweep.slurm.time=\"1\"",
+        "--set",
+        "sweep.slurm.signal_seconds=45",
+    ]);
+    let started = Instant::now();
+    let trial_dir = || {
+        std::fs::read_dir(runs.join("limited"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.join("shards").is_dir())
+    };
+    poll(50, "the trial to stop for its time limit", || {
+        trial_dir().is_some_and(|d| ShardView::read(&d).unwrap().preemptions >= 1)
+    });
+    assert!(started.elapsed() < Duration::from_secs(50));
+    let log = std::fs::read_to_string(trial_dir().unwrap().join("log.txt")).unwrap();
+    assert!(log.contains("preempted in epoch"), "{log}");
+    let status = run(&["status", "limited", "--runs-dir", runs.to_str().unwrap()]);
+    assert!(
+        status.contains("preempted (USR2 before the time limit)")
+            || status.contains("preempted (the job's deadline)"),
+        "{status}"
+    );
+    run(&["cancel", "limited", "--runs-dir", runs.to_str().unwrap()]);
 }
 
 #[test]
