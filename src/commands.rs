@@ -594,9 +594,23 @@ pub fn ls_groups(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<St
     Ok(out)
 }
 
+/// Marks trials of SLURM submissions whose task is gone as stale, where this machine can ask
+/// SLURM (a machine without it lists the store as it is).
+fn mark_gone_cluster_tasks(store: &mut Store, runs_dir: &Path, experiment: Option<&str>) {
+    let Ok(jobs) = store.jobs(experiment) else {
+        return;
+    };
+    let mut experiments: Vec<String> = jobs.into_iter().map(|j| j.experiment).collect();
+    experiments.dedup();
+    for exp in experiments {
+        let _ = schedule::slurm::refresh(store, runs_dir, &exp);
+    }
+}
+
 /// `vitrun ls`: one line per trial, newest first.
 pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
-    let store = open_store(runs_dir)?;
+    let mut store = open_store(runs_dir)?;
+    mark_gone_cluster_tasks(&mut store, runs_dir, experiment);
     let mut out = format!(
         "{:<12} {:<20} {:<9} {:>6} {:>9} {:>9} {:<10} {}\n",
         "trial", "experiment", "status", "epochs", "best top1", "val loss", "device", "started"

@@ -109,6 +109,15 @@ fn a_folded_shard_gives_the_rows_a_direct_write_gives_and_folding_again_changes_
         once[1..],
         "only the attempt count may grow"
     );
+
+    // The row remembers its array task until a local process claims the trial again.
+    let mut store = Store::open(&store_path).unwrap();
+    assert_eq!(
+        store.trial_states_of("t1").unwrap().unwrap().job.as_deref(),
+        Some("7_0")
+    );
+    store.claim_trial(&start("t1"), false, false).unwrap();
+    assert_eq!(store.trial_states_of("t1").unwrap().unwrap().job, None);
 }
 
 #[test]

@@ -293,7 +293,7 @@ impl Store {
                 device = excluded.device, host = excluded.host, pid = excluded.pid,
                 git_commit = excluded.git_commit, vitrun_version = excluded.vitrun_version,
                 burn_version = excluded.burn_version, started_at = excluded.started_at,
-                ended_at = NULL, error = NULL",
+                ended_at = NULL, error = NULL, job = NULL",
             params![
                 t.id,
                 t.experiment,
