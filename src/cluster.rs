@@ -30,18 +30,21 @@ pub fn sweep(
     let started = Instant::now();
     let plan = plan(loaded)?;
     let submission = slurm::submit(loaded, &plan, &options.sets)?;
-    match (&submission.job, &submission.dir) {
-        (Some(job), Some(dir)) => println!(
-            "submitted job array {job}: {} trials ({} done already, {} queued or running on the cluster); plan and script in {}",
-            submission.submitted.len(),
-            submission.done,
-            submission.in_flight,
-            dir.display()
-        ),
-        _ => println!(
+    if submission.arrays.is_empty() {
+        println!(
             "nothing to submit: {} trials done, {} queued or running on the cluster",
             submission.done, submission.in_flight
-        ),
+        );
+    }
+    for array in &submission.arrays {
+        println!(
+            "submitted job array {}: {} trials ({} done already, {} queued or running on the cluster); plan and script in {}",
+            array.job,
+            array.trials,
+            submission.done,
+            submission.in_flight,
+            array.dir.display()
+        );
     }
     let Some(interval) = wait else {
         println!(

@@ -161,7 +161,7 @@ fn a_shard_damaged_before_its_end_is_named_and_the_others_still_fold() {
     }
     let bad = shard::attempts(&runs.join("exp/bad")).remove(0);
     let mut bytes = std::fs::read(&bad).unwrap();
-    bytes[3] ^= 0x20;
+    bytes[12] ^= 0x01; // one bit inside the first record's JSON: CRC-32 catches every single-bit error
     std::fs::write(&bad, bytes).unwrap();
     let report = vitrun::track::sync(&runs).unwrap().unwrap();
     assert_eq!(report.problems.len(), 1, "{report:?}");

@@ -83,17 +83,21 @@ mem = "1G"
     )
 }
 
+/// Replaces `from` with `to` in the file at `path`.
+fn rewrite(path: &Path, from: &str, to: &str) {
+    let body = std::fs::read_to_string(path).unwrap();
+    assert!(body.contains(from), "{from:?} is not in {}", path.display());
+    std::fs::write(path, body.replace(from, to)).unwrap();
+}
+
 /// A trial long enough to be stopped mid-epoch (a few seconds per epoch).
 const SLOW: &str = "[optimizer]\nlr = 1e-3\n";
 
 fn slow_file(dir: &Path, name: &str) -> PathBuf {
     let path = sweep_file(dir, name, "seed = [5]", SLOW);
-    let body = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("image_size = 16", "image_size = 32")
-        .replace("train_size = 128", "train_size = 3072")
-        .replace("epochs = 2", "epochs = 4");
-    std::fs::write(&path, body).unwrap();
+    rewrite(&path, "image_size = 16", "image_size = 32");
+    rewrite(&path, "train_size = 128", "train_size = 3072");
+    rewrite(&path, "epochs = 2", "epochs = 4");
     path
 }
 
@@ -145,6 +149,15 @@ fn assert_same(a: &[(String, String, i64, String, f64)], b: &[(String, String, i
             "{x:?} vs {y:?}"
         );
     }
+}
+
+/// The folder of the experiment's trial that ran on the cluster (has shards), once it has.
+fn cluster_trial(runs: &Path, exp: &str) -> Option<PathBuf> {
+    std::fs::read_dir(runs.join(exp))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.join("shards").is_dir())
 }
 
 fn newest_job(runs: &Path, exp: &str) -> String {
@@ -206,14 +219,27 @@ fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_
         "\"optimizer.lr\" = [1e-3, 3e-3, 1e-2, 3e-2]\nseed = [1, 2]",
         "",
     );
-    let out = slurm_sweep(&grown, &["--set", "sweep.slurm.gpus_per_trial=1"]);
-    assert!(
-        out.contains("submitted job array") && out.contains(": 2 trials (6 done already"),
-        "{out}"
+    // Two new points, in arrays of at most one trial each, each asking for a GPU.
+    let out = slurm_sweep(
+        &grown,
+        &[
+            "--set",
+            "sweep.slurm.gpus_per_trial=1",
+            "--set",
+            "sweep.slurm.max_array_size=1",
+        ],
+    );
+    assert_eq!(
+        out.matches(": 1 trials (6 done already").count(),
+        2,
+        "two arrays of one trial: {out}"
     );
     let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
     let jobs = store.jobs(Some("parity")).unwrap();
-    assert_eq!(jobs.iter().map(|j| j.tasks).collect::<Vec<_>>(), vec![6, 2]);
+    assert_eq!(
+        jobs.iter().map(|j| j.tasks).collect::<Vec<_>>(),
+        vec![6, 1, 1]
+    );
     assert_eq!(
         store
             .trials(Some("parity"))
@@ -245,10 +271,7 @@ fn a_time_limit_stops_the_trial_before_slurm_kills_it_and_requeues_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = slow_file(dir.path(), "limited");
-    let body = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("epochs = 4", "epochs = 40");
-    std::fs::write(&file, body).unwrap();
+    rewrite(&file, "epochs = 4", "epochs = 40");
     let runs = dir.path().join("runs");
     // A one-minute limit, warned 45 s ahead: the trial must stop about 15 s in.
     run(&[
@@ -262,18 +285,13 @@ fn a_time_limit_stops_the_trial_before_slurm_kills_it_and_requeues_it() {
         "sweep.slurm.signal_seconds=45",
     ]);
     let started = Instant::now();
-    let trial_dir = || {
-        std::fs::read_dir(runs.join("limited"))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| p.join("shards").is_dir())
-    };
     poll(50, "the trial to stop for its time limit", || {
-        trial_dir().is_some_and(|d| ShardView::read(&d).unwrap().preemptions >= 1)
+        cluster_trial(&runs, "limited")
+            .is_some_and(|d| ShardView::read(&d).unwrap().preemptions >= 1)
     });
     assert!(started.elapsed() < Duration::from_secs(50));
-    let log = std::fs::read_to_string(trial_dir().unwrap().join("log.txt")).unwrap();
+    let log =
+        std::fs::read_to_string(cluster_trial(&runs, "limited").unwrap().join("log.txt")).unwrap();
     assert!(log.contains("preempted in epoch"), "{log}");
     let status = run(&["status", "limited", "--runs-dir", runs.to_str().unwrap()]);
     assert!(
@@ -296,16 +314,9 @@ fn usr2_mid_epoch_requeues_the_trial_and_it_finishes_as_an_uninterrupted_run() {
     let out = run(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"]);
     assert!(out.contains("submitted job array"), "{out}");
     let job = newest_job(&runs, "preempt");
-    let trial_dir = |runs: &Path| {
-        std::fs::read_dir(runs.join("preempt"))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| p.join("shards").is_dir())
-    };
     // Once the first epoch is committed, the second is under way: stop it there.
     poll(120, "the first epoch in the shard", || {
-        trial_dir(&runs)
+        cluster_trial(&runs, "preempt")
             .and_then(|d| ShardView::read(&d).ok())
             .is_some_and(|v| v.values("val/loss", 9, false).len() == 1)
     });
@@ -315,7 +326,7 @@ fn usr2_mid_epoch_requeues_the_trial_and_it_finishes_as_an_uninterrupted_run() {
         .unwrap();
     assert!(sent.success());
     let view = |d: &Path| ShardView::read(d).unwrap();
-    let dir_of_trial = trial_dir(&runs).unwrap();
+    let dir_of_trial = cluster_trial(&runs, "preempt").unwrap();
     poll(60, "the preempted end marker", || {
         view(&dir_of_trial).preemptions == 1
     });
@@ -405,10 +416,7 @@ fn cancel_stops_the_experiments_jobs_and_interrupts_their_trials() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = slow_file(dir.path(), "cancelled");
-    let body = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("seed = [5]", "seed = [5, 6, 7]");
-    std::fs::write(&file, body).unwrap();
+    rewrite(&file, "seed = [5]", "seed = [5, 6, 7]");
     let runs = dir.path().join("runs");
     run(&[
         "sweep",
@@ -456,24 +464,13 @@ fn asha_prunes_the_same_trials_on_the_cluster_as_locally() {
         return;
     }
     let axes = "\"optimizer.lr\" = [3e-3, 1e-4, 1e-2, 3e-5]\n[sweep.early_stop]\nrule = \"asha\"\nmetric = \"val/loss\"\nmode = \"min\"\nrungs = [1]\nreduction_factor = 2";
-    let extra = "";
     let dir = tempfile::tempdir().unwrap();
-    let file = sweep_file(dir.path(), "asha", axes, extra);
-    let body = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("epochs = 2", "epochs = 3");
-    std::fs::write(&file, &body).unwrap();
+    let file = sweep_file(dir.path(), "asha", axes, "");
+    rewrite(&file, "epochs = 2", "epochs = 3");
     slurm_sweep(&file, &["--set", "sweep.slurm.max_parallel=1"]);
     let local_dir = tempfile::tempdir().unwrap();
-    let local = sweep_file(local_dir.path(), "asha", axes, extra);
-    std::fs::write(
-        &local,
-        body.replace(
-            &dir.path().join("runs").display().to_string(),
-            &local_dir.path().join("runs").display().to_string(),
-        ),
-    )
-    .unwrap();
+    let local = sweep_file(local_dir.path(), "asha", axes, "");
+    rewrite(&local, "epochs = 2", "epochs = 3");
     run(&["sweep", local.to_str().unwrap(), "--cpu-slots", "1"]);
     let statuses = |store: &Path| {
         let mut v: Vec<(String, Status)> = Store::open(store)

@@ -3,7 +3,7 @@
 //! out of its line.
 
 /// The keys of `[sweep.slurm]`, for `--set sweep.slurm.KEY=…` and "did you mean".
-pub const SLURM_KEYS: [&str; 12] = [
+pub const SLURM_KEYS: [&str; 13] = [
     "partition",
     "account",
     "qos",
@@ -12,6 +12,7 @@ pub const SLURM_KEYS: [&str; 12] = [
     "cpus_per_trial",
     "mem",
     "max_parallel",
+    "max_array_size",
     "constraint",
     "extra",
     "signal_seconds",
@@ -26,7 +27,7 @@ pub struct SlurmSpec {
     pub qos: Option<String>,
     /// Wall-time limit per array task, in SLURM's syntax (`30`, `1:00:00`, `2-00:00:00`).
     pub time: Option<String>,
-    /// `--gpus` per array task (0: none).
+    /// GPUs per array task (`--gres=gpu:N`; 0: none).
     pub gpus_per_trial: usize,
     /// `--cpus-per-task`; the trial uses this many threads.
     pub cpus_per_trial: usize,
@@ -34,6 +35,9 @@ pub struct SlurmSpec {
     pub mem: Option<String>,
     /// At most this many array tasks at once (`--array=…%N`).
     pub max_parallel: Option<usize>,
+    /// At most this many trials per job array (default: the cluster's `MaxArraySize`); a
+    /// larger sweep is submitted as several arrays.
+    pub max_array_size: Option<usize>,
     pub constraint: Option<String>,
     /// More `sbatch` options, each starting with `--` (`["--exclusive"]`).
     pub extra: Vec<String>,
@@ -55,6 +59,7 @@ impl Default for SlurmSpec {
             cpus_per_trial: 1,
             mem: None,
             max_parallel: None,
+            max_array_size: None,
             constraint: None,
             extra: Vec::new(),
             signal_seconds: 120,
@@ -147,6 +152,7 @@ impl SlurmSpec {
                 "gpus_per_trial" => spec.gpus_per_trial = count(key, v, 0, 64)?,
                 "cpus_per_trial" => spec.cpus_per_trial = count(key, v, 1, 1024)?,
                 "max_parallel" => spec.max_parallel = Some(count(key, v, 1, 100_000)?),
+                "max_array_size" => spec.max_array_size = Some(count(key, v, 1, 4_000_000)?),
                 "signal_seconds" => spec.signal_seconds = count(key, v, 1, 65_535)? as u64,
                 "vitrun" => {
                     let s = v

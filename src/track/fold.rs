@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::shard::{self, Record};
-use super::{now, upsert_experiment, Store, BURN_VERSION, VITRUN_VERSION};
+use super::{
+    now, upsert_experiment, write_metrics, Store, BURN_VERSION, INSERT_PARAM, SET_STATUS,
+    UPSERT_ARTIFACT, VITRUN_VERSION,
+};
 
 /// What a fold did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -160,9 +163,7 @@ fn apply(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<String> {
                     job
                 ],
             )?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO params(trial, key, value) VALUES (?1, ?2, ?3)",
-            )?;
+            let mut stmt = tx.prepare_cached(INSERT_PARAM)?;
             for (k, v) in values {
                 stmt.execute(params![trial, k, v])?;
             }
@@ -173,23 +174,7 @@ fn apply(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<String> {
             Ok(trial.clone())
         }
         Record::Metrics { trial, rows } => {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO metrics(trial, split, name, step, epoch, value, wall_time)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(trial, split, name, step) DO UPDATE SET
-                    epoch = excluded.epoch, value = excluded.value, wall_time = excluded.wall_time",
-            )?;
-            for r in rows {
-                stmt.execute(params![
-                    trial,
-                    r.split,
-                    r.name,
-                    r.step,
-                    r.epoch,
-                    r.value,
-                    r.wall_time
-                ])?;
-            }
+            write_metrics(tx, trial, rows)?;
             Ok(trial.clone())
         }
         Record::Status {
@@ -200,10 +185,7 @@ fn apply(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<String> {
         } => {
             let ended =
                 (!matches!(status, super::Status::Running | super::Status::Queued)).then_some(time);
-            tx.execute(
-                "UPDATE trials SET status = ?2, error = ?3, ended_at = ?4 WHERE id = ?1",
-                params![trial, status.as_str(), error, ended],
-            )?;
+            tx.execute(SET_STATUS, params![trial, status.as_str(), error, ended])?;
             Ok(trial.clone())
         }
         Record::Artifact {
@@ -212,11 +194,7 @@ fn apply(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<String> {
             path,
             time,
         } => {
-            tx.execute(
-                "INSERT INTO artifacts(trial, kind, path, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(trial, kind, path) DO UPDATE SET created_at = excluded.created_at",
-                params![trial, kind, path, time],
-            )?;
+            tx.execute(UPSERT_ARTIFACT, params![trial, kind, path, time])?;
             Ok(trial.clone())
         }
         Record::Event {

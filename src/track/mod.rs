@@ -310,9 +310,7 @@ impl Store {
         )
         .map_err(&wrap)?;
         {
-            let mut stmt = tx
-                .prepare("INSERT OR REPLACE INTO params(trial, key, value) VALUES (?1, ?2, ?3)")
-                .map_err(&wrap)?;
+            let mut stmt = tx.prepare(INSERT_PARAM).map_err(&wrap)?;
             for (k, v) in &t.params {
                 stmt.execute(params![t.id, k, v]).map_err(&wrap)?;
             }
@@ -337,46 +335,21 @@ impl Store {
         let path = self.path.clone();
         let wrap = sql_error(&path);
         let tx = self.begin()?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO metrics(trial, split, name, step, epoch, value, wall_time)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT(trial, split, name, step) DO UPDATE SET
-                        epoch = excluded.epoch, value = excluded.value, wall_time = excluded.wall_time",
-                )
-                .map_err(&wrap)?;
-            for r in rows {
-                stmt.execute(params![
-                    trial,
-                    r.split,
-                    r.name,
-                    r.step,
-                    r.epoch,
-                    r.value,
-                    r.wall_time
-                ])
-                .map_err(&wrap)?;
-            }
-        }
+        write_metrics(&tx, trial, rows).map_err(&wrap)?;
         tx.commit().map_err(&wrap)
     }
 
     /// Sets a trial's final (or current) status, with an error message for failures.
     pub fn set_status(&mut self, trial: &str, status: Status, error: Option<&str>) -> Result<()> {
         let ended = (status != Status::Running && status != Status::Queued).then(now);
-        self.write(
-            "UPDATE trials SET status = ?2, error = ?3, ended_at = ?4 WHERE id = ?1",
-            params![trial, status.as_str(), error, ended],
-        )
-        .map(|_| ())
+        self.write(SET_STATUS, params![trial, status.as_str(), error, ended])
+            .map(|_| ())
     }
 
     /// Records a file a trial produced.
     pub fn add_artifact(&mut self, trial: &str, kind: &str, path: &Path) -> Result<()> {
         self.write(
-            "INSERT INTO artifacts(trial, kind, path, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(trial, kind, path) DO UPDATE SET created_at = excluded.created_at",
+            UPSERT_ARTIFACT,
             params![trial, kind, path.display().to_string(), now()],
         )
         .map(|_| ())
@@ -487,6 +460,37 @@ impl Store {
             .query_row(sql, [trial], |r| r.get(0))
             .map_err(|e| self.wrap(e))
     }
+}
+
+/// Sets a trial's status, error and end time (`?1`–`?4`).
+const SET_STATUS: &str = "UPDATE trials SET status = ?2, error = ?3, ended_at = ?4 WHERE id = ?1";
+/// Records a trial's artifact (`trial`, `kind`, `path`, `created_at`).
+const UPSERT_ARTIFACT: &str =
+    "INSERT INTO artifacts(trial, kind, path, created_at) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT(trial, kind, path) DO UPDATE SET created_at = excluded.created_at";
+/// Records one flattened config value of a trial.
+const INSERT_PARAM: &str = "INSERT OR REPLACE INTO params(trial, key, value) VALUES (?1, ?2, ?3)";
+
+/// Writes metric rows; the same (trial, split, name, step) replaces.
+fn write_metrics(tx: &Transaction<'_>, trial: &str, rows: &[MetricRow]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO metrics(trial, split, name, step, epoch, value, wall_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(trial, split, name, step) DO UPDATE SET
+            epoch = excluded.epoch, value = excluded.value, wall_time = excluded.wall_time",
+    )?;
+    for r in rows {
+        stmt.execute(params![
+            trial,
+            r.split,
+            r.name,
+            r.step,
+            r.epoch,
+            r.value,
+            r.wall_time
+        ])?;
+    }
+    Ok(())
 }
 
 /// Runs `op` again while SQLite answers busy or locked, for up to a minute.

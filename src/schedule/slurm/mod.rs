@@ -51,6 +51,8 @@ pub struct TaskPlan {
 
 /// The plan file of a submission folder.
 pub const PLAN_FILE: &str = "plan.json";
+/// The `sbatch` script of a submission folder.
+pub const SCRIPT_FILE: &str = "job.sbatch";
 /// Present in a submission folder once `vitrun cancel` cancelled it: a stopped task then
 /// records itself interrupted instead of requeueing.
 pub const CANCELLED_FILE: &str = "cancelled";
@@ -58,9 +60,9 @@ pub const CANCELLED_FILE: &str = "cancelled";
 /// What `submit` did.
 #[derive(Debug, Clone)]
 pub struct Submission {
-    /// The job array id, when something was submitted.
-    pub job: Option<String>,
-    pub dir: Option<PathBuf>,
+    /// The job arrays submitted (one, unless the cluster's MaxArraySize is smaller).
+    pub arrays: Vec<SubmittedArray>,
+    /// The trials submitted.
     pub submitted: Vec<String>,
     /// Trials already done in the store.
     pub done: usize,
@@ -167,8 +169,7 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
         }
     }
     let mut submission = Submission {
-        job: None,
-        dir: None,
+        arrays: Vec::new(),
         submitted: Vec::new(),
         done,
         in_flight,
@@ -186,8 +187,69 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
         None => std::env::current_exe().context("cannot find the vitrun executable")?,
     };
     let workdir = std::env::current_dir().context("cannot read the current folder")?;
-    let base = workdir.join(base);
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let metric = loaded.sweep.early_stop.as_ref().map(|e| e.metric.as_str());
+    let members: Vec<String> = plan.trials.iter().map(|t| t.id.clone()).collect();
+    let mut job_plan = JobPlan {
+        experiment: config.name.clone(),
+        file: std::fs::canonicalize(&loaded.file)
+            .with_context(|| format!("cannot resolve {}", loaded.file.display()))?,
+        sets: sets.to_vec(),
+        sweep: plan.sweep.clone(),
+        tasks: Vec::new(),
+        peers: PeerSnapshot::from_store(&store, &plan.sweep, members, metric)?,
+        signal_seconds: slurm.signal_seconds,
+    };
+    // One array, unless the cluster's MaxArraySize is smaller than the sweep.
+    let per_array = slurm.max_array_size.unwrap_or_else(queue::max_array_size);
+    for chunk in pending.chunks(per_array) {
+        job_plan.tasks = chunk
+            .iter()
+            .map(|t| TaskPlan {
+                trial: t.id.clone(),
+                sets: t.sets(),
+            })
+            .collect();
+        let submitted = submit_array(&workdir.join(&base), &workdir, &exe, loaded, &job_plan)?;
+        let trials: Vec<String> = chunk.iter().map(|t| t.id.clone()).collect();
+        store.record_job(
+            &JobRecord {
+                job: submitted.job.clone(),
+                experiment: config.name.clone(),
+                sweep: plan.sweep.clone(),
+                dir: submitted.dir.display().to_string(),
+                tasks: trials.len() as i64,
+                submitted_at: chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                cancelled_at: None,
+            },
+            &trials,
+        )?;
+        submission.arrays.push(submitted);
+        submission.submitted.extend(trials);
+    }
+    Ok(submission)
+}
+
+/// One submitted job array.
+#[derive(Debug, Clone)]
+pub struct SubmittedArray {
+    pub job: String,
+    /// Its submission folder.
+    pub dir: PathBuf,
+    /// How many trials (array tasks) it has.
+    pub trials: usize,
+}
+
+/// Writes a submission folder (plan and script) under `base` and runs `sbatch` on it; the
+/// folder is removed again when SLURM refuses the job.
+fn submit_array(
+    base: &Path,
+    workdir: &Path,
+    exe: &Path,
+    loaded: &Loaded,
+    job_plan: &JobPlan,
+) -> anyhow::Result<SubmittedArray> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
     let dir = base.join(format!("submit-{stamp}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| {
         format!(
@@ -195,85 +257,67 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
             dir.display()
         )
     })?;
-    let metric = loaded.sweep.early_stop.as_ref().map(|e| e.metric.as_str());
-    let members: Vec<String> = plan.trials.iter().map(|t| t.id.clone()).collect();
-    let job_plan = JobPlan {
-        experiment: config.name.clone(),
-        file: std::fs::canonicalize(&loaded.file)
-            .with_context(|| format!("cannot resolve {}", loaded.file.display()))?,
-        sets: sets.to_vec(),
-        sweep: plan.sweep.clone(),
-        tasks: pending
-            .iter()
-            .map(|t| TaskPlan {
-                trial: t.id.clone(),
-                sets: t.sets(),
-            })
-            .collect(),
-        peers: PeerSnapshot::from_store(&store, &plan.sweep, members, metric)?,
-        signal_seconds: slurm.signal_seconds,
-    };
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-    };
-    write(PLAN_FILE, serde_json::to_string_pretty(&job_plan)?)?;
-    let text = render(&Script {
-        experiment: &config.name,
-        tasks: pending.len(),
-        dir: &dir,
-        workdir: &workdir,
-        exe: &exe,
-        slurm,
-    });
-    let text = match text {
-        Ok(text) => text,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
-        }
-    };
-    write("job.sbatch", text)?;
+    let written = (|| -> anyhow::Result<()> {
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+        };
+        write(PLAN_FILE, serde_json::to_string_pretty(job_plan)?)?;
+        write(
+            SCRIPT_FILE,
+            render(&Script {
+                experiment: &job_plan.experiment,
+                tasks: job_plan.tasks.len(),
+                dir: &dir,
+                workdir,
+                exe,
+                slurm: &loaded.sweep.slurm,
+            })?,
+        )
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     let out = Command::new("sbatch")
         .arg("--parsable")
-        .arg(dir.join("job.sbatch"))
+        .arg(dir.join(SCRIPT_FILE))
         .output()
         .context("cannot run sbatch")?;
-    if !out.status.success() {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let job = out
+        .status
+        .success()
+        .then(|| parse_job_id(&stdout))
+        .flatten();
+    let Some(job) = job else {
         let _ = std::fs::remove_dir_all(&dir);
         anyhow::bail!(
             "sbatch refused the job array: {}; check [sweep.slurm] in {} (partition, account, qos, time, gpus_per_trial)",
-            String::from_utf8_lossy(&out.stderr).trim(),
+            [String::from_utf8_lossy(&out.stderr).trim(), stdout.trim()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("; "),
             loaded.file.display()
         );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let job = stdout
-        .trim()
-        .split(';')
-        .next()
-        .filter(|j| !j.is_empty() && j.chars().all(|c| c.is_ascii_digit()))
-        .with_context(|| format!("sbatch answered {stdout:?}, not a job id"))?
-        .to_string();
-    let link = base.join(&job);
-    let _ = std::os::unix::fs::symlink(dir.file_name().unwrap_or_default(), &link);
-    let trials: Vec<String> = pending.iter().map(|t| t.id.clone()).collect();
-    store.record_job(
-        &JobRecord {
-            job: job.clone(),
-            experiment: config.name.clone(),
-            sweep: plan.sweep.clone(),
-            dir: dir.display().to_string(),
-            tasks: trials.len() as i64,
-            submitted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            cancelled_at: None,
-        },
-        &trials,
-    )?;
-    submission.job = Some(job);
-    submission.dir = Some(dir);
-    submission.submitted = trials;
-    Ok(submission)
+    };
+    let _ = std::os::unix::fs::symlink(dir.file_name().unwrap_or_default(), base.join(&job));
+    Ok(SubmittedArray {
+        job,
+        dir,
+        trials: job_plan.tasks.len(),
+    })
+}
+
+/// The job id in `sbatch --parsable`'s answer (`JOBID` or `JOBID;CLUSTER`), also when a site's
+/// wrapper prints other lines around it.
+pub fn parse_job_id(stdout: &str) -> Option<String> {
+    stdout.lines().rev().find_map(|line| {
+        let id = line.trim().split(';').next()?;
+        (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit())).then(|| id.to_string())
+    })
 }
 
 /// Cancels the experiment's live job arrays (`scancel`); their unfinished trials become
@@ -372,4 +416,20 @@ pub fn deadline(margin: u64) -> Option<std::time::SystemTime> {
     let end = end.and_local_timezone(chrono::Local).single()?;
     let at = end.timestamp() - margin as i64;
     Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_parse_from_sbatch_answers() {
+        assert_eq!(parse_job_id("1234\n").as_deref(), Some("1234"));
+        assert_eq!(parse_job_id("1234;cluster2\n").as_deref(), Some("1234"));
+        assert_eq!(
+            parse_job_id("Site notice: be nice\n5678\n").as_deref(),
+            Some("5678")
+        );
+        assert_eq!(parse_job_id("sbatch: error\n"), None);
+    }
 }

@@ -143,12 +143,81 @@ pub fn scontrol_job(job: &str) -> anyhow::Result<HashMap<String, TaskState>> {
     Ok(parse_scontrol(&out))
 }
 
-/// Everything SLURM knows of the given job arrays' tasks: `scontrol` for all it remembers,
-/// `squeue` over it for the live view.
+/// Parses `sacct -X -n -P -o JobID,State,ExitCode,NodeList` lines, by `JOBID_INDEX`.
+pub fn parse_sacct(text: &str) -> HashMap<String, TaskState> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.trim().split('|').collect();
+            let (id, state) = (f.first()?, f.get(1)?);
+            if !id.contains('_') || id.contains('[') {
+                return None;
+            }
+            Some((
+                id.to_string(),
+                TaskState {
+                    // `CANCELLED by 0` → `CANCELLED`.
+                    state: state
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                    exit_code: f.get(2).map(|s| s.to_string()),
+                    node: f.get(3).unwrap_or(&"").to_string(),
+                    ..TaskState::default()
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What the accounting database says of a job array, where the cluster has one (none is
+/// not an error: many clusters run without slurmdbd).
+fn sacct_job(job: &str) -> HashMap<String, TaskState> {
+    Command::new("sacct")
+        .args([
+            "-X",
+            "-n",
+            "-P",
+            "-j",
+            job,
+            "-o",
+            "JobID,State,ExitCode,NodeList",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| parse_sacct(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_default()
+}
+
+/// The largest array this cluster takes (`MaxArraySize`; SLURM's default, 1001, when it
+/// cannot be read).
+pub fn max_array_size() -> usize {
+    Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == "MaxArraySize").then(|| v.trim().parse().ok())?
+            })
+        })
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or(1001)
+}
+
+/// Everything SLURM knows of the given job arrays' tasks: `scontrol` for all the controller
+/// remembers (else the accounting database, where there is one), `squeue` over it for the
+/// live view.
 pub fn tasks(jobs: &[String]) -> anyhow::Result<HashMap<String, TaskState>> {
     let mut all = HashMap::new();
     for job in jobs {
-        all.extend(scontrol_job(job)?);
+        let known = scontrol_job(job)?;
+        if known.is_empty() {
+            all.extend(sacct_job(job));
+        }
+        all.extend(known);
     }
     for (id, live) in squeue(jobs)? {
         let entry = all.entry(id).or_insert_with(TaskState::default);
@@ -177,5 +246,10 @@ mod tests {
         assert_eq!(t.describe(), "failed (exit 1:0)");
         assert_eq!(t.restarts, 3);
         assert!(!t.is_live());
+        let a = parse_sacct(
+            "9_0|COMPLETED|0:0|n1\n9_1|CANCELLED by 0|0:15|n2\n9_[2-5]|PENDING|0:0|None assigned\n",
+        );
+        assert_eq!(a.len(), 2);
+        assert_eq!(a["9_1"].describe(), "cancelled");
     }
 }

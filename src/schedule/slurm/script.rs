@@ -70,7 +70,8 @@ pub fn render(s: &Script<'_>) -> anyhow::Result<String> {
         }
     }
     if slurm.gpus_per_trial > 0 {
-        lines.push(format!("#SBATCH --gpus={}", slurm.gpus_per_trial));
+        // --gres rather than --gpus: it works with select/cons_res as well as cons_tres.
+        lines.push(format!("#SBATCH --gres=gpu:{}", slurm.gpus_per_trial));
     }
     lines.extend(slurm.extra.iter().map(|e| format!("#SBATCH {e}")));
     // exec: the batch shell becomes vitrun, so `--signal=B:USR2` reaches the trial itself.
@@ -109,7 +110,7 @@ mod tests {
         for line in [
             "#SBATCH --array=0-9%4",
             "#SBATCH --cpus-per-task=8",
-            "#SBATCH --gpus=1",
+            "#SBATCH --gres=gpu:1",
             "#SBATCH --partition=gpu",
             "#SBATCH --time=4:00:00",
             "#SBATCH --signal=B:USR2@120",
