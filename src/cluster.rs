@@ -197,6 +197,23 @@ fn log_to(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Another live array task running this trial (an attempt without its end marker whose task
+/// SLURM still runs), so that two submissions of one trial never train it twice.
+fn live_holder(trial_dir: &Path) -> anyhow::Result<Option<String>> {
+    let view = ShardView::read(trial_dir)?;
+    let Some(job) = view.last_job.filter(|_| view.attempts > 0 && !view.ended) else {
+        return Ok(None);
+    };
+    if Some(&job) == slurm::task_id().as_ref() {
+        return Ok(None);
+    }
+    let (id, _) = job.split_once('_').unwrap_or((&job, ""));
+    let live = slurm::queue::squeue(&[id.to_string()])?
+        .get(&job)
+        .is_some_and(|t| t.state == "RUNNING");
+    Ok(live.then_some(job))
+}
+
 /// `vitrun array-task DIR`: runs the trial of this SLURM array task (`SLURM_ARRAY_TASK_ID`)
 /// from the submission folder `DIR`, writing its shard; USR2 or TERM (or the job's deadline)
 /// checkpoints it, marks it preempted and requeues the task.
@@ -249,6 +266,20 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
         track::hostname(),
         std::env::var("SLURM_RESTART_COUNT").unwrap_or_else(|_| "0".into())
     );
+    if let Some(holder) = live_holder(&trial_dir)? {
+        println!(
+            "trial {} is already running in SLURM task {holder}; leaving it to that task",
+            task.trial
+        );
+        return Ok((
+            loaded,
+            TrialEnd::Held {
+                pid: 0,
+                host: format!("SLURM task {holder}"),
+                since: None,
+            },
+        ));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     // One flag per cause, so the trial records what stopped it.
     let causes: [(&'static str, Arc<AtomicBool>); 3] = [

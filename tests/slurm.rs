@@ -28,23 +28,39 @@ fn poll(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// Whether a cluster answers; panics when one is required and absent.
+/// Whether a cluster answers (waiting up to a minute for its node to take jobs, as after a
+/// fresh start); panics when one is required and absent.
 fn cluster_up() -> bool {
-    let idle = Command::new("sinfo")
-        .args(["-h", "-o", "%T"])
-        .output()
-        .is_ok_and(|o| {
-            let s = String::from_utf8_lossy(&o.stdout);
-            o.status.success() && ["idle", "mixed", "allocated"].iter().any(|w| s.contains(w))
-        });
-    if !idle {
+    let usable = || match Command::new("sinfo").args(["-h", "-o", "%T"]).output() {
+        Ok(o) => {
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let up = o.status.success()
+                && ["idle", "mix", "alloc", "complet"]
+                    .iter()
+                    .any(|w| said.contains(w));
+            (up, said)
+        }
+        Err(e) => (false, e.to_string()),
+    };
+    let installed = Command::new("sinfo").arg("--version").output().is_ok();
+    let started = Instant::now();
+    let (mut up, mut said) = usable();
+    while !up && installed && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+        (up, said) = usable();
+    }
+    if !up {
         assert!(
             std::env::var("VITRUN_REQUIRE_SLURM").is_err(),
-            "VITRUN_REQUIRE_SLURM is set but no SLURM cluster answers; start one with .ci/slurm-cluster start"
+            "VITRUN_REQUIRE_SLURM is set but no SLURM cluster answers (sinfo: {said:?}); start one with .ci/slurm-cluster start"
         );
         eprintln!("skipped: no SLURM cluster (start one with .ci/slurm-cluster start)");
     }
-    idle
+    up
 }
 
 /// A micro-sized experiment with a sweep and a `[sweep.slurm]` table.
@@ -584,4 +600,45 @@ fn submission_errors_are_named_before_anything_is_recorded() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn a_second_task_of_a_running_trial_leaves_it_to_the_first() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_file(dir.path(), "twice");
+    let runs = dir.path().join("runs");
+    run(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"]);
+    let first = newest_job(&runs, "twice");
+    poll(120, "the first task to claim the trial", || {
+        cluster_trial(&runs, "twice").is_some()
+    });
+    // The same script submitted again by hand, past the launcher's own check.
+    let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    let submission = PathBuf::from(&store.jobs(Some("twice")).unwrap()[0].dir);
+    let again = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(submission.join("job.sbatch"))
+        .output()
+        .unwrap();
+    let second = String::from_utf8_lossy(&again.stdout).trim().to_string();
+    poll(120, "the second task to end", || {
+        let q = Command::new("squeue")
+            .args(["-h", "-j", &second])
+            .output()
+            .unwrap();
+        q.stdout.is_empty()
+    });
+    let trial = cluster_trial(&runs, "twice").unwrap();
+    let out = std::fs::read_to_string(trial.join("log.txt")).unwrap();
+    assert!(
+        out.contains(&format!("already running in SLURM task {first}_0")),
+        "{out}"
+    );
+    let view = ShardView::read(&trial).unwrap();
+    assert_eq!(view.attempts, 1, "the second task claimed nothing");
+    run(&["cancel", "twice", "--runs-dir", runs.to_str().unwrap()]);
 }

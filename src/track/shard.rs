@@ -191,6 +191,8 @@ pub struct ShardView {
     pub ended: bool,
     /// Attempts that ended preempted.
     pub preemptions: usize,
+    /// The SLURM array task (`JOBID_INDEX`) of the newest attempt's claim.
+    pub last_job: Option<String>,
 }
 
 impl ShardView {
@@ -209,7 +211,10 @@ impl ShardView {
                         }
                     }
                     Record::Status { status, .. } => view.status = Some(status),
-                    Record::Claim { .. } => view.status = Some(Status::Running),
+                    Record::Claim { job, .. } => {
+                        view.status = Some(Status::Running);
+                        view.last_job = job;
+                    }
                     Record::Artifact { .. } | Record::Event { .. } => {}
                 }
             }

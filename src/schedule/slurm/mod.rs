@@ -395,12 +395,19 @@ pub fn requeue_self(dir: &Path) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run scontrol: {e}"))?;
     if out.status.success() {
-        Ok(())
+        return Ok(());
+    }
+    // Refused: a cancelled task stays down; otherwise SLURM is already requeueing it itself
+    // (its own preemption), or will not (a partition without requeue) and the next sweep
+    // resubmits the preempted trial.
+    let state = queue::scontrol_job(&task)
+        .ok()
+        .and_then(|tasks| tasks.get(&task).map(|t| t.state.clone()))
+        .unwrap_or_default();
+    if state.starts_with("CANCELLED") {
+        Err(format!("its task {task} was cancelled"))
     } else {
-        Err(format!(
-            "scontrol requeue {task}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Ok(())
     }
 }
 
