@@ -578,12 +578,17 @@ fn submission_errors_are_named_before_anything_is_recorded() {
         );
         assert_eq!(jobs(), 0);
         let slurm_dir = runs.join("refused/slurm");
-        assert_eq!(
-            std::fs::read_dir(&slurm_dir)
-                .map(|d| d.count())
-                .unwrap_or(0),
-            0
-        );
+        let submissions = std::fs::read_dir(&slurm_dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("submit-")
+            })
+            .count();
+        assert_eq!(submissions, 0, "the refused submission's folder is removed");
     }
 
     let blocked = dir.path().join("file");
@@ -649,4 +654,46 @@ fn a_second_task_of_a_running_trial_leaves_it_to_the_first() {
     let view = ShardView::read(&trial).unwrap();
     assert_eq!(view.attempts, 1, "the second task claimed nothing");
     run(&["cancel", "twice", "--runs-dir", runs.to_str().unwrap()]);
+}
+
+#[test]
+fn two_submissions_at_once_and_a_local_sweep_never_run_a_trial_twice() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !cluster_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_file(dir.path(), "once");
+    rewrite(&file, "seed = [5]", "seed = [5, 6, 7]");
+    let runs = dir.path().join("runs");
+    let submit = || {
+        vitrun(&[
+            "sweep",
+            file.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--set",
+            "sweep.slurm.max_parallel=1",
+        ])
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (submit(), submit());
+    for mut child in [a, b] {
+        assert!(child.wait().unwrap().success());
+    }
+    let c = rusqlite::Connection::open(runs.join("vitrun.sqlite")).unwrap();
+    let per_trial: Vec<i64> = c
+        .prepare("SELECT COUNT(*) FROM slurm_tasks GROUP BY trial")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(per_trial, vec![1, 1, 1], "each trial submitted once");
+    // A local sweep of the same file leaves the cluster's trials to it.
+    let out = run(&["sweep", file.to_str().unwrap()]);
+    assert_eq!(out.matches("left to it").count(), 3, "{out}");
+    assert!(out.contains("0 processes started"), "{out}");
+    run(&["cancel", "once", "--runs-dir", runs.to_str().unwrap()]);
 }

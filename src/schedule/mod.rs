@@ -284,8 +284,17 @@ impl<'a> Scheduler<'a> {
     /// Sorts the planned trials by their state in the store.
     fn triage(&mut self, experiment: &str) -> anyhow::Result<()> {
         let host = hostname();
+        let on_cluster = self.on_cluster(experiment);
         let states = self.store.trial_states(experiment)?;
         for (index, t) in self.plan.trials.iter().enumerate() {
+            if let Some(task) = on_cluster.get(&t.id) {
+                self.view.note(&format!(
+                    "trial {} is queued or running on the cluster (SLURM task {task}); left to it",
+                    t.id
+                ));
+                self.skipped += 1;
+                continue;
+            }
             let Some(state) = states.get(&t.id) else {
                 self.queue.push_back(Job { index, attempt: 1 });
                 continue;
@@ -333,6 +342,20 @@ impl<'a> Scheduler<'a> {
             slots.join(", ")
         ));
         Ok(())
+    }
+
+    /// Trials of this experiment that a live SLURM task holds or will run, with the task (none
+    /// where the experiment was never submitted to a cluster or SLURM does not answer here).
+    fn on_cluster(&mut self, experiment: &str) -> std::collections::HashMap<String, String> {
+        let Some(runs_dir) = self.store.path().parent().map(std::path::Path::to_path_buf) else {
+            return Default::default();
+        };
+        slurm::refresh(&mut self.store, &runs_dir, experiment)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, (_, state))| state.as_ref().is_some_and(slurm::TaskState::is_live))
+            .map(|(trial, (task, _))| (trial, task))
+            .collect()
     }
 
     /// Waits for every trial, launching, reaping and polling until none is left.

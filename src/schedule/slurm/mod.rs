@@ -142,6 +142,9 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
             base.display()
         )
     })?;
+    // One submission of an experiment at a time: two `sweep --launcher slurm` started together
+    // would otherwise both see a trial as not in flight and both submit it.
+    let _lock = SubmitLock::take(&base.join(".submit.lock"))?;
     track::sync(&runs_dir)?;
     let mut store = Store::open(&config.store_path())?;
     store.register_sweep(
@@ -228,6 +231,32 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
         submission.submitted.extend(trials);
     }
     Ok(submission)
+}
+
+/// An exclusive `flock` on a file, released when dropped (or when the process ends).
+struct SubmitLock {
+    _file: std::fs::File,
+}
+
+impl SubmitLock {
+    fn take(path: &Path) -> anyhow::Result<SubmitLock> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a descriptor this struct owns; it blocks until the lock is ours.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        anyhow::ensure!(
+            rc == 0,
+            "cannot lock {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        Ok(SubmitLock { _file: file })
+    }
 }
 
 /// One submitted job array.
