@@ -265,3 +265,26 @@ fn early_stopping_from_shards_decides_as_the_store_does() {
     let view = ShardView::read(&runs.join("exp/me")).unwrap();
     assert_eq!(view.attempts, 3);
 }
+
+#[test]
+fn a_value_neither_recorder_can_hold_is_refused_by_both_and_the_shard_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let runs = dir.path().join("runs");
+    let mut node = ShardRecorder::new(&runs.join("exp"), "t1", None, PeerSnapshot::default());
+    let recorders: [&mut dyn Recorder; 2] = [&mut store, &mut node];
+    for r in recorders {
+        r.claim(&start("t1"), false, false).unwrap();
+        r.log_metrics("t1", &[val_loss(1, 0.5)]).unwrap();
+        assert!(r.log_metrics("t1", &[val_loss(2, f64::NAN)]).is_err());
+        r.log_metrics("t1", &[val_loss(3, 0.3)]).unwrap();
+    }
+    let report = vitrun::track::sync(&runs).unwrap().unwrap();
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert_eq!(
+        ShardView::read(&runs.join("exp/t1"))
+            .unwrap()
+            .values("val/loss", 9, false),
+        vec![0.5, 0.3]
+    );
+}

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{experiment, text, vitrun};
@@ -71,6 +71,12 @@ fn cluster_up() -> bool {
     up
 }
 
+/// The cluster to oneself for one test, when there is one.
+fn cluster() -> Option<MutexGuard<'static, ()>> {
+    let one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    cluster_up().then_some(one)
+}
+
 /// A micro-sized experiment with a sweep and a `[sweep.slurm]` table.
 fn sweep_file(dir: &Path, name: &str, sweep: &str, extra: &str) -> PathBuf {
     experiment(
@@ -132,6 +138,21 @@ fn run(args: &[&str]) -> String {
     t
 }
 
+/// `vitrun sweep FILE --launcher slurm EXTRA…`, not run yet.
+fn submit_command(file: &Path, extra: &[&str]) -> Command {
+    let mut args = vec!["sweep", file.to_str().unwrap(), "--launcher", "slurm"];
+    args.extend_from_slice(extra);
+    vitrun(&args)
+}
+
+/// [`submit_command`] run to its end (without waiting for the trials); it must succeed.
+fn submit(file: &Path, extra: &[&str]) -> String {
+    let out = submit_command(file, extra).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "submission failed:\n{t}");
+    t
+}
+
 fn slurm_sweep(file: &Path, extra: &[&str]) -> String {
     let mut args = vec![
         "sweep",
@@ -184,6 +205,24 @@ fn cluster_trial(runs: &Path, exp: &str) -> Option<PathBuf> {
         .find(|p| p.join("shards").is_dir())
 }
 
+/// The experiment's trials as `ls` reads them, after folding the cluster's shards.
+fn trials(runs: &Path, exp: &str) -> Vec<vitrun::track::TrialSummary> {
+    vitrun::track::sync(runs).unwrap();
+    Store::open(&runs.join("vitrun.sqlite"))
+        .unwrap()
+        .trials(Some(exp))
+        .unwrap()
+}
+
+/// Whether SLURM has no task of `job` left.
+fn gone(job: &str) -> bool {
+    let q = Command::new("squeue")
+        .args(["-h", "-j", job])
+        .output()
+        .unwrap();
+    q.stdout.is_empty()
+}
+
 fn newest_job(runs: &Path, exp: &str) -> String {
     let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
     store
@@ -196,10 +235,9 @@ fn newest_job(runs: &Path, exp: &str) -> String {
 
 #[test]
 fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_points() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !cluster_up() {
+    let Some(_one) = cluster() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let axes = "\"optimizer.lr\" = [1e-3, 3e-3, 1e-2]\nseed = [1, 2]";
     let file = sweep_file(dir.path(), "parity", axes, "");
@@ -232,7 +270,7 @@ fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_
     let ls = run(&["ls", "parity", "--runs-dir", runs.to_str().unwrap()]);
     assert_eq!(ls.matches("finished").count(), 6, "{ls}");
 
-    let again = run(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"]);
+    let again = submit(&file, &[]);
     assert!(
         again.contains("nothing to submit: 6 trials done"),
         "{again}"
@@ -289,25 +327,23 @@ fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_
 
 #[test]
 fn a_time_limit_stops_the_trial_before_slurm_kills_it_and_requeues_it() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !cluster_up() {
+    let Some(_one) = cluster() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = slow_file(dir.path(), "limited");
     rewrite(&file, "epochs = 4", "epochs = 40");
     let runs = dir.path().join("runs");
     // A one-minute limit, warned 45 s ahead: the trial must stop about 15 s in.
-    run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--launcher",
-        "slurm",
-        "--set",
-        "sweep.slurm.time=\"1\"",
-        "--set",
-        "sweep.slurm.signal_seconds=45",
-    ]);
+    submit(
+        &file,
+        &[
+            "--set",
+            "sweep.slurm.time=\"1\"",
+            "--set",
+            "sweep.slurm.signal_seconds=45",
+        ],
+    );
     let started = Instant::now();
     poll(50, "the trial to stop for its time limit", || {
         cluster_trial(&runs, "limited")
@@ -328,14 +364,13 @@ fn a_time_limit_stops_the_trial_before_slurm_kills_it_and_requeues_it() {
 
 #[test]
 fn usr2_mid_epoch_requeues_the_trial_and_it_finishes_as_an_uninterrupted_run() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !cluster_up() {
+    let Some(_one) = cluster() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = slow_file(dir.path(), "preempt");
     let runs = dir.path().join("runs");
-    let out = run(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"]);
+    let out = submit(&file, &[]);
     assert!(out.contains("submitted job array"), "{out}");
     let job = newest_job(&runs, "preempt");
     // Once the first epoch is committed, the second is under way: stop it there.
@@ -390,24 +425,16 @@ fn usr2_mid_epoch_requeues_the_trial_and_it_finishes_as_an_uninterrupted_run() {
 
 #[test]
 fn a_killed_task_reads_stale_and_the_next_sweep_resubmits_it() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !cluster_up() {
+    let Some(_one) = cluster() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = slow_file(dir.path(), "killed");
     let runs = dir.path().join("runs");
-    run(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"]);
+    submit(&file, &[]);
     let job = newest_job(&runs, "killed");
-    let store_path = runs.join("vitrun.sqlite");
     poll(120, "the trial to run", || {
-        vitrun::track::sync(&runs).unwrap();
-        Store::open(&store_path)
-            .unwrap()
-            .trials(Some("killed"))
-            .unwrap()[0]
-            .status
-            == Status::Running
+        trials(&runs, "killed")[0].status == Status::Running
     });
     let killed = Command::new("scancel")
         .args(["--signal=KILL", "--batch", &format!("{job}_0")])
@@ -425,57 +452,31 @@ fn a_killed_task_reads_stale_and_the_next_sweep_resubmits_it() {
         out.contains("submitted job array") && out.contains(": 1 trials"),
         "{out}"
     );
-    let trial = &Store::open(&store_path)
-        .unwrap()
-        .trials(Some("killed"))
-        .unwrap()[0];
+    let trial = &trials(&runs, "killed")[0];
     assert_eq!((trial.status, trial.attempts), (Status::Finished, 2));
 }
 
 #[test]
 fn cancel_stops_the_experiments_jobs_and_interrupts_their_trials() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !cluster_up() {
+    let Some(_one) = cluster() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = slow_file(dir.path(), "cancelled");
     rewrite(&file, "seed = [5]", "seed = [5, 6, 7]");
     let runs = dir.path().join("runs");
-    run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--launcher",
-        "slurm",
-        "--set",
-        "sweep.slurm.max_parallel=1",
-    ]);
-    let store_path = runs.join("vitrun.sqlite");
+    submit(&file, &["--set", "sweep.slurm.max_parallel=1"]);
     poll(120, "a running trial", || {
-        vitrun::track::sync(&runs).unwrap();
-        Store::open(&store_path)
-            .unwrap()
-            .trials(Some("cancelled"))
-            .unwrap()
+        trials(&runs, "cancelled")
             .iter()
             .any(|t| t.status == Status::Running)
     });
     let out = run(&["cancel", "cancelled", "--runs-dir", runs.to_str().unwrap()]);
     assert!(out.contains("cancelled job arrays"), "{out}");
     let job = newest_job(&runs, "cancelled");
-    poll(60, "the job to leave the queue", || {
-        let q = Command::new("squeue")
-            .args(["-h", "-j", &job])
-            .output()
-            .unwrap();
-        q.stdout.is_empty()
-    });
+    poll(60, "the job to leave the queue", || gone(&job));
     poll(30, "every trial to read interrupted", || {
-        vitrun::track::sync(&runs).unwrap();
-        Store::open(&store_path)
-            .unwrap()
-            .trials(Some("cancelled"))
-            .unwrap()
+        trials(&runs, "cancelled")
             .iter()
             .all(|t| t.status == Status::Interrupted)
     });
@@ -483,10 +484,9 @@ fn cancel_stops_the_experiments_jobs_and_interrupts_their_trials() {
 
 #[test]
 fn asha_prunes_the_same_trials_on_the_cluster_as_locally() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !cluster_up() {
+    let Some(_one) = cluster() else {
         return;
-    }
+    };
     let axes = "\"optimizer.lr\" = [3e-3, 1e-4, 1e-2, 3e-5]\n[sweep.early_stop]\nrule = \"asha\"\nmetric = \"val/loss\"\nmode = \"min\"\nrungs = [1]\nreduction_factor = 2";
     let dir = tempfile::tempdir().unwrap();
     let file = sweep_file(dir.path(), "asha", axes, "");
@@ -531,7 +531,7 @@ fn submission_errors_are_named_before_anything_is_recorded() {
             .unwrap()
             .len()
     };
-    let out = vitrun(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"])
+    let out = submit_command(&file, &[])
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
@@ -543,16 +543,9 @@ fn submission_errors_are_named_before_anything_is_recorded() {
     );
     assert_eq!(jobs(), 0);
 
-    let bad = vitrun(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--launcher",
-        "slurm",
-        "--set",
-        "sweep.slurm.partiton=\"x\"",
-    ])
-    .output()
-    .unwrap();
+    let bad = submit_command(&file, &["--set", "sweep.slurm.partiton=\"x\""])
+        .output()
+        .unwrap();
     assert!(
         text(&bad).contains("sweep.slurm.partition"),
         "{}",
@@ -560,14 +553,10 @@ fn submission_errors_are_named_before_anything_is_recorded() {
     );
 
     if cluster_up() {
-        let out = vitrun(&[
-            "sweep",
-            file.to_str().unwrap(),
-            "--launcher",
-            "slurm",
-            "--set",
-            "sweep.slurm.partition=\"no_such_partition\"",
-        ])
+        let out = submit_command(
+            &file,
+            &["--set", "sweep.slurm.partition=\"no_such_partition\""],
+        )
         .output()
         .unwrap();
         let t = text(&out);
@@ -597,16 +586,7 @@ fn submission_errors_are_named_before_anything_is_recorded() {
         "train.runs_dir={:?}",
         blocked.join("runs").display().to_string()
     );
-    let out = vitrun(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--launcher",
-        "slurm",
-        "--set",
-        &set,
-    ])
-    .output()
-    .unwrap();
+    let out = submit_command(&file, &["--set", &set]).output().unwrap();
     assert!(!out.status.success());
     assert!(
         text(&out).contains(&blocked.join("runs").display().to_string()),
@@ -617,14 +597,13 @@ fn submission_errors_are_named_before_anything_is_recorded() {
 
 #[test]
 fn a_second_task_of_a_running_trial_leaves_it_to_the_first() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !cluster_up() {
+    let Some(_one) = cluster() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = slow_file(dir.path(), "twice");
     let runs = dir.path().join("runs");
-    run(&["sweep", file.to_str().unwrap(), "--launcher", "slurm"]);
+    submit(&file, &[]);
     let first = newest_job(&runs, "twice");
     poll(120, "the first task to claim the trial", || {
         cluster_trial(&runs, "twice").is_some()
@@ -638,13 +617,7 @@ fn a_second_task_of_a_running_trial_leaves_it_to_the_first() {
         .output()
         .unwrap();
     let second = String::from_utf8_lossy(&again.stdout).trim().to_string();
-    poll(120, "the second task to end", || {
-        let q = Command::new("squeue")
-            .args(["-h", "-j", &second])
-            .output()
-            .unwrap();
-        q.stdout.is_empty()
-    });
+    poll(120, "the second task to end", || gone(&second));
     let trial = cluster_trial(&runs, "twice").unwrap();
     let out = std::fs::read_to_string(trial.join("log.txt")).unwrap();
     assert!(
@@ -658,25 +631,17 @@ fn a_second_task_of_a_running_trial_leaves_it_to_the_first() {
 
 #[test]
 fn two_submissions_at_once_and_a_local_sweep_never_run_a_trial_twice() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !cluster_up() {
+    let Some(_one) = cluster() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = slow_file(dir.path(), "once");
     rewrite(&file, "seed = [5]", "seed = [5, 6, 7]");
     let runs = dir.path().join("runs");
     let submit = || {
-        vitrun(&[
-            "sweep",
-            file.to_str().unwrap(),
-            "--launcher",
-            "slurm",
-            "--set",
-            "sweep.slurm.max_parallel=1",
-        ])
-        .spawn()
-        .unwrap()
+        submit_command(&file, &["--set", "sweep.slurm.max_parallel=1"])
+            .spawn()
+            .unwrap()
     };
     let (a, b) = (submit(), submit());
     for mut child in [a, b] {

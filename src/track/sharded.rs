@@ -1,12 +1,13 @@
 //! The [`Recorder`] of a trial on a cluster node: it appends to its own attempt's shard and
 //! reads its sweep peers' shards (read-only) for early stopping, never the SQLite store.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::shard::{EndMarker, Record, ShardView, ShardWriter};
+use super::shard::{self, EndMarker, Record, ShardView, ShardWriter};
 use super::{git_commit, hostname, now, Claim, MetricRow, Recorder, Status, Store, TrialStart};
 
 /// The sweep a cluster trial belongs to, as the submit host saw it: every member, and the
@@ -47,6 +48,9 @@ impl PeerSnapshot {
     }
 }
 
+/// What a trial's shard files look like now: each one's size and whether it has its end marker.
+type ShardStamp = Vec<(u64, bool)>;
+
 /// Writes one attempt's shard; reads peers' shards.
 pub struct ShardRecorder {
     /// `runs/<experiment>/`: trial folders by id.
@@ -56,6 +60,8 @@ pub struct ShardRecorder {
     job: Option<String>,
     peers: PeerSnapshot,
     writer: Option<ShardWriter>,
+    /// Trials' views by id, with the shard sizes (and end markers) they were read at.
+    views: RefCell<HashMap<String, (ShardStamp, ShardView)>>,
 }
 
 impl ShardRecorder {
@@ -71,6 +77,7 @@ impl ShardRecorder {
             job,
             peers,
             writer: None,
+            views: RefCell::new(HashMap::new()),
         }
     }
 
@@ -89,8 +96,29 @@ impl ShardRecorder {
         Ok(writer.append(&record)?)
     }
 
+    /// A trial's view, read again only when its shard files changed since the last read
+    /// (the judge asks for every peer at every epoch; finished peers never change).
     fn view(&self, trial: &str) -> anyhow::Result<ShardView> {
-        Ok(ShardView::read(&self.experiment_dir.join(trial))?)
+        let dir = self.experiment_dir.join(trial);
+        let sizes: ShardStamp = shard::attempts(&dir)
+            .iter()
+            .map(|f| {
+                (
+                    std::fs::metadata(f).map_or(0, |m| m.len()),
+                    f.with_extension("end").exists(),
+                )
+            })
+            .collect();
+        if let Some((seen, view)) = self.views.borrow().get(trial) {
+            if *seen == sizes {
+                return Ok(view.clone());
+            }
+        }
+        let view = ShardView::read(&dir)?;
+        self.views
+            .borrow_mut()
+            .insert(trial.to_string(), (sizes, view.clone()));
+        Ok(view)
     }
 
     /// A trial's values of `metric`, from its shards, else from the snapshot of the store.
@@ -161,6 +189,17 @@ impl Recorder for ShardRecorder {
     fn log_metrics(&mut self, trial: &str, rows: &[MetricRow]) -> anyhow::Result<()> {
         if rows.is_empty() {
             return Ok(());
+        }
+        // JSON has no NaN or infinity: such a value would make the record unreadable, so it is
+        // refused here, as the store's NOT NULL column refuses it.
+        if let Some(r) = rows.iter().find(|r| !r.value.is_finite()) {
+            anyhow::bail!(
+                "trial {trial}: metric {}/{} at step {} is {}, not a number the store can hold",
+                r.split,
+                r.name,
+                r.step,
+                r.value
+            );
         }
         self.append(Record::Metrics {
             trial: trial.to_string(),

@@ -102,24 +102,29 @@ pub fn refresh(
             gone.push((trial.clone(), task.clone()));
         }
     }
-    if !gone.is_empty() {
-        // A task that ended a moment ago may have records not folded yet.
-        store.fold_shards(&track::find_shards(runs_dir))?;
+    let still_running = |store: &Store| -> anyhow::Result<Vec<(String, String, Option<i64>)>> {
         let rows = store.trial_states(experiment)?;
-        for (trial, task) in gone {
-            let Some(row) = rows.get(&trial) else {
-                continue;
-            };
-            if row.status == Status::Running && row.job.as_deref() == Some(task.as_str()) {
-                let what = states
-                    .get(&task)
-                    .map_or("gone from the queue".to_string(), |s| s.describe());
-                store.mark_stale(
-                    &trial,
-                    row.pid,
-                    &format!("stale: its SLURM task {task} is {what} but the trial recorded no end; the next sweep resubmits it"),
-                )?;
-            }
+        Ok(gone
+            .iter()
+            .filter_map(|(trial, task)| {
+                let row = rows.get(trial)?;
+                (row.status == Status::Running && row.job.as_deref() == Some(task.as_str()))
+                    .then(|| (trial.clone(), task.clone(), row.pid))
+            })
+            .collect())
+    };
+    if !still_running(store)?.is_empty() {
+        // A task that ended a moment ago may have records not folded yet: fold, then look again.
+        store.fold_shards(&track::find_shards(runs_dir))?;
+        for (trial, task, pid) in still_running(store)? {
+            let what = states
+                .get(&task)
+                .map_or("gone from the queue".to_string(), |s| s.describe());
+            store.mark_stale(
+                &trial,
+                pid,
+                &format!("stale: its SLURM task {task} is {what} but the trial recorded no end; the next sweep resubmits it"),
+            )?;
         }
     }
     Ok(newest
