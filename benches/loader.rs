@@ -66,6 +66,8 @@ fn vitrun_rate(root: &Path) -> f64 {
                 .build()
                 .unwrap(),
         ),
+        repeats: 1,
+        mixer: None,
     };
     let mut rates = Vec::new();
     for epoch in 0..3 {

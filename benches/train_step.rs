@@ -141,6 +141,8 @@ fn bench_loader(threads: usize) {
                 .build()
                 .expect("pool"),
         ),
+        repeats: 1,
+        mixer: None,
     };
     let mut rates = Vec::new();
     for epoch in 0..3 {

@@ -70,7 +70,7 @@ impl Observer for Console {
         }
         if !self.quiet {
             say(&format!(
-                "epoch {}/{}  train loss {:.4} acc {:.1}%  val loss {:.4} top1 {:.1}%{}  lr {:.2e}  {:.1} img/s",
+                "epoch {}/{}  train loss {:.4} acc {:.1}%  val loss {:.4} top1 {:.1}%{}{}  lr {:.2e}  {:.1} img/s",
                 s.epoch,
                 self.epochs,
                 s.train_loss,
@@ -79,6 +79,9 @@ impl Observer for Console {
                 s.val_top1 * 100.0,
                 s.val_top5
                     .map(|v| format!(" top5 {:.1}%", v * 100.0))
+                    .unwrap_or_default(),
+                s.val_ema_top1
+                    .map(|v| format!(" ema top1 {:.1}%", v * 100.0))
                     .unwrap_or_default(),
                 s.lr,
                 s.images_per_sec

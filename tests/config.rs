@@ -216,3 +216,46 @@ fn trial_id_ignores_spelling_order_defaults_and_execution_keys() {
     assert_ne!(base, id("name = \"a\"\n", &["optimizer.lr=2e-3"]));
     assert_eq!(base.len(), 12);
 }
+
+#[test]
+fn recipe_keys_say_what_is_valid() {
+    let cases: [(&str, &str); 9] = [
+        ("[augment.mixup]\nalpha = 0\n", "`augment.mixup.alpha`: 0 is out of range; use a Beta concentration in (0, 100]"),
+        ("[augment.cutmix]\nalpha = -1\n", "`augment.cutmix.alpha`: -1 is out of range"),
+        ("[augment.mixup]\nswitch_prob = 1.5\n", "`augment.mixup.switch_prob`: a probability"),
+        ("[augment.mixup]\nmode = \"row\"\n", "`augment.mixup.mode`: unknown variant: found `row`"),
+        ("[augment.cutmix]\nminmax = [0.8, 0.2]\n", "`augment.cutmix.minmax`: [0.8, 0.2] is not a range of box sides"),
+        ("[augment.rand_augment]\nmagnitude = 12\n", "`augment.rand_augment.magnitude`: 12 is out of range; use a magnitude in [0, magnitude_max = 10]"),
+        ("[augment.rand_augment]\nnum_ops = 0\n", "`augment.rand_augment.num_ops`: 0 ops per image; use 1 to 10"),
+        ("[data]\nrepeated_aug = 0\n", "`data.repeated_aug`: 0 draws per image; use 1 (off) to 16"),
+        ("[train.ema]\ndecay = 1.0\n", "`train.ema.decay`: 1 is out of range; use a decay in [0, 1)"),
+    ];
+    for (text, want) in cases {
+        let e = error(text, &[]);
+        assert!(e.contains(want), "for {text:?}\n got: {e}\nwant: {want}");
+    }
+    let e = error("[augment.mixup]\nalfa = 0.2\n", &[]);
+    assert!(e.contains("alpha"), "a misspelt key gets a suggestion: {e}");
+}
+
+#[test]
+fn recipe_keys_at_their_defaults_leave_earlier_trial_ids_alone() {
+    let load = |text: &str| {
+        let (_dir, path) = write(text);
+        load_with_env(&path, &[], env(&[])).unwrap().config
+    };
+    let before = load("name = \"a\"\n");
+    let identity = before.identity_json().to_string();
+    for key in ["mixup", "cutmix", "rand_augment", "repeated_aug", "\"ema\""] {
+        assert!(
+            !identity.contains(key),
+            "{key} is in the id of a default config"
+        );
+    }
+    let explicit_defaults = load(
+        "name = \"a\"\n[augment.mixup]\nenabled = false\n[data]\nrepeated_aug = 1\n[train.ema]\ndecay = 0.9998\n",
+    );
+    assert_eq!(before.trial_id(), explicit_defaults.trial_id());
+    let with_ema = load("name = \"a\"\n[train.ema]\nenabled = true\n");
+    assert_ne!(before.trial_id(), with_ema.trial_id());
+}

@@ -30,6 +30,8 @@ fn loader(dataset: Arc<dyn data::Dataset>, skip_bad: bool) -> LoaderSpec {
                 .build()
                 .unwrap(),
         ),
+        repeats: 1,
+        mixer: None,
     }
 }
 

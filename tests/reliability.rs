@@ -387,6 +387,32 @@ fn a_store_deleted_during_a_run_fails_it_loudly() {
 }
 
 #[test]
+fn resuming_without_the_weight_average_is_refused_unless_forced() {
+    let runs = tempfile::tempdir().unwrap();
+    let ema = ["--set", "train.ema.enabled=true"];
+    assert!(micro(runs.path(), &ema).status.success());
+    let (s, id) = only_trial(runs.path());
+    drop(s);
+    let average = runs
+        .path()
+        .join("micro")
+        .join(&id)
+        .join("last/ema.safetensors");
+    std::fs::remove_file(&average).unwrap();
+    let out = micro(runs.path(), &[&ema[..], &["--resume"]].concat());
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("ema.safetensors is missing") && msg.contains("--force"),
+        "{msg}"
+    );
+    let out = micro(runs.path(), &[&ema[..], &["--resume", "--force"]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    let (s, _) = only_trial(runs.path());
+    assert_eq!(s.events(&id, "fresh_ema").unwrap().len(), 1);
+}
+
+#[test]
 fn resuming_without_or_with_a_foreign_optimizer_state_is_refused() {
     let runs = tempfile::tempdir().unwrap();
     assert!(micro(runs.path(), &[]).status.success());

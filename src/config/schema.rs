@@ -78,6 +78,9 @@ pub struct DataConfig {
     pub workers: usize,
     /// Batches prepared ahead of the training step.
     pub prefetch: usize,
+    /// Draws of each training image per epoch, each differently augmented, with the epoch's
+    /// length kept (DeiT's repeated augmentation, `RASampler`; 1 = off, DeiT uses 3).
+    pub repeated_aug: usize,
     /// Images declaring more pixels than this are refused before decoding (a decompression
     /// bomb guard, as PIL's `MAX_IMAGE_PIXELS`); skipped and counted under `skip_bad`.
     pub max_image_pixels: u64,
@@ -97,6 +100,7 @@ impl Default for DataConfig {
             skip_bad: false,
             workers: 0,
             prefetch: 4,
+            repeated_aug: 1,
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
         }
     }
@@ -206,6 +210,59 @@ pub struct AugmentConfig {
     pub random_erasing: RandomErasingConfig,
     pub normalize: NormalizeConfig,
     pub center_crop: CenterCropConfig,
+    pub rand_augment: RandAugmentConfig,
+    pub mixup: MixupConfig,
+    pub cutmix: CutmixConfig,
+}
+
+/// Resampling of RandAugment's geometric ops (PIL's filters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resample {
+    Bilinear,
+    Bicubic,
+    /// Bilinear or bicubic, drawn per op (timm's default).
+    Random,
+}
+
+/// RandAugment after the flip (timm's `rand_augment_transform`, Cubuk et al. 2020): `num_ops`
+/// ops drawn with replacement from timm's set, each applied with probability `prob` at a
+/// magnitude drawn around `magnitude` (0–10). DeiT: `rand-m9-mstd0.5-inc1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RandAugmentConfig {
+    pub enabled: bool,
+    pub num_ops: usize,
+    /// On timm's 0–10 scale.
+    pub magnitude: f64,
+    /// Per-op magnitude noise: Gaussian with this deviation; above 100 the magnitude is drawn
+    /// uniformly in `[0, magnitude]` (timm's `mstd101`); 0 keeps it fixed.
+    pub magnitude_std: f64,
+    /// Upper clamp of a drawn magnitude.
+    pub magnitude_max: f64,
+    /// timm's "increasing" op variants, whose severity grows with the magnitude (`inc1`).
+    pub increasing: bool,
+    /// Probability that each drawn op is applied.
+    pub prob: f64,
+    /// Largest translation as a fraction of the image side.
+    pub translate_pct: f64,
+    pub resample: Resample,
+}
+
+impl Default for RandAugmentConfig {
+    fn default() -> Self {
+        RandAugmentConfig {
+            enabled: false,
+            num_ops: 2,
+            magnitude: 9.0,
+            magnitude_std: 0.5,
+            magnitude_max: 10.0,
+            increasing: true,
+            prob: 0.5,
+            translate_pct: 0.45,
+            resample: Resample::Random,
+        }
+    }
 }
 
 /// Crop a random area and aspect ratio, resize to `image_size` (timm/torchvision semantics).
@@ -342,6 +399,72 @@ impl Default for CenterCropConfig {
     }
 }
 
+/// How Mixup/CutMix pair the images of a batch (timm's `mixup_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MixMode {
+    /// One draw for the whole batch; image i mixes with image n−1−i.
+    Batch,
+    /// One draw per pair (i, n−1−i), shared by both images of the pair.
+    Pair,
+    /// One draw per image.
+    Elem,
+}
+
+/// Blend each training image with its partner in the reversed batch, and its target with the
+/// partner's (timm `Mixup`, Zhang et al. 2018). `prob`, `switch_prob` and `mode` govern CutMix
+/// too, as timm's `--mixup-prob`, `--mixup-switch-prob` and `--mixup-mode` do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MixupConfig {
+    pub enabled: bool,
+    /// The mixing weight is drawn from Beta(alpha, alpha).
+    pub alpha: f64,
+    /// Probability that a batch (or an image, per `mode`) is mixed at all.
+    pub prob: f64,
+    /// With both Mixup and CutMix on: probability of CutMix for a draw.
+    pub switch_prob: f64,
+    pub mode: MixMode,
+}
+
+impl Default for MixupConfig {
+    fn default() -> Self {
+        MixupConfig {
+            enabled: false,
+            alpha: 0.8,
+            prob: 1.0,
+            switch_prob: 0.5,
+            mode: MixMode::Batch,
+        }
+    }
+}
+
+/// Paste a random box of the partner image over each training image, the targets mixed by
+/// the box's area (timm `Mixup` with `cutmix_alpha`, Yun et al. 2019).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CutmixConfig {
+    pub enabled: bool,
+    /// The kept fraction is drawn from Beta(alpha, alpha); the box covers the rest.
+    pub alpha: f64,
+    /// Box sides as fractions of the image sides, drawn uniformly in `[min, max]` instead of
+    /// from `alpha` (timm `cutmix_minmax`).
+    pub minmax: Option<[f64; 2]>,
+    /// Mix the targets by the box's area after clipping to the image (timm `correct_lam`).
+    pub correct_lam: bool,
+}
+
+impl Default for CutmixConfig {
+    fn default() -> Self {
+        CutmixConfig {
+            enabled: false,
+            alpha: 1.0,
+            minmax: None,
+            correct_lam: true,
+        }
+    }
+}
+
 /// Which update rule trains the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -437,11 +560,16 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 4] = [
+pub const LATER_KEYS: [&str; 9] = [
     "model.pretrained",
     "model.pretrained_strict",
     "finetune",
     "train.grad_accumulation",
+    "augment.rand_augment",
+    "augment.mixup",
+    "augment.cutmix",
+    "data.repeated_aug",
+    "train.ema",
 ];
 
 /// Which checkpoints a trial keeps.
@@ -472,6 +600,32 @@ pub struct TrainConfig {
     pub checkpoint: CheckpointPolicy,
     /// Where trial folders and the store live.
     pub runs_dir: String,
+    pub ema: EmaConfig,
+}
+
+/// `[train.ema]`: an exponential moving average of the weights, updated after every optimizer
+/// step and validated beside them each epoch (timm's `ModelEmaV3`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmaConfig {
+    pub enabled: bool,
+    /// Weight of the average at each update: `ema = decay·ema + (1 − decay)·weights`.
+    pub decay: f64,
+    /// Ramp the decay up as `1 − (1 + step)^−warmup_power` until it reaches `decay`, so the
+    /// average is not dominated by the random initial weights on short runs.
+    pub warmup: bool,
+    pub warmup_power: f64,
+}
+
+impl Default for EmaConfig {
+    fn default() -> Self {
+        EmaConfig {
+            enabled: false,
+            decay: 0.9998,
+            warmup: false,
+            warmup_power: 2.0 / 3.0,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -484,6 +638,7 @@ impl Default for TrainConfig {
             threads: 0,
             checkpoint: CheckpointPolicy::LastAndBest,
             runs_dir: "runs".into(),
+            ema: EmaConfig::default(),
         }
     }
 }

@@ -108,6 +108,24 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
     }
     at_most("train.grad_accumulation", t.grad_accumulation, 1024)?;
     at_most("train.threads", t.threads, Limits::THREADS)?;
+    if !(0.0..1.0).contains(&t.ema.decay) {
+        return fail(
+            "train.ema.decay",
+            format!(
+                "{} is out of range; use a decay in [0, 1) (timm: 0.9998)",
+                t.ema.decay
+            ),
+        );
+    }
+    if !(t.ema.warmup_power > 0.0 && t.ema.warmup_power <= 10.0) {
+        return fail(
+            "train.ema.warmup_power",
+            format!(
+                "{} is out of range; use a power in (0, 10] (timm: 2/3, or 3/4 for short runs)",
+                t.ema.warmup_power
+            ),
+        );
+    }
     fits_in_memory(c, machine_memory())
 }
 
@@ -192,6 +210,16 @@ fn validate_data(c: &Config) -> Result<(), Violation> {
     }
     at_most("data.prefetch", d.prefetch, Limits::PREFETCH)?;
     at_most("data.workers", d.workers, Limits::THREADS)?;
+    if !(1..=crate::data::MAX_REPEATS).contains(&d.repeated_aug) {
+        return fail(
+            "data.repeated_aug",
+            format!(
+                "{} draws per image; use 1 (off) to {} (DeiT uses 3)",
+                d.repeated_aug,
+                crate::data::MAX_REPEATS
+            ),
+        );
+    }
     if d.max_image_pixels == 0 {
         return fail(
             "data.max_image_pixels",
@@ -320,6 +348,42 @@ fn validate_augment(c: &Config) -> Result<(), Violation> {
     }
     range_pair("augment.random_erasing.scale", e.scale, Some(1.0))?;
     range_pair("augment.random_erasing.ratio", e.ratio, None)?;
+    validate_mixing(c)?;
+    let r = &a.rand_augment;
+    if !(1..=10).contains(&r.num_ops) {
+        return fail(
+            "augment.rand_augment.num_ops",
+            format!("{} ops per image; use 1 to 10 (DeiT: 2)", r.num_ops),
+        );
+    }
+    if !(0.0..=100.0).contains(&r.magnitude_max) || !(0.0..=r.magnitude_max).contains(&r.magnitude)
+    {
+        return fail(
+            "augment.rand_augment.magnitude",
+            format!(
+                "{} is out of range; use a magnitude in [0, magnitude_max = {}] on timm's 0-10 scale (DeiT: 9)",
+                r.magnitude, r.magnitude_max
+            ),
+        );
+    }
+    if r.magnitude_std < 0.0 {
+        return fail(
+            "augment.rand_augment.magnitude_std",
+            "use 0 (fixed), a deviation (DeiT: 0.5), or above 100 for uniform in [0, magnitude]",
+        );
+    }
+    if !(0.0..=1.0).contains(&r.prob) {
+        return fail(
+            "augment.rand_augment.prob",
+            "a probability: use a value in [0, 1] (timm: 0.5)",
+        );
+    }
+    if !(0.0..=1.0).contains(&r.translate_pct) {
+        return fail(
+            "augment.rand_augment.translate_pct",
+            "a fraction of the image side: use a value in [0, 1] (timm: 0.45)",
+        );
+    }
     let n = &a.normalize;
     let ch = c.data.channels;
     if n.enabled && (n.mean.len() != ch || n.std.len() != ch) {
@@ -344,6 +408,41 @@ fn validate_augment(c: &Config) -> Result<(), Violation> {
                 Limits::CENTER_CROP_RATIO
             ),
         );
+    }
+    Ok(())
+}
+
+/// Largest Beta concentration accepted for Mixup/CutMix (timm's recipes use 0.1–1).
+const MAX_MIX_ALPHA: f64 = 100.0;
+
+fn validate_mixing(c: &Config) -> Result<(), Violation> {
+    let (m, k) = (&c.augment.mixup, &c.augment.cutmix);
+    for (key, alpha) in [
+        ("augment.mixup.alpha", m.alpha),
+        ("augment.cutmix.alpha", k.alpha),
+    ] {
+        if !(alpha > 0.0 && alpha <= MAX_MIX_ALPHA) {
+            return fail(
+                key,
+                format!("{alpha} is out of range; use a Beta concentration in (0, {MAX_MIX_ALPHA}] (DeiT: mixup 0.8, cutmix 1.0)"),
+            );
+        }
+    }
+    for (key, p) in [
+        ("augment.mixup.prob", m.prob),
+        ("augment.mixup.switch_prob", m.switch_prob),
+    ] {
+        if !(0.0..=1.0).contains(&p) {
+            return fail(key, "a probability: use a value in [0, 1]");
+        }
+    }
+    if let Some([lo, hi]) = k.minmax {
+        if !(lo > 0.0 && lo <= hi && hi < 1.0) {
+            return fail(
+                "augment.cutmix.minmax",
+                format!("[{lo}, {hi}] is not a range of box sides; use [min, max] with 0 < min <= max < 1 (e.g. [0.2, 0.8])"),
+            );
+        }
     }
     Ok(())
 }

@@ -69,9 +69,13 @@ impl Metric {
     /// Logged only with more than 5 classes.
     pub const VAL_TOP5: Metric = metric("val", "top5", Goal::Maximize, true);
     pub const VAL_SKIPPED: Metric = metric("val", "skipped_images", Goal::Minimize, false);
+    /// The weight average's validation (`[train.ema]`).
+    pub const VAL_EMA_LOSS: Metric = metric("val_ema", "loss", Goal::Minimize, true);
+    pub const VAL_EMA_TOP1: Metric = metric("val_ema", "top1", Goal::Maximize, true);
+    pub const VAL_EMA_TOP5: Metric = metric("val_ema", "top5", Goal::Maximize, true);
 
     /// Every metric vitrun logs.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 13] = [
         Metric::TRAIN_LOSS,
         Metric::TRAIN_TOP1,
         Metric::TRAIN_STEP_LOSS,
@@ -82,6 +86,9 @@ impl Metric {
         Metric::VAL_TOP1,
         Metric::VAL_TOP5,
         Metric::VAL_SKIPPED,
+        Metric::VAL_EMA_LOSS,
+        Metric::VAL_EMA_TOP1,
+        Metric::VAL_EMA_TOP5,
     ];
 
     /// `split/name`.

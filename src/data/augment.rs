@@ -5,15 +5,23 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::image::Image;
+use super::rand_augment::RandAugment;
 use crate::config::{AugmentConfig, ErasingValue};
 
 /// The RNG for one sample's augmentation: the same (seed, epoch, index) gives the same draws.
 pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
+    repeat_rng(seed, epoch, index, 0)
+}
+
+/// The RNG for the `repeat`-th draw of one sample in an epoch (repeated augmentation); repeat 0
+/// is [`sample_rng`].
+pub fn repeat_rng(seed: u64, epoch: usize, index: usize, repeat: u8) -> ChaCha8Rng {
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     key[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
     key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
     key[24..].copy_from_slice(b"augment\0");
+    key[31] = repeat;
     ChaCha8Rng::from_seed(key)
 }
 
@@ -24,6 +32,8 @@ pub struct Pipeline {
     pub size: usize,
     pub channels: usize,
     pub config: AugmentConfig,
+    /// RandAugment, when enabled (training only).
+    rand_augment: Option<RandAugment>,
 }
 
 /// A transformed image and the names of the transforms that changed it.
@@ -34,13 +44,18 @@ pub struct Augmented {
 }
 
 impl Pipeline {
-    /// Training pipeline: crop, flip, jitter, normalise, erase (each as configured).
+    /// Training pipeline: crop, flip, RandAugment, jitter, normalise, erase (each as
+    /// configured).
     pub fn train(config: &AugmentConfig, size: usize, channels: usize) -> Pipeline {
         Pipeline {
             train: true,
             size,
             channels,
             config: config.clone(),
+            rand_augment: config
+                .rand_augment
+                .enabled
+                .then(|| RandAugment::new(&config.rand_augment, &config.normalize.mean)),
         }
     }
 
@@ -51,6 +66,7 @@ impl Pipeline {
             size,
             channels,
             config: config.clone(),
+            rand_augment: None,
         }
     }
 
@@ -77,6 +93,11 @@ impl Pipeline {
         if self.train && a.hflip.enabled && rng.gen::<f64>() < a.hflip.p {
             applied.push("hflip".into());
             image = image.hflip();
+        }
+        if let Some(ra) = &self.rand_augment {
+            let (augmented, ran) = ra.apply(&image, rng);
+            image = augmented;
+            applied.extend(ran.iter().map(|op| format!("ra:{op}")));
         }
         if self.train && a.color_jitter.enabled {
             applied.push("color_jitter".into());

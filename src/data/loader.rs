@@ -10,8 +10,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::augment::{sample_rng, Pipeline};
+use super::augment::{repeat_rng, Pipeline};
 use super::dataset::{DataError, Dataset};
+use super::mix::{Mixer, SoftTargets};
 
 /// A batch ready for the model: `images` is `[len, channels, size, size]` row-major.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct Batch {
     pub size: usize,
     /// Samples skipped in this batch because their file was unreadable (`skip_bad`).
     pub skipped: Vec<String>,
+    /// Soft targets when Mixup/CutMix mixed the batch (training only).
+    pub targets: Option<SoftTargets>,
 }
 
 impl Batch {
@@ -48,6 +51,10 @@ pub struct LoaderSpec {
     pub skip_bad: bool,
     pub prefetch: usize,
     pub pool: Arc<rayon::ThreadPool>,
+    /// Draws of each sample per epoch (DeiT's repeated augmentation; 1 = off).
+    pub repeats: usize,
+    /// Mixup/CutMix applied to each assembled batch.
+    pub mixer: Option<Arc<Mixer>>,
 }
 
 /// The sample order of an epoch: a seeded shuffle, the same for the same (seed, epoch).
@@ -61,14 +68,51 @@ pub fn epoch_order(len: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<us
     order
 }
 
-/// Builds one batch from the given sample indices.
+/// One sample drawn into an epoch: its index and which of its repeated draws this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draw {
+    pub index: usize,
+    pub repeat: u8,
+}
+
+/// Most draws of one sample per epoch that repeated augmentation allows.
+pub const MAX_REPEATS: usize = 16;
+
+/// The draws of an epoch with repeated augmentation (DeiT's `RASampler`, timm's
+/// `RepeatAugSampler` on one replica): each sample of `order` is taken `repeats` times in a
+/// row, each time augmented differently, and the epoch keeps its length, so it sees the first
+/// `len / repeats` samples of the shuffle.
+pub fn repeated_order(order: &[usize], repeats: usize) -> Vec<Draw> {
+    let repeats = repeats.clamp(1, MAX_REPEATS);
+    order
+        .iter()
+        .flat_map(|&index| {
+            (0..repeats).map(move |r| Draw {
+                index,
+                repeat: r as u8,
+            })
+        })
+        .take(order.len())
+        .collect()
+}
+
+/// Builds one batch from the given sample indices (first draws).
 pub fn load_batch(spec: &LoaderSpec, epoch: usize, indices: &[usize]) -> Result<Batch, DataError> {
+    let draws: Vec<Draw> = indices
+        .iter()
+        .map(|&index| Draw { index, repeat: 0 })
+        .collect();
+    load_draws(spec, epoch, &draws)
+}
+
+/// Builds one batch from the given draws, each augmented with its own seeded RNG.
+fn load_draws(spec: &LoaderSpec, epoch: usize, draws: &[Draw]) -> Result<Batch, DataError> {
     let results: Vec<Result<(Vec<f32>, usize), DataError>> = spec.pool.install(|| {
-        indices
+        draws
             .par_iter()
-            .map(|&i| match spec.dataset.get(i) {
+            .map(|&Draw { index: i, repeat }| match spec.dataset.get(i) {
                 Ok(sample) => {
-                    let mut rng = sample_rng(spec.seed, epoch, i);
+                    let mut rng = repeat_rng(spec.seed, epoch, i, repeat);
                     let out = spec.pipeline.apply(sample.image, &mut rng);
                     Ok((out.image.data, sample.label))
                 }
@@ -78,11 +122,12 @@ pub fn load_batch(spec: &LoaderSpec, epoch: usize, indices: &[usize]) -> Result<
     });
     let p = &spec.pipeline;
     let mut batch = Batch {
-        images: Vec::with_capacity(indices.len() * p.channels * p.size * p.size),
-        labels: Vec::with_capacity(indices.len()),
+        images: Vec::with_capacity(draws.len() * p.channels * p.size * p.size),
+        labels: Vec::with_capacity(draws.len()),
         channels: p.channels,
         size: p.size,
         skipped: Vec::new(),
+        targets: None,
     };
     for r in results {
         match r {
@@ -122,16 +167,21 @@ impl EpochLoader {
     /// Starts loading epoch `epoch`.
     pub fn start(spec: LoaderSpec, epoch: usize) -> EpochLoader {
         let order = epoch_order(spec.dataset.len(), spec.seed, epoch, spec.shuffle);
-        let chunks: Vec<Vec<usize>> = order
+        let draws = repeated_order(&order, spec.repeats);
+        let chunks: Vec<Vec<Draw>> = draws
             .chunks(spec.batch_size)
-            .map(<[usize]>::to_vec)
+            .map(<[Draw]>::to_vec)
             .collect();
         let batches = chunks.len();
         let (tx, rx) = bounded(spec.prefetch.max(1));
         let worker = std::thread::spawn(move || {
             for (i, chunk) in chunks.iter().enumerate() {
                 let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    load_batch(&spec, epoch, chunk)
+                    let mut batch = load_draws(&spec, epoch, chunk)?;
+                    if let Some(mixer) = &spec.mixer {
+                        batch.targets = Some(mixer.mix(&mut batch, epoch, i));
+                    }
+                    Ok(batch)
                 }))
                 .unwrap_or_else(|payload| {
                     Err(DataError::Worker {

@@ -6,6 +6,8 @@ pub mod folder;
 pub mod idx;
 mod image;
 mod loader;
+pub mod mix;
+pub mod rand_augment;
 pub mod synthetic;
 
 use std::path::Path;
@@ -14,7 +16,11 @@ use std::sync::Arc;
 pub use augment::{Augmented, Pipeline};
 pub use dataset::{DataError, Dataset, Sample, Splits};
 pub use image::Image;
-pub use loader::{epoch_order, load_batch, panic_text, Batch, EpochLoader, LoaderSpec};
+pub use loader::{
+    epoch_order, load_batch, panic_text, repeated_order, Batch, Draw, EpochLoader, LoaderSpec,
+    MAX_REPEATS,
+};
+pub use mix::{Mixer, SoftTargets};
 
 use crate::config::{Config, DatasetKind};
 use dataset::select_classes;

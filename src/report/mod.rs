@@ -297,6 +297,8 @@ pub fn build(
         Ok(splits) => {
             data.figures
                 .push(views::augmentations(&best.config, &splits, &out)?);
+            data.figures
+                .extend(views::mixed_samples(&best.config, &splits, &out)?);
             match views::checkpoint(best) {
                 Some(path) => {
                     model.notes.push(format!(

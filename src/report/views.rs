@@ -16,7 +16,7 @@ use super::raster::{cells, grid_lines, overlay, upsample, Rgb};
 use super::select::TrialRecord;
 use crate::config::Config;
 use crate::data::augment::sample_rng;
-use crate::data::{Dataset, Image, Pipeline, Splits};
+use crate::data::{Batch, Dataset, Image, Mixer, Pipeline, Splits};
 use crate::model::Vit;
 
 type Cpu = Flex;
@@ -122,6 +122,86 @@ pub fn augmentations(config: &Config, splits: &Splits, out: &Path) -> anyhow::Re
         title: "Augmentation samples".into(),
         caption: "what the model sees in training, un-normalised for display; captions list the transforms that changed each draw".into(),
     })
+}
+
+/// Training batches after Mixup/CutMix as the trial mixes them (`None` when neither is on),
+/// each image captioned with its two labels and their shares.
+pub fn mixed_samples(
+    config: &Config,
+    splits: &Splits,
+    out: &Path,
+) -> anyhow::Result<Option<Figure>> {
+    const BATCHES: usize = 3;
+    const BATCH: usize = 6;
+    let classes = &splits.classes;
+    let Some(mixer) = Mixer::new(
+        &config.augment,
+        config.optimizer.label_smoothing,
+        classes.len(),
+        config.seed,
+    ) else {
+        return Ok(None);
+    };
+    let (size, channels) = (config.data.image_size, config.data.channels);
+    let pipeline = Pipeline::train(&config.augment, size, channels);
+    let picks = distinct_classes(splits.train.as_ref(), BATCH)?;
+    let scale = display_scale(size);
+    let mut tiles = Vec::new();
+    for index in 0..BATCHES {
+        let mut batch = Batch {
+            images: Vec::new(),
+            labels: Vec::new(),
+            channels,
+            size,
+            skipped: Vec::new(),
+            targets: None,
+        };
+        for &i in &picks {
+            let sample = splits.train.get(i)?;
+            let a = pipeline.apply(sample.image, &mut sample_rng(config.seed, 1, i));
+            batch.images.extend_from_slice(&a.image.data);
+            batch.labels.push(sample.label as i64);
+        }
+        let mixed = mixer.mix(&mut batch, 1, index);
+        let n = batch.len();
+        let plane = channels * size * size;
+        for i in 0..n {
+            let image = Image {
+                channels,
+                height: size,
+                width: size,
+                data: batch.images[i * plane..(i + 1) * plane].to_vec(),
+            };
+            let lam = mixed.lam[i];
+            let own = &classes[batch.labels[i] as usize];
+            let other = &classes[batch.labels[n - 1 - i] as usize];
+            let caption = if lam >= 1.0 {
+                format!("{own} (unmixed)")
+            } else {
+                let how = if mixed.cutmix[i] { "cutmix" } else { "mixup" };
+                format!(
+                    "{own} {:.0}% + {other} {:.0}% ({how})",
+                    lam * 100.0,
+                    (1.0 - lam) * 100.0
+                )
+            };
+            tiles.push((Rgb::from_image(&image, denorm(config), scale), caption));
+        }
+    }
+    let file = "mixed.png";
+    image_grid(
+        &out.join(file),
+        "Mixup / CutMix (each row: one training batch; image i mixes with image n-1-i)",
+        BATCH,
+        &tiles,
+        3,
+        None,
+    )?;
+    Ok(Some(Figure {
+        file: file.into(),
+        title: "Mixup and CutMix".into(),
+        caption: "training batches after mixing, with each image's soft target: its own label's share and its partner's (train top-1 counts the larger as the label)".into(),
+    }))
 }
 
 /// The checkpoint a report loads: `best/` when present, else `last/`.

@@ -1,5 +1,6 @@
-//! Trial checkpoints: `last/` (model, optimizer, progress) for resume and `best/` (model) by
-//! val top-1. Model weights are timm-named `.safetensors`; folders are swapped in atomically.
+//! Trial checkpoints: `last/` (model, optimizer, weight average, progress) for resume and
+//! `best/` (model) by val top-1. Model weights are timm-named `.safetensors`; folders are
+//! swapped in atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -16,13 +17,25 @@ pub struct Progress {
     pub step: u64,
     pub best_top1: f64,
     pub best_epoch: usize,
+    /// Whether `best/` holds the weight average (`[train.ema]`) rather than the weights.
+    #[serde(default)]
+    pub best_is_ema: bool,
 }
 
 /// A checkpoint as read back.
 pub struct Loaded {
     pub model: StateDict,
     pub optimizer: Option<StateDict>,
+    /// The weight average (`ema.safetensors`), when the trial keeps one.
+    pub ema: Option<StateDict>,
     pub progress: Progress,
+}
+
+/// The files of one checkpoint besides its progress.
+pub struct Weights<'a> {
+    pub model: &'a StateDict,
+    pub optimizer: Option<&'a StateDict>,
+    pub ema: Option<&'a StateDict>,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
@@ -36,8 +49,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
 pub fn save(
     dir: &Path,
     name: &str,
-    model: &StateDict,
-    optimizer: Option<&StateDict>,
+    weights: Weights<'_>,
     progress: &Progress,
 ) -> Result<PathBuf, CheckpointError> {
     let target = dir.join(name);
@@ -45,9 +57,12 @@ pub fn save(
     let old = dir.join(format!("{name}.old"));
     let _ = std::fs::remove_dir_all(&fresh);
     std::fs::create_dir_all(&fresh).map_err(|e| io_err(&fresh, e))?;
-    write_safetensors(&fresh.join("model.safetensors"), model)?;
-    if let Some(opt) = optimizer {
+    write_safetensors(&fresh.join("model.safetensors"), weights.model)?;
+    if let Some(opt) = weights.optimizer {
         write_safetensors(&fresh.join("optimizer.safetensors"), opt)?;
+    }
+    if let Some(ema) = weights.ema {
+        write_safetensors(&fresh.join("ema.safetensors"), ema)?;
     }
     let json = serde_json::to_string_pretty(progress).expect("progress serialises");
     std::fs::write(fresh.join("progress.json"), json).map_err(|e| io_err(&fresh, e))?;
@@ -78,15 +93,14 @@ pub fn load(dir: &Path, name: &str) -> Result<Option<Loaded>, CheckpointError> {
         reason: e.to_string(),
     })?;
     let model = read_state_dict(&folder.join("model.safetensors"))?;
-    let opt_path = folder.join("optimizer.safetensors");
-    let optimizer = if opt_path.is_file() {
-        Some(read_state_dict(&opt_path)?)
-    } else {
-        None
+    let optional = |file: &str| -> Result<Option<StateDict>, CheckpointError> {
+        let path = folder.join(file);
+        path.is_file().then(|| read_state_dict(&path)).transpose()
     };
     Ok(Some(Loaded {
         model,
-        optimizer,
+        optimizer: optional("optimizer.safetensors")?,
+        ema: optional("ema.safetensors")?,
         progress,
     }))
 }

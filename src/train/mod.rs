@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod checkpoint;
+pub mod ema;
 pub mod loss;
 pub mod optim;
 pub mod pretrained;

@@ -12,13 +12,14 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
-use super::checkpoint::{self, Progress};
-use super::loss::{cross_entropy, top_k_correct};
+use super::checkpoint::{self, Progress, Weights};
+use super::ema::Ema;
+use super::loss::{cross_entropy, soft_cross_entropy, top_k_correct};
 use super::optim::{param_sizes, Optimizer};
 use super::schedule::LrSchedule;
 use crate::config::{available_cores, CheckpointPolicy, Config};
 use crate::contract::{Metric, Status, TrialExit};
-use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Pipeline};
+use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Mixer, Pipeline};
 use crate::model::{
     apply_pretrained, apply_state_dict, freeze, read_state_dict, state_dict, Vit, VitSpec,
 };
@@ -43,6 +44,8 @@ pub struct EpochSummary {
     pub val_top1: f64,
     /// Only with more than 5 classes (with 5 or fewer it is always 100 %).
     pub val_top5: Option<f64>,
+    /// The weight average's val top-1 (`[train.ema]`).
+    pub val_ema_top1: Option<f64>,
     pub lr: f64,
     pub images_per_sec: f64,
 }
@@ -193,6 +196,8 @@ struct Trial<'a, B: AutodiffBackend> {
     gate: Option<&'a mut dyn EpochGate>,
     spec: VitSpec,
     optimizer: Optimizer<B::InnerBackend>,
+    /// The weight average, under `[train.ema]`.
+    ema: Option<Ema<Vit<B::InnerBackend>>>,
     progress: Progress,
     schedule: LrSchedule,
     train_spec: LoaderSpec,
@@ -224,7 +229,12 @@ pub fn run_trial<B: AutodiffBackend>(
             EpochEnd::Interrupted => return Ok(Outcome::Interrupted { epoch }),
         };
         let eval = trial.evaluate(&model.valid(), epoch)?;
-        let summary = trial.commit_epoch(&model, epoch, stats, eval)?;
+        let average = trial.ema.as_ref().and_then(|e| e.model.clone());
+        let ema_eval = match average {
+            Some(average) => Some(trial.evaluate(&average, epoch)?),
+            None => None,
+        };
+        let summary = trial.commit_epoch(&model, epoch, stats, eval, ema_eval)?;
         trial.observer.epoch_end(&summary);
         last = Some(summary);
         if let Some(reason) = trial.ask_gate(epoch)? {
@@ -293,6 +303,8 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             skip_bad: config.data.skip_bad,
             prefetch: config.data.prefetch,
             pool: pool.clone(),
+            repeats: 1,
+            mixer: None,
         };
         let (size, ch) = (config.data.image_size, config.data.channels);
         let steps_per_epoch = splits
@@ -313,18 +325,30 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                 config.finetune.layer_decay,
                 config.model.depth.unwrap_or(12),
             ),
+            ema: None,
             progress: Progress {
                 epoch: 0,
                 step: 0,
                 best_top1: f64::NEG_INFINITY,
                 best_epoch: 0,
+                best_is_ema: false,
             },
             schedule: LrSchedule::new(&config.optimizer, steps_per_epoch, t.epochs),
-            train_spec: loader(
-                splits.train.clone(),
-                Pipeline::train(&config.augment, size, ch),
-                true,
-            ),
+            train_spec: LoaderSpec {
+                repeats: config.data.repeated_aug,
+                mixer: Mixer::new(
+                    &config.augment,
+                    config.optimizer.label_smoothing,
+                    splits.classes.len(),
+                    config.seed,
+                )
+                .map(Arc::new),
+                ..loader(
+                    splits.train.clone(),
+                    Pipeline::train(&config.augment, size, ch),
+                    true,
+                )
+            },
             val_spec: loader(
                 splits.val.clone(),
                 Pipeline::val(&config.augment, size, ch),
@@ -345,7 +369,9 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
         };
         let Some(ckpt) = ckpt else {
             self.recorder.clear_metrics(&self.id)?;
-            return self.load_pretrained(model);
+            let model = self.load_pretrained(model)?;
+            self.start_ema(&model, None, false)?;
+            return Ok(model);
         };
         let last = self.dir.join("last");
         let model = apply_state_dict(
@@ -380,6 +406,15 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                 opt_file.display()
             ),
         }
+        self.start_ema(&model, ckpt.ema.as_ref(), !force)?;
+        if self.ema.is_some() && ckpt.ema.is_none() {
+            let msg = format!(
+                "{} is missing; the weight average restarts from the current weights (--force)",
+                last.join("ema.safetensors").display()
+            );
+            self.observer.message(&format!("warning: {msg}"));
+            self.recorder.log_event(&self.id, "fresh_ema", &msg)?;
+        }
         self.progress = ckpt.progress;
         self.observer.message(&format!(
             "resuming after epoch {} (step {})",
@@ -391,6 +426,35 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             &format!("from epoch {}", self.progress.epoch),
         )?;
         Ok(model)
+    }
+
+    /// Starts the weight average under `[train.ema]`: from the saved one when resuming, else
+    /// empty until the first update copies the weights. `require_saved` refuses a resume
+    /// without the saved average, as a missing optimizer state is refused.
+    fn start_ema(
+        &mut self,
+        model: &Vit<B>,
+        saved: Option<&crate::model::StateDict>,
+        require_saved: bool,
+    ) -> anyhow::Result<()> {
+        let config = &self.config.train.ema;
+        if !config.enabled {
+            return Ok(());
+        }
+        let last = self.dir.join("last");
+        self.ema = Some(match saved {
+            Some(sd) => {
+                let file = last.join("ema.safetensors").display().to_string();
+                let average = apply_state_dict(model.valid(), sd, &file, &self.device)?;
+                Ema::resumed(average, config)
+            }
+            None if require_saved => anyhow::bail!(
+                "{} is missing: resuming would restart the weight average of train.ema; restore the file, or pass --force to restart the average from the current weights",
+                last.join("ema.safetensors").display()
+            ),
+            None => Ema::new(config),
+        });
+        Ok(())
     }
 
     /// Starts from `[model] pretrained` when set: filters and applies the file, reports and
@@ -473,11 +537,14 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             }
             lr = self.schedule.lr(self.progress.step as usize);
             let logits = model.forward(to_tensor::<B>(&mut batch, &self.device));
-            let loss = cross_entropy(
-                logits.clone(),
-                &batch.labels,
-                self.config.optimizer.label_smoothing,
-            );
+            let loss = match &batch.targets {
+                Some(mixed) => soft_cross_entropy(logits.clone(), &mixed.values),
+                None => cross_entropy(
+                    logits.clone(),
+                    &batch.labels,
+                    self.config.optimizer.label_smoothing,
+                ),
+            };
             let loss_value: f64 = loss.clone().into_scalar().elem();
             if !loss_value.is_finite() {
                 let msg = format!(
@@ -505,6 +572,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                     .step::<B, Vit<B>>(model, pending.grads(), lr)
                     .0;
                 self.progress.step += 1;
+                self.update_ema(&model);
                 waiting = 0;
             }
             let host: Vec<f32> = logits
@@ -512,7 +580,11 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                 .convert::<f32>()
                 .to_vec()
                 .unwrap_or_default();
-            correct += top_k_correct(&host, self.spec.num_classes, &batch.labels, 1);
+            let scored = batch
+                .targets
+                .as_ref()
+                .map_or(&batch.labels, |t| &t.dominant);
+            correct += top_k_correct(&host, self.spec.num_classes, scored, 1);
             seen += batch.len();
             loss_sum += loss_value * batch.len() as f64;
             let ips = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -548,6 +620,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
                 .step::<B, Vit<B>>(model, pending.grads(), lr)
                 .0;
             self.progress.step += 1;
+            self.update_ema(&model);
         }
         if seen == 0 {
             return Err(DataError::Empty {
@@ -567,6 +640,13 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             rows,
         };
         Ok((model, EpochEnd::Trained(stats)))
+    }
+
+    /// Moves the weight average toward the weights after an optimizer step.
+    fn update_ema(&mut self, model: &Vit<B>) {
+        if let Some(ema) = &mut self.ema {
+            ema.update(&model.valid(), self.progress.step);
+        }
     }
 
     /// Logs a batch's skipped files; returns how many.
@@ -611,6 +691,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
         epoch: usize,
         stats: TrainStats,
         eval: Evaluation,
+        ema_eval: Option<Evaluation>,
     ) -> anyhow::Result<EpochSummary> {
         let s = self.progress.step;
         let mut rows = stats.rows;
@@ -627,29 +708,55 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
         if let Some(top5) = eval.top5 {
             rows.push(row(Metric::VAL_TOP5, s, epoch, top5));
         }
+        if let Some(e) = &ema_eval {
+            rows.push(row(Metric::VAL_EMA_LOSS, s, epoch, e.loss));
+            rows.push(row(Metric::VAL_EMA_TOP1, s, epoch, e.top1));
+            if let Some(top5) = e.top5 {
+                rows.push(row(Metric::VAL_EMA_TOP5, s, epoch, top5));
+            }
+        }
         self.progress.epoch = epoch;
-        let improved = eval.top1 > self.progress.best_top1;
+        let ema_wins = ema_eval.as_ref().is_some_and(|e| e.top1 > eval.top1);
+        let epoch_best = ema_eval
+            .as_ref()
+            .map_or(eval.top1, |e| e.top1.max(eval.top1));
+        let improved = epoch_best > self.progress.best_top1;
         if improved {
-            self.progress.best_top1 = eval.top1;
+            self.progress.best_top1 = epoch_best;
             self.progress.best_epoch = epoch;
+            self.progress.best_is_ema = ema_wins;
         }
         // Metrics commit before the checkpoint claims the epoch: a kill in between re-runs it.
         self.recorder.log_metrics(&self.id, &rows)?;
         let policy = self.config.train.checkpoint;
         if policy != CheckpointPolicy::None {
             let weights = state_dict(model);
+            let average = self
+                .ema
+                .as_ref()
+                .and_then(|e| e.model.as_ref())
+                .map(state_dict);
             if improved && policy == CheckpointPolicy::LastAndBest {
-                let path = checkpoint::save(&self.dir, "best", &weights, None, &self.progress)?;
+                let best = match &average {
+                    Some(avg) if ema_wins => avg,
+                    _ => &weights,
+                };
+                let saved = Weights {
+                    model: best,
+                    optimizer: None,
+                    ema: None,
+                };
+                let path = checkpoint::save(&self.dir, "best", saved, &self.progress)?;
                 self.recorder
                     .add_artifact(&self.id, "checkpoint_best", &path)?;
             }
-            let path = checkpoint::save(
-                &self.dir,
-                "last",
-                &weights,
-                Some(&self.optimizer.state_dict()),
-                &self.progress,
-            )?;
+            let optimizer = self.optimizer.state_dict();
+            let saved = Weights {
+                model: &weights,
+                optimizer: Some(&optimizer),
+                ema: average.as_ref(),
+            };
+            let path = checkpoint::save(&self.dir, "last", saved, &self.progress)?;
             self.recorder
                 .add_artifact(&self.id, "checkpoint_last", &path)?;
         }
@@ -660,6 +767,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
             val_loss: eval.loss,
             val_top1: eval.top1,
             val_top5: eval.top5,
+            val_ema_top1: ema_eval.map(|e| e.top1),
             lr: stats.lr,
             images_per_sec: stats.images_per_sec,
         })
