@@ -219,7 +219,8 @@ fn trial_id_ignores_spelling_order_defaults_and_execution_keys() {
 
 #[test]
 fn recipe_keys_say_what_is_valid() {
-    let cases: [(&str, &str); 9] = [
+    let cases: [(&str, &str); 10] = [
+        ("[head]\ntask = \"segmentation\"\n[augment.cutmix]\nenabled = true\n", "`augment.cutmix.enabled`: Mixup and CutMix blend class labels, and a \"segmentation\" head has boxes or masks"),
         ("[augment.mixup]\nalpha = 0\n", "`augment.mixup.alpha`: 0 is out of range; use a Beta concentration in (0, 100]"),
         ("[augment.cutmix]\nalpha = -1\n", "`augment.cutmix.alpha`: -1 is out of range"),
         ("[augment.mixup]\nswitch_prob = 1.5\n", "`augment.mixup.switch_prob`: a probability"),
@@ -258,4 +259,68 @@ fn recipe_keys_at_their_defaults_leave_earlier_trial_ids_alone() {
     assert_eq!(before.trial_id(), explicit_defaults.trial_id());
     let with_ema = load("name = \"a\"\n[train.ema]\nenabled = true\n");
     assert_ne!(before.trial_id(), with_ema.trial_id());
+}
+
+/// DeiT-tiny's ImageNet recipe as published (Touvron et al. 2021, Table 9; deit main.py).
+#[test]
+fn the_deit_recipe_file_is_the_papers_table() {
+    use vitrun::config::{MixMode, OptimizerKind, Pooling, Resample, Schedule};
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("experiments/deit_recipe_tiny.toml");
+    let c = load_with_env(&path, &[], env(&[])).unwrap().config;
+    let (m, a, o, t, d) = (&c.model, &c.augment, &c.optimizer, &c.train, &c.data);
+    assert_eq!(
+        (m.embed_dim, m.depth, m.num_heads),
+        (Some(192), Some(12), Some(3))
+    );
+    assert_eq!(
+        (m.patch_size, d.image_size, m.pooling),
+        (16, 224, Pooling::Cls)
+    );
+    assert_eq!(
+        (m.dropout, m.drop_path),
+        (0.0, 0.1),
+        "drop 0, drop-path 0.1"
+    );
+    assert_eq!(
+        (t.epochs, t.batch_size, t.grad_accumulation),
+        (300, 1024, 1)
+    );
+    assert_eq!(o.name, OptimizerKind::Adamw);
+    assert_eq!(o.lr, 5e-4 * 1024.0 / 512.0, "lr 5e-4 x batch / 512");
+    assert_eq!((o.weight_decay, o.eps, o.betas), (0.05, 1e-8, [0.9, 0.999]));
+    assert_eq!(
+        (o.schedule, o.warmup_epochs, o.warmup_lr, o.min_lr),
+        (Schedule::Cosine, 5.0, 1e-6, 1e-5)
+    );
+    assert_eq!((o.label_smoothing, o.grad_clip), (0.1, 0.0));
+    let ra = &a.rand_augment;
+    assert!(ra.enabled && ra.increasing, "rand-m9-mstd0.5-inc1");
+    assert_eq!(
+        (ra.num_ops, ra.magnitude, ra.magnitude_std, ra.prob),
+        (2, 9.0, 0.5, 0.5)
+    );
+    assert_eq!(ra.resample, Resample::Bicubic);
+    assert!(
+        !a.color_jitter.enabled,
+        "timm drops colour jitter under auto-augment"
+    );
+    assert!(a.mixup.enabled && a.cutmix.enabled);
+    assert_eq!((a.mixup.alpha, a.cutmix.alpha), (0.8, 1.0));
+    assert_eq!(
+        (a.mixup.prob, a.mixup.switch_prob, a.mixup.mode),
+        (1.0, 0.5, MixMode::Batch)
+    );
+    assert!(a.random_erasing.enabled);
+    assert_eq!(a.random_erasing.p, 0.25);
+    assert_eq!(d.repeated_aug, 3);
+    assert!(a.random_resized_crop.enabled && a.hflip.enabled);
+    assert_eq!(a.random_resized_crop.scale, [0.08, 1.0]);
+    assert!(a.normalize.enabled);
+    assert_eq!(a.normalize.mean, vec![0.485, 0.456, 0.406]);
+    assert!(
+        (a.center_crop.ratio - 1.0 / 0.875).abs() < 1e-12,
+        "crop_pct 0.875"
+    );
+    assert!(t.ema.enabled);
+    assert_eq!(t.ema.decay, 0.99996);
 }

@@ -82,6 +82,7 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
     }
     validate_data(c)?;
     validate_model(c)?;
+    validate_augment(c)?;
     if c.head.task != Task::Classification {
         return fail(
             "head.task",
@@ -91,7 +92,6 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
             ),
         );
     }
-    validate_augment(c)?;
     validate_optimizer(c)?;
     validate_finetune(c)?;
     let t = &c.train;
@@ -417,6 +417,20 @@ const MAX_MIX_ALPHA: f64 = 100.0;
 
 fn validate_mixing(c: &Config) -> Result<(), Violation> {
     let (m, k) = (&c.augment.mixup, &c.augment.cutmix);
+    if c.head.task != Task::Classification && (m.enabled || k.enabled) {
+        let key = if m.enabled {
+            "augment.mixup.enabled"
+        } else {
+            "augment.cutmix.enabled"
+        };
+        return fail(
+            key,
+            format!(
+                "Mixup and CutMix blend class labels, and a {} head has boxes or masks to blend instead; set it to false for this task",
+                serde_json::to_string(&c.head.task).unwrap_or_default()
+            ),
+        );
+    }
     for (key, alpha) in [
         ("augment.mixup.alpha", m.alpha),
         ("augment.cutmix.alpha", k.alpha),
