@@ -348,7 +348,7 @@ mod rand_augment_oracle {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use serde_json::Value;
-    use vitrun::data::rand_augment::{apply, resolve, Bytes, Filter, Op};
+    use vitrun::data::rand_augment::{apply, resolve, Bytes, Filter, Op, OpKind};
 
     fn dir() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rand_augment")
@@ -481,7 +481,8 @@ mod rand_augment_oracle {
             let side = 24.0;
             let mut seen: Vec<f64> = (0..64)
                 .map(|_| {
-                    let op = resolve(name, magnitude, increasing, 0.45, (24, 24), &mut rng);
+                    let kind = OpKind::from_name(name).expect("a timm op name");
+                    let op = resolve(kind, magnitude, increasing, 0.45, (24, 24), &mut rng);
                     let v = match op {
                         Op::Rotate(v)
                         | Op::Color(v)

@@ -113,24 +113,72 @@ pub enum Op {
     TranslateY(f64),
 }
 
-/// The ops' names in timm's order (`_RAND_TRANSFORMS`).
-pub const OP_NAMES: [&str; 15] = [
-    "AutoContrast",
-    "Equalize",
-    "Invert",
-    "Rotate",
-    "Posterize",
-    "Solarize",
-    "SolarizeAdd",
-    "Color",
-    "Contrast",
-    "Brightness",
-    "Sharpness",
-    "ShearX",
-    "ShearY",
-    "TranslateXRel",
-    "TranslateYRel",
-];
+/// The ops RandAugment draws from, in timm's order (`_RAND_TRANSFORMS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    AutoContrast,
+    Equalize,
+    Invert,
+    Rotate,
+    Posterize,
+    Solarize,
+    SolarizeAdd,
+    Color,
+    Contrast,
+    Brightness,
+    Sharpness,
+    ShearX,
+    ShearY,
+    TranslateXRel,
+    TranslateYRel,
+}
+
+impl OpKind {
+    /// Every op, in timm's order.
+    pub const ALL: [OpKind; 15] = [
+        OpKind::AutoContrast,
+        OpKind::Equalize,
+        OpKind::Invert,
+        OpKind::Rotate,
+        OpKind::Posterize,
+        OpKind::Solarize,
+        OpKind::SolarizeAdd,
+        OpKind::Color,
+        OpKind::Contrast,
+        OpKind::Brightness,
+        OpKind::Sharpness,
+        OpKind::ShearX,
+        OpKind::ShearY,
+        OpKind::TranslateXRel,
+        OpKind::TranslateYRel,
+    ];
+
+    /// timm's name of the op (without the `Increasing` suffix of its increasing variant).
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::AutoContrast => "AutoContrast",
+            OpKind::Equalize => "Equalize",
+            OpKind::Invert => "Invert",
+            OpKind::Rotate => "Rotate",
+            OpKind::Posterize => "Posterize",
+            OpKind::Solarize => "Solarize",
+            OpKind::SolarizeAdd => "SolarizeAdd",
+            OpKind::Color => "Color",
+            OpKind::Contrast => "Contrast",
+            OpKind::Brightness => "Brightness",
+            OpKind::Sharpness => "Sharpness",
+            OpKind::ShearX => "ShearX",
+            OpKind::ShearY => "ShearY",
+            OpKind::TranslateXRel => "TranslateXRel",
+            OpKind::TranslateYRel => "TranslateYRel",
+        }
+    }
+
+    /// The op timm calls `name`.
+    pub fn from_name(name: &str) -> Option<OpKind> {
+        OpKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
 
 fn negate_half(rng: &mut impl Rng, v: f64) -> f64 {
     if rng.gen::<f64>() > 0.5 {
@@ -140,10 +188,21 @@ fn negate_half(rng: &mut impl Rng, v: f64) -> f64 {
     }
 }
 
-/// The op `name` (one of [`OP_NAMES`]) at `magnitude`, with timm's level-to-argument rules
-/// (`increasing`: severity grows with magnitude) and its random signs.
+/// timm's enhancement factor at `level` (0–1): `[0.1, 1.9]`, or under `increasing`
+/// `1 ± 0.9·level` with a random sign, at least 0.1.
+fn enhance_factor(level: f64, increasing: bool, rng: &mut impl Rng) -> f64 {
+    if increasing {
+        (1.0 + negate_half(rng, level * 0.9)).max(0.1)
+    } else {
+        level * 1.8 + 0.1
+    }
+}
+
+/// The op `kind` at `magnitude`, with timm's level-to-argument rules (`increasing`: severity
+/// grows with magnitude) and its random signs; translations are in pixels of an image of
+/// `(height, width)`.
 pub fn resolve(
-    name: &str,
+    kind: OpKind,
     magnitude: f64,
     increasing: bool,
     translate_pct: f64,
@@ -151,36 +210,30 @@ pub fn resolve(
     rng: &mut impl Rng,
 ) -> Op {
     let level = magnitude / LEVEL_DENOM;
-    let enhance = |rng: &mut dyn rand::RngCore| {
-        if increasing {
-            let v = level * 0.9;
-            let sign = if rng.gen::<f64>() > 0.5 { -1.0 } else { 1.0 };
-            (1.0 + sign * v).max(0.1)
-        } else {
-            level * 1.8 + 0.1
-        }
-    };
     let posterize = (level * 4.0) as u32;
     let solarize = ((level * 256.0) as u32).min(256);
-    match name {
-        "AutoContrast" => Op::AutoContrast,
-        "Equalize" => Op::Equalize,
-        "Invert" => Op::Invert,
-        "Rotate" => Op::Rotate(negate_half(rng, level * 30.0)),
-        "Posterize" if increasing => Op::Posterize(4 - posterize.min(4)),
-        "Posterize" => Op::Posterize(posterize),
-        "Solarize" if increasing => Op::Solarize(256 - solarize),
-        "Solarize" => Op::Solarize(solarize),
-        "SolarizeAdd" => Op::SolarizeAdd(((level * 110.0) as u32).min(128)),
-        "Color" => Op::Color(enhance(rng)),
-        "Contrast" => Op::Contrast(enhance(rng)),
-        "Brightness" => Op::Brightness(enhance(rng)),
-        "Sharpness" => Op::Sharpness(enhance(rng)),
-        "ShearX" => Op::ShearX(negate_half(rng, level * 0.3)),
-        "ShearY" => Op::ShearY(negate_half(rng, level * 0.3)),
-        "TranslateXRel" => Op::TranslateX(negate_half(rng, level * translate_pct) * side.1 as f64),
-        "TranslateYRel" => Op::TranslateY(negate_half(rng, level * translate_pct) * side.0 as f64),
-        other => unreachable!("{other} is not a RandAugment op"),
+    match kind {
+        OpKind::AutoContrast => Op::AutoContrast,
+        OpKind::Equalize => Op::Equalize,
+        OpKind::Invert => Op::Invert,
+        OpKind::Rotate => Op::Rotate(negate_half(rng, level * 30.0)),
+        OpKind::Posterize if increasing => Op::Posterize(4 - posterize.min(4)),
+        OpKind::Posterize => Op::Posterize(posterize),
+        OpKind::Solarize if increasing => Op::Solarize(256 - solarize),
+        OpKind::Solarize => Op::Solarize(solarize),
+        OpKind::SolarizeAdd => Op::SolarizeAdd(((level * 110.0) as u32).min(128)),
+        OpKind::Color => Op::Color(enhance_factor(level, increasing, rng)),
+        OpKind::Contrast => Op::Contrast(enhance_factor(level, increasing, rng)),
+        OpKind::Brightness => Op::Brightness(enhance_factor(level, increasing, rng)),
+        OpKind::Sharpness => Op::Sharpness(enhance_factor(level, increasing, rng)),
+        OpKind::ShearX => Op::ShearX(negate_half(rng, level * 0.3)),
+        OpKind::ShearY => Op::ShearY(negate_half(rng, level * 0.3)),
+        OpKind::TranslateXRel => {
+            Op::TranslateX(negate_half(rng, level * translate_pct) * side.1 as f64)
+        }
+        OpKind::TranslateYRel => {
+            Op::TranslateY(negate_half(rng, level * translate_pct) * side.0 as f64)
+        }
     }
 }
 
@@ -477,13 +530,13 @@ impl RandAugment {
         let mut bytes = Bytes::from_image(image);
         let mut ran = Vec::new();
         for _ in 0..c.num_ops {
-            let name = OP_NAMES[rng.gen_range(0..OP_NAMES.len())];
+            let kind = OpKind::ALL[rng.gen_range(0..OpKind::ALL.len())];
             if c.prob < 1.0 && rng.gen::<f64>() > c.prob {
                 continue;
             }
             let magnitude = self.magnitude(rng);
             let side = (bytes.height, bytes.width);
-            let op = resolve(name, magnitude, c.increasing, c.translate_pct, side, rng);
+            let op = resolve(kind, magnitude, c.increasing, c.translate_pct, side, rng);
             let filter = match c.resample {
                 Resample::Bilinear => Filter::Bilinear,
                 Resample::Bicubic => Filter::Bicubic,
@@ -491,7 +544,7 @@ impl RandAugment {
                 Resample::Random => Filter::Bicubic,
             };
             bytes = apply(&bytes, op, filter, &self.fill);
-            ran.push(name);
+            ran.push(kind.name());
         }
         (bytes.to_image(), ran)
     }
