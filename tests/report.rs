@@ -272,6 +272,10 @@ fn report_of_a_trained_run_has_every_file_and_loads_in_a_browser() {
         }
     }
     assert!(out.join("curve_loss.svg").exists());
+    assert!(
+        !out.join("mixed.png").exists(),
+        "no Mixup/CutMix, no mixed batches"
+    );
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(
         html.contains("&lt;b&gt;&amp;&quot;co&quot;&lt;/b&gt;"),
@@ -294,6 +298,56 @@ fn report_of_a_trained_run_has_every_file_and_loads_in_a_browser() {
         );
     }
     browser_check(&out);
+}
+
+#[test]
+fn a_mixing_trial_reports_its_mixed_batches_and_its_weight_average() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/configs/tiny_synthetic.toml"
+    );
+    let runs_set = format!("train.runs_dir={:?}", runs.display().to_string());
+    vitrun(&[
+        "run",
+        file,
+        "--quiet",
+        "--set",
+        &runs_set,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "augment.mixup.enabled=true",
+        "--set",
+        "augment.cutmix.enabled=true",
+        "--set",
+        "augment.rand_augment.enabled=true",
+        "--set",
+        "train.ema.enabled=true",
+    ]);
+    let out = dir.path().join("report");
+    vitrun(&[
+        "report",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (w, h) = size_of(&out.join("mixed.png"));
+    assert!(
+        w > 6 * 100 && h > 3 * 100,
+        "six images a row, three batches: {w}×{h}"
+    );
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        html.contains("Mixup and CutMix"),
+        "the panel is on the page"
+    );
+    assert!(
+        html.contains("val_ema/top1"),
+        "the average's metrics are summarised"
+    );
 }
 
 /// Loads the page from `file://` in headless Chromium: every image decodes (naturalWidth > 0),
