@@ -208,24 +208,21 @@ fn vitrun(args: &[&str]) -> std::process::Output {
 /// Trains the tiny experiment for two epochs with an awkward string in its config (the
 /// synthetic dataset ignores `data.path`); returns the runs dir.
 fn trained(dir: &Path, awkward: &str) -> PathBuf {
+    let path_set = format!("data.path={awkward:?}");
+    trained_with(dir, &["--set", "train.epochs=2", "--set", &path_set])
+}
+
+/// Trains the tiny experiment with `extra` arguments; returns the runs dir.
+fn trained_with(dir: &Path, extra: &[&str]) -> PathBuf {
     let runs = dir.join("runs");
     let file = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/configs/tiny_synthetic.toml"
     );
     let runs_set = format!("train.runs_dir={:?}", runs.display().to_string());
-    let path_set = format!("data.path={awkward:?}");
-    vitrun(&[
-        "run",
-        file,
-        "--quiet",
-        "--set",
-        &runs_set,
-        "--set",
-        "train.epochs=2",
-        "--set",
-        &path_set,
-    ]);
+    let mut args = vec!["run", file, "--quiet", "--set", &runs_set];
+    args.extend_from_slice(extra);
+    vitrun(&args);
     runs
 }
 
@@ -303,29 +300,21 @@ fn report_of_a_trained_run_has_every_file_and_loads_in_a_browser() {
 #[test]
 fn a_mixing_trial_reports_its_mixed_batches_and_its_weight_average() {
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs");
-    let file = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/configs/tiny_synthetic.toml"
+    let runs = trained_with(
+        dir.path(),
+        &[
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "augment.mixup.enabled=true",
+            "--set",
+            "augment.cutmix.enabled=true",
+            "--set",
+            "augment.rand_augment.enabled=true",
+            "--set",
+            "train.ema.enabled=true",
+        ],
     );
-    let runs_set = format!("train.runs_dir={:?}", runs.display().to_string());
-    vitrun(&[
-        "run",
-        file,
-        "--quiet",
-        "--set",
-        &runs_set,
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "augment.mixup.enabled=true",
-        "--set",
-        "augment.cutmix.enabled=true",
-        "--set",
-        "augment.rand_augment.enabled=true",
-        "--set",
-        "train.ema.enabled=true",
-    ]);
     let out = dir.path().join("report");
     vitrun(&[
         "report",
