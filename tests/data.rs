@@ -1,5 +1,7 @@
 //! Datasets and the loader: synthetic determinism, ImageFolder decoding and errors, IDX files.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,21 +19,8 @@ fn config_for(kind: DatasetKind, path: &Path) -> Config {
 
 fn loader(dataset: Arc<dyn data::Dataset>, skip_bad: bool) -> LoaderSpec {
     LoaderSpec {
-        dataset,
-        pipeline: Arc::new(Pipeline::val(&AugmentConfig::default(), 8, 3)),
-        batch_size: 4,
-        shuffle: true,
-        seed: 3,
         skip_bad,
-        prefetch: 2,
-        pool: Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(2)
-                .build()
-                .unwrap(),
-        ),
-        repeats: 1,
-        mixer: None,
+        ..common::loader_spec(dataset, Pipeline::val(&AugmentConfig::default(), 8, 3), 4)
     }
 }
 

@@ -1,6 +1,8 @@
 //! DeiT's recipe ingredients: Mixup/CutMix with soft targets, soft-target cross-entropy and
 //! repeated augmentation.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -264,23 +266,7 @@ fn synthetic_loader(a: &AugmentConfig, images: usize, size: usize, batch: usize)
     config.data.val_size = Some(4);
     config.data.image_size = size;
     let splits = data::open(&config).unwrap();
-    LoaderSpec {
-        dataset: splits.train,
-        pipeline: Arc::new(Pipeline::train(a, size, 3)),
-        batch_size: batch,
-        shuffle: true,
-        seed: 1,
-        skip_bad: false,
-        prefetch: 2,
-        pool: Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(2)
-                .build()
-                .unwrap(),
-        ),
-        repeats: 1,
-        mixer: None,
-    }
+    common::loader_spec(splits.train, Pipeline::train(a, size, 3), batch)
 }
 
 #[test]

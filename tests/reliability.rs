@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{config, experiment, micro, micro_command, runs_set, text, vitrun, wait_until};
@@ -386,22 +386,34 @@ fn a_store_deleted_during_a_run_fails_it_loudly() {
     assert!(msg.contains("deleted or replaced"), "{msg}");
 }
 
+/// Trains the micro experiment with `extra` into `runs`; returns its trial id and `last/`.
+fn trained_micro(runs: &Path, extra: &[&str]) -> (String, PathBuf) {
+    assert!(micro(runs, extra).status.success());
+    let (s, id) = only_trial(runs);
+    drop(s);
+    let last = runs.join("micro").join(&id).join("last");
+    (id, last)
+}
+
+/// Runs the micro experiment with `extra`, expects a refusal (exit 1, no panic); returns the
+/// message.
+fn refused(runs: &Path, extra: &[&str]) -> String {
+    let out = micro(runs, extra);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+    msg
+}
+
 #[test]
 fn resuming_without_the_weight_average_is_refused_unless_forced() {
     let runs = tempfile::tempdir().unwrap();
     let ema = ["--set", "train.ema.enabled=true"];
-    assert!(micro(runs.path(), &ema).status.success());
-    let (s, id) = only_trial(runs.path());
-    drop(s);
-    let average = runs
-        .path()
-        .join("micro")
-        .join(&id)
-        .join("last/ema.safetensors");
+    let resume = [&ema[..], &["--resume"]].concat();
+    let (id, last) = trained_micro(runs.path(), &ema);
+    let average = last.join("ema.safetensors");
     std::fs::remove_file(&average).unwrap();
-    let out = micro(runs.path(), &[&ema[..], &["--resume"]].concat());
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let msg = refused(runs.path(), &resume);
     assert!(
         msg.contains("ema.safetensors is missing") && msg.contains("--force"),
         "{msg}"
@@ -410,21 +422,27 @@ fn resuming_without_the_weight_average_is_refused_unless_forced() {
     assert!(out.status.success(), "{}", text(&out));
     let (s, _) = only_trial(runs.path());
     assert_eq!(s.events(&id, "fresh_ema").unwrap().len(), 1);
+    drop(s);
+
+    let other = tempfile::tempdir().unwrap();
+    let narrow = [&ema[..], &["--set", "model.embed_dim=32"]].concat();
+    let (_, other_last) = trained_micro(other.path(), &narrow);
+    std::fs::copy(other_last.join("ema.safetensors"), &average).unwrap();
+    let msg = refused(runs.path(), &resume);
+    assert!(
+        msg.contains("ema.safetensors") && msg.contains("mis-shaped"),
+        "a foreign average is named, not blended: {msg}"
+    );
 }
 
 #[test]
 fn resuming_without_or_with_a_foreign_optimizer_state_is_refused() {
     let runs = tempfile::tempdir().unwrap();
-    assert!(micro(runs.path(), &[]).status.success());
-    let (s, id) = only_trial(runs.path());
-    drop(s);
-    let last = runs.path().join("micro").join(&id).join("last");
+    let (id, last) = trained_micro(runs.path(), &[]);
     let opt = last.join("optimizer.safetensors");
     let saved = std::fs::read(&opt).unwrap();
     std::fs::remove_file(&opt).unwrap();
-    let out = micro(runs.path(), &["--resume"]);
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let msg = refused(runs.path(), &["--resume"]);
     assert!(
         msg.contains("optimizer.safetensors is missing") && msg.contains("--force"),
         "{msg}"
@@ -440,26 +458,15 @@ fn resuming_without_or_with_a_foreign_optimizer_state_is_refused() {
     drop(s);
 
     let other = tempfile::tempdir().unwrap();
-    assert!(micro(other.path(), &["--set", "model.embed_dim=32"])
-        .status
-        .success());
-    let (s2, id2) = only_trial(other.path());
-    drop(s2);
-    let foreign = other
-        .path()
-        .join("micro")
-        .join(&id2)
-        .join("last/optimizer.safetensors");
+    let (_, other_last) = trained_micro(other.path(), &["--set", "model.embed_dim=32"]);
+    let foreign = other_last.join("optimizer.safetensors");
     assert_ne!(std::fs::read(&foreign).unwrap(), saved);
     std::fs::copy(&foreign, &opt).unwrap();
-    let out = micro(runs.path(), &["--resume"]);
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let msg = refused(runs.path(), &["--resume"]);
     assert!(
         msg.contains("optimizer.safetensors") && msg.contains("does not belong to this model"),
         "{msg}"
     );
-    assert!(!msg.contains("panicked"), "{msg}");
     let (s, _) = only_trial(runs.path());
     assert_eq!(
         s.status(&id).unwrap(),

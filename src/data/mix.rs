@@ -18,21 +18,31 @@ pub struct SoftTargets {
     pub dominant: Vec<i64>,
     /// Per image, the share of its own label before smoothing (1 = not mixed).
     pub lam: Vec<f64>,
-    /// Per image, whether its mix was a CutMix box (else a Mixup blend or none).
+    /// Per image, whether it was drawn for CutMix (else Mixup or none); on small images the
+    /// box can be empty, and `lam` then says 1.
     pub cutmix: Vec<bool>,
 }
 
-/// One draw: the share of the image's own content, and whether it is pasted as a box.
+/// One draw, applied to an image (or to every image of the batch, or to both of a pair).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Draw {
-    lam: f64,
-    cutmix: bool,
+enum Draw {
+    Unmixed,
+    /// Mixup: the image keeps this share of itself.
+    Blend(f64),
+    /// CutMix: the partner's pixels inside the box; the image keeps this share (the box's
+    /// complement).
+    Paste(CutBox, f64),
 }
 
-const UNMIXED: Draw = Draw {
-    lam: 1.0,
-    cutmix: false,
-};
+impl Draw {
+    /// The share of the image's own content.
+    fn lam(self) -> f64 {
+        match self {
+            Draw::Unmixed => 1.0,
+            Draw::Blend(lam) | Draw::Paste(_, lam) => lam,
+        }
+    }
+}
 
 /// The configured Mixup/CutMix, for batches of `classes` classes.
 #[derive(Debug, Clone)]
@@ -139,11 +149,11 @@ impl Mixer {
         })
     }
 
-    /// One draw of timm's `_params_per_batch`: mixed with probability `prob`, CutMix with
-    /// `switch_prob` when both are on.
-    fn draw(&self, rng: &mut impl Rng) -> Draw {
+    /// One draw of timm's `_params_per_batch` for `size`-pixel images: mixed with
+    /// probability `prob`, CutMix (with its box) with `switch_prob` when both are on.
+    fn draw(&self, size: usize, rng: &mut impl Rng) -> Draw {
         if rng.gen::<f64>() >= self.prob {
-            return UNMIXED;
+            return Draw::Unmixed;
         }
         let cutmix = match (self.mixup_alpha, self.cutmix_alpha) {
             (Some(_), Some(_)) => rng.gen::<f64>() < self.switch_prob,
@@ -155,9 +165,12 @@ impl Mixer {
         } else {
             self.mixup_alpha
         };
-        Draw {
-            lam: alpha.map_or(1.0, |a| beta(rng, a)),
-            cutmix,
+        let lam = alpha.map_or(1.0, |a| beta(rng, a));
+        if cutmix {
+            let (b, share) = self.cut(size, size, lam, rng);
+            Draw::Paste(b, share)
+        } else {
+            Draw::Blend(lam)
         }
     }
 
@@ -179,69 +192,24 @@ impl Mixer {
     /// Mixes batch `index` of `epoch` in place and returns its soft targets.
     pub fn mix(&self, batch: &mut Batch, epoch: usize, index: usize) -> SoftTargets {
         let mut rng = batch_rng(self.seed, epoch, index);
-        let n = batch.len();
+        let (n, size) = (batch.len(), batch.size);
         let draws: Vec<Draw> = match self.mode {
-            MixMode::Batch => vec![self.draw(&mut rng); n],
-            MixMode::Elem => (0..n).map(|_| self.draw(&mut rng)).collect(),
+            MixMode::Batch => vec![self.draw(size, &mut rng); n],
+            MixMode::Elem => (0..n).map(|_| self.draw(size, &mut rng)).collect(),
             MixMode::Pair => {
-                let half: Vec<Draw> = (0..n / 2).map(|_| self.draw(&mut rng)).collect();
+                let half: Vec<Draw> = (0..n / 2).map(|_| self.draw(size, &mut rng)).collect();
                 (0..n)
-                    .map(|i| half.get(i.min(n - 1 - i)).copied().unwrap_or(UNMIXED))
+                    .map(|i| half.get(i.min(n - 1 - i)).copied().unwrap_or(Draw::Unmixed))
                     .collect()
             }
         };
-        let lam = self.mix_pixels(batch, &draws, &mut rng);
-        self.targets(&batch.labels, lam, &draws)
-    }
-
-    /// Blends or pastes each image's partner into it; returns each image's final share.
-    fn mix_pixels(&self, batch: &mut Batch, draws: &[Draw], rng: &mut impl Rng) -> Vec<f64> {
-        let n = batch.len();
-        let (c, s) = (batch.channels, batch.size);
-        let plane = s * s;
-        let per_image = c * plane;
-        let original = batch.images.clone();
-        let mut lam: Vec<f64> = draws.iter().map(|d| d.lam).collect();
-        let shared_box = match self.mode {
-            MixMode::Batch if draws.first().is_some_and(|d| d.cutmix && d.lam < 1.0) => {
-                Some(self.cut(s, s, draws[0].lam, rng))
-            }
-            _ => None,
-        };
-        let mut pair_boxes: Vec<Option<(CutBox, f64)>> = vec![None; n];
-        for i in 0..n {
-            let j = n - 1 - i;
-            let d = draws[i];
-            if d.lam >= 1.0 {
-                continue;
-            }
-            let partner = &original[j * per_image..(j + 1) * per_image];
-            let image = &mut batch.images[i * per_image..(i + 1) * per_image];
-            if !d.cutmix {
-                for (p, q) in image.iter_mut().zip(partner) {
-                    *p = *p * d.lam as f32 + *q * (1.0 - d.lam) as f32;
-                }
-                continue;
-            }
-            let (b, share) = match (shared_box, self.mode) {
-                (Some(shared), _) => shared,
-                (None, MixMode::Pair) if i > j => pair_boxes[j].expect("pair drawn at its first"),
-                _ => self.cut(s, s, d.lam, rng),
-            };
-            pair_boxes[i] = Some((b, share));
-            lam[i] = share;
-            for ch in 0..c {
-                for y in b.y0..b.y1 {
-                    let row = ch * plane + y * s;
-                    image[row + b.x0..row + b.x1].copy_from_slice(&partner[row + b.x0..row + b.x1]);
-                }
-            }
-        }
-        lam
+        mix_pixels(batch, &draws);
+        self.targets(&batch.labels, &draws)
     }
 
     /// timm's `mixup_target`: `lam · onehot(y) + (1 − lam) · onehot(partner)`, both smoothed.
-    fn targets(&self, labels: &[i64], lam: Vec<f64>, draws: &[Draw]) -> SoftTargets {
+    fn targets(&self, labels: &[i64], draws: &[Draw]) -> SoftTargets {
+        let lam: Vec<f64> = draws.iter().map(|d| d.lam()).collect();
         let (n, k) = (labels.len(), self.classes);
         let off = self.smoothing / k as f64;
         let on = 1.0 - self.smoothing + off;
@@ -264,7 +232,38 @@ impl Mixer {
             values,
             dominant,
             lam,
-            cutmix: draws.iter().map(|d| d.cutmix && d.lam < 1.0).collect(),
+            cutmix: draws.iter().map(|d| matches!(d, Draw::Paste(..))).collect(),
+        }
+    }
+}
+
+/// Blends or pastes each image's partner (image n−1−i of the batch as it was) into it.
+fn mix_pixels(batch: &mut Batch, draws: &[Draw]) {
+    let n = batch.len();
+    let (c, s) = (batch.channels, batch.size);
+    let plane = s * s;
+    let per_image = c * plane;
+    let original = batch.images.clone();
+    for (i, draw) in draws.iter().enumerate() {
+        let j = n - 1 - i;
+        let partner = &original[j * per_image..(j + 1) * per_image];
+        let image = &mut batch.images[i * per_image..(i + 1) * per_image];
+        match *draw {
+            Draw::Unmixed => {}
+            Draw::Blend(lam) => {
+                for (p, q) in image.iter_mut().zip(partner) {
+                    *p = *p * lam as f32 + *q * (1.0 - lam) as f32;
+                }
+            }
+            Draw::Paste(b, _) => {
+                for ch in 0..c {
+                    for y in b.y0..b.y1 {
+                        let row = ch * plane + y * s;
+                        image[row + b.x0..row + b.x1]
+                            .copy_from_slice(&partner[row + b.x0..row + b.x1]);
+                    }
+                }
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Helpers shared by the tests that drive the `vitrun` binary.
+//! Helpers shared by the tests: driving the `vitrun` binary, and a batch loader.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -129,4 +129,30 @@ window.addEventListener('load', () => {{
         ),
     )
     .unwrap();
+}
+
+/// A loader over `dataset` through `pipeline` (seed 3, two threads, 2 batches ahead, no
+/// repeats, no mixing); tests override fields with `..loader_spec(…)`.
+pub fn loader_spec(
+    dataset: std::sync::Arc<dyn vitrun::data::Dataset>,
+    pipeline: vitrun::data::Pipeline,
+    batch_size: usize,
+) -> vitrun::data::LoaderSpec {
+    vitrun::data::LoaderSpec {
+        dataset,
+        pipeline: std::sync::Arc::new(pipeline),
+        batch_size,
+        shuffle: true,
+        seed: 3,
+        skip_bad: false,
+        prefetch: 2,
+        pool: std::sync::Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .expect("a thread pool"),
+        ),
+        repeats: 1,
+        mixer: None,
+    }
 }
