@@ -64,4 +64,4 @@ cluster action="start":
 check:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
-    cargo check --features cuda
+    cargo check --features cuda --all-targets

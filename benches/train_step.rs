@@ -4,18 +4,20 @@
 //! alternating with vitrun's. Prints one `name: value` line per figure (median of 7 runs).
 //!
 //! `cargo bench --bench train_step` (add `--features tch` for burn-tch). Threads: VITRUN_BENCH_THREADS
-//! (default 2). The PyTorch peer runs from `benches/pytorch_peer.py` (see `just bench`).
+//! (default 2). `VITRUN_BENCH_PROFILE=train:N` (or `infer:N`) runs only N of vitrun's burn-flex
+//! training steps (forward passes) and prints their rate, for a profiler (`perf record`) to
+//! see nothing else. The PyTorch peer runs from `benches/pytorch_peer.py` (see `just bench`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
 use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
 use peers::bare_vit::{BareTrainer, BareVit};
 use vitrun::config::{Config, OptimizerConfig};
 use vitrun::data::{self, EpochLoader, LoaderSpec, Pipeline};
+use vitrun::kernels::TrainBackend;
 use vitrun::model::{Vit, VitSpec};
 use vitrun::train::loss::cross_entropy;
 use vitrun::train::optim::Optimizer;
@@ -69,33 +71,46 @@ fn rates(mut ours: impl FnMut(), mut peer: impl FnMut()) -> (f64, f64) {
     (median(a), median(b))
 }
 
-/// vitrun's model, loss and optimizer against the bare-burn peer on the same backend.
-fn bench_backend<B: AutodiffBackend>(label: &str, device: B::Device) {
-    let x = Tensor::<B, 4>::random([BATCH, 3, 32, 32], Distribution::Default, &device);
-    let xi = x.clone().inner();
-    let labels: Vec<i64> = (0..BATCH as i64).map(|i| i % 10).collect();
+/// vitrun's training step (forward, loss, backward, AdamW) on one fixed batch.
+struct Step<B: TrainBackend> {
+    model: Option<Vit<B>>,
+    optimizer: Optimizer<B::InnerBackend>,
+    images: Tensor<B, 4>,
+    labels: Vec<i64>,
+}
 
-    let mut model = Some(spec().init::<B>(&device));
-    let mut opt = Optimizer::<B::InnerBackend>::new(&OptimizerConfig::default());
+impl<B: TrainBackend> Step<B> {
+    fn new(device: &B::Device) -> Self {
+        Self {
+            model: Some(spec().init::<B>(device)),
+            optimizer: Optimizer::new(&OptimizerConfig::default()),
+            images: Tensor::random([BATCH, 3, 32, 32], Distribution::Default, device),
+            labels: (0..BATCH as i64).map(|i| i % 10).collect(),
+        }
+    }
+
+    fn run(&mut self) {
+        let m = self.model.take().expect("model");
+        let loss = cross_entropy(m.forward(self.images.clone()), &self.labels, 0.1);
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        let (next, _) = self.optimizer.step::<B, Vit<B>>(m, grads, 1e-3);
+        let _ = next.cls_token.val().into_data();
+        self.model = Some(next);
+    }
+}
+
+/// vitrun's model, loss and optimizer against the bare-burn peer on the same backend.
+fn bench_backend<B: TrainBackend>(label: &str, device: B::Device) {
+    let mut step = Step::<B>::new(&device);
+    let x = step.images.clone();
+    let xi = x.clone().inner();
     let mut bare = BareTrainer::new(
         BareVit::new(32, 4, 192, 12, 3, 10, &device),
-        &labels,
+        &step.labels,
         &device,
     );
-    let (train, bare_train) = rates(
-        || {
-            let m = model.take().expect("model");
-            let grads = GradientsParams::from_grads(
-                cross_entropy(m.forward(x.clone()), &labels, 0.1).backward(),
-                &m,
-            );
-            let (next, _) = opt.step::<B, Vit<B>>(m, grads, 1e-3);
-            let _ = next.cls_token.val().into_data();
-            model = Some(next);
-        },
-        || bare.step(x.clone()),
-    );
-    let inner = burn::module::AutodiffModule::valid(model.as_ref().expect("model"));
+    let (train, bare_train) = rates(|| step.run(), || bare.step(x.clone()));
+    let inner = burn::module::AutodiffModule::valid(step.model.as_ref().expect("model"));
     let bare_inner = bare.inference_model();
     let (infer, bare_infer) = rates(
         || {
@@ -158,6 +173,27 @@ fn bench_loader(threads: usize) {
     );
 }
 
+/// Runs `mode:N` (`train` or `infer`) N times on burn-flex and prints the rate.
+fn profile_flex(profile: &str) {
+    let (mode, n) = profile.split_once(':').unwrap_or((profile, "20"));
+    let n: usize = n.parse().expect("VITRUN_BENCH_PROFILE=train:N or infer:N");
+    let mut step = Step::<Autodiff<Flex>>::new(&Default::default());
+    let inner = burn::module::AutodiffModule::valid(step.model.as_ref().expect("model"));
+    let images = step.images.clone().inner();
+    let mut run = || match mode {
+        "train" => step.run(),
+        "infer" => {
+            let _ = inner.forward(images.clone()).into_data();
+        }
+        other => panic!("VITRUN_BENCH_PROFILE mode {other:?}: use train or infer"),
+    };
+    run();
+    let t = Instant::now();
+    (0..n).for_each(|_| run());
+    let rate = (n * BATCH) as f64 / t.elapsed().as_secs_f64();
+    println!("burn-flex {mode} img/s over {n} profiled runs: {rate:.1}");
+}
+
 fn main() {
     vitrun::alloc::keep_freed_memory();
     let threads: usize = std::env::var("VITRUN_BENCH_THREADS")
@@ -169,6 +205,9 @@ fn main() {
         .build_global()
         .expect("global pool");
     println!("threads: {threads}, batch {BATCH}, ViT-Tiny 192/12/3, patch 4, 32x32");
+    if let Ok(profile) = std::env::var("VITRUN_BENCH_PROFILE") {
+        return profile_flex(&profile);
+    }
     bench_backend::<Autodiff<Flex>>("burn-flex", Default::default());
     #[cfg(feature = "tch")]
     bench_backend::<Autodiff<burn::backend::LibTorch>>(

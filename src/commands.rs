@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::kernels::TrainBackend;
 use anyhow::Context;
-use burn::tensor::backend::AutodiffBackend;
 
 use crate::cli::Console;
 use crate::config::{available_cores, Loaded, TrialsPerGpu};
@@ -78,7 +78,7 @@ struct TrainTask<'a> {
 impl BackendTask for TrainTask<'_> {
     type Output = anyhow::Result<TrialEnd>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, label: String) -> anyhow::Result<TrialEnd> {
+    fn run<B: TrainBackend>(self, device: B::Device, label: String) -> anyhow::Result<TrialEnd> {
         let config = &self.loaded.config;
         let id = config.trial_id();
         if let Some(expected) = &self.options.expect_id {
@@ -171,7 +171,7 @@ fn preempted(
 
 impl TrainTask<'_> {
     /// Everything after the claim: the trial folder, threads, and the loop itself.
-    fn train<B: AutodiffBackend>(
+    fn train<B: TrainBackend>(
         &self,
         recorder: &mut dyn Recorder,
         id: &str,
@@ -249,7 +249,7 @@ struct ProbeTask<'a>(&'a Loaded);
 impl BackendTask for ProbeTask<'_> {
     type Output = f64;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, _label: String) -> f64 {
+    fn run<B: TrainBackend>(self, device: B::Device, _label: String) -> f64 {
         crate::train::probe::<B>(&self.0.config, device, 3)
     }
 }

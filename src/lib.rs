@@ -11,6 +11,7 @@ pub mod config;
 pub mod contract;
 pub mod data;
 pub mod export;
+pub mod kernels;
 pub mod model;
 pub mod plan;
 pub mod predict;

@@ -5,10 +5,10 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::linear;
 use burn::tensor::{Distribution, Tensor};
+
+use crate::kernels::{self, VitKernels};
 
 /// Architecture of a ViT: everything needed to build it, nothing about training.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +53,11 @@ impl VitSpec {
                 .with_initializer(trunc.clone())
                 .init(device)
         };
-        let norm = || LayerNormConfig::new(d).with_epsilon(1e-6).init(device);
+        let norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(kernels::NORM_EPS)
+                .init(device)
+        };
         let tokens = self.grid_size() * self.grid_size() + self.num_prefix_tokens();
         let hidden = (d as f64 * self.mlp_ratio) as usize;
         let blocks = (0..self.depth)
@@ -108,28 +112,6 @@ pub struct PatchEmbed<B: Backend> {
     pub proj: Conv2d<B>,
 }
 
-/// `x @ weight + bias` for every token of `x` `[batch, tokens, in]`, as one 2-D matmul over
-/// `batch × tokens` rows. burn's linear on a 3-D input multiplies per batch item and, in the
-/// backward pass, builds a `[batch, in, out]` weight gradient before summing it.
-fn per_token<B: Backend>(
-    x: Tensor<B, 3>,
-    weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
-) -> Tensor<B, 3> {
-    let [b, n, d] = x.dims();
-    let [_, out] = weight.dims();
-    linear(x.reshape([b * n, d]), weight, bias).reshape([b, n, out])
-}
-
-/// A [`Linear`] layer applied per token (see [`per_token`]).
-fn token_linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    per_token(
-        x,
-        layer.weight.val(),
-        layer.bias.as_ref().map(|bias| bias.val()),
-    )
-}
-
 /// Multi-head self-attention with a fused qkv projection.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -140,7 +122,7 @@ pub struct Attention<B: Backend> {
     proj_drop: Dropout,
 }
 
-impl<B: Backend> Attention<B> {
+impl<B: VitKernels> Attention<B> {
     /// `x`: `[batch, tokens, dim]`. With `keep_weights`, also returns the softmax attention
     /// `[batch, heads, tokens, tokens]`.
     pub fn forward(
@@ -148,31 +130,19 @@ impl<B: Backend> Attention<B> {
         x: Tensor<B, 3>,
         keep_weights: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        let [b, n, d] = x.dims();
-        let h = self.num_heads;
-        let hd = d / h;
-        // One projection per third of the fused weight: each output is contiguous, so the
-        // split into heads is a view. Slicing the fused output instead would copy q, k and v
-        // (and their gradients) through a strided gather on backends without strided reshape.
-        let weight = self.qkv.weight.val();
-        let bias = self.qkv.bias.as_ref().map(|bias| bias.val());
-        let part = |i: usize| {
-            per_token(
-                x.clone(),
-                weight.clone().narrow(1, i * d, d),
-                bias.clone().map(|bias| bias.narrow(0, i * d, d)),
-            )
-            .reshape([b, n, h, hd])
-            .swap_dims(1, 2)
+        let qkv = kernels::linear(&self.qkv, x, false);
+        let training = B::ad_enabled(&qkv.device());
+        let (context, weights) = if keep_weights || (training && self.attn_drop.prob > 0.0) {
+            let [q, k, v] = kernels::composed::split_heads(qkv, self.num_heads);
+            let weights = kernels::composed::attention_weights(q, k);
+            let context = kernels::composed::attend(self.attn_drop.forward(weights.clone()), v);
+            (context, keep_weights.then_some(weights))
+        } else {
+            (kernels::self_attention(qkv, self.num_heads), None)
         };
-        let (q, k, v) = (part(0), part(1), part(2));
-        let scale = (hd as f64).powf(-0.5);
-        let weights = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3);
-        let context = self.attn_drop.forward(weights.clone()).matmul(v);
-        let weights = keep_weights.then_some(weights);
-        let out = context.swap_dims(1, 2).reshape([b, n, d]);
         (
-            self.proj_drop.forward(token_linear(&self.proj, out)),
+            self.proj_drop
+                .forward(kernels::linear(&self.proj, context, false)),
             weights,
         )
     }
@@ -186,10 +156,10 @@ pub struct Mlp<B: Backend> {
     drop: Dropout,
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: VitKernels> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.drop.forward(gelu(token_linear(&self.fc1, x)));
-        self.drop.forward(token_linear(&self.fc2, x))
+        let x = self.drop.forward(kernels::linear(&self.fc1, x, true));
+        self.drop.forward(kernels::linear(&self.fc2, x, false))
     }
 }
 
@@ -203,7 +173,7 @@ pub struct Block<B: Backend> {
     drop_path: f64,
 }
 
-impl<B: Backend> Block<B> {
+impl<B: VitKernels> Block<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -211,9 +181,11 @@ impl<B: Backend> Block<B> {
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
         let (a, weights) = self
             .attn
-            .forward(self.norm1.forward(x.clone()), keep_weights);
+            .forward(kernels::layer_norm(&self.norm1, x.clone()), keep_weights);
         let x = x + self.drop_path(a);
-        let m = self.mlp.forward(self.norm2.forward(x.clone()));
+        let m = self
+            .mlp
+            .forward(kernels::layer_norm(&self.norm2, x.clone()));
         (x.clone() + self.drop_path(m), weights)
     }
 
@@ -259,7 +231,7 @@ pub struct Vit<B: Backend> {
     pub head_dist: Option<Linear<B>>,
 }
 
-impl<B: Backend> Vit<B> {
+impl<B: VitKernels> Vit<B> {
     /// Images `[batch, channels, h, w]` → tokens with prefix tokens and positions added.
     pub fn embed(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
         let patches = self.patch_embed.proj.forward(images);
@@ -302,11 +274,11 @@ impl<B: Backend> Vit<B> {
         let (features, dist_features) = match (&self.norm, &self.fc_norm) {
             (_, Some(fc_norm)) => {
                 let pooled = x.narrow(1, prefix, n - prefix).mean_dim(1).reshape([b, d]);
-                (fc_norm.forward(pooled), None)
+                (kernels::layer_norm(fc_norm, pooled), None)
             }
             (norm, None) => {
                 let x = match norm {
-                    Some(norm) => norm.forward(x),
+                    Some(norm) => kernels::layer_norm(norm, x),
                     None => x,
                 };
                 let cls = x.clone().narrow(1, 0, 1).reshape([b, d]);

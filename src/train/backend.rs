@@ -1,14 +1,14 @@
 //! Picks the burn backend at run time from `train.device`, so model and loop code stay generic.
 
+use crate::kernels::TrainBackend;
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::DeviceSpec;
 
 /// Work that runs on whichever autodiff backend the device string picks.
 pub trait BackendTask {
     type Output;
-    fn run<B: AutodiffBackend>(self, device: B::Device, label: String) -> Self::Output;
+    fn run<B: TrainBackend>(self, device: B::Device, label: String) -> Self::Output;
 }
 
 /// Why a device cannot be used by this build.

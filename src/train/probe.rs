@@ -1,7 +1,7 @@
 //! A short memory probe: a few training steps of a trial's model at its batch size on random
 //! data, so the scheduler can measure what one trial needs on a GPU (`trials_per_gpu = "auto"`).
 
-use burn::tensor::backend::AutodiffBackend;
+use crate::kernels::TrainBackend;
 use burn::tensor::{Distribution, ElementConversion, Tensor};
 
 use super::loss::cross_entropy;
@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::model::{Vit, VitSpec};
 
 /// Runs `steps` forward/backward/optimizer steps; returns the last loss.
-pub fn probe<B: AutodiffBackend>(config: &Config, device: B::Device, steps: usize) -> f64 {
+pub fn probe<B: TrainBackend>(config: &Config, device: B::Device, steps: usize) -> f64 {
     let classes = config.data.classes.as_ref().map_or(10, Vec::len).max(2);
     let spec = VitSpec::from_config(config, classes);
     let mut model: Vit<B> = spec.init(&device);

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::kernels::TrainBackend;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::checkpoint::{self, Progress, Weights};
@@ -186,7 +186,7 @@ pub struct Evaluation {
 }
 
 /// A trial in progress: everything but the model, which moves through the optimizer.
-struct Trial<'a, B: AutodiffBackend> {
+struct Trial<'a, B: TrainBackend> {
     config: &'a Config,
     id: String,
     dir: PathBuf,
@@ -206,10 +206,7 @@ struct Trial<'a, B: AutodiffBackend> {
 }
 
 /// Runs the trial to the end (or divergence, or Ctrl-C) on backend `B`.
-pub fn run_trial<B: AutodiffBackend>(
-    run: TrialRun<'_>,
-    device: B::Device,
-) -> anyhow::Result<Outcome> {
+pub fn run_trial<B: TrainBackend>(run: TrialRun<'_>, device: B::Device) -> anyhow::Result<Outcome> {
     let (resume, force) = (run.resume, run.force);
     let (mut trial, model) = Trial::<B>::new(run, device)?;
     let model = trial.restore(model, resume, force)?;
@@ -250,7 +247,7 @@ pub fn run_trial<B: AutodiffBackend>(
     })
 }
 
-impl<'a, B: AutodiffBackend> Trial<'a, B> {
+impl<'a, B: TrainBackend> Trial<'a, B> {
     /// Opens the data, builds the model, optimizer, schedule and loaders.
     fn new(run: TrialRun<'a>, device: B::Device) -> anyhow::Result<(Self, Vit<B>)> {
         let TrialRun {
@@ -792,7 +789,7 @@ impl<'a, B: AutodiffBackend> Trial<'a, B> {
 /// Validation loss (plain cross-entropy), top-1 and top-5 over the whole split. Unreadable
 /// files skipped under `skip_bad` are appended to `skipped`; a split of which no image could
 /// be read is an error, never a zero.
-pub fn evaluate<B: burn::tensor::backend::Backend>(
+pub fn evaluate<B: crate::kernels::VitKernels>(
     model: &Vit<B>,
     spec: &LoaderSpec,
     epoch: usize,

@@ -1,0 +1,61 @@
+//! The fused ops written with ordinary burn tensor ops: the defaults of
+//! [`super::VitKernels`] and the reference its fused implementations are tested against.
+
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+fn wrap<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// [`super::VitKernels::vit_linear`] composed: burn's `linear`, then burn's GELU.
+pub fn linear_op<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    activate: bool,
+) -> FloatTensor<B> {
+    let out = linear(wrap::<B, 2>(x), wrap(weight), bias.map(wrap));
+    let out = if activate { gelu(out) } else { out };
+    out.into_primitive().tensor()
+}
+
+/// [`super::VitKernels::vit_self_attention`] composed (see [`self_attention`]).
+pub fn self_attention_op<B: Backend>(qkv: FloatTensor<B>, heads: usize) -> FloatTensor<B> {
+    self_attention(wrap::<B, 3>(qkv), heads)
+        .0
+        .into_primitive()
+        .tensor()
+}
+
+/// Splits `qkv` `[batch, tokens, 3·dim]` into q, k and v, each `[batch, heads, tokens,
+/// head_dim]`.
+pub fn split_heads<B: Backend>(qkv: Tensor<B, 3>, heads: usize) -> [Tensor<B, 4>; 3] {
+    let [b, n, d3] = qkv.dims();
+    let hd = d3 / 3 / heads;
+    let qkv = qkv.reshape([b, n, 3 * heads, hd]).swap_dims(1, 2);
+    [0, 1, 2].map(|i| qkv.clone().narrow(1, i * heads, heads))
+}
+
+/// The softmax attention weights `[batch, heads, tokens, tokens]` of q and k.
+pub fn attention_weights<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [_, _, _, hd] = q.dims();
+    let scale = (hd as f64).powf(-0.5);
+    softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3)
+}
+
+/// The context `[batch, tokens, dim]` of `weights` over `v` `[batch, heads, tokens, head_dim]`.
+pub fn attend<B: Backend>(weights: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [b, h, n, hd] = v.dims();
+    weights.matmul(v).swap_dims(1, 2).reshape([b, n, h * hd])
+}
+
+/// Self-attention's context `[batch, tokens, dim]` and softmax weights.
+pub fn self_attention<B: Backend>(qkv: Tensor<B, 3>, heads: usize) -> (Tensor<B, 3>, Tensor<B, 4>) {
+    let [q, k, v] = split_heads(qkv, heads);
+    let weights = attention_weights(q, k);
+    (attend(weights.clone(), v), weights)
+}

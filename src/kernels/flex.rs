@@ -1,0 +1,399 @@
+//! burn-flex's implementation of [`VitKernels`]: the [`cpu`](super::cpu) kernels on
+//! `FlexTensor` storage, and for `Autodiff<Flex>` graph nodes whose backward passes call the
+//! fused backward kernels. Anything but f32 takes the composed defaults.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, ModuleOps};
+use burn::tensor::{Bytes, DType, Shape, TensorMetadata};
+
+use super::cpu::attention::{self, AttentionShape};
+use super::cpu::{gelu, layer_norm, linear};
+use super::{composed, VitKernels};
+
+/// `t`'s elements in row-major order (copied only when `t` is a strided view).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The f32 elements of a contiguous tensor.
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().unwrap_or_else(|| {
+        panic!(
+            "fused kernel given a {:?} view; it expects contiguous f32",
+            t.dtype()
+        )
+    })
+}
+
+fn tensor(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(Shape::from(dims.to_vec())),
+        DType::F32,
+    )
+}
+
+fn is_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+fn attention_shape(qkv: &FlexTensor, heads: usize) -> AttentionShape {
+    let dims = qkv.shape().dims::<3>();
+    AttentionShape {
+        batch: dims[0],
+        tokens: dims[1],
+        heads,
+        head_dim: dims[2] / 3 / heads,
+    }
+}
+
+/// What the fused LayerNorm's backward pass needs.
+#[derive(Debug, Clone)]
+struct NormSaved {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    mean: FlexTensor,
+    rstd: FlexTensor,
+}
+
+fn norm_forward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: Option<FlexTensor>,
+    eps: f64,
+) -> (FlexTensor, NormSaved) {
+    let (x, gamma) = (contiguous(x), contiguous(gamma));
+    let dims = x.shape().dims::<2>();
+    let zeros;
+    let beta = match beta {
+        Some(beta) => contiguous(beta),
+        None => {
+            zeros = tensor(vec![0.0; dims[1]], &[dims[1]]);
+            zeros
+        }
+    };
+    let normed = layer_norm::forward(values(&x), values(&gamma), values(&beta), eps as f32);
+    let saved = NormSaved {
+        mean: tensor(normed.mean, &[dims[0]]),
+        rstd: tensor(normed.rstd, &[dims[0]]),
+        x,
+        gamma,
+    };
+    (tensor(normed.out, &dims), saved)
+}
+
+impl VitKernels for Flex {
+    fn fused_kernels() -> bool {
+        true
+    }
+
+    fn vit_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: Option<FloatTensor<Self>>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        if !is_f32(&[&x, &gamma]) {
+            return Self::layer_norm(x, gamma, beta, eps);
+        }
+        norm_forward(x, gamma, beta, eps).0
+    }
+
+    fn vit_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&x]) {
+            return Self::gelu(x);
+        }
+        let x = contiguous(x);
+        let dims = x.shape().to_vec();
+        tensor(gelu::forward(values(&x)), &dims)
+    }
+
+    fn vit_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        gelu: bool,
+    ) -> FloatTensor<Self> {
+        match bias {
+            Some(bias) if is_f32(&[&x, &weight, &bias]) => {
+                linear_forward(x, weight, bias, gelu, false).0
+            }
+            bias => composed::linear_op::<Self>(x, weight, bias, gelu),
+        }
+    }
+
+    fn vit_self_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        if !is_f32(&[&qkv]) {
+            return composed::self_attention_op::<Self>(qkv, heads);
+        }
+        let qkv = contiguous(qkv);
+        let shape = attention_shape(&qkv, heads);
+        let context = attention::forward(values(&qkv), shape);
+        tensor(
+            context,
+            &[shape.batch, shape.tokens, shape.heads * shape.head_dim],
+        )
+    }
+}
+
+/// What the fused linear's backward pass needs.
+#[derive(Debug, Clone)]
+struct LinearSaved {
+    x: FlexTensor,
+    weight: FlexTensor,
+    /// `x·W + b` when GELU followed.
+    pre_activation: Option<FlexTensor>,
+}
+
+fn linear_forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    gelu: bool,
+    keep: bool,
+) -> (FlexTensor, LinearSaved) {
+    let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+    let rows = x.shape().dims::<2>()[0];
+    let outputs = bias.shape().num_elements();
+    let projected = linear::forward(values(&x), values(&weight), values(&bias), gelu, keep);
+    let saved = LinearSaved {
+        pre_activation: projected
+            .pre_activation
+            .map(|pre| tensor(pre, &[rows, outputs])),
+        x,
+        weight,
+    };
+    (tensor(projected.out, &[rows, outputs]), saved)
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    type State = LinearSaved;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let LinearSaved {
+            x,
+            weight,
+            pre_activation,
+        } = ops.state;
+        let grad = match pre_activation {
+            Some(pre) => tensor(gelu::backward(values(&pre), values(&grad)), &grad.shape()),
+            None => grad,
+        };
+        let [node_x, node_weight, node_bias] = ops.parents;
+        if let Some(node) = node_x {
+            let dx = Flex::float_matmul(grad.clone(), Flex::float_transpose(weight));
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            let dw = Flex::float_matmul(Flex::float_transpose(x), grad.clone());
+            grads.register::<Flex>(node.id, dw);
+        }
+        if let Some(node) = node_bias {
+            let outputs = grad.shape().dims::<2>()[1];
+            let db = Flex::float_reshape(Flex::float_sum_dim(grad, 0), Shape::from(vec![outputs]));
+            grads.register::<Flex>(node.id, db);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let [parent] = ops.parents;
+        if let Some(parent) = parent {
+            let x = &ops.state;
+            let dx = gelu::backward(values(x), values(&grad));
+            grads.register::<Flex>(parent.id, tensor(dx, &x.shape()));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NormBackward;
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = NormSaved;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let NormSaved {
+            x,
+            gamma,
+            mean,
+            rstd,
+        } = ops.state;
+        let dims = x.shape().to_vec();
+        let dim = dims[1];
+        let d = layer_norm::backward(
+            values(&x),
+            values(&gamma),
+            values(&mean),
+            values(&rstd),
+            values(&grad),
+        );
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        for (node, value, dims) in [
+            (node_x, d.x, dims.as_slice()),
+            (node_gamma, d.gamma, &[dim][..]),
+            (node_beta, d.beta, &[dim][..]),
+        ] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, tensor(value, dims));
+            }
+        }
+    }
+}
+
+/// What the fused attention's backward pass needs.
+#[derive(Debug, Clone)]
+struct AttentionSaved {
+    qkv: FlexTensor,
+    weights: FlexTensor,
+    shape: AttentionShape,
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 1> for AttentionBackward {
+    type State = AttentionSaved;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let [parent] = ops.parents;
+        if let Some(parent) = parent {
+            let AttentionSaved {
+                qkv,
+                weights,
+                shape,
+            } = ops.state;
+            let dqkv = attention::backward(values(&qkv), values(&weights), values(&grad), shape);
+            grads.register::<Flex>(parent.id, tensor(dqkv, &qkv.shape()));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> VitKernels for Autodiff<Flex, C> {
+    fn fused_kernels() -> bool {
+        true
+    }
+
+    fn vit_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: Option<FloatTensor<Self>>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let beta = match beta {
+            Some(beta) if is_f32(&[&x.primitive, &gamma.primitive, &beta.primitive]) => beta,
+            beta => return Self::layer_norm(x, gamma, beta, eps),
+        };
+        let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+        match NormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (out, saved) =
+                    norm_forward(x.primitive, gamma.primitive, Some(beta.primitive), eps);
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::vit_layer_norm(
+                x.primitive,
+                gamma.primitive,
+                Some(beta.primitive),
+                eps,
+            )),
+        }
+    }
+
+    fn vit_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&x.primitive]) {
+            return Self::gelu(x);
+        }
+        match GeluBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = contiguous(x.primitive);
+                let out = Flex::vit_gelu(input.clone());
+                prep.finish(input, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::vit_gelu(x.primitive)),
+        }
+    }
+
+    fn vit_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        gelu: bool,
+    ) -> FloatTensor<Self> {
+        let bias = match bias {
+            Some(bias) if is_f32(&[&x.primitive, &weight.primitive, &bias.primitive]) => bias,
+            bias => return composed::linear_op::<Self>(x, weight, bias, gelu),
+        };
+        let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
+        match LinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (out, saved) =
+                    linear_forward(x.primitive, weight.primitive, bias.primitive, gelu, true);
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (out, _) =
+                    linear_forward(x.primitive, weight.primitive, bias.primitive, gelu, false);
+                prep.finish(out)
+            }
+        }
+    }
+
+    fn vit_self_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        if !is_f32(&[&qkv.primitive]) {
+            return composed::self_attention_op::<Self>(qkv, heads);
+        }
+        match AttentionBackward
+            .prepare::<C>([qkv.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = contiguous(qkv.primitive);
+                let shape = attention_shape(&input, heads);
+                let (context, weights) = attention::forward_keeping_weights(values(&input), shape);
+                let dims = [shape.batch, shape.tokens, shape.heads * shape.head_dim];
+                let saved = AttentionSaved {
+                    weights: tensor(
+                        weights,
+                        &[shape.batch, shape.heads, shape.tokens, shape.tokens],
+                    ),
+                    qkv: input,
+                    shape,
+                };
+                prep.finish(saved, tensor(context, &dims))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::vit_self_attention(qkv.primitive, heads)),
+        }
+    }
+}

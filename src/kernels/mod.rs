@@ -1,0 +1,123 @@
+//! vitrun's fused ops for the ViT's hot paths, on burn's backend-extension pattern.
+//!
+//! [`VitKernels`] is a backend trait whose every method has a default composed of ordinary
+//! burn ops ([`composed`]): burn-tch and burn-cuda use those unchanged, and they are the
+//! reference the fused kernels are tested against. burn-flex and `Autodiff<Flex>` override
+//! them with the kernels of [`cpu`] and hand-written backward passes ([`flex`]).
+//!
+//! Model code calls the tensor-level functions of this module ([`layer_norm`], [`linear`],
+//! [`gelu`], [`self_attention`]), never the trait methods.
+
+pub mod composed;
+pub mod cpu;
+mod flex;
+mod others;
+
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+/// The epsilon of every LayerNorm in a timm ViT.
+pub const NORM_EPS: f64 = 1e-6;
+
+/// A backend's implementation of vitrun's fused ops. Defaults compose burn's own ops.
+pub trait VitKernels: Backend {
+    /// Whether this backend overrides the defaults with fused kernels.
+    fn fused_kernels() -> bool {
+        false
+    }
+
+    /// LayerNorm of every row of `x` `[rows, dim]`, scaled by `gamma` and shifted by `beta`.
+    fn vit_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: Option<FloatTensor<Self>>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(x, gamma, beta, eps)
+    }
+
+    /// GELU (erf form), elementwise.
+    fn vit_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu(x)
+    }
+
+    /// `x` `[rows, inputs]` times `weight` `[inputs, outputs]` plus `bias`, then GELU (erf)
+    /// when `gelu`.
+    fn vit_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        gelu: bool,
+    ) -> FloatTensor<Self> {
+        composed::linear_op::<Self>(x, weight, bias, gelu)
+    }
+
+    /// Multi-head self-attention from the fused projection `qkv` `[batch, tokens, 3·dim]`
+    /// (columns ordered q, k, v, then head, then channel, as timm's) to the context
+    /// `[batch, tokens, dim]`, before the output projection.
+    fn vit_self_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        composed::self_attention_op::<Self>(qkv, heads)
+    }
+}
+
+/// A backend that trains with vitrun's kernels: its autodiff and inner backends both have them.
+pub trait TrainBackend: AutodiffBackend<InnerBackend: VitKernels> + VitKernels {}
+
+impl<B> TrainBackend for B where B: AutodiffBackend<InnerBackend: VitKernels> + VitKernels {}
+
+/// `norm` applied over the last dimension of `x`.
+pub fn layer_norm<B: VitKernels, const D: usize>(
+    norm: &LayerNorm<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let dims = x.dims();
+    let dim = dims[D - 1];
+    let rows = dims[..D - 1].iter().product();
+    let out = B::vit_layer_norm(
+        x.reshape([rows, dim]).into_primitive().tensor(),
+        norm.gamma.val().into_primitive().tensor(),
+        norm.beta
+            .as_ref()
+            .map(|beta| beta.val().into_primitive().tensor()),
+        NORM_EPS,
+    );
+    Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(out)).reshape(dims)
+}
+
+/// `layer` applied to every token of `x` `[batch, tokens, inputs]` as one 2-D matrix
+/// multiply over `batch × tokens` rows, then GELU when `gelu`. (burn's `Linear` on a 3-D input
+/// multiplies per batch item, and its backward pass builds a `[batch, inputs, outputs]` weight
+/// gradient before summing it.)
+pub fn linear<B: VitKernels>(layer: &Linear<B>, x: Tensor<B, 3>, gelu: bool) -> Tensor<B, 3> {
+    let [b, n, d] = x.dims();
+    let out = B::vit_linear(
+        x.reshape([b * n, d]).into_primitive().tensor(),
+        layer.weight.val().into_primitive().tensor(),
+        layer
+            .bias
+            .as_ref()
+            .map(|bias| bias.val().into_primitive().tensor()),
+        gelu,
+    );
+    let out = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(out));
+    let [_, outputs] = out.dims();
+    out.reshape([b, n, outputs])
+}
+
+/// GELU (erf form).
+pub fn gelu<B: VitKernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::vit_gelu(
+        x.into_primitive().tensor(),
+    )))
+}
+
+/// Multi-head self-attention's context `[batch, tokens, dim]` from the fused qkv projection
+/// `[batch, tokens, 3·dim]`.
+pub fn self_attention<B: VitKernels>(qkv: Tensor<B, 3>, heads: usize) -> Tensor<B, 3> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::vit_self_attention(
+        qkv.into_primitive().tensor(),
+        heads,
+    )))
+}

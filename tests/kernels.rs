@@ -1,0 +1,276 @@
+//! vitrun's fused kernels against references written with burn's ordinary tensor ops: forward
+//! values and every gradient, on random shapes including odd and tiny sizes, in training
+//! (`Autodiff<Flex>`) and inference (`Flex`) mode.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::activation::gelu;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vitrun::kernels::{composed, VitKernels, NORM_EPS};
+
+type AD = Autodiff<Flex>;
+
+fn random<B: Backend, const D: usize>(seed: u64, dims: [usize; D], scale: f32) -> Tensor<B, D> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = dims.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| rng.gen_range(-1.0f32..1.0) * scale)
+        .collect();
+    Tensor::from_data(TensorData::new(values, dims), &Default::default())
+}
+
+fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().unwrap()
+}
+
+/// Largest `|a − b| / (1 + |b|)`.
+fn max_err(ours: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(ours.len(), reference.len(), "shapes differ");
+    ours.iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+        .fold(0.0, f32::max)
+}
+
+fn assert_close(ours: Vec<f32>, reference: Vec<f32>, tol: f32, what: &str) {
+    let err = max_err(&ours, &reference);
+    assert!(err <= tol, "{what}: error {err:.2e} > {tol:.0e}");
+}
+
+fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> burn::tensor::ops::FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+fn tensor<B: Backend, const D: usize>(t: burn::tensor::ops::FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// LayerNorm over the last dim written out with mean and variance.
+fn reference_norm<B: Backend>(
+    x: Tensor<B, 2>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+) -> Tensor<B, 2> {
+    let mean = x.clone().mean_dim(1);
+    let centered = x - mean;
+    let var = centered.clone().powi_scalar(2).mean_dim(1);
+    let normed = centered / var.add_scalar(NORM_EPS).sqrt();
+    normed * gamma.unsqueeze() + beta.unsqueeze()
+}
+
+/// Output and gradients of `op` for the loss `Σ out ⊙ weights`.
+fn run_norm(seed: u64, rows: usize, dim: usize, fused: bool) -> [Vec<f32>; 4] {
+    let x = random::<AD, 2>(seed, [rows, dim], 3.0)
+        .add_scalar(1.5)
+        .require_grad();
+    let gamma = random::<AD, 1>(seed + 1, [dim], 0.5)
+        .add_scalar(1.0)
+        .require_grad();
+    let beta = random::<AD, 1>(seed + 2, [dim], 0.5).require_grad();
+    let weights = random::<AD, 2>(seed + 3, [rows, dim], 1.0);
+    let out = if fused {
+        tensor(AD::vit_layer_norm(
+            float(x.clone()),
+            float(gamma.clone()),
+            Some(float(beta.clone())),
+            NORM_EPS,
+        ))
+    } else {
+        reference_norm(x.clone(), gamma.clone(), beta.clone())
+    };
+    let grads = (out.clone() * weights).sum().backward();
+    [
+        values(out),
+        values(x.grad(&grads).unwrap()),
+        values(gamma.grad(&grads).unwrap()),
+        values(beta.grad(&grads).unwrap()),
+    ]
+}
+
+fn run_gelu(seed: u64, len: usize, fused: bool) -> [Vec<f32>; 2] {
+    let x = random::<AD, 1>(seed, [len], 6.0).require_grad();
+    let weights = random::<AD, 1>(seed + 1, [len], 1.0);
+    let out = if fused {
+        tensor(AD::vit_gelu(float(x.clone())))
+    } else {
+        gelu(x.clone())
+    };
+    let grads = (out.clone() * weights).sum().backward();
+    [values(out), values(x.grad(&grads).unwrap())]
+}
+
+fn run_attention(seed: u64, dims: [usize; 4], fused: bool) -> [Vec<f32>; 2] {
+    let [batch, tokens, heads, head_dim] = dims;
+    let d = heads * head_dim;
+    let qkv = random::<AD, 3>(seed, [batch, tokens, 3 * d], 2.0).require_grad();
+    let weights = random::<AD, 3>(seed + 1, [batch, tokens, d], 1.0);
+    let out = if fused {
+        tensor(AD::vit_self_attention(float(qkv.clone()), heads))
+    } else {
+        composed::self_attention(qkv.clone(), heads).0
+    };
+    let grads = (out.clone() * weights).sum().backward();
+    [values(out), values(qkv.grad(&grads).unwrap())]
+}
+
+fn run_linear(seed: u64, dims: [usize; 3], activate: bool, fused: bool) -> [Vec<f32>; 4] {
+    let [rows, inputs, outputs] = dims;
+    let x = random::<AD, 2>(seed, [rows, inputs], 2.0).require_grad();
+    let weight = random::<AD, 2>(seed + 1, [inputs, outputs], 0.5).require_grad();
+    let bias = random::<AD, 1>(seed + 2, [outputs], 0.5).require_grad();
+    let weights = random::<AD, 2>(seed + 3, [rows, outputs], 1.0);
+    let out = if fused {
+        tensor(AD::vit_linear(
+            float(x.clone()),
+            float(weight.clone()),
+            Some(float(bias.clone())),
+            activate,
+        ))
+    } else {
+        let out = x.clone().matmul(weight.clone()) + bias.clone().unsqueeze();
+        if activate {
+            gelu(out)
+        } else {
+            out
+        }
+    };
+    let grads = (out.clone() * weights).sum().backward();
+    [
+        values(out),
+        values(x.grad(&grads).unwrap()),
+        values(weight.grad(&grads).unwrap()),
+        values(bias.grad(&grads).unwrap()),
+    ]
+}
+
+#[test]
+fn flex_and_its_autodiff_run_the_fused_kernels() {
+    assert!(<Flex as VitKernels>::fused_kernels());
+    assert!(<AD as VitKernels>::fused_kernels());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn layer_norm_and_its_gradients_match_the_reference(
+        seed in 0u64..1_000_000, rows in 1usize..70, dim in 1usize..200,
+    ) {
+        let fused = run_norm(seed, rows, dim, true);
+        let reference = run_norm(seed, rows, dim, false);
+        for (what, (a, b)) in ["output", "d input", "d gamma", "d beta"].iter().zip(fused.into_iter().zip(reference)) {
+            assert_close(a, b, 2e-4, what);
+        }
+    }
+
+    #[test]
+    fn gelu_and_its_gradient_match_burns_erf_gelu(seed in 0u64..1_000_000, len in 1usize..40_000) {
+        let [out, grad] = run_gelu(seed, len, true);
+        let [ref_out, ref_grad] = run_gelu(seed, len, false);
+        assert_close(out, ref_out, 1e-6, "output");
+        assert_close(grad, ref_grad, 1e-6, "gradient");
+    }
+
+    #[test]
+    fn linear_with_and_without_gelu_and_its_gradients_match_matmul_plus_bias(
+        seed in 0u64..1_000_000, rows in 1usize..150, inputs in 1usize..40, outputs in 1usize..50,
+        activate: bool,
+    ) {
+        let dims = [rows, inputs, outputs];
+        let fused = run_linear(seed, dims, activate, true);
+        let reference = run_linear(seed, dims, activate, false);
+        for (what, (a, b)) in ["output", "d input", "d weight", "d bias"].iter().zip(fused.into_iter().zip(reference)) {
+            assert_close(a, b, 1e-5, what);
+        }
+    }
+
+    #[test]
+    fn attention_and_its_gradient_match_the_composed_ops(
+        seed in 0u64..1_000_000,
+        batch in 1usize..4, tokens in 1usize..24, heads in 1usize..5, head_dim in 1usize..18,
+    ) {
+        let dims = [batch, tokens, heads, head_dim];
+        let [out, grad] = run_attention(seed, dims, true);
+        let [ref_out, ref_grad] = run_attention(seed, dims, false);
+        assert_close(out, ref_out, 1e-5, "context");
+        assert_close(grad, ref_grad, 1e-5, "d qkv");
+    }
+
+    #[test]
+    fn inference_kernels_match_the_training_ones(
+        seed in 0u64..1_000_000, batch in 1usize..3, tokens in 1usize..20, heads in 1usize..4,
+        head_dim in 1usize..12,
+    ) {
+        let d = heads * head_dim;
+        let qkv = random::<Flex, 3>(seed, [batch, tokens, 3 * d], 2.0);
+        let context: Tensor<Flex, 3> = tensor(Flex::vit_self_attention(float(qkv.clone()), heads));
+        assert_close(values(context), values(composed::self_attention(qkv, heads).0), 1e-5, "context");
+        let x = random::<Flex, 2>(seed + 1, [batch * tokens, 3 * d], 2.0);
+        let gamma = random::<Flex, 1>(seed + 2, [3 * d], 1.0);
+        let beta = random::<Flex, 1>(seed + 3, [3 * d], 1.0);
+        let normed: Tensor<Flex, 2> = tensor(Flex::vit_layer_norm(float(x.clone()), float(gamma.clone()), Some(float(beta.clone())), NORM_EPS));
+        assert_close(values(normed), values(reference_norm(x.clone(), gamma, beta)), 2e-4, "layer norm");
+        let activated: Tensor<Flex, 2> = tensor(Flex::vit_gelu(float(x.clone())));
+        assert_close(values(activated), values(gelu(x.clone())), 1e-6, "gelu");
+        let weight = random::<Flex, 2>(seed + 4, [3 * d, d], 0.5);
+        let bias = random::<Flex, 1>(seed + 5, [d], 0.5);
+        let projected: Tensor<Flex, 2> = tensor(Flex::vit_linear(float(x.clone()), float(weight.clone()), Some(float(bias.clone())), true));
+        assert_close(values(projected), values(gelu(x.matmul(weight) + bias.unsqueeze())), 1e-5, "linear + gelu");
+    }
+}
+
+/// A strided view (a transpose) is read in its logical order.
+#[test]
+fn strided_views_are_read_in_logical_order() {
+    let x = random::<AD, 2>(7, [48, 33], 2.0);
+    let fused: Tensor<AD, 2> = tensor(AD::vit_gelu(float(x.clone().transpose())));
+    assert_close(
+        values(fused),
+        values(gelu(x).transpose()),
+        1e-6,
+        "gelu of a transposed view",
+    );
+}
+
+/// burn-cuda keeps burn's composed ops (built by CI's `cargo check --features cuda
+/// --all-targets`; run where CUDA is).
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_keeps_the_composed_ops() {
+    use burn::backend::Cuda;
+    assert!(!<Cuda as VitKernels>::fused_kernels());
+    assert!(!<Autodiff<Cuda> as VitKernels>::fused_kernels());
+}
+
+/// burn-tch keeps burn's composed ops, and they agree with the fused ones (run with
+/// `--features tch` where LibTorch is installed, as `just bench` sets it up).
+#[cfg(feature = "tch")]
+#[test]
+fn libtorch_keeps_the_composed_ops_and_agrees_with_the_fused_ones() {
+    use burn::backend::LibTorch;
+    assert!(!<LibTorch as VitKernels>::fused_kernels());
+    assert!(!<Autodiff<LibTorch> as VitKernels>::fused_kernels());
+    let qkv = random::<Flex, 3>(3, [2, 9, 3 * 16], 2.0).into_data();
+    let x = random::<Flex, 2>(4, [18, 48], 2.0).into_data();
+    let fused: Tensor<Flex, 3> = tensor(Flex::vit_self_attention(
+        float(Tensor::from_data(qkv.clone(), &Default::default())),
+        2,
+    ));
+    let composed: Tensor<LibTorch, 3> = tensor(LibTorch::vit_self_attention(
+        float(Tensor::from_data(qkv, &Default::default())),
+        2,
+    ));
+    assert_close(values(fused), values(composed), 1e-5, "attention");
+    let fused: Tensor<Flex, 2> = tensor(Flex::vit_gelu(float(Tensor::from_data(
+        x.clone(),
+        &Default::default(),
+    ))));
+    let composed: Tensor<LibTorch, 2> = tensor(LibTorch::vit_gelu(float(Tensor::from_data(
+        x,
+        &Default::default(),
+    ))));
+    assert_close(values(fused), values(composed), 1e-6, "gelu");
+}
