@@ -1,6 +1,6 @@
 //! LayerNorm over the last dimension of a row-major `[rows, dim]` f32 buffer: one pass for the
 //! row statistics and one for the output; the backward pass in two passes per row, with the
-//! scale and shift gradients summed per thread and then across threads.
+//! scale and shift gradients summed per block of rows and then across blocks in order.
 
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -134,7 +134,9 @@ pub fn backward(x: &[f32], gamma: &[f32], mean: &[f32], rstd: &[f32], grad: &[f3
     );
     let block = ROWS_PER_TASK * dim;
     let mut dx = vec![0.0; x.len()];
-    let (dgamma, dbeta) = dx
+    // One partial sum per fixed block of rows, added in block order: the same bits whatever
+    // thread ran which block (a resumed run must replay the same numbers).
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(block)
         .zip(x.par_chunks(block))
         .zip(grad.par_chunks(block))
@@ -142,21 +144,17 @@ pub fn backward(x: &[f32], gamma: &[f32], mean: &[f32], rstd: &[f32], grad: &[f3
             mean.par_chunks(ROWS_PER_TASK)
                 .zip(rstd.par_chunks(ROWS_PER_TASK)),
         )
-        .fold(
-            || (vec![0.0f32; dim], vec![0.0f32; dim]),
-            |(mut dgamma, mut dbeta), (((dx, x), grad), (mean, rstd))| {
-                backward_rows(x, gamma, mean, rstd, grad, dx, &mut dgamma, &mut dbeta);
-                (dgamma, dbeta)
-            },
-        )
-        .reduce(
-            || (vec![0.0f32; dim], vec![0.0f32; dim]),
-            |(mut ga, mut ba), (gb, bb)| {
-                ga.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
-                ba.iter_mut().zip(bb).for_each(|(a, b)| *a += b);
-                (ga, ba)
-            },
-        );
+        .map(|(((dx, x), grad), (mean, rstd))| {
+            let (mut dgamma, mut dbeta) = (vec![0.0f32; dim], vec![0.0f32; dim]);
+            backward_rows(x, gamma, mean, rstd, grad, dx, &mut dgamma, &mut dbeta);
+            (dgamma, dbeta)
+        })
+        .collect();
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; dim], vec![0.0f32; dim]);
+    for (pg, pb) in &partials {
+        dgamma.iter_mut().zip(pg).for_each(|(a, b)| *a += b);
+        dbeta.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
     NormGrads {
         x: dx,
         gamma: dgamma,
