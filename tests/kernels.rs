@@ -284,3 +284,47 @@ fn libtorch_keeps_the_composed_ops_and_agrees_with_the_fused_ones() {
     let composed: Tensor<LibTorch, 3> = tensor(LibTorch::vit_gelu(on_torch(x)));
     assert_close(values(fused), values(composed), 1e-6, "gelu");
 }
+
+/// The AVX2 and the scalar builds of every kernel pass the same tests: this binary re-runs
+/// itself under qemu-user as a Haswell (AVX2 + FMA, no AVX-512) and as a Nehalem (no AVX), so
+/// the runtime dispatch picks each build whatever CPU runs the suite. Skipped with a printed
+/// reason when `qemu-x86_64` is missing, unless `VITRUN_REQUIRE_QEMU` is set
+/// (`apt-get install qemu-user`).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx2_and_scalar_builds_pass_the_same_tests() {
+    const EMULATED: &str = "VITRUN_KERNELS_EMULATED";
+    if std::env::var_os(EMULATED).is_some() {
+        return;
+    }
+    let qemu = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("qemu-x86_64"))
+        .find(|candidate| candidate.is_file());
+    let Some(qemu) = qemu else {
+        assert!(
+            std::env::var_os("VITRUN_REQUIRE_QEMU").is_none(),
+            "VITRUN_REQUIRE_QEMU is set but qemu-x86_64 is missing (apt-get install qemu-user)"
+        );
+        eprintln!("skipping the AVX2 and scalar kernel builds: qemu-x86_64 is not installed");
+        return;
+    };
+    let me = std::env::current_exe().expect("the test binary's path");
+    for cpu in ["Haswell-v4", "Nehalem-v1"] {
+        let out = std::process::Command::new(&qemu)
+            .args(["-cpu", cpu])
+            .arg(&me)
+            .args(["--test-threads", "1"])
+            .env(EMULATED, "1")
+            .output()
+            .expect("qemu-x86_64 starts");
+        assert!(
+            out.status.success(),
+            "the kernel tests fail on an emulated {cpu}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(report.contains("test result: ok"), "{cpu}: {report}");
+    }
+}
