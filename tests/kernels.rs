@@ -3,6 +3,7 @@
 //! (`Autodiff<Flex>`) and inference (`Flex`) mode.
 
 use burn::backend::{Autodiff, Flex};
+use burn::nn::conv::Conv2dConfig;
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
@@ -10,6 +11,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vitrun::kernels::{composed, VitKernels, NORM_EPS};
+use vitrun::model::PatchEmbed;
 
 type AD = Autodiff<Flex>;
 
@@ -239,6 +241,55 @@ fn gradients_are_bitwise_reproducible() {
             run_linear(12, [3000, 24, 40], true, true) == first,
             "linear gradients changed"
         );
+    }
+}
+
+/// The patch embedding, one matrix multiply over unfolded patches, equals the strided conv it
+/// replaces (timm's layout) in output and gradients, also where the image is not a whole
+/// number of patches.
+#[test]
+fn patch_embedding_matches_the_strided_conv() {
+    for (seed, (h, w, patch)) in [(32, 32, 4), (30, 35, 4), (16, 16, 16), (9, 7, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let device = Default::default();
+        let embed = PatchEmbed {
+            proj: Conv2dConfig::new([3, 24], [patch, patch])
+                .with_stride([patch, patch])
+                .init::<AD>(&device),
+        };
+        let images = random::<AD, 4>(seed as u64, [2, 3, h, w], 1.0);
+        let run = |by_conv: bool| {
+            let tokens = if by_conv {
+                let out = embed.proj.forward(images.clone());
+                let [b, d, gh, gw] = out.dims();
+                out.reshape([b, d, gh * gw]).swap_dims(1, 2)
+            } else {
+                embed.forward(images.clone())
+            };
+            let weights = random::<AD, 3>(seed as u64 + 9, tokens.dims(), 1.0);
+            let grads = (tokens.clone() * weights).sum().backward();
+            let bias = embed.proj.bias.as_ref().expect("bias").val();
+            [
+                values(tokens),
+                values(
+                    embed
+                        .proj
+                        .weight
+                        .val()
+                        .grad(&grads)
+                        .expect("weight gradient"),
+                ),
+                values(bias.grad(&grads).expect("bias gradient")),
+            ]
+        };
+        for (what, (ours, conv)) in ["tokens", "d weight", "d bias"]
+            .iter()
+            .zip(run(false).into_iter().zip(run(true)))
+        {
+            assert_close(ours, conv, 1e-5, &format!("{h}x{w}, patch {patch}: {what}"));
+        }
     }
 }
 

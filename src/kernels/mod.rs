@@ -92,18 +92,25 @@ pub fn layer_norm<B: VitKernels, const D: usize>(
 /// gradient before summing it.)
 pub fn linear<B: VitKernels>(layer: &Linear<B>, x: Tensor<B, 3>, gelu: bool) -> Tensor<B, 3> {
     let [b, n, d] = x.dims();
-    let out = B::vit_linear(
-        x.reshape([b * n, d]).into_primitive().tensor(),
-        layer.weight.val().into_primitive().tensor(),
-        layer
-            .bias
-            .as_ref()
-            .map(|bias| bias.val().into_primitive().tensor()),
-        gelu,
-    );
-    let out = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(out));
+    let bias = layer.bias.as_ref().map(|bias| bias.val());
+    let out = linear_2d(x.reshape([b * n, d]), layer.weight.val(), bias, gelu);
     let [_, outputs] = out.dims();
     out.reshape([b, n, outputs])
+}
+
+/// `x` `[rows, inputs]` times `weight` `[inputs, outputs]` plus `bias`, then GELU when `gelu`.
+pub fn linear_2d<B: VitKernels>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    gelu: bool,
+) -> Tensor<B, 2> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::vit_linear(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.map(|bias| bias.into_primitive().tensor()),
+        gelu,
+    )))
 }
 
 /// GELU (erf form).

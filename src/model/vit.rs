@@ -112,6 +112,35 @@ pub struct PatchEmbed<B: Backend> {
     pub proj: Conv2d<B>,
 }
 
+impl<B: VitKernels> PatchEmbed<B> {
+    /// Images `[batch, channels, h, w]` → patch tokens `[batch, patches, dim]`, the grid in
+    /// row-major order. The conv is computed as one matrix multiply over the unfolded patches,
+    /// so the tokens come out token-major: no transposing copy of them, forward or backward.
+    /// Pixels beyond the last whole patch are ignored, as by the strided conv.
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [dim, channels, patch, _] = self.proj.weight.dims();
+        let [b, _, h, w] = images.dims();
+        let (gh, gw) = (h / patch, w / patch);
+        let images = if (h, w) == (gh * patch, gw * patch) {
+            images
+        } else {
+            images.narrow(2, 0, gh * patch).narrow(3, 0, gw * patch)
+        };
+        let unfolded = images
+            .reshape([b, channels, gh, patch, gw, patch])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b * gh * gw, channels * patch * patch]);
+        let weight = self
+            .proj
+            .weight
+            .val()
+            .reshape([dim, channels * patch * patch])
+            .transpose();
+        let bias = self.proj.bias.as_ref().map(|bias| bias.val());
+        kernels::linear_2d(unfolded, weight, bias, false).reshape([b, gh * gw, dim])
+    }
+}
+
 /// Multi-head self-attention with a fused qkv projection.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -234,9 +263,8 @@ pub struct Vit<B: Backend> {
 impl<B: VitKernels> Vit<B> {
     /// Images `[batch, channels, h, w]` → tokens with prefix tokens and positions added.
     pub fn embed(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
-        let patches = self.patch_embed.proj.forward(images);
-        let [b, d, gh, gw] = patches.dims();
-        let patches = patches.reshape([b, d, gh * gw]).swap_dims(1, 2);
+        let patches = self.patch_embed.forward(images);
+        let [b, _, d] = patches.dims();
         let mut parts = vec![self.cls_token.val().expand([b, 1, d])];
         if let Some(dist) = &self.dist_token {
             parts.push(dist.val().expand([b, 1, d]));
