@@ -73,13 +73,9 @@ fn norm_forward(
 ) -> (FlexTensor, NormSaved) {
     let (x, gamma) = (contiguous(x), contiguous(gamma));
     let dims = x.shape().dims::<2>();
-    let zeros;
     let beta = match beta {
         Some(beta) => contiguous(beta),
-        None => {
-            zeros = tensor(vec![0.0; dims[1]], &[dims[1]]);
-            zeros
-        }
+        None => tensor(vec![0.0; dims[1]], &[dims[1]]),
     };
     let normed = layer_norm::forward(values(&x), values(&gamma), values(&beta), eps as f32);
     let saved = NormSaved {
