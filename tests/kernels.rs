@@ -224,6 +224,22 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn long_sequences_span_several_query_blocks(seed in 0u64..1_000_000, tokens in 257usize..420) {
+        let dims = [1, tokens, 2, 8];
+        let [out, grad] = run_attention(seed, dims, true);
+        let [ref_out, ref_grad] = run_attention(seed, dims, false);
+        assert_close(out, ref_out, 1e-5, "context");
+        assert_close(grad, ref_grad, 1e-5, "d qkv");
+        let qkv = random::<Flex, 3>(seed, [1, tokens, 3 * 16], 2.0);
+        let context: Tensor<Flex, 3> = tensor(Flex::vit_self_attention(float(qkv.clone()), 2));
+        assert_close(values(context), values(composed::self_attention(qkv, 2).0), 1e-5, "inference context");
+    }
+}
+
 /// Gradients summed across threads come out bit for bit the same on every call (a resumed run
 /// replays the same numbers), whatever thread ran which block.
 #[test]

@@ -1,7 +1,9 @@
 //! Multi-head self-attention straight from the fused qkv projection `[batch, tokens, 3, heads,
 //! head_dim]` (timm's column order), with no strided copies: every (batch, head) pair is one
 //! rayon task whose matrix multiplies read q, k and v in place through their strides and write
-//! the context (or the qkv gradient) in place. The softmax weights `[batch, heads, tokens,
+//! the context (or the qkv gradient) in place. Scores are computed for a block of query rows
+//! at a time (flash-attention's tiling over queries; the rows of a block see all keys, so the
+//! softmax needs no rescaling). In training the softmax weights `[batch, heads, tokens,
 //! tokens]` are kept for the backward pass, as the composed graph keeps them.
 
 use gemm::Parallelism;
@@ -9,6 +11,16 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::math;
+
+/// Scores computed at a time, in elements (256 KiB of f32, an L2's worth): a ViT-Tiny's 65 or
+/// 197 tokens fit in one block; longer sequences are scored a block of query rows at a time,
+/// so inference never holds a whole tokens² matrix.
+const SCORE_BLOCK: usize = 64 * 1024;
+
+/// Query rows per block for `tokens` keys.
+fn query_block(tokens: usize) -> usize {
+    (SCORE_BLOCK / tokens).clamp(1, tokens)
+}
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,39 +175,51 @@ fn run(qkv: &[f32], shape: AttentionShape, weights: Option<&mut [f32]>) -> Vec<f
     let mut context = vec![0.0f32; shape.batch * n * dim];
     let out = SharedOut(context.as_mut_ptr());
     let scale = shape.scale();
+    // `scores` holds either all tokens² weights of the pair (kept for the backward pass) or
+    // one block of query rows (inference), reused block after block.
     let pair = |(pair, scores): (usize, &mut [f32])| {
         let (item, head) = (pair / shape.heads, pair % shape.heads);
-        let q = qkv[shape.qkv_offset(item, head)..].as_ptr();
-        // SAFETY: `check` fixed the qkv length; q, k and v of this pair span tokens rows of
-        // stride 3·dim from offsets below 3·dim inside this item, so every read is in bounds.
-        // `scores` is this task's own buffer of tokens² elements, and the context rows of this
-        // (item, head) pair are written by this task only.
-        unsafe {
-            let (k, v) = (q.add(dim), q.add(2 * dim));
-            let k_t = Strided {
-                ptr: k,
-                row: 1,
-                col: row,
+        let keep = scores.len() == n * n;
+        for start in (0..n).step_by(query_block(n)) {
+            let rows = query_block(n).min(n - start);
+            let block = if keep {
+                &mut scores[start * n..(start + rows) * n]
+            } else {
+                &mut scores[..rows * n]
             };
-            let q = Strided {
-                ptr: q,
-                row,
-                col: 1,
-            };
-            matmul(n, n, hd, scores.as_mut_ptr(), n as isize, q, k_t, scale);
-            softmax_rows(scores, n);
-            let p = Strided {
-                ptr: scores.as_ptr(),
-                row: n as isize,
-                col: 1,
-            };
-            let v = Strided {
-                ptr: v,
-                row,
-                col: 1,
-            };
-            let dst = out.at(shape.context_offset(item, head));
-            matmul(n, hd, n, dst, dim as isize, p, v, 1.0);
+            let q = qkv[shape.qkv_offset(item, head) + start * 3 * dim..].as_ptr();
+            let k = qkv[shape.qkv_offset(item, head) + dim..].as_ptr();
+            // SAFETY: `check` fixed the qkv length; the q rows start..start+rows and all k and
+            // v rows of this pair lie inside this item (offsets below 3·dim in rows of stride
+            // 3·dim), so every read is in bounds. `block` is this task's own buffer of
+            // rows·tokens elements, and these context rows of this (item, head) pair are
+            // written by this task only.
+            unsafe {
+                let k_t = Strided {
+                    ptr: k,
+                    row: 1,
+                    col: row,
+                };
+                let q = Strided {
+                    ptr: q,
+                    row,
+                    col: 1,
+                };
+                matmul(rows, n, hd, block.as_mut_ptr(), n as isize, q, k_t, scale);
+                softmax_rows(block, n);
+                let p = Strided {
+                    ptr: block.as_ptr(),
+                    row: n as isize,
+                    col: 1,
+                };
+                let v = Strided {
+                    ptr: k.add(dim),
+                    row,
+                    col: 1,
+                };
+                let dst = out.at(shape.context_offset(item, head) + start * dim);
+                matmul(rows, hd, n, dst, dim as isize, p, v, 1.0);
+            }
         }
     };
     match weights {
@@ -205,7 +229,10 @@ fn run(qkv: &[f32], shape: AttentionShape, weights: Option<&mut [f32]>) -> Vec<f
             .for_each(|(i, scores)| pair((i, scores))),
         None => (0..shape.batch * shape.heads)
             .into_par_iter()
-            .for_each_init(|| vec![0.0f32; n * n], |scores, i| pair((i, scores))),
+            .for_each_init(
+                || vec![0.0f32; query_block(n) * n],
+                |scores, i| pair((i, scores)),
+            ),
     }
     context
 }
