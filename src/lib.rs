@@ -17,5 +17,6 @@ pub mod plan;
 pub mod predict;
 pub mod report;
 pub mod schedule;
+pub mod task;
 pub mod track;
 pub mod train;

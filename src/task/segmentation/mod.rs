@@ -1,0 +1,3 @@
+//! Semantic segmentation: metrics over per-pixel class masks.
+
+pub mod metrics;
