@@ -28,7 +28,11 @@ fn jpegs(root: &Path) {
     let splits = data::open(&config).expect("synthetic data");
     for i in 0..splits.train.len() {
         let sample = splits.train.get(i).expect("a sample");
-        let class = if sample.label == 0 { "bus" } else { "car" };
+        let class = if sample.class() == Some(0) {
+            "bus"
+        } else {
+            "car"
+        };
         let dir = root.join(class);
         std::fs::create_dir_all(&dir).unwrap();
         let pixels = sample.image.to_interleaved_u8();

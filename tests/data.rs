@@ -34,7 +34,7 @@ fn synthetic_vehicles_are_deterministic_and_balanced() {
     assert_eq!(a.train.len(), 2000);
     let (x, y) = (a.train.get(11).unwrap(), b.train.get(11).unwrap());
     assert_eq!(x.image, y.image);
-    assert_eq!(x.label, 1);
+    assert_eq!(x.class(), Some(1));
     assert_ne!(a.train.get(12).unwrap().image, x.image);
     assert_ne!(a.val.get(11).unwrap().image, x.image, "val is not train");
     assert_eq!((x.image.channels, x.image.height), (3, 24));
@@ -104,13 +104,13 @@ fn image_folder_reads_any_mode_and_size_as_rgb() {
         .iter()
         .find(|s| s.image.width == 5)
         .expect("the grey PNG");
-    assert_eq!(grey.label, 0);
+    assert_eq!(grey.class(), Some(0));
     assert!(
         (grey.image.at(0, 3, 3) - 200.0 / 255.0).abs() < 1e-6
             && grey.image.at(0, 0, 0) == grey.image.at(2, 0, 0)
     );
     let red = all.iter().find(|s| s.image.width == 16).expect("the JPEG");
-    assert_eq!(red.label, 1);
+    assert_eq!(red.class(), Some(1));
     assert!(red.image.at(0, 8, 8) > 0.9 && red.image.at(2, 8, 8) < 0.1);
 }
 
@@ -217,8 +217,8 @@ fn idx_reads_raw_and_gzip_and_splits_without_t10k() {
     assert_eq!((splits.train.len(), splits.val.len()), (8, 2));
     let s = splits.train.get(1).unwrap();
     assert_eq!(
-        (s.label, s.image.channels, s.image.height, s.image.width),
-        (1, 1, 2, 2)
+        (s.class(), s.image.channels, s.image.height, s.image.width),
+        (Some(1), 1, 2, 2)
     );
     assert!((s.image.at(0, 0, 0) - 24.0 / 255.0).abs() < 1e-6);
     std::fs::write(
@@ -266,10 +266,10 @@ impl data::Dataset for PanicsAt {
 
     fn get(&self, index: usize) -> Result<data::Sample, DataError> {
         assert_ne!(index, self.0, "decoder bug on sample {index}");
-        Ok(data::Sample {
-            image: data::Image::new(3, 8, 8),
-            label: index % 2,
-        })
+        Ok(data::Sample::classified(
+            data::Image::new(3, 8, 8),
+            index % 2,
+        ))
     }
 }
 

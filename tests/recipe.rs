@@ -24,8 +24,7 @@ fn constant_batch(n: usize, size: usize) -> Batch {
         labels: (0..n).map(|i| (i % CLASSES) as i64).collect(),
         channels: 3,
         size,
-        skipped: Vec::new(),
-        targets: None,
+        ..Batch::default()
     }
 }
 

@@ -51,6 +51,10 @@ pub enum DatasetKind {
     ImageFolder,
     /// MNIST-style IDX files (`train-images-idx3-ubyte[.gz]`, …) in `path`.
     Idx,
+    /// Scenes of several vehicles with boxes and masks, generated (detection, segmentation).
+    SyntheticScenes,
+    /// Grey scan-like images with lesion masks, generated (binary segmentation).
+    SyntheticLesions,
 }
 
 /// `[data]`: where images come from and how many.
@@ -84,6 +88,8 @@ pub struct DataConfig {
     /// Images declaring more pixels than this are refused before decoding (a decompression
     /// bomb guard, as PIL's `MAX_IMAGE_PIXELS`); skipped and counted under `skip_bad`.
     pub max_image_pixels: u64,
+    /// Most vehicles in one synthetic scene (each scene has 1 to this many).
+    pub max_objects: usize,
 }
 
 impl Default for DataConfig {
@@ -102,6 +108,7 @@ impl Default for DataConfig {
             prefetch: 4,
             repeated_aug: 1,
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+            max_objects: 4,
         }
     }
 }
@@ -201,9 +208,11 @@ impl Default for HeadConfig {
 }
 
 /// `[augment]`: each training transform, off unless the file enables it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugmentConfig {
+    /// A box keeping less than this share of its area after a crop is dropped (detection).
+    pub min_box_visible: f64,
     pub random_resized_crop: RandomResizedCropConfig,
     pub hflip: HflipConfig,
     pub color_jitter: ColorJitterConfig,
@@ -213,6 +222,23 @@ pub struct AugmentConfig {
     pub rand_augment: RandAugmentConfig,
     pub mixup: MixupConfig,
     pub cutmix: CutmixConfig,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            min_box_visible: 0.25,
+            random_resized_crop: RandomResizedCropConfig::default(),
+            hflip: HflipConfig::default(),
+            color_jitter: ColorJitterConfig::default(),
+            random_erasing: RandomErasingConfig::default(),
+            normalize: NormalizeConfig::default(),
+            center_crop: CenterCropConfig::default(),
+            rand_augment: RandAugmentConfig::default(),
+            mixup: MixupConfig::default(),
+            cutmix: CutmixConfig::default(),
+        }
+    }
 }
 
 /// Resampling of RandAugment's geometric ops (PIL's filters).
@@ -560,7 +586,7 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 9] = [
+pub const LATER_KEYS: [&str; 11] = [
     "model.pretrained",
     "model.pretrained_strict",
     "finetune",
@@ -570,6 +596,8 @@ pub const LATER_KEYS: [&str; 9] = [
     "augment.cutmix",
     "data.repeated_aug",
     "train.ema",
+    "data.max_objects",
+    "augment.min_box_visible",
 ];
 
 /// Which checkpoints a trial keeps.

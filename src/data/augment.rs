@@ -4,6 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+use super::geometry::Step;
 use super::image::Image;
 use super::rand_augment::RandAugment;
 use crate::config::{AugmentConfig, ErasingValue};
@@ -36,11 +37,13 @@ pub struct Pipeline {
     rand_augment: Option<RandAugment>,
 }
 
-/// A transformed image and the names of the transforms that changed it.
+/// A transformed image, the names of the transforms that changed it, and the geometric steps
+/// (in order) that its boxes and masks must follow.
 #[derive(Debug, Clone)]
 pub struct Augmented {
     pub image: Image,
     pub applied: Vec<String>,
+    pub geometry: Vec<Step>,
 }
 
 impl Pipeline {
@@ -74,25 +77,35 @@ impl Pipeline {
     pub fn apply(&self, image: Image, rng: &mut impl Rng) -> Augmented {
         let a = &self.config;
         let mut applied = Vec::new();
-        let image = image.with_channels(self.channels);
-        let mut image = if self.train && a.random_resized_crop.enabled {
+        let mut image = image.with_channels(self.channels);
+        let mut geometry: Vec<Step> = if self.train && a.random_resized_crop.enabled {
             applied.push("random_resized_crop".into());
-            random_resized_crop(
-                &image,
-                a.random_resized_crop.scale,
-                a.random_resized_crop.ratio,
+            let c = &a.random_resized_crop;
+            vec![random_resized_crop_step(
+                image.height,
+                image.width,
+                c.scale,
+                c.ratio,
                 self.size,
                 rng,
-            )
+            )]
         } else if !self.train && a.center_crop.enabled {
             applied.push("center_crop".into());
-            center_crop(&image, self.size, a.center_crop.ratio)
+            center_crop_steps(image.height, image.width, self.size, a.center_crop.ratio).to_vec()
         } else {
-            image.resize(self.size, self.size)
+            vec![Step::resize(
+                image.height,
+                image.width,
+                self.size,
+                self.size,
+            )]
         };
         if self.train && a.hflip.enabled && rng.gen::<f64>() < a.hflip.p {
             applied.push("hflip".into());
-            image = image.hflip();
+            geometry.push(Step::HFlip);
+        }
+        for step in &geometry {
+            image = step.image(&image);
         }
         if let Some(ra) = &self.rand_augment {
             let (augmented, ran) = ra.apply(&image, rng);
@@ -119,7 +132,11 @@ impl Pipeline {
         {
             applied.push("random_erasing".into());
         }
-        Augmented { image, applied }
+        Augmented {
+            image,
+            applied,
+            geometry,
+        }
     }
 }
 
@@ -141,16 +158,25 @@ fn uniform(rng: &mut impl Rng, range: [f64; 2]) -> f64 {
 }
 
 /// torchvision's `RandomResizedCrop.get_params`: 10 tries at a random area and aspect ratio,
-/// then a centre crop clamped to the ratio range.
-pub fn random_resized_crop(
-    img: &Image,
+/// then a centre crop clamped to the ratio range; the window is resampled to `size × size`.
+pub fn random_resized_crop_step(
+    height: usize,
+    width: usize,
     scale: [f64; 2],
     ratio: [f64; 2],
     size: usize,
     rng: &mut impl Rng,
-) -> Image {
-    let (h_in, w_in) = (img.height as f64, img.width as f64);
+) -> Step {
+    let (h_in, w_in) = (height as f64, width as f64);
     let area = h_in * w_in;
+    let window = |top: f32, left: f32, h: f64, w: f64| Step::CropResize {
+        top,
+        left,
+        h: h as f32,
+        w: w as f32,
+        out_h: size,
+        out_w: size,
+    };
     for _ in 0..10 {
         let target = area * uniform(rng, scale);
         let aspect = log_uniform(rng, ratio);
@@ -159,7 +185,7 @@ pub fn random_resized_crop(
         if w > 0.0 && h > 0.0 && w <= w_in && h <= h_in {
             let top = rng.gen_range(0..=(h_in - h) as usize) as f32;
             let left = rng.gen_range(0..=(w_in - w) as usize) as f32;
-            return img.crop_resize(top, left, h as f32, w as f32, size, size);
+            return window(top, left, h, w);
         }
     }
     let in_ratio = w_in / h_in;
@@ -172,28 +198,47 @@ pub fn random_resized_crop(
     };
     let top = ((h_in - h) / 2.0).floor() as f32;
     let left = ((w_in - w) / 2.0).floor() as f32;
-    img.crop_resize(top, left, h as f32, w as f32, size, size)
+    window(top, left, h, w)
 }
 
-/// Resize the short side to `round(size * ratio)`, then take the central `size × size`.
-pub fn center_crop(img: &Image, size: usize, ratio: f64) -> Image {
+/// [`random_resized_crop_step`] applied to an image.
+pub fn random_resized_crop(
+    img: &Image,
+    scale: [f64; 2],
+    ratio: [f64; 2],
+    size: usize,
+    rng: &mut impl Rng,
+) -> Image {
+    random_resized_crop_step(img.height, img.width, scale, ratio, size, rng).image(img)
+}
+
+/// Resize the short side to `round(size * ratio)`, then take the central `size × size`: the
+/// two steps.
+pub fn center_crop_steps(height: usize, width: usize, size: usize, ratio: f64) -> [Step; 2] {
     let short = (size as f64 * ratio).round();
-    let scale = short / img.height.min(img.width) as f64;
+    let scale = short / height.min(width) as f64;
     let (rh, rw) = (
-        (img.height as f64 * scale).round().max(size as f64) as usize,
-        (img.width as f64 * scale).round().max(size as f64) as usize,
+        (height as f64 * scale).round().max(size as f64) as usize,
+        (width as f64 * scale).round().max(size as f64) as usize,
     );
-    let resized = img.resize(rh, rw);
-    let top = (rh - size) / 2;
-    let left = (rw - size) / 2;
-    resized.crop_resize(
-        top as f32,
-        left as f32,
-        size as f32,
-        size as f32,
-        size,
-        size,
-    )
+    [
+        Step::resize(height, width, rh, rw),
+        Step::CropResize {
+            top: ((rh - size) / 2) as f32,
+            left: ((rw - size) / 2) as f32,
+            h: size as f32,
+            w: size as f32,
+            out_h: size,
+            out_w: size,
+        },
+    ]
+}
+
+/// [`center_crop_steps`] applied to an image.
+pub fn center_crop(img: &Image, size: usize, ratio: f64) -> Image {
+    center_crop_steps(img.height, img.width, size, ratio)
+        .iter()
+        .fold(img.clone(), |image, step| step.image(&image))
 }
 
 /// Brightness, contrast, saturation and hue in a random order (torchvision `ColorJitter`);

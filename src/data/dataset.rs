@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::geometry::{transform_boxes, Mask, ObjectBox, Step};
 use super::image::Image;
 
 /// Why a dataset or one of its images could not be read.
@@ -21,11 +22,55 @@ pub enum DataError {
     Empty { split: &'static str, reason: String },
 }
 
+/// What an image is labelled with; the kind is the task's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A class index (classification).
+    Class(usize),
+    /// A class id per pixel of the image, `IGNORE_LABEL` where nothing counts (segmentation).
+    Mask(Mask),
+    /// Objects with their class and box in pixels of the image (detection).
+    Objects(Vec<ObjectBox>),
+}
+
+impl Target {
+    /// The target after the image went through `steps` from `height × width`: masks are
+    /// resampled with it, boxes mapped, clipped and dropped when less than `min_visible` of
+    /// them stays in the picture; a class does not move.
+    pub fn moved(self, steps: &[Step], height: usize, width: usize, min_visible: f64) -> Target {
+        match self {
+            Target::Class(c) => Target::Class(c),
+            Target::Mask(mask) => Target::Mask(steps.iter().fold(mask, |m, s| s.mask(&m))),
+            Target::Objects(objects) => {
+                Target::Objects(transform_boxes(&objects, steps, height, width, min_visible))
+            }
+        }
+    }
+}
+
 /// One labelled image.
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub image: Image,
-    pub label: usize,
+    pub target: Target,
+}
+
+impl Sample {
+    /// An image of class `label`.
+    pub fn classified(image: Image, label: usize) -> Sample {
+        Sample {
+            image,
+            target: Target::Class(label),
+        }
+    }
+
+    /// The class of a classification sample; `None` for a mask or boxes.
+    pub fn class(&self) -> Option<usize> {
+        match self.target {
+            Target::Class(c) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 /// A finite, indexable set of labelled images. `get` must be deterministic for an index.

@@ -23,10 +23,7 @@ impl Dataset for ImageFolder {
 
     fn get(&self, index: usize) -> Result<Sample, DataError> {
         let (path, label) = &self.items[index];
-        Ok(Sample {
-            image: decode(path, self.max_pixels)?,
-            label: *label,
-        })
+        Ok(Sample::classified(decode(path, self.max_pixels)?, *label))
     }
 }
 

@@ -44,7 +44,7 @@ impl Dataset for IdxImages {
             self.cols,
             &self.pixels[at * plane..(at + 1) * plane],
         );
-        Ok(Sample { image, label })
+        Ok(Sample::classified(image, label))
     }
 }
 

@@ -11,14 +11,21 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::augment::{repeat_rng, Pipeline};
-use super::dataset::{DataError, Dataset};
+use super::dataset::{DataError, Dataset, Target};
+use super::geometry::ObjectBox;
 use super::mix::{Mixer, SoftTargets};
 
-/// A batch ready for the model: `images` is `[len, channels, size, size]` row-major.
-#[derive(Debug, Clone)]
+/// A batch ready for the model: `images` is `[len, channels, size, size]` row-major, and each
+/// image's target is in the field of its kind.
+#[derive(Debug, Clone, Default)]
 pub struct Batch {
     pub images: Vec<f32>,
+    /// Class labels (classification).
     pub labels: Vec<i64>,
+    /// Class ids per pixel, `size × size` an image (segmentation).
+    pub masks: Vec<u8>,
+    /// Objects per image, boxes in pixels of the `size × size` input (detection).
+    pub objects: Vec<Vec<ObjectBox>>,
     pub channels: usize,
     pub size: usize,
     /// Samples skipped in this batch because their file was unreadable (`skip_bad`).
@@ -28,14 +35,23 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Number of images.
+    /// Number of images (each has a label, a mask or a list of objects).
     pub fn len(&self) -> usize {
-        self.labels.len()
+        let masks = self.masks.len() / (self.size * self.size).max(1);
+        self.labels.len().max(masks).max(self.objects.len())
     }
 
     /// Whether the batch holds no image.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
+    }
+
+    fn push_target(&mut self, target: Target) {
+        match target {
+            Target::Class(c) => self.labels.push(c as i64),
+            Target::Mask(m) => self.masks.extend_from_slice(&m.labels),
+            Target::Objects(o) => self.objects.push(o),
+        }
     }
 }
 
@@ -107,14 +123,21 @@ pub fn load_batch(spec: &LoaderSpec, epoch: usize, indices: &[usize]) -> Result<
 
 /// Builds one batch from the given draws, each augmented with its own seeded RNG.
 fn load_draws(spec: &LoaderSpec, epoch: usize, draws: &[Draw]) -> Result<Batch, DataError> {
-    let results: Vec<Result<(Vec<f32>, usize), DataError>> = spec.pool.install(|| {
+    let results: Vec<Result<(Vec<f32>, Target), DataError>> = spec.pool.install(|| {
         draws
             .par_iter()
             .map(|&Draw { index: i, repeat }| match spec.dataset.get(i) {
                 Ok(sample) => {
                     let mut rng = repeat_rng(spec.seed, epoch, i, repeat);
+                    let (h, w) = (sample.image.height, sample.image.width);
                     let out = spec.pipeline.apply(sample.image, &mut rng);
-                    Ok((out.image.data, sample.label))
+                    let target = sample.target.moved(
+                        &out.geometry,
+                        h,
+                        w,
+                        spec.pipeline.config.min_box_visible,
+                    );
+                    Ok((out.image.data, target))
                 }
                 Err(e) => Err(e),
             })
@@ -123,17 +146,15 @@ fn load_draws(spec: &LoaderSpec, epoch: usize, draws: &[Draw]) -> Result<Batch, 
     let p = &spec.pipeline;
     let mut batch = Batch {
         images: Vec::with_capacity(draws.len() * p.channels * p.size * p.size),
-        labels: Vec::with_capacity(draws.len()),
         channels: p.channels,
         size: p.size,
-        skipped: Vec::new(),
-        targets: None,
+        ..Batch::default()
     };
     for r in results {
         match r {
-            Ok((pixels, label)) => {
+            Ok((pixels, target)) => {
                 batch.images.extend_from_slice(&pixels);
-                batch.labels.push(label as i64);
+                batch.push_target(target);
             }
             Err(DataError::BadFile { path, .. }) if spec.skip_bad => batch.skipped.push(path),
             Err(e) => return Err(e),

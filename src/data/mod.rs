@@ -1,20 +1,24 @@
 //! Datasets (synthetic vehicles, ImageFolder, IDX), augmentations and the parallel loader.
 
 pub mod augment;
+pub mod boxes;
 mod dataset;
 pub mod folder;
+pub mod geometry;
 pub mod idx;
 mod image;
+pub mod lesions;
 mod loader;
 pub mod mix;
 pub mod rand_augment;
+pub mod scenes;
 pub mod synthetic;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use augment::{Augmented, Pipeline};
-pub use dataset::{DataError, Dataset, Sample, Splits};
+pub use dataset::{DataError, Dataset, Sample, Splits, Target};
 pub use image::Image;
 pub use loader::{
     epoch_order, load_batch, panic_text, repeated_order, Batch, Draw, EpochLoader, LoaderSpec,
@@ -22,8 +26,10 @@ pub use loader::{
 };
 pub use mix::{Mixer, SoftTargets};
 
-use crate::config::{Config, DatasetKind};
+use crate::config::{Config, DatasetKind, Task};
 use dataset::select_classes;
+use lesions::{SyntheticLesions, LESION_CLASSES};
+use scenes::{SceneTarget, SyntheticScenes};
 use synthetic::{SyntheticVehicles, VEHICLE_CLASSES};
 
 /// Opens the train and validation splits an experiment asks for; a split without an image is
@@ -67,6 +73,54 @@ fn open_splits(config: &Config) -> Result<Splits, DataError> {
                 val: Arc::new(make(1, d.val_size.unwrap_or(500))),
                 classes: picked.iter().map(|&i| own[i].clone()).collect(),
                 source: "synthetic vehicles (generated)".into(),
+            })
+        }
+        DatasetKind::SyntheticScenes => {
+            let own: Vec<String> = VEHICLE_CLASSES.iter().map(|s| s.to_string()).collect();
+            let picked = select_classes(&own, config.class_names())?;
+            let names: Vec<String> = picked.iter().map(|&i| own[i].clone()).collect();
+            let (target, classes) = match config.head.task {
+                Task::Detection => (SceneTarget::Objects, names),
+                Task::Segmentation => (
+                    SceneTarget::ClassMask,
+                    std::iter::once("background".to_string()).chain(names).collect(),
+                ),
+                Task::Classification => return Err(DataError::Layout {
+                    path: "data.dataset".into(),
+                    reason: "synthetic_scenes gives boxes and masks, not one class an image; set head.task = \"detection\" or \"segmentation\", or use dataset = \"synthetic\" to classify".into(),
+                }),
+            };
+            let make = |split, len| {
+                SyntheticScenes::new(
+                    config.seed,
+                    split,
+                    len,
+                    d.image_size,
+                    picked.clone(),
+                    d.max_objects,
+                    target,
+                )
+            };
+            Ok(Splits {
+                train: Arc::new(make(0, d.train_size.unwrap_or(2000))),
+                val: Arc::new(make(1, d.val_size.unwrap_or(500))),
+                classes,
+                source: "synthetic vehicle scenes (generated)".into(),
+            })
+        }
+        DatasetKind::SyntheticLesions => {
+            if config.head.task != Task::Segmentation {
+                return Err(DataError::Layout {
+                    path: "data.dataset".into(),
+                    reason: "synthetic_lesions gives lesion masks only; set head.task = \"segmentation\"".into(),
+                });
+            }
+            let make = |split, len| SyntheticLesions::new(config.seed, split, len, d.image_size);
+            Ok(Splits {
+                train: Arc::new(make(0, d.train_size.unwrap_or(2000))),
+                val: Arc::new(make(1, d.val_size.unwrap_or(500))),
+                classes: LESION_CLASSES.iter().map(|s| s.to_string()).collect(),
+                source: "synthetic lesion scans (generated)".into(),
             })
         }
         DatasetKind::ImageFolder => folder::open(

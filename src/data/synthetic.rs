@@ -48,11 +48,11 @@ impl Dataset for SyntheticVehicles {
         let mut rng = ChaCha8Rng::from_seed(key);
         let label = index % self.classes.len();
         let image = render(VEHICLE_CLASSES[self.classes[label]], self.size, &mut rng);
-        Ok(Sample { image, label })
+        Ok(Sample::classified(image, label))
     }
 }
 
-fn color(rng: &mut impl Rng, lo: u8, hi: u8) -> Color {
+pub(super) fn color(rng: &mut impl Rng, lo: u8, hi: u8) -> Color {
     Color::from_rgba8(
         rng.gen_range(lo..=hi),
         rng.gen_range(lo..=hi),
@@ -62,7 +62,7 @@ fn color(rng: &mut impl Rng, lo: u8, hi: u8) -> Color {
 }
 
 /// A random colour at least a clear step away from `background` (sum of channel differences).
-fn contrasting(rng: &mut impl Rng, background: Color) -> Color {
+pub(super) fn contrasting(rng: &mut impl Rng, background: Color) -> Color {
     loop {
         let c = color(rng, 0, 255);
         let diff = (c.red() - background.red()).abs()
@@ -74,14 +74,14 @@ fn contrasting(rng: &mut impl Rng, background: Color) -> Color {
     }
 }
 
-fn paint(c: Color) -> Paint<'static> {
+pub(super) fn paint(c: Color) -> Paint<'static> {
     let mut p = Paint::default();
     p.set_color(c);
     p.anti_alias = true;
     p
 }
 
-fn rect(x: f32, y: f32, w: f32, h: f32) -> Option<Path> {
+pub(super) fn rect(x: f32, y: f32, w: f32, h: f32) -> Option<Path> {
     Rect::from_xywh(x, y, w, h).map(PathBuilder::from_rect)
 }
 
@@ -89,6 +89,34 @@ fn rect(x: f32, y: f32, w: f32, h: f32) -> Option<Path> {
 pub fn render(class: &str, size: usize, rng: &mut impl Rng) -> Image {
     let s = size as f32;
     let mut pix = Pixmap::new(size as u32, size as u32).expect("image size is at least 1");
+    let (sky, horizon) = draw_backdrop(&mut pix, rng);
+    let width = s * rng.gen_range(0.65..0.92);
+    let left = rng.gen_range(0.0..(s - width).max(1.0));
+    let base = (horizon + rng.gen_range(0.2..0.8) * (s - horizon)).min(s - 1.0);
+    let flip = rng.gen_bool(0.5);
+    let t = if flip {
+        Transform::from_row(-width, 0.0, 0.0, width, left + width, base)
+    } else {
+        Transform::from_row(width, 0.0, 0.0, width, left, base)
+    };
+    let body = contrasting(rng, sky);
+    draw_vehicle(&mut pix, class, t, body, rng);
+    to_image(&pix)
+}
+
+/// The pixmap's colour channels as an RGB image.
+pub(super) fn to_image(pix: &Pixmap) -> Image {
+    let rgb: Vec<u8> = pix
+        .data()
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    Image::from_interleaved_u8(3, pix.height() as usize, pix.width() as usize, &rgb)
+}
+
+/// Fills `pix` with sky, ground and a few clouds; returns the sky colour and the horizon's row.
+pub(super) fn draw_backdrop(pix: &mut Pixmap, rng: &mut impl Rng) -> (Color, f32) {
+    let s = pix.width() as f32;
     let sky = color(rng, 150, 235);
     pix.fill(sky);
     let horizon = s * rng.gen_range(0.6..0.8);
@@ -118,27 +146,17 @@ pub fn render(class: &str, size: usize, rng: &mut impl Rng) -> Image {
             );
         }
     }
-    let width = s * rng.gen_range(0.65..0.92);
-    let left = rng.gen_range(0.0..(s - width).max(1.0));
-    let base = (horizon + rng.gen_range(0.2..0.8) * (s - horizon)).min(s - 1.0);
-    let flip = rng.gen_bool(0.5);
-    let t = if flip {
-        Transform::from_row(-width, 0.0, 0.0, width, left + width, base)
-    } else {
-        Transform::from_row(width, 0.0, 0.0, width, left, base)
-    };
-    let body = contrasting(rng, sky);
-    draw_vehicle(&mut pix, class, t, body, rng);
-    let rgba = pix.data();
-    let rgb: Vec<u8> = rgba
-        .chunks_exact(4)
-        .flat_map(|p| [p[0], p[1], p[2]])
-        .collect();
-    Image::from_interleaved_u8(3, size, size, &rgb)
+    (sky, horizon)
 }
 
 /// A vehicle in unit coordinates: x from 0 to 1 (length), y up to about -0.7, wheels on y = 0.
-fn draw_vehicle(pix: &mut Pixmap, class: &str, t: Transform, body: Color, rng: &mut impl Rng) {
+pub(super) fn draw_vehicle(
+    pix: &mut Pixmap,
+    class: &str,
+    t: Transform,
+    body: Color,
+    rng: &mut impl Rng,
+) {
     let tyre = paint(Color::from_rgba8(25, 25, 25, 255));
     let hub = paint(Color::from_rgba8(190, 190, 190, 255));
     let glass = paint(Color::from_rgba8(170, 215, 240, 255));

@@ -16,7 +16,7 @@ use super::raster::{cells, grid_lines, overlay, upsample, Rgb};
 use super::select::TrialRecord;
 use crate::config::Config;
 use crate::data::augment::sample_rng;
-use crate::data::{Batch, Dataset, Image, Mixer, Pipeline, Splits};
+use crate::data::{Batch, Dataset, Image, Mixer, Pipeline, Sample, Splits};
 use crate::model::Vit;
 
 type Cpu = Flex;
@@ -48,6 +48,15 @@ fn short(transform: &str) -> &str {
     }
 }
 
+/// The class of a sample these classification panels draw.
+fn class_of(sample: &Sample) -> anyhow::Result<usize> {
+    sample.class().ok_or_else(|| {
+        anyhow::anyhow!(
+            "this report panel shows class labels, and the dataset gives masks or boxes"
+        )
+    })
+}
+
 /// Up to `count` sample indices, one per class while classes last (scanning the first few
 /// hundred samples), then evenly spread.
 fn distinct_classes(data: &dyn Dataset, count: usize) -> anyhow::Result<Vec<usize>> {
@@ -57,7 +66,7 @@ fn distinct_classes(data: &dyn Dataset, count: usize) -> anyhow::Result<Vec<usiz
         if picks.len() == count {
             break;
         }
-        if seen.insert(data.get(i)?.label) {
+        if seen.insert(data.get(i)?.class()) {
             picks.push(i);
         }
     }
@@ -94,7 +103,7 @@ pub fn augmentations(config: &Config, splits: &Splits, out: &Path) -> anyhow::Re
             .resize(size, size);
         tiles.push((
             Rgb::from_image(&source, None, scale),
-            format!("source: {}", splits.classes[sample.label]),
+            format!("source: {}", splits.classes[class_of(&sample)?]),
         ));
         for draw in 0..DRAWS {
             let mut rng = sample_rng(config.seed, 1 + draw, index);
@@ -149,18 +158,16 @@ pub fn mixed_samples(
     let mut tiles = Vec::new();
     for index in 0..BATCHES {
         let mut batch = Batch {
-            images: Vec::new(),
-            labels: Vec::new(),
             channels,
             size,
-            skipped: Vec::new(),
-            targets: None,
+            ..Batch::default()
         };
         for &i in &picks {
             let sample = splits.train.get(i)?;
+            let class = class_of(&sample)?;
             let a = pipeline.apply(sample.image, &mut sample_rng(config.seed, 1, i));
             batch.images.extend_from_slice(&a.image.data);
-            batch.labels.push(sample.label as i64);
+            batch.labels.push(class as i64);
         }
         let mixed = mixer.mix(&mut batch, 1, index);
         let n = batch.len();
@@ -329,7 +336,7 @@ fn val_images(
     let mut labels = Vec::new();
     for &i in indices {
         let s = splits.val.get(i)?;
-        labels.push(s.label);
+        labels.push(class_of(&s)?);
         images.push(
             pipeline
                 .apply(s.image, &mut sample_rng(config.seed, 0, i))
