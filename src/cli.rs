@@ -54,12 +54,12 @@ impl Observer for Console {
         self.bar = Some(bar);
     }
 
-    fn step(&mut self, done: usize, loss: f64, top1: f64, images_per_sec: f64) {
+    fn step(&mut self, done: usize, loss: f64, score: f64, images_per_sec: f64) {
         if let Some(bar) = &self.bar {
             bar.set_position(done as u64);
             bar.set_message(format!(
-                "loss {loss:.4} acc {:.1}% {images_per_sec:.0} img/s",
-                top1 * 100.0
+                "loss {loss:.4} score {:.1}% {images_per_sec:.0} img/s",
+                score * 100.0
             ));
         }
     }
@@ -69,19 +69,23 @@ impl Observer for Console {
             bar.finish_and_clear();
         }
         if !self.quiet {
+            let others: String = s
+                .val_others
+                .iter()
+                .map(|(name, v)| format!(" {name} {:.1}%", v * 100.0))
+                .collect();
             say(&format!(
-                "epoch {}/{}  train loss {:.4} acc {:.1}%  val loss {:.4} top1 {:.1}%{}{}  lr {:.2e}  {:.1} img/s",
+                "epoch {}/{}  train loss {:.4} {} {:.1}%  val loss {:.4} {} {:.1}%{others}{}  lr {:.2e}  {:.1} img/s",
                 s.epoch,
                 self.epochs,
                 s.train_loss,
-                s.train_top1 * 100.0,
+                s.train_score_name,
+                s.train_score * 100.0,
                 s.val_loss,
-                s.val_top1 * 100.0,
-                s.val_top5
-                    .map(|v| format!(" top5 {:.1}%", v * 100.0))
-                    .unwrap_or_default(),
-                s.val_ema_top1
-                    .map(|v| format!(" ema top1 {:.1}%", v * 100.0))
+                s.score_name,
+                s.val_score * 100.0,
+                s.val_ema_score
+                    .map(|v| format!(" ema {} {:.1}%", s.score_name, v * 100.0))
                     .unwrap_or_default(),
                 s.lr,
                 s.images_per_sec

@@ -310,11 +310,15 @@ fn finish(
         }
     };
     match &outcome {
-        Outcome::Finished { best_top1, last } => println!(
-            "finished: best val top1 {:.2}%{} (trial {})",
-            best_top1 * 100.0,
+        Outcome::Finished {
+            best_score,
+            metric,
+            last,
+        } => println!(
+            "finished: best val {metric} {:.2}%{} (trial {})",
+            best_score * 100.0,
             last.as_ref()
-                .map(|l| format!(", last val top1 {:.2}%", l.val_top1 * 100.0))
+                .map(|l| format!(", last val {metric} {:.2}%", l.val_score * 100.0))
                 .unwrap_or_default(),
             loaded.config.trial_id()
         ),

@@ -134,6 +134,34 @@ fn each_range_rule_says_what_is_valid() {
 }
 
 #[test]
+fn task_options_and_datasets_belong_to_their_task() {
+    let seg = "[data]\ndataset = \"synthetic_lesions\"\n[head]\ntask = \"segmentation\"\n";
+    let cases: [(String, &str); 7] = [
+        ("[head]\ndice_weight = 0.5\n".into(), "`head.dice_weight`: is a \"segmentation\" option and this experiment's head.task is \"classification\"; remove it, or set head.task = \"segmentation\""),
+        ("[head]\ndecoder = \"linear\"\n".into(), "`head.decoder`: is a \"segmentation\" option"),
+        ("[head]\ntask = \"segmentation\"\n".into(), "`data.dataset`: \"synthetic\" has no targets for head.task = \"segmentation\"; use one of \"synthetic_scenes\", \"synthetic_lesions\", \"mask_folder\""),
+        ("[data]\ndataset = \"synthetic_scenes\"\n".into(), "\"synthetic_scenes\" has no targets for head.task = \"classification\"; use one of \"synthetic\", \"image_folder\", \"idx\""),
+        (format!("{seg}dice_weight = -1\n"), "`head.dice_weight`: -1 is out of range"),
+        (format!("{seg}class_weights = [0, 0]\n"), "`head.class_weights`: list one weight of at least 0 per class"),
+        (format!("{seg}[augment.rand_augment]\nenabled = true\n"), "`augment.rand_augment.enabled`: RandAugment's rotations, shears and translations move pixels without moving the masks"),
+    ];
+    for (text, want) in cases {
+        let e = error(&text, &[]);
+        assert!(e.contains(want), "for {text:?}\n got: {e}\nwant: {want}");
+    }
+    let e = error(&format!("{seg}[augment.mixup]\nenabled = true\n"), &[]);
+    assert!(
+        e.contains("augment.mixup.enabled") && e.contains("segmentation"),
+        "{e}"
+    );
+    let e = error(
+        "[data]\ndataset = \"mask_folder\"\n[head]\ntask = \"segmentation\"\n",
+        &[],
+    );
+    assert!(e.contains("`data.path`: this dataset reads files"), "{e}");
+}
+
+#[test]
 fn a_bad_value_from_set_names_the_flag() {
     let e = error("", &["optimizer.lr=-1"]);
     assert!(e.contains("(--set)"), "{e}");
@@ -247,7 +275,20 @@ fn recipe_keys_at_their_defaults_leave_earlier_trial_ids_alone() {
     };
     let before = load("name = \"a\"\n");
     let identity = before.identity_json().to_string();
-    for key in ["mixup", "cutmix", "rand_augment", "repeated_aug", "\"ema\""] {
+    for key in [
+        "mixup",
+        "cutmix",
+        "rand_augment",
+        "repeated_aug",
+        "\"ema\"",
+        "decoder",
+        "dice_weight",
+        "class_weights",
+        "annotations",
+        "val_path",
+        "max_objects",
+        "min_box_visible",
+    ] {
         assert!(
             !identity.contains(key),
             "{key} is in the id of a default config"

@@ -23,6 +23,11 @@ const METRICS: [(&str, &str); 8] = [
     ("val", "skipped_images"),
 ];
 
+const TINY_LESIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/configs/tiny_lesions.toml"
+);
+
 fn vitrun(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrun"));
     cmd.args(args).env_remove("VITRUN_TRAIN__EPOCHS");
@@ -453,4 +458,43 @@ fn ctrl_c_stops_cleanly_and_resume_finishes_the_trial() {
     let (store, id, _) = only_trial(tmp.path());
     assert_eq!(store.status(&id).unwrap(), Some(Status::Finished));
     assert_eq!(series(&store, &id, "val", "top1").len(), 8);
+}
+
+/// A tiny segmentation run: the pixel loss falls, and mIoU and Dice end well above predicting
+/// background everywhere (mIoU = background IoU / 2, at most 0.5; Dice 0), all of it in the
+/// store.
+#[test]
+fn a_tiny_segmentation_learns_lesion_masks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs_set = format!("train.runs_dir={:?}", tmp.path().display().to_string());
+    let out = vitrun(&["run", TINY_LESIONS, "--quiet", "--set", &runs_set])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("finished: best val miou"), "{stdout}");
+    let store = Store::open(&tmp.path().join("vitrun.sqlite")).unwrap();
+    let id = store.trials(None).unwrap()[0].id.clone();
+    let loss = series(&store, &id, "train", "loss");
+    let miou = series(&store, &id, "val", "miou");
+    let dice = series(&store, &id, "val", "dice");
+    assert_eq!((loss.len(), miou.len()), (12, 12));
+    assert_eq!(series(&store, &id, "train", "pixel_acc").len(), 12);
+    assert!(loss[11] < 0.7 * loss[0], "pixel loss falls: {loss:?}");
+    assert!(
+        miou[11] > 0.62,
+        "mIoU {miou:?} vs all-background's at most 0.5"
+    );
+    assert_eq!(series(&store, &id, "val", "iou_lesion").len(), 12);
+    assert!(dice[11] > 0.35, "lesion Dice {dice:?}");
+    assert!(
+        series(&store, &id, "val", "top1").is_empty(),
+        "no classification metric"
+    );
+    let dir = tmp.path().join("tiny_lesions").join(&id);
+    assert!(dir.join("best/model.safetensors").is_file());
 }

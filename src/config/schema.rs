@@ -55,6 +55,36 @@ pub enum DatasetKind {
     SyntheticScenes,
     /// Grey scan-like images with lesion masks, generated (binary segmentation).
     SyntheticLesions,
+    /// `path/images/NAME.png|jpg` + `path/masks/NAME.png` of class ids, or both under `train/`
+    /// and `val/` (segmentation).
+    MaskFolder,
+    /// Images in `path` with a COCO-style JSON of boxes in `annotations` (detection).
+    Coco,
+}
+
+impl DatasetKind {
+    /// Every dataset kind.
+    pub const ALL: [DatasetKind; 7] = [
+        DatasetKind::Synthetic,
+        DatasetKind::ImageFolder,
+        DatasetKind::Idx,
+        DatasetKind::SyntheticScenes,
+        DatasetKind::SyntheticLesions,
+        DatasetKind::MaskFolder,
+        DatasetKind::Coco,
+    ];
+
+    /// The tasks whose targets this dataset gives.
+    pub fn tasks(self) -> &'static [Task] {
+        match self {
+            DatasetKind::Synthetic | DatasetKind::ImageFolder | DatasetKind::Idx => {
+                &[Task::Classification]
+            }
+            DatasetKind::SyntheticScenes => &[Task::Detection, Task::Segmentation],
+            DatasetKind::SyntheticLesions | DatasetKind::MaskFolder => &[Task::Segmentation],
+            DatasetKind::Coco => &[Task::Detection],
+        }
+    }
 }
 
 /// `[data]`: where images come from and how many.
@@ -90,6 +120,12 @@ pub struct DataConfig {
     pub max_image_pixels: u64,
     /// Most vehicles in one synthetic scene (each scene has 1 to this many).
     pub max_objects: usize,
+    /// COCO-style JSON of the training images' boxes (coco).
+    pub annotations: Option<String>,
+    /// COCO-style JSON of the validation images' boxes (coco; unset = hold out `val_split`).
+    pub val_annotations: Option<String>,
+    /// Folder of the validation images (coco; unset = `path`).
+    pub val_path: Option<String>,
 }
 
 impl Default for DataConfig {
@@ -109,6 +145,9 @@ impl Default for DataConfig {
             repeated_aug: 1,
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             max_objects: 4,
+            annotations: None,
+            val_annotations: None,
+            val_path: None,
         }
     }
 }
@@ -192,18 +231,66 @@ pub enum Task {
     Segmentation,
 }
 
-/// `[head]`: which task the model is trained for.
+impl Task {
+    /// The validation metric that ranks this task's epochs and trials by default (`best/`,
+    /// early stopping).
+    pub fn main_metric(self) -> crate::contract::Metric {
+        use crate::contract::Metric;
+        match self {
+            Task::Classification => Metric::VAL_TOP1,
+            Task::Segmentation => Metric::VAL_MIOU,
+            Task::Detection => Metric::VAL_MAP50,
+        }
+    }
+}
+
+/// A segmentation decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decoder {
+    /// Segmenter's linear decoder: the head classifies each patch token, bilinear upsampling.
+    Linear,
+}
+
+/// `[head]`: which task the model is trained for, and that task's options (each unset unless
+/// the file sets it; setting one of another task is an error).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeadConfig {
     pub task: Task,
+    /// Segmentation: the decoder (default `linear`).
+    pub decoder: Option<Decoder>,
+    /// Segmentation: weight of the soft Dice term added to the pixel cross-entropy (default 0).
+    pub dice_weight: Option<f64>,
+    /// Segmentation: a cross-entropy weight per class, in class order (default all 1).
+    pub class_weights: Option<Vec<f64>>,
 }
 
 impl Default for HeadConfig {
     fn default() -> Self {
         HeadConfig {
             task: Task::Classification,
+            decoder: None,
+            dice_weight: None,
+            class_weights: None,
         }
+    }
+}
+
+impl HeadConfig {
+    /// The task options the file set, as `(key, task it belongs to)`.
+    pub fn set_options(&self) -> Vec<(&'static str, Task)> {
+        let mut set = Vec::new();
+        if self.decoder.is_some() {
+            set.push(("head.decoder", Task::Segmentation));
+        }
+        if self.dice_weight.is_some() {
+            set.push(("head.dice_weight", Task::Segmentation));
+        }
+        if self.class_weights.is_some() {
+            set.push(("head.class_weights", Task::Segmentation));
+        }
+        set
     }
 }
 
@@ -586,7 +673,7 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 11] = [
+pub const LATER_KEYS: [&str; 17] = [
     "model.pretrained",
     "model.pretrained_strict",
     "finetune",
@@ -598,6 +685,12 @@ pub const LATER_KEYS: [&str; 11] = [
     "train.ema",
     "data.max_objects",
     "augment.min_box_visible",
+    "data.annotations",
+    "data.val_annotations",
+    "data.val_path",
+    "head.decoder",
+    "head.dice_weight",
+    "head.class_weights",
 ];
 
 /// Which checkpoints a trial keeps.

@@ -194,10 +194,12 @@ fn bounds(key: &str, v: &toml::Value, positive: bool) -> Result<(f64, f64), Swee
 }
 
 impl SweepSpec {
-    /// Parses `[sweep]`; every axis must name a config key.
+    /// Parses `[sweep]`; every axis must name a config key. Early stopping ranks by
+    /// `main_metric` (the task's) unless the table names another.
     pub fn parse(
         table: Option<&toml::Table>,
         schema: &BTreeSet<String>,
+        main_metric: Metric,
     ) -> Result<Self, SweepError> {
         let mut spec = SweepSpec::default();
         let Some(table) = table else {
@@ -260,7 +262,7 @@ impl SweepSpec {
                     let table = v
                         .as_table()
                         .ok_or_else(|| SweepError::new(key, "use a [sweep.early_stop] table"))?;
-                    spec.early_stop = Some(early_stop(table)?);
+                    spec.early_stop = Some(early_stop(table, main_metric)?);
                 }
                 _ => {
                     check_axis_key(key, schema)?;
@@ -406,7 +408,7 @@ fn whole(table: &toml::Table, key: &str, default: usize, min: usize) -> Result<u
     }
 }
 
-fn early_stop(t: &toml::Table) -> Result<EarlyStop, SweepError> {
+fn early_stop(t: &toml::Table, main_metric: Metric) -> Result<EarlyStop, SweepError> {
     const KEYS: [&str; 7] = [
         "rule",
         "metric",
@@ -430,7 +432,7 @@ fn early_stop(t: &toml::Table) -> Result<EarlyStop, SweepError> {
     }
     let rankable = Metric::rankable();
     let metric = match t.get("metric") {
-        None => Metric::VAL_TOP1.key(),
+        None => main_metric.key(),
         Some(v) => v
             .as_str()
             .filter(|m| rankable.iter().any(|r| r == m))

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use super::schema::{Config, Task, PRESETS};
+use super::schema::{Config, DatasetKind, Task, PRESETS};
 
 /// A failed check: the key path and what would be valid.
 pub type Violation = (String, String);
@@ -83,15 +83,7 @@ pub fn validate(c: &Config) -> Result<(), Violation> {
     validate_data(c)?;
     validate_model(c)?;
     validate_augment(c)?;
-    if c.head.task != Task::Classification {
-        return fail(
-            "head.task",
-            format!(
-                "{} is not implemented yet (detection and segmentation heads have their own issue); use \"classification\"",
-                serde_json::to_string(&c.head.task).unwrap_or_default()
-            ),
-        );
-    }
+    validate_head(c)?;
     validate_optimizer(c)?;
     validate_finetune(c)?;
     let t = &c.train;
@@ -188,7 +180,9 @@ fn validate_data(c: &Config) -> Result<(), Violation> {
         );
     }
     use super::schema::DatasetKind::*;
-    if matches!(d.dataset, ImageFolder | Idx) && d.path.as_deref().unwrap_or("").is_empty() {
+    if matches!(d.dataset, ImageFolder | Idx | MaskFolder | Coco)
+        && d.path.as_deref().unwrap_or("").is_empty()
+    {
         return fail(
             "data.path",
             "this dataset reads files: set data.path to its folder",
@@ -457,6 +451,77 @@ fn validate_mixing(c: &Config) -> Result<(), Violation> {
                 format!("[{lo}, {hi}] is not a range of box sides; use [min, max] with 0 < min <= max < 1 (e.g. [0.2, 0.8])"),
             );
         }
+    }
+    Ok(())
+}
+
+fn task_name(task: Task) -> String {
+    serde_json::to_string(&task).unwrap_or_default()
+}
+
+/// The task, its options, and whether the dataset gives its targets.
+fn validate_head(c: &Config) -> Result<(), Violation> {
+    let h = &c.head;
+    if h.task == Task::Detection {
+        return fail(
+            "head.task",
+            "\"detection\" is not implemented yet; use \"classification\" or \"segmentation\"",
+        );
+    }
+    for (key, owner) in h.set_options() {
+        if owner != h.task {
+            return fail(
+                key,
+                format!(
+                    "is a {} option and this experiment's head.task is {}; remove it, or set head.task = {}",
+                    task_name(owner),
+                    task_name(h.task),
+                    task_name(owner)
+                ),
+            );
+        }
+    }
+    let gives = c.data.dataset.tasks();
+    if !gives.contains(&h.task) {
+        let fits: Vec<String> = DatasetKind::ALL
+            .iter()
+            .filter(|d| d.tasks().contains(&h.task))
+            .map(|d| serde_json::to_string(d).unwrap_or_default())
+            .collect();
+        return fail(
+            "data.dataset",
+            format!(
+                "{} has no targets for head.task = {}; use one of {}",
+                serde_json::to_string(&c.data.dataset).unwrap_or_default(),
+                task_name(h.task),
+                fits.join(", ")
+            ),
+        );
+    }
+    if let Some(w) = h.dice_weight {
+        if !(0.0..=100.0).contains(&w) {
+            return fail(
+                "head.dice_weight",
+                format!("{w} is out of range; use a weight in [0, 100] (0 = cross-entropy only)"),
+            );
+        }
+    }
+    if let Some(weights) = &h.class_weights {
+        if weights.is_empty()
+            || weights.iter().any(|w| *w < 0.0)
+            || weights.iter().all(|w| *w == 0.0)
+        {
+            return fail(
+                "head.class_weights",
+                "list one weight of at least 0 per class, in class order, not all 0",
+            );
+        }
+    }
+    if h.task == Task::Segmentation && c.augment.rand_augment.enabled {
+        return fail(
+            "augment.rand_augment.enabled",
+            "RandAugment's rotations, shears and translations move pixels without moving the masks; set it to false for segmentation",
+        );
     }
     Ok(())
 }

@@ -73,9 +73,23 @@ impl Metric {
     pub const VAL_EMA_LOSS: Metric = metric("val_ema", "loss", Goal::Minimize, true);
     pub const VAL_EMA_TOP1: Metric = metric("val_ema", "top1", Goal::Maximize, true);
     pub const VAL_EMA_TOP5: Metric = metric("val_ema", "top5", Goal::Maximize, true);
+    /// Segmentation: share of correctly labelled pixels while training.
+    pub const TRAIN_PIXEL_ACC: Metric = metric("train", "pixel_acc", Goal::Maximize, true);
+    /// Segmentation: mean IoU over the classes present or predicted.
+    pub const VAL_MIOU: Metric = metric("val", "miou", Goal::Maximize, true);
+    pub const VAL_PIXEL_ACC: Metric = metric("val", "pixel_acc", Goal::Maximize, true);
+    /// Binary segmentation: the foreground Dice.
+    pub const VAL_DICE: Metric = metric("val", "dice", Goal::Maximize, true);
+    pub const VAL_EMA_MIOU: Metric = metric("val_ema", "miou", Goal::Maximize, true);
+    pub const VAL_EMA_PIXEL_ACC: Metric = metric("val_ema", "pixel_acc", Goal::Maximize, true);
+    pub const VAL_EMA_DICE: Metric = metric("val_ema", "dice", Goal::Maximize, true);
 
-    /// Every metric vitrun logs.
-    pub const ALL: [Metric; 13] = [
+    /// Detection: mAP at IoU 0.5 (reserved: detection does not train yet, so it is not in
+    /// [`Metric::ALL`]).
+    pub const VAL_MAP50: Metric = metric("val", "map50", Goal::Maximize, true);
+
+    /// Every metric vitrun logs under a fixed name (per-class IoU, `val/iou_<class>`, aside).
+    pub const ALL: [Metric; 20] = [
         Metric::TRAIN_LOSS,
         Metric::TRAIN_TOP1,
         Metric::TRAIN_STEP_LOSS,
@@ -89,6 +103,13 @@ impl Metric {
         Metric::VAL_EMA_LOSS,
         Metric::VAL_EMA_TOP1,
         Metric::VAL_EMA_TOP5,
+        Metric::TRAIN_PIXEL_ACC,
+        Metric::VAL_MIOU,
+        Metric::VAL_PIXEL_ACC,
+        Metric::VAL_DICE,
+        Metric::VAL_EMA_MIOU,
+        Metric::VAL_EMA_PIXEL_ACC,
+        Metric::VAL_EMA_DICE,
     ];
 
     /// `split/name`.

@@ -124,7 +124,7 @@ pub fn render_scan(size: usize, rng: &mut impl Rng) -> Scan {
             Blob {
                 cx: ox + reach * rx * angle.cos(),
                 cy: oy + reach * ry * angle.sin(),
-                radius: s * rng.gen_range(0.05..0.13),
+                radius: s * rng.gen_range(0.08..0.18),
                 harmonics: [(); 3].map(|_| {
                     (
                         rng.gen_range(0.0f32..0.15),

@@ -2,6 +2,7 @@
 
 pub mod augment;
 pub mod boxes;
+pub mod coco;
 mod dataset;
 pub mod folder;
 pub mod geometry;
@@ -9,6 +10,7 @@ pub mod idx;
 mod image;
 pub mod lesions;
 mod loader;
+pub mod mask_folder;
 pub mod mix;
 pub mod rand_augment;
 pub mod scenes;
@@ -123,6 +125,38 @@ fn open_splits(config: &Config) -> Result<Splits, DataError> {
                 source: "synthetic lesion scans (generated)".into(),
             })
         }
+        DatasetKind::Coco => {
+            let Some(annotations) = d.annotations.as_deref() else {
+                return Err(DataError::Layout {
+                    path: "data.annotations".into(),
+                    reason: "dataset = \"coco\" needs the JSON of boxes: set data.annotations (and data.val_annotations, or data.val_split)".into(),
+                });
+            };
+            let paths = coco::CocoPaths {
+                images: path(),
+                annotations: Path::new(annotations),
+                val_annotations: d.val_annotations.as_deref().map(Path::new),
+                val_images: d.val_path.as_deref().map(Path::new),
+            };
+            coco::open(
+                paths,
+                config.class_names(),
+                d.val_split,
+                config.seed,
+                caps,
+                d.skip_bad,
+                d.max_image_pixels,
+            )
+        }
+        DatasetKind::MaskFolder => mask_folder::open(
+            path(),
+            config.class_names(),
+            d.val_split,
+            config.seed,
+            caps,
+            d.skip_bad,
+            d.max_image_pixels,
+        ),
         DatasetKind::ImageFolder => folder::open(
             path(),
             config.class_names(),

@@ -142,7 +142,7 @@ pub fn render_scene(
     let count = rng.gen_range(1..=max_objects);
     let mut placements: Vec<Placement> = (0..count)
         .map(|_| {
-            let width = s * rng.gen_range(0.25..0.55);
+            let width = s * rng.gen_range(0.3..0.6);
             // Tall vehicles reach 0.9 of their length above the wheels: keep them in frame.
             let lowest = (0.9 * width).max(horizon - 0.3 * width);
             Placement {

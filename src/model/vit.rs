@@ -288,15 +288,39 @@ impl<B: VitKernels> Vit<B> {
         self.run(images, true)
     }
 
-    fn run(&self, images: Tensor<B, 4>, keep_weights: bool) -> VitTrace<B> {
-        let tokens = self.embed(images);
-        let mut x = tokens.clone();
+    /// Tokens through every block, with the blocks' attention weights when `keep_weights`.
+    fn encode(
+        &self,
+        tokens: Tensor<B, 3>,
+        keep_weights: bool,
+    ) -> (Tensor<B, 3>, Vec<Tensor<B, 4>>) {
+        let mut x = tokens;
         let mut attentions = Vec::new();
         for block in &self.blocks {
             let (y, w) = block.forward(x, keep_weights);
             x = y;
             attentions.extend(w);
         }
+        (x, attentions)
+    }
+
+    /// The patch tokens after the final norm, `[batch, patches, dim]` in row-major grid order:
+    /// what a dense head (segmentation) reads. A mean-pooling model normalises each token with
+    /// its `fc_norm`, as Segmenter applies the encoder's last norm.
+    pub fn patch_tokens(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        let (x, _) = self.encode(self.embed(images), false);
+        let [_, n, _] = x.dims();
+        let prefix = self.prefix_tokens();
+        let patches = x.narrow(1, prefix, n - prefix);
+        match (&self.norm, &self.fc_norm) {
+            (Some(norm), _) | (None, Some(norm)) => kernels::layer_norm(norm, patches),
+            (None, None) => patches,
+        }
+    }
+
+    fn run(&self, images: Tensor<B, 4>, keep_weights: bool) -> VitTrace<B> {
+        let tokens = self.embed(images);
+        let (x, attentions) = self.encode(tokens.clone(), keep_weights);
         let [b, n, d] = x.dims();
         let prefix = self.prefix_tokens();
         let (features, dist_features) = match (&self.norm, &self.fc_norm) {

@@ -1,5 +1,5 @@
 //! Trial checkpoints: `last/` (model, optimizer, weight average, progress) for resume and
-//! `best/` (model) by val top-1. Model weights are timm-named `.safetensors`; folders are
+//! `best/` (model) by the task's main validation metric. Model weights are timm-named `.safetensors`; folders are
 //! swapped in atomically.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +15,9 @@ pub struct Progress {
     pub epoch: usize,
     /// Optimizer steps taken.
     pub step: u64,
-    pub best_top1: f64,
+    /// The best validation value of the task's main metric (top-1, mIoU) so far.
+    #[serde(alias = "best_top1")]
+    pub best_score: f64,
     pub best_epoch: usize,
     /// Whether `best/` holds the weight average (`[train.ema]`) rather than the weights.
     #[serde(default)]

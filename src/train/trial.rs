@@ -14,23 +14,26 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::checkpoint::{self, Progress, Weights};
 use super::ema::Ema;
-use super::loss::{cross_entropy, soft_cross_entropy, top_k_correct};
 use super::optim::{param_sizes, Optimizer};
 use super::schedule::LrSchedule;
-use crate::config::{available_cores, CheckpointPolicy, Config};
+use crate::config::{self, available_cores, CheckpointPolicy, Config};
 use crate::contract::{Metric, Status, TrialExit};
 use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Mixer, Pipeline};
 use crate::model::{
     apply_pretrained, apply_state_dict, freeze, read_state_dict, state_dict, Vit, VitSpec,
 };
 pub use crate::schedule::EpochGate;
+use crate::task::classification::Classification;
+use crate::task::segmentation::Segmentation;
+use crate::task::{Scores, Task};
 use crate::track::{MetricRow, Recorder};
 
 /// What the trial reports while it runs (progress bars, plain log lines).
 pub trait Observer {
     fn message(&mut self, _text: &str) {}
     fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
-    fn step(&mut self, _done: usize, _loss: f64, _top1: f64, _images_per_sec: f64) {}
+    /// After a training step: batches done, running loss and training score, throughput.
+    fn step(&mut self, _done: usize, _loss: f64, _score: f64, _images_per_sec: f64) {}
     fn epoch_end(&mut self, _summary: &EpochSummary) {}
 }
 
@@ -39,13 +42,17 @@ pub trait Observer {
 pub struct EpochSummary {
     pub epoch: usize,
     pub train_loss: f64,
-    pub train_top1: f64,
+    /// The task's training score (`train/top1`, `train/pixel_acc`), named by `train_score_name`.
+    pub train_score: f64,
+    pub train_score_name: &'static str,
     pub val_loss: f64,
-    pub val_top1: f64,
-    /// Only with more than 5 classes (with 5 or fewer it is always 100 %).
-    pub val_top5: Option<f64>,
-    /// The weight average's val top-1 (`[train.ema]`).
-    pub val_ema_top1: Option<f64>,
+    /// The task's main validation metric (`val/top1`, `val/miou`), named by `score_name`.
+    pub val_score: f64,
+    pub score_name: &'static str,
+    /// The other validation figures the log line shows, by name (top-5, pixel accuracy, …).
+    pub val_others: Vec<(String, f64)>,
+    /// The weight average's main validation metric (`[train.ema]`).
+    pub val_ema_score: Option<f64>,
     pub lr: f64,
     pub images_per_sec: f64,
 }
@@ -54,7 +61,9 @@ pub struct EpochSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Finished {
-        best_top1: f64,
+        /// The best value of the task's main validation metric, named by `metric`.
+        best_score: f64,
+        metric: &'static str,
         /// The last epoch this process trained (`None` when resuming found nothing left).
         last: Option<EpochSummary>,
     },
@@ -146,9 +155,14 @@ fn wall() -> f64 {
 }
 
 fn row(metric: Metric, step: u64, epoch: usize, value: f64) -> MetricRow {
+    named_row(metric.split, metric.name, step, epoch, value)
+}
+
+/// A row of a metric named at run time (a task's figures: `val/miou`, `val/iou_car`, …).
+fn named_row(split: &str, name: &str, step: u64, epoch: usize, value: f64) -> MetricRow {
     MetricRow {
-        split: metric.split.into(),
-        name: metric.name.into(),
+        split: split.into(),
+        name: name.into(),
         step: step as i64,
         epoch: epoch as i64,
         value,
@@ -159,7 +173,8 @@ fn row(metric: Metric, step: u64, epoch: usize, value: f64) -> MetricRow {
 /// What one training epoch measured.
 struct TrainStats {
     loss: f64,
-    top1: f64,
+    /// The task's training score, averaged over images.
+    score: f64,
     skipped: usize,
     lr: f64,
     images_per_sec: f64,
@@ -175,19 +190,18 @@ enum EpochEnd {
 }
 
 /// Validation figures of one epoch.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
     pub loss: f64,
-    pub top1: f64,
-    /// `None` with 5 classes or fewer.
-    pub top5: Option<f64>,
+    pub scores: Scores,
     /// Images skipped as unreadable (`skip_bad`).
     pub skipped: usize,
 }
 
 /// A trial in progress: everything but the model, which moves through the optimizer.
-struct Trial<'a, B: TrainBackend> {
+struct Trial<'a, B: TrainBackend, T: Task> {
     config: &'a Config,
+    task: T,
     id: String,
     dir: PathBuf,
     recorder: &'a mut dyn Recorder,
@@ -205,10 +219,24 @@ struct Trial<'a, B: TrainBackend> {
     device: B::Device,
 }
 
-/// Runs the trial to the end (or divergence, or Ctrl-C) on backend `B`.
+/// Runs the trial to the end (or divergence, or Ctrl-C) on backend `B`, for the task of
+/// `head.task`.
 pub fn run_trial<B: TrainBackend>(run: TrialRun<'_>, device: B::Device) -> anyhow::Result<Outcome> {
+    match run.config.head.task {
+        config::Task::Classification => run_task::<B, Classification>(run, device),
+        config::Task::Segmentation => run_task::<B, Segmentation>(run, device),
+        config::Task::Detection => anyhow::bail!(
+            "head.task = \"detection\" is not implemented yet; use \"classification\" or \"segmentation\""
+        ),
+    }
+}
+
+fn run_task<B: TrainBackend, T: Task>(
+    run: TrialRun<'_>,
+    device: B::Device,
+) -> anyhow::Result<Outcome> {
     let (resume, force) = (run.resume, run.force);
-    let (mut trial, model) = Trial::<B>::new(run, device)?;
+    let (mut trial, model) = Trial::<B, T>::new(run, device)?;
     let model = trial.restore(model, resume, force)?;
     let mut model = trial.freeze(model)?;
     let mut last = None;
@@ -242,12 +270,13 @@ pub fn run_trial<B: TrainBackend>(run: TrialRun<'_>, device: B::Device) -> anyho
         .recorder
         .set_status(&trial.id, Status::Finished, None)?;
     Ok(Outcome::Finished {
-        best_top1: trial.progress.best_top1,
+        best_score: trial.progress.best_score,
+        metric: T::MAIN,
         last,
     })
 }
 
-impl<'a, B: TrainBackend> Trial<'a, B> {
+impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
     /// Opens the data, builds the model, optimizer, schedule and loaders.
     fn new(run: TrialRun<'a>, device: B::Device) -> anyhow::Result<(Self, Vit<B>)> {
         let TrialRun {
@@ -311,6 +340,7 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
             .div_ceil(t.grad_accumulation);
         let trial = Trial {
             config,
+            task: T::new(config, &splits.classes)?,
             id: trial_id,
             dir,
             recorder,
@@ -326,7 +356,7 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
             progress: Progress {
                 epoch: 0,
                 step: 0,
-                best_top1: f64::NEG_INFINITY,
+                best_score: f64::NEG_INFINITY,
                 best_epoch: 0,
                 best_is_ema: false,
             },
@@ -519,7 +549,7 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
         let steps = loader.batches;
         self.observer
             .epoch_start(epoch, self.config.train.epochs, steps);
-        let (mut loss_sum, mut correct, mut seen, mut skipped) = (0.0, 0usize, 0usize, 0usize);
+        let (mut loss_sum, mut score_sum, mut seen, mut skipped) = (0.0, 0.0, 0usize, 0usize);
         let mut rows = Vec::new();
         let log_every = (steps / 20).max(1);
         let mut lr = self.schedule.lr(self.progress.step as usize);
@@ -533,15 +563,8 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
                 continue;
             }
             lr = self.schedule.lr(self.progress.step as usize);
-            let logits = model.forward(to_tensor::<B>(&mut batch, &self.device));
-            let loss = match &batch.targets {
-                Some(mixed) => soft_cross_entropy(logits.clone(), &mixed.values),
-                None => cross_entropy(
-                    logits.clone(),
-                    &batch.labels,
-                    self.config.optimizer.label_smoothing,
-                ),
-            };
+            let images = to_tensor::<B>(&mut batch, &self.device);
+            let (loss, predictions) = self.task.forward_loss(&model, images, &batch, true);
             let loss_value: f64 = loss.clone().into_scalar().elem();
             if !loss_value.is_finite() {
                 let msg = format!(
@@ -572,25 +595,12 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
                 self.update_ema(&model);
                 waiting = 0;
             }
-            let host: Vec<f32> = logits
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .unwrap_or_default();
-            let scored = batch
-                .targets
-                .as_ref()
-                .map_or(&batch.labels, |t| &t.dominant);
-            correct += top_k_correct(&host, self.spec.num_classes, scored, 1);
+            score_sum += self.task.train_score(&predictions, &batch);
             seen += batch.len();
             loss_sum += loss_value * batch.len() as f64;
             let ips = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            self.observer.step(
-                i + 1,
-                loss_sum / seen as f64,
-                correct as f64 / seen as f64,
-                ips,
-            );
+            self.observer
+                .step(i + 1, loss_sum / seen as f64, score_sum / seen as f64, ips);
             if (i + 1) % log_every == 0 {
                 rows.push(row(
                     Metric::TRAIN_STEP_LOSS,
@@ -630,7 +640,7 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
         }
         let stats = TrainStats {
             loss: loss_sum / seen as f64,
-            top1: correct as f64 / seen as f64,
+            score: score_sum / seen as f64,
             skipped,
             lr,
             images_per_sec: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
@@ -665,10 +675,10 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
     ) -> anyhow::Result<Evaluation> {
         let mut skipped_names = Vec::new();
         let eval = evaluate(
+            &self.task,
             model,
             &self.val_spec,
             epoch,
-            self.spec.num_classes,
             &self.device,
             &mut skipped_names,
         )?;
@@ -694,32 +704,35 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
         let mut rows = stats.rows;
         rows.extend([
             row(Metric::TRAIN_LOSS, s, epoch, stats.loss),
-            row(Metric::TRAIN_TOP1, s, epoch, stats.top1),
+            named_row("train", T::TRAIN_SCORE, s, epoch, stats.score),
             row(Metric::TRAIN_LR, s, epoch, stats.lr),
             row(Metric::TRAIN_IMAGES_PER_SEC, s, epoch, stats.images_per_sec),
             row(Metric::TRAIN_SKIPPED, s, epoch, stats.skipped as f64),
             row(Metric::VAL_LOSS, s, epoch, eval.loss),
-            row(Metric::VAL_TOP1, s, epoch, eval.top1),
             row(Metric::VAL_SKIPPED, s, epoch, eval.skipped as f64),
         ]);
-        if let Some(top5) = eval.top5 {
-            rows.push(row(Metric::VAL_TOP5, s, epoch, top5));
+        for (name, value) in &eval.scores.figures {
+            rows.push(named_row(Metric::VAL_LOSS.split, name, s, epoch, *value));
         }
         if let Some(e) = &ema_eval {
             rows.push(row(Metric::VAL_EMA_LOSS, s, epoch, e.loss));
-            rows.push(row(Metric::VAL_EMA_TOP1, s, epoch, e.top1));
-            if let Some(top5) = e.top5 {
-                rows.push(row(Metric::VAL_EMA_TOP5, s, epoch, top5));
+            for (name, value) in &e.scores.figures {
+                rows.push(named_row(
+                    Metric::VAL_EMA_LOSS.split,
+                    name,
+                    s,
+                    epoch,
+                    *value,
+                ));
             }
         }
         self.progress.epoch = epoch;
-        let ema_wins = ema_eval.as_ref().is_some_and(|e| e.top1 > eval.top1);
-        let epoch_best = ema_eval
-            .as_ref()
-            .map_or(eval.top1, |e| e.top1.max(eval.top1));
-        let improved = epoch_best > self.progress.best_top1;
+        let live = eval.scores.main;
+        let ema_wins = ema_eval.as_ref().is_some_and(|e| e.scores.main > live);
+        let epoch_best = ema_eval.as_ref().map_or(live, |e| e.scores.main.max(live));
+        let improved = epoch_best > self.progress.best_score;
         if improved {
-            self.progress.best_top1 = epoch_best;
+            self.progress.best_score = epoch_best;
             self.progress.best_epoch = epoch;
             self.progress.best_is_ema = ema_wins;
         }
@@ -760,11 +773,19 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
         Ok(EpochSummary {
             epoch,
             train_loss: stats.loss,
-            train_top1: stats.top1,
+            train_score: stats.score,
+            train_score_name: T::TRAIN_SCORE,
             val_loss: eval.loss,
-            val_top1: eval.top1,
-            val_top5: eval.top5,
-            val_ema_top1: ema_eval.map(|e| e.top1),
+            val_score: live,
+            score_name: T::MAIN,
+            val_others: eval
+                .scores
+                .figures
+                .into_iter()
+                .take(eval.scores.shown)
+                .filter(|(name, _)| name != T::MAIN)
+                .collect(),
+            val_ema_score: ema_eval.map(|e| e.scores.main),
             lr: stats.lr,
             images_per_sec: stats.images_per_sec,
         })
@@ -786,35 +807,29 @@ impl<'a, B: TrainBackend> Trial<'a, B> {
     }
 }
 
-/// Validation loss (plain cross-entropy), top-1 and top-5 over the whole split. Unreadable
-/// files skipped under `skip_bad` are appended to `skipped`; a split of which no image could
-/// be read is an error, never a zero.
-pub fn evaluate<B: crate::kernels::VitKernels>(
+/// Validation loss (the task's loss without training's smoothing or mixing) and the task's
+/// metrics over the whole split. Unreadable files skipped under `skip_bad` are appended to
+/// `skipped`; a split of which no image could be read is an error, never a zero.
+pub fn evaluate<B: crate::kernels::VitKernels, T: Task>(
+    task: &T,
     model: &Vit<B>,
     spec: &LoaderSpec,
     epoch: usize,
-    classes: usize,
     device: &B::Device,
     skipped: &mut Vec<String>,
 ) -> anyhow::Result<Evaluation> {
-    let (mut loss_sum, mut top1, mut top5, mut seen) = (0.0, 0, 0, 0);
+    let (mut loss_sum, mut seen) = (0.0, 0);
+    let mut tally = task.tally();
     for batch in EpochLoader::start(spec.clone(), epoch) {
         let mut batch = batch?;
         skipped.append(&mut batch.skipped);
         if batch.is_empty() {
             continue;
         }
-        let logits = model.forward(to_tensor::<B>(&mut batch, device));
-        let loss: f64 = cross_entropy(logits.clone(), &batch.labels, 0.0)
-            .into_scalar()
-            .elem();
-        let host: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
-        top1 += top_k_correct(&host, classes, &batch.labels, 1);
-        top5 += top_k_correct(&host, classes, &batch.labels, 5);
+        let images = to_tensor::<B>(&mut batch, device);
+        let (loss, predictions) = task.forward_loss(model, images, &batch, false);
+        let loss: f64 = loss.into_scalar().elem();
+        task.add(&mut tally, &predictions, &batch);
         loss_sum += loss * batch.len() as f64;
         seen += batch.len();
     }
@@ -828,11 +843,9 @@ pub fn evaluate<B: crate::kernels::VitKernels>(
         }
         .into());
     }
-    let n = seen as f64;
     Ok(Evaluation {
-        loss: loss_sum / n,
-        top1: top1 as f64 / n,
-        top5: (classes > 5).then(|| top5 as f64 / n),
+        loss: loss_sum / seen as f64,
+        scores: task.scores(tally),
         skipped: skipped.len(),
     })
 }

@@ -2,8 +2,7 @@
 //! mmsegmentation reports them: per-class IoU, mean IoU over the classes that occur, pixel
 //! accuracy and, for a binary task, the foreground Dice.
 
-/// The label of pixels that count for nothing (VOC's 255).
-pub const IGNORE_LABEL: u8 = 255;
+pub use crate::data::geometry::IGNORE_LABEL;
 
 /// Pixel counts by (true class, predicted class).
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,118 @@
+//! Segmentation as a [`Task`]: the linear decoder's per-pixel logits, the pixel loss, pixel
+//! accuracy while training, and mIoU (main), pixel accuracy, per-class IoU and, for two
+//! classes, the foreground Dice on validation.
+
+use burn::tensor::Tensor;
+
+use super::head::pixel_logits;
+use super::loss::PixelLoss;
+use super::metrics::Confusion;
+use crate::config::Config;
+use crate::data::geometry::IGNORE_LABEL;
+use crate::data::Batch;
+use crate::kernels::VitKernels;
+use crate::model::Vit;
+use crate::task::{Scores, Task};
+
+/// The segmentation task.
+pub struct Segmentation {
+    classes: Vec<String>,
+    loss: PixelLoss,
+}
+
+impl Task for Segmentation {
+    type Tally = Confusion;
+    const MAIN: &'static str = "miou";
+    const TRAIN_SCORE: &'static str = "pixel_acc";
+
+    fn new(config: &Config, classes: &[String]) -> anyhow::Result<Self> {
+        let class_weights = config.head.class_weights.clone().unwrap_or_default();
+        if !class_weights.is_empty() && class_weights.len() != classes.len() {
+            anyhow::bail!(
+                "head.class_weights has {} weights and the dataset has {} classes ({}); give one weight per class, in this order",
+                class_weights.len(),
+                classes.len(),
+                classes.join(", ")
+            );
+        }
+        Ok(Segmentation {
+            classes: classes.to_vec(),
+            loss: PixelLoss {
+                class_weights,
+                dice_weight: config.head.dice_weight.unwrap_or(0.0),
+            },
+        })
+    }
+
+    fn forward_loss<B: VitKernels>(
+        &self,
+        model: &Vit<B>,
+        images: Tensor<B, 4>,
+        batch: &Batch,
+        _training: bool,
+    ) -> (Tensor<B, 1>, Vec<f32>) {
+        let logits = pixel_logits(model, images);
+        let predicted = logits.clone().argmax(1);
+        let loss = self.loss.loss(logits, &batch.masks);
+        let labels = predicted
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        (loss, labels)
+    }
+
+    /// Each image's share of correctly labelled pixels (of those that count), summed.
+    fn train_score(&self, predictions: &[f32], batch: &Batch) -> f64 {
+        let plane = batch.size * batch.size;
+        predictions
+            .chunks(plane)
+            .zip(batch.masks.chunks(plane))
+            .map(|(p, t)| {
+                let (mut right, mut counted) = (0usize, 0usize);
+                for (&p, &t) in p.iter().zip(t) {
+                    if t != IGNORE_LABEL {
+                        counted += 1;
+                        right += usize::from(p as usize == usize::from(t));
+                    }
+                }
+                if counted == 0 {
+                    0.0
+                } else {
+                    right as f64 / counted as f64
+                }
+            })
+            .sum()
+    }
+
+    fn tally(&self) -> Confusion {
+        Confusion::new(self.classes.len())
+    }
+
+    fn add(&self, tally: &mut Confusion, predictions: &[f32], batch: &Batch) {
+        let predicted: Vec<u8> = predictions.iter().map(|&p| p as u8).collect();
+        tally.add(&batch.masks, &predicted);
+    }
+
+    fn scores(&self, tally: Confusion) -> Scores {
+        let miou = tally.mean_iou();
+        let mut figures = vec![
+            ("miou".to_string(), miou),
+            ("pixel_acc".to_string(), tally.pixel_accuracy()),
+        ];
+        if let (2, Some(dice)) = (self.classes.len(), tally.dice(1)) {
+            figures.push(("dice".into(), dice));
+        }
+        let shown = figures.len();
+        for (name, iou) in self.classes.iter().zip(tally.iou()) {
+            if let Some(iou) = iou {
+                figures.push((format!("iou_{name}"), iou));
+            }
+        }
+        Scores {
+            main: miou,
+            figures,
+            shown,
+        }
+    }
+}
