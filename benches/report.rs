@@ -122,7 +122,7 @@ fn bench(lrs: usize, decays: usize, seeds: usize) {
         &runs,
         Some("bench"),
         None,
-        Ranking::new("val/top1"),
+        Some(Ranking::new("val/top1")),
         &options,
     )
     .unwrap();

@@ -44,6 +44,7 @@ fn spec() -> VitSpec {
         dropout: 0.0,
         attn_dropout: 0.0,
         drop_path: 0.0,
+        conv_decoder: false,
     }
 }
 

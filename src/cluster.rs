@@ -162,8 +162,9 @@ pub fn status(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<Strin
                 t.attempts,
                 requeues,
                 t.epochs.map_or("-".into(), |e| e.to_string()),
-                t.best_top1
-                    .map_or("-".into(), |v| format!("{:.1}%", v * 100.0)),
+                t.best.map_or("-".into(), |v| {
+                    format!("{} {:.1}%", t.best_metric, v * 100.0)
+                }),
                 t.error.map(|e| format!("  ({e})")).unwrap_or_default()
             ));
         }

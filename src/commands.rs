@@ -441,16 +441,16 @@ pub fn sweep(
 /// The end-of-sweep table, best trial first.
 pub fn sweep_summary(report: &SweepReport) -> String {
     let mut out = format!(
-        "{:<12} {:<9} {:>9} {:>6} {:>8}  {}\n",
-        "trial", "status", "best top1", "epochs", "time", "values"
+        "{:<12} {:<9} {:>12} {:>6} {:>8}  {}\n",
+        "trial", "status", "best", "epochs", "time", "values"
     );
     for r in &report.results {
         out.push_str(&format!(
-            "{:<12} {:<9} {:>9} {:>6} {:>8}  {}{}\n",
+            "{:<12} {:<9} {:>12} {:>6} {:>8}  {}{}\n",
             r.id,
             r.status,
-            r.best_top1
-                .map(|v| format!("{:.1}%", v * 100.0))
+            r.best
+                .map(|v| format!("{} {:.1}%", r.best_metric, v * 100.0))
                 .unwrap_or_else(|| "-".into()),
             r.epochs
                 .map(|e| e.to_string())
@@ -549,10 +549,7 @@ pub fn ls_groups(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<St
         .iter()
         .enumerate()
         .map(|(g, members)| {
-            let values: Vec<f64> = members
-                .iter()
-                .filter_map(|&i| summaries[i].best_top1)
-                .collect();
+            let values: Vec<f64> = members.iter().filter_map(|&i| summaries[i].best).collect();
             let ids: Vec<&str> = members.iter().map(|&i| summaries[i].id.as_str()).collect();
             let stats = groups::stats(&values);
             let pct = |v: f64| format!("{:.2}%", v * 100.0);
@@ -612,21 +609,19 @@ pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
     let mut store = open_store(runs_dir)?;
     mark_gone_cluster_tasks(&mut store, runs_dir, experiment);
     let mut out = format!(
-        "{:<12} {:<20} {:<9} {:>6} {:>9} {:>9} {:<10} {}\n",
-        "trial", "experiment", "status", "epochs", "best top1", "val loss", "device", "started"
+        "{:<12} {:<20} {:<9} {:>6} {:>12} {:>9} {:<10} {}\n",
+        "trial", "experiment", "status", "epochs", "best", "val loss", "device", "started"
     );
     for t in store.trials(experiment)? {
-        let pct = |v: Option<f64>| {
-            v.map(|v| format!("{:.1}%", v * 100.0))
-                .unwrap_or("-".into())
-        };
         out.push_str(&format!(
-            "{:<12} {:<20} {:<9} {:>6} {:>9} {:>9} {:<10} {}{}\n",
+            "{:<12} {:<20} {:<9} {:>6} {:>12} {:>9} {:<10} {}{}\n",
             t.id,
             t.experiment,
             t.status,
             t.epochs.map(|e| e.to_string()).unwrap_or("-".into()),
-            pct(t.best_top1),
+            t.best.map_or("-".into(), |v| {
+                format!("{} {:.1}%", t.best_metric, v * 100.0)
+            }),
             t.last_val_loss
                 .map(|v| format!("{v:.4}"))
                 .unwrap_or("-".into()),

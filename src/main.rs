@@ -191,9 +191,10 @@ enum Command {
         /// Validation images in the attention and prediction figures.
         #[arg(long, default_value_t = 6)]
         samples: usize,
-        /// The metric trials are ranked by (split/name; losses rank lowest first).
-        #[arg(long, default_value = "val/top1")]
-        metric: String,
+        /// The metric trials are ranked by (split/name; losses rank lowest first); default: the
+        /// task's main one (val/top1, segmentation val/miou).
+        #[arg(long)]
+        metric: Option<String>,
     },
 }
 
@@ -653,7 +654,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 &runs_dir,
                 target.as_deref(),
                 out.as_deref(),
-                vitrun::report::Ranking::new(&metric),
+                metric.as_deref().map(vitrun::report::Ranking::new),
                 &vitrun::report::AttentionOptions {
                     fusion,
                     discard,

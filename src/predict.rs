@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use crate::config::Config;
 use crate::data::{folder, Pipeline};
 use crate::model::{load_on_cpu, Vit};
-use crate::report::{select, Ranking};
+use crate::report::select;
 use crate::track::Store;
 use crate::train::pretrained::weights_in;
 use crate::train::CLASSES_FILE;
@@ -65,7 +65,7 @@ impl Predictor {
         );
         crate::track::sync_before_reading(runs_dir)?;
         let store = Store::open(&path)?;
-        let sel = select(&store, runs_dir, Some(target), Ranking::new("val/top1"))?;
+        let sel = select(&store, runs_dir, Some(target), None)?;
         let best = sel.best();
         let dir = best.config.trial_dir(&best.summary.id);
         let weights = weights_in(&dir).with_context(|| {
@@ -111,6 +111,11 @@ impl Predictor {
         trial_dir: Option<&Path>,
         trial: Option<String>,
     ) -> anyhow::Result<Predictor> {
+        anyhow::ensure!(
+            config.head.task == crate::config::Task::Classification,
+            "vitrun predict classifies images, and this model's head.task is {}; its predictions are not class labels",
+            serde_json::to_string(&config.head.task).unwrap_or_default()
+        );
         let classes = class_names(trial_dir, config)?;
         let (model, _) = load_on_cpu(config, classes.len(), &weights)?;
         Ok(Predictor {

@@ -45,7 +45,8 @@ fn a_small_vit_learns_fashion_mnist() {
     );
     let store = Store::open(&tmp.path().join("vitrun.sqlite")).unwrap();
     let trial = &store.trials(None).unwrap()[0];
-    let top1 = trial.best_top1.unwrap();
+    let top1 = trial.best.unwrap();
+    assert_eq!(trial.best_metric, "top1");
     println!(
         "Fashion-MNIST val top-1 after 282 steps: {:.1}%",
         top1 * 100.0

@@ -33,6 +33,7 @@ fn spec(classes: usize, distilled: bool) -> VitSpec {
         dropout: 0.0,
         attn_dropout: 0.0,
         drop_path: 0.0,
+        conv_decoder: false,
     }
 }
 

@@ -31,6 +31,7 @@ fn spec_of(name: &str) -> VitSpec {
         dropout: 0.0,
         attn_dropout: 0.0,
         drop_path: 0.0,
+        conv_decoder: false,
     }
 }
 

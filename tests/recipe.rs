@@ -524,6 +524,7 @@ mod weight_average {
             dropout: 0.0,
             attn_dropout: 0.0,
             drop_path: 0.0,
+            conv_decoder: false,
         }
     }
 

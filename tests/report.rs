@@ -124,6 +124,7 @@ fn focused_model(distilled: bool, target: usize) -> (Vit<Flex>, usize, usize) {
         dropout: 0.0,
         attn_dropout: 0.0,
         drop_path: 0.0,
+        conv_decoder: false,
     };
     let device = Default::default();
     let model: Vit<Flex> = spec.init(&device);

@@ -497,4 +497,33 @@ fn a_tiny_segmentation_learns_lesion_masks() {
     );
     let dir = tmp.path().join("tiny_lesions").join(&id);
     assert!(dir.join("best/model.safetensors").is_file());
+    // ls, report and predict know the task: mIoU is the best column and the ranking metric,
+    // the class-label panels are skipped with a note, and predict refuses to classify.
+    let runs = tmp.path().display().to_string();
+    let ls = vitrun(&["ls", "--runs-dir", &runs]).output().unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    let best = miou.iter().cloned().fold(f64::MIN, f64::max);
+    assert!(ls.contains(&format!("miou {:.1}%", best * 100.0)), "{ls}");
+    let report = vitrun(&["report", "--runs-dir", &runs]).output().unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert!(
+        text.contains("show class labels") && text.contains("segmentation"),
+        "{text}"
+    );
+    let scan = tmp.path().join("scan.png");
+    image::GrayImage::new(32, 32).save(&scan).unwrap();
+    let scan = scan.display().to_string();
+    let predict = vitrun(&["predict", "--runs-dir", &runs, &id, &scan])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&predict.stderr);
+    assert!(
+        !predict.status.success() && e.contains("head.task is \"segmentation\""),
+        "{e}"
+    );
 }

@@ -250,6 +250,9 @@ impl Task {
 pub enum Decoder {
     /// Segmenter's linear decoder: the head classifies each patch token, bilinear upsampling.
     Linear,
+    /// Progressive transposed convolutions from the patch grid to the input's resolution, the
+    /// head classifying each pixel's features.
+    Conv,
 }
 
 /// `[head]`: which task the model is trained for, and that task's options (each unset unless

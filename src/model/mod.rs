@@ -1,11 +1,13 @@
 //! ViT backbone and heads with timm's layout, plus timm/DeiT checkpoint loading.
 
+mod decoder;
 mod freeze;
 mod pretrained;
 mod resample;
 mod state_dict;
 mod vit;
 
+pub use decoder::ConvDecoder;
 pub use freeze::{covers, freeze, Unmatched};
 pub use pretrained::{apply_pretrained, filter, is_head, Coverage};
 pub use resample::{resample_pos_embed, resize_grid};
@@ -54,6 +56,8 @@ impl VitSpec {
             dropout: m.dropout,
             attn_dropout: m.attn_dropout,
             drop_path: m.drop_path,
+            conv_decoder: config.head.task == crate::config::Task::Segmentation
+                && config.head.decoder == Some(crate::config::Decoder::Conv),
         }
     }
 }

@@ -22,7 +22,9 @@ pub struct Coverage {
 
 /// Whether `name` belongs to a classification head (re-initialised freely on a class change).
 pub fn is_head(name: &str) -> bool {
-    ["head.", "head_dist."].iter().any(|p| name.starts_with(p))
+    ["head.", "head_dist.", "decoder."]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 impl Coverage {

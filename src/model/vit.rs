@@ -8,6 +8,7 @@ use burn::nn::{
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
+use super::decoder::ConvDecoder;
 use crate::kernels::{self, VitKernels};
 
 /// Architecture of a ViT: everything needed to build it, nothing about training.
@@ -28,6 +29,9 @@ pub struct VitSpec {
     pub dropout: f64,
     pub attn_dropout: f64,
     pub drop_path: f64,
+    /// A progressive transposed-conv decoder between the patch tokens and the head
+    /// (segmentation's `decoder = "conv"`).
+    pub conv_decoder: bool,
 }
 
 impl VitSpec {
@@ -100,8 +104,20 @@ impl VitSpec {
             blocks,
             norm: (!self.mean_pool).then(norm),
             fc_norm: self.mean_pool.then(norm),
-            head: linear(d, self.num_classes),
+            head: linear(self.head_inputs(), self.num_classes),
             head_dist: self.distilled.then(|| linear(d, self.num_classes)),
+            decoder: self
+                .conv_decoder
+                .then(|| ConvDecoder::new(d, self.patch_size, device)),
+        }
+    }
+
+    /// Features the head classifies: the width, or the conv decoder's last channels.
+    pub fn head_inputs(&self) -> usize {
+        if self.conv_decoder {
+            ConvDecoder::<burn::backend::Flex>::out_channels(self.embed_dim, self.patch_size)
+        } else {
+            self.embed_dim
         }
     }
 }
@@ -258,6 +274,9 @@ pub struct Vit<B: Backend> {
     pub fc_norm: Option<LayerNorm<B>>,
     pub head: Linear<B>,
     pub head_dist: Option<Linear<B>>,
+    /// Segmentation's progressive decoder (`decoder = "conv"`); the head then classifies its
+    /// pixel features.
+    pub decoder: Option<ConvDecoder<B>>,
 }
 
 impl<B: VitKernels> Vit<B> {

@@ -202,7 +202,7 @@ pub fn export_metrics(
     out: &Path,
 ) -> anyhow::Result<usize> {
     let (store, _) = open_store(runs_dir)?;
-    let sel = select(&store, runs_dir, target, Ranking::new("val/top1"))?;
+    let sel = select(&store, runs_dir, target, None)?;
     let frame = if wide {
         export::wide(&sel)
     } else {
@@ -225,7 +225,7 @@ pub fn build(
     runs_dir: &Path,
     target: Option<&str>,
     out: Option<&Path>,
-    ranking: Ranking,
+    ranking: Option<Ranking>,
     options: &AttentionOptions,
 ) -> anyhow::Result<Report> {
     let (store, store_path) = open_store(runs_dir)?;
@@ -293,7 +293,17 @@ pub fn build(
     let best = sel.best();
     let mut data = Section::new("data", "Augmentations");
     let mut model = Section::new("model", "Attention, predictions and patches");
+    let task = best.config.head.task;
     match crate::data::open(&best.config) {
+        Ok(_) if task != crate::config::Task::Classification => {
+            let why = format!(
+                "the augmentation, attention, prediction and confusion panels show class labels, and trial {} is a {} trial; its metrics are in the curves",
+                best.summary.id,
+                serde_json::to_string(&task).unwrap_or_default()
+            );
+            data.notes.push(why.clone());
+            skipped.push(why);
+        }
         Ok(splits) => {
             data.figures
                 .push(views::augmentations(&best.config, &splits, &out)?);

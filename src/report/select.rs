@@ -105,11 +105,13 @@ fn record(store: &Store, summaries: &[TrialSummary], id: &str) -> anyhow::Result
 }
 
 /// Resolves `target` against the store in `runs_dir`.
+/// `ranking` unset ranks by the task's main validation metric (`val/top1`, `val/miou`) of the
+/// first trial's experiment.
 pub fn select(
     store: &Store,
     runs_dir: &Path,
     target: Option<&str>,
-    ranking: Ranking,
+    ranking: Option<Ranking>,
 ) -> anyhow::Result<Selection> {
     let name = match target {
         Some(t) => {
@@ -158,6 +160,8 @@ pub fn select(
         ),
         _ => (name, experiment_dir.join("report")),
     };
+    let ranking =
+        ranking.unwrap_or_else(|| Ranking::new(&first.config.head.task.main_metric().key()));
     Ok(Selection {
         kind,
         name,

@@ -61,7 +61,9 @@ pub struct TrialResult {
     /// The swept values, `key=value …`.
     pub point: String,
     pub status: Status,
-    pub best_top1: Option<f64>,
+    /// The best value of the task's main validation metric, named by `best_metric`.
+    pub best: Option<f64>,
+    pub best_metric: String,
     pub epochs: Option<i64>,
     pub seconds: Option<f64>,
     pub error: Option<String>,
@@ -640,7 +642,8 @@ pub fn results(store: &Store, plan: &Plan) -> anyhow::Result<Vec<TrialResult>> {
                 id: t.id.clone(),
                 point: t.describe(),
                 status: s.map_or(Status::Queued, |s| s.status),
-                best_top1: s.and_then(|s| s.best_top1),
+                best: s.and_then(|s| s.best),
+                best_metric: s.map_or_else(String::new, |s| s.best_metric.clone()),
                 epochs: s.and_then(|s| s.epochs),
                 seconds: s
                     .and_then(|s| seconds_between(s.started_at.as_deref(), s.ended_at.as_deref())),
@@ -649,9 +652,9 @@ pub fn results(store: &Store, plan: &Plan) -> anyhow::Result<Vec<TrialResult>> {
         })
         .collect();
     out.sort_by(|a, b| {
-        b.best_top1
+        b.best
             .unwrap_or(f64::NEG_INFINITY)
-            .total_cmp(&a.best_top1.unwrap_or(f64::NEG_INFINITY))
+            .total_cmp(&a.best.unwrap_or(f64::NEG_INFINITY))
     });
     Ok(out)
 }

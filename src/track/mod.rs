@@ -20,6 +20,7 @@ use std::time::Duration;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+use crate::config::Task;
 use crate::contract::Metric;
 pub use crate::contract::Status;
 pub use cluster::JobRecord;
@@ -112,7 +113,10 @@ pub struct TrialSummary {
     pub device: Option<String>,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
-    pub best_top1: Option<f64>,
+    /// The best value of the trial's main validation metric (`val/<best_metric>`).
+    pub best: Option<f64>,
+    /// The main metric's name under `val/`: its task's (`top1`, `miou`).
+    pub best_metric: String,
     pub last_val_loss: Option<f64>,
     pub epochs: Option<i64>,
     pub error: Option<String>,
@@ -412,43 +416,43 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 
-    /// Trials with their best val top-1, newest first (optionally of one experiment).
+    /// Trials with the best value of their task's main validation metric (top-1, mIoU),
+    /// newest first (optionally of one experiment).
     pub fn trials(&self, experiment: Option<&str>) -> Result<Vec<TrialSummary>> {
-        let (top1, loss) = (Metric::VAL_TOP1, Metric::VAL_LOSS);
+        let loss = Metric::VAL_LOSS;
+        let main_metric = main_metric_sql();
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT t.id, t.experiment, t.status, t.attempts, t.device, t.started_at, t.ended_at,
-                    (SELECT MAX(value) FROM metrics m WHERE m.trial = t.id AND m.split = ?2 AND m.name = ?3),
-                    (SELECT value FROM metrics m WHERE m.trial = t.id AND m.split = ?4 AND m.name = ?5
+                    (SELECT MAX(value) FROM metrics m WHERE m.trial = t.id AND m.split = ?2 AND m.name = {main_metric}),
+                    (SELECT value FROM metrics m WHERE m.trial = t.id AND m.split = ?2 AND m.name = ?3
                         ORDER BY step DESC LIMIT 1),
                     (SELECT MAX(epoch) FROM metrics m WHERE m.trial = t.id AND m.split = ?2),
-                    t.error, t.pid, t.host
+                    t.error, t.pid, t.host, {main_metric}
                  FROM trials t WHERE (?1 IS NULL OR t.experiment = ?1)
-                 ORDER BY t.started_at DESC",
-            )
+                 ORDER BY t.started_at DESC"
+            ))
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
-            .query_map(
-                params![experiment, top1.split, top1.name, loss.split, loss.name],
-                |r| {
-                    let pid: Option<i64> = r.get(11)?;
-                    let host: Option<String> = r.get(12)?;
-                    Ok(TrialSummary {
-                        id: r.get(0)?,
-                        experiment: r.get(1)?,
-                        status: effective_status(r.get(2)?, pid, host.as_deref()),
-                        attempts: r.get(3)?,
-                        device: r.get(4)?,
-                        started_at: r.get(5)?,
-                        ended_at: r.get(6)?,
-                        best_top1: r.get(7)?,
-                        last_val_loss: r.get(8)?,
-                        epochs: r.get(9)?,
-                        error: r.get(10)?,
-                    })
-                },
-            )
+            .query_map(params![experiment, loss.split, loss.name], |r| {
+                let pid: Option<i64> = r.get(11)?;
+                let host: Option<String> = r.get(12)?;
+                Ok(TrialSummary {
+                    id: r.get(0)?,
+                    experiment: r.get(1)?,
+                    status: effective_status(r.get(2)?, pid, host.as_deref()),
+                    attempts: r.get(3)?,
+                    device: r.get(4)?,
+                    started_at: r.get(5)?,
+                    ended_at: r.get(6)?,
+                    best: r.get(7)?,
+                    last_val_loss: r.get(8)?,
+                    epochs: r.get(9)?,
+                    error: r.get(10)?,
+                    best_metric: r.get(13)?,
+                })
+            })
             .map_err(|e| self.wrap(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.wrap(e))
@@ -460,6 +464,25 @@ impl Store {
             .query_row(sql, [trial], |r| r.get(0))
             .map_err(|e| self.wrap(e))
     }
+}
+
+/// SQL giving the main validation metric's name of trial `t`, from its `head.task` param (a
+/// trial recorded before tasks existed classifies).
+fn main_metric_sql() -> String {
+    let cases: String = [Task::Classification, Task::Segmentation, Task::Detection]
+        .iter()
+        .map(|&task| {
+            let name = serde_json::to_value(task)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            format!(" WHEN '{name}' THEN '{}'", task.main_metric().name)
+        })
+        .collect();
+    format!(
+        "(CASE (SELECT value FROM params p WHERE p.trial = t.id AND p.key = 'head.task'){cases} ELSE '{}' END)",
+        Task::Classification.main_metric().name
+    )
 }
 
 /// Sets a trial's status, error and end time (`?1`–`?4`).
