@@ -7,13 +7,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
 use super::boxes::Corners;
-use super::dataset::{select_classes, DataError, Dataset, Sample, Splits, Target};
+use super::dataset::{hold_out, select_classes, DataError, Dataset, Sample, Splits, Target};
 use super::folder::decode;
 use super::geometry::ObjectBox;
 
@@ -271,10 +268,9 @@ pub fn open(
             entries(val_path, &val_file, images, &val_cats, skip_bad)?
         }
         None => {
-            train.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-            let n_val = ((train.len() as f64) * val_split).round() as usize;
-            let rest = train.split_off(n_val);
-            (std::mem::replace(&mut train, rest), 0)
+            let (rest, held) = hold_out(std::mem::take(&mut train), val_split, seed);
+            train = rest;
+            (held, 0)
         }
     };
     if let Some(cap) = caps.0 {

@@ -113,3 +113,14 @@ pub fn select_classes(own: &[String], wanted: Option<&[String]>) -> Result<Vec<u
             .collect(),
     }
 }
+
+/// Splits `items` into (train, validation) by a seeded shuffle: the first `round(len ·
+/// fraction)` of the shuffle are held out for validation.
+pub fn hold_out<T>(mut items: Vec<T>, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    items.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let n_val = ((items.len() as f64) * fraction).round() as usize;
+    let train = items.split_off(n_val);
+    (train, items)
+}

@@ -7,7 +7,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::dataset::{select_classes, DataError, Dataset, Sample, Splits};
+use super::dataset::{hold_out, select_classes, DataError, Dataset, Sample, Splits};
 use super::image::Image;
 
 /// Image files with their labels; images are decoded on `get`.
@@ -143,11 +143,7 @@ pub fn open(
             scan(&val_dir, &own, &picked)?,
         )
     } else {
-        let mut all = scan(root, &own, &picked)?;
-        all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let n_val = ((all.len() as f64) * val_split).round() as usize;
-        let train = all.split_off(n_val);
-        (train, all)
+        hold_out(scan(root, &own, &picked)?, val_split, seed)
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     train.shuffle(&mut rng);

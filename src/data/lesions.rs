@@ -3,13 +3,13 @@
 //! contrast, with their binary mask (0 = background, 1 = lesion). A stand-in for the
 //! tutorial's brain-tumour example; synthetic, and labelled so everywhere.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use super::dataset::{DataError, Dataset, Sample, Target};
 use super::geometry::Mask;
 use super::image::Image;
+use super::synthetic::generated_rng;
 
 /// The two classes of a lesion mask, in label order.
 pub const LESION_CLASSES: [&str; 2] = ["background", "lesion"];
@@ -47,12 +47,7 @@ impl SyntheticLesions {
 
     /// Scan `index` (the same for the same seed, split and index).
     pub fn scan(&self, index: usize) -> Scan {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&self.seed.to_le_bytes());
-        key[8..16].copy_from_slice(&self.split.to_le_bytes());
-        key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
-        key[24..].copy_from_slice(b"lesions\0");
-        let mut rng = ChaCha8Rng::from_seed(key);
+        let mut rng = generated_rng(self.seed, self.split, index, b"lesions\0");
         render_scan(self.size, &mut rng)
     }
 }

@@ -7,12 +7,9 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::dataset::{DataError, Dataset, Sample, Splits, Target};
+use super::dataset::{hold_out, DataError, Dataset, Sample, Splits, Target};
 use super::folder::decode;
 use super::geometry::{Mask, IGNORE_LABEL};
 
@@ -224,11 +221,7 @@ pub fn open(
     let (mut train, mut val) = if train_dir.is_dir() && val_dir.is_dir() {
         (pairs(&train_dir, skip_bad)?, pairs(&val_dir, skip_bad)?)
     } else {
-        let mut all = pairs(root, skip_bad)?;
-        all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let n_val = ((all.len() as f64) * val_split).round() as usize;
-        let train = all.split_off(n_val);
-        (train, all)
+        hold_out(pairs(root, skip_bad)?, val_split, seed)
     };
     if let Some(cap) = caps.0 {
         train.truncate(cap);

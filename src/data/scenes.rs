@@ -3,14 +3,15 @@
 //! its class, its box and its pixels; deterministic by seed, split and index. Always labelled
 //! synthetic.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use tiny_skia::{Pixmap, PixmapPaint, Transform};
 
 use super::dataset::{DataError, Dataset, Sample, Target};
 use super::geometry::{Mask, ObjectBox};
 use super::image::Image;
-use super::synthetic::{contrasting, draw_backdrop, draw_vehicle, to_image, VEHICLE_CLASSES};
+use super::synthetic::{
+    contrasting, draw_backdrop, draw_vehicle, generated_rng, to_image, VEHICLE_CLASSES,
+};
 
 /// Coverage (alpha out of 255) from which a pixel belongs to the vehicle drawn over it.
 const OPAQUE: u8 = 128;
@@ -91,12 +92,7 @@ impl SyntheticScenes {
 
     /// Scene `index` (the same for the same seed, split and index).
     pub fn scene(&self, index: usize) -> Scene {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&self.seed.to_le_bytes());
-        key[8..16].copy_from_slice(&self.split.to_le_bytes());
-        key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
-        key[24..].copy_from_slice(b"scenes\0\0");
-        let mut rng = ChaCha8Rng::from_seed(key);
+        let mut rng = generated_rng(self.seed, self.split, index, b"scenes\0\0");
         render_scene(self.size, &self.classes, self.max_objects, &mut rng)
     }
 }
@@ -207,6 +203,8 @@ mod tests {
     use crate::data::augment::random_resized_crop_step;
     use crate::data::geometry::{transform_boxes, Step};
     use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn scenes_are_deterministic_and_boxes_frame_their_pixels() {
@@ -238,6 +236,7 @@ mod tests {
         /// pixels that are left; a box the crop did not cut frames them to within a pixel and
         /// a half when the crop does not shrink the image (nearest sampling moves an edge by
         /// at most one output pixel; shrinking can skip a thin stroke at the edge altogether).
+        /// A box dropped as mostly cut away leaves at most a few pixels.
         #[test]
         fn boxes_follow_their_masks_through_geometry(index in 0usize..1000, lo in 0.08f64..1.0, flip: bool, out in 24usize..80) {
             let gen = SyntheticScenes::new(11, 0, 1000, 64, vec![0, 1, 2, 3, 4], 3, SceneTarget::Objects);
@@ -270,7 +269,9 @@ mod tests {
                         }
                     }
                     (None, Some(m)) => prop_assert!(m.area() <= 4.0, "object {k} dropped but {m:?} visible"),
-                    (Some(b), None) => prop_assert!(b.corners.width() < 2.0 || b.corners.height() < 2.0, "object {k} kept {b:?} with no pixel left"),
+                    // A cut box may keep a corner of the frame that the object never
+                    // reached (boxes are not masks); an uncut one keeps its pixels.
+                    (Some(b), None) => prop_assert!(!(uncut && enlarging), "object {k} kept {b:?} whole with no pixel left"),
                     (None, None) => {}
                 }
             }

@@ -40,16 +40,27 @@ impl Dataset for SyntheticVehicles {
     }
 
     fn get(&self, index: usize) -> Result<Sample, DataError> {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&self.seed.to_le_bytes());
-        key[8..16].copy_from_slice(&self.split.to_le_bytes());
-        key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
-        key[24..].copy_from_slice(b"vehicle\0");
-        let mut rng = ChaCha8Rng::from_seed(key);
+        let mut rng = generated_rng(self.seed, self.split, index, b"vehicle\0");
         let label = index % self.classes.len();
         let image = render(VEHICLE_CLASSES[self.classes[label]], self.size, &mut rng);
         Ok(Sample::classified(image, label))
     }
+}
+
+/// The RNG that generates item `index` of a split: the same (seed, split, index, generator)
+/// always draws the same item.
+pub(super) fn generated_rng(
+    seed: u64,
+    split: u64,
+    index: usize,
+    generator: &[u8; 8],
+) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&split.to_le_bytes());
+    key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
+    key[24..].copy_from_slice(generator);
+    ChaCha8Rng::from_seed(key)
 }
 
 pub(super) fn color(rng: &mut impl Rng, lo: u8, hi: u8) -> Color {

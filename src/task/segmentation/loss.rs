@@ -21,48 +21,55 @@ pub struct PixelLoss {
     pub dice_weight: f64,
 }
 
+/// Logits `[batch, classes, height, width]` as one row of class logits per pixel, `[batch ·
+/// height · width, classes]`, in the masks' pixel order. The loss and the predictions work on
+/// rows, so every softmax and sum runs along contiguous memory.
+pub fn pixel_rows<B: Backend>(logits: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [b, classes, h, w] = logits.dims();
+    logits.permute([0, 2, 3, 1]).reshape([b * h * w, classes])
+}
+
 impl PixelLoss {
-    /// The loss of `logits` `[batch, classes, height, width]` against `masks` (`batch × height ×
-    /// width` class ids, [`IGNORE_LABEL`] where nothing counts). A batch whose every pixel is
-    /// ignored gives 0 (and no gradient).
-    pub fn loss<B: Backend>(&self, logits: Tensor<B, 4>, masks: &[u8]) -> Tensor<B, 1> {
-        let dims = logits.dims();
-        let [b, classes, h, w] = dims;
-        let plane = h * w;
-        assert_eq!(masks.len(), b * plane, "one mask label per pixel");
+    /// The loss of per-pixel logits `rows` (`[pixels, classes]`, see [`pixel_rows`]) against
+    /// `masks` (one class id per pixel, [`IGNORE_LABEL`] where nothing counts). A batch whose
+    /// every pixel is ignored gives 0 (and no gradient).
+    pub fn loss<B: Backend>(&self, rows: Tensor<B, 2>, masks: &[u8]) -> Tensor<B, 1> {
+        let dims = rows.dims();
+        let [pixels, classes] = dims;
+        assert_eq!(masks.len(), pixels, "one mask label per pixel");
         let weight = |c: usize| self.class_weights.get(c).copied().unwrap_or(1.0) as f32;
-        let mut weighted = vec![0f32; b * classes * plane];
-        let mut onehot = vec![0f32; b * classes * plane];
-        let mut valid = vec![0f32; b * plane];
+        let mut weighted = vec![0f32; pixels * classes];
+        let mut onehot = vec![0f32; pixels * classes];
+        let mut valid = vec![0f32; pixels * classes];
         let mut total = 0f64;
         for (i, &label) in masks.iter().enumerate() {
             let c = usize::from(label);
             if label == IGNORE_LABEL || c >= classes {
                 continue;
             }
-            let (image, pixel) = (i / plane, i % plane);
-            let at = (image * classes + c) * plane + pixel;
-            weighted[at] = weight(c);
-            onehot[at] = 1.0;
-            valid[i] = 1.0;
+            weighted[i * classes + c] = weight(c);
+            onehot[i * classes + c] = 1.0;
+            valid[i * classes..(i + 1) * classes].fill(1.0);
             total += f64::from(weight(c));
         }
-        let device = logits.device();
+        let device = rows.device();
         if total == 0.0 {
-            return logits.sum().mul_scalar(0.0);
+            return rows.sum().mul_scalar(0.0);
         }
-        let weighted = Tensor::<B, 4>::from_data(TensorData::new(weighted, dims), &device);
-        let cross_entropy = (weighted * log_softmax(logits.clone(), 1))
+        let host =
+            |values: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(values, dims), &device);
+        let cross_entropy = (host(weighted) * log_softmax(rows.clone(), 1))
             .sum()
             .div_scalar(total)
             .neg();
         if self.dice_weight == 0.0 {
             return cross_entropy;
         }
-        let target = Tensor::<B, 4>::from_data(TensorData::new(onehot, dims), &device);
-        let valid = Tensor::<B, 4>::from_data(TensorData::new(valid, [b, 1, h, w]), &device);
-        let probs = softmax(logits, 1) * valid;
-        let per_class = |t: Tensor<B, 4>| t.sum_dim(0).sum_dim(2).sum_dim(3).reshape([classes]);
+        let target = host(onehot);
+        let probs = softmax(rows, 1) * host(valid);
+        // Column sums as one matrix product: ones[1, pixels] · x[pixels, classes].
+        let ones = Tensor::<B, 2>::ones([1, pixels], &device);
+        let per_class = |t: Tensor<B, 2>| ones.clone().matmul(t).reshape([classes]);
         let overlap = per_class(probs.clone() * target.clone());
         let sizes = per_class(probs) + per_class(target);
         let dice = overlap
@@ -97,7 +104,7 @@ mod tests {
             class_weights: vec![],
             dice_weight: 0.0,
         };
-        let a = scalar(plain.loss(logits.clone().reshape([6, 4, 1, 1]), &masks));
+        let a = scalar(plain.loss(pixel_rows(logits.clone().reshape([6, 4, 1, 1])), &masks));
         let b = scalar(cross_entropy(logits, &labels, 0.0));
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
@@ -111,7 +118,7 @@ mod tests {
             dice_weight: 0.0,
         };
         let masks = [0u8, 1, IGNORE_LABEL, 2];
-        let base = scalar(loss.loss(logits.clone(), &masks));
+        let base = scalar(loss.loss(pixel_rows(logits.clone()), &masks));
         // Changing the ignored pixel's logits changes nothing.
         let mut values = logits.clone().into_data().to_vec::<f32>().unwrap();
         for c in 0..3 {
@@ -119,7 +126,7 @@ mod tests {
         }
         let moved =
             Tensor::<B, 4>::from_data(TensorData::new(values.clone(), [1, 3, 2, 2]), &device);
-        assert!((scalar(loss.loss(moved, &masks)) - base).abs() < 1e-6);
+        assert!((scalar(loss.loss(pixel_rows(moved), &masks)) - base).abs() < 1e-6);
         // The weighted mean by hand: -(1·lp0 + 2·lp1 + 1·lp2) / 4.
         let logp = |pixel: usize, class: usize| {
             let z: Vec<f32> = (0..3).map(|c| values[c * 4 + pixel]).collect();
@@ -128,7 +135,7 @@ mod tests {
         };
         let want = -(logp(0, 0) + 2.0 * logp(1, 1) + logp(3, 2)) / 4.0;
         assert!((base - want).abs() < 1e-5, "{base} vs {want}");
-        let none = loss.loss(logits, &[IGNORE_LABEL; 4]);
+        let none = loss.loss(pixel_rows(logits), &[IGNORE_LABEL; 4]);
         assert_eq!(scalar(none), 0.0);
     }
 
@@ -151,6 +158,7 @@ mod tests {
             class_weights: vec![],
             dice_weight: 0.0,
         };
+        let good = pixel_rows(good);
         let perfect =
             scalar(dice_only.loss(good.clone(), &masks)) - scalar(plain.loss(good.clone(), &masks));
         assert!(
@@ -168,7 +176,7 @@ mod tests {
             .map(|i| (i % 4) as u8)
             .map(|l| if l == 3 { IGNORE_LABEL } else { l })
             .collect();
-        let grads = dice_only.loss(x.clone(), &masks).backward();
+        let grads = dice_only.loss(pixel_rows(x.clone()), &masks).backward();
         let g = x
             .grad(&grads)
             .expect("a gradient")

@@ -5,7 +5,7 @@
 use burn::tensor::Tensor;
 
 use super::head::pixel_logits;
-use super::loss::PixelLoss;
+use super::loss::{pixel_rows, PixelLoss};
 use super::metrics::Confusion;
 use crate::config::Config;
 use crate::data::geometry::IGNORE_LABEL;
@@ -51,9 +51,9 @@ impl Task for Segmentation {
         batch: &Batch,
         _training: bool,
     ) -> (Tensor<B, 1>, Vec<f32>) {
-        let logits = pixel_logits(model, images);
-        let predicted = logits.clone().argmax(1);
-        let loss = self.loss.loss(logits, &batch.masks);
+        let rows = pixel_rows(pixel_logits(model, images));
+        let predicted = rows.clone().argmax(1);
+        let loss = self.loss.loss(rows, &batch.masks);
         let labels = predicted
             .into_data()
             .convert::<f32>()
