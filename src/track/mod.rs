@@ -172,6 +172,13 @@ impl Store {
             path: path.to_path_buf(),
             identity,
         };
+        // Migrations rebuild tables that other tables reference; SQLite checks foreign keys
+        // on such a DROP unless they are off, and the pragma is a no-op inside a transaction
+        // (and the bundled SQLite turns them on by default), so it is set here, outside.
+        store
+            .conn
+            .pragma_update(None, "foreign_keys", "OFF")
+            .map_err(&wrap)?;
         retry_busy(|| store.migrate()).map_err(&wrap)?;
         store
             .conn
@@ -608,5 +615,46 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let err = store.clear_metrics("t").unwrap_err();
         assert!(matches!(err, StoreError::Replaced { .. }), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    /// A store written by the first schema, with a trial and its rows, opens under the newest
+    /// one with every row kept (table rebuilds must not trip the foreign keys).
+    #[test]
+    fn a_populated_first_version_store_upgrades_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vitrun.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO experiments VALUES ('old', NULL, '2026-01-01');
+                 INSERT INTO trials (id, experiment, config, seed, status, created_at)
+                     VALUES ('abc123', 'old', '{}', 1, 'finished', '2026-01-01');
+                 INSERT INTO params VALUES ('abc123', 'head.task', 'classification');
+                 INSERT INTO metrics VALUES ('abc123', 'val', 'top1', 10, 1, 0.75, 0.0);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.version().unwrap(), MIGRATIONS.len());
+        let trials = store.trials(None).unwrap();
+        assert_eq!(trials.len(), 1);
+        assert_eq!(
+            (trials[0].best, trials[0].best_metric.as_str()),
+            (Some(0.75), "top1")
+        );
+        assert_eq!(store.metrics("abc123").unwrap().len(), 1);
+        let on: i64 = store
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(on, 1, "foreign keys are back on after migrating");
     }
 }
