@@ -1,4 +1,5 @@
-//! The sweep's live view: one line per running trial (slot, epoch, val top-1, img/s) and the
+//! The sweep's live view: one line per running trial (slot, epoch, the task's main validation
+//! metric, img/s) and the
 //! overall progress with an ETA; indicatif on a terminal, plain lines otherwise.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,9 @@ pub struct RunningRow {
     pub attempt: usize,
     pub epoch: i64,
     pub epochs: usize,
-    pub val_top1: Option<f64>,
+    /// The latest value of the task's main validation metric, named by `score_name`.
+    pub val_score: Option<f64>,
+    pub score_name: String,
     pub images_per_sec: Option<f64>,
 }
 
@@ -52,9 +55,9 @@ pub fn clock(d: Duration) -> String {
 
 fn describe(r: &RunningRow) -> String {
     let top1 = r
-        .val_top1
-        .map(|v| format!("val top1 {:.1}%", v * 100.0))
-        .unwrap_or_else(|| "val top1 -".into());
+        .val_score
+        .map(|v| format!("val {} {:.1}%", r.score_name, v * 100.0))
+        .unwrap_or_else(|| format!("val {} -", r.score_name));
     let ips = r
         .images_per_sec
         .map(|v| format!("{v:.0} img/s"))

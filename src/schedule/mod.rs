@@ -605,7 +605,8 @@ fn board(
             attempt: a.job.attempt,
             epoch: snap.epoch,
             epochs: t.config.train.epochs,
-            val_top1: snap.val_top1,
+            val_score: snap.val_score,
+            score_name: snap.score_name,
             images_per_sec: snap.images_per_sec,
         });
     }

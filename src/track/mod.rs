@@ -475,7 +475,7 @@ impl Store {
 
 /// SQL giving the main validation metric's name of trial `t`, from its `head.task` param (a
 /// trial recorded before tasks existed classifies).
-fn main_metric_sql() -> String {
+pub(crate) fn main_metric_sql() -> String {
     let cases: String = [Task::Classification, Task::Segmentation, Task::Detection]
         .iter()
         .map(|&task| {

@@ -42,7 +42,9 @@ impl TrialState {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EpochSnapshot {
     pub epoch: i64,
-    pub val_top1: Option<f64>,
+    /// The trial's main validation metric (`val/<score_name>`: top-1, mIoU).
+    pub val_score: Option<f64>,
+    pub score_name: String,
     pub val_loss: Option<f64>,
     pub images_per_sec: Option<f64>,
 }
@@ -240,22 +242,35 @@ impl Store {
         let Some(epoch) = epoch else {
             return Ok(EpochSnapshot::default());
         };
-        let value = |m: Metric| -> Result<Option<f64>> {
+        let value = |split: &str, name: &str| -> Result<Option<f64>> {
             self.conn
                 .query_row(
                     "SELECT value FROM metrics WHERE trial = ?1 AND split = ?2 AND name = ?3
                      AND epoch = ?4 ORDER BY step DESC LIMIT 1",
-                    params![trial, m.split, m.name, epoch],
+                    params![trial, split, name, epoch],
                     |r| r.get(0),
                 )
                 .optional()
                 .map_err(|e| self.wrap(e))
         };
+        let score_name: String = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {} FROM trials t WHERE t.id = ?1",
+                    super::main_metric_sql()
+                ),
+                [trial],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.wrap(e))?;
+        let of = |m: Metric| value(m.split, m.name);
         Ok(EpochSnapshot {
             epoch,
-            val_top1: value(Metric::VAL_TOP1)?,
-            val_loss: value(Metric::VAL_LOSS)?,
-            images_per_sec: value(Metric::TRAIN_IMAGES_PER_SEC)?,
+            val_score: value(Metric::VAL_LOSS.split, &score_name)?,
+            score_name,
+            val_loss: of(Metric::VAL_LOSS)?,
+            images_per_sec: of(Metric::TRAIN_IMAGES_PER_SEC)?,
         })
     }
 }
