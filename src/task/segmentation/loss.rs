@@ -38,19 +38,17 @@ impl PixelLoss {
         let [pixels, classes] = dims;
         assert_eq!(masks.len(), pixels, "one mask label per pixel");
         let weight = |c: usize| self.class_weights.get(c).copied().unwrap_or(1.0) as f32;
+        let counted = |i: usize| {
+            let label = masks[i];
+            (label != IGNORE_LABEL && usize::from(label) < classes).then_some(usize::from(label))
+        };
         let mut weighted = vec![0f32; pixels * classes];
-        let mut onehot = vec![0f32; pixels * classes];
-        let mut valid = vec![0f32; pixels * classes];
         let mut total = 0f64;
-        for (i, &label) in masks.iter().enumerate() {
-            let c = usize::from(label);
-            if label == IGNORE_LABEL || c >= classes {
-                continue;
+        for i in 0..pixels {
+            if let Some(c) = counted(i) {
+                weighted[i * classes + c] = weight(c);
+                total += f64::from(weight(c));
             }
-            weighted[i * classes + c] = weight(c);
-            onehot[i * classes + c] = 1.0;
-            valid[i * classes..(i + 1) * classes].fill(1.0);
-            total += f64::from(weight(c));
         }
         let device = rows.device();
         if total == 0.0 {
@@ -64,6 +62,15 @@ impl PixelLoss {
             .neg();
         if self.dice_weight == 0.0 {
             return cross_entropy;
+        }
+        // The Dice term's one-hot targets and counted-pixel mask, built only when it is on.
+        let mut onehot = vec![0f32; pixels * classes];
+        let mut valid = vec![0f32; pixels * classes];
+        for i in 0..pixels {
+            if let Some(c) = counted(i) {
+                onehot[i * classes + c] = 1.0;
+                valid[i * classes..(i + 1) * classes].fill(1.0);
+            }
         }
         let target = host(onehot);
         let probs = softmax(rows, 1) * host(valid);
