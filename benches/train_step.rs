@@ -18,7 +18,7 @@ use peers::bare_vit::{BareTrainer, BareVit};
 use vitrun::config::{Config, OptimizerConfig};
 use vitrun::data::{self, EpochLoader, LoaderSpec, Pipeline};
 use vitrun::kernels::TrainBackend;
-use vitrun::model::{Vit, VitSpec};
+use vitrun::model::{DecoderSpec, Vit, VitSpec};
 use vitrun::train::loss::cross_entropy;
 use vitrun::train::optim::Optimizer;
 
@@ -44,7 +44,7 @@ fn spec() -> VitSpec {
         dropout: 0.0,
         attn_dropout: 0.0,
         drop_path: 0.0,
-        conv_decoder: false,
+        decoder: DecoderSpec::None,
     }
 }
 

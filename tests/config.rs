@@ -123,7 +123,7 @@ fn each_range_rule_says_what_is_valid() {
         ("[optimizer]\nlr = -1e-3\n", "learning rate -0.001 must be above 0"),
         ("[data]\nclasses = []\n", "`data.classes`: the class list is empty"),
         ("[model]\npreset = \"vit-huge\"\n", "unknown preset \"vit-huge\"; use one of vit-tiny, vit-small, vit-base, deit-tiny, deit-small, deit-base"),
-        ("[head]\ntask = \"detection\"\n", "\"detection\" is not implemented yet"),
+        ("[head]\ntask = \"detection\"\n", "`data.dataset`: \"synthetic\" has no targets for head.task = \"detection\"; use one of \"synthetic_scenes\", \"coco\""),
         ("[train]\ndevice = \"gpu\"\n", "unknown device \"gpu\"; use auto, cpu, cuda:N, tch-cpu or tch-cuda:N"),
         ("[augment.random_resized_crop]\nscale = [0.9, 0.2]\n", "`augment.random_resized_crop.scale`: [0.9, 0.2] is not a range"),
     ];
@@ -136,7 +136,9 @@ fn each_range_rule_says_what_is_valid() {
 #[test]
 fn task_options_and_datasets_belong_to_their_task() {
     let seg = "[data]\ndataset = \"synthetic_lesions\"\n[head]\ntask = \"segmentation\"\n";
-    let cases: [(String, &str); 7] = [
+    let det =
+        "[data]\ndataset = \"synthetic_scenes\"\nmax_objects = 3\n[head]\ntask = \"detection\"\n";
+    let cases: [(String, &str); 13] = [
         ("[head]\ndice_weight = 0.5\n".into(), "`head.dice_weight`: is a \"segmentation\" option and this experiment's head.task is \"classification\"; remove it, or set head.task = \"segmentation\""),
         ("[head]\ndecoder = \"linear\"\n".into(), "`head.decoder`: is a \"segmentation\" option"),
         ("[head]\ntask = \"segmentation\"\n".into(), "`data.dataset`: \"synthetic\" has no targets for head.task = \"segmentation\"; use one of \"synthetic_scenes\", \"synthetic_lesions\", \"mask_folder\""),
@@ -144,6 +146,12 @@ fn task_options_and_datasets_belong_to_their_task() {
         (format!("{seg}dice_weight = -1\n"), "`head.dice_weight`: -1 is out of range"),
         (format!("{seg}class_weights = [0, 0]\n"), "`head.class_weights`: list one weight of at least 0 per class"),
         (format!("{seg}[augment.rand_augment]\nenabled = true\n"), "`augment.rand_augment.enabled`: RandAugment's rotations, shears and translations move pixels without moving the masks"),
+        (format!("{seg}queries = 10\n"), "`head.queries`: is a \"detection\" option and this experiment's head.task is \"segmentation\""),
+        (format!("{det}dice_weight = 1.0\n"), "`head.dice_weight`: is a \"segmentation\" option and this experiment's head.task is \"detection\""),
+        (format!("{det}queries = 2\n"), "`head.queries`: 2 queries cannot each take one of up to data.max_objects = 3 vehicles; use at least 3"),
+        (format!("{det}layers = 0\n"), "`head.layers`: 0 is out of range; use 1 to 24 decoder layers"),
+        (format!("{det}ce_weight = 0\n"), "`head.ce_weight`: detection needs a class term and a box term"),
+        (format!("{det}[augment.rand_augment]\nenabled = true\n"), "move pixels without moving the boxes; set it to false for \"detection\""),
     ];
     for (text, want) in cases {
         let e = error(&text, &[]);

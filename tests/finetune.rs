@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use burn::backend::Flex;
 use common::{config, micro, runs_set, text, vitrun};
 use vitrun::model::{
-    apply_pretrained, apply_state_dict, read_state_dict, state_dict, write_safetensors, StateDict,
-    Vit, VitSpec,
+    apply_pretrained, apply_state_dict, read_state_dict, state_dict, write_safetensors,
+    DecoderSpec, StateDict, Vit, VitSpec,
 };
 use vitrun::track::Store;
 use vitrun::train::optim::layer_scale;
@@ -33,7 +33,7 @@ fn spec(classes: usize, distilled: bool) -> VitSpec {
         dropout: 0.0,
         attn_dropout: 0.0,
         drop_path: 0.0,
-        conv_decoder: false,
+        decoder: DecoderSpec::None,
     }
 }
 

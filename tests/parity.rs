@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
-use vitrun::model::{apply_state_dict, read_state_dict, StateTensor, VitSpec};
+use vitrun::model::{apply_state_dict, read_state_dict, DecoderSpec, StateTensor, VitSpec};
 
 type B = Flex;
 
@@ -31,7 +31,7 @@ fn spec_of(name: &str) -> VitSpec {
         dropout: 0.0,
         attn_dropout: 0.0,
         drop_path: 0.0,
-        conv_decoder: false,
+        decoder: DecoderSpec::None,
     }
 }
 

@@ -506,7 +506,7 @@ mod weight_average {
     use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
     use vitrun::config::EmaConfig;
-    use vitrun::model::{state_dict, Vit, VitSpec};
+    use vitrun::model::{state_dict, DecoderSpec, Vit, VitSpec};
     use vitrun::train::ema::{decay_at, Ema};
 
     fn spec() -> VitSpec {
@@ -524,7 +524,7 @@ mod weight_average {
             dropout: 0.0,
             attn_dropout: 0.0,
             drop_path: 0.0,
-            conv_decoder: false,
+            decoder: DecoderSpec::None,
         }
     }
 

@@ -11,7 +11,7 @@ use common::{chromium, probe_page};
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
-use vitrun::model::{apply_state_dict, state_dict, Vit, VitSpec};
+use vitrun::model::{apply_state_dict, state_dict, DecoderSpec, Vit, VitSpec};
 use vitrun::report::attention::{
     cls_to_patches, discard_lowest, fuse, last_block_map, rollout, Fusion,
 };
@@ -124,7 +124,7 @@ fn focused_model(distilled: bool, target: usize) -> (Vit<Flex>, usize, usize) {
         dropout: 0.0,
         attn_dropout: 0.0,
         drop_path: 0.0,
-        conv_decoder: false,
+        decoder: DecoderSpec::None,
     };
     let device = Default::default();
     let model: Vit<Flex> = spec.init(&device);

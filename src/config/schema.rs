@@ -267,6 +267,41 @@ pub struct HeadConfig {
     pub dice_weight: Option<f64>,
     /// Segmentation: a cross-entropy weight per class, in class order (default all 1).
     pub class_weights: Option<Vec<f64>>,
+    /// Detection: object queries, the most objects an image can be given (default 12).
+    pub queries: Option<usize>,
+    /// Detection: transformer decoder layers (default 3).
+    pub layers: Option<usize>,
+    /// Detection: the weight of the cross-entropy of queries matched to no object (DETR's
+    /// `eos_coef`, default 0.1).
+    pub no_object_weight: Option<f64>,
+    /// Detection: the weight of the class cross-entropy, in the loss and the matching cost
+    /// (default 1).
+    pub ce_weight: Option<f64>,
+    /// Detection: the weight of the L1 box distance (default 5).
+    pub l1_weight: Option<f64>,
+    /// Detection: the weight of the generalized-IoU loss (default 2).
+    pub giou_weight: Option<f64>,
+    /// Detection: add the loss of every decoder layer, not only the last (default true).
+    pub aux_loss: Option<bool>,
+    /// Detection: the weight of the dense auxiliary loss classifying each patch token by the
+    /// box it lies in (default 1; 0 turns it off).
+    pub patch_weight: Option<f64>,
+    /// Detection: the least score of a box that reports draw (default 0.5).
+    pub score_threshold: Option<f64>,
+}
+
+/// Detection's options with their defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectionOptions {
+    pub queries: usize,
+    pub layers: usize,
+    pub no_object_weight: f64,
+    pub ce_weight: f64,
+    pub l1_weight: f64,
+    pub giou_weight: f64,
+    pub aux_loss: bool,
+    pub patch_weight: f64,
+    pub score_threshold: f64,
 }
 
 impl Default for HeadConfig {
@@ -276,6 +311,15 @@ impl Default for HeadConfig {
             decoder: None,
             dice_weight: None,
             class_weights: None,
+            queries: None,
+            layers: None,
+            no_object_weight: None,
+            ce_weight: None,
+            l1_weight: None,
+            giou_weight: None,
+            aux_loss: None,
+            patch_weight: None,
+            score_threshold: None,
         }
     }
 }
@@ -293,7 +337,39 @@ impl HeadConfig {
         if self.class_weights.is_some() {
             set.push(("head.class_weights", Task::Segmentation));
         }
+        let detection = [
+            ("head.queries", self.queries.is_some()),
+            ("head.layers", self.layers.is_some()),
+            ("head.no_object_weight", self.no_object_weight.is_some()),
+            ("head.ce_weight", self.ce_weight.is_some()),
+            ("head.l1_weight", self.l1_weight.is_some()),
+            ("head.giou_weight", self.giou_weight.is_some()),
+            ("head.aux_loss", self.aux_loss.is_some()),
+            ("head.patch_weight", self.patch_weight.is_some()),
+            ("head.score_threshold", self.score_threshold.is_some()),
+        ];
+        for (key, is_set) in detection {
+            if is_set {
+                set.push((key, Task::Detection));
+            }
+        }
         set
+    }
+
+    /// Detection's options, defaults filled in (DETR's loss weights; queries and layers sized
+    /// for small scenes on a CPU).
+    pub fn detection(&self) -> DetectionOptions {
+        DetectionOptions {
+            queries: self.queries.unwrap_or(12),
+            layers: self.layers.unwrap_or(3),
+            no_object_weight: self.no_object_weight.unwrap_or(0.1),
+            ce_weight: self.ce_weight.unwrap_or(1.0),
+            l1_weight: self.l1_weight.unwrap_or(5.0),
+            giou_weight: self.giou_weight.unwrap_or(2.0),
+            aux_loss: self.aux_loss.unwrap_or(true),
+            patch_weight: self.patch_weight.unwrap_or(1.0),
+            score_threshold: self.score_threshold.unwrap_or(0.5),
+        }
     }
 }
 
@@ -676,7 +752,7 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 17] = [
+pub const LATER_KEYS: [&str; 26] = [
     "model.pretrained",
     "model.pretrained_strict",
     "finetune",
@@ -694,6 +770,15 @@ pub const LATER_KEYS: [&str; 17] = [
     "head.decoder",
     "head.dice_weight",
     "head.class_weights",
+    "head.queries",
+    "head.layers",
+    "head.no_object_weight",
+    "head.ce_weight",
+    "head.l1_weight",
+    "head.giou_weight",
+    "head.aux_loss",
+    "head.patch_weight",
+    "head.score_threshold",
 ];
 
 /// Which checkpoints a trial keeps.

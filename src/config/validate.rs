@@ -462,12 +462,6 @@ fn task_name(task: Task) -> String {
 /// The task, its options, and whether the dataset gives its targets.
 fn validate_head(c: &Config) -> Result<(), Violation> {
     let h = &c.head;
-    if h.task == Task::Detection {
-        return fail(
-            "head.task",
-            "\"detection\" is not implemented yet; use \"classification\" or \"segmentation\"",
-        );
-    }
     for (key, owner) in h.set_options() {
         if owner != h.task {
             return fail(
@@ -517,10 +511,80 @@ fn validate_head(c: &Config) -> Result<(), Violation> {
             );
         }
     }
-    if h.task == Task::Segmentation && c.augment.rand_augment.enabled {
+    if h.task != Task::Classification && c.augment.rand_augment.enabled {
         return fail(
             "augment.rand_augment.enabled",
-            "RandAugment's rotations, shears and translations move pixels without moving the masks; set it to false for segmentation",
+            format!(
+                "RandAugment's rotations, shears and translations move pixels without moving the {}; set it to false for {}",
+                if h.task == Task::Detection { "boxes" } else { "masks" },
+                task_name(h.task)
+            ),
+        );
+    }
+    if h.task == Task::Detection {
+        validate_detection(c)?;
+    }
+    Ok(())
+}
+
+/// Detection's sizes and loss weights.
+fn validate_detection(c: &Config) -> Result<(), Violation> {
+    let d = c.head.detection();
+    if !(1..=1000).contains(&d.queries) {
+        return fail(
+            "head.queries",
+            format!("{} is out of range; use 1 to 1000 object queries (at least the most objects an image has)", d.queries),
+        );
+    }
+    if c.data.dataset == DatasetKind::SyntheticScenes && d.queries < c.data.max_objects {
+        return fail(
+            "head.queries",
+            format!(
+                "{} queries cannot each take one of up to data.max_objects = {} vehicles; use at least {}",
+                d.queries, c.data.max_objects, c.data.max_objects
+            ),
+        );
+    }
+    if !(1..=24).contains(&d.layers) {
+        return fail(
+            "head.layers",
+            format!(
+                "{} is out of range; use 1 to 24 decoder layers (DETR: 6)",
+                d.layers
+            ),
+        );
+    }
+    for (key, w) in [
+        ("head.no_object_weight", d.no_object_weight),
+        ("head.ce_weight", d.ce_weight),
+        ("head.l1_weight", d.l1_weight),
+        ("head.giou_weight", d.giou_weight),
+        ("head.patch_weight", d.patch_weight),
+    ] {
+        if !(0.0..=100.0).contains(&w) {
+            return fail(
+                key,
+                format!("{w} is out of range; use a weight in [0, 100] (DETR: ce 1, l1 5, giou 2, no object 0.1)"),
+            );
+        }
+    }
+    if d.ce_weight == 0.0 || d.l1_weight + d.giou_weight == 0.0 {
+        return fail(
+            if d.ce_weight == 0.0 {
+                "head.ce_weight"
+            } else {
+                "head.l1_weight"
+            },
+            "detection needs a class term and a box term (L1 or GIoU) above 0",
+        );
+    }
+    if !(0.0..=1.0).contains(&d.score_threshold) {
+        return fail(
+            "head.score_threshold",
+            format!(
+                "{} is not a score; use a value in [0, 1]",
+                d.score_threshold
+            ),
         );
     }
     Ok(())

@@ -84,12 +84,24 @@ impl Metric {
     pub const VAL_EMA_PIXEL_ACC: Metric = metric("val_ema", "pixel_acc", Goal::Maximize, true);
     pub const VAL_EMA_DICE: Metric = metric("val_ema", "dice", Goal::Maximize, true);
 
-    /// Detection: mAP at IoU 0.5 (reserved: detection does not train yet, so it is not in
-    /// [`Metric::ALL`]).
+    /// Detection: the share of objects a confident, right-class box frames at IoU ≥ 0.5
+    /// while training.
+    pub const TRAIN_RECALL50: Metric = metric("train", "recall50", Goal::Maximize, true);
+    /// Detection: COCO mAP at IoU 0.5.
     pub const VAL_MAP50: Metric = metric("val", "map50", Goal::Maximize, true);
+    /// Detection: COCO mAP averaged over IoU 0.5:0.95.
+    pub const VAL_MAP: Metric = metric("val", "map", Goal::Maximize, true);
+    pub const VAL_MAP75: Metric = metric("val", "map75", Goal::Maximize, true);
+    /// Detection: the last decoder layer's loss terms (class cross-entropy, L1, 1 − GIoU).
+    pub const VAL_LOSS_CE: Metric = metric("val", "loss_ce", Goal::Minimize, true);
+    pub const VAL_LOSS_BBOX: Metric = metric("val", "loss_bbox", Goal::Minimize, true);
+    pub const VAL_LOSS_GIOU: Metric = metric("val", "loss_giou", Goal::Minimize, true);
+    pub const VAL_EMA_MAP50: Metric = metric("val_ema", "map50", Goal::Maximize, true);
+    pub const VAL_EMA_MAP: Metric = metric("val_ema", "map", Goal::Maximize, true);
 
-    /// Every metric vitrun logs under a fixed name (per-class IoU, `val/iou_<class>`, aside).
-    pub const ALL: [Metric; 20] = [
+    /// Every metric vitrun logs under a fixed name (per-class IoU and AP, `val/iou_<class>`
+    /// and `val/ap50_<class>`, aside).
+    pub const ALL: [Metric; 29] = [
         Metric::TRAIN_LOSS,
         Metric::TRAIN_TOP1,
         Metric::TRAIN_STEP_LOSS,
@@ -110,6 +122,15 @@ impl Metric {
         Metric::VAL_EMA_MIOU,
         Metric::VAL_EMA_PIXEL_ACC,
         Metric::VAL_EMA_DICE,
+        Metric::TRAIN_RECALL50,
+        Metric::VAL_MAP50,
+        Metric::VAL_MAP,
+        Metric::VAL_MAP75,
+        Metric::VAL_LOSS_CE,
+        Metric::VAL_LOSS_BBOX,
+        Metric::VAL_LOSS_GIOU,
+        Metric::VAL_EMA_MAP50,
+        Metric::VAL_EMA_MAP,
     ];
 
     /// `split/name`.

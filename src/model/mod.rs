@@ -1,6 +1,7 @@
 //! ViT backbone and heads with timm's layout, plus timm/DeiT checkpoint loading.
 
 mod decoder;
+mod detr;
 mod freeze;
 mod pretrained;
 mod resample;
@@ -8,6 +9,7 @@ mod state_dict;
 mod vit;
 
 pub use decoder::ConvDecoder;
+pub use detr::{CrossAttention, DetrDecoder, DetrLayer, QueryFeatures};
 pub use freeze::{covers, freeze, Unmatched};
 pub use pretrained::{apply_pretrained, filter, is_head, Coverage};
 pub use resample::{resample_pos_embed, resize_grid};
@@ -15,13 +17,13 @@ pub use state_dict::{
     apply_partial, apply_state_dict, read_state_dict, state_dict, timm_names, write_safetensors,
     Applied, CheckpointError, StateDict, StateTensor,
 };
-pub use vit::{Attention, Block, Mlp, PatchEmbed, Vit, VitSpec, VitTrace};
+pub use vit::{Attention, Block, DecoderSpec, Mlp, PatchEmbed, Vit, VitSpec, VitTrace};
 
 use std::path::Path;
 
 use burn::backend::Flex;
 
-use crate::config::{Config, Pooling};
+use crate::config::{Config, Decoder, Pooling, Task};
 
 /// Loads an experiment's model with `classes` outputs from the checkpoint at `path`, on the CPU
 /// (reports and predictions).
@@ -39,7 +41,8 @@ pub fn load_on_cpu(
 }
 
 impl VitSpec {
-    /// The architecture an experiment asks for, with `num_classes` from its dataset.
+    /// The architecture an experiment asks for, with `num_classes` from its dataset (a
+    /// detection head adds the "no object" class).
     pub fn from_config(config: &Config, num_classes: usize) -> VitSpec {
         let m = &config.model;
         VitSpec {
@@ -50,14 +53,29 @@ impl VitSpec {
             depth: m.depth.unwrap_or(12),
             num_heads: m.num_heads.unwrap_or(3),
             mlp_ratio: m.mlp_ratio,
-            num_classes,
+            num_classes: num_classes + usize::from(config.head.task == Task::Detection),
             mean_pool: m.pooling == Pooling::Mean,
             distilled: m.distilled,
             dropout: m.dropout,
             attn_dropout: m.attn_dropout,
             drop_path: m.drop_path,
-            conv_decoder: config.head.task == crate::config::Task::Segmentation
-                && config.head.decoder == Some(crate::config::Decoder::Conv),
+            decoder: DecoderSpec::from_config(config),
+        }
+    }
+}
+
+impl DecoderSpec {
+    /// The decoder an experiment's `[head]` asks for.
+    pub fn from_config(config: &Config) -> DecoderSpec {
+        let h = &config.head;
+        match h.task {
+            Task::Classification => DecoderSpec::None,
+            Task::Segmentation if h.decoder == Some(Decoder::Conv) => DecoderSpec::Conv,
+            Task::Segmentation => DecoderSpec::None,
+            Task::Detection => DecoderSpec::Detr {
+                queries: h.detection().queries,
+                layers: h.detection().layers,
+            },
         }
     }
 }

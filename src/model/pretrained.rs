@@ -20,9 +20,10 @@ pub struct Coverage {
     pub adapted: Vec<String>,
 }
 
-/// Whether `name` belongs to a classification head (re-initialised freely on a class change).
+/// Whether `name` belongs to a task head or decoder (re-initialised freely on a class or task
+/// change).
 pub fn is_head(name: &str) -> bool {
-    ["head.", "head_dist.", "decoder."]
+    ["head.", "head_dist.", "decoder.", "detr."]
         .iter()
         .any(|p| name.starts_with(p))
 }

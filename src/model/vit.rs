@@ -9,6 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
 use super::decoder::ConvDecoder;
+use super::detr::DetrDecoder;
 use crate::kernels::{self, VitKernels};
 
 /// Architecture of a ViT: everything needed to build it, nothing about training.
@@ -29,9 +30,20 @@ pub struct VitSpec {
     pub dropout: f64,
     pub attn_dropout: f64,
     pub drop_path: f64,
-    /// A progressive transposed-conv decoder between the patch tokens and the head
-    /// (segmentation's `decoder = "conv"`).
-    pub conv_decoder: bool,
+    /// What sits between the encoder's patch tokens and the head.
+    pub decoder: DecoderSpec,
+}
+
+/// The part between the encoder and the head of a dense task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderSpec {
+    /// None: the head reads the pooled features (classification) or each patch token
+    /// (segmentation's linear decoder).
+    None,
+    /// Segmentation's progressive transposed-conv decoder (`decoder = "conv"`).
+    Conv,
+    /// DETR's query decoder: `queries` object queries through `layers` layers (detection).
+    Detr { queries: usize, layers: usize },
 }
 
 impl VitSpec {
@@ -106,15 +118,25 @@ impl VitSpec {
             fc_norm: self.mean_pool.then(norm),
             head: linear(self.head_inputs(), self.num_classes),
             head_dist: self.distilled.then(|| linear(d, self.num_classes)),
-            decoder: self
-                .conv_decoder
+            decoder: (self.decoder == DecoderSpec::Conv)
                 .then(|| ConvDecoder::new(d, self.patch_size, device)),
+            detr: match self.decoder {
+                DecoderSpec::Detr { queries, layers } => Some(DetrDecoder::new(
+                    d,
+                    self.num_heads,
+                    queries,
+                    layers,
+                    self.num_classes - 1,
+                    device,
+                )),
+                _ => None,
+            },
         }
     }
 
     /// Features the head classifies: the width, or the conv decoder's last channels.
     pub fn head_inputs(&self) -> usize {
-        if self.conv_decoder {
+        if self.decoder == DecoderSpec::Conv {
             ConvDecoder::<burn::backend::Flex>::out_channels(self.embed_dim, self.patch_size)
         } else {
             self.embed_dim
@@ -277,6 +299,8 @@ pub struct Vit<B: Backend> {
     /// Segmentation's progressive decoder (`decoder = "conv"`); the head then classifies its
     /// pixel features.
     pub decoder: Option<ConvDecoder<B>>,
+    /// Detection's query decoder; the head then classifies each query (no-object last).
+    pub detr: Option<DetrDecoder<B>>,
 }
 
 impl<B: VitKernels> Vit<B> {

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod charts;
 mod compare;
 mod curves;
+mod dense;
 pub mod diff;
 pub mod export;
 pub mod groups;
@@ -294,21 +295,22 @@ pub fn build(
     let mut data = Section::new("data", "Augmentations");
     let mut model = Section::new("model", "Attention, predictions and patches");
     let task = best.config.head.task;
+    let dense = task != crate::config::Task::Classification;
     match crate::data::open(&best.config) {
-        Ok(_) if task != crate::config::Task::Classification => {
-            let why = format!(
-                "the augmentation, attention, prediction and confusion panels show class labels, and trial {} is a {} trial; its metrics are in the curves",
-                best.summary.id,
-                serde_json::to_string(&task).unwrap_or_default()
-            );
-            data.notes.push(why.clone());
-            skipped.push(why);
-        }
         Ok(splits) => {
-            data.figures
-                .push(views::augmentations(&best.config, &splits, &out)?);
-            data.figures
-                .extend(views::mixed_samples(&best.config, &splits, &out)?);
+            if dense {
+                model.title = "Predictions".into();
+                data.notes.push(format!(
+                    "the augmentation panels show class labels, and trial {} is a {} trial; its predictions are drawn below",
+                    best.summary.id,
+                    serde_json::to_string(&task).unwrap_or_default()
+                ));
+            } else {
+                data.figures
+                    .push(views::augmentations(&best.config, &splits, &out)?);
+                data.figures
+                    .extend(views::mixed_samples(&best.config, &splits, &out)?);
+            }
             match views::checkpoint(best) {
                 Some(path) => {
                     model.notes.push(format!(
@@ -316,12 +318,21 @@ pub fn build(
                         path.display(),
                         best.summary.id
                     ));
-                    model.figures = views::model_views(best, &splits, &path, options, &out)?;
+                    model.figures = if dense {
+                        dense::views(best, &splits, &path, options, &out)?
+                    } else {
+                        views::model_views(best, &splits, &path, options, &out)?
+                    };
                 }
                 None => {
                     let why = format!(
-                        "trial {} has no checkpoint yet (runs/…/best/ or last/); attention maps, predictions and the confusion matrix need one",
-                        best.summary.id
+                        "trial {} has no checkpoint yet (runs/…/best/ or last/); {} need one",
+                        best.summary.id,
+                        if dense {
+                            "its predictions"
+                        } else {
+                            "attention maps, predictions and the confusion matrix"
+                        }
                     );
                     model.notes.push(why.clone());
                     skipped.push(why);

@@ -126,3 +126,58 @@ pub fn cells(values: &[[f32; 3]], grid: usize, cell: usize) -> Rgb {
         pixels,
     }
 }
+
+/// Draws the outline of `corners` (in input pixels, drawn `scale` times larger) onto `image`,
+/// two pixels thick and clipped to it.
+pub fn outline(
+    image: &mut Rgb,
+    corners: &crate::data::boxes::Corners,
+    scale: f64,
+    colour: [u8; 3],
+) {
+    let (w, h) = (image.width as i64, image.height as i64);
+    let at = |v: f64, limit: i64| ((v * scale).round() as i64).clamp(0, limit - 1);
+    let (x0, x1) = (at(corners.x0, w), at(corners.x1, w));
+    let (y0, y1) = (at(corners.y0, h), at(corners.y1, h));
+    let mut put = |x: i64, y: i64| {
+        if (0..w).contains(&x) && (0..h).contains(&y) {
+            let i = 3 * (y * w + x) as usize;
+            image.pixels[i..i + 3].copy_from_slice(&colour);
+        }
+    };
+    for t in 0..2 {
+        for x in x0..=x1 {
+            put(x, y0 + t);
+            put(x, y1 - t);
+        }
+        for y in y0..=y1 {
+            put(x0 + t, y);
+            put(x1 - t, y);
+        }
+    }
+}
+
+/// `base` with each pixel blended toward its colour in `colours` (one per pixel of a map
+/// `width` wide, shown `scale` times larger; `None` leaves the pixel as it is).
+pub fn tint(
+    base: &Rgb,
+    colours: &[Option<[u8; 3]>],
+    width: usize,
+    scale: usize,
+    alpha: f32,
+) -> Rgb {
+    let mut out = base.clone();
+    let scale = scale.max(1);
+    for y in 0..out.height {
+        for x in 0..out.width {
+            if let Some(Some(c)) = colours.get((y / scale) * width + x / scale) {
+                let i = 3 * (y * out.width + x);
+                for (pixel, &target) in out.pixels[i..i + 3].iter_mut().zip(c) {
+                    let v = f32::from(*pixel) * (1.0 - alpha) + f32::from(target) * alpha;
+                    *pixel = v.round() as u8;
+                }
+            }
+        }
+    }
+    out
+}

@@ -31,7 +31,7 @@ pub struct AttentionOptions {
     pub samples: usize,
 }
 
-fn denorm(config: &Config) -> Option<(&[f64], &[f64])> {
+pub(super) fn denorm(config: &Config) -> Option<(&[f64], &[f64])> {
     let n = &config.augment.normalize;
     n.enabled.then_some((n.mean.as_slice(), n.std.as_slice()))
 }
@@ -81,7 +81,7 @@ fn distinct_classes(data: &dyn Dataset, count: usize) -> anyhow::Result<Vec<usiz
     Ok(picks)
 }
 
-fn display_scale(size: usize) -> usize {
+pub(super) fn display_scale(size: usize) -> usize {
     (128 / size).max(1)
 }
 

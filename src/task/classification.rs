@@ -36,6 +36,7 @@ fn host(logits: Tensor<impl burn::tensor::backend::Backend, 2>) -> Vec<f32> {
 }
 
 impl Task for Classification {
+    type Output = Vec<f32>;
     type Tally = TopK;
     const MAIN: &'static str = "top1";
     const TRAIN_SCORE: &'static str = "top1";
@@ -64,7 +65,7 @@ impl Task for Classification {
     }
 
     /// Top-1 hits, against the dominant label of a mixed image.
-    fn train_score(&self, predictions: &[f32], batch: &Batch) -> f64 {
+    fn train_score(&self, predictions: &Vec<f32>, batch: &Batch) -> f64 {
         let scored = batch
             .targets
             .as_ref()
@@ -76,7 +77,7 @@ impl Task for Classification {
         TopK::default()
     }
 
-    fn add(&self, tally: &mut TopK, predictions: &[f32], batch: &Batch) {
+    fn add(&self, tally: &mut TopK, predictions: &Vec<f32>, batch: &Batch) {
         tally.top1 += top_k_correct(predictions, self.classes, &batch.labels, 1);
         tally.top5 += top_k_correct(predictions, self.classes, &batch.labels, 5);
         tally.seen += batch.len();

@@ -1,6 +1,5 @@
 //! What each task adds to the shared ViT encoder and trial loop: its loss, its training score
-//! and its validation metrics (classification, segmentation), plus detection's matching and
-//! mAP. The trial is generic over [`Task`] and picks the implementation once, from
+//! and its validation metrics (classification, segmentation, detection). The trial is generic over [`Task`] and picks the implementation once, from
 //! `head.task`.
 
 pub mod classification;
@@ -28,6 +27,8 @@ pub struct Scores {
 
 /// One task's part of a trial.
 pub trait Task: Sized {
+    /// The model's predictions on a batch, on the host, for scoring.
+    type Output;
     /// What validation accumulates over batches.
     type Tally;
     /// The main validation metric's name under `val/` and `val_ema/`.
@@ -47,16 +48,16 @@ pub trait Task: Sized {
         images: Tensor<B, 4>,
         batch: &Batch,
         training: bool,
-    ) -> (Tensor<B, 1>, Vec<f32>);
+    ) -> (Tensor<B, 1>, Self::Output);
 
     /// The training score summed over the batch's images.
-    fn train_score(&self, predictions: &[f32], batch: &Batch) -> f64;
+    fn train_score(&self, predictions: &Self::Output, batch: &Batch) -> f64;
 
     /// An empty validation tally.
     fn tally(&self) -> Self::Tally;
 
     /// Adds a validation batch's predictions.
-    fn add(&self, tally: &mut Self::Tally, predictions: &[f32], batch: &Batch);
+    fn add(&self, tally: &mut Self::Tally, predictions: &Self::Output, batch: &Batch);
 
     /// The validation figures of a whole pass.
     fn scores(&self, tally: Self::Tally) -> Scores;
@@ -65,6 +66,7 @@ pub trait Task: Sized {
 #[cfg(test)]
 mod tests {
     use super::classification::Classification;
+    use super::detection::Detection;
     use super::segmentation::Segmentation;
     use super::Task;
     use crate::config;
@@ -78,7 +80,12 @@ mod tests {
             Classification::MAIN
         );
         assert_eq!(main(config::Task::Segmentation).name, Segmentation::MAIN);
-        for t in [config::Task::Classification, config::Task::Segmentation] {
+        assert_eq!(main(config::Task::Detection).name, Detection::MAIN);
+        for t in [
+            config::Task::Classification,
+            config::Task::Segmentation,
+            config::Task::Detection,
+        ] {
             assert_eq!(main(t).split, "val");
         }
     }

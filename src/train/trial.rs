@@ -24,6 +24,7 @@ use crate::model::{
 };
 pub use crate::schedule::EpochGate;
 use crate::task::classification::Classification;
+use crate::task::detection::Detection;
 use crate::task::segmentation::Segmentation;
 use crate::task::{Scores, Task};
 use crate::track::{MetricRow, Recorder};
@@ -225,9 +226,7 @@ pub fn run_trial<B: TrainBackend>(run: TrialRun<'_>, device: B::Device) -> anyho
     match run.config.head.task {
         config::Task::Classification => run_task::<B, Classification>(run, device),
         config::Task::Segmentation => run_task::<B, Segmentation>(run, device),
-        config::Task::Detection => anyhow::bail!(
-            "head.task = \"detection\" is not implemented yet; use \"classification\" or \"segmentation\""
-        ),
+        config::Task::Detection => run_task::<B, Detection>(run, device),
     }
 }
 

@@ -42,7 +42,7 @@ pub fn pixel_logits<B: VitKernels>(model: &Vit<B>, images: Tensor<B, 4>) -> Tens
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::VitSpec;
+    use crate::model::{DecoderSpec, VitSpec};
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::Distribution;
 
@@ -61,7 +61,11 @@ mod tests {
             dropout: 0.0,
             attn_dropout: 0.0,
             drop_path: 0.0,
-            conv_decoder: conv,
+            decoder: if conv {
+                DecoderSpec::Conv
+            } else {
+                DecoderSpec::None
+            },
         }
     }
 

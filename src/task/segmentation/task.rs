@@ -21,6 +21,7 @@ pub struct Segmentation {
 }
 
 impl Task for Segmentation {
+    type Output = Vec<f32>;
     type Tally = Confusion;
     const MAIN: &'static str = "miou";
     const TRAIN_SCORE: &'static str = "pixel_acc";
@@ -63,7 +64,7 @@ impl Task for Segmentation {
     }
 
     /// Each image's share of correctly labelled pixels (of those that count), summed.
-    fn train_score(&self, predictions: &[f32], batch: &Batch) -> f64 {
+    fn train_score(&self, predictions: &Vec<f32>, batch: &Batch) -> f64 {
         let plane = batch.size * batch.size;
         predictions
             .chunks(plane)
@@ -89,7 +90,7 @@ impl Task for Segmentation {
         Confusion::new(self.classes.len())
     }
 
-    fn add(&self, tally: &mut Confusion, predictions: &[f32], batch: &Batch) {
+    fn add(&self, tally: &mut Confusion, predictions: &Vec<f32>, batch: &Batch) {
         let predicted: Vec<u8> = predictions.iter().map(|&p| p as u8).collect();
         tally.add(&batch.masks, &predicted);
     }

@@ -1,0 +1,150 @@
+//! The detection model's outputs: the encoder's patch tokens, decoded by DETR's queries
+//! (`Vit::detr`), read by the class head (no-object last) and the box MLP, per decoder layer;
+//! and on the host, the boxes a score threshold keeps, for reports.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::data::boxes::Corners;
+use crate::kernels::{self, VitKernels};
+use crate::model::Vit;
+
+/// Class logits `[batch, queries, classes + 1]` and boxes `[batch, queries, 4]` (`cx, cy, w,
+/// h` in [0, 1]) of each decoder layer, the last layer last; and when asked for, the patch
+/// tokens' class logits `[batch, gh·gw, classes + 1]` of the `grid` (`[gh, gw]`).
+pub struct LayerOutputs<B: Backend> {
+    pub logits: Vec<Tensor<B, 3>>,
+    pub boxes: Vec<Tensor<B, 3>>,
+    pub patch_logits: Option<Tensor<B, 3>>,
+    pub grid: [usize; 2],
+}
+
+/// The detection model's outputs on images `[batch, channels, height, width]`; with
+/// `every_layer` false, only the last layer's; with `patches`, the patch tokens' logits.
+///
+/// # Panics
+/// If the model has no DETR decoder (an invariant: detection trials build one).
+pub fn detect<B: VitKernels>(
+    model: &Vit<B>,
+    images: Tensor<B, 4>,
+    every_layer: bool,
+    patches: bool,
+) -> LayerOutputs<B> {
+    let decoder = model
+        .detr
+        .as_ref()
+        .expect("a detection model has a DETR decoder");
+    let [_, _, h, w] = images.dims();
+    let [_, _, patch, _] = model.patch_embed.proj.weight.dims();
+    let memory = model.patch_tokens(images);
+    let grid = [h / patch, w / patch];
+    let patch_logits = patches.then(|| kernels::linear(&decoder.patch_head, memory.clone(), false));
+    let mut features = decoder.forward(memory, grid).layers;
+    if !every_layer {
+        features = features.split_off(features.len() - 1);
+    }
+    let (logits, boxes) = features
+        .into_iter()
+        .map(|f| {
+            (
+                kernels::linear(&model.head, f.clone(), false),
+                decoder.boxes(f),
+            )
+        })
+        .unzip();
+    LayerOutputs {
+        logits,
+        boxes,
+        patch_logits,
+        grid,
+    }
+}
+
+/// A box the model predicts, in pixels of the input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictedBox {
+    pub class: usize,
+    pub score: f64,
+    pub corners: Corners,
+}
+
+/// One image's predictions on the host: per query, the probabilities of the classes and of
+/// "no object" (last), and the box `[cx, cy, w, h]` in [0, 1].
+#[derive(Debug, Clone, Copy)]
+pub struct ImagePredictions<'a> {
+    pub probs: &'a [f32],
+    pub boxes: &'a [f32],
+    /// Object classes (the probabilities have one more column).
+    pub classes: usize,
+}
+
+impl ImagePredictions<'_> {
+    /// Every query's best object class and its probability, with its box in pixels of a
+    /// `size × size` input: what mAP ranks.
+    pub fn all(&self, size: usize) -> Vec<PredictedBox> {
+        let columns = self.classes + 1;
+        self.probs
+            .chunks(columns)
+            .zip(self.boxes.chunks(4))
+            .map(|(p, b)| {
+                let (class, score) =
+                    p[..self.classes]
+                        .iter()
+                        .enumerate()
+                        .fold(
+                            (0, f32::MIN),
+                            |best, (c, &v)| if v > best.1 { (c, v) } else { best },
+                        );
+                let s = size as f64;
+                let [cx, cy, w, h] = [b[0], b[1], b[2], b[3]].map(|v| f64::from(v) * s);
+                PredictedBox {
+                    class,
+                    score: f64::from(score),
+                    corners: Corners::from_center(cx, cy, w, h),
+                }
+            })
+            .collect()
+    }
+
+    /// The boxes scoring at least `threshold`, best first: what a report draws.
+    pub fn above(&self, size: usize, threshold: f64) -> Vec<PredictedBox> {
+        let mut kept: Vec<PredictedBox> = self
+            .all(size)
+            .into_iter()
+            .filter(|b| b.score >= threshold)
+            .collect();
+        kept.sort_by(|a, b| b.score.total_cmp(&a.score));
+        kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_scores_its_best_object_class_never_no_object() {
+        let probs = [0.1, 0.2, 0.7, 0.6, 0.3, 0.1];
+        let boxes = [0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.5, 0.5];
+        let image = ImagePredictions {
+            probs: &probs,
+            boxes: &boxes,
+            classes: 2,
+        };
+        let all = image.all(16);
+        assert_eq!((all[0].class, all[0].score as f32), (1, 0.2));
+        assert_eq!((all[1].class, all[1].score as f32), (0, 0.6));
+        assert_eq!(
+            all[0].corners,
+            Corners {
+                x0: 4.0,
+                y0: 6.0,
+                x1: 12.0,
+                y1: 10.0
+            }
+        );
+        let kept = image.above(16, 0.5);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].class, 0);
+    }
+}
