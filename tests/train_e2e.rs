@@ -565,7 +565,7 @@ fn a_tiny_detection_learns_scene_boxes() {
         recall[epochs - 1] > 0.03 && recall[epochs - 1] > 5.0 * recall[0],
         "objects found: {recall:?}"
     );
-    // No boxes score 0, and the untrained model about 0.0002 (one machine: 0.028 at best).
+    // No boxes score 0, and the untrained model about 0.0002 (one machine: 0.036 at best).
     let best = map50.iter().cloned().fold(f64::MIN, f64::max);
     assert!(
         best > 0.01 && best > 10.0 * map50[0],

@@ -271,6 +271,9 @@ pub struct HeadConfig {
     pub queries: Option<usize>,
     /// Detection: transformer decoder layers (default 3).
     pub layers: Option<usize>,
+    /// Detection: groups of queries decoded while training, each matched on its own (Group
+    /// DETR; default 1 = plain DETR).
+    pub groups: Option<usize>,
     /// Detection: the weight of the cross-entropy of queries matched to no object (DETR's
     /// `eos_coef`, default 0.1).
     pub no_object_weight: Option<f64>,
@@ -295,6 +298,7 @@ pub struct HeadConfig {
 pub struct DetectionOptions {
     pub queries: usize,
     pub layers: usize,
+    pub groups: usize,
     pub no_object_weight: f64,
     pub ce_weight: f64,
     pub l1_weight: f64,
@@ -313,6 +317,7 @@ impl Default for HeadConfig {
             class_weights: None,
             queries: None,
             layers: None,
+            groups: None,
             no_object_weight: None,
             ce_weight: None,
             l1_weight: None,
@@ -340,6 +345,7 @@ impl HeadConfig {
         let detection = [
             ("head.queries", self.queries.is_some()),
             ("head.layers", self.layers.is_some()),
+            ("head.groups", self.groups.is_some()),
             ("head.no_object_weight", self.no_object_weight.is_some()),
             ("head.ce_weight", self.ce_weight.is_some()),
             ("head.l1_weight", self.l1_weight.is_some()),
@@ -362,6 +368,7 @@ impl HeadConfig {
         DetectionOptions {
             queries: self.queries.unwrap_or(12),
             layers: self.layers.unwrap_or(3),
+            groups: self.groups.unwrap_or(1),
             no_object_weight: self.no_object_weight.unwrap_or(0.1),
             ce_weight: self.ce_weight.unwrap_or(1.0),
             l1_weight: self.l1_weight.unwrap_or(5.0),
@@ -752,7 +759,7 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 26] = [
+pub const LATER_KEYS: [&str; 27] = [
     "model.pretrained",
     "model.pretrained_strict",
     "finetune",
@@ -772,6 +779,7 @@ pub const LATER_KEYS: [&str; 26] = [
     "head.class_weights",
     "head.queries",
     "head.layers",
+    "head.groups",
     "head.no_object_weight",
     "head.ce_weight",
     "head.l1_weight",

@@ -545,6 +545,15 @@ fn validate_detection(c: &Config) -> Result<(), Violation> {
             ),
         );
     }
+    if !(1..=32).contains(&d.groups) {
+        return fail(
+            "head.groups",
+            format!(
+                "{} is out of range; use 1 to 32 query groups (1 = plain DETR)",
+                d.groups
+            ),
+        );
+    }
     if !(1..=24).contains(&d.layers) {
         return fail(
             "head.layers",

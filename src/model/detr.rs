@@ -14,7 +14,10 @@
 //!   so that a query and the patches near its reference share a positional code;
 //! - a dense auxiliary loss classifies every patch token by the box it lies in (as Co-DETR's
 //!   auxiliary heads do), so that the encoder learns what the vehicles look like before the
-//!   queries have learned where to look.
+//!   queries have learned where to look;
+//! - training decodes several groups of queries, each matched to the objects on its own and
+//!   attending only within its group (Group DETR): more queries learn from every object, and
+//!   inference keeps the first group.
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -141,16 +144,24 @@ pub struct DetrLayer<B: Backend> {
 }
 
 impl<B: VitKernels> DetrLayer<B> {
+    /// One layer on `tgt` `[batch, groups·queries, dim]`; queries attend to the queries of
+    /// their own group only.
     fn forward(
         &self,
         tgt: Tensor<B, 3>,
         query_pos: Tensor<B, 3>,
         memory: Tensor<B, 3>,
         memory_keys: Tensor<B, 3>,
+        groups: usize,
     ) -> Tensor<B, 3> {
+        let [b, n, d] = tgt.dims();
+        let per_group = |x: Tensor<B, 3>| x.reshape([b * groups, n / groups, d]);
         let normed = kernels::layer_norm(&self.norm1, tgt.clone());
-        let with_pos = normed.clone() + query_pos.clone();
-        let tgt = tgt + self.self_attn.forward(with_pos.clone(), with_pos, normed);
+        let with_pos = per_group(normed.clone() + query_pos.clone());
+        let attended = self
+            .self_attn
+            .forward(with_pos.clone(), with_pos, per_group(normed));
+        let tgt = tgt + attended.reshape([b, n, d]);
         let normed = kernels::layer_norm(&self.norm2, tgt.clone());
         let tgt = tgt
             + self
@@ -165,11 +176,14 @@ impl<B: VitKernels> DetrLayer<B> {
 /// The queries, the decoder layers, the final norm and the box MLP.
 #[derive(Module, Debug)]
 pub struct DetrDecoder<B: Backend> {
-    /// The learned object queries (DETR's `query_embed`): `[queries, dim]`, added to the
-    /// queries' queries and keys in every layer.
+    /// The learned object queries (DETR's `query_embed`) of every group, `[groups·queries,
+    /// dim]`, added to the queries' queries and keys in every layer.
     pub query_embed: Param<Tensor<B, 2>>,
-    /// Each query's reference point `[queries, 2]` (`x, y`, in logit space).
+    /// Each query's reference point `[groups·queries, 2]` (`x, y`, in logit space).
     pub reference: Param<Tensor<B, 2>>,
+    /// Query groups: training decodes every group, each matched to the objects on its own
+    /// (Group DETR); inference decodes the first.
+    groups: usize,
     pub layers: Vec<DetrLayer<B>>,
     pub norm: LayerNorm<B>,
     /// The box MLP: Linear → ReLU → Linear → ReLU → Linear(4) → sigmoid.
@@ -193,12 +207,12 @@ fn zero_linear<B: Backend>(inputs: usize, outputs: usize, device: &B::Device) ->
 }
 
 impl<B: Backend> DetrDecoder<B> {
-    /// A decoder of `layers` layers with `queries` object queries for a ViT of width `dim`
-    /// with `heads` attention heads, for `classes` object classes.
+    /// A decoder of `layers` layers with `groups` groups of `queries` object queries for a
+    /// ViT of width `dim` with `heads` attention heads, for `classes` object classes.
     pub fn new(
         dim: usize,
         heads: usize,
-        queries: usize,
+        [queries, groups]: [usize; 2],
         layers: usize,
         classes: usize,
         device: &B::Device,
@@ -236,11 +250,15 @@ impl<B: Backend> DetrDecoder<B> {
                 mean: 0.0,
                 std: 1.0,
             }
-            .init([queries, dim], device),
+            .init([groups * queries, dim], device),
             reference: Param::from_tensor(Tensor::from_data(
-                burn::tensor::TensorData::new(spread_references(queries), [queries, 2]),
+                burn::tensor::TensorData::new(
+                    spread_references(queries).repeat(groups),
+                    [groups * queries, 2],
+                ),
                 device,
             )),
+            groups,
             layers: (0..layers)
                 .map(|_| DetrLayer {
                     norm1: norm(),
@@ -264,14 +282,26 @@ impl<B: Backend> DetrDecoder<B> {
 }
 
 impl<B: VitKernels> DetrDecoder<B> {
+    /// Query groups (1 but while training with Group DETR).
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
     /// The queries decoded against `memory`, the patch tokens `[batch, gh·gw, dim]` of a
-    /// `gh × gw` grid.
-    pub fn forward(&self, memory: Tensor<B, 3>, grid: [usize; 2]) -> QueryFeatures<B> {
+    /// `gh × gw` grid: every group's (`[batch, groups·queries, dim]`, group-major) when
+    /// `all_groups`, else the first group's.
+    pub fn forward(
+        &self,
+        memory: Tensor<B, 3>,
+        grid: [usize; 2],
+        all_groups: bool,
+    ) -> QueryFeatures<B> {
         let [b, patches, d] = memory.dims();
-        let [queries, _] = self.query_embed.dims();
+        let groups = if all_groups { self.groups } else { 1 };
+        let queries = groups * self.query_embed.dims()[0] / self.groups;
         let device = memory.device();
-        let reference = sine_positions(sigmoid(self.reference.val()), d);
-        let query_pos = (self.query_embed.val() + reference)
+        let reference = sine_positions(sigmoid(self.reference.val().narrow(0, 0, queries)), d);
+        let query_pos = (self.query_embed.val().narrow(0, 0, queries) + reference)
             .reshape([1, queries, d])
             .expand([b, queries, d]);
         let positions = sine_positions(grid_centres::<B>(grid[0], grid[1], &device), d)
@@ -280,7 +310,13 @@ impl<B: VitKernels> DetrDecoder<B> {
         let mut tgt = Tensor::zeros([b, queries, d], &device);
         let mut layers = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            tgt = layer.forward(tgt, query_pos.clone(), memory.clone(), memory_keys.clone());
+            tgt = layer.forward(
+                tgt,
+                query_pos.clone(),
+                memory.clone(),
+                memory_keys.clone(),
+                groups,
+            );
             layers.push(kernels::layer_norm(&self.norm, tgt.clone()));
         }
         QueryFeatures { layers }
@@ -300,7 +336,7 @@ impl<B: VitKernels> DetrDecoder<B> {
         let [b, queries, _] = x.dims();
         let reference = Tensor::cat(
             vec![
-                self.reference.val(),
+                self.reference.val().narrow(0, 0, queries),
                 Tensor::zeros([queries, 2], &x.device()),
             ],
             1,
@@ -321,7 +357,7 @@ mod tests {
     #[test]
     fn cross_attention_matches_the_written_out_formula() {
         let device = Default::default();
-        let decoder = DetrDecoder::<Flex>::new(4, 1, 2, 1, 3, &device);
+        let decoder = DetrDecoder::<Flex>::new(4, 1, [2, 1], 1, 3, &device);
         let attn = &decoder.layers[0].cross_attn;
         let query = Tensor::<Flex, 3>::random([1, 2, 4], Distribution::Normal(0.0, 1.0), &device);
         let key = Tensor::<Flex, 3>::random([1, 3, 4], Distribution::Normal(0.0, 1.0), &device);
@@ -340,9 +376,9 @@ mod tests {
     #[test]
     fn each_layer_gives_every_query_a_box_inside_the_image() {
         let device = Default::default();
-        let decoder = DetrDecoder::<Flex>::new(8, 2, 5, 3, 3, &device);
+        let decoder = DetrDecoder::<Flex>::new(8, 2, [5, 1], 3, 3, &device);
         let memory = Tensor::<Flex, 3>::random([2, 16, 8], Distribution::Normal(0.0, 1.0), &device);
-        let features = decoder.forward(memory, [4, 4]);
+        let features = decoder.forward(memory, [4, 4], true);
         assert_eq!(features.layers.len(), 3);
         for layer in features.layers {
             assert_eq!(layer.dims(), [2, 5, 8]);

@@ -74,6 +74,7 @@ impl DecoderSpec {
             Task::Segmentation => DecoderSpec::None,
             Task::Detection => DecoderSpec::Detr {
                 queries: h.detection().queries,
+                groups: h.detection().groups,
                 layers: h.detection().layers,
             },
         }

@@ -42,8 +42,13 @@ pub enum DecoderSpec {
     None,
     /// Segmentation's progressive transposed-conv decoder (`decoder = "conv"`).
     Conv,
-    /// DETR's query decoder: `queries` object queries through `layers` layers (detection).
-    Detr { queries: usize, layers: usize },
+    /// DETR's query decoder: `queries` object queries (and `groups` groups of them while
+    /// training) through `layers` layers (detection).
+    Detr {
+        queries: usize,
+        groups: usize,
+        layers: usize,
+    },
 }
 
 impl VitSpec {
@@ -121,10 +126,14 @@ impl VitSpec {
             decoder: (self.decoder == DecoderSpec::Conv)
                 .then(|| ConvDecoder::new(d, self.patch_size, device)),
             detr: match self.decoder {
-                DecoderSpec::Detr { queries, layers } => Some(DetrDecoder::new(
+                DecoderSpec::Detr {
+                    queries,
+                    groups,
+                    layers,
+                } => Some(DetrDecoder::new(
                     d,
                     self.num_heads,
-                    queries,
+                    [queries, groups],
                     layers,
                     self.num_classes - 1,
                     device,

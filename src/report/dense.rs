@@ -18,7 +18,7 @@ use crate::data::augment::sample_rng;
 use crate::data::geometry::{Mask, ObjectBox, IGNORE_LABEL};
 use crate::data::{Image, Pipeline, Splits, Target};
 use crate::model::Vit;
-use crate::task::detection::head::{detect, ImagePredictions, PredictedBox};
+use crate::task::detection::head::{detect, ImagePredictions, PredictedBox, Wanted};
 use crate::task::segmentation::head::pixel_logits;
 
 fn colour(class: usize) -> [u8; 3] {
@@ -103,7 +103,7 @@ fn detection_tiles(shown: &Shown<'_>) -> anyhow::Result<(Vec<(Rgb, String)>, Str
         targets,
     } = shown;
     let classes = names_of.len();
-    let outputs = detect(model, batch(images), false, false);
+    let outputs = detect(model, batch(images), Wanted::default());
     let (Some(logits), Some(boxes)) = (outputs.logits.last(), outputs.boxes.last()) else {
         anyhow::bail!("the detection model gave no decoder output");
     };
@@ -283,7 +283,7 @@ pub fn views(
         _ => segmentation_tiles(&shown)?,
     };
     let file = "predictions.png";
-    image_grid(&out.join(file), &title, 4, &tiles, 2, None)?;
+    image_grid(&out.join(file), &title, 4, &tiles, 3, None)?;
     let mut figures = vec![Figure {
         file: file.into(),
         title: "Predictions".into(),

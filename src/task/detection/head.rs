@@ -9,26 +9,37 @@ use crate::data::boxes::Corners;
 use crate::kernels::{self, VitKernels};
 use crate::model::Vit;
 
-/// Class logits `[batch, queries, classes + 1]` and boxes `[batch, queries, 4]` (`cx, cy, w,
-/// h` in [0, 1]) of each decoder layer, the last layer last; and when asked for, the patch
-/// tokens' class logits `[batch, gh·gw, classes + 1]` of the `grid` (`[gh, gw]`).
+/// Class logits `[batch·groups, queries, classes + 1]` and boxes `[batch·groups, queries, 4]`
+/// (`cx, cy, w, h` in [0, 1]; each image's groups in a row) of each decoder layer, the last
+/// layer last; and when asked for, the patch tokens' class logits `[batch, gh·gw, classes +
+/// 1]` of the `grid` (`[gh, gw]`).
 pub struct LayerOutputs<B: Backend> {
     pub logits: Vec<Tensor<B, 3>>,
     pub boxes: Vec<Tensor<B, 3>>,
+    pub groups: usize,
     pub patch_logits: Option<Tensor<B, 3>>,
     pub grid: [usize; 2],
 }
 
-/// The detection model's outputs on images `[batch, channels, height, width]`; with
-/// `every_layer` false, only the last layer's; with `patches`, the patch tokens' logits.
+/// Which outputs [`detect`] computes beyond the last layer's first query group.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    /// Every decoder layer's outputs (auxiliary losses).
+    pub every_layer: bool,
+    /// The patch tokens' class logits (the dense auxiliary loss).
+    pub patches: bool,
+    /// Every query group (Group DETR's training).
+    pub all_groups: bool,
+}
+
+/// The detection model's outputs on images `[batch, channels, height, width]`.
 ///
 /// # Panics
 /// If the model has no DETR decoder (an invariant: detection trials build one).
 pub fn detect<B: VitKernels>(
     model: &Vit<B>,
     images: Tensor<B, 4>,
-    every_layer: bool,
-    patches: bool,
+    wanted: Wanted,
 ) -> LayerOutputs<B> {
     let decoder = model
         .detr
@@ -38,23 +49,34 @@ pub fn detect<B: VitKernels>(
     let [_, _, patch, _] = model.patch_embed.proj.weight.dims();
     let memory = model.patch_tokens(images);
     let grid = [h / patch, w / patch];
-    let patch_logits = patches.then(|| kernels::linear(&decoder.patch_head, memory.clone(), false));
-    let mut features = decoder.forward(memory, grid).layers;
-    if !every_layer {
+    let patch_logits = wanted
+        .patches
+        .then(|| kernels::linear(&decoder.patch_head, memory.clone(), false));
+    let [b, _, _] = memory.dims();
+    let mut features = decoder.forward(memory, grid, wanted.all_groups).layers;
+    if !wanted.every_layer {
         features = features.split_off(features.len() - 1);
     }
+    let groups = if wanted.all_groups {
+        decoder.groups()
+    } else {
+        1
+    };
+    let per_image = |x: Tensor<B, 3>| {
+        let [_, n, d] = x.dims();
+        x.reshape([b * groups, n / groups, d])
+    };
     let (logits, boxes) = features
         .into_iter()
         .map(|f| {
-            (
-                kernels::linear(&model.head, f.clone(), false),
-                decoder.boxes(f),
-            )
+            let logits = kernels::linear(&model.head, f.clone(), false);
+            (per_image(logits), per_image(decoder.boxes(f)))
         })
         .unzip();
     LayerOutputs {
         logits,
         boxes,
+        groups,
         patch_logits,
         grid,
     }

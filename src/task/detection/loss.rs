@@ -47,6 +47,29 @@ pub struct HostOutputs {
     pub parts: LossParts,
 }
 
+impl HostOutputs {
+    /// The outputs of each image's first query group, of `[batch·groups, queries, …]`.
+    fn first_group(self, groups: usize) -> HostOutputs {
+        if groups == 1 {
+            return self;
+        }
+        let keep = |values: Vec<f32>, width: usize| -> Vec<f32> {
+            values
+                .chunks(width * self.queries)
+                .step_by(groups)
+                .flatten()
+                .copied()
+                .collect()
+        };
+        let columns = self.probs.len() / (self.boxes.len() / 4);
+        HostOutputs {
+            probs: keep(self.probs.clone(), columns),
+            boxes: keep(self.boxes.clone(), 4),
+            ..self
+        }
+    }
+}
+
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap_or_default()
 }
@@ -119,13 +142,25 @@ fn patch_loss<B: Backend>(
 }
 
 impl SetLoss {
-    /// The loss of `outputs` against each image's `targets`, and the last layer on the host.
+    /// The loss of `outputs` against each image's `targets`, and the last layer's first
+    /// query group on the host. Each query group is matched to the targets on its own.
     pub fn loss<B: Backend>(
         &self,
         outputs: LayerOutputs<B>,
         targets: &[Vec<TargetBox>],
     ) -> (Tensor<B, 1>, HostOutputs) {
         let layers = outputs.logits.len();
+        let groups = outputs.groups;
+        let grouped: Vec<Vec<TargetBox>>;
+        let per_query_set = if groups > 1 {
+            grouped = targets
+                .iter()
+                .flat_map(|t| std::iter::repeat_n(t.clone(), groups))
+                .collect();
+            &grouped
+        } else {
+            targets
+        };
         let mut total: Option<Tensor<B, 1>> = match outputs.patch_logits {
             Some(logits) if self.patch_weight > 0.0 => {
                 Some(patch_loss(logits, outputs.grid, targets).mul_scalar(self.patch_weight))
@@ -138,13 +173,13 @@ impl SetLoss {
             if !(is_last || self.aux_loss) {
                 continue;
             }
-            let (loss, host) = self.layer_loss(logits, boxes, targets, is_last);
+            let (loss, host) = self.layer_loss(logits, boxes, per_query_set, is_last);
             total = Some(match total {
                 Some(t) => t + loss,
                 None => loss,
             });
             if is_last {
-                last = host;
+                last = host.first_group(groups);
             }
         }
         (total.expect("a detection model has a decoder layer"), last)
@@ -321,6 +356,7 @@ mod tests {
                 TensorData::new(boxes, [batch, queries, 4]),
                 &device,
             )],
+            groups: 1,
             patch_logits: None,
             grid: [1, 1],
         }
@@ -355,6 +391,40 @@ mod tests {
         assert!((f64::from(total.into_scalar()) - expected).abs() < 1e-5);
     }
 
+    /// Two identical query groups give the loss of one (each group is matched on its own and
+    /// the terms are means), and the host keeps the first group of each image.
+    #[test]
+    fn query_groups_are_matched_apart_and_the_first_is_kept() {
+        let loss = SetLoss {
+            weights: MatchWeights::default(),
+            no_object_weight: 0.1,
+            aux_loss: true,
+            patch_weight: 1.0,
+        };
+        let target = TargetBox {
+            class: 1,
+            center_size: [0.3, 0.6, 0.2, 0.3],
+        };
+        let targets = [vec![target], vec![target, target]];
+        // Two images, two queries, two classes + no object.
+        let logits: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
+        let boxes: Vec<f32> = (0..16).map(|i| 0.2 + 0.03 * i as f32).collect();
+        let (one, single) = loss.loss(outputs::<B>(logits.clone(), boxes.clone(), 2, 3), &targets);
+        // The same outputs twice per image: [image 0 group 0, image 0 group 1, image 1 …].
+        let doubled = |v: &[f32], per_image: usize| -> Vec<f32> {
+            v.chunks(per_image)
+                .flat_map(|image| image.iter().chain(image).copied())
+                .collect()
+        };
+        let mut grouped = outputs::<B>(doubled(&logits, 6), doubled(&boxes, 8), 2, 3);
+        grouped.groups = 2;
+        let (two, kept) = loss.loss(grouped, &targets);
+        let (one, two) = (f64::from(one.into_scalar()), f64::from(two.into_scalar()));
+        assert!((one - two).abs() < 1e-5, "{one} vs {two}");
+        assert_eq!(kept.probs, single.probs);
+        assert_eq!(kept.boxes, single.boxes);
+    }
+
     /// Gradient descent on the loss alone moves a query's box onto its object and its class
     /// to the object's, while an image without objects pushes every query to "no object".
     #[test]
@@ -382,6 +452,7 @@ mod tests {
             let out = LayerOutputs {
                 logits: vec![logits.clone()],
                 boxes: vec![burn::tensor::activation::sigmoid(raw.clone())],
+                groups: 1,
                 patch_logits: None,
                 grid: [1, 1],
             };
@@ -401,6 +472,7 @@ mod tests {
         let out = LayerOutputs {
             logits: vec![logits],
             boxes: vec![burn::tensor::activation::sigmoid(raw)],
+            groups: 1,
             patch_logits: None,
             grid: [1, 1],
         };

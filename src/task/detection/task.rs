@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 
-use super::head::{detect, ImagePredictions};
+use super::head::{detect, ImagePredictions, Wanted};
 use super::loss::{HostOutputs, LossParts, SetLoss};
 use super::map::{evaluate, Detection as Scored, GroundTruth};
 use super::matcher::{MatchWeights, TargetBox};
@@ -122,14 +122,14 @@ impl Task for Detection {
         model: &Vit<B>,
         images: Tensor<B, 4>,
         batch: &Batch,
-        _training: bool,
+        training: bool,
     ) -> (Tensor<B, 1>, HostOutputs) {
-        let outputs = detect(
-            model,
-            images,
-            self.loss.aux_loss,
-            self.loss.patch_weight > 0.0,
-        );
+        let wanted = Wanted {
+            every_layer: self.loss.aux_loss,
+            patches: self.loss.patch_weight > 0.0,
+            all_groups: training,
+        };
+        let outputs = detect(model, images, wanted);
         self.loss.loss(outputs, &targets(batch))
     }
 
