@@ -270,6 +270,52 @@ fn fine_tuning_from_a_trial_freezes_what_it_is_told_and_reports_coverage() {
     }
 }
 
+/// A classification trial's encoder starts a detection and a segmentation model: every encoder
+/// tensor loads, the heads and decoders start afresh, and the coverage says so.
+#[test]
+fn a_classification_encoder_starts_detection_and_segmentation_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let out = micro(&runs, &["--set", "train.epochs=1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (base_id, _) = trial_dir(&runs, "micro");
+    let pretrained = format!("model.pretrained=\"trial:{}\"", &base_id[..6]);
+    for (name, task, fresh) in [
+        ("detector", "detection", "detr.* ("),
+        ("segmenter", "segmentation", "head.weight"),
+    ] {
+        let out = micro(
+            &runs,
+            &[
+                "--set",
+                &format!("name=\"{name}\""),
+                "--set",
+                &format!("head.task=\"{task}\""),
+                "--set",
+                "data.dataset=\"synthetic_scenes\"",
+                "--set",
+                "data.max_objects=2",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                &pretrained,
+            ],
+        );
+        assert!(out.status.success(), "{task}: {}", text(&out));
+        let (id, _) = trial_dir(&runs, name);
+        let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+        let events = store.events(&id, "pretrained").unwrap().join(" ");
+        assert!(
+            events.contains("loaded 18 tensors") && events.contains(fresh),
+            "{task}: {events}"
+        );
+        assert!(
+            !events.contains("blocks.0") && !events.contains("pos_embed ("),
+            "{task}: the whole encoder loads: {events}"
+        );
+    }
+}
+
 #[test]
 fn the_tutorial_recipe_fine_tunes_deit_tiny_at_224_with_eight_blocks_frozen() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -37,7 +37,7 @@ impl Coverage {
     /// One paragraph for the console and the store.
     pub fn summary(&self) -> String {
         let list = |items: &[(String, String)]| {
-            items
+            grouped(items)
                 .iter()
                 .map(|(n, why)| format!("{n} ({why})"))
                 .collect::<Vec<_>>()
@@ -64,6 +64,36 @@ impl Coverage {
         }
         out
     }
+}
+
+/// More than this many entries under one top-level module, for one reason, are listed as one.
+const LISTED_PER_MODULE: usize = 4;
+
+/// `items` with the entries of a top-level module that share a reason folded into one
+/// `module.*` entry when there are more than [`LISTED_PER_MODULE`] (a task decoder's dozens of
+/// fresh tensors), in first-seen order.
+fn grouped(items: &[(String, String)]) -> Vec<(String, String)> {
+    let module = |name: &str| name.split('.').next().unwrap_or(name).to_string();
+    let count = |m: &str, why: &str| {
+        items
+            .iter()
+            .filter(|(n, w)| module(n) == m && w == why)
+            .count()
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, why) in items {
+        let m = module(name);
+        let n = count(&m, why);
+        if n <= LISTED_PER_MODULE {
+            out.push((name.clone(), why.clone()));
+        } else if !out
+            .iter()
+            .any(|(o, w)| *o == format!("{m}.*") && w.ends_with(why.as_str()))
+        {
+            out.push((format!("{m}.*"), format!("{n} tensors, {why}")));
+        }
+    }
+    out
 }
 
 fn rows(t: &StateTensor, from: usize, to: usize) -> StateTensor {
@@ -240,4 +270,32 @@ pub fn apply_pretrained<B: Backend>(
             .push((name, "the model has no such parameter".into()));
     }
     (model, coverage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decoder's many fresh tensors read as one entry; a few stay listed one by one.
+    #[test]
+    fn many_fresh_tensors_of_one_module_are_listed_as_one() {
+        let missing = "missing in the checkpoint".to_string();
+        let mut coverage = Coverage {
+            loaded: vec!["cls_token".into()],
+            reinitialised: vec![("head.weight".into(), "class count differs".into())],
+            ..Coverage::default()
+        };
+        for i in 0..6 {
+            coverage
+                .reinitialised
+                .push((format!("detr.layers.{i}.fc1.weight"), missing.clone()));
+        }
+        coverage
+            .reinitialised
+            .push(("decoder.stages.0.weight".into(), missing.clone()));
+        assert_eq!(
+            coverage.summary(),
+            "loaded 1 tensors; re-initialised 8: head.weight (class count differs), detr.* (6 tensors, missing in the checkpoint), decoder.stages.0.weight (missing in the checkpoint); ignored 0"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::charts::{self, image_grid, PALETTE};
 use super::html::Figure;
-use super::raster::{outline, tint, Rgb};
+use super::raster::{grey, outline, tint, Rgb};
 use super::select::TrialRecord;
 use super::views::{denorm, display_scale, AttentionOptions};
 use crate::config::{Config, Task};
@@ -155,14 +155,15 @@ fn detection_tiles(shown: &Shown<'_>) -> anyhow::Result<(Vec<(Rgb, String)>, Str
     ))
 }
 
-/// A copy of `base` with each pixel of a class other than the first tinted in its colour.
+/// A grey copy of `base` with each pixel of a class other than the first painted in its
+/// colour (grey first, so that the classes' colours stand out from the image's own).
 fn masked(base: &Rgb, mask: &Mask, scale: usize) -> Rgb {
     let colours: Vec<Option<[u8; 3]>> = mask
         .labels
         .iter()
         .map(|&l| (l != 0 && l != IGNORE_LABEL).then(|| colour(usize::from(l) - 1)))
         .collect();
-    tint(base, &colours, mask.width, scale, 0.55)
+    tint(&grey(base), &colours, mask.width, scale, 0.7)
 }
 
 /// Ground-truth masks beside predicted ones.

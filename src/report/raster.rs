@@ -181,3 +181,20 @@ pub fn tint(
     }
     out
 }
+
+/// `image` in grey (Rec. 601 luma), lightened halfway to white so that tints read on it.
+pub fn grey(image: &Rgb) -> Rgb {
+    let pixels = image
+        .pixels
+        .chunks(3)
+        .flat_map(|p| {
+            let luma = 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+            let v = (127.5 + luma / 2.0).round() as u8;
+            [v, v, v]
+        })
+        .collect();
+    Rgb {
+        pixels,
+        ..image.clone()
+    }
+}
