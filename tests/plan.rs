@@ -197,6 +197,19 @@ fn early_stop_table_is_checked() {
     );
     let e = plan_err("name = \"e\"\n[sweep]\n\"optimizer.lr\" = [1e-3]\n[sweep.early_stop]\nrule = \"asha\"\nmetric = \"val/acc\"\n");
     assert!(e.contains("val/top1"), "{e}");
+    // Another task's metric is never logged, so it could never stop a trial.
+    let e = plan_err("name = \"e\"\n[sweep]\n\"optimizer.lr\" = [1e-3]\n[sweep.early_stop]\nrule = \"asha\"\nmetric = \"val/miou\"\n");
+    assert!(
+        e.contains("one of the metrics a \"classification\" trial logs:")
+            && e.contains("val/top1")
+            && !e.contains("val/miou,"),
+        "{e}"
+    );
+    let detection = "name = \"d\"\n[data]\ndataset = \"synthetic_scenes\"\n[head]\ntask = \"detection\"\n[sweep]\n\"optimizer.lr\" = [1e-3]\n[sweep.early_stop]\nrule = \"asha\"\n";
+    let p = plan_of(&format!("{detection}metric = \"val/map\"\n")).unwrap();
+    assert_eq!(p.trials.len(), 1);
+    let e = plan_err(&format!("{detection}metric = \"val/top1\"\n"));
+    assert!(e.contains("val/map50"), "{e}");
     let e = plan_err("name = \"e\"\n[sweep]\n\"optimizer.lr\" = [1e-3]\n[sweep.early_stop]\nrule = \"median\"\nmin_epoch = 2\n");
     assert!(e.contains("did you mean `min_epochs`"), "{e}");
 }

@@ -118,12 +118,8 @@ pub fn load_with_env(
         overrides.push(parse_set(set, &schema)?);
     }
     let config = resolve(file, &doc, &overrides)?;
-    let sweep = SweepSpec::parse(
-        config.sweep.as_ref(),
-        &schema,
-        config.head.task.main_metric(),
-    )
-    .map_err(|e| e.in_file(file, &doc))?;
+    let sweep = SweepSpec::parse(config.sweep.as_ref(), &schema, config.head.task)
+        .map_err(|e| e.in_file(file, &doc))?;
     let mut sources = BTreeMap::new();
     for path in &schema {
         let source = overrides

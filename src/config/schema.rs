@@ -242,6 +242,26 @@ impl Task {
             Task::Detection => Metric::VAL_MAP50,
         }
     }
+
+    /// Whether a trial of this task logs the metric `key` (`split/name`): its own figures and
+    /// the loss and speed every trial logs.
+    pub fn logs(self, key: &str) -> bool {
+        let name = key.split_once('/').map_or(key, |(_, name)| name);
+        let own: &[&str] = match self {
+            Task::Classification => &["top1", "top5"],
+            Task::Segmentation => &["pixel_acc", "miou", "dice"],
+            Task::Detection => &[
+                "recall50",
+                "map50",
+                "map",
+                "map75",
+                "loss_ce",
+                "loss_bbox",
+                "loss_giou",
+            ],
+        };
+        own.contains(&name) || ["loss", "images_per_sec"].contains(&name)
+    }
 }
 
 /// A segmentation decoder.

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::condition::{self, When};
 use super::error::ConfigError;
 use super::load::{nearest, FileDoc};
-use super::schema::EXECUTION_KEYS;
+use super::schema::{Task, EXECUTION_KEYS};
 use super::slurm::SlurmSpec;
 use crate::contract::{Goal, Metric, Status};
 
@@ -194,12 +194,12 @@ fn bounds(key: &str, v: &toml::Value, positive: bool) -> Result<(f64, f64), Swee
 }
 
 impl SweepSpec {
-    /// Parses `[sweep]`; every axis must name a config key. Early stopping ranks by
-    /// `main_metric` (the task's) unless the table names another.
+    /// Parses `[sweep]`; every axis must name a config key. Early stopping ranks by the
+    /// `task`'s main metric unless the table names another metric that task logs.
     pub fn parse(
         table: Option<&toml::Table>,
         schema: &BTreeSet<String>,
-        main_metric: Metric,
+        task: Task,
     ) -> Result<Self, SweepError> {
         let mut spec = SweepSpec::default();
         let Some(table) = table else {
@@ -262,7 +262,7 @@ impl SweepSpec {
                     let table = v
                         .as_table()
                         .ok_or_else(|| SweepError::new(key, "use a [sweep.early_stop] table"))?;
-                    spec.early_stop = Some(early_stop(table, main_metric)?);
+                    spec.early_stop = Some(early_stop(table, task)?);
                 }
                 _ => {
                     check_axis_key(key, schema)?;
@@ -408,7 +408,7 @@ fn whole(table: &toml::Table, key: &str, default: usize, min: usize) -> Result<u
     }
 }
 
-fn early_stop(t: &toml::Table, main_metric: Metric) -> Result<EarlyStop, SweepError> {
+fn early_stop(t: &toml::Table, task: Task) -> Result<EarlyStop, SweepError> {
     const KEYS: [&str; 7] = [
         "rule",
         "metric",
@@ -430,9 +430,12 @@ fn early_stop(t: &toml::Table, main_metric: Metric) -> Result<EarlyStop, SweepEr
             ));
         }
     }
-    let rankable = Metric::rankable();
+    let rankable: Vec<String> = Metric::rankable()
+        .into_iter()
+        .filter(|m| task.logs(m))
+        .collect();
     let metric = match t.get("metric") {
-        None => main_metric.key(),
+        None => task.main_metric().key(),
         Some(v) => v
             .as_str()
             .filter(|m| rankable.iter().any(|r| r == m))
@@ -440,7 +443,11 @@ fn early_stop(t: &toml::Table, main_metric: Metric) -> Result<EarlyStop, SweepEr
             .ok_or_else(|| {
                 SweepError::new(
                     "early_stop.metric",
-                    format!("one of {}", rankable.join(", ")),
+                    format!(
+                        "one of the metrics a {} trial logs: {}",
+                        serde_json::to_string(&task).unwrap_or_default(),
+                        rankable.join(", ")
+                    ),
                 )
             })?,
     };
