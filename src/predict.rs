@@ -113,7 +113,7 @@ impl Predictor {
     ) -> anyhow::Result<Predictor> {
         anyhow::ensure!(
             config.head.task == crate::config::Task::Classification,
-            "vitrun predict classifies images, and this model's head.task is {}; its predictions are not class labels",
+            "vitrun predict and vitrun export take classification models (class labels, timm's VisionTransformer), and this model's head.task is {}; its report draws its predictions (vitrun report)",
             serde_json::to_string(&config.head.task).unwrap_or_default()
         );
         let classes = class_names(trial_dir, config)?;
