@@ -47,9 +47,11 @@ pub fn attention_weights<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor
     softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3)
 }
 
-/// The context `[batch, tokens, dim]` of `weights` over `v` `[batch, heads, tokens, head_dim]`.
+/// The context `[batch, queries, dim]` of `weights` `[batch, heads, queries, keys]` over `v`
+/// `[batch, heads, keys, head_dim]` (queries and keys are the same tokens in self-attention).
 pub fn attend<B: Backend>(weights: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 3> {
-    let [b, h, n, hd] = v.dims();
+    let [b, h, n, _] = weights.dims();
+    let [_, _, _, hd] = v.dims();
     weights.matmul(v).swap_dims(1, 2).reshape([b, n, h * hd])
 }
 

@@ -21,11 +21,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{relu, sigmoid, softmax};
+use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::kernels::{self, VitKernels};
+use crate::kernels::{self, composed, VitKernels};
 
 /// Hidden width of the decoder's feed-forward, as a multiple of the model's width.
 const FFN_RATIO: usize = 4;
@@ -119,13 +119,7 @@ impl<B: VitKernels> CrossAttention<B> {
         let q = split(kernels::linear(&self.q, query, false));
         let k = split(kernels::linear(&self.k, key, false));
         let v = split(kernels::linear(&self.v, value, false));
-        let [b, h, n, hd] = q.dims();
-        let weights = softmax(
-            q.matmul(k.swap_dims(2, 3))
-                .mul_scalar((hd as f64).powf(-0.5)),
-            3,
-        );
-        let context = weights.matmul(v).swap_dims(1, 2).reshape([b, n, h * hd]);
+        let context = composed::attend(composed::attention_weights(q, k), v);
         kernels::linear(&self.proj, context, false)
     }
 }
@@ -351,6 +345,7 @@ impl<B: VitKernels> DetrDecoder<B> {
 mod tests {
     use super::*;
     use burn::backend::Flex;
+    use burn::tensor::activation::softmax;
     use burn::tensor::Distribution;
 
     /// Attention written out for one head and one image, element by element.

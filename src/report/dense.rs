@@ -6,13 +6,12 @@ use std::path::Path;
 
 use burn::backend::Flex;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Tensor, TensorData};
 
 use super::charts::{self, image_grid, PALETTE};
 use super::html::Figure;
 use super::raster::{grey, outline, tint, Rgb};
 use super::select::TrialRecord;
-use super::views::{denorm, display_scale, AttentionOptions};
+use super::views::{batch, denorm, display_scale, host, AttentionOptions};
 use crate::config::{Config, Task};
 use crate::data::augment::sample_rng;
 use crate::data::geometry::{Mask, ObjectBox, IGNORE_LABEL};
@@ -24,10 +23,6 @@ use crate::task::segmentation::head::pixel_logits;
 fn colour(class: usize) -> [u8; 3] {
     let c = PALETTE[class % PALETTE.len()];
     [c.0, c.1, c.2]
-}
-
-fn host<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap_or_default()
 }
 
 /// The first validation images through the validation pipeline, with their moved targets.
@@ -55,15 +50,6 @@ fn val_samples(
         images.push(out.image);
     }
     Ok((images, targets))
-}
-
-fn batch(images: &[Image]) -> Tensor<Flex, 4> {
-    let (c, h, w) = (images[0].channels, images[0].height, images[0].width);
-    let data: Vec<f32> = images.iter().flat_map(|i| i.data.iter().copied()).collect();
-    Tensor::from_data(
-        TensorData::new(data, [images.len(), c, h, w]),
-        &Default::default(),
-    )
 }
 
 /// A copy of `base` with each box outlined in its class's colour.
@@ -103,7 +89,7 @@ fn detection_tiles(shown: &Shown<'_>) -> anyhow::Result<(Vec<(Rgb, String)>, Str
         targets,
     } = shown;
     let classes = names_of.len();
-    let outputs = detect(model, batch(images), Wanted::default());
+    let outputs = detect(model, batch(images, &Default::default()), Wanted::default());
     let (Some(logits), Some(boxes)) = (outputs.logits.last(), outputs.boxes.last()) else {
         anyhow::bail!("the detection model gave no decoder output");
     };
@@ -175,7 +161,11 @@ fn segmentation_tiles(shown: &Shown<'_>) -> anyhow::Result<(Vec<(Rgb, String)>, 
         images,
         targets,
     } = shown;
-    let labels = host(pixel_logits(model, batch(images)).argmax(1).float());
+    let labels = host(
+        pixel_logits(model, batch(images, &Default::default()))
+            .argmax(1)
+            .float(),
+    );
     let size = config.data.image_size;
     let plane = size * size;
     let scale = display_scale(size);

@@ -220,11 +220,16 @@ pub fn checkpoint(trial: &TrialRecord) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn host(t: Tensor<Cpu, 2>) -> Vec<f32> {
+/// A tensor's values on the host, flat.
+pub(super) fn host<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap_or_default()
 }
 
-fn batch<B: burn::tensor::backend::Backend>(images: &[Image], device: &B::Device) -> Tensor<B, 4> {
+/// Images of one size as a batch `[images, channels, height, width]`.
+pub(super) fn batch<B: burn::tensor::backend::Backend>(
+    images: &[Image],
+    device: &B::Device,
+) -> Tensor<B, 4> {
     let (c, h, w) = (images[0].channels, images[0].height, images[0].width);
     let data: Vec<f32> = images.iter().flat_map(|i| i.data.iter().copied()).collect();
     Tensor::from_data(TensorData::new(data, [images.len(), c, h, w]), device)

@@ -81,11 +81,25 @@ mod tests {
         );
         assert_eq!(main(config::Task::Segmentation).name, Segmentation::MAIN);
         assert_eq!(main(config::Task::Detection).name, Detection::MAIN);
-        for t in [
-            config::Task::Classification,
-            config::Task::Segmentation,
-            config::Task::Detection,
+        // Early stopping accepts what `Task::logs` lists: each task's own scores are in it.
+        for (t, score, train) in [
+            (
+                config::Task::Classification,
+                Classification::MAIN,
+                Classification::TRAIN_SCORE,
+            ),
+            (
+                config::Task::Segmentation,
+                Segmentation::MAIN,
+                Segmentation::TRAIN_SCORE,
+            ),
+            (
+                config::Task::Detection,
+                Detection::MAIN,
+                Detection::TRAIN_SCORE,
+            ),
         ] {
+            assert!(t.logs(&format!("val/{score}")) && t.logs(&format!("train/{train}")));
             assert_eq!(main(t).split, "val");
         }
     }

@@ -53,9 +53,10 @@ impl HostOutputs {
         if groups == 1 {
             return self;
         }
-        let keep = |values: Vec<f32>, width: usize| -> Vec<f32> {
+        let queries = self.queries;
+        let keep = |values: &[f32], width: usize| -> Vec<f32> {
             values
-                .chunks(width * self.queries)
+                .chunks(width * queries)
                 .step_by(groups)
                 .flatten()
                 .copied()
@@ -63,8 +64,8 @@ impl HostOutputs {
         };
         let columns = self.probs.len() / (self.boxes.len() / 4);
         HostOutputs {
-            probs: keep(self.probs.clone(), columns),
-            boxes: keep(self.boxes.clone(), 4),
+            probs: keep(&self.probs, columns),
+            boxes: keep(&self.boxes, 4),
             ..self
         }
     }
