@@ -34,6 +34,7 @@ fn spec() -> VitSpec {
         image_size: 32,
         in_channels: 3,
         patch_size: 4,
+        conv_stem: Vec::new(),
         embed_dim: 192,
         depth: 12,
         num_heads: 3,

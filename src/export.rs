@@ -45,6 +45,11 @@ pub fn export(predictor: &Predictor, out: &Path) -> anyhow::Result<PathBuf> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    let stem = &predictor.config().model.conv_stem;
+    anyhow::ensure!(
+        stem.is_empty(),
+        "vitrun export writes timm's VisionTransformer, which has no conv stem, and this model has model.conv_stem = {stem:?}; vitrun predict runs it as it is"
+    );
     let weights = read_state_dict(&predictor.weights)?;
     write_safetensors(out, &weights)?;
     let json = out.with_extension("json");

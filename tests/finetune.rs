@@ -23,6 +23,7 @@ fn spec(classes: usize, distilled: bool) -> VitSpec {
         image_size: 16,
         in_channels: 3,
         patch_size: 4,
+        conv_stem: Vec::new(),
         embed_dim: 24,
         depth: 2,
         num_heads: 2,
@@ -154,6 +155,40 @@ fn coverage_reports_head_swaps_and_distillation_tokens() {
         "{}",
         coverage.summary()
     );
+}
+
+#[test]
+fn a_patchify_checkpoint_starts_a_conv_stem_model_all_but_its_embedding() {
+    let device = Default::default();
+    let plain = state_dict(&model(&spec(5, false), 1));
+    let target = VitSpec {
+        conv_stem: vec![8, 16],
+        ..spec(5, false)
+    };
+    let (stemmed, coverage) = apply_pretrained(model(&target, 2), plain.clone(), &target, &device);
+    assert!(!coverage.encoder_complete(), "{}", coverage.summary());
+    let mut fresh: Vec<&str> = coverage
+        .reinitialised
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    fresh.sort();
+    assert_eq!(
+        fresh,
+        [
+            "patch_embed.proj.weight",
+            "patch_embed.stem.0.bias",
+            "patch_embed.stem.0.weight",
+            "patch_embed.stem.1.bias",
+            "patch_embed.stem.1.weight"
+        ],
+        "{}",
+        coverage.summary()
+    );
+    let s = state_dict(&stemmed);
+    assert_eq!(s["patch_embed.proj.weight"].shape, [24, 16, 1, 1]);
+    assert_eq!(s["patch_embed.proj.bias"], plain["patch_embed.proj.bias"]);
+    assert_eq!(s["blocks.1.mlp.fc2.weight"], plain["blocks.1.mlp.fc2.weight"]);
 }
 
 #[test]
@@ -501,6 +536,7 @@ fn an_export_of_timms_own_state_dict_reproduces_it_tensor_for_tensor() {
     let s = VitSpec {
         image_size: 224,
         patch_size: 16,
+        conv_stem: Vec::new(),
         embed_dim: 192,
         depth: 12,
         num_heads: 3,
@@ -743,6 +779,7 @@ fn exports_round_trip_through_timm_to_the_same_logits() {
             image_size: n("img_size"),
             in_channels: n("in_chans"),
             patch_size: n("patch_size"),
+            conv_stem: Vec::new(),
             embed_dim: n("embed_dim"),
             depth: n("depth"),
             num_heads: n("num_heads"),

@@ -21,6 +21,7 @@ fn spec_of(name: &str) -> VitSpec {
         image_size: n("img_size"),
         in_channels: 3,
         patch_size: n("patch_size"),
+        conv_stem: Vec::new(),
         embed_dim: n("embed_dim"),
         depth: n("depth"),
         num_heads: n("num_heads"),

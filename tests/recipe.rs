@@ -514,6 +514,7 @@ mod weight_average {
             image_size: 8,
             in_channels: 3,
             patch_size: 4,
+            conv_stem: Vec::new(),
             embed_dim: 8,
             depth: 1,
             num_heads: 2,

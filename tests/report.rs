@@ -114,6 +114,7 @@ fn focused_model(distilled: bool, target: usize) -> (Vit<Flex>, usize, usize) {
         image_size: 16,
         in_channels: 3,
         patch_size: 4,
+        conv_stem: Vec::new(),
         embed_dim: 8,
         depth: 1,
         num_heads: 1,

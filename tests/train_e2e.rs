@@ -202,6 +202,48 @@ fn training_learns_and_records_every_epoch() {
 }
 
 #[test]
+fn a_conv_stem_vit_learns_and_export_refuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(tmp.path(), &["--set", "model.conv_stem=[8, 16]"]);
+    let (store, id, dir) = only_trial(tmp.path());
+    let train_loss = series(&store, &id, "train", "loss");
+    let top1 = series(&store, &id, "val", "top1");
+    assert!(
+        train_loss[9] < 0.9 * train_loss[0],
+        "train loss falls: {train_loss:?}"
+    );
+    assert!(top1[9] >= 0.7, "two classes, chance is 0.5: {top1:?}");
+    let best = vitrun::model::read_state_dict(&dir.join("best/model.safetensors")).unwrap();
+    assert_eq!(best["patch_embed.stem.0.weight"].shape, [8, 3, 3, 3]);
+    assert_eq!(best["patch_embed.stem.1.weight"].shape, [16, 8, 3, 3]);
+    assert_eq!(best["patch_embed.proj.weight"].shape, [48, 16, 1, 1]);
+    assert_eq!(
+        best["pos_embed"].shape,
+        [1, 17, 48],
+        "a 4×4 grid, as patch 4"
+    );
+
+    let out = tmp.path().join("model.safetensors");
+    let export = vitrun(&[
+        "export",
+        &id,
+        "--out",
+        out.to_str().unwrap(),
+        "--runs-dir",
+        tmp.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&export.stderr);
+    assert_eq!(export.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("model.conv_stem = [8, 16]") && stderr.contains("vitrun predict"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn a_killed_trial_resumes_to_the_same_numbers() {
     let straight = tempfile::tempdir().unwrap();
     run_ok(straight.path(), &["--set", "train.epochs=6"]);

@@ -175,6 +175,11 @@ pub struct ModelConfig {
     pub depth: Option<usize>,
     pub num_heads: Option<usize>,
     pub patch_size: usize,
+    /// A convolutional stem in place of the patchify conv (Xiao et al. 2021, "Early
+    /// convolutions help transformers see better"): one 3×3 stride-2 conv + ReLU per entry,
+    /// with that many output channels, then a 1×1 conv to `embed_dim`; the strides multiply to
+    /// `patch_size`. Empty: timm's patchify conv.
+    pub conv_stem: Vec<usize>,
     pub mlp_ratio: f64,
     /// Dropout after positions, attention projection and MLP (timm `drop_rate`).
     pub dropout: f64,
@@ -200,6 +205,7 @@ impl Default for ModelConfig {
             depth: None,
             num_heads: None,
             patch_size: 4,
+            conv_stem: Vec::new(),
             mlp_ratio: 4.0,
             dropout: 0.0,
             attn_dropout: 0.0,
@@ -779,8 +785,9 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 27] = [
+pub const LATER_KEYS: [&str; 28] = [
     "model.pretrained",
+    "model.conv_stem",
     "model.pretrained_strict",
     "finetune",
     "train.grad_accumulation",

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use super::schema::{Config, DatasetKind, Task, PRESETS};
+use super::schema::{Config, DatasetKind, ModelConfig, Task, PRESETS};
 
 /// A failed check: the key path and what would be valid.
 pub type Violation = (String, String);
@@ -257,6 +257,7 @@ fn validate_model(c: &Config) -> Result<(), Violation> {
             ),
         );
     }
+    validate_conv_stem(m)?;
     if dim == 0 || depth == 0 || heads == 0 {
         return fail(
             "model.embed_dim",
@@ -702,6 +703,55 @@ impl MemoryEstimate {
             "train.batch_size"
         }
     }
+}
+
+/// A conv stem's stride-2 convs must multiply to the patch size, each with some channels.
+fn validate_conv_stem(m: &ModelConfig) -> Result<(), Violation> {
+    let stem = &m.conv_stem;
+    if stem.is_empty() {
+        return Ok(());
+    }
+    if let Some(zero) = stem.iter().position(|&c| c == 0) {
+        return fail(
+            "model.conv_stem",
+            format!("entry {zero} has 0 channels; give every stem conv at least 1 channel"),
+        );
+    }
+    if let Some(&wide) = stem.iter().find(|&&c| c > Limits::DIM) {
+        return fail(
+            "model.conv_stem",
+            format!("{wide} channels is above the limit of {}", Limits::DIM),
+        );
+    }
+    let stride = 1usize
+        .checked_shl(stem.len() as u32)
+        .filter(|&s| s <= Limits::IMAGE_SIZE);
+    if stride != Some(m.patch_size) {
+        let fits = m.patch_size.is_power_of_two() && m.patch_size > 1;
+        let fix = if fits {
+            format!(
+                "give it {} entries (each conv halves the image; patch_size {} needs log2 = {} of them)",
+                m.patch_size.trailing_zeros(),
+                m.patch_size,
+                m.patch_size.trailing_zeros()
+            )
+        } else {
+            format!(
+                "use a power-of-two patch_size (2, 4, 8, 16) with it, or remove conv_stem for patch_size {}",
+                m.patch_size
+            )
+        };
+        return fail(
+            "model.conv_stem",
+            format!(
+                "{} stride-2 convs downsample by {}, not by patch_size {}; {fix}",
+                stem.len(),
+                stride.map_or_else(|| "too much".to_string(), |s| s.to_string()),
+                m.patch_size
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// An upper-side estimate of the host memory a trial needs: enough to refuse what cannot fit,

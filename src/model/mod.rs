@@ -49,6 +49,7 @@ impl VitSpec {
             image_size: config.data.image_size,
             in_channels: config.data.channels,
             patch_size: m.patch_size,
+            conv_stem: m.conv_stem.clone(),
             embed_dim: m.embed_dim.unwrap_or(192),
             depth: m.depth.unwrap_or(12),
             num_heads: m.num_heads.unwrap_or(3),

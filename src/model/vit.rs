@@ -2,6 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::PaddingConfig2d;
 use burn::nn::{
     Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
@@ -18,6 +19,8 @@ pub struct VitSpec {
     pub image_size: usize,
     pub in_channels: usize,
     pub patch_size: usize,
+    /// Output channels of the conv stem's stride-2 convs; empty for the patchify conv.
+    pub conv_stem: Vec<usize>,
     pub embed_dim: usize,
     pub depth: usize,
     pub num_heads: usize,
@@ -109,11 +112,7 @@ impl VitSpec {
             .collect();
         let token = |std: f64| Initializer::Normal { mean: 0.0, std }.init([1, 1, d], device);
         Vit {
-            patch_embed: PatchEmbed {
-                proj: Conv2dConfig::new([self.in_channels, d], [self.patch_size, self.patch_size])
-                    .with_stride([self.patch_size, self.patch_size])
-                    .init(device),
-            },
+            patch_embed: self.patch_embed(device),
             cls_token: token(1e-6),
             dist_token: self.distilled.then(|| token(0.02)),
             pos_embed: trunc.init([1, tokens, d], device),
@@ -143,6 +142,31 @@ impl VitSpec {
         }
     }
 
+    /// The patchify conv (kernel = stride = patch size), or the conv stem and its 1×1
+    /// projection.
+    fn patch_embed<B: Backend>(&self, device: &B::Device) -> PatchEmbed<B> {
+        let mut channels = self.in_channels;
+        let stem = self
+            .conv_stem
+            .iter()
+            .map(|&out| {
+                let conv = Conv2dConfig::new([channels, out], [3, 3])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device);
+                channels = out;
+                conv
+            })
+            .collect::<Vec<_>>();
+        let kernel = if stem.is_empty() { self.patch_size } else { 1 };
+        PatchEmbed {
+            stem,
+            proj: Conv2dConfig::new([channels, self.embed_dim], [kernel, kernel])
+                .with_stride([kernel, kernel])
+                .init(device),
+        }
+    }
+
     /// Features the head classifies: the width, or the conv decoder's last channels.
     pub fn head_inputs(&self) -> usize {
         if self.decoder == DecoderSpec::Conv {
@@ -153,18 +177,30 @@ impl VitSpec {
     }
 }
 
-/// Image → patch tokens: a conv with kernel = stride = patch size.
+/// Image → patch tokens: a conv with kernel = stride = patch size, or a conv stem of
+/// 3×3 stride-2 convs followed by a 1×1 conv.
 #[derive(Module, Debug)]
 pub struct PatchEmbed<B: Backend> {
+    /// The conv stem, each conv followed by a ReLU; empty for the patchify conv.
+    pub stem: Vec<Conv2d<B>>,
     pub proj: Conv2d<B>,
 }
 
 impl<B: VitKernels> PatchEmbed<B> {
+    /// Pixels per patch side: the stem's strides times the projection's.
+    pub fn patch_size(&self) -> usize {
+        let [_, _, kernel, _] = self.proj.weight.dims();
+        kernel << self.stem.len()
+    }
+
     /// Images `[batch, channels, h, w]` → patch tokens `[batch, patches, dim]`, the grid in
-    /// row-major order. The conv is computed as one matrix multiply over the unfolded patches,
-    /// so the tokens come out token-major: no transposing copy of them, forward or backward.
-    /// Pixels beyond the last whole patch are ignored, as by the strided conv.
+    /// row-major order. The projection is computed as one matrix multiply over the unfolded
+    /// patches, so the tokens come out token-major: no transposing copy of them, forward or
+    /// backward. Pixels beyond the last whole patch are ignored, as by the strided conv.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        let images = self.stem.iter().fold(images, |x, conv| {
+            burn::tensor::activation::relu(conv.forward(x))
+        });
         let [dim, channels, patch, _] = self.proj.weight.dims();
         let [b, _, h, w] = images.dims();
         let (gh, gw) = (h / patch, w / patch);

@@ -46,7 +46,7 @@ pub fn detect<B: VitKernels>(
         .as_ref()
         .expect("a detection model has a DETR decoder");
     let [_, _, h, w] = images.dims();
-    let [_, _, patch, _] = model.patch_embed.proj.weight.dims();
+    let patch = model.patch_embed.patch_size();
     let memory = model.patch_tokens(images);
     let grid = [h / patch, w / patch];
     let patch_logits = wanted

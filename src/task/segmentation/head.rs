@@ -15,7 +15,7 @@ use crate::model::Vit;
 /// height, width]`.
 pub fn pixel_logits<B: VitKernels>(model: &Vit<B>, images: Tensor<B, 4>) -> Tensor<B, 4> {
     let [b, _, h, w] = images.dims();
-    let [_, _, patch, _] = model.patch_embed.proj.weight.dims();
+    let patch = model.patch_embed.patch_size();
     let (gh, gw) = (h / patch, w / patch);
     let tokens = model.patch_tokens(images);
     if let Some(decoder) = &model.decoder {
@@ -51,6 +51,7 @@ mod tests {
             image_size: size,
             in_channels: 3,
             patch_size: patch,
+            conv_stem: Vec::new(),
             embed_dim: 32,
             depth: 1,
             num_heads: 2,
