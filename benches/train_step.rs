@@ -35,6 +35,7 @@ fn spec() -> VitSpec {
         in_channels: 3,
         patch_size: 4,
         conv_stem: Vec::new(),
+        conv_stem_pool: false,
         embed_dim: 192,
         depth: 12,
         num_heads: 3,

@@ -24,6 +24,7 @@ fn spec(classes: usize, distilled: bool) -> VitSpec {
         in_channels: 3,
         patch_size: 4,
         conv_stem: Vec::new(),
+        conv_stem_pool: false,
         embed_dim: 24,
         depth: 2,
         num_heads: 2,
@@ -188,7 +189,10 @@ fn a_patchify_checkpoint_starts_a_conv_stem_model_all_but_its_embedding() {
     let s = state_dict(&stemmed);
     assert_eq!(s["patch_embed.proj.weight"].shape, [24, 16, 1, 1]);
     assert_eq!(s["patch_embed.proj.bias"], plain["patch_embed.proj.bias"]);
-    assert_eq!(s["blocks.1.mlp.fc2.weight"], plain["blocks.1.mlp.fc2.weight"]);
+    assert_eq!(
+        s["blocks.1.mlp.fc2.weight"],
+        plain["blocks.1.mlp.fc2.weight"]
+    );
 }
 
 #[test]
@@ -537,6 +541,7 @@ fn an_export_of_timms_own_state_dict_reproduces_it_tensor_for_tensor() {
         image_size: 224,
         patch_size: 16,
         conv_stem: Vec::new(),
+        conv_stem_pool: false,
         embed_dim: 192,
         depth: 12,
         num_heads: 3,
@@ -780,6 +785,7 @@ fn exports_round_trip_through_timm_to_the_same_logits() {
             in_channels: n("in_chans"),
             patch_size: n("patch_size"),
             conv_stem: Vec::new(),
+            conv_stem_pool: false,
             embed_dim: n("embed_dim"),
             depth: n("depth"),
             num_heads: n("num_heads"),

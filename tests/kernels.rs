@@ -272,6 +272,7 @@ fn patch_embedding_matches_the_strided_conv() {
         let device = Default::default();
         let embed = PatchEmbed {
             stem: Vec::new(),
+            stem_pool: false,
             proj: Conv2dConfig::new([3, 24], [patch, patch])
                 .with_stride([patch, patch])
                 .init::<AD>(&device),

@@ -22,6 +22,7 @@ fn spec_of(name: &str) -> VitSpec {
         in_channels: 3,
         patch_size: n("patch_size"),
         conv_stem: Vec::new(),
+        conv_stem_pool: false,
         embed_dim: n("embed_dim"),
         depth: n("depth"),
         num_heads: n("num_heads"),

@@ -515,6 +515,7 @@ mod weight_average {
             in_channels: 3,
             patch_size: 4,
             conv_stem: Vec::new(),
+            conv_stem_pool: false,
             embed_dim: 8,
             depth: 1,
             num_heads: 2,

@@ -115,6 +115,7 @@ fn focused_model(distilled: bool, target: usize) -> (Vit<Flex>, usize, usize) {
         in_channels: 3,
         patch_size: 4,
         conv_stem: Vec::new(),
+        conv_stem_pool: false,
         embed_dim: 8,
         depth: 1,
         num_heads: 1,

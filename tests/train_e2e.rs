@@ -202,26 +202,38 @@ fn training_learns_and_records_every_epoch() {
 }
 
 #[test]
-fn a_conv_stem_vit_learns_and_export_refuses_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    run_ok(tmp.path(), &["--set", "model.conv_stem=[8, 16]"]);
-    let (store, id, dir) = only_trial(tmp.path());
-    let train_loss = series(&store, &id, "train", "loss");
-    let top1 = series(&store, &id, "val", "top1");
-    assert!(
-        train_loss[9] < 0.9 * train_loss[0],
-        "train loss falls: {train_loss:?}"
-    );
-    assert!(top1[9] >= 0.7, "two classes, chance is 0.5: {top1:?}");
-    let best = vitrun::model::read_state_dict(&dir.join("best/model.safetensors")).unwrap();
-    assert_eq!(best["patch_embed.stem.0.weight"].shape, [8, 3, 3, 3]);
-    assert_eq!(best["patch_embed.stem.1.weight"].shape, [16, 8, 3, 3]);
-    assert_eq!(best["patch_embed.proj.weight"].shape, [48, 16, 1, 1]);
-    assert_eq!(
-        best["pos_embed"].shape,
-        [1, 17, 48],
-        "a 4×4 grid, as patch 4"
-    );
+fn conv_stem_vits_learn_and_export_refuses_them() {
+    let mut last = None;
+    for kind in ["strided", "pooled"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let kind_set = format!("model.conv_stem_kind=\"{kind}\"");
+        run_ok(
+            tmp.path(),
+            &["--set", "model.conv_stem=[8, 16]", "--set", &kind_set],
+        );
+        let (store, id, dir) = only_trial(tmp.path());
+        let train_loss = series(&store, &id, "train", "loss");
+        let top1 = series(&store, &id, "val", "top1");
+        assert!(
+            train_loss[9] < 0.9 * train_loss[0],
+            "{kind}: train loss falls: {train_loss:?}"
+        );
+        assert!(
+            top1[9] >= 0.7,
+            "{kind}: two classes, chance is 0.5: {top1:?}"
+        );
+        let best = vitrun::model::read_state_dict(&dir.join("best/model.safetensors")).unwrap();
+        assert_eq!(best["patch_embed.stem.0.weight"].shape, [8, 3, 3, 3]);
+        assert_eq!(best["patch_embed.stem.1.weight"].shape, [16, 8, 3, 3]);
+        assert_eq!(best["patch_embed.proj.weight"].shape, [48, 16, 1, 1]);
+        assert_eq!(
+            best["pos_embed"].shape,
+            [1, 17, 48],
+            "a 4×4 grid, as patch 4"
+        );
+        last = Some((tmp, id));
+    }
+    let (tmp, id) = last.expect("two runs");
 
     let out = tmp.path().join("model.safetensors");
     let export = vitrun(&[

@@ -165,6 +165,16 @@ pub enum Pooling {
     Mean,
 }
 
+/// How a conv stem stage halves the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StemKind {
+    /// A 3×3 stride-2 conv + ReLU.
+    Strided,
+    /// A 3×3 stride-1 conv + ReLU, then a 3×3 stride-2 max pool.
+    Pooled,
+}
+
 /// `[model]`: the ViT's shape. A preset fills the dims; explicit keys override it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -180,6 +190,10 @@ pub struct ModelConfig {
     /// with that many output channels, then a 1×1 conv to `embed_dim`; the strides multiply to
     /// `patch_size`. Empty: timm's patchify conv.
     pub conv_stem: Vec<usize>,
+    /// How each conv stem stage halves the image: a stride-2 conv (`strided`, Xiao et al.) or a
+    /// stride-1 conv followed by a 3×3 stride-2 max pool (`pooled`, the tokenizer of Hassani et
+    /// al. 2021's compact convolutional transformers).
+    pub conv_stem_kind: StemKind,
     pub mlp_ratio: f64,
     /// Dropout after positions, attention projection and MLP (timm `drop_rate`).
     pub dropout: f64,
@@ -206,6 +220,7 @@ impl Default for ModelConfig {
             num_heads: None,
             patch_size: 4,
             conv_stem: Vec::new(),
+            conv_stem_kind: StemKind::Strided,
             mlp_ratio: 4.0,
             dropout: 0.0,
             attn_dropout: 0.0,
@@ -785,9 +800,10 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 28] = [
+pub const LATER_KEYS: [&str; 29] = [
     "model.pretrained",
     "model.conv_stem",
+    "model.conv_stem_kind",
     "model.pretrained_strict",
     "finetune",
     "train.grad_accumulation",

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use super::schema::{Config, DatasetKind, ModelConfig, Task, PRESETS};
+use super::schema::{Config, DatasetKind, ModelConfig, StemKind, Task, PRESETS};
 
 /// A failed check: the key path and what would be valid.
 pub type Violation = (String, String);
@@ -709,6 +709,12 @@ impl MemoryEstimate {
 fn validate_conv_stem(m: &ModelConfig) -> Result<(), Violation> {
     let stem = &m.conv_stem;
     if stem.is_empty() {
+        if m.conv_stem_kind != StemKind::Strided {
+            return fail(
+                "model.conv_stem_kind",
+                "applies to a conv stem and model.conv_stem is empty; list its channels (e.g. conv_stem = [32, 64] for patch 4) or remove conv_stem_kind",
+            );
+        }
         return Ok(());
     }
     if let Some(zero) = stem.iter().position(|&c| c == 0) {
@@ -775,13 +781,29 @@ pub fn estimate_memory(c: &Config) -> MemoryEstimate {
         let params = depth * (4.0 * dim * dim + 2.0 * dim * hidden) + tokens * dim;
         let per_block =
             batch * tokens * (12.0 * dim + 2.0 * hidden) + 3.0 * batch * heads * tokens * tokens;
-        4.0 * (4.0 * params + depth * per_block + pixels)
+        4.0 * (4.0 * params + depth * per_block + pixels + stem_activations(c))
     };
     MemoryEstimate {
         order: 8.0 * images,
         loader,
         step,
     }
+}
+
+/// Floats a conv stem keeps for its backward pass: each stage's conv output, activation and
+/// (pooled) max-pool indices at the resolution it convolves.
+fn stem_activations(c: &Config) -> f64 {
+    let batch = c.train.batch_size as f64;
+    let pooled = c.model.conv_stem_kind == StemKind::Pooled;
+    let mut side = c.data.image_size as f64;
+    let mut floats = 0.0;
+    for &channels in &c.model.conv_stem {
+        let out_side = if pooled { side } else { side / 2.0 };
+        let kept = if pooled { 3.0 } else { 2.0 };
+        floats += kept * batch * channels as f64 * out_side * out_side;
+        side /= 2.0;
+    }
+    floats
 }
 
 /// Total memory of this machine (bytes), from `/proc/meminfo`; `None` when unknown.
@@ -849,5 +871,21 @@ mod tests {
         let (key, reason) = fits_in_memory(&c, Some(24e9)).unwrap_err();
         assert_eq!(key, "data.train_size");
         assert!(reason.contains("GiB"), "{reason}");
+    }
+
+    #[test]
+    fn a_conv_stem_counts_its_full_resolution_activations() {
+        let mut c = Config::default();
+        c.resolve_model();
+        let plain = estimate_memory(&c).step;
+        c.model.conv_stem = vec![32, 64];
+        let strided = estimate_memory(&c).step;
+        c.model.conv_stem_kind = StemKind::Pooled;
+        let pooled = estimate_memory(&c).step;
+        let batch = c.train.batch_size as f64;
+        let side = c.data.image_size as f64;
+        let per_pooled = 3.0 * batch * (32.0 * side * side + 64.0 * side * side / 4.0);
+        assert_eq!(pooled - plain, 4.0 * per_pooled);
+        assert!(plain < strided && strided < pooled);
     }
 }

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use burn::backend::Flex;
 
-use crate::config::{Config, Decoder, Pooling, Task};
+use crate::config::{Config, Decoder, Pooling, StemKind, Task};
 
 /// Loads an experiment's model with `classes` outputs from the checkpoint at `path`, on the CPU
 /// (reports and predictions).
@@ -50,6 +50,7 @@ impl VitSpec {
             in_channels: config.data.channels,
             patch_size: m.patch_size,
             conv_stem: m.conv_stem.clone(),
+            conv_stem_pool: m.conv_stem_kind == StemKind::Pooled,
             embed_dim: m.embed_dim.unwrap_or(192),
             depth: m.depth.unwrap_or(12),
             num_heads: m.num_heads.unwrap_or(3),

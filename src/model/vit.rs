@@ -7,6 +7,7 @@ use burn::nn::{
     Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::tensor::backend::Backend;
+use burn::tensor::module::max_pool2d;
 use burn::tensor::{Distribution, Tensor};
 
 use super::decoder::ConvDecoder;
@@ -21,6 +22,9 @@ pub struct VitSpec {
     pub patch_size: usize,
     /// Output channels of the conv stem's stride-2 convs; empty for the patchify conv.
     pub conv_stem: Vec<usize>,
+    /// Each stem conv keeps the resolution and a 3×3 stride-2 max pool halves it (the compact
+    /// convolutional transformer's tokenizer), instead of the conv's own stride 2.
+    pub conv_stem_pool: bool,
     pub embed_dim: usize,
     pub depth: usize,
     pub num_heads: usize,
@@ -150,8 +154,9 @@ impl VitSpec {
             .conv_stem
             .iter()
             .map(|&out| {
+                let stride = if self.conv_stem_pool { 1 } else { 2 };
                 let conv = Conv2dConfig::new([channels, out], [3, 3])
-                    .with_stride([2, 2])
+                    .with_stride([stride, stride])
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                     .init(device);
                 channels = out;
@@ -161,6 +166,7 @@ impl VitSpec {
         let kernel = if stem.is_empty() { self.patch_size } else { 1 };
         PatchEmbed {
             stem,
+            stem_pool: self.conv_stem_pool,
             proj: Conv2dConfig::new([channels, self.embed_dim], [kernel, kernel])
                 .with_stride([kernel, kernel])
                 .init(device),
@@ -183,6 +189,8 @@ impl VitSpec {
 pub struct PatchEmbed<B: Backend> {
     /// The conv stem, each conv followed by a ReLU; empty for the patchify conv.
     pub stem: Vec<Conv2d<B>>,
+    /// Whether a 3×3 stride-2 max pool follows each stem conv (whose stride is then 1).
+    pub stem_pool: bool,
     pub proj: Conv2d<B>,
 }
 
@@ -199,7 +207,12 @@ impl<B: VitKernels> PatchEmbed<B> {
     /// backward. Pixels beyond the last whole patch are ignored, as by the strided conv.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
         let images = self.stem.iter().fold(images, |x, conv| {
-            burn::tensor::activation::relu(conv.forward(x))
+            let x = burn::tensor::activation::relu(conv.forward(x));
+            if self.stem_pool {
+                max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false)
+            } else {
+                x
+            }
         });
         let [dim, channels, patch, _] = self.proj.weight.dims();
         let [b, _, h, w] = images.dims();

@@ -52,6 +52,7 @@ mod tests {
             in_channels: 3,
             patch_size: patch,
             conv_stem: Vec::new(),
+            conv_stem_pool: false,
             embed_dim: 32,
             depth: 1,
             num_heads: 2,
