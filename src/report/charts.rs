@@ -593,8 +593,9 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// A titled grid of images, each with a caption of up to `caption_lines` lines under it, and a
-/// colour bar on the right when `bar` names what the colours mean.
+/// A titled grid of images, each with its whole caption under it (at least `caption_lines`
+/// lines tall, taller when a caption wraps to more), and a colour bar on the right when `bar`
+/// names what the colours mean.
 pub fn image_grid(
     path: &Path,
     title: &str,
@@ -607,13 +608,20 @@ pub fn image_grid(
     let tile_h = tiles.iter().map(|(i, _)| i.height).max().unwrap_or(1) as i32;
     let (pad, line, head) = (10, 15, 40);
     let cell_w = tile_w + 2 * pad;
+    let chars = (cell_w as usize / 7).max(8);
+    let captions: Vec<Vec<String>> = tiles.iter().map(|(_, c)| wrap(c, chars)).collect();
+    let caption_lines = captions
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+        .max(caption_lines);
     let cell_h = tile_h + pad + line * caption_lines as i32 + pad;
     let rows = tiles.len().div_ceil(cols.max(1)) as i32;
     let bar_w = if bar.is_some() { 110 } else { 0 };
     let grid_w = cell_w * cols as i32;
     let width = (grid_w + bar_w).max(11 * title.chars().count() as i32 + 2 * pad);
     let size = (width as u32, (head + cell_h * rows) as u32);
-    let chars = (cell_w as usize / 7).max(8);
     png(path, size, |root| {
         root.draw(&Text::new(title.to_string(), (pad, 10), (FONT, 20)))?;
         if let Some(label) = bar {
@@ -623,17 +631,13 @@ pub fn image_grid(
             );
             colour_bar(&area, label)?;
         }
-        for (i, (image, caption)) in tiles.iter().enumerate() {
+        for (i, ((image, _), caption)) in tiles.iter().zip(&captions).enumerate() {
             let (col, row) = ((i % cols) as i32, (i / cols) as i32);
             let (x, y) = (col * cell_w + pad, head + row * cell_h);
             blit(root, image, (x, y))?;
-            for (k, text) in wrap(caption, chars)
-                .into_iter()
-                .take(caption_lines)
-                .enumerate()
-            {
+            for (k, text) in caption.iter().enumerate() {
                 root.draw(&Text::new(
-                    text,
+                    text.as_str(),
                     (x, y + tile_h + 4 + line * k as i32),
                     (FONT, 12),
                 ))?;
@@ -641,4 +645,30 @@ pub fn image_grid(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn height_with(caption: &str) -> u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grid.png");
+        let tile = Rgb {
+            width: 84,
+            height: 84,
+            pixels: vec![128; 84 * 84 * 3],
+        };
+        image_grid(&path, "t", 2, &[(tile, caption.into())], 2, None).unwrap();
+        image::image_dimensions(&path).unwrap().1
+    }
+
+    #[test]
+    fn a_caption_longer_than_the_lines_asked_for_grows_its_cell_and_loses_nothing() {
+        let short = height_with("true bag / predicted bag");
+        let long = height_with("true ankle-boot / predicted ankle-boot, 97 % sure");
+        let lines = wrap("true ankle-boot / predicted ankle-boot, 97 % sure", 104 / 7);
+        assert!(lines.len() > 2, "{lines:?}");
+        assert_eq!(long - short, 15 * (lines.len() as u32 - 2));
+    }
 }
