@@ -186,9 +186,9 @@ pub struct ModelConfig {
     pub num_heads: Option<usize>,
     pub patch_size: usize,
     /// A convolutional stem in place of the patchify conv (Xiao et al. 2021, "Early
-    /// convolutions help transformers see better"): one 3×3 stride-2 conv + ReLU per entry,
-    /// with that many output channels, then a 1×1 conv to `embed_dim`; the strides multiply to
-    /// `patch_size`. Empty: timm's patchify conv.
+    /// convolutions help transformers see better"): one stage per entry, a 3×3 conv + ReLU
+    /// with that many output channels that halves the image (see `conv_stem_kind`), then a 1×1
+    /// conv to `embed_dim`; `log2(patch_size)` stages. Empty: timm's patchify conv.
     pub conv_stem: Vec<usize>,
     /// How each conv stem stage halves the image: a stride-2 conv (`strided`, Xiao et al.) or a
     /// stride-1 conv followed by a 3×3 stride-2 max pool (`pooled`, the tokenizer of Hassani et

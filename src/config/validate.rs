@@ -705,7 +705,7 @@ impl MemoryEstimate {
     }
 }
 
-/// A conv stem's stride-2 convs must multiply to the patch size, each with some channels.
+/// A conv stem has one stage per halving of the patch size, each with some channels.
 fn validate_conv_stem(m: &ModelConfig) -> Result<(), Violation> {
     let stem = &m.conv_stem;
     if stem.is_empty() {
@@ -736,10 +736,9 @@ fn validate_conv_stem(m: &ModelConfig) -> Result<(), Violation> {
         let fits = m.patch_size.is_power_of_two() && m.patch_size > 1;
         let fix = if fits {
             format!(
-                "give it {} entries (each conv halves the image; patch_size {} needs log2 = {} of them)",
+                "give it {} entries (one per halving: log2 of patch_size {})",
                 m.patch_size.trailing_zeros(),
-                m.patch_size,
-                m.patch_size.trailing_zeros()
+                m.patch_size
             )
         } else {
             format!(
@@ -750,7 +749,7 @@ fn validate_conv_stem(m: &ModelConfig) -> Result<(), Violation> {
         return fail(
             "model.conv_stem",
             format!(
-                "{} stride-2 convs downsample by {}, not by patch_size {}; {fix}",
+                "{} stages, each halving the image, downsample by {}, not by patch_size {}; {fix}",
                 stem.len(),
                 stride.map_or_else(|| "too much".to_string(), |s| s.to_string()),
                 m.patch_size

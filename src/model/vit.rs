@@ -20,7 +20,8 @@ pub struct VitSpec {
     pub image_size: usize,
     pub in_channels: usize,
     pub patch_size: usize,
-    /// Output channels of the conv stem's stride-2 convs; empty for the patchify conv.
+    /// Output channels of each conv stem stage (each halves the image); empty for the
+    /// patchify conv.
     pub conv_stem: Vec<usize>,
     /// Each stem conv keeps the resolution and a 3×3 stride-2 max pool halves it (the compact
     /// convolutional transformer's tokenizer), instead of the conv's own stride 2.
@@ -183,8 +184,8 @@ impl VitSpec {
     }
 }
 
-/// Image → patch tokens: a conv with kernel = stride = patch size, or a conv stem of
-/// 3×3 stride-2 convs followed by a 1×1 conv.
+/// Image → patch tokens: a conv with kernel = stride = patch size, or a conv stem of 3×3
+/// convs, each stage halving the image, followed by a 1×1 conv.
 #[derive(Module, Debug)]
 pub struct PatchEmbed<B: Backend> {
     /// The conv stem, each conv followed by a ReLU; empty for the patchify conv.
