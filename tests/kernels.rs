@@ -6,6 +6,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2dConfig;
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
+use burn::tensor::module::{conv2d, max_pool2d};
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -148,6 +150,98 @@ fn run_linear(seed: u64, dims: [usize; 3], activate: bool, fused: bool) -> [Vec<
     ]
 }
 
+/// Sizes of a conv test case: batch, in and out channels, image height and width, kernel,
+/// stride, padding.
+#[derive(Debug, Clone, Copy)]
+struct ConvCase {
+    batch: usize,
+    channels: [usize; 2],
+    size: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
+    (
+        1usize..4,
+        (1usize..6, 1usize..7),
+        (1usize..4, 1usize..4, 0usize..3),
+        (1usize..9, 1usize..9),
+    )
+        .prop_map(|(batch, (cin, cout), (kernel, stride, padding), (h, w))| {
+            let padding = padding.min(kernel - 1);
+            // Every image at least as large as the window once padded.
+            let floor = kernel.saturating_sub(2 * padding + 1);
+            ConvCase {
+                batch,
+                channels: [cin, cout],
+                size: [floor + h, floor + w],
+                kernel,
+                stride,
+                padding,
+            }
+        })
+}
+
+/// Output and gradients (input, weight, bias) of the conv for the loss `Σ out ⊙ weights`.
+fn run_conv(seed: u64, c: ConvCase, relu: bool, fused: bool) -> [Vec<f32>; 4] {
+    let [cin, cout] = c.channels;
+    let [h, w] = c.size;
+    let x = random::<AD, 4>(seed, [c.batch, cin, h, w], 2.0).require_grad();
+    let weight = random::<AD, 4>(seed + 1, [cout, cin, c.kernel, c.kernel], 0.5).require_grad();
+    let bias = random::<AD, 1>(seed + 2, [cout], 0.5).require_grad();
+    let out: Tensor<AD, 4> = if fused {
+        tensor(AD::vit_conv2d(
+            float(x.clone()),
+            float(weight.clone()),
+            float(bias.clone()),
+            [c.stride, c.padding],
+            relu,
+        ))
+    } else {
+        let options = ConvOptions::new([c.stride; 2], [c.padding; 2], [1, 1], 1);
+        let out = conv2d(x.clone(), weight.clone(), Some(bias.clone()), options);
+        if relu {
+            burn::tensor::activation::relu(out)
+        } else {
+            out
+        }
+    };
+    let weights = random::<AD, 4>(seed + 3, out.dims(), 1.0);
+    let grads = (out.clone() * weights).sum().backward();
+    [
+        values(out),
+        values(x.grad(&grads).unwrap()),
+        values(weight.grad(&grads).unwrap()),
+        values(bias.grad(&grads).unwrap()),
+    ]
+}
+
+/// Output and input gradient of the max pool for the loss `Σ out ⊙ weights`.
+fn run_pool(seed: u64, c: ConvCase, fused: bool) -> [Vec<f32>; 2] {
+    let [h, w] = c.size;
+    let x = random::<AD, 4>(seed, [c.batch, c.channels[0], h, w], 2.0).require_grad();
+    let out: Tensor<AD, 4> = if fused {
+        tensor(AD::vit_max_pool2d(
+            float(x.clone()),
+            [c.kernel, c.stride, c.padding],
+        ))
+    } else {
+        max_pool2d(
+            x.clone(),
+            [c.kernel; 2],
+            [c.stride; 2],
+            [c.padding; 2],
+            [1, 1],
+            false,
+        )
+    };
+    let weights = random::<AD, 4>(seed + 3, out.dims(), 1.0);
+    let grads = (out.clone() * weights).sum().backward();
+    [values(out), values(x.grad(&grads).unwrap())]
+}
+
 #[test]
 fn flex_and_its_autodiff_run_the_fused_kernels() {
     assert!(<Flex as VitKernels>::fused_kernels());
@@ -187,6 +281,39 @@ proptest! {
         for (what, (a, b)) in ["output", "d input", "d weight", "d bias"].iter().zip(fused.into_iter().zip(reference)) {
             assert_close(a, b, 1e-5, what);
         }
+    }
+
+    #[test]
+    fn conv_with_and_without_relu_and_its_gradients_match_burns_conv(
+        seed in 0u64..1_000_000, case in conv_case(), relu: bool,
+    ) {
+        let fused = run_conv(seed, case, relu, true);
+        let reference = run_conv(seed, case, relu, false);
+        for (what, (a, b)) in ["output", "d input", "d weight", "d bias"].iter().zip(fused.into_iter().zip(reference)) {
+            assert_close(a, b, 1e-5, what);
+        }
+        let [cin, cout] = case.channels;
+        let [h, w] = case.size;
+        let x = random::<Flex, 4>(seed, [case.batch, cin, h, w], 2.0);
+        let weight = random::<Flex, 4>(seed + 1, [cout, cin, case.kernel, case.kernel], 0.5);
+        let bias = random::<Flex, 1>(seed + 2, [cout], 0.5);
+        let inferred: Tensor<Flex, 4> = tensor(Flex::vit_conv2d(float(x.clone()), float(weight.clone()), float(bias.clone()), [case.stride, case.padding], relu));
+        let reference: Tensor<Flex, 4> = tensor(composed::conv2d_op::<Flex>(float(x), float(weight), float(bias), [case.stride, case.padding], relu));
+        assert_close(values(inferred), values(reference), 1e-5, "inference output");
+    }
+
+    #[test]
+    fn max_pool_and_its_gradient_match_burns_max_pool(seed in 0u64..1_000_000, case in conv_case()) {
+        let [out, grad] = run_pool(seed, case, true);
+        let [ref_out, ref_grad] = run_pool(seed, case, false);
+        assert_close(out, ref_out, 0.0, "output");
+        assert_close(grad, ref_grad, 0.0, "d input");
+        let [h, w] = case.size;
+        let x = random::<Flex, 4>(seed, [case.batch, case.channels[0], h, w], 2.0);
+        let window = [case.kernel, case.stride, case.padding];
+        let inferred: Tensor<Flex, 4> = tensor(Flex::vit_max_pool2d(float(x.clone()), window));
+        let reference: Tensor<Flex, 4> = tensor(composed::max_pool2d_op::<Flex>(float(x), window));
+        assert_close(values(inferred), values(reference), 0.0, "inference output");
     }
 
     #[test]
@@ -249,6 +376,21 @@ fn gradients_are_bitwise_reproducible() {
         assert!(
             run_norm(11, 3000, 96, true) == first,
             "layer norm gradients changed between calls"
+        );
+    }
+    let case = ConvCase {
+        batch: 40,
+        channels: [8, 16],
+        size: [14, 14],
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    let first = run_conv(13, case, true, true);
+    for _ in 0..5 {
+        assert!(
+            run_conv(13, case, true, true) == first,
+            "conv gradients changed between calls"
         );
     }
     let first = run_linear(12, [3000, 24, 40], true, true);

@@ -1,9 +1,10 @@
 //! The fused ops written with ordinary burn tensor ops: the defaults of
 //! [`super::VitKernels`] and the reference its fused implementations are tested against.
 
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::linear;
+use burn::tensor::module::{conv2d, linear, max_pool2d};
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
@@ -20,6 +21,36 @@ pub fn linear_op<B: Backend>(
 ) -> FloatTensor<B> {
     let out = linear(wrap::<B, 2>(x), wrap(weight), bias.map(wrap));
     let out = if activate { gelu(out) } else { out };
+    out.into_primitive().tensor()
+}
+
+/// [`super::VitKernels::vit_conv2d`] composed: burn's `conv2d`, then burn's ReLU.
+pub fn conv2d_op<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    [stride, padding]: [usize; 2],
+    activate: bool,
+) -> FloatTensor<B> {
+    let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
+    let out = conv2d(wrap::<B, 4>(x), wrap(weight), Some(wrap(bias)), options);
+    let out = if activate { relu(out) } else { out };
+    out.into_primitive().tensor()
+}
+
+/// [`super::VitKernels::vit_max_pool2d`] composed: burn's `max_pool2d`.
+pub fn max_pool2d_op<B: Backend>(
+    x: FloatTensor<B>,
+    [kernel, stride, padding]: [usize; 3],
+) -> FloatTensor<B> {
+    let out = max_pool2d(
+        wrap::<B, 4>(x),
+        [kernel; 2],
+        [stride; 2],
+        [padding; 2],
+        [1, 1],
+        false,
+    );
     out.into_primitive().tensor()
 }
 

@@ -12,6 +12,8 @@ use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, ModuleOps};
 use burn::tensor::{Bytes, DType, Shape, TensorMetadata};
 
 use super::cpu::attention::{self, AttentionShape};
+use super::cpu::conv::{self, ConvShape};
+use super::cpu::pool::{self, PoolShape};
 use super::cpu::{gelu, layer_norm, linear};
 use super::{composed, VitKernels};
 
@@ -54,6 +56,111 @@ fn attention_shape(qkv: &FlexTensor, heads: usize) -> AttentionShape {
         heads,
         head_dim: dims[2] / 3 / heads,
     }
+}
+
+fn conv_shape(x: &FlexTensor, weight: &FlexTensor, [stride, padding]: [usize; 2]) -> ConvShape {
+    let [batch, in_channels, height, width] = x.shape().dims::<4>();
+    let [out_channels, _, kernel, _] = weight.shape().dims::<4>();
+    ConvShape {
+        batch,
+        in_channels,
+        height,
+        width,
+        out_channels,
+        kernel,
+        stride,
+        padding,
+    }
+}
+
+/// The backward pass of a one-input op: `input_grad` turns the saved state and the output's
+/// gradient into the input's.
+fn unary_backward<S>(
+    ops: Ops<S, 1>,
+    grads: &mut Gradients,
+    input_grad: impl FnOnce(S, &FlexTensor) -> FlexTensor,
+) {
+    let grad = contiguous(grads.consume::<Flex>(&ops.node));
+    let [parent] = ops.parents;
+    if let Some(parent) = parent {
+        grads.register::<Flex>(parent.id, input_grad(ops.state, &grad));
+    }
+}
+
+/// What the fused convolution's backward pass needs.
+#[derive(Debug, Clone)]
+struct ConvSaved {
+    x: FlexTensor,
+    weight: FlexTensor,
+    /// The output, when ReLU followed (its sign is ReLU's gradient).
+    out: Option<FlexTensor>,
+    shape: ConvShape,
+}
+
+fn conv_forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    stride_padding: [usize; 2],
+    relu: bool,
+) -> (FlexTensor, ConvSaved) {
+    let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+    let shape = conv_shape(&x, &weight, stride_padding);
+    let out = tensor(
+        conv::forward(values(&x), values(&weight), values(&bias), relu, shape),
+        &[
+            shape.batch,
+            shape.out_channels,
+            shape.out_height(),
+            shape.out_width(),
+        ],
+    );
+    let saved = ConvSaved {
+        x,
+        weight,
+        out: relu.then(|| out.clone()),
+        shape,
+    };
+    (out, saved)
+}
+
+fn pool_shape(x: &FlexTensor, [kernel, stride, padding]: [usize; 3]) -> PoolShape {
+    let [batch, channels, height, width] = x.shape().dims::<4>();
+    PoolShape {
+        planes: batch * channels,
+        height,
+        width,
+        kernel,
+        stride,
+        padding,
+    }
+}
+
+/// The pooled output of `x`, and with `keep` what its backward pass needs.
+fn pool_forward(x: FlexTensor, window: [usize; 3], keep: bool) -> (FlexTensor, PoolSaved) {
+    let x = contiguous(x);
+    let shape = pool_shape(&x, window);
+    let [batch, channels, ..] = x.shape().dims::<4>();
+    let (out, winners) = pool::forward(values(&x), shape, keep);
+    let out = tensor(
+        out,
+        &[batch, channels, shape.out_height(), shape.out_width()],
+    );
+    let saved = PoolSaved {
+        winners: winners.unwrap_or_default(),
+        input_dims: x.shape().to_vec(),
+        shape,
+    };
+    (out, saved)
+}
+
+/// What the fused max pool's backward pass needs.
+#[derive(Debug, Clone)]
+struct PoolSaved {
+    /// Each output's winning input, within its plane (empty unless kept).
+    winners: Vec<u32>,
+    input_dims: Vec<usize>,
+    shape: PoolShape,
 }
 
 /// What the fused LayerNorm's backward pass needs.
@@ -125,6 +232,26 @@ impl VitKernels for Flex {
             }
             bias => composed::linear_op::<Self>(x, weight, bias, gelu),
         }
+    }
+
+    fn vit_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride_padding: [usize; 2],
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        if !is_f32(&[&x, &weight, &bias]) {
+            return composed::conv2d_op::<Self>(x, weight, bias, stride_padding, relu);
+        }
+        conv_forward(x, weight, bias, stride_padding, relu).0
+    }
+
+    fn vit_max_pool2d(x: FloatTensor<Self>, window: [usize; 3]) -> FloatTensor<Self> {
+        if !is_f32(&[&x]) {
+            return composed::max_pool2d_op::<Self>(x, window);
+        }
+        pool_forward(x, window, false).0
     }
 
     fn vit_self_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
@@ -206,19 +333,64 @@ impl Backward<Flex, 3> for LinearBackward {
 }
 
 #[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = ConvSaved;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let ConvSaved {
+            x,
+            weight,
+            out,
+            shape,
+        } = ops.state;
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let d = conv::backward(
+            values(&x),
+            values(&weight),
+            out.as_ref().map(values),
+            values(&grad),
+            node_x.is_some(),
+            shape,
+        );
+        if let (Some(node), Some(dx)) = (node_x, d.x) {
+            grads.register::<Flex>(node.id, tensor(dx, &x.shape()));
+        }
+        if let Some(node) = node_weight {
+            grads.register::<Flex>(node.id, tensor(d.weight, &weight.shape()));
+        }
+        if let Some(node) = node_bias {
+            grads.register::<Flex>(node.id, tensor(d.bias, &[shape.out_channels]));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PoolBackward;
+
+impl Backward<Flex, 1> for PoolBackward {
+    type State = PoolSaved;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        unary_backward(ops, grads, |saved, grad| {
+            let dx = pool::backward(values(grad), &saved.winners, saved.shape);
+            tensor(dx, &saved.input_dims)
+        });
+    }
+}
+
+#[derive(Debug)]
 struct GeluBackward;
 
 impl Backward<Flex, 1> for GeluBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = contiguous(grads.consume::<Flex>(&ops.node));
-        let [parent] = ops.parents;
-        if let Some(parent) = parent {
-            let x = &ops.state;
-            let dx = gelu::backward(values(x), values(&grad));
-            grads.register::<Flex>(parent.id, tensor(dx, &x.shape()));
-        }
+        unary_backward(ops, grads, |x, grad| {
+            tensor(gelu::backward(values(&x), values(grad)), &x.shape())
+        });
     }
 }
 
@@ -273,17 +445,15 @@ impl Backward<Flex, 1> for AttentionBackward {
     type State = AttentionSaved;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = contiguous(grads.consume::<Flex>(&ops.node));
-        let [parent] = ops.parents;
-        if let Some(parent) = parent {
+        unary_backward(ops, grads, |saved, grad| {
             let AttentionSaved {
                 qkv,
                 weights,
                 shape,
-            } = ops.state;
-            let dqkv = attention::backward(values(&qkv), values(&weights), values(&grad), shape);
-            grads.register::<Flex>(parent.id, tensor(dqkv, &qkv.shape()));
-        }
+            } = saved;
+            let dqkv = attention::backward(values(&qkv), values(&weights), values(grad), shape);
+            tensor(dqkv, &qkv.shape())
+        });
     }
 }
 
@@ -362,6 +532,55 @@ impl<C: CheckpointStrategy> VitKernels for Autodiff<Flex, C> {
                     linear_forward(x.primitive, weight.primitive, bias.primitive, gelu, false);
                 prep.finish(out)
             }
+        }
+    }
+
+    fn vit_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride_padding: [usize; 2],
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        if !is_f32(&[&x.primitive, &weight.primitive, &bias.primitive]) {
+            return composed::conv2d_op::<Self>(x, weight, bias, stride_padding, relu);
+        }
+        let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
+        match ConvBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (out, saved) = conv_forward(
+                    x.primitive,
+                    weight.primitive,
+                    bias.primitive,
+                    stride_padding,
+                    relu,
+                );
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::vit_conv2d(
+                x.primitive,
+                weight.primitive,
+                bias.primitive,
+                stride_padding,
+                relu,
+            )),
+        }
+    }
+
+    fn vit_max_pool2d(x: FloatTensor<Self>, window: [usize; 3]) -> FloatTensor<Self> {
+        if !is_f32(&[&x.primitive]) {
+            return composed::max_pool2d_op::<Self>(x, window);
+        }
+        match PoolBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (out, saved) = pool_forward(x.primitive, window, true);
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::vit_max_pool2d(x.primitive, window)),
         }
     }
 

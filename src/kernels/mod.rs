@@ -6,14 +6,15 @@
 //! them with the kernels of [`cpu`] and hand-written backward passes ([`flex`]).
 //!
 //! Model code calls the tensor-level functions of this module ([`layer_norm`], [`linear`],
-//! [`gelu`], [`self_attention`]), never the trait methods.
+//! [`gelu`], [`self_attention`], [`conv2d`], [`max_pool2d`]), never the trait methods.
 
 pub mod composed;
 pub mod cpu;
 mod flex;
 mod others;
 
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::conv::Conv2d;
+use burn::nn::{LayerNorm, Linear, PaddingConfig2d};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
@@ -52,6 +53,27 @@ pub trait VitKernels: Backend {
         gelu: bool,
     ) -> FloatTensor<Self> {
         composed::linear_op::<Self>(x, weight, bias, gelu)
+    }
+
+    /// `x` `[batch, in, h, w]` convolved with `weight` `[out, in, k, k]` plus `bias`, with
+    /// `[stride, padding]` (zeros) on both axes, then ReLU when `relu`.
+    fn vit_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride_padding: [usize; 2],
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        composed::conv2d_op::<Self>(x, weight, bias, stride_padding, relu)
+    }
+
+    /// The max of each `kernel`² window of `x` `[batch, channels, h, w]`, `[kernel, stride,
+    /// padding]` on both axes; padding never wins.
+    fn vit_max_pool2d(
+        x: FloatTensor<Self>,
+        kernel_stride_padding: [usize; 3],
+    ) -> FloatTensor<Self> {
+        composed::max_pool2d_op::<Self>(x, kernel_stride_padding)
     }
 
     /// Multi-head self-attention from the fused projection `qkv` `[batch, tokens, 3·dim]`
@@ -110,6 +132,57 @@ pub fn linear_2d<B: VitKernels>(
         weight.into_primitive().tensor(),
         bias.map(|bias| bias.into_primitive().tensor()),
         gelu,
+    )))
+}
+
+/// `conv` applied to `x` `[batch, in, h, w]`, then ReLU when `relu`. A square kernel with
+/// one stride and one zero padding on every side (no dilation, groups or missing bias) runs
+/// the backend's fused op; any other conv runs as burn's.
+pub fn conv2d<B: VitKernels>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> Tensor<B, 4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => Some(0),
+        PaddingConfig2d::Explicit(top, left, bottom, right)
+            if [left, bottom, right] == [top; 3] =>
+        {
+            Some(top)
+        }
+        _ => None,
+    };
+    let [kh, kw] = conv.kernel_size;
+    let [sy, sx] = conv.stride;
+    let plain = kh == kw && sy == sx && conv.dilation == [1, 1] && conv.groups == 1;
+    match (padding, &conv.bias) {
+        (Some(padding), Some(bias)) if plain => {
+            Tensor::from_primitive(TensorPrimitive::Float(B::vit_conv2d(
+                x.into_primitive().tensor(),
+                conv.weight.val().into_primitive().tensor(),
+                bias.val().into_primitive().tensor(),
+                [sy, padding],
+                relu,
+            )))
+        }
+        _ => {
+            let out = conv.forward(x);
+            if relu {
+                burn::tensor::activation::relu(out)
+            } else {
+                out
+            }
+        }
+    }
+}
+
+/// The max of each `kernel`² window of `x` `[batch, channels, h, w]` at `stride`, with
+/// `padding` that never wins on every side.
+pub fn max_pool2d<B: VitKernels>(
+    x: Tensor<B, 4>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::vit_max_pool2d(
+        x.into_primitive().tensor(),
+        [kernel, stride, padding],
     )))
 }
 

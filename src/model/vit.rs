@@ -7,7 +7,6 @@ use burn::nn::{
     Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::tensor::backend::Backend;
-use burn::tensor::module::max_pool2d;
 use burn::tensor::{Distribution, Tensor};
 
 use super::decoder::ConvDecoder;
@@ -208,9 +207,9 @@ impl<B: VitKernels> PatchEmbed<B> {
     /// backward. Pixels beyond the last whole patch are ignored, as by the strided conv.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
         let images = self.stem.iter().fold(images, |x, conv| {
-            let x = burn::tensor::activation::relu(conv.forward(x));
+            let x = kernels::conv2d(conv, x, true);
             if self.stem_pool {
-                max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false)
+                kernels::max_pool2d(x, 3, 2, 1)
             } else {
                 x
             }

@@ -2,7 +2,9 @@
 //! rayon across rows or (batch, head) pairs, SIMD within a row by runtime dispatch.
 
 pub mod attention;
+pub mod conv;
 pub mod gelu;
 pub mod layer_norm;
 pub mod linear;
 pub mod math;
+pub mod pool;
