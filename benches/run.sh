@@ -26,9 +26,21 @@ cargo bench --bench train_step "${features[@]}" --no-run 2>&1 | tail -1
 echo "bench build seconds: $(( $(date +%s) - build_start ))"
 cargo bench --bench train_step "${features[@]}" 2>/dev/null | tee "$out"
 "$venv/bin/python" benches/pytorch_peer.py | tee -a "$out"
+# Each figure's peer is the PyTorch line with the same prefix: `burn-flex train img/s` against
+# `pytorch train img/s`, `conv-stem burn-flex ...` against `conv-stem pytorch ...`.
 awk -F': ' '
-  /pytorch train img\/s/ {pt=$2} /pytorch infer img\/s/ {pi=$2}
-  / train img\/s/ && !/pytorch/ {split($1, a, " "); train[a[1]]=$2}
-  / infer img\/s/ && !/pytorch/ {split($1, a, " "); infer[a[1]]=$2}
-  END {for (b in train) printf "%s / pytorch: train %.2fx, infer %.2fx\n", b, train[b]/pt, infer[b]/pi}
+  / (train|infer) img\/s: / {
+    n = split($1, w, " "); kind = w[n - 1]; key = w[1]
+    for (i = 2; i < n - 1; i++) key = key " " w[i]
+    value[key, kind] = $2; keys[key] = 1
+  }
+  END {
+    for (k in keys) {
+      m = split(k, p, " ")
+      if (p[m] == "pytorch" || k ~ /bare-burn/) continue
+      peer = (m > 1 ? p[1] " " : "") "pytorch"
+      if ((peer, "train") in value)
+        printf "%s / %s: train %.2fx, infer %.2fx\n", k, peer, value[k, "train"] / value[peer, "train"], value[k, "infer"] / value[peer, "infer"]
+    }
+  }
 ' "$out"

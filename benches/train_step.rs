@@ -1,7 +1,10 @@
 //! Training-step and forward images/s for ViT-Tiny (dim 192, depth 12, heads 3), patch 4,
 //! 32×32, batch 64, on the backends this build has; plus loader images/s with the full
 //! augmentation pipeline. Each backend also runs a bare-burn peer (`peers/bare_vit.rs`), steps
-//! alternating with vitrun's. Prints one `name: value` line per figure (median of 7 runs).
+//! alternating with vitrun's. Then the Fashion-MNIST recipe's model (a pooled conv stem
+//! `[32, 64]` into 2 blocks of dim 96, 28×28 grey, batch 128) on burn-flex, whose peer is the
+//! same model in `pytorch_peer.py`. Prints one `name: value` line per figure (median of 7
+//! runs).
 //!
 //! `cargo bench --bench train_step` (add `--features tch` for burn-tch). Threads: VITRUN_BENCH_THREADS
 //! (default 2). `VITRUN_BENCH_PROFILE=train:N` (or `infer:N`) runs only N of vitrun's burn-flex
@@ -28,6 +31,22 @@ mod peers {
 
 const BATCH: usize = 64;
 const RUNS: usize = 7;
+/// Batch of the conv-stem figure: the Fashion-MNIST recipe's.
+const STEM_BATCH: usize = 128;
+
+/// The model of `experiments/vit_fashion_mnist.toml`.
+fn stem_spec() -> VitSpec {
+    VitSpec {
+        image_size: 28,
+        in_channels: 1,
+        conv_stem: vec![32, 64],
+        conv_stem_pool: true,
+        embed_dim: 96,
+        depth: 2,
+        mean_pool: true,
+        ..spec()
+    }
+}
 
 fn spec() -> VitSpec {
     VitSpec {
@@ -84,11 +103,17 @@ struct Step<B: TrainBackend> {
 
 impl<B: TrainBackend> Step<B> {
     fn new(device: &B::Device) -> Self {
+        Self::of(spec(), BATCH, device)
+    }
+
+    /// A step of the model `spec` on a random batch of `batch` images.
+    fn of(spec: VitSpec, batch: usize, device: &B::Device) -> Self {
+        let shape = [batch, spec.in_channels, spec.image_size, spec.image_size];
         Self {
-            model: Some(spec().init::<B>(device)),
+            model: Some(spec.init::<B>(device)),
             optimizer: Optimizer::new(&OptimizerConfig::default()),
-            images: Tensor::random([BATCH, 3, 32, 32], Distribution::Default, device),
-            labels: (0..BATCH as i64).map(|i| i % 10).collect(),
+            images: Tensor::random(shape, Distribution::Default, device),
+            labels: (0..batch as i64).map(|i| i % 10).collect(),
         }
     }
 
@@ -132,6 +157,31 @@ fn bench_backend<B: TrainBackend>(label: &str, device: B::Device) {
         train / bare_train,
         infer / bare_infer
     );
+}
+
+/// The Fashion-MNIST recipe's model on burn-flex: training steps and forward passes.
+fn bench_conv_stem() {
+    let mut step = Step::<Autodiff<Flex>>::of(stem_spec(), STEM_BATCH, &Default::default());
+    let inner = burn::module::AutodiffModule::valid(step.model.as_ref().expect("model"));
+    let images = step.images.clone().inner();
+    let rate = |run: &mut dyn FnMut()| {
+        run();
+        median(
+            (0..RUNS)
+                .map(|_| {
+                    let t = Instant::now();
+                    run();
+                    STEM_BATCH as f64 / t.elapsed().as_secs_f64()
+                })
+                .collect(),
+        )
+    };
+    let infer = rate(&mut || {
+        let _ = inner.forward(images.clone()).into_data();
+    });
+    let train = rate(&mut || step.run());
+    println!("conv-stem burn-flex train img/s: {train:.1}");
+    println!("conv-stem burn-flex infer img/s: {infer:.1}");
 }
 
 fn bench_loader(threads: usize) {
@@ -218,4 +268,5 @@ fn main() {
         burn::backend::libtorch::LibTorchDevice::Cpu,
     );
     bench_loader(threads);
+    bench_conv_stem();
 }
