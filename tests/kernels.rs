@@ -415,6 +415,7 @@ fn patch_embedding_matches_the_strided_conv() {
         let embed = PatchEmbed {
             stem: Vec::new(),
             stem_pool: false,
+            stem_depth: 1,
             proj: Conv2dConfig::new([3, 24], [patch, patch])
                 .with_stride([patch, patch])
                 .init::<AD>(&device),

@@ -23,6 +23,7 @@ fn spec_of(name: &str) -> VitSpec {
         patch_size: n("patch_size"),
         conv_stem: Vec::new(),
         conv_stem_pool: false,
+        conv_stem_depth: 1,
         embed_dim: n("embed_dim"),
         depth: n("depth"),
         num_heads: n("num_heads"),

@@ -116,6 +116,7 @@ fn focused_model(distilled: bool, target: usize) -> (Vit<Flex>, usize, usize) {
         patch_size: 4,
         conv_stem: Vec::new(),
         conv_stem_pool: false,
+        conv_stem_depth: 1,
         embed_dim: 8,
         depth: 1,
         num_heads: 1,

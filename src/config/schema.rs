@@ -194,6 +194,9 @@ pub struct ModelConfig {
     /// stride-1 conv followed by a 3×3 stride-2 max pool (`pooled`, the tokenizer of Hassani et
     /// al. 2021's compact convolutional transformers).
     pub conv_stem_kind: StemKind,
+    /// 3×3 convs (each + ReLU) per conv stem stage: the first changes the channels (and halves
+    /// the image when strided), the others keep both. 1: one conv per stage.
+    pub conv_stem_depth: usize,
     pub mlp_ratio: f64,
     /// Dropout after positions, attention projection and MLP (timm `drop_rate`).
     pub dropout: f64,
@@ -221,6 +224,7 @@ impl Default for ModelConfig {
             patch_size: 4,
             conv_stem: Vec::new(),
             conv_stem_kind: StemKind::Strided,
+            conv_stem_depth: 1,
             mlp_ratio: 4.0,
             dropout: 0.0,
             attn_dropout: 0.0,
@@ -800,10 +804,11 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 29] = [
+pub const LATER_KEYS: [&str; 30] = [
     "model.pretrained",
     "model.conv_stem",
     "model.conv_stem_kind",
+    "model.conv_stem_depth",
     "model.pretrained_strict",
     "finetune",
     "train.grad_accumulation",

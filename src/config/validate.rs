@@ -709,13 +709,31 @@ impl MemoryEstimate {
 fn validate_conv_stem(m: &ModelConfig) -> Result<(), Violation> {
     let stem = &m.conv_stem;
     if stem.is_empty() {
-        if m.conv_stem_kind != StemKind::Strided {
-            return fail(
+        for (key, set) in [
+            (
                 "model.conv_stem_kind",
-                "applies to a conv stem and model.conv_stem is empty; list its channels (e.g. conv_stem = [32, 64] for patch 4) or remove conv_stem_kind",
-            );
+                m.conv_stem_kind != StemKind::Strided,
+            ),
+            ("model.conv_stem_depth", m.conv_stem_depth != 1),
+        ] {
+            if set {
+                return fail(
+                    key,
+                    format!("applies to a conv stem and model.conv_stem is empty; list its channels (e.g. conv_stem = [32, 64] for patch 4) or remove {}", &key[6..]),
+                );
+            }
         }
         return Ok(());
+    }
+    if !(1..=Limits::DEPTH).contains(&m.conv_stem_depth) {
+        return fail(
+            "model.conv_stem_depth",
+            format!(
+                "{} convs per stem stage; give 1 to {} (1 is one conv per stage)",
+                m.conv_stem_depth,
+                Limits::DEPTH
+            ),
+        );
     }
     if let Some(zero) = stem.iter().position(|&c| c == 0) {
         return fail(
@@ -790,15 +808,17 @@ pub fn estimate_memory(c: &Config) -> MemoryEstimate {
 }
 
 /// Floats a conv stem keeps for its backward pass: each stage's conv output, activation and
-/// (pooled) max-pool indices at the resolution it convolves.
+/// (pooled) max-pool indices at the resolution it convolves, and the output and activation of
+/// each further conv of the stage.
 fn stem_activations(c: &Config) -> f64 {
     let batch = c.train.batch_size as f64;
     let pooled = c.model.conv_stem_kind == StemKind::Pooled;
+    let further = c.model.conv_stem_depth.saturating_sub(1) as f64;
     let mut side = c.data.image_size as f64;
     let mut floats = 0.0;
     for &channels in &c.model.conv_stem {
         let out_side = if pooled { side } else { side / 2.0 };
-        let kept = if pooled { 3.0 } else { 2.0 };
+        let kept = if pooled { 3.0 } else { 2.0 } + 2.0 * further;
         floats += kept * batch * channels as f64 * out_side * out_side;
         side /= 2.0;
     }
@@ -886,5 +906,9 @@ mod tests {
         let per_pooled = 3.0 * batch * (32.0 * side * side + 64.0 * side * side / 4.0);
         assert_eq!(pooled - plain, 4.0 * per_pooled);
         assert!(plain < strided && strided < pooled);
+        c.model.conv_stem_depth = 2;
+        let doubled = estimate_memory(&c).step;
+        let per_further = 2.0 * batch * (32.0 * side * side + 64.0 * side * side / 4.0);
+        assert_eq!(doubled - pooled, 4.0 * per_further);
     }
 }

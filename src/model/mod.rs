@@ -51,6 +51,7 @@ impl VitSpec {
             patch_size: m.patch_size,
             conv_stem: m.conv_stem.clone(),
             conv_stem_pool: m.conv_stem_kind == StemKind::Pooled,
+            conv_stem_depth: m.conv_stem_depth,
             embed_dim: m.embed_dim.unwrap_or(192),
             depth: m.depth.unwrap_or(12),
             num_heads: m.num_heads.unwrap_or(3),

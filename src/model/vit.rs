@@ -25,6 +25,9 @@ pub struct VitSpec {
     /// Each stem conv keeps the resolution and a 3×3 stride-2 max pool halves it (the compact
     /// convolutional transformer's tokenizer), instead of the conv's own stride 2.
     pub conv_stem_pool: bool,
+    /// 3×3 convs per stem stage; the first changes the channels (and strides), the others
+    /// keep the channels and the resolution.
+    pub conv_stem_depth: usize,
     pub embed_dim: usize,
     pub depth: usize,
     pub num_heads: usize,
@@ -150,11 +153,17 @@ impl VitSpec {
     /// projection.
     fn patch_embed<B: Backend>(&self, device: &B::Device) -> PatchEmbed<B> {
         let mut channels = self.in_channels;
+        let depth = self.conv_stem_depth.max(1);
         let stem = self
             .conv_stem
             .iter()
-            .map(|&out| {
-                let stride = if self.conv_stem_pool { 1 } else { 2 };
+            .flat_map(|&out| std::iter::repeat_n(out, depth).enumerate())
+            .map(|(index, out)| {
+                let stride = if self.conv_stem_pool || index > 0 {
+                    1
+                } else {
+                    2
+                };
                 let conv = Conv2dConfig::new([channels, out], [3, 3])
                     .with_stride([stride, stride])
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -167,6 +176,7 @@ impl VitSpec {
         PatchEmbed {
             stem,
             stem_pool: self.conv_stem_pool,
+            stem_depth: depth,
             proj: Conv2dConfig::new([channels, self.embed_dim], [kernel, kernel])
                 .with_stride([kernel, kernel])
                 .init(device),
@@ -189,8 +199,11 @@ impl VitSpec {
 pub struct PatchEmbed<B: Backend> {
     /// The conv stem, each conv followed by a ReLU; empty for the patchify conv.
     pub stem: Vec<Conv2d<B>>,
-    /// Whether a 3×3 stride-2 max pool follows each stem conv (whose stride is then 1).
+    /// Whether a 3×3 stride-2 max pool ends each stem stage (whose convs then keep the
+    /// resolution).
     pub stem_pool: bool,
+    /// Convs per stem stage.
+    pub stem_depth: usize,
     pub proj: Conv2d<B>,
 }
 
@@ -198,7 +211,7 @@ impl<B: VitKernels> PatchEmbed<B> {
     /// Pixels per patch side: the stem's strides times the projection's.
     pub fn patch_size(&self) -> usize {
         let [_, _, kernel, _] = self.proj.weight.dims();
-        kernel << self.stem.len()
+        kernel << (self.stem.len() / self.stem_depth.max(1))
     }
 
     /// Images `[batch, channels, h, w]` → patch tokens `[batch, patches, dim]`, the grid in
@@ -206,14 +219,19 @@ impl<B: VitKernels> PatchEmbed<B> {
     /// patches, so the tokens come out token-major: no transposing copy of them, forward or
     /// backward. Pixels beyond the last whole patch are ignored, as by the strided conv.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
-        let images = self.stem.iter().fold(images, |x, conv| {
-            let x = kernels::conv2d(conv, x, true);
-            if self.stem_pool {
-                kernels::max_pool2d(x, 3, 2, 1)
-            } else {
-                x
-            }
-        });
+        let depth = self.stem_depth.max(1);
+        let images = self
+            .stem
+            .iter()
+            .enumerate()
+            .fold(images, |x, (index, conv)| {
+                let x = kernels::conv2d(conv, x, true);
+                if self.stem_pool && (index + 1) % depth == 0 {
+                    kernels::max_pool2d(x, 3, 2, 1)
+                } else {
+                    x
+                }
+            });
         let [dim, channels, patch, _] = self.proj.weight.dims();
         let [b, _, h, w] = images.dims();
         let (gh, gw) = (h / patch, w / patch);

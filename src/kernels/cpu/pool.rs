@@ -150,3 +150,48 @@ pub fn backward(grad: &[f32], winners: &[u32], s: PoolShape) -> Vec<f32> {
         });
     dx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(height: usize, width: usize) -> PoolShape {
+        PoolShape {
+            planes: 1,
+            height,
+            width,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        }
+    }
+
+    /// A NaN anywhere in a window reaches that window's output (as in PyTorch), so a
+    /// diverged stem is not hidden by the pool; windows without it are untouched.
+    #[test]
+    fn a_nan_in_a_window_reaches_its_output() {
+        let mut x: Vec<f32> = (0..16).map(|i| i as f32).collect();
+        x[5] = f32::NAN;
+        let (out, winners) = forward(&x, shape(4, 4), true);
+        assert!(out[0].is_nan() && out[1].is_nan() && out[2].is_nan() && out[3].is_nan());
+        assert_eq!(winners.unwrap()[0], 5);
+        x[5] = 5.0;
+        x[15] = f32::NAN;
+        let (out, _) = forward(&x, shape(4, 4), false);
+        assert_eq!(&out[..3], &[5.0, 7.0, 13.0]);
+        assert!(out[3].is_nan());
+    }
+
+    /// Equal maxima send the gradient to one winner only: the leftmost column's topmost.
+    #[test]
+    fn ties_route_the_gradient_to_one_input() {
+        let x = vec![1.0f32; 9];
+        let s = shape(3, 3);
+        let (_, winners) = forward(&x, s, true);
+        let winners = winners.unwrap();
+        assert_eq!(winners, vec![0, 1, 3, 4]);
+        let dx = backward(&[1.0; 4], &winners, s);
+        assert_eq!(dx.iter().sum::<f32>(), 4.0);
+        assert_eq!(dx.iter().filter(|&&g| g != 0.0).count(), 4);
+    }
+}

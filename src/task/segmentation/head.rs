@@ -53,6 +53,7 @@ mod tests {
             patch_size: patch,
             conv_stem: Vec::new(),
             conv_stem_pool: false,
+            conv_stem_depth: 1,
             embed_dim: 32,
             depth: 1,
             num_heads: 2,
