@@ -2,7 +2,7 @@
 
 ViT-Tiny (dim 192, depth 12, heads 3), patch 4, 32x32, batch 64, PyTorch eager on the CPU.
 Prints `pytorch train img/s: X` and `pytorch infer img/s: Y` (median of 5 after one warm-up).
-Then the Fashion-MNIST recipe's model (pooled conv stem [32, 64], 2 blocks of dim 96, mean
+Then a Fashion-MNIST model (pooled conv stem [32, 64], one conv per stage, 2 blocks of dim 96, mean
 pooling, 28x28 grey, batch 128): `conv-stem pytorch train img/s` and `... infer img/s`.
 Run by `just bench` from a venv under target/ (never needed by the tests).
 """
@@ -50,7 +50,7 @@ def rates(model, x, y):
 
 
 def conv_stem_model():
-    """experiments/vit_fashion_mnist.toml's model: two 3x3 conv + ReLU + 3x3/2 max-pool stages."""
+    """The Fashion-MNIST model, one conv per stem stage: two 3x3 conv + ReLU + 3x3/2 max-pool stages."""
     vit = timm.models.vision_transformer.VisionTransformer(
         img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=2, num_heads=3,
         num_classes=10, global_pool="avg", fc_norm=True)

@@ -1,9 +1,9 @@
 //! Training-step and forward images/s for ViT-Tiny (dim 192, depth 12, heads 3), patch 4,
 //! 32×32, batch 64, on the backends this build has; plus loader images/s with the full
 //! augmentation pipeline. Each backend also runs a bare-burn peer (`peers/bare_vit.rs`), steps
-//! alternating with vitrun's. Then the Fashion-MNIST recipe's model (a pooled conv stem
-//! `[32, 64]` into 2 blocks of dim 96, 28×28 grey, batch 128) on burn-flex, whose peer is the
-//! same model in `pytorch_peer.py`. Prints one `name: value` line per figure (median of 7
+//! alternating with vitrun's. Then a Fashion-MNIST model (a pooled conv stem `[32, 64]` with one
+//! conv per stage, into 2 blocks of dim 96; 28×28 grey, batch 128) on burn-flex, whose peer is
+//! the same model in `pytorch_peer.py`. Prints one `name: value` line per figure (median of 7
 //! runs).
 //!
 //! `cargo bench --bench train_step` (add `--features tch` for burn-tch). Threads: VITRUN_BENCH_THREADS
@@ -34,7 +34,7 @@ const RUNS: usize = 7;
 /// Batch of the conv-stem figure: the Fashion-MNIST recipe's.
 const STEM_BATCH: usize = 128;
 
-/// The model of `experiments/vit_fashion_mnist.toml`.
+/// `experiments/vit_fashion_mnist.toml`'s model with one conv per stem stage (as at 06bdf3a).
 fn stem_spec() -> VitSpec {
     VitSpec {
         image_size: 28,
@@ -161,7 +161,7 @@ fn bench_backend<B: TrainBackend>(label: &str, device: B::Device) {
     );
 }
 
-/// The Fashion-MNIST recipe's model on burn-flex: training steps and forward passes.
+/// The one-conv Fashion-MNIST model on burn-flex: training steps and forward passes.
 fn bench_conv_stem() {
     let mut step = Step::<Autodiff<Flex>>::of(stem_spec(), STEM_BATCH, &Default::default());
     let inner = burn::module::AutodiffModule::valid(step.model.as_ref().expect("model"));
