@@ -83,31 +83,33 @@ fn inside(tap: usize, size: usize, outputs: usize, s: &ConvShape) -> (usize, usi
     (lo, hi, first)
 }
 
+/// Each row of the column buffer, in order: (input channel, kernel row, kernel column).
+fn taps(s: &ConvShape) -> impl Iterator<Item = (usize, usize, usize)> {
+    let k = s.kernel;
+    (0..s.in_channels)
+        .flat_map(move |c| (0..k).flat_map(move |ky| (0..k).map(move |kx| (c, ky, kx))))
+}
+
 /// Writes the columns of one image `[channels, h, w]` into `cols` `[taps, out_pixels]`.
 fn im2col(image: &[f32], s: &ConvShape, cols: &mut [f32]) {
-    let (oh, ow) = (s.out_height(), s.out_width());
-    let mut rows = cols.chunks_exact_mut(oh * ow);
-    for channel in image.chunks_exact(s.height * s.width) {
-        for ky in 0..s.kernel {
-            let (y_lo, y_hi, y_first) = inside(ky, s.height, oh, s);
-            for kx in 0..s.kernel {
-                let (x_lo, x_hi, x_first) = inside(kx, s.width, ow, s);
-                let row = rows.next().expect("taps rows");
-                row[..y_lo * ow].fill(0.0);
-                row[y_hi * ow..].fill(0.0);
-                for (i, out) in row[y_lo * ow..y_hi * ow].chunks_exact_mut(ow).enumerate() {
-                    let iy = y_first + i * s.stride;
-                    let line = &channel[iy * s.width..(iy + 1) * s.width];
-                    out[..x_lo].fill(0.0);
-                    out[x_hi..].fill(0.0);
-                    let out = &mut out[x_lo..x_hi];
-                    if s.stride == 1 {
-                        out.copy_from_slice(&line[x_first..x_first + out.len()]);
-                    } else {
-                        let taken = line[x_first..].iter().step_by(s.stride);
-                        out.iter_mut().zip(taken).for_each(|(o, v)| *o = *v);
-                    }
-                }
+    let (oh, ow, plane) = (s.out_height(), s.out_width(), s.height * s.width);
+    for ((c, ky, kx), row) in taps(s).zip(cols.chunks_exact_mut(oh * ow)) {
+        let channel = &image[c * plane..(c + 1) * plane];
+        let (y_lo, y_hi, y_first) = inside(ky, s.height, oh, s);
+        let (x_lo, x_hi, x_first) = inside(kx, s.width, ow, s);
+        row[..y_lo * ow].fill(0.0);
+        row[y_hi * ow..].fill(0.0);
+        for (i, out) in row[y_lo * ow..y_hi * ow].chunks_exact_mut(ow).enumerate() {
+            let iy = y_first + i * s.stride;
+            let line = &channel[iy * s.width..(iy + 1) * s.width];
+            out[..x_lo].fill(0.0);
+            out[x_hi..].fill(0.0);
+            let out = &mut out[x_lo..x_hi];
+            if s.stride == 1 {
+                out.copy_from_slice(&line[x_first..x_first + out.len()]);
+            } else {
+                let taken = line[x_first..].iter().step_by(s.stride);
+                out.iter_mut().zip(taken).for_each(|(o, v)| *o = *v);
             }
         }
     }
@@ -115,22 +117,16 @@ fn im2col(image: &[f32], s: &ConvShape, cols: &mut [f32]) {
 
 /// Adds the columns' gradient `cols` `[taps, out_pixels]` into one image's gradient.
 fn col2im(cols: &[f32], s: &ConvShape, image: &mut [f32]) {
-    let (oh, ow) = (s.out_height(), s.out_width());
-    let mut rows = cols.chunks_exact(oh * ow);
-    for channel in image.chunks_exact_mut(s.height * s.width) {
-        for ky in 0..s.kernel {
-            let (y_lo, y_hi, y_first) = inside(ky, s.height, oh, s);
-            for kx in 0..s.kernel {
-                let (x_lo, x_hi, x_first) = inside(kx, s.width, ow, s);
-                let row = rows.next().expect("taps rows");
-                for (i, grad) in row[y_lo * ow..y_hi * ow].chunks_exact(ow).enumerate() {
-                    let iy = y_first + i * s.stride;
-                    let line = &mut channel[iy * s.width..(iy + 1) * s.width];
-                    let grad = &grad[x_lo..x_hi];
-                    let targets = line[x_first..].iter_mut().step_by(s.stride);
-                    targets.zip(grad).for_each(|(t, g)| *t += g);
-                }
-            }
+    let (oh, ow, plane) = (s.out_height(), s.out_width(), s.height * s.width);
+    for ((c, ky, kx), row) in taps(s).zip(cols.chunks_exact(oh * ow)) {
+        let channel = &mut image[c * plane..(c + 1) * plane];
+        let (y_lo, y_hi, y_first) = inside(ky, s.height, oh, s);
+        let (x_lo, x_hi, x_first) = inside(kx, s.width, ow, s);
+        for (i, grad) in row[y_lo * ow..y_hi * ow].chunks_exact(ow).enumerate() {
+            let iy = y_first + i * s.stride;
+            let line = &mut channel[iy * s.width..(iy + 1) * s.width];
+            let targets = line[x_first..].iter_mut().step_by(s.stride);
+            targets.zip(&grad[x_lo..x_hi]).for_each(|(t, g)| *t += g);
         }
     }
 }
@@ -341,16 +337,16 @@ pub fn backward(
             .map(|t| task(t * IMAGES_PER_TASK, None))
             .collect(),
     };
-    let mut partials = partials.into_iter();
-    let mut sums = partials.next().expect("a batch of at least one image");
-    for partial in partials {
-        let add = |a: &mut [f32], b: &[f32]| a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-        add(&mut sums.weight, &partial.weight);
-        add(&mut sums.bias, &partial.bias);
+    let (mut weight_grad, mut bias_grad) =
+        (vec![0.0; s.out_channels * taps], vec![0.0; s.out_channels]);
+    let add = |a: &mut [f32], b: &[f32]| a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+    for partial in &partials {
+        add(&mut weight_grad, &partial.weight);
+        add(&mut bias_grad, &partial.bias);
     }
     ConvGrads {
         x: dx,
-        weight: sums.weight,
-        bias: sums.bias,
+        weight: weight_grad,
+        bias: bias_grad,
     }
 }
