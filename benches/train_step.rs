@@ -1,10 +1,11 @@
 //! Training-step and forward images/s for ViT-Tiny (dim 192, depth 12, heads 3), patch 4,
 //! 32×32, batch 64, on the backends this build has; plus loader images/s with the full
 //! augmentation pipeline. Each backend also runs a bare-burn peer (`peers/bare_vit.rs`), steps
-//! alternating with vitrun's. Then a Fashion-MNIST model (a pooled conv stem `[32, 64]` with one
-//! conv per stage, into 2 blocks of dim 96; 28×28 grey, batch 128) on burn-flex, whose peer is
-//! the same model in `pytorch_peer.py`. Prints one `name: value` line per figure (median of 7
-//! runs).
+//! alternating with vitrun's. Then two Fashion-MNIST models on burn-flex (28×28 grey, batch
+//! 128), whose peers are the same models in `pytorch_peer.py`: `conv-stem`, a pooled conv stem
+//! `[32, 64]` with one conv per stage into 2 blocks of dim 96; and `bn-stem`, the committed
+//! recipe's, two conv + BatchNorm + ReLU per stage into 1 block. Prints one `name: value` line
+//! per figure (median of 7 runs).
 //!
 //! `cargo bench --bench train_step` (add `--features tch` for burn-tch). Threads: VITRUN_BENCH_THREADS
 //! (default 2). `VITRUN_BENCH_PROFILE=train:N` (or `infer:N`) runs only N of vitrun's burn-flex
@@ -34,7 +35,8 @@ const RUNS: usize = 7;
 /// Batch of the conv-stem figure: the Fashion-MNIST recipe's.
 const STEM_BATCH: usize = 128;
 
-/// `experiments/vit_fashion_mnist.toml`'s model with one conv per stem stage (as at 06bdf3a).
+/// `experiments/vit_fashion_mnist.toml`'s model with one conv per stem stage and 2 blocks (as
+/// at 06bdf3a).
 fn stem_spec() -> VitSpec {
     VitSpec {
         image_size: 28,
@@ -49,6 +51,17 @@ fn stem_spec() -> VitSpec {
     }
 }
 
+/// `experiments/vit_fashion_mnist.toml`'s model: two conv + BatchNorm + ReLU per stem stage,
+/// 1 block.
+fn bn_stem_spec() -> VitSpec {
+    VitSpec {
+        conv_stem_depth: 2,
+        conv_stem_batch_norm: true,
+        depth: 1,
+        ..stem_spec()
+    }
+}
+
 fn spec() -> VitSpec {
     VitSpec {
         image_size: 32,
@@ -57,6 +70,7 @@ fn spec() -> VitSpec {
         conv_stem: Vec::new(),
         conv_stem_pool: false,
         conv_stem_depth: 1,
+        conv_stem_batch_norm: false,
         embed_dim: 192,
         depth: 12,
         num_heads: 3,
@@ -161,9 +175,9 @@ fn bench_backend<B: TrainBackend>(label: &str, device: B::Device) {
     );
 }
 
-/// The one-conv Fashion-MNIST model on burn-flex: training steps and forward passes.
-fn bench_conv_stem() {
-    let mut step = Step::<Autodiff<Flex>>::of(stem_spec(), STEM_BATCH, &Default::default());
+/// A Fashion-MNIST model on burn-flex: training steps and forward passes.
+fn bench_stem(label: &str, spec: VitSpec) {
+    let mut step = Step::<Autodiff<Flex>>::of(spec, STEM_BATCH, &Default::default());
     let inner = burn::module::AutodiffModule::valid(step.model.as_ref().expect("model"));
     let images = step.images.clone().inner();
     let rate = |run: &mut dyn FnMut()| {
@@ -182,8 +196,8 @@ fn bench_conv_stem() {
         let _ = inner.forward(images.clone()).into_data();
     });
     let train = rate(&mut || step.run());
-    println!("conv-stem burn-flex train img/s: {train:.1}");
-    println!("conv-stem burn-flex infer img/s: {infer:.1}");
+    println!("{label} burn-flex train img/s: {train:.1}");
+    println!("{label} burn-flex infer img/s: {infer:.1}");
 }
 
 fn bench_loader(threads: usize) {
@@ -270,5 +284,6 @@ fn main() {
         burn::backend::libtorch::LibTorchDevice::Cpu,
     );
     bench_loader(threads);
-    bench_conv_stem();
+    bench_stem("conv-stem", stem_spec());
+    bench_stem("bn-stem", bn_stem_spec());
 }

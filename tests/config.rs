@@ -116,13 +116,15 @@ fn wrong_type_names_the_key_and_line() {
 
 #[test]
 fn each_range_rule_says_what_is_valid() {
-    let cases: [(&str, &str); 15] = [
+    let cases: [(&str, &str); 17] = [
         ("[model]\nconv_stem_kind = \"pooled\"\n", "`model.conv_stem_kind`: applies to a conv stem and model.conv_stem is empty; list its channels (e.g. conv_stem = [32, 64] for patch 4) or remove conv_stem_kind"),
         ("[model]\npatch_size = 8\nconv_stem = [16, 32]\n", "`model.conv_stem`: 2 stages, each halving the image, downsample by 4, not by patch_size 8; give it 3 entries (one per halving: log2 of patch_size 8)"),
         ("[data]\nimage_size = 30\n[model]\npatch_size = 6\nconv_stem = [16, 32]\n", "downsample by 4, not by patch_size 6; use a power-of-two patch_size (2, 4, 8, 16) with it, or remove conv_stem for patch_size 6"),
         ("[model]\nconv_stem = [16, 0]\n", "`model.conv_stem`: entry 1 has 0 channels; give every stem conv at least 1 channel"),
         ("[model]\nconv_stem_depth = 2\n", "`model.conv_stem_depth`: applies to a conv stem and model.conv_stem is empty; list its channels (e.g. conv_stem = [32, 64] for patch 4) or remove conv_stem_depth"),
         ("[model]\nconv_stem = [16, 32]\nconv_stem_depth = 0\n", "`model.conv_stem_depth`: 0 convs per stem stage; give 1 to 1024 (1 is one conv per stage)"),
+        ("[model]\nconv_stem_norm = \"batch\"\n", "`model.conv_stem_norm`: applies to a conv stem and model.conv_stem is empty; list its channels (e.g. conv_stem = [32, 64] for patch 4) or remove conv_stem_norm"),
+        ("[model]\nconv_stem = [16, 32]\nconv_stem_norm = \"layer\"\n", "exp.toml:3: `model.conv_stem_norm`: unknown variant: found `layer`, expected one of `none`, `batch`"),
         ("[data]\nimage_size = 30\n[model]\npatch_size = 4\n", "data.image_size 30 is not divisible by patch_size 4; use a patch size that divides it (e.g. 2, 3, 5, 6, 10, 15, 30)"),
         ("[model]\npreset = \"vit-tiny\"\nembed_dim = 100\n", "embed dim 100 is not divisible by num_heads 3; use a multiple of 3"),
         ("[optimizer]\nlr = 0\n", "`optimizer.lr`: learning rate 0 must be above 0"),

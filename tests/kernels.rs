@@ -3,7 +3,9 @@
 //! (`Autodiff<Flex>`) and inference (`Flex`) mode.
 
 use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
 use burn::nn::conv::Conv2dConfig;
+use burn::nn::BatchNormConfig;
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{conv2d, max_pool2d};
@@ -12,7 +14,7 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vitrun::kernels::{composed, VitKernels, NORM_EPS};
+use vitrun::kernels::{self, composed, VitKernels, NORM_EPS};
 use vitrun::model::PatchEmbed;
 
 type AD = Autodiff<Flex>;
@@ -242,6 +244,41 @@ fn run_pool(seed: u64, c: ConvCase, fused: bool) -> [Vec<f32>; 2] {
     [values(out), values(x.grad(&grads).unwrap())]
 }
 
+/// Output, batch mean and variance, and gradients (input, scale, shift) of batch-statistics
+/// BatchNorm (+ ReLU) for the loss `Σ out ⊙ weights`.
+fn run_batch_norm(seed: u64, dims: [usize; 4], relu: bool, fused: bool) -> [Vec<f32>; 6] {
+    let x = random::<AD, 4>(seed, dims, 2.0)
+        .add_scalar(0.5)
+        .require_grad();
+    let gamma = random::<AD, 1>(seed + 1, [dims[1]], 1.5).require_grad();
+    let beta = random::<AD, 1>(seed + 2, [dims[1]], 1.0).require_grad();
+    let inputs = (
+        float(x.clone()),
+        [float(gamma.clone()), float(beta.clone())],
+    );
+    let (out, stats) = if fused {
+        AD::vit_batch_norm(inputs.0, inputs.1, None, 1e-5, relu)
+    } else {
+        composed::batch_norm_op::<AD>(inputs.0, inputs.1, None, 1e-5, relu)
+    };
+    let [mean, var] = stats.expect("batch statistics were taken");
+    let out: Tensor<AD, 4> = tensor(out);
+    let weights = random::<AD, 4>(seed + 3, dims, 1.0);
+    let grads = (out.clone() * weights).sum().backward();
+    [
+        values(out),
+        values(tensor::<AD, 1>(mean)),
+        values(tensor::<AD, 1>(var)),
+        values(x.grad(&grads).unwrap()),
+        values(gamma.grad(&grads).unwrap()),
+        values(beta.grad(&grads).unwrap()),
+    ]
+}
+
+fn batch_norm_dims() -> impl Strategy<Value = [usize; 4]> {
+    (1usize..5, 1usize..7, 1usize..9, 1usize..9).prop_map(|(b, c, h, w)| [b, c, h, w])
+}
+
 #[test]
 fn flex_and_its_autodiff_run_the_fused_kernels() {
     assert!(<Flex as VitKernels>::fused_kernels());
@@ -300,6 +337,25 @@ proptest! {
         let inferred: Tensor<Flex, 4> = tensor(Flex::vit_conv2d(float(x.clone()), float(weight.clone()), float(bias.clone()), [case.stride, case.padding], relu));
         let reference: Tensor<Flex, 4> = tensor(composed::conv2d_op::<Flex>(float(x), float(weight), float(bias), [case.stride, case.padding], relu));
         assert_close(values(inferred), values(reference), 1e-5, "inference output");
+    }
+
+    #[test]
+    fn batch_norm_with_and_without_relu_and_its_gradients_match_the_composed_ops(
+        seed in 0u64..1_000_000, dims in batch_norm_dims(), relu: bool,
+    ) {
+        let fused = run_batch_norm(seed, dims, relu, true);
+        let reference = run_batch_norm(seed, dims, relu, false);
+        let names = ["output", "batch mean", "batch variance", "d input", "d gamma", "d beta"];
+        for (what, (a, b)) in names.iter().zip(fused.into_iter().zip(reference)) {
+            assert_close(a, b, 2e-4, what);
+        }
+        let x = random::<Flex, 4>(seed, dims, 2.0);
+        let scale_shift = [random::<Flex, 1>(seed + 1, [dims[1]], 1.5), random::<Flex, 1>(seed + 2, [dims[1]], 1.0)].map(float);
+        let running = [random::<Flex, 1>(seed + 4, [dims[1]], 1.0), random::<Flex, 1>(seed + 5, [dims[1]], 1.0).abs().add_scalar(0.1)].map(float);
+        let (inferred, none) = Flex::vit_batch_norm(float(x.clone()), scale_shift.clone(), Some(running.clone()), 1e-5, relu);
+        assert!(none.is_none(), "running statistics given: no batch statistics taken");
+        let (reference, _) = composed::batch_norm_op::<Flex>(float(x), scale_shift, Some(running), 1e-5, relu);
+        assert_close(values(tensor::<Flex, 4>(inferred)), values(tensor::<Flex, 4>(reference)), 1e-5, "inference output");
     }
 
     #[test]
@@ -367,6 +423,70 @@ proptest! {
     }
 }
 
+/// Per-channel mean and unbiased variance of `x` `[batch, channels, h, w]`, written out.
+fn channel_moments(x: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<(f32, f32)> {
+    (0..c)
+        .map(|channel| {
+            let all: Vec<f64> = (0..b)
+                .flat_map(|n| {
+                    let start = (n * c + channel) * h * w;
+                    x[start..start + h * w].iter().map(|&v| f64::from(v))
+                })
+                .collect();
+            let count = all.len() as f64;
+            let mean = all.iter().sum::<f64>() / count;
+            let var = all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (count - 1.0);
+            (mean as f32, var as f32)
+        })
+        .collect()
+}
+
+/// The model's BatchNorm is PyTorch's `BatchNorm2d`: while training it normalises as burn's
+/// `BatchNorm` module does and moves the running statistics 10 % toward the batch's (the
+/// variance unbiased, as PyTorch); in inference it normalises by the running statistics.
+#[test]
+fn batch_norm_trains_on_batch_statistics_and_infers_on_running_ones() {
+    let device = Default::default();
+    let dims = [6, 4, 5, 7];
+    let ours = BatchNormConfig::new(4).init::<AD>(&device);
+    let burns = BatchNormConfig::new(4).init::<AD>(&device);
+    let mut expected = vec![(0.0f32, 1.0f32); 4];
+    for step in 0..3u64 {
+        let x = random::<AD, 4>(20 + step, dims, 2.0).add_scalar(step as f32);
+        let out = kernels::batch_norm(&ours, x.clone(), false);
+        assert_close(
+            values(out),
+            values(burns.forward(x.clone())),
+            1e-5,
+            "training output",
+        );
+        for ((mean, var), (m, v)) in expected.iter_mut().zip(channel_moments(&values(x), dims)) {
+            *mean = 0.9 * *mean + 0.1 * m;
+            *var = 0.9 * *var + 0.1 * v;
+        }
+    }
+    let running_mean = values(ours.running_mean.value_sync());
+    let running_var = values(ours.running_var.value_sync());
+    let (mean, var): (Vec<f32>, Vec<f32>) = expected.into_iter().unzip();
+    assert_close(running_mean.clone(), mean, 1e-5, "running mean");
+    assert_close(running_var.clone(), var, 1e-5, "running variance");
+
+    let inference = ours.valid();
+    let x = random::<Flex, 4>(30, dims, 2.0);
+    let out = values(kernels::batch_norm(&inference, x.clone(), true));
+    let x = values(x);
+    let plane = dims[2] * dims[3];
+    let reference: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = i / plane % dims[1];
+            ((v - running_mean[c]) / (running_var[c] + 1e-5).sqrt()).max(0.0)
+        })
+        .collect();
+    assert_close(out, reference, 1e-5, "inference output");
+}
+
 /// Gradients summed across threads come out bit for bit the same on every call (a resumed run
 /// replays the same numbers), whatever thread ran which block.
 #[test]
@@ -393,6 +513,13 @@ fn gradients_are_bitwise_reproducible() {
             "conv gradients changed between calls"
         );
     }
+    let first = run_batch_norm(14, [64, 8, 14, 14], true, true);
+    for _ in 0..5 {
+        assert!(
+            run_batch_norm(14, [64, 8, 14, 14], true, true) == first,
+            "batch norm gradients changed between calls"
+        );
+    }
     let first = run_linear(12, [3000, 24, 40], true, true);
     for _ in 0..5 {
         assert!(
@@ -414,6 +541,7 @@ fn patch_embedding_matches_the_strided_conv() {
         let device = Default::default();
         let embed = PatchEmbed {
             stem: Vec::new(),
+            stem_norm: Vec::new(),
             stem_pool: false,
             stem_depth: 1,
             proj: Conv2dConfig::new([3, 24], [patch, patch])

@@ -24,6 +24,7 @@ fn spec_of(name: &str) -> VitSpec {
         conv_stem: Vec::new(),
         conv_stem_pool: false,
         conv_stem_depth: 1,
+        conv_stem_batch_norm: false,
         embed_dim: n("embed_dim"),
         depth: n("depth"),
         num_heads: n("num_heads"),

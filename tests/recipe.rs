@@ -501,10 +501,12 @@ mod rand_augment_oracle {
 }
 
 mod weight_average {
-    //! `[train.ema]`: timm's decay rule, the update, and that it never touches the weights.
+    //! `[train.ema]`: timm's decay rule, the update (BatchNorm running statistics included, as
+    //! timm's `ModelEmaV3` averages buffers), and that it never touches the weights.
 
     use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
+    use burn::tensor::{Distribution, Tensor};
     use vitrun::config::EmaConfig;
     use vitrun::model::{state_dict, DecoderSpec, Vit, VitSpec};
     use vitrun::train::ema::{decay_at, Ema};
@@ -514,9 +516,10 @@ mod weight_average {
             image_size: 8,
             in_channels: 3,
             patch_size: 4,
-            conv_stem: Vec::new(),
+            conv_stem: vec![4, 4],
             conv_stem_pool: false,
             conv_stem_depth: 1,
+            conv_stem_batch_norm: true,
             embed_dim: 8,
             depth: 1,
             num_heads: 2,
@@ -563,24 +566,32 @@ mod weight_average {
             decay: 0.75,
             ..EmaConfig::default()
         };
-        let (first, second) = (model(1), model(2));
+        let first = model(1).valid();
+        let trained = model(2);
+        let images = Tensor::<Autodiff<Flex>, 4>::random(
+            [2, 3, 8, 8],
+            Distribution::Normal(0.5, 1.0),
+            &Default::default(),
+        );
+        trained.forward(images);
+        let second = trained.valid();
         let (before_first, before_second) = (state_dict(&first), state_dict(&second));
+        let running = "patch_embed.stem_norm.0.running_mean";
+        assert_ne!(
+            before_first[running], before_second[running],
+            "a training forward pass moved the second model's running statistics"
+        );
         let mut ema = Ema::new(&config);
         assert!(ema.model.is_none());
-        ema.update(&first.valid(), 1);
+        ema.update(model(1).valid(), 1); // the seed of `first`: the same weights
         let copied = state_dict(ema.model.as_ref().unwrap());
-        ema.update(&second.valid(), 2);
-        ema.update(&second.valid(), 3);
+        ema.update(second.clone(), 2);
+        ema.update(second.clone(), 3);
         let averaged = state_dict(ema.model.as_ref().unwrap());
-        assert_eq!(
-            state_dict(&first),
-            before_first,
-            "the weights are untouched"
-        );
         assert_eq!(
             state_dict(&second),
             before_second,
-            "the weights are untouched"
+            "the weights averaged in are untouched, running statistics included"
         );
         for (name, t) in &before_first {
             assert_eq!(copied[name], *t, "{name}: update 1 copies");

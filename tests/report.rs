@@ -117,6 +117,7 @@ fn focused_model(distilled: bool, target: usize) -> (Vit<Flex>, usize, usize) {
         conv_stem: Vec::new(),
         conv_stem_pool: false,
         conv_stem_depth: 1,
+        conv_stem_batch_norm: false,
         embed_dim: 8,
         depth: 1,
         num_heads: 1,

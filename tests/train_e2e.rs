@@ -205,11 +205,18 @@ fn training_learns_and_records_every_epoch() {
 fn conv_stem_vits_learn_and_export_refuses_them() {
     let mut last = None;
     // Two plain convs per stage start slower (the default conv init shrinks the signal at
-    // each ReLU), so that stem gets 20 epochs where the others get the file's 10.
-    for (kind, depth, epochs) in [("strided", 1, 10), ("pooled", 1, 10), ("pooled", 2, 20)] {
+    // each ReLU), so that stem gets 20 epochs where the others, BatchNorm's too, get the
+    // file's 10.
+    for (kind, depth, norm, epochs) in [
+        ("strided", 1, "none", 10),
+        ("pooled", 1, "none", 10),
+        ("pooled", 2, "none", 20),
+        ("pooled", 2, "batch", 10),
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let kind_set = format!("model.conv_stem_kind=\"{kind}\"");
         let depth_set = format!("model.conv_stem_depth={depth}");
+        let norm_set = format!("model.conv_stem_norm=\"{norm}\"");
         let epochs_set = format!("train.epochs={epochs}");
         run_ok(
             tmp.path(),
@@ -221,20 +228,23 @@ fn conv_stem_vits_learn_and_export_refuses_them() {
                 "--set",
                 &depth_set,
                 "--set",
+                &norm_set,
+                "--set",
                 &epochs_set,
             ],
         );
         let (store, id, dir) = only_trial(tmp.path());
         let train_loss = series(&store, &id, "train", "loss");
         let top1 = series(&store, &id, "val", "top1");
+        let case = format!("{kind} × {depth}, norm {norm}");
         assert_eq!(train_loss.len(), epochs);
         assert!(
             train_loss[epochs - 1] < 0.9 * train_loss[0],
-            "{kind} × {depth}: train loss falls: {train_loss:?}"
+            "{case}: train loss falls: {train_loss:?}"
         );
         assert!(
             top1[epochs - 1] >= 0.7,
-            "{kind} × {depth}: two classes, chance is 0.5: {top1:?}"
+            "{case}: two classes, chance is 0.5: {top1:?}"
         );
         let best = vitrun::model::read_state_dict(&dir.join("best/model.safetensors")).unwrap();
         let mut shapes = vec![[8, 3, 3, 3]];
@@ -247,7 +257,25 @@ fn conv_stem_vits_learn_and_export_refuses_them() {
         }
         for (index, shape) in shapes.iter().enumerate() {
             let name = format!("patch_embed.stem.{index}.weight");
-            assert_eq!(best[&name].shape, shape, "{kind} × {depth}: {name}");
+            assert_eq!(best[&name].shape, shape, "{case}: {name}");
+            let norm_name = |what: &str| format!("patch_embed.stem_norm.{index}.{what}");
+            if norm == "none" {
+                assert!(!best.contains_key(&norm_name("weight")), "{case}");
+                continue;
+            }
+            for what in ["weight", "bias", "running_mean", "running_var"] {
+                assert_eq!(best[&norm_name(what)].shape, [shape[0]], "{case}: {what}");
+            }
+            let moved = |what: &str, start: f32| {
+                best[&norm_name(what)]
+                    .data
+                    .iter()
+                    .any(|&v| (v - start).abs() > 1e-3)
+            };
+            assert!(
+                moved("running_mean", 0.0) && moved("running_var", 1.0),
+                "{case}: the running statistics are trained and saved"
+            );
         }
         assert!(!best.contains_key(&format!("patch_embed.stem.{}.weight", shapes.len())));
         assert_eq!(best["patch_embed.proj.weight"].shape, [48, 16, 1, 1]);
@@ -258,7 +286,7 @@ fn conv_stem_vits_learn_and_export_refuses_them() {
         );
         last = Some((tmp, id));
     }
-    let (tmp, id) = last.expect("three runs");
+    let (tmp, id) = last.expect("four runs");
 
     let out = tmp.path().join("model.safetensors");
     let export = vitrun(&[
@@ -282,11 +310,31 @@ fn conv_stem_vits_learn_and_export_refuses_them() {
 
 #[test]
 fn a_killed_trial_resumes_to_the_same_numbers() {
+    killed_and_resumed_matches_straight(&[]);
+}
+
+/// The stem's BatchNorm running statistics are part of what a checkpoint restores.
+#[test]
+fn a_killed_batch_norm_stem_trial_resumes_to_the_same_numbers() {
+    killed_and_resumed_matches_straight(&[
+        "--set",
+        "model.conv_stem=[8, 16]",
+        "--set",
+        "model.conv_stem_kind=\"pooled\"",
+        "--set",
+        "model.conv_stem_norm=\"batch\"",
+    ]);
+}
+
+/// A trial killed (-9) after its second or third epoch and resumed ends with the same metrics
+/// and weights as one run straight through.
+fn killed_and_resumed_matches_straight(extra: &[&str]) {
+    let args = [&["--set", "train.epochs=6"][..], extra].concat();
     let straight = tempfile::tempdir().unwrap();
-    run_ok(straight.path(), &["--set", "train.epochs=6"]);
+    run_ok(straight.path(), &args);
 
     let killed = tempfile::tempdir().unwrap();
-    let mut child = spawn_run(killed.path(), &["--set", "train.epochs=6"]);
+    let mut child = spawn_run(killed.path(), &args);
     let progress = wait_for_progress(killed.path(), |p| {
         p.contains("\"epoch\": 2") || p.contains("\"epoch\": 3")
     });
@@ -301,9 +349,20 @@ fn a_killed_trial_resumes_to_the_same_numbers() {
     );
     drop(store);
 
-    run_ok(killed.path(), &["--set", "train.epochs=6", "--resume"]);
-    let (a, a_id, _) = only_trial(straight.path());
-    let (b, b_id, _) = only_trial(killed.path());
+    run_ok(killed.path(), &[&args[..], &["--resume"][..]].concat());
+    let (a, a_id, a_dir) = only_trial(straight.path());
+    let (b, b_id, b_dir) = only_trial(killed.path());
+    let weights = |dir: &Path| {
+        vitrun::model::read_state_dict(&dir.join("best/model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .map(|(name, t)| (name, t.data))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert!(
+        weights(&a_dir) == weights(&b_dir),
+        "the best weights differ"
+    );
     assert_eq!(a_id, b_id, "same config, same trial id");
     assert_eq!(b.status(&b_id).unwrap(), Some(Status::Finished));
     for (split, name) in METRICS.iter().filter(|(_, n)| *n != "images_per_sec") {

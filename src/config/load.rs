@@ -212,7 +212,7 @@ fn extract(
         ConfigError::Invalid {
             place: place_of(file, doc, overrides, &key),
             key,
-            reason: e.kind.to_string(),
+            reason: extraction_reason(&e.kind),
         }
     })?;
     config.resolve_model();
@@ -229,6 +229,22 @@ fn extract(
         reason,
     })?;
     Ok(config)
+}
+
+/// What is wrong with a value that does not deserialise; an unknown variant lists the known
+/// ones (figment's own wording doubles the backquotes of a two-variant list).
+fn extraction_reason(kind: &figment::error::Kind) -> String {
+    match kind {
+        figment::error::Kind::UnknownVariant(found, expected) => format!(
+            "unknown variant: found `{found}`, expected one of {}",
+            expected
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        kind => kind.to_string(),
+    }
 }
 
 /// `file:line`, `env VAR` or `--set`: where the user wrote the value of `key`.

@@ -175,6 +175,17 @@ pub enum StemKind {
     Pooled,
 }
 
+/// What normalises each conv stem conv's output before its ReLU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StemNorm {
+    /// Nothing: conv + ReLU.
+    None,
+    /// BatchNorm (PyTorch's `BatchNorm2d`: batch statistics while training, running ones,
+    /// momentum 0.1, in evaluation), as in ResNet stems.
+    Batch,
+}
+
 /// `[model]`: the ViT's shape. A preset fills the dims; explicit keys override it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -197,6 +208,9 @@ pub struct ModelConfig {
     /// 3×3 convs (each + ReLU) per conv stem stage: the first changes the channels (and halves
     /// the image when strided), the others keep both. 1: one conv per stage.
     pub conv_stem_depth: usize,
+    /// A norm between each stem conv and its ReLU: `none` or `batch` (BatchNorm, whose running
+    /// statistics are saved in checkpoints and averaged by `[train.ema]`).
+    pub conv_stem_norm: StemNorm,
     pub mlp_ratio: f64,
     /// Dropout after positions, attention projection and MLP (timm `drop_rate`).
     pub dropout: f64,
@@ -225,6 +239,7 @@ impl Default for ModelConfig {
             conv_stem: Vec::new(),
             conv_stem_kind: StemKind::Strided,
             conv_stem_depth: 1,
+            conv_stem_norm: StemNorm::None,
             mlp_ratio: 4.0,
             dropout: 0.0,
             attn_dropout: 0.0,
@@ -804,11 +819,12 @@ impl Default for FinetuneConfig {
 
 /// Keys added after trial ids were first defined: left out of the id while at their default,
 /// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 30] = [
+pub const LATER_KEYS: [&str; 31] = [
     "model.pretrained",
     "model.conv_stem",
     "model.conv_stem_kind",
     "model.conv_stem_depth",
+    "model.conv_stem_norm",
     "model.pretrained_strict",
     "finetune",
     "train.grad_accumulation",

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use super::schema::{Config, DatasetKind, ModelConfig, StemKind, Task, PRESETS};
+use super::schema::{Config, DatasetKind, ModelConfig, StemKind, StemNorm, Task, PRESETS};
 
 /// A failed check: the key path and what would be valid.
 pub type Violation = (String, String);
@@ -715,6 +715,7 @@ fn validate_conv_stem(m: &ModelConfig) -> Result<(), Violation> {
                 m.conv_stem_kind != StemKind::Strided,
             ),
             ("model.conv_stem_depth", m.conv_stem_depth != 1),
+            ("model.conv_stem_norm", m.conv_stem_norm != StemNorm::None),
         ] {
             if set {
                 return fail(
@@ -808,17 +809,22 @@ pub fn estimate_memory(c: &Config) -> MemoryEstimate {
 }
 
 /// Floats a conv stem keeps for its backward pass: each stage's conv output, activation and
-/// (pooled) max-pool indices at the resolution it convolves, and the output and activation of
-/// each further conv of the stage.
+/// (pooled) max-pool indices at the resolution it convolves, the output and activation of
+/// each further conv of the stage, and each conv's normalised output under a norm.
 fn stem_activations(c: &Config) -> f64 {
     let batch = c.train.batch_size as f64;
     let pooled = c.model.conv_stem_kind == StemKind::Pooled;
-    let further = c.model.conv_stem_depth.saturating_sub(1) as f64;
+    let convs = c.model.conv_stem_depth.max(1) as f64;
+    let per_conv = if c.model.conv_stem_norm == StemNorm::None {
+        2.0
+    } else {
+        3.0
+    };
     let mut side = c.data.image_size as f64;
     let mut floats = 0.0;
     for &channels in &c.model.conv_stem {
         let out_side = if pooled { side } else { side / 2.0 };
-        let kept = if pooled { 3.0 } else { 2.0 } + 2.0 * further;
+        let kept = per_conv * convs + if pooled { 1.0 } else { 0.0 };
         floats += kept * batch * channels as f64 * out_side * out_side;
         side /= 2.0;
     }
@@ -910,5 +916,8 @@ mod tests {
         let doubled = estimate_memory(&c).step;
         let per_further = 2.0 * batch * (32.0 * side * side + 64.0 * side * side / 4.0);
         assert_eq!(doubled - pooled, 4.0 * per_further);
+        c.model.conv_stem_norm = StemNorm::Batch;
+        let normed = estimate_memory(&c).step;
+        assert_eq!(normed - doubled, 4.0 * per_further);
     }
 }

@@ -8,6 +8,8 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
+use super::BatchNormOutput;
+
 fn wrap<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
@@ -36,6 +38,37 @@ pub fn conv2d_op<B: Backend>(
     let out = conv2d(wrap::<B, 4>(x), wrap(weight), Some(wrap(bias)), options);
     let out = if activate { relu(out) } else { out };
     out.into_primitive().tensor()
+}
+
+/// [`super::VitKernels::vit_batch_norm`] composed: the statistics by `mean_dim` over each
+/// channel's elements, then the normalisation and burn's ReLU (autodiff differentiates
+/// through the batch statistics).
+pub fn batch_norm_op<B: Backend>(
+    x: FloatTensor<B>,
+    [gamma, beta]: [FloatTensor<B>; 2],
+    running: Option<[FloatTensor<B>; 2]>,
+    eps: f64,
+    activate: bool,
+) -> BatchNormOutput<B> {
+    let x = wrap::<B, 4>(x);
+    let [batch, channels, h, w] = x.dims();
+    let batch_stats = running.is_none();
+    let [mean, var] = match running {
+        Some(running) => running.map(wrap::<B, 1>),
+        None => {
+            let flat = x.clone().swap_dims(0, 1).reshape([channels, batch * h * w]);
+            let mean = flat.clone().mean_dim(1);
+            let var = (flat - mean.clone()).square().mean_dim(1);
+            [mean, var].map(|t| t.reshape([channels]))
+        }
+    };
+    let per_channel = |t: Tensor<B, 1>| t.reshape([1, channels, 1, 1]);
+    let rstd = per_channel(var.clone().add_scalar(eps).sqrt().recip());
+    let out =
+        (x - per_channel(mean.clone())) * rstd * per_channel(wrap(gamma)) + per_channel(wrap(beta));
+    let out = if activate { relu(out) } else { out };
+    let stats = batch_stats.then(|| [mean, var].map(|t| t.detach().into_primitive().tensor()));
+    (out.into_primitive().tensor(), stats)
 }
 
 /// [`super::VitKernels::vit_max_pool2d`] composed: burn's `max_pool2d`.

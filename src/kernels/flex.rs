@@ -8,14 +8,16 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, ModuleOps};
 use burn::tensor::{Bytes, DType, Shape, TensorMetadata};
 
 use super::cpu::attention::{self, AttentionShape};
+use super::cpu::batch_norm::{self, PlaneShape, Statistics};
 use super::cpu::conv::{self, ConvShape};
 use super::cpu::pool::{self, PoolShape};
 use super::cpu::{gelu, layer_norm, linear};
-use super::{composed, VitKernels};
+use super::{composed, BatchNormOutput, VitKernels};
 
 /// `t`'s elements in row-major order (copied only when `t` is a strided view).
 fn contiguous(t: FlexTensor) -> FlexTensor {
@@ -163,6 +165,71 @@ struct PoolSaved {
     shape: PoolShape,
 }
 
+fn plane_shape(x: &FlexTensor) -> PlaneShape {
+    let [batch, channels, height, width] = x.shape().dims::<4>();
+    PlaneShape {
+        batch,
+        channels,
+        plane: height * width,
+    }
+}
+
+/// What the fused BatchNorm's backward pass needs.
+#[derive(Debug, Clone)]
+struct BatchNormSaved {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    /// The output, when ReLU followed (its sign is ReLU's gradient).
+    out: Option<FlexTensor>,
+    stats: Statistics,
+    eps: f32,
+}
+
+/// BatchNorm (+ ReLU) of `x` by `running` statistics or, without them, by the batch's own;
+/// the output, and the statistics used with the inputs the backward pass needs.
+fn batch_norm_forward(
+    x: FlexTensor,
+    [gamma, beta]: [FlexTensor; 2],
+    running: Option<[FlexTensor; 2]>,
+    eps: f64,
+    relu: bool,
+) -> (FlexTensor, BatchNormSaved) {
+    let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    let shape = plane_shape(&x);
+    let stats = match running {
+        Some([mean, var]) => Statistics {
+            mean: values(&contiguous(mean)).to_vec(),
+            var: values(&contiguous(var)).to_vec(),
+        },
+        None => batch_norm::statistics(values(&x), shape),
+    };
+    let eps = eps as f32;
+    let out = tensor(
+        batch_norm::normalize(
+            values(&x),
+            [values(&gamma), values(&beta)],
+            &stats,
+            eps,
+            relu,
+            shape,
+        ),
+        &x.shape(),
+    );
+    let saved = BatchNormSaved {
+        out: relu.then(|| out.clone()),
+        x,
+        gamma,
+        stats,
+        eps,
+    };
+    (out, saved)
+}
+
+/// Statistics as `[mean, var]` tensors.
+fn statistics_tensors(stats: &Statistics) -> [FlexTensor; 2] {
+    [&stats.mean, &stats.var].map(|v| tensor(v.clone(), &[v.len()]))
+}
+
 /// What the fused LayerNorm's backward pass needs.
 #[derive(Debug, Clone)]
 struct NormSaved {
@@ -245,6 +312,22 @@ impl VitKernels for Flex {
             return composed::conv2d_op::<Self>(x, weight, bias, stride_padding, relu);
         }
         conv_forward(x, weight, bias, stride_padding, relu).0
+    }
+
+    fn vit_batch_norm(
+        x: FloatTensor<Self>,
+        scale_shift: [FloatTensor<Self>; 2],
+        running: Option<[FloatTensor<Self>; 2]>,
+        eps: f64,
+        relu: bool,
+    ) -> BatchNormOutput<Self> {
+        let running_f32 = running.iter().flatten().all(|t| is_f32(&[t]));
+        if !(running_f32 && is_f32(&[&x, &scale_shift[0], &scale_shift[1]])) {
+            return composed::batch_norm_op::<Self>(x, scale_shift, running, eps, relu);
+        }
+        let batch_stats = running.is_none();
+        let (out, saved) = batch_norm_forward(x, scale_shift, running, eps, relu);
+        (out, batch_stats.then(|| statistics_tensors(&saved.stats)))
     }
 
     fn vit_max_pool2d(x: FloatTensor<Self>, window: [usize; 3]) -> FloatTensor<Self> {
@@ -430,6 +513,44 @@ impl Backward<Flex, 3> for NormBackward {
     }
 }
 
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = BatchNormSaved;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let BatchNormSaved {
+            x,
+            gamma,
+            out,
+            stats,
+            eps,
+        } = ops.state;
+        let d = batch_norm::backward(
+            values(&x),
+            out.as_ref().map(values),
+            values(&grad),
+            values(&gamma),
+            &stats,
+            eps,
+            plane_shape(&x),
+        );
+        let channels = [stats.mean.len()];
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        for (node, value, dims) in [
+            (node_x, d.x, &x.shape()[..]),
+            (node_gamma, d.gamma, &channels[..]),
+            (node_beta, d.beta, &channels[..]),
+        ] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, tensor(value, dims));
+            }
+        }
+    }
+}
+
 /// What the fused attention's backward pass needs.
 #[derive(Debug, Clone)]
 struct AttentionSaved {
@@ -565,6 +686,31 @@ impl<C: CheckpointStrategy> VitKernels for Autodiff<Flex, C> {
                 relu,
             )),
         }
+    }
+
+    fn vit_batch_norm(
+        x: FloatTensor<Self>,
+        [gamma, beta]: [FloatTensor<Self>; 2],
+        running: Option<[FloatTensor<Self>; 2]>,
+        eps: f64,
+        relu: bool,
+    ) -> BatchNormOutput<Self> {
+        if running.is_some() || !is_f32(&[&x.primitive, &gamma.primitive, &beta.primitive]) {
+            return composed::batch_norm_op::<Self>(x, [gamma, beta], running, eps, relu);
+        }
+        let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+        let primitives = [gamma.primitive, beta.primitive];
+        let (out, saved) = batch_norm_forward(x.primitive, primitives, None, eps, relu);
+        let stats = statistics_tensors(&saved.stats).map(<Self as AutodiffBackend>::from_inner);
+        let out = match BatchNormBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(saved, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        (out, Some(stats))
     }
 
     fn vit_max_pool2d(x: FloatTensor<Self>, window: [usize; 3]) -> FloatTensor<Self> {

@@ -6,7 +6,8 @@
 //! them with the kernels of [`cpu`] and hand-written backward passes ([`flex`]).
 //!
 //! Model code calls the tensor-level functions of this module ([`layer_norm`], [`linear`],
-//! [`gelu`], [`self_attention`], [`conv2d`], [`max_pool2d`]), never the trait methods.
+//! [`gelu`], [`self_attention`], [`conv2d`], [`batch_norm`], [`max_pool2d`]), never the trait
+//! methods.
 
 pub mod composed;
 pub mod cpu;
@@ -14,7 +15,7 @@ mod flex;
 mod others;
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, LayerNorm, Linear, PaddingConfig2d};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
@@ -67,6 +68,20 @@ pub trait VitKernels: Backend {
         composed::conv2d_op::<Self>(x, weight, bias, stride_padding, relu)
     }
 
+    /// BatchNorm of `x` `[batch, channels, h, w]`, each channel scaled by `gamma` and shifted
+    /// by `beta`, then ReLU when `relu`. With `running` (`[mean, var]`) it normalises by those
+    /// and returns no statistics; without, by the batch's own (over batch, h and w), which it
+    /// returns as `[mean, biased var]`, carrying no gradient.
+    fn vit_batch_norm(
+        x: FloatTensor<Self>,
+        scale_shift: [FloatTensor<Self>; 2],
+        running: Option<[FloatTensor<Self>; 2]>,
+        eps: f64,
+        relu: bool,
+    ) -> BatchNormOutput<Self> {
+        composed::batch_norm_op::<Self>(x, scale_shift, running, eps, relu)
+    }
+
     /// The max of each `kernel`² window of `x` `[batch, channels, h, w]`, `[kernel, stride,
     /// padding]` on both axes; padding never wins.
     fn vit_max_pool2d(
@@ -83,6 +98,9 @@ pub trait VitKernels: Backend {
         composed::self_attention_op::<Self>(qkv, heads)
     }
 }
+
+/// [`VitKernels::vit_batch_norm`]'s output, and the batch statistics when it took them.
+pub type BatchNormOutput<B> = (FloatTensor<B>, Option<[FloatTensor<B>; 2]>);
 
 /// A backend that trains with vitrun's kernels: its autodiff and inner backends both have them.
 pub trait TrainBackend: AutodiffBackend<InnerBackend: VitKernels> + VitKernels {}
@@ -170,6 +188,50 @@ pub fn conv2d<B: VitKernels>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> T
             }
         }
     }
+}
+
+/// `norm` applied to `x` `[batch, channels, h, w]`, then ReLU when `relu`: PyTorch's
+/// `BatchNorm2d`. Where autodiff is on (training) it normalises by the batch's statistics and
+/// moves the running ones toward them by `norm.momentum` (the variance unbiased, as PyTorch);
+/// elsewhere it normalises by the running statistics.
+pub fn batch_norm<B: VitKernels>(norm: &BatchNorm<B>, x: Tensor<B, 4>, relu: bool) -> Tensor<B, 4> {
+    let device = x.device();
+    let [batch, _, h, w] = x.dims();
+    let training = B::ad_enabled(&device);
+    let running = (!training).then(|| {
+        [&norm.running_mean, &norm.running_var].map(|state| {
+            state
+                .value_sync()
+                .to_device(&device)
+                .into_primitive()
+                .tensor()
+        })
+    });
+    let (out, stats) = B::vit_batch_norm(
+        x.into_primitive().tensor(),
+        [&norm.gamma, &norm.beta].map(|p| p.val().into_primitive().tensor()),
+        running,
+        norm.epsilon,
+        relu,
+    );
+    if let Some([mean, var]) = stats {
+        let count = (batch * h * w) as f64;
+        let unbiased = count / (count - 1.0).max(1.0);
+        let m = norm.momentum;
+        for (state, stat, factor) in [
+            (&norm.running_mean, mean, 1.0),
+            (&norm.running_var, var, unbiased),
+        ] {
+            let stat = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(stat));
+            let old = state.value_sync().to_device(&device);
+            state.update(
+                old.mul_scalar(1.0 - m)
+                    .add(stat.mul_scalar(m * factor))
+                    .detach(),
+            );
+        }
+    }
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 /// The max of each `kernel`² window of `x` `[batch, channels, h, w]` at `stride`, with

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use burn::backend::Flex;
 
-use crate::config::{Config, Decoder, Pooling, StemKind, Task};
+use crate::config::{Config, Decoder, Pooling, StemKind, StemNorm, Task};
 
 /// Loads an experiment's model with `classes` outputs from the checkpoint at `path`, on the CPU
 /// (reports and predictions).
@@ -52,6 +52,7 @@ impl VitSpec {
             conv_stem: m.conv_stem.clone(),
             conv_stem_pool: m.conv_stem_kind == StemKind::Pooled,
             conv_stem_depth: m.conv_stem_depth,
+            conv_stem_batch_norm: m.conv_stem_norm == StemNorm::Batch,
             embed_dim: m.embed_dim.unwrap_or(192),
             depth: m.depth.unwrap_or(12),
             num_heads: m.num_heads.unwrap_or(3),

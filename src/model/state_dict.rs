@@ -118,7 +118,7 @@ pub fn write_safetensors(path: &Path, sd: &StateDict) -> Result<(), CheckpointEr
 /// timm's name for the parameter at `path` inside a container of type `container`.
 fn timm_name(path: &[String], container: &str) -> String {
     let mut parts = path.to_vec();
-    if container == "Struct:LayerNorm" {
+    if container == "Struct:LayerNorm" || container == "Struct:BatchNorm" {
         if let Some(last) = parts.last_mut() {
             *last = match last.as_str() {
                 "gamma" => "weight".into(),

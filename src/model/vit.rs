@@ -4,7 +4,8 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::nn::{
-    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
@@ -28,6 +29,8 @@ pub struct VitSpec {
     /// 3×3 convs per stem stage; the first changes the channels (and strides), the others
     /// keep the channels and the resolution.
     pub conv_stem_depth: usize,
+    /// BatchNorm between each stem conv and its ReLU.
+    pub conv_stem_batch_norm: bool,
     pub embed_dim: usize,
     pub depth: usize,
     pub num_heads: usize,
@@ -172,9 +175,15 @@ impl VitSpec {
                 conv
             })
             .collect::<Vec<_>>();
+        let stem_norm = stem
+            .iter()
+            .filter(|_| self.conv_stem_batch_norm)
+            .map(|conv| BatchNormConfig::new(conv.weight.dims()[0]).init(device))
+            .collect();
         let kernel = if stem.is_empty() { self.patch_size } else { 1 };
         PatchEmbed {
             stem,
+            stem_norm,
             stem_pool: self.conv_stem_pool,
             stem_depth: depth,
             proj: Conv2dConfig::new([channels, self.embed_dim], [kernel, kernel])
@@ -199,6 +208,8 @@ impl VitSpec {
 pub struct PatchEmbed<B: Backend> {
     /// The conv stem, each conv followed by a ReLU; empty for the patchify conv.
     pub stem: Vec<Conv2d<B>>,
+    /// The BatchNorm between each stem conv and its ReLU; empty without a stem norm.
+    pub stem_norm: Vec<BatchNorm<B>>,
     /// Whether a 3×3 stride-2 max pool ends each stem stage (whose convs then keep the
     /// resolution).
     pub stem_pool: bool,
@@ -225,7 +236,10 @@ impl<B: VitKernels> PatchEmbed<B> {
             .iter()
             .enumerate()
             .fold(images, |x, (index, conv)| {
-                let x = kernels::conv2d(conv, x, true);
+                let x = match self.stem_norm.get(index) {
+                    Some(norm) => kernels::batch_norm(norm, kernels::conv2d(conv, x, false), true),
+                    None => kernels::conv2d(conv, x, true),
+                };
                 if self.stem_pool && (index + 1) % depth == 0 {
                     kernels::max_pool2d(x, 3, 2, 1)
                 } else {

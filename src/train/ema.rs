@@ -81,13 +81,16 @@ impl<M> Ema<M> {
         }
     }
 
-    /// Update number `step` (the optimizer steps taken so far) from the current weights.
-    pub fn update<B: Backend>(&mut self, weights: &M, step: u64)
+    /// Update number `step` (the optimizer steps taken so far) from the current weights. They
+    /// are taken by value because the first update keeps them as the average: a clone of a
+    /// module would share its BatchNorm running statistics (burn's `RunningState`) with it,
+    /// and averaging would then write into the caller's.
+    pub fn update<B: Backend>(&mut self, weights: M, step: u64)
     where
         M: Module<B>,
     {
         let Some(average) = self.model.take() else {
-            self.model = Some(weights.clone());
+            self.model = Some(weights);
             return;
         };
         let decay = decay_at(&self.config, step);

@@ -651,7 +651,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
     /// Moves the weight average toward the weights after an optimizer step.
     fn update_ema(&mut self, model: &Vit<B>) {
         if let Some(ema) = &mut self.ema {
-            ema.update(&model.valid(), self.progress.step);
+            ema.update(model.valid(), self.progress.step);
         }
     }
 

@@ -2,6 +2,7 @@
 //! rayon across rows or (batch, head) pairs, SIMD within a row by runtime dispatch.
 
 pub mod attention;
+pub mod batch_norm;
 pub mod conv;
 pub mod gelu;
 pub mod layer_norm;

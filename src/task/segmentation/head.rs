@@ -54,6 +54,7 @@ mod tests {
             conv_stem: Vec::new(),
             conv_stem_pool: false,
             conv_stem_depth: 1,
+            conv_stem_batch_norm: false,
             embed_dim: 32,
             depth: 1,
             num_heads: 2,
