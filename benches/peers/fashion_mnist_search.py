@@ -1,19 +1,23 @@
 """Recipe search for experiments/vit_fashion_mnist.toml in PyTorch/timm, one config per process.
 
-The model and schedule mirror vitrun's: an optional pooled conv stem (3x3 conv [+ BatchNorm]
-+ ReLU [+ a second 3x3 conv + ReLU] + 3x3 stride-2 max pool per stage, then a 1x1 projection)
-or a strided one, a class token, mean pooling over the patch tokens with fc_norm, AdamW with no
+The model and schedule mirror vitrun's: an optional pooled conv stem (per stage, `convs` 3x3
+convs, each [+ BatchNorm] + ReLU, then a 3x3 stride-2 max pool; then a 1x1 projection) or a
+strided one, a class token, mean pooling over the patch tokens with fc_norm, AdamW with no
 decay on 1-D parameters and positions, linear warmup then per-step cosine, label smoothing.
 Each epoch trains on the 60,000 training images and validates on the 10,000 test images.
 
-    python3 fashion_mnist_search.py '{"epochs": 16, "bn": true}' NAME
+    python3 fashion_mnist_search.py '{"epochs": 10, "double": true, "bn": true}' NAME
+    RATE=1 THREADS=2 python3 fashion_mnist_search.py '{"double": true}' NAME   # CPU img/s
 
-Keys (defaults = the committed recipe): epochs, lr, bs, dim, depth, heads, mlp, stem, kind
-("pool" | "strided"), bn, double, act ("relu" | "gelu"), pool ("max" | "avg"), wd, ls,
-warmup, pad (random translation by up to this many pixels), erase (random erasing prob),
-drop_path, flip, ema (ModelEmaV3 decay), seed. Data: $FASHION_MNIST (default
-/usr/share/datasets/fashion-mnist). Runs on CUDA when there is one. fashion_mnist_search.sh
-runs every row of fashion_mnist_search.tsv at once on one GPU.
+Keys (defaults = the search's baseline: one conv per stage, 2 blocks, no norm): epochs, lr,
+bs, dim, depth, heads, mlp, stem, kind ("pool" | "strided"), convs (convs per stage, e.g.
+[1, 2]), double (= convs 2 everywhere), bn (BatchNorm after every stem conv), act ("relu" |
+"gelu"), pool ("max" | "avg"), wd, ls, warmup, pad (random translation by up to this many
+pixels), erase (random erasing prob), drop_path, flip, ema (ModelEmaV3 decay), tta (also
+report top-1 averaged over the image and its mirror), seed. Data: $FASHION_MNIST (default
+/usr/share/datasets/fashion-mnist). Runs on CUDA when there is one. RATE=1 instead times a
+training step on random data and prints its images/s. fashion_mnist_search.sh runs every row
+of a table (fashion_mnist_search.tsv, fashion_mnist_search_bn.tsv) at once on one GPU.
 """
 import gzip
 import json
@@ -51,8 +55,6 @@ def labels(file):
     return torch.tensor(idx(file, 8)).long().to(dev)
 
 
-xtr, ytr = images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz")
-xte, yte = images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz")
 MEAN, STD = 0.286, 0.353
 EPOCHS, LR, BS = cfg.get("epochs", 14), cfg.get("lr", 2e-3), cfg.get("bs", 128)
 DIM, DEPTH, HEADS = cfg.get("dim", 96), cfg.get("depth", 2), cfg.get("heads", 3)
@@ -64,20 +66,34 @@ model = timm.models.vision_transformer.VisionTransformer(
     num_heads=HEADS, mlp_ratio=cfg.get("mlp", 4.0), global_pool="avg", fc_norm=True,
     class_token=True, drop_path_rate=cfg.get("drop_path", 0.0))
 stem = cfg.get("stem", [32, 64])
+convs = cfg.get("convs", [2 if cfg.get("double") else 1] * len(stem))
 if stem:
     layers, channels = [], 1
-    for out in stem:
-        act = nn.GELU() if cfg.get("act") == "gelu" else nn.ReLU()
-        norm = [nn.BatchNorm2d(out)] if cfg.get("bn") else []
-        second = [nn.Conv2d(out, out, 3, 1, 1), nn.ReLU()] if cfg.get("double") else []
-        if cfg.get("kind", "pool") == "pool":
-            pool = nn.AvgPool2d(3, 2, 1) if cfg.get("pool") == "avg" else nn.MaxPool2d(3, 2, 1)
-            layers += [nn.Conv2d(channels, out, 3, 1, 1), *norm, act, *second, pool]
-        else:
-            layers += [nn.Conv2d(channels, out, 3, 2, 1), *norm, act, *second]
-        channels = out
+    for out, count in zip(stem, convs):
+        act = nn.GELU if cfg.get("act") == "gelu" else nn.ReLU
+        stride = 1 if cfg.get("kind", "pool") == "pool" else 2
+        for k in range(count):
+            norm = [nn.BatchNorm2d(out)] if cfg.get("bn") else []
+            layers += [nn.Conv2d(channels, out, 3, stride if k == 0 else 1, 1), *norm, act()]
+            channels = out
+        if stride == 1:
+            layers.append(nn.AvgPool2d(3, 2, 1) if cfg.get("pool") == "avg" else nn.MaxPool2d(3, 2, 1))
     model.patch_embed.proj = nn.Sequential(*layers, nn.Conv2d(channels, DIM, 1))
 model = model.to(dev)
+if os.environ.get("RATE"):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = torch.randn(BS, 1, 28, 28, device=dev), torch.arange(BS, device=dev) % 10
+    times = []
+    for _ in range(6):
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    print(f"RATE {name} train img/s {BS / sorted(times[1:])[2]:.1f}", flush=True)
+    sys.exit(0)
+xtr, ytr = images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz")
+xte, yte = images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz")
 
 
 def no_decay(name, p):
@@ -125,16 +141,21 @@ def augment(x):
     return x
 
 
-def accuracy(net):
+def accuracy(net, tta=False):
     net.eval()
+    right = 0
     with torch.no_grad():
-        right = sum((net((xte[i:i + 2000] - MEAN) / STD).argmax(1) == yte[i:i + 2000]).sum().item()
-                    for i in range(0, len(xte), 2000))
+        for i in range(0, len(xte), 2000):
+            x = (xte[i:i + 2000] - MEAN) / STD
+            logits = net(x).softmax(1)
+            if tta:
+                logits = logits + net(x.flip(3)).softmax(1)
+            right += (logits.argmax(1) == yte[i:i + 2000]).sum().item()
     return round(100 * right / len(xte), 2)
 
 
 ema = timm.utils.ModelEmaV3(model, decay=cfg["ema"]) if cfg.get("ema") else None
-step, curve, ema_curve, start = 0, [], [], time.time()
+step, curve, ema_curve, tta_curve, start = 0, [], [], [], time.time()
 for epoch in range(EPOCHS):
     model.train()
     order = torch.randperm(len(xtr), device=dev)
@@ -154,9 +175,11 @@ for epoch in range(EPOCHS):
             ema.update(model, step=step)
         right += (out.argmax(1) == y).sum()
     curve.append(accuracy(model))
+    if cfg.get("tta"):
+        tta_curve.append(accuracy(model, tta=True))
     if ema is not None:
         ema_curve.append(accuracy(ema.module))
     print(f"{name} epoch {epoch + 1} train {right.item() / (steps * BS):.4f} val {curve[-1]} "
           f"t {time.time() - start:.0f}s", flush=True)
-print(f"RESULT {name} final {curve[-1]} best {max(curve)} curve {curve} ema {ema_curve} "
+print(f"RESULT {name} final {curve[-1]} best {max(curve)} curve {curve} ema {ema_curve} tta {tta_curve} "
       f"cfg {json.dumps(cfg)}", flush=True)

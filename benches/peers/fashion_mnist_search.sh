@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs every row of fashion_mnist_search.tsv (name<TAB>json) at once, each in its own process
+# Runs every row of a table (name<TAB>json; fashion_mnist_search.tsv by default) at once, each in its own process
 # (one GPU holds them all), then prints the RESULT lines, best final accuracy first.
 #   bash benches/peers/fashion_mnist_search.sh [ROWS.tsv] > results.txt
 set -u
