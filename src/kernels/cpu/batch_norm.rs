@@ -7,7 +7,7 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::math::{lane_sum, lane_sum2};
+use super::math::{lane_sum, lane_sum2, lane_sum3};
 
 /// The layout of a BatchNorm input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +56,21 @@ pub struct Statistics {
     pub var: Vec<f32>,
 }
 
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn plane_sum(p: &[f32]) -> f32 {
+    lane_sum(p, |v| v)
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn plane_squared_deviation(p: &[f32], mean: f32) -> f32 {
+    lane_sum(p, |v| (v - mean) * (v - mean))
+}
+
 /// Each channel's mean and biased variance over the batch and the planes (two passes: the
 /// mean, then the squared deviations from it).
 pub fn statistics(x: &[f32], s: PlaneShape) -> Statistics {
     s.check("input", x);
-    let sums: Vec<f32> = x.par_chunks(s.plane).map(|p| lane_sum(p, |v| v)).collect();
+    let sums: Vec<f32> = x.par_chunks(s.plane).map(plane_sum).collect();
     let mean: Vec<f32> = s
         .per_channel(&sums)
         .iter()
@@ -69,10 +79,7 @@ pub fn statistics(x: &[f32], s: PlaneShape) -> Statistics {
     let squares: Vec<f32> = x
         .par_chunks(s.plane)
         .enumerate()
-        .map(|(index, p)| {
-            let m = mean[index % s.channels];
-            lane_sum(p, |v| (v - m) * (v - m))
-        })
+        .map(|(index, p)| plane_squared_deviation(p, mean[index % s.channels]))
         .collect();
     let var = s
         .per_channel(&squares)
@@ -143,26 +150,61 @@ pub struct BatchNormGrads {
     pub beta: Vec<f32>,
 }
 
-/// The gradient that reaches the norm's output: `grad`, zeroed where a fused ReLU was off.
-fn through_relu(grad: &[f32], out: Option<&[f32]>) -> Vec<f32> {
+/// The gradient that reaches the norm's output through a fused ReLU: `grad` where the ReLU let
+/// the output through (`out > 0`), else 0.
+#[inline(always)]
+fn through_relu(grad: f32, out: f32) -> f32 {
+    if out > 0.0 {
+        grad
+    } else {
+        0.0
+    }
+}
+
+/// `Σ g` and `Σ g·x̂` over a plane, `g` being the gradient that reaches the norm's output.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn plane_grad_sums(
+    grad: &[f32],
+    x: &[f32],
+    out: Option<&[f32]>,
+    [mean, rstd]: [f32; 2],
+) -> (f32, f32) {
     match out {
-        Some(out) => grad
-            .par_iter()
-            .zip(out.par_iter())
-            .map(|(&g, &o)| if o > 0.0 { g } else { 0.0 })
-            .collect(),
-        None => grad.to_vec(),
+        Some(out) => (
+            lane_sum2(grad, out, through_relu),
+            lane_sum3(grad, out, x, |g, o, v| {
+                through_relu(g, o) * (v - mean) * rstd
+            }),
+        ),
+        None => (
+            lane_sum(grad, |g| g),
+            lane_sum2(grad, x, |g, v| g * (v - mean) * rstd),
+        ),
     }
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn input_grad_plane(x: &[f32], g: &[f32], coefficients: [f32; 5], dx: &mut [f32]) {
+fn input_grad_plane(
+    x: &[f32],
+    grad: &[f32],
+    out: Option<&[f32]>,
+    coefficients: [f32; 5],
+    dx: &mut [f32],
+) {
     // dx = γ/σ · (g − mean(g) − x̂·mean(g·x̂)), with x̂ = (x − μ)/σ.
     let [mean, rstd, mean_g, mean_gx, gamma] = coefficients;
     let gain = gamma * rstd;
-    dx.iter_mut().zip(x).zip(g).for_each(|((d, &v), &g)| {
-        *d = (g - mean_g - (v - mean) * rstd * mean_gx) * gain;
-    });
+    let input_grad = |g: f32, v: f32| (g - mean_g - (v - mean) * rstd * mean_gx) * gain;
+    match out {
+        Some(out) => dx
+            .iter_mut()
+            .zip(x.iter().zip(grad).zip(out))
+            .for_each(|(d, ((&v, &g), &o))| *d = input_grad(through_relu(g, o), v)),
+        None => dx
+            .iter_mut()
+            .zip(x.iter().zip(grad))
+            .for_each(|(d, (&v, &g))| *d = input_grad(g, v)),
+    }
 }
 
 /// The backward pass of [`normalize`] under the batch's own `stats` (from [`statistics`] of
@@ -181,27 +223,25 @@ pub fn backward(
     if let Some(out) = out {
         s.check("output", out);
     }
-    let g = through_relu(grad, out);
     let rstd: Vec<f32> = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let sums: Vec<(f32, f32)> = g
+    let out_plane = |index: usize| out.map(|out| &out[index * s.plane..(index + 1) * s.plane]);
+    let (plain, weighted): (Vec<f32>, Vec<f32>) = grad
         .par_chunks(s.plane)
         .zip(x.par_chunks(s.plane))
         .enumerate()
-        .map(|(index, (g, x))| {
+        .map(|(index, (grad, x))| {
             let c = index % s.channels;
-            let (m, r) = (stats.mean[c], rstd[c]);
-            (lane_sum(g, |v| v), lane_sum2(g, x, |g, v| g * (v - m) * r))
+            plane_grad_sums(grad, x, out_plane(index), [stats.mean[c], rstd[c]])
         })
-        .collect();
-    let (plain, weighted): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
+        .unzip();
     let beta: Vec<f32> = s.per_channel(&plain).iter().map(|&v| v as f32).collect();
     let gamma_grad: Vec<f32> = s.per_channel(&weighted).iter().map(|&v| v as f32).collect();
     let count = s.count() as f32;
     let mut dx = vec![0.0; x.len()];
     dx.par_chunks_mut(s.plane)
-        .zip(x.par_chunks(s.plane).zip(g.par_chunks(s.plane)))
+        .zip(x.par_chunks(s.plane).zip(grad.par_chunks(s.plane)))
         .enumerate()
-        .for_each(|(index, (dx, (x, g)))| {
+        .for_each(|(index, (dx, (x, grad)))| {
             let c = index % s.channels;
             let coefficients = [
                 stats.mean[c],
@@ -210,7 +250,7 @@ pub fn backward(
                 gamma_grad[c] / count,
                 gamma[c],
             ];
-            input_grad_plane(x, g, coefficients, dx)
+            input_grad_plane(x, grad, out_plane(index), coefficients, dx)
         });
     BatchNormGrads {
         x: dx,
