@@ -360,7 +360,7 @@ fn a_classification_encoder_starts_detection_and_segmentation_models() {
 #[test]
 fn the_tutorial_recipe_fine_tunes_deit_tiny_at_224_with_eight_blocks_frozen() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/timm/deit_tiny_patch16_224.safetensors");
+        .join("tests/fixtures/timm/deit_tiny_patch16_224.safetensors");
     assert!(fixture.is_file(), "{} is missing", fixture.display());
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
@@ -537,7 +537,7 @@ fn predict_agrees_with_the_stored_validation_accuracy() {
 #[test]
 fn an_export_of_timms_own_state_dict_reproduces_it_tensor_for_tensor() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/timm/deit_tiny_patch16_224.safetensors");
+        .join("tests/fixtures/timm/deit_tiny_patch16_224.safetensors");
     let timm = read_state_dict(&fixture).unwrap();
     let s = VitSpec {
         image_size: 224,

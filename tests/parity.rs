@@ -1,5 +1,6 @@
-//! Parity with timm: every fixture model in ../shared/fixtures/timm, loaded by key name,
-//! reproduces timm's patch embedding, last-block attention, pooled features and logits.
+//! Parity with timm: every fixture model in tests/fixtures/timm (made by
+//! scripts/make_timm_fixtures.py), loaded by key name, reproduces timm's patch embedding,
+//! last-block attention, pooled features and logits.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use vitrun::model::{apply_state_dict, read_state_dict, DecoderSpec, StateTensor,
 type B = Flex;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/timm")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm")
 }
 
 fn spec_of(name: &str) -> VitSpec {
@@ -97,6 +98,13 @@ fn small_vit_matches_timm_from_deit_style_pth() {
     check("vit_tiny_p4_32_avg", "vit_tiny_p4_32_avg.pth");
 }
 
+#[test]
+fn small_distilled_deit_matches_timm() {
+    check("deit_tiny_distilled_p4_32", "deit_tiny_distilled_p4_32.safetensors");
+}
+
+/// The full DeiT-tiny, read from float16 safetensors (timm computed its reference from the
+/// same float16 weights).
 #[test]
 fn deit_tiny_224_matches_timm() {
     check("deit_tiny_patch16_224", "deit_tiny_patch16_224.safetensors");

@@ -43,18 +43,12 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
                 safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
             let mut out = StateDict::new();
             for (name, view) in st.tensors() {
-                let data = match view.dtype() {
-                    safetensors::Dtype::F32 => view
-                        .data()
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                    other => {
-                        return Err(err(format!(
-                            "tensor {name} has dtype {other:?}; only F32 is supported"
-                        )))
-                    }
-                };
+                let data = widen(view.dtype(), view.data()).ok_or_else(|| {
+                    err(format!(
+                        "tensor {name} has dtype {:?}; vitrun reads F32, F16, BF16 and F64",
+                        view.dtype()
+                    ))
+                })?;
                 out.insert(
                     name,
                     StateTensor {
@@ -87,6 +81,30 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
             "unknown checkpoint format; use a .safetensors, .pth, .pt or .bin file".into(),
         )),
     }
+}
+
+/// A safetensors buffer of a float dtype as f32 values (`None` for other dtypes).
+fn widen(dtype: safetensors::Dtype, raw: &[u8]) -> Option<Vec<f32>> {
+    use safetensors::Dtype;
+    Some(match dtype {
+        Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => raw
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        _ => return None,
+    })
 }
 
 /// Writes a state dict as `.safetensors` (loadable by timm), atomically.
