@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vitrun::config::{Config, DatasetKind};
-use vitrun::data::{self, EpochLoader, LoaderSpec, Pipeline};
+use vitrun::data::{self, EpochLoader, LoaderSpec, Pipeline, TargetKind};
 
 const PER_CLASS: usize = 150;
 const SIDE: usize = 448;
@@ -25,7 +25,7 @@ fn jpegs(root: &Path) {
     config.data.image_size = SIDE;
     config.data.train_size = Some(2 * PER_CLASS);
     config.data.classes = Some(vec!["bus".into(), "car".into()]);
-    let splits = data::open(&config).expect("synthetic data");
+    let splits = data::open(&config, TargetKind::Class).expect("synthetic data");
     for i in 0..splits.train.len() {
         let sample = splits.train.get(i).expect("a sample");
         let class = if sample.class() == Some(0) {
@@ -55,8 +55,8 @@ fn vitrun_rate(root: &Path) -> f64 {
     a.hflip.enabled = true;
     a.color_jitter.enabled = true;
     a.normalize.enabled = true;
-    let splits = data::open(&config).expect("the JPEG folder");
-    let spec = LoaderSpec {
+    let splits = data::open(&config, TargetKind::Class).expect("the JPEG folder");
+    let spec: LoaderSpec<data::Labels> = LoaderSpec {
         dataset: splits.train,
         pipeline: Arc::new(Pipeline::train(&config.augment, 224, 3)),
         batch_size: 32,
@@ -71,7 +71,7 @@ fn vitrun_rate(root: &Path) -> f64 {
                 .unwrap(),
         ),
         repeats: 1,
-        mixer: None,
+        transform: None,
     };
     let mut rates = Vec::new();
     for epoch in 0..3 {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use vitrun::config::load_with_env;
 use vitrun::plan::plan;
-use vitrun::report::{build, AttentionOptions, Fusion, Ranking};
+use vitrun::report::{build, Fusion, PanelOptions, Ranking};
 use vitrun::schedule;
 use vitrun::track::{MetricRow, Status, Store, TrialStart};
 
@@ -74,6 +74,7 @@ fn bench(lrs: usize, decays: usize, seeds: usize) {
                     seed: t.config.seed,
                     params: t.config.flat_params(),
                     device: "cpu".into(),
+                    main_metric: "top1".into(),
                 },
                 false,
                 false,
@@ -112,7 +113,7 @@ fn bench(lrs: usize, decays: usize, seeds: usize) {
         };
         store.set_status(&t.id, status, None).unwrap();
     }
-    let options = AttentionOptions {
+    let options = PanelOptions {
         fusion: Fusion::Mean,
         discard: 0.9,
         samples: 6,

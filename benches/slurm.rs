@@ -92,6 +92,7 @@ fn fold(dir: &Path) {
                 seed: t,
                 params: vec![("seed".into(), t.to_string())],
                 device: "cpu".into(),
+                main_metric: "top1".into(),
             },
             false,
             true,

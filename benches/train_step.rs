@@ -20,10 +20,11 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Tensor};
 use peers::bare_vit::{BareTrainer, BareVit};
 use vitrun::config::{Config, OptimizerConfig};
-use vitrun::data::{self, EpochLoader, LoaderSpec, Pipeline};
+use vitrun::data::{self, EpochLoader, LoaderSpec, Pipeline, TargetKind};
 use vitrun::kernels::TrainBackend;
-use vitrun::model::{DecoderSpec, Vit, VitSpec};
-use vitrun::train::loss::cross_entropy;
+use vitrun::model::{Vit, VitSpec};
+use vitrun::task::classification::loss::cross_entropy;
+use vitrun::task::classification::{vit_classifier, Classifier};
 use vitrun::train::optim::Optimizer;
 
 mod peers {
@@ -75,13 +76,11 @@ fn spec() -> VitSpec {
         depth: 12,
         num_heads: 3,
         mlp_ratio: 4.0,
-        num_classes: 10,
         mean_pool: false,
         distilled: false,
         dropout: 0.0,
         attn_dropout: 0.0,
         drop_path: 0.0,
-        decoder: DecoderSpec::None,
     }
 }
 
@@ -111,7 +110,7 @@ fn rates(mut ours: impl FnMut(), mut peer: impl FnMut()) -> (f64, f64) {
 
 /// vitrun's training step (forward, loss, backward, AdamW) on one fixed batch.
 struct Step<B: TrainBackend> {
-    model: Option<Vit<B>>,
+    model: Option<Classifier<B, Vit<B>>>,
     optimizer: Optimizer<B::InnerBackend>,
     images: Tensor<B, 4>,
     labels: Vec<i64>,
@@ -126,7 +125,7 @@ impl<B: TrainBackend> Step<B> {
     fn of(spec: VitSpec, batch: usize, device: &B::Device) -> Self {
         let shape = [batch, spec.in_channels, spec.image_size, spec.image_size];
         Self {
-            model: Some(spec.init::<B>(device)),
+            model: Some(vit_classifier::<B>(&spec, 10, device)),
             optimizer: Optimizer::new(&OptimizerConfig::default()),
             images: Tensor::random(shape, Distribution::Default, device),
             labels: (0..batch as i64).map(|i| i % 10).collect(),
@@ -137,8 +136,8 @@ impl<B: TrainBackend> Step<B> {
         let m = self.model.take().expect("model");
         let loss = cross_entropy(m.forward(self.images.clone()), &self.labels, 0.1);
         let grads = GradientsParams::from_grads(loss.backward(), &m);
-        let (next, _) = self.optimizer.step::<B, Vit<B>>(m, grads, 1e-3);
-        let _ = next.cls_token.val().into_data();
+        let (next, _) = self.optimizer.step::<B, _>(m, grads, 1e-3);
+        let _ = next.encoder.cls_token.val().into_data();
         self.model = Some(next);
     }
 }
@@ -210,8 +209,8 @@ fn bench_loader(threads: usize) {
     a.color_jitter.enabled = true;
     a.random_erasing.enabled = true;
     a.normalize.enabled = true;
-    let splits = data::open(&config).expect("synthetic data");
-    let spec = LoaderSpec {
+    let splits = data::open(&config, TargetKind::Class).expect("synthetic data");
+    let spec: LoaderSpec<data::Labels> = LoaderSpec {
         dataset: splits.train,
         pipeline: Arc::new(Pipeline::train(&config.augment, 32, 3)),
         batch_size: BATCH,
@@ -226,7 +225,7 @@ fn bench_loader(threads: usize) {
                 .expect("pool"),
         ),
         repeats: 1,
-        mixer: None,
+        transform: None,
     };
     let mut rates = Vec::new();
     for epoch in 0..3 {

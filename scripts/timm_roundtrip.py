@@ -4,7 +4,7 @@
 
 Builds timm's model from the JSON beside the export, loads the weights with strict=True (every
 name and shape must be timm's), and runs a seeded random input. With FIXTURE it also writes the
-export's tensors, the input and timm's logits into one file: tests/finetune.rs reads
+export's tensors, the input and timm's logits into one file: tests/suite/finetune.rs reads
 tests/fixtures/export_roundtrip_*.safetensors and checks that vitrun computes the same logits
 from the same weights (within 1e-4), so CI needs no torch. Needs torch, timm and safetensors.
 """

@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use super::error::ConfigError;
 use super::schema::Config;
 use super::validate::{finite_config, finite_value, validate};
-use super::SweepSpec;
+use super::{SweepError, SweepSpec};
 
 /// Environment variables with this prefix set config keys (`VITRUN_OPTIMIZER__LR=3e-4`).
 pub const ENV_PREFIX: &str = "VITRUN_";
@@ -57,6 +57,14 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// A problem in `[sweep]` found after loading (by the task), placed at its key's line.
+    pub fn sweep_error(&self, e: SweepError) -> ConfigError {
+        match FileDoc::parse(&self.file, &self.file_text) {
+            Ok(doc) => e.in_file(&self.file, &doc),
+            Err(unreadable) => unreadable,
+        }
+    }
+
     /// Rebuilds this experiment with more overrides (a sweep point), validated like the file.
     pub fn with_overrides(&self, extra: &[Override]) -> Result<Config, ConfigError> {
         self.resolver()?.resolve(extra)
@@ -118,8 +126,8 @@ pub fn load_with_env(
         overrides.push(parse_set(set, &schema)?);
     }
     let config = resolve(file, &doc, &overrides)?;
-    let sweep = SweepSpec::parse(config.sweep.as_ref(), &schema, config.head.task)
-        .map_err(|e| e.in_file(file, &doc))?;
+    let sweep =
+        SweepSpec::parse(config.sweep.as_ref(), &schema).map_err(|e| e.in_file(file, &doc))?;
     let mut sources = BTreeMap::new();
     for path in &schema {
         let source = overrides

@@ -4,6 +4,7 @@ mod condition;
 mod device;
 mod error;
 mod exact;
+pub mod id;
 mod load;
 mod schema;
 mod slurm;
@@ -17,11 +18,14 @@ pub use load::{load, load_with_env, schema_paths, Loaded, Override, Resolver, So
 pub use schema::*;
 pub use slurm::{SlurmSpec, SLURM_KEYS};
 pub use sweep::{
-    EarlyStop, RandomAxis, StopRule, SweepError, SweepSpec, TrialsPerGpu, DEFAULT_MAX_TRIALS,
+    EarlyStop, RandomAxis, StopCriterion, StopRule, SweepError, SweepSpec, TrialsPerGpu,
+    DEFAULT_MAX_TRIALS,
 };
 pub use validate::{estimate_memory, is_safe_name, Limits, MemoryEstimate};
 
 use serde_json::Value as Json;
+
+use crate::contract::{ExperimentDir, RunsDir, TrialDir};
 use sha2::{Digest, Sha256};
 
 impl Config {
@@ -39,29 +43,15 @@ impl Config {
         }
     }
 
-    /// The config as JSON with every key path that defines the trial (execution keys left out,
-    /// and keys of [`LATER_KEYS`] while they hold their default).
+    /// The config as JSON with every key path that defines the trial (see [`id`]).
     pub fn identity_json(&self) -> Json {
-        let mut value = serde_json::to_value(self).expect("config serialises");
-        for key in EXECUTION_KEYS.iter().chain(["model.preset"].iter()) {
-            remove_path(&mut value, key);
-        }
-        let defaults = serde_json::to_value(Config::default()).expect("defaults serialise");
-        for key in LATER_KEYS {
-            let at = |v: &Json| key.split('.').try_fold(v, |n, k| n.get(k)).cloned();
-            if at(&value) == at(&defaults) {
-                remove_path(&mut value, key);
-            }
-        }
-        value
+        id::identity(self)
     }
 
     /// The trial id: a stable hash of the resolved config (key order and float spelling do not
     /// change it; where and how fast it runs do not either).
     pub fn trial_id(&self) -> String {
-        let canonical = canonical_json(&self.identity_json());
-        let digest = Sha256::digest(canonical.as_bytes());
-        hex::encode(&digest[..6])
+        hash_identity(&self.identity_json())
     }
 
     /// Flattened `key.path → value` pairs of the resolved config, for the store's params table.
@@ -75,19 +65,24 @@ impl Config {
         out
     }
 
+    /// The runs folder (`train.runs_dir`).
+    pub fn runs(&self) -> RunsDir {
+        RunsDir::new(&self.train.runs_dir)
+    }
+
     /// `runs/<experiment>/<trial-id>/`: where a trial's files live.
-    pub fn trial_dir(&self, id: &str) -> std::path::PathBuf {
-        self.experiment_dir().join(id)
+    pub fn trial_dir(&self, id: &str) -> TrialDir {
+        self.experiment_dir().trial(id)
     }
 
     /// `runs/<experiment>/`: the experiment's trial folders (and its cluster submissions).
-    pub fn experiment_dir(&self) -> std::path::PathBuf {
-        std::path::Path::new(&self.train.runs_dir).join(&self.name)
+    pub fn experiment_dir(&self) -> ExperimentDir {
+        self.runs().experiment(&self.name)
     }
 
     /// `runs/vitrun.sqlite`: the run store.
     pub fn store_path(&self) -> std::path::PathBuf {
-        std::path::Path::new(&self.train.runs_dir).join("vitrun.sqlite")
+        self.runs().store()
     }
 
     /// Class names in label order, when the config names them.
@@ -96,19 +91,11 @@ impl Config {
     }
 }
 
-fn remove_path(value: &mut Json, path: &str) {
-    let mut parts: Vec<&str> = path.split('.').collect();
-    let last = parts.pop().unwrap_or(path);
-    let mut node = value;
-    for p in parts {
-        match node.get_mut(p) {
-            Some(n) => node = n,
-            None => return,
-        }
-    }
-    if let Some(map) = node.as_object_mut() {
-        map.remove(last);
-    }
+/// The id of a trial whose identity is `identity` (the first 12 hex digits of the SHA-256 of
+/// its canonical JSON).
+pub fn hash_identity(identity: &Json) -> String {
+    let digest = Sha256::digest(canonical_json(identity).as_bytes());
+    hex::encode(&digest[..6])
 }
 
 /// JSON with object keys sorted at every level and numbers in serde_json's shortest form.

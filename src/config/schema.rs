@@ -75,14 +75,14 @@ impl DatasetKind {
     ];
 
     /// The tasks whose targets this dataset gives.
-    pub fn tasks(self) -> &'static [Task] {
+    pub fn tasks(self) -> &'static [TaskKind] {
         match self {
             DatasetKind::Synthetic | DatasetKind::ImageFolder | DatasetKind::Idx => {
-                &[Task::Classification]
+                &[TaskKind::Classification]
             }
-            DatasetKind::SyntheticScenes => &[Task::Detection, Task::Segmentation],
-            DatasetKind::SyntheticLesions | DatasetKind::MaskFolder => &[Task::Segmentation],
-            DatasetKind::Coco => &[Task::Detection],
+            DatasetKind::SyntheticScenes => &[TaskKind::Detection, TaskKind::Segmentation],
+            DatasetKind::SyntheticLesions | DatasetKind::MaskFolder => &[TaskKind::Segmentation],
+            DatasetKind::Coco => &[TaskKind::Detection],
         }
     }
 }
@@ -152,6 +152,9 @@ impl Default for DataConfig {
     }
 }
 
+/// Most draws of one sample per epoch that `data.repeated_aug` allows.
+pub const MAX_REPEATED_AUG: usize = 16;
+
 /// PIL's default `Image.MAX_IMAGE_PIXELS`.
 pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 89_478_485;
 
@@ -190,6 +193,8 @@ pub enum StemNorm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
+    /// The backbone: `vit` (timm's VisionTransformer).
+    pub arch: ArchKind,
     /// `vit-tiny|vit-small|vit-base|deit-tiny|deit-small|deit-base`, or none for explicit dims.
     pub preset: Option<String>,
     pub embed_dim: Option<usize>,
@@ -231,6 +236,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
+            arch: ArchKind::Vit,
             preset: Some("vit-tiny".into()),
             embed_dim: None,
             depth: None,
@@ -262,46 +268,21 @@ pub const PRESETS: [(&str, usize, usize, usize); 6] = [
     ("deit-base", 768, 12, 12),
 ];
 
-/// The task head on top of the backbone.
+/// The task a model is trained for (`head.task`); each task is a module of `task`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Task {
+pub enum TaskKind {
     Classification,
     Detection,
     Segmentation,
 }
 
-impl Task {
-    /// The validation metric that ranks this task's epochs and trials by default (`best/`,
-    /// early stopping).
-    pub fn main_metric(self) -> crate::contract::Metric {
-        use crate::contract::Metric;
-        match self {
-            Task::Classification => Metric::VAL_TOP1,
-            Task::Segmentation => Metric::VAL_MIOU,
-            Task::Detection => Metric::VAL_MAP50,
-        }
-    }
-
-    /// Whether a trial of this task logs the metric `key` (`split/name`): its own figures and
-    /// the loss and speed every trial logs.
-    pub fn logs(self, key: &str) -> bool {
-        let name = key.split_once('/').map_or(key, |(_, name)| name);
-        let own: &[&str] = match self {
-            Task::Classification => &["top1", "top5"],
-            Task::Segmentation => &["pixel_acc", "miou", "dice"],
-            Task::Detection => &[
-                "recall50",
-                "map50",
-                "map",
-                "map75",
-                "loss_ce",
-                "loss_bbox",
-                "loss_giou",
-            ],
-        };
-        own.contains(&name) || ["loss", "images_per_sec"].contains(&name)
-    }
+/// The backbone a model is built on (`model.arch`); each backbone is a module of `model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchKind {
+    /// timm's `VisionTransformer` (ViT, DeiT), shaped by `preset` and the dims below.
+    Vit,
 }
 
 /// A segmentation decoder.
@@ -320,7 +301,7 @@ pub enum Decoder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeadConfig {
-    pub task: Task,
+    pub task: TaskKind,
     /// Segmentation: the decoder (default `linear`).
     pub decoder: Option<Decoder>,
     /// Segmentation: weight of the soft Dice term added to the pixel cross-entropy (default 0).
@@ -371,7 +352,7 @@ pub struct DetectionOptions {
 impl Default for HeadConfig {
     fn default() -> Self {
         HeadConfig {
-            task: Task::Classification,
+            task: TaskKind::Classification,
             decoder: None,
             dice_weight: None,
             class_weights: None,
@@ -391,16 +372,16 @@ impl Default for HeadConfig {
 
 impl HeadConfig {
     /// The task options the file set, as `(key, task it belongs to)`.
-    pub fn set_options(&self) -> Vec<(&'static str, Task)> {
+    pub fn set_options(&self) -> Vec<(&'static str, TaskKind)> {
         let mut set = Vec::new();
         if self.decoder.is_some() {
-            set.push(("head.decoder", Task::Segmentation));
+            set.push(("head.decoder", TaskKind::Segmentation));
         }
         if self.dice_weight.is_some() {
-            set.push(("head.dice_weight", Task::Segmentation));
+            set.push(("head.dice_weight", TaskKind::Segmentation));
         }
         if self.class_weights.is_some() {
-            set.push(("head.class_weights", Task::Segmentation));
+            set.push(("head.class_weights", TaskKind::Segmentation));
         }
         let detection = [
             ("head.queries", self.queries.is_some()),
@@ -416,7 +397,7 @@ impl HeadConfig {
         ];
         for (key, is_set) in detection {
             if is_set {
-                set.push((key, Task::Detection));
+                set.push((key, TaskKind::Detection));
             }
         }
         set
@@ -816,42 +797,6 @@ impl Default for FinetuneConfig {
         }
     }
 }
-
-/// Keys added after trial ids were first defined: left out of the id while at their default,
-/// so trials recorded before they existed keep their ids.
-pub const LATER_KEYS: [&str; 31] = [
-    "model.pretrained",
-    "model.conv_stem",
-    "model.conv_stem_kind",
-    "model.conv_stem_depth",
-    "model.conv_stem_norm",
-    "model.pretrained_strict",
-    "finetune",
-    "train.grad_accumulation",
-    "augment.rand_augment",
-    "augment.mixup",
-    "augment.cutmix",
-    "data.repeated_aug",
-    "train.ema",
-    "data.max_objects",
-    "augment.min_box_visible",
-    "data.annotations",
-    "data.val_annotations",
-    "data.val_path",
-    "head.decoder",
-    "head.dice_weight",
-    "head.class_weights",
-    "head.queries",
-    "head.layers",
-    "head.groups",
-    "head.no_object_weight",
-    "head.ce_weight",
-    "head.l1_weight",
-    "head.giou_weight",
-    "head.aux_loss",
-    "head.patch_weight",
-    "head.score_threshold",
-];
 
 /// Which checkpoints a trial keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,9 +6,9 @@ use std::path::Path;
 use super::condition::{self, When};
 use super::error::ConfigError;
 use super::load::{nearest, FileDoc};
-use super::schema::{Task, EXECUTION_KEYS};
+use super::schema::EXECUTION_KEYS;
 use super::slurm::SlurmSpec;
-use crate::contract::{Goal, Metric, Status};
+use crate::contract::{Goal, Status, TaskMetrics};
 
 /// The default of `[sweep] max_trials`: sweeps that expand to more points are refused.
 pub const DEFAULT_MAX_TRIALS: usize = 100_000;
@@ -76,10 +76,48 @@ pub enum StopRule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EarlyStop {
     pub rule: StopRule,
-    /// `split/name` of the metric compared, e.g. `val/top1`.
+    /// `split/name` of the metric compared, e.g. `val/top1`: the task's main metric when the
+    /// table names none (see [`EarlyStop::resolve`]).
+    pub metric: Option<String>,
+    /// Whether larger or smaller values are better: the metric's own direction when unset.
+    pub goal: Option<Goal>,
+}
+
+/// An early-stopping rule with the metric it compares and that metric's direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopCriterion {
+    pub rule: StopRule,
+    /// `split/name`, e.g. `val/top1`.
     pub metric: String,
-    /// Whether larger or smaller values of the metric are better.
     pub goal: Goal,
+}
+
+impl EarlyStop {
+    /// The rule for trials of a task that logs `metrics`: its main metric unless the table
+    /// names another it logs; a metric the task never logs could never stop a trial, and is
+    /// an error naming those it does.
+    pub fn resolve(&self, metrics: &TaskMetrics) -> Result<StopCriterion, SweepError> {
+        let rankable = metrics.rankable();
+        let metric = match &self.metric {
+            None => metrics.main().key(),
+            Some(m) if rankable.contains(m) => m.clone(),
+            Some(_) => {
+                return Err(SweepError::new(
+                    "early_stop.metric",
+                    format!(
+                        "one of the metrics a {:?} trial logs: {}",
+                        metrics.task,
+                        rankable.join(", ")
+                    ),
+                ))
+            }
+        };
+        Ok(StopCriterion {
+            rule: self.rule.clone(),
+            goal: self.goal.unwrap_or_else(|| Goal::of(&metric)),
+            metric,
+        })
+    }
 }
 
 impl Default for SweepSpec {
@@ -194,12 +232,10 @@ fn bounds(key: &str, v: &toml::Value, positive: bool) -> Result<(f64, f64), Swee
 }
 
 impl SweepSpec {
-    /// Parses `[sweep]`; every axis must name a config key. Early stopping ranks by the
-    /// `task`'s main metric unless the table names another metric that task logs.
+    /// Parses `[sweep]`; every axis must name a config key.
     pub fn parse(
         table: Option<&toml::Table>,
         schema: &BTreeSet<String>,
-        task: Task,
     ) -> Result<Self, SweepError> {
         let mut spec = SweepSpec::default();
         let Some(table) = table else {
@@ -262,7 +298,7 @@ impl SweepSpec {
                     let table = v
                         .as_table()
                         .ok_or_else(|| SweepError::new(key, "use a [sweep.early_stop] table"))?;
-                    spec.early_stop = Some(early_stop(table, task)?);
+                    spec.early_stop = Some(early_stop(table)?);
                 }
                 _ => {
                     check_axis_key(key, schema)?;
@@ -408,7 +444,7 @@ fn whole(table: &toml::Table, key: &str, default: usize, min: usize) -> Result<u
     }
 }
 
-fn early_stop(t: &toml::Table, task: Task) -> Result<EarlyStop, SweepError> {
+fn early_stop(t: &toml::Table) -> Result<EarlyStop, SweepError> {
     const KEYS: [&str; 7] = [
         "rule",
         "metric",
@@ -430,31 +466,19 @@ fn early_stop(t: &toml::Table, task: Task) -> Result<EarlyStop, SweepError> {
             ));
         }
     }
-    let rankable: Vec<String> = Metric::rankable()
-        .into_iter()
-        .filter(|m| task.logs(m))
-        .collect();
     let metric = match t.get("metric") {
-        None => task.main_metric().key(),
-        Some(v) => v
-            .as_str()
-            .filter(|m| rankable.iter().any(|r| r == m))
-            .map(str::to_string)
-            .ok_or_else(|| {
-                SweepError::new(
-                    "early_stop.metric",
-                    format!(
-                        "one of the metrics a {} trial logs: {}",
-                        serde_json::to_string(&task).unwrap_or_default(),
-                        rankable.join(", ")
-                    ),
-                )
-            })?,
+        None => None,
+        Some(v) => Some(v.as_str().map(str::to_string).ok_or_else(|| {
+            SweepError::new(
+                "early_stop.metric",
+                "a metric name as a string, e.g. \"val/top1\"",
+            )
+        })?),
     };
     let goal = match t.get("mode").map(|v| v.as_str()) {
-        None => Goal::of(&metric),
-        Some(Some("max")) => Goal::Maximize,
-        Some(Some("min")) => Goal::Minimize,
+        None => None,
+        Some(Some("max")) => Some(Goal::Maximize),
+        Some(Some("min")) => Some(Goal::Minimize),
         Some(_) => return Err(SweepError::new("early_stop.mode", "\"max\" or \"min\"")),
     };
     let rule = match t.get("rule").and_then(|v| v.as_str()) {

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use super::schema::{Config, DatasetKind, ModelConfig, StemKind, StemNorm, Task, PRESETS};
+use super::schema::{Config, DatasetKind, ModelConfig, StemKind, StemNorm, TaskKind, PRESETS};
 
 /// A failed check: the key path and what would be valid.
 pub type Violation = (String, String);
@@ -204,13 +204,13 @@ fn validate_data(c: &Config) -> Result<(), Violation> {
     }
     at_most("data.prefetch", d.prefetch, Limits::PREFETCH)?;
     at_most("data.workers", d.workers, Limits::THREADS)?;
-    if !(1..=crate::data::MAX_REPEATS).contains(&d.repeated_aug) {
+    if !(1..=super::schema::MAX_REPEATED_AUG).contains(&d.repeated_aug) {
         return fail(
             "data.repeated_aug",
             format!(
                 "{} draws per image; use 1 (off) to {} (DeiT uses 3)",
                 d.repeated_aug,
-                crate::data::MAX_REPEATS
+                super::schema::MAX_REPEATED_AUG
             ),
         );
     }
@@ -412,7 +412,7 @@ const MAX_MIX_ALPHA: f64 = 100.0;
 
 fn validate_mixing(c: &Config) -> Result<(), Violation> {
     let (m, k) = (&c.augment.mixup, &c.augment.cutmix);
-    if c.head.task != Task::Classification && (m.enabled || k.enabled) {
+    if c.head.task != TaskKind::Classification && (m.enabled || k.enabled) {
         let key = if m.enabled {
             "augment.mixup.enabled"
         } else {
@@ -456,7 +456,7 @@ fn validate_mixing(c: &Config) -> Result<(), Violation> {
     Ok(())
 }
 
-fn task_name(task: Task) -> String {
+fn task_name(task: TaskKind) -> String {
     serde_json::to_string(&task).unwrap_or_default()
 }
 
@@ -512,17 +512,17 @@ fn validate_head(c: &Config) -> Result<(), Violation> {
             );
         }
     }
-    if h.task != Task::Classification && c.augment.rand_augment.enabled {
+    if h.task != TaskKind::Classification && c.augment.rand_augment.enabled {
         return fail(
             "augment.rand_augment.enabled",
             format!(
                 "RandAugment's rotations, shears and translations move pixels without moving the {}; set it to false for {}",
-                if h.task == Task::Detection { "boxes" } else { "masks" },
+                if h.task == TaskKind::Detection { "boxes" } else { "masks" },
                 task_name(h.task)
             ),
         );
     }
-    if h.task == Task::Detection {
+    if h.task == TaskKind::Detection {
         validate_detection(c)?;
     }
     Ok(())

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::event::Split;
+
 /// Whether larger or smaller values of a metric are better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Goal {
@@ -26,12 +28,14 @@ impl Goal {
         }
     }
 
-    /// The goal of any `split/name`, also one not listed in [`Metric::ALL`]: losses are
-    /// minimised, everything else maximised.
+    /// The goal of any `split/name`, also one not listed in [`Metric::ALL`]: losses (names
+    /// that start or end with `loss`) and skipped-image counts are minimised, everything else
+    /// maximised. Every task's figures follow this rule (a test holds them to it).
     pub fn of(key: &str) -> Goal {
+        let name = key.split_once('/').map_or(key, |(_, name)| name);
         match Metric::find(key) {
             Some(m) => m.goal,
-            None if key.ends_with("loss") => Goal::Minimize,
+            None if name.starts_with("loss") || name.ends_with("loss") => Goal::Minimize,
             None => Goal::Maximize,
         }
     }
@@ -40,14 +44,14 @@ impl Goal {
 /// A metric a trial logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metric {
-    pub split: &'static str,
+    pub split: Split,
     pub name: &'static str,
     pub goal: Goal,
     /// Whether a sweep may rank or stop trials by it.
     pub rankable: bool,
 }
 
-const fn metric(split: &'static str, name: &'static str, goal: Goal, rankable: bool) -> Metric {
+const fn metric(split: Split, name: &'static str, goal: Goal, rankable: bool) -> Metric {
     Metric {
         split,
         name,
@@ -57,85 +61,39 @@ const fn metric(split: &'static str, name: &'static str, goal: Goal, rankable: b
 }
 
 impl Metric {
-    pub const TRAIN_LOSS: Metric = metric("train", "loss", Goal::Minimize, true);
-    pub const TRAIN_TOP1: Metric = metric("train", "top1", Goal::Maximize, true);
-    pub const TRAIN_STEP_LOSS: Metric = metric("train", "step_loss", Goal::Minimize, false);
-    pub const TRAIN_LR: Metric = metric("train", "lr", Goal::Maximize, false);
+    pub const TRAIN_LOSS: Metric = metric(Split::Train, "loss", Goal::Minimize, true);
+    pub const TRAIN_STEP_LOSS: Metric = metric(Split::Train, "step_loss", Goal::Minimize, false);
+    pub const TRAIN_LR: Metric = metric(Split::Train, "lr", Goal::Maximize, false);
     pub const TRAIN_IMAGES_PER_SEC: Metric =
-        metric("train", "images_per_sec", Goal::Maximize, true);
-    pub const TRAIN_SKIPPED: Metric = metric("train", "skipped_images", Goal::Minimize, false);
-    pub const VAL_LOSS: Metric = metric("val", "loss", Goal::Minimize, true);
-    pub const VAL_TOP1: Metric = metric("val", "top1", Goal::Maximize, true);
-    /// Logged only with more than 5 classes.
-    pub const VAL_TOP5: Metric = metric("val", "top5", Goal::Maximize, true);
-    pub const VAL_SKIPPED: Metric = metric("val", "skipped_images", Goal::Minimize, false);
+        metric(Split::Train, "images_per_sec", Goal::Maximize, true);
+    pub const TRAIN_SKIPPED: Metric = metric(Split::Train, "skipped_images", Goal::Minimize, false);
+    pub const VAL_LOSS: Metric = metric(Split::Val, "loss", Goal::Minimize, true);
+    /// A classification trial's top-1 (trials recorded before tasks existed all logged it).
+    pub const VAL_TOP1: Metric = metric(Split::Val, "top1", Goal::Maximize, true);
+    /// Logged by classification with more than 5 classes.
+    pub const VAL_TOP5: Metric = metric(Split::Val, "top5", Goal::Maximize, true);
+    pub const VAL_SKIPPED: Metric = metric(Split::Val, "skipped_images", Goal::Minimize, false);
     /// The weight average's validation (`[train.ema]`).
-    pub const VAL_EMA_LOSS: Metric = metric("val_ema", "loss", Goal::Minimize, true);
-    pub const VAL_EMA_TOP1: Metric = metric("val_ema", "top1", Goal::Maximize, true);
-    pub const VAL_EMA_TOP5: Metric = metric("val_ema", "top5", Goal::Maximize, true);
-    /// Segmentation: share of correctly labelled pixels while training.
-    pub const TRAIN_PIXEL_ACC: Metric = metric("train", "pixel_acc", Goal::Maximize, true);
-    /// Segmentation: mean IoU over the classes present or predicted.
-    pub const VAL_MIOU: Metric = metric("val", "miou", Goal::Maximize, true);
-    pub const VAL_PIXEL_ACC: Metric = metric("val", "pixel_acc", Goal::Maximize, true);
-    /// Binary segmentation: the foreground Dice.
-    pub const VAL_DICE: Metric = metric("val", "dice", Goal::Maximize, true);
-    pub const VAL_EMA_MIOU: Metric = metric("val_ema", "miou", Goal::Maximize, true);
-    pub const VAL_EMA_PIXEL_ACC: Metric = metric("val_ema", "pixel_acc", Goal::Maximize, true);
-    pub const VAL_EMA_DICE: Metric = metric("val_ema", "dice", Goal::Maximize, true);
+    pub const VAL_EMA_LOSS: Metric = metric(Split::ValEma, "loss", Goal::Minimize, true);
 
-    /// Detection: the share of objects a confident, right-class box frames at IoU ≥ 0.5
-    /// while training.
-    pub const TRAIN_RECALL50: Metric = metric("train", "recall50", Goal::Maximize, true);
-    /// Detection: COCO mAP at IoU 0.5.
-    pub const VAL_MAP50: Metric = metric("val", "map50", Goal::Maximize, true);
-    /// Detection: COCO mAP averaged over IoU 0.5:0.95.
-    pub const VAL_MAP: Metric = metric("val", "map", Goal::Maximize, true);
-    pub const VAL_MAP75: Metric = metric("val", "map75", Goal::Maximize, true);
-    /// Detection: the last decoder layer's loss terms (class cross-entropy, L1, 1 − GIoU).
-    pub const VAL_LOSS_CE: Metric = metric("val", "loss_ce", Goal::Minimize, true);
-    pub const VAL_LOSS_BBOX: Metric = metric("val", "loss_bbox", Goal::Minimize, true);
-    pub const VAL_LOSS_GIOU: Metric = metric("val", "loss_giou", Goal::Minimize, true);
-    pub const VAL_EMA_MAP50: Metric = metric("val_ema", "map50", Goal::Maximize, true);
-    pub const VAL_EMA_MAP: Metric = metric("val_ema", "map", Goal::Maximize, true);
-
-    /// Every metric vitrun logs under a fixed name (per-class IoU and AP, `val/iou_<class>`
-    /// and `val/ap50_<class>`, aside).
-    pub const ALL: [Metric; 29] = [
+    /// Every metric every trial logs under a fixed name, whatever its task (each task's own
+    /// figures are its [`TaskMetrics`]).
+    pub const ALL: [Metric; 10] = [
         Metric::TRAIN_LOSS,
-        Metric::TRAIN_TOP1,
         Metric::TRAIN_STEP_LOSS,
         Metric::TRAIN_LR,
         Metric::TRAIN_IMAGES_PER_SEC,
         Metric::TRAIN_SKIPPED,
         Metric::VAL_LOSS,
-        Metric::VAL_TOP1,
-        Metric::VAL_TOP5,
         Metric::VAL_SKIPPED,
         Metric::VAL_EMA_LOSS,
-        Metric::VAL_EMA_TOP1,
-        Metric::VAL_EMA_TOP5,
-        Metric::TRAIN_PIXEL_ACC,
-        Metric::VAL_MIOU,
-        Metric::VAL_PIXEL_ACC,
-        Metric::VAL_DICE,
-        Metric::VAL_EMA_MIOU,
-        Metric::VAL_EMA_PIXEL_ACC,
-        Metric::VAL_EMA_DICE,
-        Metric::TRAIN_RECALL50,
-        Metric::VAL_MAP50,
-        Metric::VAL_MAP,
-        Metric::VAL_MAP75,
-        Metric::VAL_LOSS_CE,
-        Metric::VAL_LOSS_BBOX,
-        Metric::VAL_LOSS_GIOU,
-        Metric::VAL_EMA_MAP50,
-        Metric::VAL_EMA_MAP,
+        Metric::VAL_TOP1,
+        Metric::VAL_TOP5,
     ];
 
     /// `split/name`.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.split, self.name)
+        format!("{}/{}", self.split.as_str(), self.name)
     }
 
     /// The metric named `split/name`, if vitrun logs it.
@@ -143,7 +101,7 @@ impl Metric {
         let (split, name) = key.split_once('/')?;
         Metric::ALL
             .into_iter()
-            .find(|m| m.split == split && m.name == name)
+            .find(|m| m.split.as_str() == split && m.name == name)
     }
 
     /// The metrics a sweep may rank or stop by, as `split/name`.
@@ -156,9 +114,59 @@ impl Metric {
     }
 }
 
+/// What a task logs besides the loss, learning rate and speed every trial logs: defined once,
+/// by the task, and read by everything that ranks, stops or draws its trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskMetrics {
+    /// The task's name as `head.task` spells it.
+    pub task: &'static str,
+    /// Validation figures under `val/` (and `val_ema/` with a weight average), the main one
+    /// first: it ranks epochs (`best/`) and trials.
+    pub val: &'static [&'static str],
+    /// How many of the first `val` figures the epoch's log line shows.
+    pub shown: usize,
+    /// The prefix of the per-class figures (`iou_` + class name), stored but never ranked.
+    pub per_class: Option<&'static str>,
+    /// The training score under `train/`.
+    pub train: &'static str,
+}
+
+impl TaskMetrics {
+    /// The main validation metric.
+    pub fn main(&self) -> Metric {
+        let name = self.val.first().copied().unwrap_or("loss");
+        Metric {
+            split: Split::Val,
+            name,
+            goal: Goal::of(name),
+            rankable: true,
+        }
+    }
+
+    /// Whether a trial of this task logs `split/name`.
+    pub fn logs(&self, key: &str) -> bool {
+        self.rankable().iter().any(|k| k == key) || Metric::find(key).is_some_and(|m| !m.rankable)
+    }
+
+    /// Everything a sweep may rank or stop this task's trials by, as `split/name`: the loss,
+    /// training score and speed, and each validation figure (also the weight average's).
+    pub fn rankable(&self) -> Vec<String> {
+        let mut out = vec![
+            Metric::TRAIN_LOSS.key(),
+            format!("train/{}", self.train),
+            Metric::TRAIN_IMAGES_PER_SEC.key(),
+            Metric::VAL_LOSS.key(),
+        ];
+        out.extend(self.val.iter().map(|v| format!("val/{v}")));
+        out.push(Metric::VAL_EMA_LOSS.key());
+        out.extend(self.val.iter().map(|v| format!("val_ema/{v}")));
+        out
+    }
+}
+
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.split, self.name)
+        write!(f, "{}/{}", self.split.as_str(), self.name)
     }
 }
 
@@ -172,6 +180,7 @@ mod tests {
         assert_eq!(Goal::of("val/top1"), Goal::Maximize);
         assert_eq!(Goal::of("val/custom_loss"), Goal::Minimize);
         assert!(Goal::Minimize.better(0.1, 0.2));
+        assert_eq!(Goal::of("val/loss_giou"), Goal::Minimize);
         assert_eq!(Metric::find("val/top5"), Some(Metric::VAL_TOP5));
         assert_eq!(Metric::find("top5"), None);
     }

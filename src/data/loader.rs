@@ -11,53 +11,12 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::augment::{repeat_rng, Pipeline};
+use super::batch::{Batch, BatchTransform, Targets};
 use super::dataset::{DataError, Dataset, Target};
-use super::geometry::ObjectBox;
-use super::mix::{Mixer, SoftTargets};
+use crate::config::MAX_REPEATED_AUG;
 
-/// A batch ready for the model: `images` is `[len, channels, size, size]` row-major, and each
-/// image's target is in the field of its kind.
-#[derive(Debug, Clone, Default)]
-pub struct Batch {
-    pub images: Vec<f32>,
-    /// Class labels (classification).
-    pub labels: Vec<i64>,
-    /// Class ids per pixel, `size × size` an image (segmentation).
-    pub masks: Vec<u8>,
-    /// Objects per image, boxes in pixels of the `size × size` input (detection).
-    pub objects: Vec<Vec<ObjectBox>>,
-    pub channels: usize,
-    pub size: usize,
-    /// Samples skipped in this batch because their file was unreadable (`skip_bad`).
-    pub skipped: Vec<String>,
-    /// Soft targets when Mixup/CutMix mixed the batch (training only).
-    pub targets: Option<SoftTargets>,
-}
-
-impl Batch {
-    /// Number of images (each has a label, a mask or a list of objects).
-    pub fn len(&self) -> usize {
-        let masks = self.masks.len() / (self.size * self.size).max(1);
-        self.labels.len().max(masks).max(self.objects.len())
-    }
-
-    /// Whether the batch holds no image.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn push_target(&mut self, target: Target) {
-        match target {
-            Target::Class(c) => self.labels.push(c as i64),
-            Target::Mask(m) => self.masks.extend_from_slice(&m.labels),
-            Target::Objects(o) => self.objects.push(o),
-        }
-    }
-}
-
-/// What one epoch of loading needs.
-#[derive(Clone)]
-pub struct LoaderSpec {
+/// What one epoch of loading needs, for batches of targets `T`.
+pub struct LoaderSpec<T> {
     pub dataset: Arc<dyn Dataset>,
     pub pipeline: Arc<Pipeline>,
     pub batch_size: usize,
@@ -69,8 +28,25 @@ pub struct LoaderSpec {
     pub pool: Arc<rayon::ThreadPool>,
     /// Draws of each sample per epoch (DeiT's repeated augmentation; 1 = off).
     pub repeats: usize,
-    /// Mixup/CutMix applied to each assembled batch.
-    pub mixer: Option<Arc<Mixer>>,
+    /// Applied to each assembled batch (the task's Mixup/CutMix).
+    pub transform: Option<Arc<dyn BatchTransform<T>>>,
+}
+
+impl<T> Clone for LoaderSpec<T> {
+    fn clone(&self) -> Self {
+        LoaderSpec {
+            dataset: self.dataset.clone(),
+            pipeline: self.pipeline.clone(),
+            batch_size: self.batch_size,
+            shuffle: self.shuffle,
+            seed: self.seed,
+            skip_bad: self.skip_bad,
+            prefetch: self.prefetch,
+            pool: self.pool.clone(),
+            repeats: self.repeats,
+            transform: self.transform.clone(),
+        }
+    }
 }
 
 /// The sample order of an epoch: a seeded shuffle, the same for the same (seed, epoch).
@@ -91,15 +67,12 @@ pub struct Draw {
     pub repeat: u8,
 }
 
-/// Most draws of one sample per epoch that repeated augmentation allows.
-pub const MAX_REPEATS: usize = 16;
-
 /// The draws of an epoch with repeated augmentation (DeiT's `RASampler`, timm's
 /// `RepeatAugSampler` on one replica): each sample of `order` is taken `repeats` times in a
 /// row, each time augmented differently, and the epoch keeps its length, so it sees the first
 /// `len / repeats` samples of the shuffle.
 pub fn repeated_order(order: &[usize], repeats: usize) -> Vec<Draw> {
-    let repeats = repeats.clamp(1, MAX_REPEATS);
+    let repeats = repeats.clamp(1, MAX_REPEATED_AUG);
     order
         .iter()
         .flat_map(|&index| {
@@ -113,7 +86,11 @@ pub fn repeated_order(order: &[usize], repeats: usize) -> Vec<Draw> {
 }
 
 /// Builds one batch from the given sample indices (first draws).
-pub fn load_batch(spec: &LoaderSpec, epoch: usize, indices: &[usize]) -> Result<Batch, DataError> {
+pub fn load_batch<T: Targets>(
+    spec: &LoaderSpec<T>,
+    epoch: usize,
+    indices: &[usize],
+) -> Result<Batch<T>, DataError> {
     let draws: Vec<Draw> = indices
         .iter()
         .map(|&index| Draw { index, repeat: 0 })
@@ -122,7 +99,11 @@ pub fn load_batch(spec: &LoaderSpec, epoch: usize, indices: &[usize]) -> Result<
 }
 
 /// Builds one batch from the given draws, each augmented with its own seeded RNG.
-fn load_draws(spec: &LoaderSpec, epoch: usize, draws: &[Draw]) -> Result<Batch, DataError> {
+fn load_draws<T: Targets>(
+    spec: &LoaderSpec<T>,
+    epoch: usize,
+    draws: &[Draw],
+) -> Result<Batch<T>, DataError> {
     let results: Vec<Result<(Vec<f32>, Target), DataError>> = spec.pool.install(|| {
         draws
             .par_iter()
@@ -146,15 +127,23 @@ fn load_draws(spec: &LoaderSpec, epoch: usize, draws: &[Draw]) -> Result<Batch, 
     let p = &spec.pipeline;
     let mut batch = Batch {
         images: Vec::with_capacity(draws.len() * p.channels * p.size * p.size),
+        targets: T::default(),
         channels: p.channels,
         size: p.size,
-        ..Batch::default()
+        skipped: Vec::new(),
     };
     for r in results {
         match r {
             Ok((pixels, target)) => {
+                batch.targets.push(target).map_err(|found| DataError::Layout {
+                    path: "head.task".into(),
+                    reason: format!(
+                        "the dataset gives {} an image and the task trains on {}; pick a dataset that has the task's targets",
+                        found.kind().describe(),
+                        T::KIND.describe()
+                    ),
+                })?;
                 batch.images.extend_from_slice(&pixels);
-                batch.push_target(target);
             }
             Err(DataError::BadFile { path, .. }) if spec.skip_bad => batch.skipped.push(path),
             Err(e) => return Err(e),
@@ -166,8 +155,8 @@ fn load_draws(spec: &LoaderSpec, epoch: usize, draws: &[Draw]) -> Result<Batch, 
 /// Batches of one epoch, produced on a background thread `prefetch` batches ahead. A failure
 /// of that thread (a panic in a transform or a decoder) is an error of the epoch, never a
 /// quietly shorter epoch.
-pub struct EpochLoader {
-    rx: Receiver<Result<Batch, DataError>>,
+pub struct EpochLoader<T> {
+    rx: Receiver<Result<Batch<T>, DataError>>,
     worker: Option<JoinHandle<()>>,
     /// Batches this epoch will yield.
     pub batches: usize,
@@ -184,9 +173,9 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-impl EpochLoader {
+impl<T: Targets> EpochLoader<T> {
     /// Starts loading epoch `epoch`.
-    pub fn start(spec: LoaderSpec, epoch: usize) -> EpochLoader {
+    pub fn start(spec: LoaderSpec<T>, epoch: usize) -> EpochLoader<T> {
         let order = epoch_order(spec.dataset.len(), spec.seed, epoch, spec.shuffle);
         let draws = repeated_order(&order, spec.repeats);
         let chunks: Vec<Vec<Draw>> = draws
@@ -199,8 +188,8 @@ impl EpochLoader {
             for (i, chunk) in chunks.iter().enumerate() {
                 let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let mut batch = load_draws(&spec, epoch, chunk)?;
-                    if let Some(mixer) = &spec.mixer {
-                        batch.targets = Some(mixer.mix(&mut batch, epoch, i));
+                    if let Some(transform) = &spec.transform {
+                        transform.apply(&mut batch, epoch, i);
                     }
                     Ok(batch)
                 }))
@@ -229,8 +218,8 @@ impl EpochLoader {
     }
 }
 
-impl Iterator for EpochLoader {
-    type Item = Result<Batch, DataError>;
+impl<T> Iterator for EpochLoader<T> {
+    type Item = Result<Batch<T>, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.ended {
@@ -262,7 +251,7 @@ impl Iterator for EpochLoader {
     }
 }
 
-impl Drop for EpochLoader {
+impl<T> Drop for EpochLoader<T> {
     fn drop(&mut self) {
         let (_, empty) = bounded(1);
         drop(std::mem::replace(&mut self.rx, empty));

@@ -6,22 +6,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution};
 
-use super::loader::Batch;
+use super::batch::{Batch, BatchTransform, Labels, SoftTargets};
 use crate::config::{AugmentConfig, MixMode};
-
-/// Soft targets of a mixed batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SoftTargets {
-    /// `[len, classes]` row-major; each row sums to 1.
-    pub values: Vec<f32>,
-    /// Per image, the label with the larger share (what train top-1 is measured against).
-    pub dominant: Vec<i64>,
-    /// Per image, the share of its own label before smoothing (1 = not mixed).
-    pub lam: Vec<f64>,
-    /// Per image, whether it was drawn for CutMix (else Mixup or none); on small images the
-    /// box can be empty, and `lam` then says 1.
-    pub cutmix: Vec<bool>,
-}
 
 /// One draw, applied to an image (or to every image of the batch, or to both of a pair).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -190,7 +176,7 @@ impl Mixer {
     }
 
     /// Mixes batch `index` of `epoch` in place and returns its soft targets.
-    pub fn mix(&self, batch: &mut Batch, epoch: usize, index: usize) -> SoftTargets {
+    pub fn mix(&self, batch: &mut Batch<Labels>, epoch: usize, index: usize) -> SoftTargets {
         let mut rng = batch_rng(self.seed, epoch, index);
         let (n, size) = (batch.len(), batch.size);
         let draws: Vec<Draw> = match self.mode {
@@ -204,7 +190,7 @@ impl Mixer {
             }
         };
         mix_pixels(batch, &draws);
-        self.targets(&batch.labels, &draws)
+        self.targets(&batch.targets.labels, &draws)
     }
 
     /// timm's `mixup_target`: `lam · onehot(y) + (1 − lam) · onehot(partner)`, both smoothed.
@@ -237,8 +223,14 @@ impl Mixer {
     }
 }
 
+impl BatchTransform<Labels> for Mixer {
+    fn apply(&self, batch: &mut Batch<Labels>, epoch: usize, index: usize) {
+        batch.targets.mixed = Some(self.mix(batch, epoch, index));
+    }
+}
+
 /// Blends or pastes each image's partner (image n−1−i of the batch as it was) into it.
-fn mix_pixels(batch: &mut Batch, draws: &[Draw]) {
+fn mix_pixels(batch: &mut Batch<Labels>, draws: &[Draw]) {
     let n = batch.len();
     let (c, s) = (batch.channels, batch.size);
     let plane = s * s;

@@ -1,6 +1,7 @@
 //! Datasets (synthetic vehicles, ImageFolder, IDX), augmentations and the parallel loader.
 
 pub mod augment;
+mod batch;
 pub mod boxes;
 pub mod coco;
 mod dataset;
@@ -20,24 +21,25 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use augment::{Augmented, Pipeline};
+pub use batch::{Batch, BatchTransform, Labels, Masks, Objects, SoftTargets, TargetKind, Targets};
 pub use dataset::{DataError, Dataset, Sample, Splits, Target};
 pub use image::Image;
 pub use loader::{
-    epoch_order, load_batch, panic_text, repeated_order, Batch, Draw, EpochLoader, LoaderSpec,
-    MAX_REPEATS,
+    epoch_order, load_batch, panic_text, repeated_order, Draw, EpochLoader, LoaderSpec,
 };
-pub use mix::{Mixer, SoftTargets};
+pub use mix::Mixer;
 
-use crate::config::{Config, DatasetKind, Task};
+use crate::config::{Config, DatasetKind};
 use dataset::select_classes;
 use lesions::{SyntheticLesions, LESION_CLASSES};
 use scenes::{SceneTarget, SyntheticScenes};
 use synthetic::{SyntheticVehicles, VEHICLE_CLASSES};
 
-/// Opens the train and validation splits an experiment asks for; a split without an image is
-/// an error.
-pub fn open(config: &Config) -> Result<Splits, DataError> {
-    let splits = open_splits(config)?;
+/// Opens the train and validation splits an experiment asks for, with targets of the kind its
+/// task trains on (a dataset of scenes gives boxes or masks); a split without an image is an
+/// error.
+pub fn open(config: &Config, wants: TargetKind) -> Result<Splits, DataError> {
+    let splits = open_splits(config, wants)?;
     if splits.train.is_empty() {
         return Err(DataError::Empty {
             split: "train",
@@ -59,7 +61,7 @@ pub fn open(config: &Config) -> Result<Splits, DataError> {
     Ok(splits)
 }
 
-fn open_splits(config: &Config) -> Result<Splits, DataError> {
+fn open_splits(config: &Config, wants: TargetKind) -> Result<Splits, DataError> {
     let d = &config.data;
     let caps = (d.train_size, d.val_size);
     let path = || Path::new(d.path.as_deref().unwrap_or(""));
@@ -81,13 +83,13 @@ fn open_splits(config: &Config) -> Result<Splits, DataError> {
             let own: Vec<String> = VEHICLE_CLASSES.iter().map(|s| s.to_string()).collect();
             let picked = select_classes(&own, config.class_names())?;
             let names: Vec<String> = picked.iter().map(|&i| own[i].clone()).collect();
-            let (target, classes) = match config.head.task {
-                Task::Detection => (SceneTarget::Objects, names),
-                Task::Segmentation => (
+            let (target, classes) = match wants {
+                TargetKind::Objects => (SceneTarget::Objects, names),
+                TargetKind::Mask => (
                     SceneTarget::ClassMask,
                     std::iter::once("background".to_string()).chain(names).collect(),
                 ),
-                Task::Classification => return Err(DataError::Layout {
+                TargetKind::Class => return Err(DataError::Layout {
                     path: "data.dataset".into(),
                     reason: "synthetic_scenes gives boxes and masks, not one class an image; set head.task = \"detection\" or \"segmentation\", or use dataset = \"synthetic\" to classify".into(),
                 }),
@@ -111,7 +113,7 @@ fn open_splits(config: &Config) -> Result<Splits, DataError> {
             })
         }
         DatasetKind::SyntheticLesions => {
-            if config.head.task != Task::Segmentation {
+            if wants != TargetKind::Mask {
                 return Err(DataError::Layout {
                     path: "data.dataset".into(),
                     reason: "synthetic_lesions gives lesion masks only; set head.task = \"segmentation\"".into(),

@@ -1,49 +1,52 @@
-//! ViT backbone and heads with timm's layout, plus timm/DeiT checkpoint loading.
+//! Models: a backbone with timm's layout under a task's head ([`Model`]), and timm/DeiT
+//! checkpoints read, written and adapted by key name. Backbones today: the ViT ([`Vit`]).
 
-mod decoder;
-mod detr;
+mod backbone;
+mod coverage;
 mod freeze;
 mod pretrained;
-mod resample;
 mod state_dict;
 mod vit;
 
-pub use decoder::ConvDecoder;
-pub use detr::{CrossAttention, DetrDecoder, DetrLayer, QueryFeatures};
+pub use backbone::{
+    with_arch, Arch, ArchTask, Backbone, BackboneShape, Features, Model, Pooled, Trace,
+};
+pub use coverage::Coverage;
 pub use freeze::{covers, freeze, Unmatched};
-pub use pretrained::{apply_pretrained, filter, is_head, Coverage};
-pub use resample::{resample_pos_embed, resize_grid};
+pub use pretrained::apply_pretrained;
 pub use state_dict::{
     apply_partial, apply_state_dict, read_state_dict, state_dict, timm_names, write_safetensors,
-    Applied, CheckpointError, StateDict, StateTensor,
+    Applied, CheckpointError, Misfit, ParamPath, StateDict, StateTensor,
 };
-pub use vit::{Attention, Block, DecoderSpec, Mlp, PatchEmbed, Vit, VitSpec, VitTrace};
+pub use vit::resample::{resample_pos_embed, resize_grid};
+pub use vit::{Attention, Block, Mlp, PatchEmbed, Vit, VitSpec};
 
 use std::path::Path;
 
-use burn::backend::Flex;
+use burn::module::{Module, ModuleDisplay};
+use burn::tensor::backend::Backend;
 
-use crate::config::{Config, Decoder, Pooling, StemKind, StemNorm, Task};
+use crate::config::{Config, Pooling, StemKind, StemNorm};
 
-/// Loads an experiment's model with `classes` outputs from the checkpoint at `path`, on the CPU
-/// (reports and predictions).
-pub fn load_on_cpu(
-    config: &Config,
-    classes: usize,
+/// Builds the model of `encoder` and `head` and loads its weights from the checkpoint at `path`.
+pub fn load<B: Backend, E: Module<B> + ModuleDisplay, H: Module<B> + ModuleDisplay>(
+    encoder: E,
+    head: H,
     path: &Path,
-) -> Result<(Vit<Flex>, VitSpec), CheckpointError> {
-    let spec = VitSpec::from_config(config, classes);
-    let device = Default::default();
-    let model: Vit<Flex> = spec.init(&device);
+    device: &B::Device,
+) -> Result<Model<B, E, H>, CheckpointError> {
     let weights = read_state_dict(path)?;
-    let model = apply_state_dict(model, &weights, &path.display().to_string(), &device)?;
-    Ok((model, spec))
+    apply_state_dict(
+        Model::new(encoder, head),
+        &weights,
+        &path.display().to_string(),
+        device,
+    )
 }
 
 impl VitSpec {
-    /// The architecture an experiment asks for, with `num_classes` from its dataset (a
-    /// detection head adds the "no object" class).
-    pub fn from_config(config: &Config, num_classes: usize) -> VitSpec {
+    /// The encoder an experiment's `[model]` and `[data]` ask for.
+    pub fn from_config(config: &Config) -> VitSpec {
         let m = &config.model;
         VitSpec {
             image_size: config.data.image_size,
@@ -57,30 +60,11 @@ impl VitSpec {
             depth: m.depth.unwrap_or(12),
             num_heads: m.num_heads.unwrap_or(3),
             mlp_ratio: m.mlp_ratio,
-            num_classes: num_classes + usize::from(config.head.task == Task::Detection),
             mean_pool: m.pooling == Pooling::Mean,
             distilled: m.distilled,
             dropout: m.dropout,
             attn_dropout: m.attn_dropout,
             drop_path: m.drop_path,
-            decoder: DecoderSpec::from_config(config),
-        }
-    }
-}
-
-impl DecoderSpec {
-    /// The decoder an experiment's `[head]` asks for.
-    pub fn from_config(config: &Config) -> DecoderSpec {
-        let h = &config.head;
-        match h.task {
-            Task::Classification => DecoderSpec::None,
-            Task::Segmentation if h.decoder == Some(Decoder::Conv) => DecoderSpec::Conv,
-            Task::Segmentation => DecoderSpec::None,
-            Task::Detection => DecoderSpec::Detr {
-                queries: h.detection().queries,
-                groups: h.detection().groups,
-                layers: h.detection().layers,
-            },
         }
     }
 }

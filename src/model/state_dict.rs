@@ -8,6 +8,10 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+/// The container type burn's visitors report for the fields of [`Model`](super::Model)
+/// (`encoder`, `head`), which parameter paths and checkpoint names leave out.
+const MODEL_CONTAINER: &str = "Struct:Model";
+
 /// One tensor in PyTorch layout (row-major, torch's shape).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateTensor {
@@ -133,7 +137,8 @@ pub fn write_safetensors(path: &Path, sd: &StateDict) -> Result<(), CheckpointEr
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
 }
 
-/// timm's name for the parameter at `path` inside a container of type `container`.
+/// timm's name for the parameter at `path` inside a container of type `container`: burn's
+/// field path with LayerNorm/BatchNorm's `gamma`/`beta` named `weight`/`bias`.
 fn timm_name(path: &[String], container: &str) -> String {
     let mut parts = path.to_vec();
     if container == "Struct:LayerNorm" || container == "Struct:BatchNorm" {
@@ -148,11 +153,6 @@ fn timm_name(path: &[String], container: &str) -> String {
     parts.join(".")
 }
 
-/// burn stores `Linear` weights as `[in, out]`; PyTorch as `[out, in]`.
-fn is_linear_weight(path: &[String], container: &str) -> bool {
-    container == "Struct:Linear" && path.last().map(String::as_str) == Some("weight")
-}
-
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; data.len()];
     for r in 0..rows {
@@ -163,28 +163,62 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-#[derive(Default)]
-struct PathStack {
+/// Where a module visitor is: the field names from the model's root and the type of the
+/// struct each field belongs to. The fields of the [`Model`](super::Model) wrapper (`encoder`,
+/// `head`) are not part of a parameter's path, so checkpoints and optimizer state keep timm's
+/// names.
+#[derive(Debug, Default)]
+pub struct ParamPath {
     names: Vec<String>,
     containers: Vec<String>,
 }
 
-impl PathStack {
-    fn enter(&mut self, name: &str, container: &str) {
+impl ParamPath {
+    /// Enters field `name` of a struct of type `container` (as burn's visitors report them).
+    pub fn enter(&mut self, name: &str, container: &str) {
         self.names.push(name.to_string());
         self.containers.push(container.to_string());
     }
-    fn exit(&mut self) {
+
+    /// Leaves the field entered last.
+    pub fn exit(&mut self) {
         self.names.pop();
         self.containers.pop();
     }
+
+    /// The field names that name the current parameter.
+    fn parts(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .zip(&self.containers)
+            .filter(|(_, c)| c.as_str() != MODEL_CONTAINER)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// burn's dotted field path of the current parameter (`blocks.0.norm1.gamma`).
+    pub fn path(&self) -> String {
+        self.parts().join(".")
+    }
+
+    /// timm's name of the current parameter (`blocks.0.norm1.weight`).
+    pub fn timm(&self) -> String {
+        timm_name(&self.parts(), self.container())
+    }
+
+    /// Whether the current parameter is a `Linear` weight (stored transposed by burn).
+    fn is_linear_weight(&self) -> bool {
+        self.container() == "Struct:Linear"
+            && self.names.last().map(String::as_str) == Some("weight")
+    }
+
     fn container(&self) -> &str {
         self.containers.last().map(String::as_str).unwrap_or("")
     }
 }
 
 struct Collector {
-    path: PathStack,
+    path: ParamPath,
     out: StateDict,
 }
 
@@ -203,20 +237,17 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
             .convert::<f32>()
             .to_vec::<f32>()
             .expect("float tensors convert to f32");
-        let container = self.path.container().to_string();
-        if is_linear_weight(&self.path.names, &container) {
+        if self.path.is_linear_weight() {
             data = transpose(&data, shape[0], shape[1]);
             shape.swap(0, 1);
         }
-        self.out.insert(
-            timm_name(&self.path.names, &container),
-            StateTensor { shape, data },
-        );
+        self.out
+            .insert(self.path.timm(), StateTensor { shape, data });
     }
 }
 
 struct Namer {
-    path: PathStack,
+    path: ParamPath,
     out: Vec<String>,
 }
 
@@ -228,15 +259,14 @@ impl<B: Backend> ModuleVisitor<B> for Namer {
         self.path.exit();
     }
     fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<B, D>>) {
-        let container = self.path.container().to_string();
-        self.out.push(timm_name(&self.path.names, &container));
+        self.out.push(self.path.timm());
     }
 }
 
 /// The timm names of the module's float parameters, in visiting order.
 pub fn timm_names<B: Backend, M: Module<B>>(module: &M) -> Vec<String> {
     let mut namer = Namer {
-        path: PathStack::default(),
+        path: ParamPath::default(),
         out: Vec::new(),
     };
     module.visit(&mut namer);
@@ -246,7 +276,7 @@ pub fn timm_names<B: Backend, M: Module<B>>(module: &M) -> Vec<String> {
 /// The module's parameters under timm's names and layouts.
 pub fn state_dict<B: Backend, M: Module<B>>(module: &M) -> StateDict {
     let mut collector = Collector {
-        path: PathStack::default(),
+        path: ParamPath::default(),
         out: StateDict::new(),
     };
     module.visit(&mut collector);
@@ -254,12 +284,12 @@ pub fn state_dict<B: Backend, M: Module<B>>(module: &M) -> StateDict {
 }
 
 struct Applier<'a, B: Backend> {
-    path: PathStack,
+    path: ParamPath,
     sd: &'a StateDict,
     device: B::Device,
     used: Vec<String>,
     missing: Vec<String>,
-    misshaped: Vec<String>,
+    misshaped: Vec<Misfit>,
 }
 
 impl<B: Backend> ModuleMapper<B> for Applier<'_, B> {
@@ -270,9 +300,8 @@ impl<B: Backend> ModuleMapper<B> for Applier<'_, B> {
         self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let container = self.path.container().to_string();
-        let name = timm_name(&self.path.names, &container);
-        let linear = is_linear_weight(&self.path.names, &container);
+        let name = self.path.timm();
+        let linear = self.path.is_linear_weight();
         let (id, tensor, mapper) = param.consume();
         let mut expected = tensor.dims().to_vec();
         if linear {
@@ -284,10 +313,11 @@ impl<B: Backend> ModuleMapper<B> for Applier<'_, B> {
         };
         self.used.push(name.clone());
         if found.shape != expected {
-            self.misshaped.push(format!(
-                "{name}: checkpoint {:?}, model {expected:?}",
-                found.shape
-            ));
+            self.misshaped.push(Misfit {
+                name,
+                file: found.shape.clone(),
+                model: expected,
+            });
             return Param::from_mapped_value(id, tensor, mapper);
         }
         let (data, shape) = if linear {
@@ -306,6 +336,23 @@ impl<B: Backend> ModuleMapper<B> for Applier<'_, B> {
     }
 }
 
+/// A tensor the state dict has with another shape than the model's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Misfit {
+    /// timm's name.
+    pub name: String,
+    /// Its shape in the file.
+    pub file: Vec<usize>,
+    /// The model's shape of it.
+    pub model: Vec<usize>,
+}
+
+impl std::fmt::Display for Misfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "checkpoint {:?}, model {:?}", self.file, self.model)
+    }
+}
+
 /// What [`apply_partial`] did with each tensor.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Applied {
@@ -313,9 +360,8 @@ pub struct Applied {
     pub loaded: Vec<String>,
     /// Parameters the state dict lacks (`name [shape]`); they keep their current values.
     pub missing: Vec<String>,
-    /// Parameters whose tensor has another shape (`name: checkpoint […], model […]`); they keep
-    /// their current values.
-    pub misshaped: Vec<String>,
+    /// Parameters whose tensor has another shape; they keep their current values.
+    pub misshaped: Vec<Misfit>,
     /// State-dict entries no parameter has (`name [shape]`).
     pub unexpected: Vec<String>,
 }
@@ -328,7 +374,7 @@ pub fn apply_partial<B: Backend, M: Module<B>>(
     device: &B::Device,
 ) -> (M, Applied) {
     let mut applier = Applier::<B> {
-        path: PathStack::default(),
+        path: ParamPath::default(),
         sd,
         device: device.clone(),
         used: Vec::new(),
@@ -344,12 +390,7 @@ pub fn apply_partial<B: Backend, M: Module<B>>(
     let loaded = applier
         .used
         .iter()
-        .filter(|k| {
-            !applier
-                .misshaped
-                .iter()
-                .any(|m| m.starts_with(&format!("{k}:")))
-        })
+        .filter(|k| !applier.misshaped.iter().any(|m| &m.name == *k))
         .cloned()
         .collect();
     let applied = Applied {
@@ -371,10 +412,15 @@ pub fn apply_state_dict<B: Backend, M: Module<B>>(
 ) -> Result<M, CheckpointError> {
     let (module, applied) = apply_partial(module, sd, device);
     let mut details = String::new();
+    let misshaped: Vec<String> = applied
+        .misshaped
+        .iter()
+        .map(|m| format!("{}: {m}", m.name))
+        .collect();
     for (label, list) in [
         ("missing", &applied.missing),
         ("unexpected", &applied.unexpected),
-        ("mis-shaped", &applied.misshaped),
+        ("mis-shaped", &misshaped),
     ] {
         if !list.is_empty() {
             details.push_str(&format!(

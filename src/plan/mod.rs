@@ -118,6 +118,7 @@ fn draw(spec: &SweepSpec, index: usize) -> Vec<(String, toml::Value)> {
 
 /// Expands `loaded`'s sweep (a file without one is a single trial).
 pub fn plan(loaded: &Loaded) -> Result<Plan, ConfigError> {
+    crate::task::check(loaded)?;
     let factors = factors(&loaded.sweep);
     let points: usize = factors.iter().map(Vec::len).product();
     let axes: Vec<String> = factors
@@ -191,6 +192,7 @@ fn applicable(
 /// resolved like the file, and counts the points without expanding their product: what
 /// `vitrun check` reports.
 pub fn check_axes(loaded: &Loaded) -> Result<usize, ConfigError> {
+    crate::task::check(loaded)?;
     let spec = &loaded.sweep;
     let points = spec.points().map_err(|e| e.at(loaded.place_of_sweep()))?;
     let resolver = loaded.resolver()?;

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::charts::{self, ParamChart, ParamPoint};
-use super::html::{Figure, Table};
 use super::select::Selection;
 use crate::contract::Status;
+use crate::plot::charts::{self, ParamChart, ParamPoint};
+use crate::plot::html::{Figure, Table};
 
 /// Config keys whose values differ between the selection's trials, with each trial's value.
 pub fn swept(sel: &Selection) -> BTreeMap<String, Vec<String>> {

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::charts::{self, Band, LineChart, Series};
-use super::html::Figure;
 use super::select::{Selection, TrialRecord};
+use crate::plot::charts::{self, Band, LineChart, Series};
+use crate::plot::html::Figure;
 
 /// Trials drawn one by one; beyond `TOP_K + 1` the best `TOP_K` are lines and the rest a density.
 pub const TOP_K: usize = 5;

@@ -2,30 +2,27 @@
 //! run store and the trial folders (attention maps, predictions and the confusion matrix load
 //! the best checkpoint on the CPU backend). A running trial's report shows what is stored so far.
 
-pub mod attention;
-pub mod charts;
 mod compare;
 mod curves;
-mod dense;
 pub mod diff;
 pub mod export;
 pub mod groups;
-pub mod html;
-pub mod pca;
-pub mod raster;
 mod select;
-mod views;
 
-pub use attention::Fusion;
+pub use crate::plot::Fusion;
+pub use crate::task::PanelOptions;
 pub use select::{select, Ranking, Selection, TrialRecord};
-pub use views::AttentionOptions;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use burn::backend::Flex;
 
+use crate::data::{self, Targets};
+use crate::model::{with_arch, Arch, ArchTask};
+use crate::plot::html::{self, Section, Table};
+use crate::task::{with_task, PanelInput, Panels, Task, TaskWork};
 use crate::track::Store;
-use html::{Section, Table};
 
 /// What `vitrun report` writes.
 #[derive(Debug, Clone)]
@@ -183,7 +180,7 @@ fn config_section(sel: &Selection) -> Section {
 }
 
 fn open_store(runs_dir: &Path) -> anyhow::Result<(Store, PathBuf)> {
-    let store_path = runs_dir.join("vitrun.sqlite");
+    let store_path = crate::contract::RunsDir::new(runs_dir).store();
     anyhow::ensure!(
         store_path.exists(),
         "no run store at {}; run an experiment first (vitrun run FILE) or pass --runs-dir",
@@ -227,7 +224,7 @@ pub fn build(
     target: Option<&str>,
     out: Option<&Path>,
     ranking: Option<Ranking>,
-    options: &AttentionOptions,
+    options: &PanelOptions,
 ) -> anyhow::Result<Report> {
     let (store, store_path) = open_store(runs_dir)?;
     let sel = select(&store, runs_dir, target, ranking)?;
@@ -292,59 +289,7 @@ pub fn build(
     }
 
     let best = sel.best();
-    let mut data = Section::new("data", "Augmentations");
-    let mut model = Section::new("model", "Attention, predictions and patches");
-    let task = best.config.head.task;
-    let dense = task != crate::config::Task::Classification;
-    match crate::data::open(&best.config) {
-        Ok(splits) => {
-            if dense {
-                model.title = "Predictions".into();
-                data.notes.push(format!(
-                    "the augmentation panels show class labels, and trial {} is a {} trial; its predictions are drawn below",
-                    best.summary.id,
-                    serde_json::to_string(&task).unwrap_or_default()
-                ));
-            } else {
-                data.figures
-                    .push(views::augmentations(&best.config, &splits, &out)?);
-                data.figures
-                    .extend(views::mixed_samples(&best.config, &splits, &out)?);
-            }
-            match views::checkpoint(best) {
-                Some(path) => {
-                    model.notes.push(format!(
-                        "Weights: {} (trial {}), on the CPU.",
-                        path.display(),
-                        best.summary.id
-                    ));
-                    model.figures = if dense {
-                        dense::views(best, &splits, &path, options, &out)?
-                    } else {
-                        views::model_views(best, &splits, &path, options, &out)?
-                    };
-                }
-                None => {
-                    let why = format!(
-                        "trial {} has no checkpoint yet (runs/…/best/ or last/); {} need one",
-                        best.summary.id,
-                        if dense {
-                            "its predictions"
-                        } else {
-                            "attention maps, predictions and the confusion matrix"
-                        }
-                    );
-                    model.notes.push(why.clone());
-                    skipped.push(why);
-                }
-            }
-        }
-        Err(e) => {
-            let why = format!("the trial's dataset cannot be opened here: {e}");
-            data.notes.push(why.clone());
-            skipped.push(why);
-        }
-    }
+    let (data, model) = task_sections(best, options, &out, &mut skipped)?;
     sections.push(data);
     sections.push(model);
     sections.push(config_section(&sel));
@@ -367,4 +312,105 @@ pub fn build(
         files,
         skipped,
     })
+}
+
+/// A section of a task's panels.
+fn section(id: &str, panels: Panels) -> Section {
+    let mut s = Section::new(id, &panels.title);
+    s.figures = panels.figures;
+    s.notes = panels.notes;
+    s
+}
+
+/// The best trial's data and model sections, each drawn by its task: the data panels from
+/// its dataset, the model panels from its weights (`best/`, else `last/`) on the CPU. What
+/// cannot be drawn here (no dataset, no checkpoint yet) is a note, also listed in `skipped`.
+fn task_sections(
+    best: &TrialRecord,
+    options: &PanelOptions,
+    out: &Path,
+    skipped: &mut Vec<String>,
+) -> anyhow::Result<(Section, Section)> {
+    struct ForArch<'a> {
+        best: &'a TrialRecord,
+        options: &'a PanelOptions,
+        out: &'a Path,
+        skipped: &'a mut Vec<String>,
+    }
+    struct ForTask<'a, A: Arch> {
+        at: ForArch<'a>,
+        arch: A,
+    }
+    impl ArchTask for ForArch<'_> {
+        type Output = anyhow::Result<(Section, Section)>;
+        fn run<A: Arch>(self, arch: A) -> Self::Output {
+            let kind = self.best.config.head.task;
+            with_task(kind, ForTask { at: self, arch })
+        }
+    }
+    impl<A: Arch> TaskWork for ForTask<'_, A> {
+        type Output = anyhow::Result<(Section, Section)>;
+        fn run<T: Task>(self) -> Self::Output {
+            let ForArch {
+                best,
+                options,
+                out,
+                skipped,
+            } = self.at;
+            let config = &best.config;
+            let id = &best.summary.id;
+            let splits = match data::open(config, T::Targets::KIND) {
+                Ok(splits) => splits,
+                Err(e) => {
+                    let why = format!("the trial's dataset cannot be opened here: {e}");
+                    skipped.push(why.clone());
+                    let mut data = Section::new("data", "Augmentations");
+                    data.notes.push(why);
+                    return Ok((data, Section::new("model", "Predictions")));
+                }
+            };
+            let task = T::new(config, &splits.classes)?;
+            let input = PanelInput {
+                config,
+                trial: id,
+                splits: &splits,
+                metrics: &best.metrics,
+                options,
+                out,
+            };
+            let data = section("data", task.data_panels(&input)?);
+            let Some(path) = config.trial_dir(id).weights() else {
+                let why = format!(
+                    "trial {id} has no checkpoint yet (runs/…/best/ or last/); its {} panels need one",
+                    T::METRICS.task
+                );
+                skipped.push(why.clone());
+                let mut model = Section::new("model", "Predictions");
+                model.notes.push(why);
+                return Ok((data, model));
+            };
+            let device = Default::default();
+            let model = crate::model::load(
+                self.arch.init::<Flex>(&device),
+                task.head::<Flex>(self.arch.shape(), &device),
+                &path,
+                &device,
+            )?;
+            let mut panels = task.model_panels(&model, &input)?;
+            panels.notes.insert(
+                0,
+                format!("Weights: {} (trial {id}), on the CPU.", path.display()),
+            );
+            Ok((data, section("model", panels)))
+        }
+    }
+    with_arch(
+        &best.config,
+        ForArch {
+            best,
+            options,
+            out,
+            skipped,
+        },
+    )
 }

@@ -137,7 +137,7 @@ pub fn select(
             Ok(id) => ("trial", vec![id]),
             Err(TrialLookup::NotFound { .. }) => anyhow::bail!(
                 "no trial, experiment or sweep named {name:?} in {}; `vitrun ls` lists them",
-                runs_dir.join("vitrun.sqlite").display()
+                crate::contract::RunsDir::new(runs_dir).store().display()
             ),
             Err(e) => return Err(e.into()),
         }
@@ -152,16 +152,18 @@ pub fn select(
         "the store names experiment {:?}, which is not a safe folder name; rename it in the store before reporting",
         first.summary.experiment
     );
-    let experiment_dir = runs_dir.join(&first.summary.experiment);
+    let experiment_dir =
+        crate::contract::RunsDir::new(runs_dir).experiment(&first.summary.experiment);
     let (name, default_out) = match kind {
         "trial" => (
             first.summary.id.clone(),
-            experiment_dir.join(&first.summary.id).join("report"),
+            experiment_dir.trial(&first.summary.id).report(),
         ),
-        _ => (name, experiment_dir.join("report")),
+        _ => (name, experiment_dir.report()),
     };
-    let ranking =
-        ranking.unwrap_or_else(|| Ranking::new(&first.config.head.task.main_metric().key()));
+    let ranking = ranking.unwrap_or_else(|| {
+        Ranking::new(&crate::task::metrics(first.config.head.task).main().key())
+    });
     Ok(Selection {
         kind,
         name,

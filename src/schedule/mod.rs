@@ -1,11 +1,10 @@
 //! The sweep scheduler: a queue of planned trials, slots on the GPUs and CPU, one child process
 //! per trial (`vitrun trial …`), retries from the last checkpoint, recovery of stale `running`
-//! rows, Ctrl-C, and a live view. Early-stopping rules live in [`early_stop`] and run inside
-//! each trial's process. A trial's process claims it in the store itself, so two sweeps of one
+//! rows, Ctrl-C, and a live view. Early-stopping rules live with the trial
+//! (`train::early_stop`) and run inside each trial's process. A trial's process claims it in the store itself, so two sweeps of one
 //! file never train a trial twice: the loser exits busy and this scheduler waits for the holder.
 
 mod devices;
-pub mod early_stop;
 mod exit;
 mod launcher;
 mod live;
@@ -14,7 +13,6 @@ mod slots;
 pub mod slurm;
 
 pub use devices::{discover, filter_visible, parse_devices, parse_nvidia_smi, Devices, Gpu};
-pub use early_stop::{judge, EpochGate, Evidence, Judge, Verdict};
 pub use exit::{classify, oom_kills, Exit, ExitContext};
 pub use launcher::{slot_device, Launch, Launcher, TrialCommand};
 pub use live::{clock, Board, Console, RunningRow, Silent, SweepView};
@@ -33,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::contract::Status;
+use crate::contract::{Event, Status};
 use crate::plan::{Plan, PlannedTrial};
 use crate::track::{hostname, QueuedTrial, Store};
 
@@ -110,7 +108,7 @@ struct Active {
 }
 
 fn log_path(t: &PlannedTrial) -> PathBuf {
-    t.config.trial_dir(&t.id).join("log.txt")
+    t.config.trial_dir(&t.id).log()
 }
 
 fn tail(path: &PathBuf) -> String {
@@ -504,7 +502,7 @@ impl<'a> Scheduler<'a> {
                         "attempt {} ended {kind} ({cause}); retrying from its last checkpoint",
                         a.job.attempt
                     );
-                    self.store.log_event(&id, "retry", &msg)?;
+                    self.store.log_event(&id, Event::Retry, &msg)?;
                     self.view.note(&format!("retry  {id}: {msg}"));
                     self.queue.push_front(Job {
                         index: a.job.index,

@@ -1,17 +1,29 @@
-//! What each task adds to the shared ViT encoder and trial loop: its loss, its training score
-//! and its validation metrics (classification, segmentation, detection). The trial is generic over [`Task`] and picks the implementation once, from
-//! `head.task`.
+//! Tasks: what a model is trained to predict. A task owns its target type, its head on the
+//! backbone, its loss, its metrics (the main one first), its report panels and its predict
+//! output; the trial, the report, `predict` and `export` call through [`Task`]. [`with_task`]
+//! is the one place that turns `head.task` into a task's type.
 
 pub mod classification;
 pub mod detection;
+mod panels;
 pub mod segmentation;
 
+pub use panels::{PanelInput, PanelOptions, Panels};
+
+use std::sync::Arc;
+
+use burn::backend::Flex;
+use burn::module::{Module, ModuleDisplay};
 use burn::tensor::Tensor;
 
-use crate::config::Config;
-use crate::data::Batch;
-use crate::kernels::VitKernels;
-use crate::model::Vit;
+use crate::config::{Config, ConfigError, Loaded, StopCriterion, TaskKind};
+use crate::contract::TaskMetrics;
+use crate::data::{Batch, BatchTransform, Targets};
+use crate::kernels::{TrainBackend, VitKernels};
+use crate::model::{Backbone, BackboneShape, Model};
+use classification::Classification;
+use detection::Detection;
+use segmentation::Segmentation;
 
 /// What a validation pass measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,87 +32,170 @@ pub struct Scores {
     pub main: f64,
     /// Every figure to log under the split, by name, the main one first.
     pub figures: Vec<(String, f64)>,
-    /// How many of the first figures the epoch's log line shows (the rest, such as per-class
-    /// IoU, are only stored).
-    pub shown: usize,
 }
 
-/// One task's part of a trial.
-pub trait Task: Sized {
+/// One image's answer from `vitrun predict`, in the task's own words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// One line of text (`car 0.93, truck 0.04`).
+    pub text: String,
+    /// The same as a JSON value.
+    pub json: serde_json::Value,
+}
+
+/// One task's part of a model and a trial.
+pub trait Task: Sized + Send + Sync + 'static {
+    /// The targets of a batch (class labels, masks, objects).
+    type Targets: Targets;
+    /// The head on the backbone, on any backend.
+    type Head<B: VitKernels>: Module<B> + ModuleDisplay + core::fmt::Debug;
     /// The model's predictions on a batch, on the host, for scoring.
     type Output;
     /// What validation accumulates over batches.
     type Tally;
-    /// The main validation metric's name under `val/` and `val_ema/`.
-    const MAIN: &'static str;
-    /// The training score's name under `train/`.
-    const TRAIN_SCORE: &'static str;
+    /// What the task logs (its main metric first).
+    const METRICS: TaskMetrics;
 
     /// The task for an experiment whose dataset has `classes`; an option that does not fit
     /// them (a class weight per class) is an error naming the key.
     fn new(config: &Config, classes: &[String]) -> anyhow::Result<Self>;
 
+    /// A freshly initialised head for a backbone of `shape`.
+    fn head<B: VitKernels>(&self, shape: BackboneShape, device: &B::Device) -> Self::Head<B>;
+
+    /// The head's weights without autodiff (for validation and the weight average).
+    fn valid_head<B: TrainBackend>(head: &Self::Head<B>) -> Self::Head<B::InnerBackend>;
+
+    /// Work on each training batch after it is assembled (Mixup/CutMix), if any.
+    fn transform(&self, config: &Config) -> Option<Arc<dyn BatchTransform<Self::Targets>>> {
+        let _ = config;
+        None
+    }
+
     /// The loss of a batch (the training loss when `training`: label smoothing, mixed
     /// targets) and the model's predictions on the host, for scoring.
-    fn forward_loss<B: VitKernels>(
+    fn forward_loss<B: VitKernels, E: Backbone<B>>(
         &self,
-        model: &Vit<B>,
+        model: &Model<B, E, Self::Head<B>>,
         images: Tensor<B, 4>,
-        batch: &Batch,
+        batch: &Batch<Self::Targets>,
         training: bool,
     ) -> (Tensor<B, 1>, Self::Output);
 
     /// The training score summed over the batch's images.
-    fn train_score(&self, predictions: &Self::Output, batch: &Batch) -> f64;
+    fn train_score(&self, predictions: &Self::Output, batch: &Batch<Self::Targets>) -> f64;
 
     /// An empty validation tally.
     fn tally(&self) -> Self::Tally;
 
     /// Adds a validation batch's predictions.
-    fn add(&self, tally: &mut Self::Tally, predictions: &Self::Output, batch: &Batch);
+    fn add(
+        &self,
+        tally: &mut Self::Tally,
+        predictions: &Self::Output,
+        batch: &Batch<Self::Targets>,
+    );
 
-    /// The validation figures of a whole pass.
+    /// The validation figures of a whole pass, named as [`Task::METRICS`] lists them.
     fn scores(&self, tally: Self::Tally) -> Scores;
+
+    /// The report's figures of the trial's data alone (augmentation samples).
+    fn data_panels(&self, input: &PanelInput<'_>) -> anyhow::Result<Panels>;
+
+    /// The report's figures of a trial whose weights are in `model`.
+    fn model_panels<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, Self::Head<Flex>>,
+        input: &PanelInput<'_>,
+    ) -> anyhow::Result<Panels>;
+
+    /// `vitrun predict`'s answer for each image of `images` (`[n, channels, size, size]`,
+    /// through the validation pipeline), `top_k` deep where that means something.
+    fn predict<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, Self::Head<Flex>>,
+        images: Tensor<Flex, 4>,
+        top_k: usize,
+    ) -> anyhow::Result<Vec<Answer>>;
+
+    /// What `vitrun export` writes beside the weights so that timm rebuilds the model; an
+    /// error says why this task's model cannot be exported.
+    fn export_args(&self, config: &Config, classes: &[String])
+        -> anyhow::Result<serde_json::Value>;
+}
+
+/// Work generic over the task `head.task` names.
+pub trait TaskWork {
+    type Output;
+    fn run<T: Task>(self) -> Self::Output;
+}
+
+/// Runs `work` with the task `kind` names: the one match on `head.task`.
+pub fn with_task<W: TaskWork>(kind: TaskKind, work: W) -> W::Output {
+    match kind {
+        TaskKind::Classification => work.run::<Classification>(),
+        TaskKind::Segmentation => work.run::<Segmentation>(),
+        TaskKind::Detection => work.run::<Detection>(),
+    }
+}
+
+/// What a trial of task `kind` logs.
+pub fn metrics(kind: TaskKind) -> &'static TaskMetrics {
+    struct Of;
+    impl TaskWork for Of {
+        type Output = &'static TaskMetrics;
+        fn run<T: Task>(self) -> &'static TaskMetrics {
+            &T::METRICS
+        }
+    }
+    with_task(kind, Of)
+}
+
+/// The early-stopping rule of `loaded`'s sweep for its task: the metric defaulted to the
+/// task's main one and checked against what the task logs (placed at its line).
+pub fn stop_criterion(loaded: &Loaded) -> Result<Option<StopCriterion>, ConfigError> {
+    let Some(rule) = &loaded.sweep.early_stop else {
+        return Ok(None);
+    };
+    rule.resolve(metrics(loaded.config.head.task))
+        .map(Some)
+        .map_err(|e| loaded.sweep_error(e))
+}
+
+/// The checks of an experiment that need its task's facts; what loads an experiment to plan
+/// or run it calls this after `config::load`.
+pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
+    stop_criterion(loaded).map(|_| ())
+}
+
+/// Why `vitrun predict` and `vitrun export` refuse a trial of `task`, which has no class
+/// labels to give and no timm classifier to become.
+pub(crate) fn classification_only(task: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "vitrun predict and vitrun export take classification models (class labels, timm's VisionTransformer), and this model's head.task is {task:?}; its report draws its predictions (vitrun report)"
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::classification::Classification;
-    use super::detection::Detection;
-    use super::segmentation::Segmentation;
-    use super::Task;
-    use crate::config;
+    use super::*;
+    use crate::contract::Goal;
 
-    /// The trial logs each task's main metric under the name the config's default ranks by.
+    /// Every task's figures follow the direction rule generic readers (reports, exports)
+    /// apply to any metric name, and its main metric is maximised.
     #[test]
-    fn each_task_logs_the_metric_its_experiments_rank_by() {
-        let main = |t: config::Task| t.main_metric();
-        assert_eq!(
-            main(config::Task::Classification).name,
-            Classification::MAIN
-        );
-        assert_eq!(main(config::Task::Segmentation).name, Segmentation::MAIN);
-        assert_eq!(main(config::Task::Detection).name, Detection::MAIN);
-        // Early stopping accepts what `Task::logs` lists: each task's own scores are in it.
-        for (t, score, train) in [
-            (
-                config::Task::Classification,
-                Classification::MAIN,
-                Classification::TRAIN_SCORE,
-            ),
-            (
-                config::Task::Segmentation,
-                Segmentation::MAIN,
-                Segmentation::TRAIN_SCORE,
-            ),
-            (
-                config::Task::Detection,
-                Detection::MAIN,
-                Detection::TRAIN_SCORE,
-            ),
+    fn every_tasks_metrics_agree_with_the_generic_direction_rule() {
+        for kind in [
+            TaskKind::Classification,
+            TaskKind::Segmentation,
+            TaskKind::Detection,
         ] {
-            assert!(t.logs(&format!("val/{score}")) && t.logs(&format!("train/{train}")));
-            assert_eq!(main(t).split, "val");
+            let m = metrics(kind);
+            assert_eq!(serde_json::to_value(kind).unwrap(), m.task);
+            assert_eq!(m.main().goal, Goal::Maximize, "{kind:?}");
+            assert!(m.shown >= 1 && m.shown <= m.val.len(), "{kind:?}");
+            assert!(m.logs(&m.main().key()) && m.logs(&format!("train/{}", m.train)));
+            assert!(m.logs("val/loss") && m.logs("train/images_per_sec"));
         }
     }
 }

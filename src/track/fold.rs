@@ -55,7 +55,7 @@ pub fn sync(runs_dir: &Path) -> anyhow::Result<Option<FoldReport>> {
     if shards.is_empty() {
         return Ok(None);
     }
-    let mut store = Store::open(&runs_dir.join("vitrun.sqlite"))?;
+    let mut store = Store::open(&crate::contract::RunsDir::new(runs_dir).store())?;
     Ok(Some(store.fold_shards(&shards)?))
 }
 
@@ -136,18 +136,20 @@ fn apply(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<String> {
             job,
             git_commit,
             time,
+            main_metric,
         } => {
             upsert_experiment(tx, experiment, file, time)?;
             tx.execute(
                 "INSERT INTO trials(id, experiment, config, seed, status, attempts, device, host,
                                     pid, git_commit, vitrun_version, burn_version, created_at,
-                                    started_at, job)
-                 VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)
+                                    started_at, job, main_metric)
+                 VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)
                  ON CONFLICT(id) DO UPDATE SET status = 'running', attempts = attempts + 1,
                     device = excluded.device, host = excluded.host, pid = excluded.pid,
                     git_commit = excluded.git_commit, vitrun_version = excluded.vitrun_version,
                     burn_version = excluded.burn_version, started_at = excluded.started_at,
-                    ended_at = NULL, error = NULL, job = excluded.job",
+                    ended_at = NULL, error = NULL, job = excluded.job,
+                    main_metric = COALESCE(excluded.main_metric, trials.main_metric)",
                 params![
                     trial,
                     experiment,
@@ -160,7 +162,8 @@ fn apply(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<String> {
                     VITRUN_VERSION,
                     BURN_VERSION,
                     time,
-                    job
+                    job,
+                    main_metric
                 ],
             )?;
             let mut stmt = tx.prepare_cached(INSERT_PARAM)?;

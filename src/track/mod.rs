@@ -20,9 +20,8 @@ use std::time::Duration;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::config::Task;
-use crate::contract::Metric;
 pub use crate::contract::Status;
+use crate::contract::{Artifact, Event, Metric};
 pub use cluster::JobRecord;
 pub use fold::{find_shards, sync, sync_before_reading, FoldReport};
 pub use liveness::{effective_status, vitrun_alive};
@@ -77,6 +76,8 @@ pub struct TrialStart {
     pub seed: u64,
     pub params: Vec<(String, String)>,
     pub device: String,
+    /// The name of the task's main metric under `val/` (what `best` means for this trial).
+    pub main_metric: String,
 }
 
 /// The answer to [`Store::claim_trial`].
@@ -298,13 +299,14 @@ impl Store {
         upsert_experiment(&tx, &t.experiment, &t.file, &time).map_err(&wrap)?;
         tx.execute(
             "INSERT INTO trials(id, experiment, config, seed, status, attempts, device, host, pid,
-                                git_commit, vitrun_version, burn_version, created_at, started_at)
-             VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+                                git_commit, vitrun_version, burn_version, created_at, started_at,
+                                main_metric)
+             VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)
              ON CONFLICT(id) DO UPDATE SET status = 'running', attempts = attempts + 1,
                 device = excluded.device, host = excluded.host, pid = excluded.pid,
                 git_commit = excluded.git_commit, vitrun_version = excluded.vitrun_version,
                 burn_version = excluded.burn_version, started_at = excluded.started_at,
-                ended_at = NULL, error = NULL, job = NULL",
+                ended_at = NULL, error = NULL, job = NULL, main_metric = excluded.main_metric",
             params![
                 t.id,
                 t.experiment,
@@ -316,7 +318,8 @@ impl Store {
                 git,
                 VITRUN_VERSION,
                 BURN_VERSION,
-                time
+                time,
+                t.main_metric
             ],
         )
         .map_err(&wrap)?;
@@ -358,31 +361,31 @@ impl Store {
     }
 
     /// Records a file a trial produced.
-    pub fn add_artifact(&mut self, trial: &str, kind: &str, path: &Path) -> Result<()> {
+    pub fn add_artifact(&mut self, trial: &str, kind: Artifact, path: &Path) -> Result<()> {
         self.write(
             UPSERT_ARTIFACT,
-            params![trial, kind, path.display().to_string(), now()],
+            params![trial, kind.as_str(), path.display().to_string(), now()],
         )
         .map(|_| ())
     }
 
-    /// Appends a free-text event (skipped files, divergence, interruption, …).
-    pub fn log_event(&mut self, trial: &str, kind: &str, message: &str) -> Result<()> {
+    /// Appends an event with its message (skipped files, divergence, interruption, …).
+    pub fn log_event(&mut self, trial: &str, kind: Event, message: &str) -> Result<()> {
         self.write(
             "INSERT INTO events(trial, time, kind, message) VALUES (?1, ?2, ?3, ?4)",
-            params![trial, now(), kind, message],
+            params![trial, now(), kind.as_str(), message],
         )
         .map(|_| ())
     }
 
     /// A trial's events of one kind, oldest first.
-    pub fn events(&self, trial: &str, kind: &str) -> Result<Vec<String>> {
+    pub fn events(&self, trial: &str, kind: Event) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
             .prepare("SELECT message FROM events WHERE trial = ?1 AND kind = ?2 ORDER BY rowid")
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
-            .query_map([trial, kind], |r| r.get(0))
+            .query_map([trial, kind.as_str()], |r| r.get(0))
             .map_err(|e| self.wrap(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.wrap(e))
@@ -442,7 +445,7 @@ impl Store {
             ))
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
-            .query_map(params![experiment, loss.split, loss.name], |r| {
+            .query_map(params![experiment, loss.split.as_str(), loss.name], |r| {
                 let pid: Option<i64> = r.get(11)?;
                 let host: Option<String> = r.get(12)?;
                 Ok(TrialSummary {
@@ -473,22 +476,11 @@ impl Store {
     }
 }
 
-/// SQL giving the main validation metric's name of trial `t`, from its `head.task` param (a
-/// trial recorded before tasks existed classifies).
+/// SQL giving the name of trial `t`'s main validation metric, as it recorded it.
 pub(crate) fn main_metric_sql() -> String {
-    let cases: String = [Task::Classification, Task::Segmentation, Task::Detection]
-        .iter()
-        .map(|&task| {
-            let name = serde_json::to_value(task)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            format!(" WHEN '{name}' THEN '{}'", task.main_metric().name)
-        })
-        .collect();
     format!(
-        "(CASE (SELECT value FROM params p WHERE p.trial = t.id AND p.key = 'head.task'){cases} ELSE '{}' END)",
-        Task::Classification.main_metric().name
+        "COALESCE(t.main_metric, {})",
+        schema::MAIN_METRIC_OF_OLD_TRIALS
     )
 }
 
@@ -595,6 +587,7 @@ mod tests {
             seed: 0,
             params: vec![],
             device: "cpu".into(),
+            main_metric: "top1".into(),
         };
         assert_eq!(
             store.claim_trial(&start, false, false).unwrap(),

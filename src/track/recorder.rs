@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::{Claim, MetricRow, Status, Store, TrialStart};
+use crate::contract::{Artifact, Event};
 
 /// What a running trial writes, and the metric reads its early-stopping judge makes.
 pub trait Recorder {
@@ -22,9 +23,9 @@ pub trait Recorder {
         error: Option<&str>,
     ) -> anyhow::Result<()>;
     /// A file the trial produced.
-    fn add_artifact(&mut self, trial: &str, kind: &str, path: &Path) -> anyhow::Result<()>;
-    /// A free-text event.
-    fn log_event(&mut self, trial: &str, kind: &str, message: &str) -> anyhow::Result<()>;
+    fn add_artifact(&mut self, trial: &str, kind: Artifact, path: &Path) -> anyhow::Result<()>;
+    /// An event with its message.
+    fn log_event(&mut self, trial: &str, kind: Event, message: &str) -> anyhow::Result<()>;
     /// A trial's `split/name` values at epochs `1..=epoch`, in epoch order.
     fn history(&self, trial: &str, metric: &str, epoch: usize) -> anyhow::Result<Vec<f64>>;
     /// `split/name` values logged at `epoch` by the sweep's trials, by trial id.
@@ -39,7 +40,7 @@ pub trait Recorder {
 
     /// Records an early-stopping decision; a prune also sets the status.
     fn record_decision(&mut self, trial: &str, prune: bool, reason: &str) -> anyhow::Result<()> {
-        self.log_event(trial, "early_stop", reason)?;
+        self.log_event(trial, Event::EarlyStop, reason)?;
         if prune {
             self.set_status(trial, Status::Pruned, Some(reason))?;
         }
@@ -69,11 +70,11 @@ impl Recorder for Store {
         Ok(Store::set_status(self, trial, status, error)?)
     }
 
-    fn add_artifact(&mut self, trial: &str, kind: &str, path: &Path) -> anyhow::Result<()> {
+    fn add_artifact(&mut self, trial: &str, kind: Artifact, path: &Path) -> anyhow::Result<()> {
         Ok(Store::add_artifact(self, trial, kind, path)?)
     }
 
-    fn log_event(&mut self, trial: &str, kind: &str, message: &str) -> anyhow::Result<()> {
+    fn log_event(&mut self, trial: &str, kind: Event, message: &str) -> anyhow::Result<()> {
         Ok(Store::log_event(self, trial, kind, message)?)
     }
 

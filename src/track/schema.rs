@@ -1,7 +1,7 @@
 //! The run store's schema, versioned in `PRAGMA user_version` with forward migrations.
 
 /// Migrations in order; migration `i` brings the store from version `i` to `i + 1`.
-pub const MIGRATIONS: [&str; 3] = [
+pub const MIGRATIONS: [&str; 4] = [
     r#"
 CREATE TABLE experiments (
     name        TEXT PRIMARY KEY,
@@ -144,4 +144,19 @@ CREATE TABLE slurm_tasks (
 );
 CREATE INDEX slurm_tasks_by_trial ON slurm_tasks(trial);
 "#,
+    // 4: each trial records the name of its task's main validation metric (what `best` in
+    // `ls` and sweeps means), so readers need not know the tasks. Trials recorded before
+    // take the main metric their task had then.
+    r#"
+ALTER TABLE trials ADD COLUMN main_metric TEXT;
+UPDATE trials SET main_metric = (CASE
+    (SELECT value FROM params p WHERE p.trial = trials.id AND p.key = 'head.task')
+    WHEN 'segmentation' THEN 'miou'
+    WHEN 'detection' THEN 'map50'
+    ELSE 'top1' END);
+"#,
 ];
+
+/// The main metric's name of a trial row `t` whose `main_metric` is unset: one folded from
+/// the shard of a vitrun older than the column (the tasks of that time, by `head.task`).
+pub const MAIN_METRIC_OF_OLD_TRIALS: &str = "(CASE (SELECT value FROM params p WHERE p.trial = t.id AND p.key = 'head.task') WHEN 'segmentation' THEN 'miou' WHEN 'detection' THEN 'map50' ELSE 'top1' END)";

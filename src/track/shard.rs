@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{MetricRow, Status};
+use crate::contract::TrialDir;
 
-/// The folder of a trial's shards.
-pub const SHARDS_DIR: &str = "shards";
+use super::{MetricRow, Status};
 
 /// One record of a shard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +38,9 @@ pub enum Record {
         job: Option<String>,
         git_commit: Option<String>,
         time: String,
+        /// The task's main metric's name (absent from shards of vitrun 0.1's first stores).
+        #[serde(default)]
+        main_metric: Option<String>,
     },
     ClearMetrics {
         trial: String,
@@ -159,7 +161,7 @@ fn decode(line: &[u8]) -> Result<Record, String> {
 
 /// The attempts' shard files of a trial folder, oldest first.
 pub fn attempts(trial_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(trial_dir.join(SHARDS_DIR)) else {
+    let Ok(entries) = std::fs::read_dir(TrialDir::at(trial_dir).shards()) else {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
@@ -257,7 +259,7 @@ pub struct ShardWriter {
 impl ShardWriter {
     /// Creates the next attempt's shard in `trial_dir` (never reusing an existing file).
     pub fn create(trial_dir: &Path) -> Result<ShardWriter, ShardError> {
-        let dir = trial_dir.join(SHARDS_DIR);
+        let dir = TrialDir::at(trial_dir).shards();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut n = attempts(trial_dir).len() + 1;
         loop {

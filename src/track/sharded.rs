@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::shard::{self, EndMarker, Record, ShardView, ShardWriter};
 use super::{git_commit, hostname, now, Claim, MetricRow, Recorder, Status, Store, TrialStart};
+use crate::contract::{Artifact, Event};
 
 /// The sweep a cluster trial belongs to, as the submit host saw it: every member, and the
 /// values the store already held for members that have no shards (trials run locally before),
@@ -174,6 +175,7 @@ impl Recorder for ShardRecorder {
             job: self.job.clone(),
             git_commit: git_commit(),
             time: now(),
+            main_metric: Some(t.main_metric.clone()),
         })?;
         Ok(Claim::Taken {
             attempt: before.attempts as i64 + 1,
@@ -232,19 +234,19 @@ impl Recorder for ShardRecorder {
         Ok(())
     }
 
-    fn add_artifact(&mut self, trial: &str, kind: &str, path: &Path) -> anyhow::Result<()> {
+    fn add_artifact(&mut self, trial: &str, kind: Artifact, path: &Path) -> anyhow::Result<()> {
         self.append(Record::Artifact {
             trial: trial.to_string(),
-            kind: kind.to_string(),
+            kind: kind.as_str().to_string(),
             path: path.display().to_string(),
             time: now(),
         })
     }
 
-    fn log_event(&mut self, trial: &str, kind: &str, message: &str) -> anyhow::Result<()> {
+    fn log_event(&mut self, trial: &str, kind: Event, message: &str) -> anyhow::Result<()> {
         self.append(Record::Event {
             trial: trial.to_string(),
-            kind: kind.to_string(),
+            kind: kind.as_str().to_string(),
             message: message.to_string(),
             time: now(),
         })

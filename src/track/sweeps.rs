@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{params, OptionalExtension};
 
 use super::{now, sql_error, upsert_experiment, Result, Status, Store};
-use crate::contract::Metric;
+use crate::contract::{Event, Metric, Split};
 
 /// A planned trial as the store first records it.
 #[derive(Debug, Clone)]
@@ -145,7 +145,7 @@ impl Store {
             )
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
-            .query_map([experiment, Metric::VAL_TOP1.split], |r| {
+            .query_map([experiment, Split::Val.as_str()], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .map_err(|e| self.wrap(e))?;
@@ -169,7 +169,7 @@ impl Store {
             params![trial, status.as_str(), reason, now(), pid.map(i64::from)],
         )?;
         if changed > 0 {
-            self.log_event(trial, status.as_str(), reason)?;
+            self.log_event(trial, Event::Ended(status), reason)?;
         }
         Ok(changed > 0)
     }
@@ -177,12 +177,12 @@ impl Store {
     /// Marks a `running` row whose process `pid` is gone as `stale`. Returns whether it changed.
     pub fn mark_stale(&mut self, trial: &str, pid: Option<i64>, reason: &str) -> Result<bool> {
         let changed = self.write(
-            "UPDATE trials SET status = 'stale', error = ?2, ended_at = ?3
+            "UPDATE trials SET status = ?5, error = ?2, ended_at = ?3
              WHERE id = ?1 AND status = 'running' AND pid IS ?4",
-            params![trial, reason, now(), pid],
+            params![trial, reason, now(), pid, Status::Stale.as_str()],
         )?;
         if changed > 0 {
-            self.log_event(trial, "stale", reason)?;
+            self.log_event(trial, Event::Ended(Status::Stale), reason)?;
         }
         Ok(changed > 0)
     }
@@ -235,7 +235,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT MAX(epoch) FROM metrics WHERE trial = ?1 AND split = ?2",
-                [trial, Metric::VAL_TOP1.split],
+                [trial, Split::Val.as_str()],
                 |r| r.get(0),
             )
             .map_err(|e| self.wrap(e))?;
@@ -264,10 +264,10 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| self.wrap(e))?;
-        let of = |m: Metric| value(m.split, m.name);
+        let of = |m: Metric| value(m.split.as_str(), m.name);
         Ok(EpochSnapshot {
             epoch,
-            val_score: value(Metric::VAL_LOSS.split, &score_name)?,
+            val_score: value(Split::Val.as_str(), &score_name)?,
             score_name,
             val_loss: of(Metric::VAL_LOSS)?,
             images_per_sec: of(Metric::TRAIN_IMAGES_PER_SEC)?,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::contract::{Checkpoint, CheckpointDir, TrialDir};
 use crate::model::{read_state_dict, write_safetensors, CheckpointError, StateDict};
 
 /// Progress saved with a checkpoint.
@@ -47,45 +48,53 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
     }
 }
 
-/// Writes `dir/<name>/` via `dir/<name>.new/` and a rename, so a crash leaves the old one.
+/// The checkpoint folder `which` of `trial` with a suffix (`last.new`, `last.old`).
+fn beside(trial: &TrialDir, which: Checkpoint, suffix: &str) -> CheckpointDir {
+    CheckpointDir::at(trial.path().join(format!("{}.{suffix}", which.name())))
+}
+
+/// Writes checkpoint `which` of `trial` via a `.new` folder and a rename, so a crash leaves
+/// the old one; returns the model's file.
 pub fn save(
-    dir: &Path,
-    name: &str,
+    trial: &TrialDir,
+    which: Checkpoint,
     weights: Weights<'_>,
     progress: &Progress,
 ) -> Result<PathBuf, CheckpointError> {
-    let target = dir.join(name);
-    let fresh = dir.join(format!("{name}.new"));
-    let old = dir.join(format!("{name}.old"));
-    let _ = std::fs::remove_dir_all(&fresh);
-    std::fs::create_dir_all(&fresh).map_err(|e| io_err(&fresh, e))?;
-    write_safetensors(&fresh.join("model.safetensors"), weights.model)?;
+    let target = trial.checkpoint(which);
+    let fresh = beside(trial, which, "new");
+    let old = beside(trial, which, "old");
+    let _ = std::fs::remove_dir_all(fresh.path());
+    std::fs::create_dir_all(fresh.path()).map_err(|e| io_err(fresh.path(), e))?;
+    write_safetensors(&fresh.model(), weights.model)?;
     if let Some(opt) = weights.optimizer {
-        write_safetensors(&fresh.join("optimizer.safetensors"), opt)?;
+        write_safetensors(&fresh.optimizer(), opt)?;
     }
     if let Some(ema) = weights.ema {
-        write_safetensors(&fresh.join("ema.safetensors"), ema)?;
+        write_safetensors(&fresh.ema(), ema)?;
     }
     let json = serde_json::to_string_pretty(progress).expect("progress serialises");
-    std::fs::write(fresh.join("progress.json"), json).map_err(|e| io_err(&fresh, e))?;
-    let _ = std::fs::remove_dir_all(&old);
+    std::fs::write(fresh.progress(), json).map_err(|e| io_err(fresh.path(), e))?;
+    let (target, fresh, old) = (target.path(), fresh.path(), old.path());
+    let _ = std::fs::remove_dir_all(old);
     if target.exists() {
-        std::fs::rename(&target, &old).map_err(|e| io_err(&target, e))?;
+        std::fs::rename(target, old).map_err(|e| io_err(target, e))?;
     }
-    std::fs::rename(&fresh, &target).map_err(|e| io_err(&target, e))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(target)
+    std::fs::rename(fresh, target).map_err(|e| io_err(target, e))?;
+    let _ = std::fs::remove_dir_all(old);
+    Ok(trial.checkpoint(which).model())
 }
 
-/// Reads `dir/<name>/` (or the `.old` copy a crash mid-swap left behind), if any.
-pub fn load(dir: &Path, name: &str) -> Result<Option<Loaded>, CheckpointError> {
-    let Some(folder) = [dir.join(name), dir.join(format!("{name}.old"))]
+/// Reads checkpoint `which` of `trial` (or the `.old` copy a crash mid-swap left behind), if
+/// any.
+pub fn load(trial: &TrialDir, which: Checkpoint) -> Result<Option<Loaded>, CheckpointError> {
+    let Some(folder) = [trial.checkpoint(which), beside(trial, which, "old")]
         .into_iter()
-        .find(|p| p.join("progress.json").is_file())
+        .find(|c| c.progress().is_file())
     else {
         return Ok(None);
     };
-    let progress_path = folder.join("progress.json");
+    let progress_path = folder.progress();
     let text = std::fs::read_to_string(&progress_path).map_err(|e| CheckpointError::Read {
         file: progress_path.display().to_string(),
         reason: e.to_string(),
@@ -94,15 +103,14 @@ pub fn load(dir: &Path, name: &str) -> Result<Option<Loaded>, CheckpointError> {
         file: progress_path.display().to_string(),
         reason: e.to_string(),
     })?;
-    let model = read_state_dict(&folder.join("model.safetensors"))?;
-    let optional = |file: &str| -> Result<Option<StateDict>, CheckpointError> {
-        let path = folder.join(file);
+    let model = read_state_dict(&folder.model())?;
+    let optional = |path: PathBuf| -> Result<Option<StateDict>, CheckpointError> {
         path.is_file().then(|| read_state_dict(&path)).transpose()
     };
     Ok(Some(Loaded {
         model,
-        optimizer: optional("optimizer.safetensors")?,
-        ema: optional("ema.safetensors")?,
+        optimizer: optional(folder.optimizer())?,
+        ema: optional(folder.ema())?,
         progress,
     }))
 }

@@ -2,16 +2,18 @@
 
 pub mod backend;
 pub mod checkpoint;
+pub mod early_stop;
 pub mod ema;
-pub mod loss;
+mod grads;
 pub mod optim;
 pub mod pretrained;
 mod probe;
+pub mod process;
 pub mod schedule;
 mod trial;
 
+pub use early_stop::{EpochGate, Judge};
 pub use probe::probe;
 pub use trial::{
-    evaluate, run_trial, EpochGate, EpochSummary, Evaluation, Observer, Outcome, TrialRun,
-    CLASSES_FILE,
+    evaluate, run_trial, EpochSummary, Evaluation, Observer, Outcome, TrialModel, TrialRun,
 };

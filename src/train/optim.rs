@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use crate::config::{OptimizerConfig, OptimizerKind};
-use crate::model::{StateDict, StateTensor};
+use crate::model::{ParamPath, StateDict, StateTensor};
 
 /// Parameters that never get weight decay, besides every 1-D tensor (biases, norms).
 const NO_DECAY: [&str; 3] = ["cls_token", "dist_token", "pos_embed"];
@@ -48,10 +48,6 @@ pub struct Optimizer<B: Backend> {
     state: BTreeMap<String, Vec<Tensor<B, 1>>>,
 }
 
-fn path_of(names: &[String]) -> String {
-    names.join(".")
-}
-
 struct NormVisitor<'a, B: AutodiffBackend> {
     grads: &'a GradientsParams,
     total: Option<Tensor<B::InnerBackend, 1>>,
@@ -70,7 +66,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
 }
 
 /// The L2 norm of all gradients together.
-pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+pub fn global_grad_norm<B: AutodiffBackend, M: Module<B>>(
     model: &M,
     grads: &GradientsParams,
 ) -> f64 {
@@ -86,15 +82,15 @@ struct StepMapper<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
     lr: f64,
     grad_scale: f64,
-    names: Vec<String>,
+    path: ParamPath,
 }
 
 impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.names.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.names.pop();
+        self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
@@ -103,7 +99,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
         };
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
-        let path = path_of(&self.names);
+        let path = self.path.path();
         let decay = decays(&path, D);
         let p = tensor.inner().reshape([n]);
         let mut g = grad.reshape([n]);
@@ -146,7 +142,7 @@ impl<B: Backend> Optimizer<B> {
     pub fn step<AB, M>(&mut self, model: M, mut grads: GradientsParams, lr: f64) -> (M, f64)
     where
         AB: AutodiffBackend<InnerBackend = B>,
-        M: AutodiffModule<AB>,
+        M: Module<AB>,
     {
         self.steps += 1;
         let clip = self.config.grad_clip;
@@ -165,7 +161,7 @@ impl<B: Backend> Optimizer<B> {
             grads: &mut grads,
             lr,
             grad_scale,
-            names: Vec::new(),
+            path: ParamPath::default(),
         };
         (model.map(&mut mapper), norm)
     }
@@ -305,27 +301,27 @@ impl<B: Backend> Optimizer<B> {
 }
 
 struct SizeVisitor {
-    names: Vec<String>,
+    path: ParamPath,
     sizes: BTreeMap<String, usize>,
 }
 
 impl<B: Backend> ModuleVisitor<B> for SizeVisitor {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.names.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.names.pop();
+        self.path.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let n = param.val().dims().iter().product();
-        self.sizes.insert(path_of(&self.names), n);
+        self.sizes.insert(self.path.path(), n);
     }
 }
 
 /// Every float parameter's path (as the optimizer names it) and element count.
 pub fn param_sizes<B: Backend, M: burn::module::Module<B>>(model: &M) -> BTreeMap<String, usize> {
     let mut v = SizeVisitor {
-        names: Vec::new(),
+        path: ParamPath::default(),
         sizes: BTreeMap::new(),
     };
     model.visit(&mut v);

@@ -5,20 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::contract::weights_in;
 use crate::track::Store;
-
-/// The weights file of a checkpoint or trial folder: its `model.safetensors`, else `best/`'s,
-/// else `last/`'s.
-pub fn weights_in(dir: &Path) -> Option<PathBuf> {
-    [
-        "model.safetensors",
-        "best/model.safetensors",
-        "last/model.safetensors",
-    ]
-    .iter()
-    .map(|f| dir.join(f))
-    .find(|p| p.is_file())
-}
 
 /// The folder of the one trial under `runs_dir` whose id starts with `prefix`, found by its
 /// folder alone (on a cluster node, which does not read the store).

@@ -2,31 +2,27 @@
 //! commit (metrics before the checkpoint that claims them) → ask the gate; finally record the
 //! end. Each step is its own function of [`Trial`].
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::kernels::TrainBackend;
-use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::checkpoint::{self, Progress, Weights};
+use super::early_stop::EpochGate;
 use super::ema::Ema;
+use super::grads::{gradients, Accumulator};
 use super::optim::{param_sizes, Optimizer};
 use super::schedule::LrSchedule;
-use crate::config::{self, available_cores, CheckpointPolicy, Config};
-use crate::contract::{Metric, Status, TrialExit};
-use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Mixer, Pipeline};
+use crate::config::{available_cores, CheckpointPolicy, Config};
+use crate::contract::{Artifact, Checkpoint, Event, Metric, Split, Status, TrialDir, TrialExit};
+use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Pipeline, Targets};
+use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{
-    apply_pretrained, apply_state_dict, freeze, read_state_dict, state_dict, Vit, VitSpec,
+    apply_pretrained, apply_state_dict, freeze, read_state_dict, state_dict, with_arch, Arch,
+    ArchTask, Model,
 };
-pub use crate::schedule::EpochGate;
-use crate::task::classification::Classification;
-use crate::task::detection::Detection;
-use crate::task::segmentation::Segmentation;
-use crate::task::{Scores, Task};
+use crate::task::{with_task, Scores, Task, TaskWork};
 use crate::track::{MetricRow, Recorder};
 
 /// What the trial reports while it runs (progress bars, plain log lines).
@@ -109,15 +105,12 @@ impl Outcome {
     }
 }
 
-/// The trial folder's file of class names in label order (what `vitrun predict` prints).
-pub const CLASSES_FILE: &str = "classes.json";
-
 /// Everything a trial needs besides its backend.
 pub struct TrialRun<'a> {
     pub config: &'a Config,
     pub trial_id: String,
     /// `runs/<experiment>/<trial-id>/`.
-    pub dir: PathBuf,
+    pub dir: TrialDir,
     /// Where the trial's records go (the store, or a shard under a cluster launcher).
     pub recorder: &'a mut dyn Recorder,
     /// Continue from `last/` when present.
@@ -136,9 +129,9 @@ fn seed_for_epoch(seed: u64, epoch: usize) -> u64 {
         .wrapping_add(epoch as u64)
 }
 
-/// Moves the batch's pixels into a tensor (the labels stay in the batch).
-fn to_tensor<B: burn::tensor::backend::Backend>(
-    batch: &mut Batch,
+/// Moves the batch's pixels into a tensor (the targets stay in the batch).
+fn to_tensor<B: burn::tensor::backend::Backend, T: Targets>(
+    batch: &mut Batch<T>,
     device: &B::Device,
 ) -> Tensor<B, 4> {
     let shape = [batch.len(), batch.channels, batch.size, batch.size];
@@ -160,9 +153,9 @@ fn row(metric: Metric, step: u64, epoch: usize, value: f64) -> MetricRow {
 }
 
 /// A row of a metric named at run time (a task's figures: `val/miou`, `val/iou_car`, …).
-fn named_row(split: &str, name: &str, step: u64, epoch: usize, value: f64) -> MetricRow {
+fn named_row(split: Split, name: &str, step: u64, epoch: usize, value: f64) -> MetricRow {
     MetricRow {
-        split: split.into(),
+        split: split.as_str().into(),
         name: name.into(),
         step: step as i64,
         epoch: epoch as i64,
@@ -199,43 +192,80 @@ pub struct Evaluation {
     pub skipped: usize,
 }
 
+/// The model a trial of task `T` on architecture `A` trains, on backend `B`.
+pub type TrialModel<B, A, T> = Model<B, <A as Arch>::Net<B>, <T as Task>::Head<B>>;
+
+/// The weights of a trial's model without autodiff.
+fn valid<B: TrainBackend, A: Arch, T: Task>(
+    model: &TrialModel<B, A, T>,
+) -> TrialModel<B::InnerBackend, A, T> {
+    Model::new(A::valid(&model.encoder), T::valid_head(&model.head))
+}
+
 /// A trial in progress: everything but the model, which moves through the optimizer.
-struct Trial<'a, B: TrainBackend, T: Task> {
+struct Trial<'a, B: TrainBackend, A: Arch, T: Task> {
     config: &'a Config,
     task: T,
+    arch: A,
     id: String,
-    dir: PathBuf,
+    dir: TrialDir,
     recorder: &'a mut dyn Recorder,
     stop: Arc<AtomicBool>,
     observer: &'a mut dyn Observer,
     gate: Option<&'a mut dyn EpochGate>,
-    spec: VitSpec,
     optimizer: Optimizer<B::InnerBackend>,
     /// The weight average, under `[train.ema]`.
-    ema: Option<Ema<Vit<B::InnerBackend>>>,
+    ema: Option<Ema<TrialModel<B::InnerBackend, A, T>>>,
     progress: Progress,
     schedule: LrSchedule,
-    train_spec: LoaderSpec,
-    val_spec: LoaderSpec,
+    train_spec: LoaderSpec<T::Targets>,
+    val_spec: LoaderSpec<T::Targets>,
     device: B::Device,
 }
 
-/// Runs the trial to the end (or divergence, or Ctrl-C) on backend `B`, for the task of
-/// `head.task`.
+/// Runs the trial to the end (or divergence, or Ctrl-C) on backend `B`, for the architecture
+/// of `model.arch` and the task of `head.task`.
 pub fn run_trial<B: TrainBackend>(run: TrialRun<'_>, device: B::Device) -> anyhow::Result<Outcome> {
-    match run.config.head.task {
-        config::Task::Classification => run_task::<B, Classification>(run, device),
-        config::Task::Segmentation => run_task::<B, Segmentation>(run, device),
-        config::Task::Detection => run_task::<B, Detection>(run, device),
+    struct ForArch<'a, B: TrainBackend> {
+        run: TrialRun<'a>,
+        device: B::Device,
     }
+    struct ForTask<'a, B: TrainBackend, A: Arch> {
+        run: TrialRun<'a>,
+        device: B::Device,
+        arch: A,
+    }
+    impl<'a, B: TrainBackend> ArchTask for ForArch<'a, B> {
+        type Output = anyhow::Result<Outcome>;
+        fn run<A: Arch>(self, arch: A) -> Self::Output {
+            let kind = self.run.config.head.task;
+            with_task(
+                kind,
+                ForTask::<B, A> {
+                    run: self.run,
+                    device: self.device,
+                    arch,
+                },
+            )
+        }
+    }
+    impl<'a, B: TrainBackend, A: Arch> TaskWork for ForTask<'a, B, A> {
+        type Output = anyhow::Result<Outcome>;
+        fn run<T: Task>(self) -> Self::Output {
+            run_task::<B, A, T>(self.run, self.arch, self.device)
+        }
+    }
+    let config = run.config;
+    with_arch(config, ForArch::<B> { run, device })
 }
 
-fn run_task<B: TrainBackend, T: Task>(
+fn run_task<B: TrainBackend, A: Arch, T: Task>(
     run: TrialRun<'_>,
+    arch: A,
     device: B::Device,
 ) -> anyhow::Result<Outcome> {
     let (resume, force) = (run.resume, run.force);
-    let (mut trial, model) = Trial::<B, T>::new(run, device)?;
+    let (mut trial, model) = Trial::<B, A, T>::new(run, arch, device)?;
     let model = trial.restore(model, resume, force)?;
     let mut model = trial.freeze(model)?;
     let mut last = None;
@@ -252,7 +282,7 @@ fn run_task<B: TrainBackend, T: Task>(
             }
             EpochEnd::Interrupted => return Ok(Outcome::Interrupted { epoch }),
         };
-        let eval = trial.evaluate(&model.valid(), epoch)?;
+        let eval = trial.evaluate(&valid::<B, A, T>(&model), epoch)?;
         let average = trial.ema.as_ref().and_then(|e| e.model.clone());
         let ema_eval = match average {
             Some(average) => Some(trial.evaluate(&average, epoch)?),
@@ -270,14 +300,18 @@ fn run_task<B: TrainBackend, T: Task>(
         .set_status(&trial.id, Status::Finished, None)?;
     Ok(Outcome::Finished {
         best_score: trial.progress.best_score,
-        metric: T::MAIN,
+        metric: T::METRICS.main().name,
         last,
     })
 }
 
-impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
+impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
     /// Opens the data, builds the model, optimizer, schedule and loaders.
-    fn new(run: TrialRun<'a>, device: B::Device) -> anyhow::Result<(Self, Vit<B>)> {
+    fn new(
+        run: TrialRun<'a>,
+        arch: A,
+        device: B::Device,
+    ) -> anyhow::Result<(Self, TrialModel<B, A, T>)> {
         let TrialRun {
             config,
             trial_id,
@@ -288,7 +322,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
             gate,
             ..
         } = run;
-        let splits = data::open(config)?;
+        let splits = data::open(config, T::Targets::KIND)?;
         observer.message(&format!(
             "data: {} ({} train / {} val images, {} classes)",
             splits.source,
@@ -296,12 +330,14 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
             splits.val.len(),
             splits.classes.len()
         ));
-        let spec = VitSpec::from_config(config, splits.classes.len());
-        let names = dir.join(CLASSES_FILE);
+        let names = dir.classes();
         std::fs::write(&names, serde_json::to_string_pretty(&splits.classes)?)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", names.display()))?;
+        let task = T::new(config, &splits.classes)?;
         B::seed(&device, config.seed);
-        let model: Vit<B> = spec.init(&device);
+        let encoder = arch.init::<B>(&device);
+        let head = task.head::<B>(arch.shape(), &device);
+        let model = Model::new(encoder, head);
         let t = &config.train;
         let threads = if t.threads == 0 {
             available_cores()
@@ -329,7 +365,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
             prefetch: config.data.prefetch,
             pool: pool.clone(),
             repeats: 1,
-            mixer: None,
+            transform: None,
         };
         let (size, ch) = (config.data.image_size, config.data.channels);
         let steps_per_epoch = splits
@@ -339,14 +375,12 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
             .div_ceil(t.grad_accumulation);
         let trial = Trial {
             config,
-            task: T::new(config, &splits.classes)?,
             id: trial_id,
             dir,
             recorder,
             stop,
             observer,
             gate,
-            spec,
             optimizer: Optimizer::new(&config.optimizer).with_layer_decay(
                 config.finetune.layer_decay,
                 config.model.depth.unwrap_or(12),
@@ -362,13 +396,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
             schedule: LrSchedule::new(&config.optimizer, steps_per_epoch, t.epochs),
             train_spec: LoaderSpec {
                 repeats: config.data.repeated_aug,
-                mixer: Mixer::new(
-                    &config.augment,
-                    config.optimizer.label_smoothing,
-                    splits.classes.len(),
-                    config.seed,
-                )
-                .map(Arc::new),
+                transform: task.transform(config),
                 ..loader(
                     splits.train.clone(),
                     Pipeline::train(&config.augment, size, ch),
@@ -381,15 +409,22 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
                 false,
             ),
             device,
+            task,
+            arch,
         };
         Ok((trial, model))
     }
 
     /// Loads `last/` when resuming (model, optimizer with its shapes checked, progress);
     /// otherwise clears metrics a previous attempt left.
-    fn restore(&mut self, model: Vit<B>, resume: bool, force: bool) -> anyhow::Result<Vit<B>> {
+    fn restore(
+        &mut self,
+        model: TrialModel<B, A, T>,
+        resume: bool,
+        force: bool,
+    ) -> anyhow::Result<TrialModel<B, A, T>> {
         let ckpt = if resume {
-            checkpoint::load(&self.dir, "last")?
+            checkpoint::load(&self.dir, Checkpoint::Last)?
         } else {
             None
         };
@@ -399,14 +434,14 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
             self.start_ema(&model, None, false)?;
             return Ok(model);
         };
-        let last = self.dir.join("last");
+        let last = self.dir.checkpoint(Checkpoint::Last);
         let model = apply_state_dict(
             model,
             &ckpt.model,
-            &last.display().to_string(),
+            &last.path().display().to_string(),
             &self.device,
         )?;
-        let opt_file = last.join("optimizer.safetensors");
+        let opt_file = last.optimizer();
         match &ckpt.optimizer {
             Some(opt) => self
                 .optimizer
@@ -415,7 +450,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
                     anyhow::anyhow!(
                         "{}: {e}; it does not belong to this model, so resuming is refused; delete {} to start the trial afresh",
                         opt_file.display(),
-                        last.display()
+                        last.path().display()
                     )
                 })?,
             None if force => {
@@ -425,7 +460,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
                     opt_file.display()
                 );
                 self.observer.message(&format!("warning: {msg}"));
-                self.recorder.log_event(&self.id, "fresh_optimizer", &msg)?;
+                self.recorder.log_event(&self.id, Event::FreshOptimizer, &msg)?;
             }
             None => anyhow::bail!(
                 "{} is missing: resuming would restart the optimizer's moments and change the training; restore the file, or pass --force to resume with a fresh optimizer",
@@ -436,10 +471,10 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
         if self.ema.is_some() && ckpt.ema.is_none() {
             let msg = format!(
                 "{} is missing; the weight average restarts from the current weights (--force)",
-                last.join("ema.safetensors").display()
+                last.ema().display()
             );
             self.observer.message(&format!("warning: {msg}"));
-            self.recorder.log_event(&self.id, "fresh_ema", &msg)?;
+            self.recorder.log_event(&self.id, Event::FreshEma, &msg)?;
         }
         self.progress = ckpt.progress;
         self.observer.message(&format!(
@@ -448,7 +483,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
         ));
         self.recorder.log_event(
             &self.id,
-            "resume",
+            Event::Resume,
             &format!("from epoch {}", self.progress.epoch),
         )?;
         Ok(model)
@@ -459,7 +494,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
     /// without the saved average, as a missing optimizer state is refused.
     fn start_ema(
         &mut self,
-        model: &Vit<B>,
+        model: &TrialModel<B, A, T>,
         saved: Option<&crate::model::StateDict>,
         require_saved: bool,
     ) -> anyhow::Result<()> {
@@ -467,16 +502,16 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
         if !config.enabled {
             return Ok(());
         }
-        let last = self.dir.join("last");
+        let file = self.dir.checkpoint(Checkpoint::Last).ema();
         self.ema = Some(match saved {
             Some(sd) => {
-                let file = last.join("ema.safetensors").display().to_string();
-                let average = apply_state_dict(model.valid(), sd, &file, &self.device)?;
+                let file = file.display().to_string();
+                let average = apply_state_dict(valid::<B, A, T>(model), sd, &file, &self.device)?;
                 Ema::resumed(average, config)
             }
             None if require_saved => anyhow::bail!(
                 "{} is missing: resuming would restart the weight average of train.ema; restore the file, or pass --force to restart the average from the current weights",
-                last.join("ema.safetensors").display()
+                file.display()
             ),
             None => Ema::new(config),
         });
@@ -486,25 +521,25 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
     /// Starts from `[model] pretrained` when set: filters and applies the file, reports and
     /// records its coverage, and refuses (under `pretrained_strict`) one that leaves part of the
     /// encoder at its random initialisation.
-    fn load_pretrained(&mut self, model: Vit<B>) -> anyhow::Result<Vit<B>> {
+    fn load_pretrained(
+        &mut self,
+        model: TrialModel<B, A, T>,
+    ) -> anyhow::Result<TrialModel<B, A, T>> {
         let Some(spec) = &self.config.model.pretrained else {
             return Ok(model);
         };
         let runs_dir = std::path::Path::new(&self.config.train.runs_dir);
         let path = super::pretrained::source(spec, self.recorder.store(), runs_dir)?;
         let sd = read_state_dict(&path)?;
-        let (model, coverage) = apply_pretrained(model, sd, &self.spec, &self.device);
+        let (model, coverage) = apply_pretrained(model, sd, &self.arch, &self.device);
         let summary = format!("pretrained {}: {}", path.display(), coverage.summary());
         self.observer.message(&summary);
-        self.recorder.log_event(&self.id, "pretrained", &summary)?;
-        self.recorder.add_artifact(&self.id, "pretrained", &path)?;
+        self.recorder
+            .log_event(&self.id, Event::Pretrained, &summary)?;
+        self.recorder
+            .add_artifact(&self.id, Artifact::Pretrained, &path)?;
         if self.config.model.pretrained_strict && !coverage.encoder_complete() {
-            let missing: Vec<String> = coverage
-                .reinitialised
-                .iter()
-                .filter(|(n, _)| !crate::model::is_head(n))
-                .map(|(n, why)| format!("{n} ({why})"))
-                .collect();
+            let missing = coverage.encoder_gaps();
             anyhow::bail!(
                 "model.pretrained {}: the checkpoint does not cover the encoder; these would train from random weights: {}; use a checkpoint of this architecture, or set model.pretrained_strict = false",
                 path.display(),
@@ -515,7 +550,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
     }
 
     /// Freezes what `[finetune]` names; frozen parameters get no gradient and no optimizer state.
-    fn freeze(&mut self, model: Vit<B>) -> anyhow::Result<Vit<B>> {
+    fn freeze(&mut self, model: TrialModel<B, A, T>) -> anyhow::Result<TrialModel<B, A, T>> {
         let f = &self.config.finetune;
         let mut patterns: Vec<String> = f.freeze.clone();
         if f.freeze_patch_embed {
@@ -539,9 +574,9 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
     /// need recorded.
     fn train_epoch(
         &mut self,
-        mut model: Vit<B>,
+        mut model: TrialModel<B, A, T>,
         epoch: usize,
-    ) -> anyhow::Result<(Vit<B>, EpochEnd)> {
+    ) -> anyhow::Result<(TrialModel<B, A, T>, EpochEnd)> {
         B::seed(&self.device, seed_for_epoch(self.config.seed, epoch));
         let started = Instant::now();
         let loader = EpochLoader::start(self.train_spec.clone(), epoch);
@@ -553,7 +588,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
         let log_every = (steps / 20).max(1);
         let mut lr = self.schedule.lr(self.progress.step as usize);
         let accumulate = self.config.train.grad_accumulation;
-        let mut pending = GradientsAccumulator::<Vit<B>>::new();
+        let mut pending = Accumulator::default();
         let mut waiting = 0;
         for (i, batch) in loader.enumerate() {
             let mut batch = batch?;
@@ -562,7 +597,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
                 continue;
             }
             lr = self.schedule.lr(self.progress.step as usize);
-            let images = to_tensor::<B>(&mut batch, &self.device);
+            let images = to_tensor::<B, T::Targets>(&mut batch, &self.device);
             let (loss, predictions) = self.task.forward_loss(&model, images, &batch, true);
             let loss_value: f64 = loss.clone().into_scalar().elem();
             if !loss_value.is_finite() {
@@ -570,7 +605,8 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
                     "loss became {loss_value} at epoch {epoch}, step {}",
                     self.progress.step
                 );
-                self.recorder.log_event(&self.id, "diverged", &msg)?;
+                self.recorder
+                    .log_event(&self.id, Event::Ended(Status::Diverged), &msg)?;
                 self.recorder
                     .set_status(&self.id, Status::Diverged, Some(&msg))?;
                 return Ok((model, EpochEnd::Diverged));
@@ -580,16 +616,10 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
             } else {
                 loss
             };
-            pending.accumulate(
-                &model,
-                GradientsParams::from_grads(scaled.backward(), &model),
-            );
+            pending.add(&model, gradients(scaled.backward(), &model));
             waiting += 1;
             if waiting == accumulate {
-                model = self
-                    .optimizer
-                    .step::<B, Vit<B>>(model, pending.grads(), lr)
-                    .0;
+                model = self.optimizer.step::<B, _>(model, pending.take(), lr).0;
                 self.progress.step += 1;
                 self.update_ema(&model);
                 waiting = 0;
@@ -614,17 +644,15 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
                     "interrupted during epoch {epoch}; `vitrun run FILE --resume` continues after epoch {}",
                     self.progress.epoch
                 );
-                self.recorder.log_event(&self.id, "interrupted", &msg)?;
+                self.recorder
+                    .log_event(&self.id, Event::Ended(Status::Interrupted), &msg)?;
                 self.recorder
                     .set_status(&self.id, Status::Interrupted, Some(&msg))?;
                 return Ok((model, EpochEnd::Interrupted));
             }
         }
         if waiting > 0 {
-            model = self
-                .optimizer
-                .step::<B, Vit<B>>(model, pending.grads(), lr)
-                .0;
+            model = self.optimizer.step::<B, _>(model, pending.take(), lr).0;
             self.progress.step += 1;
             self.update_ema(&model);
         }
@@ -649,19 +677,19 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
     }
 
     /// Moves the weight average toward the weights after an optimizer step.
-    fn update_ema(&mut self, model: &Vit<B>) {
+    fn update_ema(&mut self, model: &TrialModel<B, A, T>) {
         if let Some(ema) = &mut self.ema {
-            ema.update(model.valid(), self.progress.step);
+            ema.update(valid::<B, A, T>(model), self.progress.step);
         }
     }
 
     /// Logs a batch's skipped files; returns how many.
-    fn note_skipped(&mut self, batch: &Batch) -> anyhow::Result<usize> {
+    fn note_skipped(&mut self, batch: &Batch<T::Targets>) -> anyhow::Result<usize> {
         if !batch.skipped.is_empty() {
             let names = batch.skipped.join(", ");
             self.observer
                 .message(&format!("skipped unreadable: {names}"));
-            self.recorder.log_event(&self.id, "skipped", &names)?;
+            self.recorder.log_event(&self.id, Event::Skipped, &names)?;
         }
         Ok(batch.skipped.len())
     }
@@ -669,7 +697,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
     /// Validation over the whole split; skipped files are logged like training's.
     fn evaluate(
         &mut self,
-        model: &Vit<B::InnerBackend>,
+        model: &TrialModel<B::InnerBackend, A, T>,
         epoch: usize,
     ) -> anyhow::Result<Evaluation> {
         let mut skipped_names = Vec::new();
@@ -685,7 +713,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
             let names = skipped_names.join(", ");
             self.observer
                 .message(&format!("skipped unreadable (validation): {names}"));
-            self.recorder.log_event(&self.id, "skipped", &names)?;
+            self.recorder.log_event(&self.id, Event::Skipped, &names)?;
         }
         Ok(eval)
     }
@@ -693,7 +721,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
     /// Commits the epoch's metrics, then the checkpoints that claim them.
     fn commit_epoch(
         &mut self,
-        model: &Vit<B>,
+        model: &TrialModel<B, A, T>,
         epoch: usize,
         stats: TrainStats,
         eval: Evaluation,
@@ -703,7 +731,7 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
         let mut rows = stats.rows;
         rows.extend([
             row(Metric::TRAIN_LOSS, s, epoch, stats.loss),
-            named_row("train", T::TRAIN_SCORE, s, epoch, stats.score),
+            named_row(Split::Train, T::METRICS.train, s, epoch, stats.score),
             row(Metric::TRAIN_LR, s, epoch, stats.lr),
             row(Metric::TRAIN_IMAGES_PER_SEC, s, epoch, stats.images_per_sec),
             row(Metric::TRAIN_SKIPPED, s, epoch, stats.skipped as f64),
@@ -711,18 +739,12 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
             row(Metric::VAL_SKIPPED, s, epoch, eval.skipped as f64),
         ]);
         for (name, value) in &eval.scores.figures {
-            rows.push(named_row(Metric::VAL_LOSS.split, name, s, epoch, *value));
+            rows.push(named_row(Split::Val, name, s, epoch, *value));
         }
         if let Some(e) = &ema_eval {
             rows.push(row(Metric::VAL_EMA_LOSS, s, epoch, e.loss));
             for (name, value) in &e.scores.figures {
-                rows.push(named_row(
-                    Metric::VAL_EMA_LOSS.split,
-                    name,
-                    s,
-                    epoch,
-                    *value,
-                ));
+                rows.push(named_row(Split::ValEma, name, s, epoch, *value));
             }
         }
         self.progress.epoch = epoch;
@@ -755,9 +777,9 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
                     optimizer: None,
                     ema: None,
                 };
-                let path = checkpoint::save(&self.dir, "best", saved, &self.progress)?;
+                let path = checkpoint::save(&self.dir, Checkpoint::Best, saved, &self.progress)?;
                 self.recorder
-                    .add_artifact(&self.id, "checkpoint_best", &path)?;
+                    .add_artifact(&self.id, Artifact::CheckpointBest, &path)?;
             }
             let optimizer = self.optimizer.state_dict();
             let saved = Weights {
@@ -765,24 +787,23 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
                 optimizer: Some(&optimizer),
                 ema: average.as_ref(),
             };
-            let path = checkpoint::save(&self.dir, "last", saved, &self.progress)?;
+            let path = checkpoint::save(&self.dir, Checkpoint::Last, saved, &self.progress)?;
             self.recorder
-                .add_artifact(&self.id, "checkpoint_last", &path)?;
+                .add_artifact(&self.id, Artifact::CheckpointLast, &path)?;
         }
         Ok(EpochSummary {
             epoch,
             train_loss: stats.loss,
             train_score: stats.score,
-            train_score_name: T::TRAIN_SCORE,
+            train_score_name: T::METRICS.train,
             val_loss: eval.loss,
             val_score: live,
-            score_name: T::MAIN,
+            score_name: T::METRICS.main().name,
             val_others: eval
                 .scores
                 .figures
                 .into_iter()
-                .take(eval.scores.shown)
-                .filter(|(name, _)| name != T::MAIN)
+                .filter(|(name, _)| T::METRICS.val[1..T::METRICS.shown].contains(&name.as_str()))
                 .collect(),
             val_ema_score: ema_eval.map(|e| e.scores.main),
             lr: stats.lr,
@@ -809,10 +830,10 @@ impl<'a, B: TrainBackend, T: Task> Trial<'a, B, T> {
 /// Validation loss (the task's loss without training's smoothing or mixing) and the task's
 /// metrics over the whole split. Unreadable files skipped under `skip_bad` are appended to
 /// `skipped`; a split of which no image could be read is an error, never a zero.
-pub fn evaluate<B: crate::kernels::VitKernels, T: Task>(
+pub fn evaluate<B: VitKernels, E: crate::model::Backbone<B>, T: Task>(
     task: &T,
-    model: &Vit<B>,
-    spec: &LoaderSpec,
+    model: &Model<B, E, T::Head<B>>,
+    spec: &LoaderSpec<T::Targets>,
     epoch: usize,
     device: &B::Device,
     skipped: &mut Vec<String>,
@@ -825,7 +846,7 @@ pub fn evaluate<B: crate::kernels::VitKernels, T: Task>(
         if batch.is_empty() {
             continue;
         }
-        let images = to_tensor::<B>(&mut batch, device);
+        let images = to_tensor::<B, T::Targets>(&mut batch, device);
         let (loss, predictions) = task.forward_loss(model, images, &batch, false);
         let loss: f64 = loss.into_scalar().elem();
         task.add(&mut tally, &predictions, &batch);

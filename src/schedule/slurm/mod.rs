@@ -20,7 +20,7 @@ pub use queue::TaskState;
 pub use script::{render, sbatch_path, Script};
 
 use crate::config::Loaded;
-use crate::contract::Status;
+use crate::contract::{Event, Status};
 use crate::plan::Plan;
 use crate::track::{self, JobRecord, PeerSnapshot, Store};
 
@@ -140,7 +140,7 @@ pub fn refresh(
 pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<Submission> {
     let config = &loaded.config;
     let runs_dir = PathBuf::from(&config.train.runs_dir);
-    let base = config.experiment_dir().join("slurm");
+    let base = config.experiment_dir().submissions();
     std::fs::create_dir_all(&base).with_context(|| {
         format!(
             "cannot create {}: the SLURM launcher keeps its plans and scripts there; make train.runs_dir a writable folder on a filesystem the nodes share",
@@ -195,7 +195,8 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
         None => std::env::current_exe().context("cannot find the vitrun executable")?,
     };
     let workdir = std::env::current_dir().context("cannot read the current folder")?;
-    let metric = loaded.sweep.early_stop.as_ref().map(|e| e.metric.as_str());
+    let criterion = crate::task::stop_criterion(loaded)?;
+    let metric = criterion.as_ref().map(|c| c.metric.as_str());
     let members: Vec<String> = plan.trials.iter().map(|t| t.id.clone()).collect();
     let mut job_plan = JobPlan {
         experiment: config.name.clone(),
@@ -358,7 +359,7 @@ pub fn parse_job_id(stdout: &str) -> Option<String> {
 /// `interrupted`. Returns the cancelled job ids.
 pub fn cancel(runs_dir: &Path, experiment: &str) -> anyhow::Result<Vec<String>> {
     track::sync(runs_dir)?;
-    let mut store = Store::open(&runs_dir.join("vitrun.sqlite"))?;
+    let mut store = Store::open(&crate::contract::RunsDir::new(runs_dir).store())?;
     let jobs: Vec<JobRecord> = store
         .jobs(Some(experiment))?
         .into_iter()
@@ -404,7 +405,7 @@ pub fn cancel(runs_dir: &Path, experiment: &str) -> anyhow::Result<Vec<String>> 
             ) {
                 let why = format!("cancelled with vitrun cancel (SLURM task {task})");
                 store.set_status(&trial, Status::Interrupted, Some(&why))?;
-                store.log_event(&trial, "interrupted", &why)?;
+                store.log_event(&trial, Event::Ended(Status::Interrupted), &why)?;
             }
         }
     }

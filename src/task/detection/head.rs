@@ -1,13 +1,60 @@
-//! The detection model's outputs: the encoder's patch tokens, decoded by DETR's queries
-//! (`Vit::detr`), read by the class head (no-object last) and the box MLP, per decoder layer;
-//! and on the host, the boxes a score threshold keeps, for reports.
+//! Detection's head: the backbone's dense features decoded by DETR's object queries (`detr`),
+//! each query read by the class head (`head`, no-object last) and the box MLP, per decoder
+//! layer; and on the host, the boxes a score threshold keeps, for reports.
 
+use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::detr::DetrDecoder;
 use crate::data::boxes::Corners;
 use crate::kernels::{self, VitKernels};
-use crate::model::Vit;
+use crate::model::{Backbone, BackboneShape, Model};
+
+/// The query decoder and the class head that reads its queries.
+#[derive(Module, Debug)]
+pub struct DetectionHead<B: Backend> {
+    /// Each query's class logits, the last column "no object".
+    pub head: Linear<B>,
+    pub detr: DetrDecoder<B>,
+}
+
+/// How many queries and layers a [`DetectionHead`] has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectionShape {
+    /// Object queries, the most objects an image can be given.
+    pub queries: usize,
+    /// Query groups decoded while training (Group DETR; 1 = plain DETR).
+    pub groups: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Object classes (the head has one more output: no object).
+    pub classes: usize,
+}
+
+impl<B: Backend> DetectionHead<B> {
+    /// A head of `shape` on a backbone of `backbone`'s width and heads.
+    pub fn new(backbone: BackboneShape, shape: DetectionShape, device: &B::Device) -> Self {
+        let head = LinearConfig::new(backbone.dim, shape.classes + 1)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            })
+            .init(device);
+        DetectionHead {
+            head,
+            detr: DetrDecoder::new(
+                backbone.dim,
+                backbone.heads,
+                [shape.queries, shape.groups],
+                shape.layers,
+                shape.classes,
+                device,
+            ),
+        }
+    }
+}
 
 /// Class logits `[batch·groups, queries, classes + 1]` and boxes `[batch·groups, queries, 4]`
 /// (`cx, cy, w, h` in [0, 1]; each image's groups in a row) of each decoder layer, the last
@@ -33,22 +80,14 @@ pub struct Wanted {
 }
 
 /// The detection model's outputs on images `[batch, channels, height, width]`.
-///
-/// # Panics
-/// If the model has no DETR decoder (an invariant: detection trials build one).
-pub fn detect<B: VitKernels>(
-    model: &Vit<B>,
+pub fn detect<B: VitKernels, E: Backbone<B>>(
+    model: &Model<B, E, DetectionHead<B>>,
     images: Tensor<B, 4>,
     wanted: Wanted,
 ) -> LayerOutputs<B> {
-    let decoder = model
-        .detr
-        .as_ref()
-        .expect("a detection model has a DETR decoder");
-    let [_, _, h, w] = images.dims();
-    let patch = model.patch_embed.patch_size();
-    let memory = model.patch_tokens(images);
-    let grid = [h / patch, w / patch];
+    let decoder = &model.head.detr;
+    let encoder = &model.encoder;
+    let (memory, grid) = encoder.dense(encoder.forward_features(images));
     let patch_logits = wanted
         .patches
         .then(|| kernels::linear(&decoder.patch_head, memory.clone(), false));
@@ -69,7 +108,7 @@ pub fn detect<B: VitKernels>(
     let (logits, boxes) = features
         .into_iter()
         .map(|f| {
-            let logits = kernels::linear(&model.head, f.clone(), false);
+            let logits = kernels::linear(&model.head.head, f.clone(), false);
             (per_image(logits), per_image(decoder.boxes(f)))
         })
         .unzip();

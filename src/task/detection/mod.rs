@@ -1,10 +1,14 @@
-//! DETR-style detection: the query decoder's outputs, Hungarian matching, the set loss and COCO
-//! mAP (box geometry is `data::boxes`, which the augmentations share).
+//! DETR-style detection: the query decoder and its head, Hungarian matching, the set loss, COCO
+//! mAP and the report panels (box geometry is `data::boxes`, which the augmentations share).
 
+mod detr;
 pub mod head;
 pub mod loss;
 pub mod map;
 pub mod matcher;
+mod panels;
 mod task;
 
+pub use detr::{CrossAttention, DetrDecoder, DetrLayer, QueryFeatures};
+pub use head::DetectionHead;
 pub use task::{Detection, DetectionTally};

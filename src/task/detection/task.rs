@@ -2,18 +2,21 @@
 //! share of objects found while training (`train/recall50`), and on validation COCO mAP@0.5
 //! (main), mAP@[.5:.95], mAP@0.75, the last layer's loss terms and each class's AP@0.5.
 
+use burn::backend::Flex;
+use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 
-use super::head::{detect, ImagePredictions, Wanted};
+use super::head::{detect, DetectionHead, DetectionShape, ImagePredictions, Wanted};
 use super::loss::{HostOutputs, LossParts, SetLoss};
 use super::map::{evaluate, Detection as Scored, GroundTruth};
 use super::matcher::{MatchWeights, TargetBox};
 use crate::config::Config;
+use crate::contract::TaskMetrics;
 use crate::data::geometry::ObjectBox;
-use crate::data::Batch;
-use crate::kernels::VitKernels;
-use crate::model::Vit;
-use crate::task::{Scores, Task};
+use crate::data::{Batch, Objects};
+use crate::kernels::{TrainBackend, VitKernels};
+use crate::model::{Backbone, BackboneShape, Model};
+use crate::task::{Answer, PanelInput, Panels, Scores, Task};
 
 /// IoU at which a training prediction counts as finding its object.
 const FOUND_IOU: f64 = 0.5;
@@ -22,6 +25,7 @@ const FOUND_IOU: f64 = 0.5;
 pub struct Detection {
     classes: Vec<String>,
     loss: SetLoss,
+    shape: DetectionShape,
 }
 
 /// Validation's boxes and loss terms, over the whole split.
@@ -34,10 +38,11 @@ pub struct DetectionTally {
 }
 
 /// Each image's objects as the matcher takes them: boxes as fractions of the input.
-fn targets(batch: &Batch) -> Vec<Vec<TargetBox>> {
+fn targets(batch: &Batch<Objects>) -> Vec<Vec<TargetBox>> {
     let size = batch.size as f64;
     batch
-        .objects
+        .targets
+        .images
         .iter()
         .map(|objects| {
             objects
@@ -95,10 +100,17 @@ fn found_share(predictions: &ImagePredictions<'_>, objects: &[ObjectBox], size: 
 }
 
 impl Task for Detection {
+    type Targets = Objects;
+    type Head<B: VitKernels> = DetectionHead<B>;
     type Output = HostOutputs;
     type Tally = DetectionTally;
-    const MAIN: &'static str = "map50";
-    const TRAIN_SCORE: &'static str = "recall50";
+    const METRICS: TaskMetrics = TaskMetrics {
+        task: "detection",
+        val: &["map50", "map", "map75", "loss_ce", "loss_bbox", "loss_giou"],
+        shown: 2,
+        per_class: Some("ap50_"),
+        train: "recall50",
+    };
 
     fn new(config: &Config, classes: &[String]) -> anyhow::Result<Self> {
         let d = config.head.detection();
@@ -114,14 +126,28 @@ impl Task for Detection {
                 aux_loss: d.aux_loss,
                 patch_weight: d.patch_weight,
             },
+            shape: DetectionShape {
+                queries: d.queries,
+                groups: d.groups,
+                layers: d.layers,
+                classes: classes.len(),
+            },
         })
     }
 
-    fn forward_loss<B: VitKernels>(
+    fn head<B: VitKernels>(&self, shape: BackboneShape, device: &B::Device) -> DetectionHead<B> {
+        DetectionHead::new(shape, self.shape, device)
+    }
+
+    fn valid_head<B: TrainBackend>(head: &DetectionHead<B>) -> DetectionHead<B::InnerBackend> {
+        head.valid()
+    }
+
+    fn forward_loss<B: VitKernels, E: Backbone<B>>(
         &self,
-        model: &Vit<B>,
+        model: &Model<B, E, DetectionHead<B>>,
         images: Tensor<B, 4>,
-        batch: &Batch,
+        batch: &Batch<Objects>,
         training: bool,
     ) -> (Tensor<B, 1>, HostOutputs) {
         let wanted = Wanted {
@@ -133,9 +159,9 @@ impl Task for Detection {
         self.loss.loss(outputs, &targets(batch))
     }
 
-    fn train_score(&self, predictions: &HostOutputs, batch: &Batch) -> f64 {
+    fn train_score(&self, predictions: &HostOutputs, batch: &Batch<Objects>) -> f64 {
         self.images(predictions)
-            .zip(&batch.objects)
+            .zip(&batch.targets.images)
             .map(|(p, objects)| found_share(&p, objects, batch.size))
             .sum()
     }
@@ -144,13 +170,13 @@ impl Task for Detection {
         DetectionTally::default()
     }
 
-    fn add(&self, tally: &mut DetectionTally, predictions: &HostOutputs, batch: &Batch) {
+    fn add(&self, tally: &mut DetectionTally, predictions: &HostOutputs, batch: &Batch<Objects>) {
         let n = batch.len() as f64;
         let p = predictions.parts;
         tally.parts.ce += p.ce * n;
         tally.parts.l1 += p.l1 * n;
         tally.parts.giou += p.giou * n;
-        for (image, objects) in self.images(predictions).zip(&batch.objects) {
+        for (image, objects) in self.images(predictions).zip(&batch.targets.images) {
             let id = tally.images;
             tally.images += 1;
             tally
@@ -183,7 +209,6 @@ impl Task for Detection {
             ("loss_bbox".to_string(), tally.parts.l1 / n),
             ("loss_giou".to_string(), tally.parts.giou / n),
         ];
-        let shown = 2;
         for (name, ap) in self.classes.iter().zip(&summary.per_class) {
             if let Some(ap) = ap {
                 figures.push((format!("ap50_{name}"), ap.ap50));
@@ -192,8 +217,39 @@ impl Task for Detection {
         Scores {
             main: summary.map50,
             figures,
-            shown,
         }
+    }
+
+    fn data_panels(&self, input: &PanelInput<'_>) -> anyhow::Result<Panels> {
+        Ok(crate::task::panels::dense_data_note(
+            input,
+            Self::METRICS.task,
+        ))
+    }
+
+    fn model_panels<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, DetectionHead<Flex>>,
+        input: &PanelInput<'_>,
+    ) -> anyhow::Result<Panels> {
+        super::panels::panels(model, input)
+    }
+
+    fn predict<E: Backbone<Flex>>(
+        &self,
+        _model: &Model<Flex, E, DetectionHead<Flex>>,
+        _images: Tensor<Flex, 4>,
+        _top_k: usize,
+    ) -> anyhow::Result<Vec<Answer>> {
+        Err(crate::task::classification_only(Self::METRICS.task))
+    }
+
+    fn export_args(
+        &self,
+        _config: &Config,
+        _classes: &[String],
+    ) -> anyhow::Result<serde_json::Value> {
+        Err(crate::task::classification_only(Self::METRICS.task))
     }
 }
 

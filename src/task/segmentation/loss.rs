@@ -91,7 +91,7 @@ impl PixelLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::loss::cross_entropy;
+    use crate::task::classification::loss::cross_entropy;
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::Distribution;
 

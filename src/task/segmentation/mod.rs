@@ -1,8 +1,13 @@
-//! Semantic segmentation: the linear decoder, the per-pixel loss, the metrics and the task.
+//! Semantic segmentation: the head and decoders, the per-pixel loss, the metrics, the report
+//! panels and the task.
 
+mod decoder;
 pub mod head;
 pub mod loss;
 pub mod metrics;
+mod panels;
 mod task;
 
+pub use decoder::ConvDecoder;
+pub use head::SegmentationHead;
 pub use task::Segmentation;

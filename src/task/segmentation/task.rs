@@ -2,29 +2,40 @@
 //! accuracy while training, and mIoU (main), pixel accuracy, per-class IoU and, for two
 //! classes, the foreground Dice on validation.
 
+use burn::backend::Flex;
+use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 
-use super::head::pixel_logits;
+use super::head::{pixel_logits, SegmentationHead};
 use super::loss::{pixel_rows, PixelLoss};
 use super::metrics::Confusion;
-use crate::config::Config;
+use crate::config::{Config, Decoder};
+use crate::contract::TaskMetrics;
 use crate::data::geometry::IGNORE_LABEL;
-use crate::data::Batch;
-use crate::kernels::VitKernels;
-use crate::model::Vit;
-use crate::task::{Scores, Task};
+use crate::data::{Batch, Masks};
+use crate::kernels::{TrainBackend, VitKernels};
+use crate::model::{Backbone, BackboneShape, Model};
+use crate::task::{Answer, PanelInput, Panels, Scores, Task};
 
 /// The segmentation task.
 pub struct Segmentation {
     classes: Vec<String>,
     loss: PixelLoss,
+    conv_decoder: bool,
 }
 
 impl Task for Segmentation {
+    type Targets = Masks;
+    type Head<B: VitKernels> = SegmentationHead<B>;
     type Output = Vec<f32>;
     type Tally = Confusion;
-    const MAIN: &'static str = "miou";
-    const TRAIN_SCORE: &'static str = "pixel_acc";
+    const METRICS: TaskMetrics = TaskMetrics {
+        task: "segmentation",
+        val: &["miou", "pixel_acc", "dice"],
+        shown: 3,
+        per_class: Some("iou_"),
+        train: "pixel_acc",
+    };
 
     fn new(config: &Config, classes: &[String]) -> anyhow::Result<Self> {
         let class_weights = config.head.class_weights.clone().unwrap_or_default();
@@ -42,19 +53,30 @@ impl Task for Segmentation {
                 class_weights,
                 dice_weight: config.head.dice_weight.unwrap_or(0.0),
             },
+            conv_decoder: config.head.decoder == Some(Decoder::Conv),
         })
     }
 
-    fn forward_loss<B: VitKernels>(
+    fn head<B: VitKernels>(&self, shape: BackboneShape, device: &B::Device) -> SegmentationHead<B> {
+        SegmentationHead::new(shape, self.classes.len(), self.conv_decoder, device)
+    }
+
+    fn valid_head<B: TrainBackend>(
+        head: &SegmentationHead<B>,
+    ) -> SegmentationHead<B::InnerBackend> {
+        head.valid()
+    }
+
+    fn forward_loss<B: VitKernels, E: Backbone<B>>(
         &self,
-        model: &Vit<B>,
+        model: &Model<B, E, SegmentationHead<B>>,
         images: Tensor<B, 4>,
-        batch: &Batch,
+        batch: &Batch<Masks>,
         _training: bool,
     ) -> (Tensor<B, 1>, Vec<f32>) {
         let rows = pixel_rows(pixel_logits(model, images));
         let predicted = rows.clone().argmax(1);
-        let loss = self.loss.loss(rows, &batch.masks);
+        let loss = self.loss.loss(rows, &batch.targets.pixels);
         let labels = predicted
             .into_data()
             .convert::<f32>()
@@ -64,11 +86,11 @@ impl Task for Segmentation {
     }
 
     /// Each image's share of correctly labelled pixels (of those that count), summed.
-    fn train_score(&self, predictions: &Vec<f32>, batch: &Batch) -> f64 {
+    fn train_score(&self, predictions: &Vec<f32>, batch: &Batch<Masks>) -> f64 {
         let plane = batch.size * batch.size;
         predictions
             .chunks(plane)
-            .zip(batch.masks.chunks(plane))
+            .zip(batch.targets.pixels.chunks(plane))
             .map(|(p, t)| {
                 let (mut right, mut counted) = (0usize, 0usize);
                 for (&p, &t) in p.iter().zip(t) {
@@ -90,9 +112,9 @@ impl Task for Segmentation {
         Confusion::new(self.classes.len())
     }
 
-    fn add(&self, tally: &mut Confusion, predictions: &Vec<f32>, batch: &Batch) {
+    fn add(&self, tally: &mut Confusion, predictions: &Vec<f32>, batch: &Batch<Masks>) {
         let predicted: Vec<u8> = predictions.iter().map(|&p| p as u8).collect();
-        tally.add(&batch.masks, &predicted);
+        tally.add(&batch.targets.pixels, &predicted);
     }
 
     fn scores(&self, tally: Confusion) -> Scores {
@@ -104,7 +126,6 @@ impl Task for Segmentation {
         if let (2, Some(dice)) = (self.classes.len(), tally.dice(1)) {
             figures.push(("dice".into(), dice));
         }
-        let shown = figures.len();
         for (name, iou) in self.classes.iter().zip(tally.iou()) {
             if let Some(iou) = iou {
                 figures.push((format!("iou_{name}"), iou));
@@ -113,7 +134,38 @@ impl Task for Segmentation {
         Scores {
             main: miou,
             figures,
-            shown,
         }
+    }
+
+    fn data_panels(&self, input: &PanelInput<'_>) -> anyhow::Result<Panels> {
+        Ok(crate::task::panels::dense_data_note(
+            input,
+            Self::METRICS.task,
+        ))
+    }
+
+    fn model_panels<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, SegmentationHead<Flex>>,
+        input: &PanelInput<'_>,
+    ) -> anyhow::Result<Panels> {
+        super::panels::panels(model, input)
+    }
+
+    fn predict<E: Backbone<Flex>>(
+        &self,
+        _model: &Model<Flex, E, SegmentationHead<Flex>>,
+        _images: Tensor<Flex, 4>,
+        _top_k: usize,
+    ) -> anyhow::Result<Vec<Answer>> {
+        Err(crate::task::classification_only(Self::METRICS.task))
+    }
+
+    fn export_args(
+        &self,
+        _config: &Config,
+        _classes: &[String],
+    ) -> anyhow::Result<serde_json::Value> {
+        Err(crate::task::classification_only(Self::METRICS.task))
     }
 }

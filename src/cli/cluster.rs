@@ -1,0 +1,338 @@
+//! What the cluster subcommands do: `sweep --launcher slurm` (submit, optionally watch),
+//! `status`, `cancel`, `sync`, and the hidden `array-task` each SLURM task runs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::commands::{distinct, SweepOptions};
+use super::Console;
+use crate::config::{available_cores, Loaded};
+use crate::plan::plan;
+use crate::schedule::slurm::{self, JobPlan, Submission, TaskState, PLAN_FILE};
+use crate::schedule::{self, slot_device, Slot, SweepReport};
+use crate::track::shard::ShardView;
+use crate::track::{self, Store};
+use crate::train::process::{self, ClusterTrial, TrialEnd, TrialOptions};
+
+/// `vitrun sweep FILE --launcher slurm`: submits one job array of what is missing; with
+/// `wait`, follows it until no task is left and returns the sweep's table.
+pub fn sweep(
+    loaded: &Loaded,
+    options: &SweepOptions,
+    wait: Option<Duration>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<(Submission, Option<SweepReport>)> {
+    let started = Instant::now();
+    let plan = plan(loaded)?;
+    let submission = slurm::submit(loaded, &plan, &options.sets)?;
+    if submission.arrays.is_empty() {
+        println!(
+            "nothing to submit: {} trials done, {} queued or running on the cluster",
+            submission.done, submission.in_flight
+        );
+    }
+    for array in &submission.arrays {
+        println!(
+            "submitted job array {}: {} trials ({} done already, {} queued or running on the cluster); plan and script in {}",
+            array.job,
+            array.trials,
+            submission.done,
+            submission.in_flight,
+            array.dir.display()
+        );
+    }
+    let Some(interval) = wait else {
+        println!(
+            "watch with `vitrun status {}`; results fold into the store on every read",
+            loaded.config.name
+        );
+        return Ok((submission, None));
+    };
+    let runs_dir = Path::new(&loaded.config.train.runs_dir);
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        track::sync_before_reading(runs_dir)?;
+        let mut store = Store::open(&loaded.config.store_path())?;
+        let tasks = slurm::refresh(&mut store, runs_dir, &loaded.config.name)?;
+        let states = store.trial_states(&loaded.config.name)?;
+        let mut live = 0;
+        for t in &plan.trials {
+            let (task, state) = tasks.get(&t.id).cloned().unwrap_or_default();
+            if state.as_ref().is_some_and(TaskState::is_live) {
+                live += 1;
+            }
+            let line = format!(
+                "{} {}",
+                states.get(&t.id).map_or("new", |s| s.effective().as_str()),
+                state.map_or(String::new(), |s| format!("[{task}: {}]", s.describe()))
+            );
+            if seen.get(&t.id) != Some(&line) {
+                println!("{} {:<12} {line}", schedule::clock(started.elapsed()), t.id);
+                seen.insert(t.id.clone(), line);
+            }
+        }
+        if live == 0 {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) {
+            println!(
+                "stopped watching; the job array keeps running (vitrun status {})",
+                loaded.config.name
+            );
+            break;
+        }
+        std::thread::sleep(interval);
+    }
+    let store = Store::open(&loaded.config.store_path())?;
+    let results = schedule::results(&store, &plan)?;
+    Ok((
+        submission.clone(),
+        Some(SweepReport {
+            results,
+            launched: submission.submitted.len(),
+            skipped: submission.done,
+            interrupted: stop.load(Ordering::SeqCst),
+            wall: started.elapsed(),
+        }),
+    ))
+}
+
+/// `vitrun status [EXPERIMENT]`: every trial's store status joined with its SLURM task.
+pub fn status(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
+    let path = crate::contract::RunsDir::new(runs_dir).store();
+    anyhow::ensure!(
+        path.exists(),
+        "no run store at {}; submit a sweep first (vitrun sweep FILE --launcher slurm) or pass --runs-dir",
+        path.display()
+    );
+    track::sync_before_reading(runs_dir)?;
+    let mut store = Store::open(&path)?;
+    let experiments: Vec<String> = match experiment {
+        Some(e) => vec![e.to_string()],
+        None => distinct(store.jobs(None)?.into_iter().map(|j| j.experiment)),
+    };
+    let mut out = String::new();
+    for exp in experiments {
+        let tasks = slurm::refresh(&mut store, runs_dir, &exp)?;
+        for job in store.jobs(Some(&exp))? {
+            out.push_str(&format!(
+                "# {exp}: job {} ({} tasks, sweep {}, submitted {}{}) in {}\n",
+                job.job,
+                job.tasks,
+                job.sweep,
+                job.submitted_at,
+                job.cancelled_at
+                    .map(|c| format!(", cancelled {c}"))
+                    .unwrap_or_default(),
+                job.dir
+            ));
+        }
+        out.push_str(&format!(
+            "{:<12} {:<11} {:<34} {:>8} {:>8} {:>6} {:>9}\n",
+            "trial", "status", "slurm", "attempts", "requeues", "epochs", "best"
+        ));
+        let dir = runs_dir.join(&exp);
+        for t in store.trials(Some(&exp))? {
+            let slurm = tasks.get(&t.id).map_or("-".to_string(), |(task, state)| {
+                format!(
+                    "{task} {}",
+                    state
+                        .as_ref()
+                        .map_or("gone".to_string(), TaskState::describe)
+                )
+            });
+            let requeues = ShardView::read(&dir.join(&t.id))
+                .map(|v| v.preemptions)
+                .unwrap_or(0);
+            out.push_str(&format!(
+                "{:<12} {:<11} {:<34} {:>8} {:>8} {:>6} {:>9}{}\n",
+                t.id,
+                t.status,
+                slurm,
+                t.attempts,
+                requeues,
+                t.epochs.map_or("-".into(), |e| e.to_string()),
+                t.best.map_or("-".into(), |v| {
+                    format!("{} {:.1}%", t.best_metric, v * 100.0)
+                }),
+                t.error.map(|e| format!("  ({e})")).unwrap_or_default()
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no SLURM submissions in this run store\n");
+    }
+    Ok(out)
+}
+
+/// `vitrun sync`: folds every shard under the runs folder into the store.
+pub fn sync(runs_dir: &Path) -> anyhow::Result<track::FoldReport> {
+    Ok(track::sync(runs_dir)?.unwrap_or_default())
+}
+
+/// Points this process's stdout and stderr at the trial's log (appending), as the local
+/// scheduler does for its children.
+fn log_to(path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    std::io::stdout().flush()?;
+    // SAFETY: dup2 onto the standard descriptors of this process; `file` stays open until
+    // they are duplicated.
+    unsafe {
+        libc::dup2(file.as_raw_fd(), 1);
+        libc::dup2(file.as_raw_fd(), 2);
+    }
+    Ok(())
+}
+
+/// Another live array task running this trial (an attempt without its end marker whose task
+/// SLURM still runs), so that two submissions of one trial never train it twice.
+fn live_holder(trial_dir: &Path) -> anyhow::Result<Option<String>> {
+    let view = ShardView::read(trial_dir)?;
+    let Some(job) = view.last_job.filter(|_| view.attempts > 0 && !view.ended) else {
+        return Ok(None);
+    };
+    if Some(&job) == slurm::task_id().as_ref() {
+        return Ok(None);
+    }
+    let (id, _) = job.split_once('_').unwrap_or((&job, ""));
+    let live = slurm::queue::squeue(&[id.to_string()])?
+        .get(&job)
+        .is_some_and(|t| t.state == "RUNNING");
+    Ok(live.then_some(job))
+}
+
+/// `vitrun array-task DIR`: runs the trial of this SLURM array task (`SLURM_ARRAY_TASK_ID`)
+/// from the submission folder `DIR`, writing its shard; USR2 or TERM (or the job's deadline)
+/// checkpoints it, marks it preempted and requeues the task.
+pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
+    let plan_path = dir.join(PLAN_FILE);
+    let plan: JobPlan = serde_json::from_str(
+        &std::fs::read_to_string(&plan_path)
+            .with_context(|| format!("cannot read {}", plan_path.display()))?,
+    )
+    .with_context(|| format!("{} is not a vitrun job plan", plan_path.display()))?;
+    let index: usize = std::env::var("SLURM_ARRAY_TASK_ID")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .context(
+            "vitrun array-task runs inside a SLURM array task (SLURM_ARRAY_TASK_ID is not set)",
+        )?;
+    let task = plan.tasks.get(index).with_context(|| {
+        format!(
+            "array index {index} is not in {} ({} tasks)",
+            plan_path.display(),
+            plan.tasks.len()
+        )
+    })?;
+    let threads = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(available_cores);
+    let gpus = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+    let mut sets = plan.sets.clone();
+    sets.extend(task.sets.iter().cloned());
+    let asked = crate::config::load(&plan.file, &sets)?.config.train.device;
+    let slot = Slot {
+        label: format!("slurm:{}", slurm::task_id().unwrap_or_default()),
+        gpu: (!gpus.is_empty()).then_some(0),
+        threads,
+    };
+    sets.push(format!("train.device=\"{}\"", slot_device(asked, &slot)));
+    sets.push(format!("train.threads={threads}"));
+    let loaded = crate::config::load(&plan.file, &sets)?;
+    let trial_dir = loaded.config.trial_dir(&task.trial);
+    std::fs::create_dir_all(trial_dir.path())
+        .with_context(|| format!("cannot create {}", trial_dir.path().display()))?;
+    let log = trial_dir.log();
+    println!("trial {} logs to {}", task.trial, log.display());
+    log_to(&log)?;
+    println!(
+        "=== {} SLURM task {} on {} ({threads} threads, CUDA_VISIBLE_DEVICES={gpus:?}, restart {})",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        slurm::task_id().unwrap_or_default(),
+        track::hostname(),
+        std::env::var("SLURM_RESTART_COUNT").unwrap_or_else(|_| "0".into())
+    );
+    if let Some(holder) = live_holder(trial_dir.path())? {
+        println!(
+            "trial {} is already running in SLURM task {holder}; leaving it to that task",
+            task.trial
+        );
+        return Ok((
+            loaded,
+            TrialEnd::Held {
+                pid: 0,
+                host: format!("SLURM task {holder}"),
+                since: None,
+            },
+        ));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    // One flag per cause, so the trial records what stopped it.
+    let causes: [(&'static str, Arc<AtomicBool>); 3] = [
+        (
+            "USR2 before the time limit",
+            Arc::new(AtomicBool::new(false)),
+        ),
+        ("TERM", Arc::new(AtomicBool::new(false))),
+        ("the job's deadline", Arc::new(AtomicBool::new(false))),
+    ];
+    for (signal, (_, flag)) in [signal_hook::consts::SIGUSR2, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .zip(&causes)
+    {
+        signal_hook::flag::register(signal, flag.clone())?;
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    if let Some(at) = slurm::deadline(plan.signal_seconds) {
+        let (stop, deadline) = (stop.clone(), causes[2].1.clone());
+        std::thread::spawn(move || {
+            if let Ok(wait) = at.duration_since(std::time::SystemTime::now()) {
+                std::thread::sleep(wait);
+            }
+            deadline.store(true, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let requeue_dir = dir.to_path_buf();
+    let options = TrialOptions {
+        resume: true,
+        force: false,
+        sweep: Some(plan.sweep.clone()),
+        expect_id: Some(task.trial.clone()),
+        cluster: Some(ClusterTrial {
+            job: slurm::task_id(),
+            peers: plan.peers.clone(),
+            stopped_by: Box::new(move || {
+                causes
+                    .iter()
+                    .find(|(_, flag)| flag.load(Ordering::SeqCst))
+                    .map(|(why, _)| *why)
+            }),
+            requeue: Box::new(move || slurm::requeue_self(&requeue_dir)),
+        }),
+    };
+    let end = process::run(&loaded, &options, stop, &mut Console::new(false))?;
+    Ok((loaded, end))
+}
+
+/// `vitrun cancel EXPERIMENT`.
+pub fn cancel(runs_dir: &Path, experiment: &str) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        crate::config::is_safe_name(experiment),
+        "{experiment:?} is not an experiment name"
+    );
+    slurm::cancel(runs_dir, experiment)
+}

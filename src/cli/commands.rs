@@ -1,0 +1,398 @@
+//! What each subcommand does, kept apart from argument parsing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::{Loaded, TrialsPerGpu};
+use crate::contract::Status;
+use crate::plan::{plan, short_value, Plan};
+use crate::report::groups;
+use crate::schedule::{self, PerGpu, Sweep, SweepReport, TrialCommand};
+use crate::track::Store;
+
+fn store_states(loaded: &Loaded) -> anyhow::Result<HashMap<String, crate::track::TrialState>> {
+    let path = loaded.config.store_path();
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    crate::track::sync_before_reading(Path::new(&loaded.config.train.runs_dir))?;
+    Ok(Store::open(&path)?.trial_states(&loaded.config.name)?)
+}
+
+/// `vitrun plan`: every trial of the sweep with the values that vary and its status in the
+/// store; runs nothing.
+pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
+    let plan = plan(loaded)?;
+    let states = store_states(loaded)?;
+    let status = |id: &str| states.get(id).map_or("new", |s| s.effective().as_str());
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &plan.trials {
+        *counts.entry(status(&t.id)).or_default() += 1;
+    }
+    let merged = plan.points - plan.trials.len() - plan.not_applicable;
+    let mut notes = Vec::new();
+    if merged > 0 {
+        notes.push(format!("{merged} points resolved to an existing trial"));
+    }
+    if plan.not_applicable > 0 {
+        notes.push(format!(
+            "{} points not created: a conditional axis does not apply",
+            plan.not_applicable
+        ));
+    }
+    let mut out = format!(
+        "# {}: sweep {}, {} trials{} ({})\n",
+        loaded.file.display(),
+        plan.sweep,
+        plan.trials.len(),
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        },
+        counts
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let cells: Vec<Vec<String>> = plan
+        .trials
+        .iter()
+        .map(|t| {
+            plan.axes
+                .iter()
+                .map(|axis| {
+                    t.point
+                        .iter()
+                        .find(|(k, _)| k == axis)
+                        .map_or("-".to_string(), |(_, v)| short_value(v))
+                })
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = plan
+        .axes
+        .iter()
+        .enumerate()
+        .map(|(i, axis)| {
+            cells
+                .iter()
+                .map(|c| c[i].len())
+                .fold(axis.len(), usize::max)
+        })
+        .collect();
+    let row = |id: &str, status: &str, values: &[String]| {
+        let values: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        format!("{id:<12} {status:<9} {}\n", values.join("  ").trim_end())
+    };
+    out.push_str(&row("trial", "status", &plan.axes));
+    for (t, values) in plan.trials.iter().zip(&cells) {
+        out.push_str(&row(&t.id, status(&t.id), values));
+    }
+    Ok(out)
+}
+
+/// How `vitrun sweep` places trials.
+pub struct SweepOptions {
+    /// `--devices`: overrides discovery (`cpu`, `cuda:0,cuda:1`, …).
+    pub devices: Option<String>,
+    /// `--cpu-slots`: CPU trials at once (default: one per core, at most one per trial).
+    pub cpu_slots: Option<usize>,
+    /// The user's `--set` strings, passed to every trial.
+    pub sets: Vec<String>,
+}
+
+fn slots_for(
+    loaded: &Loaded,
+    plan: &Plan,
+    options: &SweepOptions,
+    exe: &Path,
+) -> anyhow::Result<Vec<schedule::Slot>> {
+    anyhow::ensure!(
+        options.cpu_slots != Some(0),
+        "--cpu-slots 0: give at least 1 (CPU trials at once), or leave it out for one per core"
+    );
+    let discovered = schedule::discover();
+    let gpu_build = cfg!(feature = "cuda") || cfg!(feature = "tch");
+    let mut devices = match &options.devices {
+        Some(list) => {
+            schedule::parse_devices(list, &discovered, gpu_build).map_err(anyhow::Error::msg)?
+        }
+        None => discovered,
+    };
+    if !devices.gpus.is_empty() && !gpu_build {
+        println!("note: GPUs found, but this vitrun was built without the cuda or tch feature; running on the CPU");
+        devices.gpus.clear();
+    }
+    let per_gpu = match loaded.sweep.trials_per_gpu {
+        TrialsPerGpu::Auto if !devices.gpus.is_empty() => {
+            let gpu = devices.gpus[0].index;
+            let need = schedule::largest(&plan.trials)
+                .and_then(|t| schedule::measure(exe, &loaded.file, &options.sets, t, gpu));
+            match need {
+                Some(need_mib) => {
+                    println!("trials_per_gpu = auto: one trial needs {need_mib} MiB (measured on cuda:{gpu})");
+                    PerGpu::Measured { need_mib }
+                }
+                None => {
+                    println!("note: trials_per_gpu = auto could not measure GPU memory (nvidia-smi or the probe failed); using 1");
+                    PerGpu::Count(1)
+                }
+            }
+        }
+        TrialsPerGpu::Auto => PerGpu::Count(1),
+        TrialsPerGpu::Count(n) => PerGpu::Count(n),
+    };
+    let cpu_trials = plan
+        .trials
+        .iter()
+        .filter(|t| devices.gpus.is_empty() || t.config.train.device.is_gpu() == Some(false))
+        .count();
+    let cpu_slots = options
+        .cpu_slots
+        .unwrap_or(devices.cpu_cores)
+        .min(cpu_trials.max(1));
+    Ok(schedule::layout(&devices, per_gpu, cpu_slots))
+}
+
+/// `vitrun sweep`: plans the file's trials and runs those the store does not have done.
+pub fn sweep(
+    loaded: &Loaded,
+    options: &SweepOptions,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<SweepReport> {
+    let plan = plan(loaded)?;
+    let exe = std::env::current_exe().context("cannot find the vitrun executable")?;
+    let slots = slots_for(loaded, &plan, options, &exe)?;
+    let launcher = TrialCommand {
+        exe,
+        file: loaded.file.clone(),
+        sets: options.sets.clone(),
+        sweep: plan.sweep.clone(),
+    };
+    let mut view = schedule::Console::new();
+    schedule::run(Sweep {
+        plan: &plan,
+        file: loaded.file.clone(),
+        store_path: loaded.config.store_path(),
+        slots,
+        max_retries: loaded.sweep.max_retries,
+        retry_on: loaded.sweep.retry_on.clone(),
+        launcher: &launcher,
+        stop,
+        view: &mut view,
+    })
+}
+
+/// The end-of-sweep table, best trial first.
+pub fn sweep_summary(report: &SweepReport) -> String {
+    let mut out = format!(
+        "{:<12} {:<9} {:>12} {:>6} {:>8}  {}\n",
+        "trial", "status", "best", "epochs", "time", "values"
+    );
+    for r in &report.results {
+        out.push_str(&format!(
+            "{:<12} {:<9} {:>12} {:>6} {:>8}  {}{}\n",
+            r.id,
+            r.status,
+            r.best
+                .map(|v| format!("{} {:.1}%", r.best_metric, v * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            r.epochs
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.seconds
+                .map(|s| schedule::clock(std::time::Duration::from_secs_f64(s.max(0.0))))
+                .unwrap_or_else(|| "-".into()),
+            r.point,
+            r.error
+                .as_ref()
+                .filter(|_| r.status != Status::Finished)
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    out.push_str(&format!(
+        "{} trials, {} already done before this run, {} processes started, {} wall time\n",
+        report.results.len(),
+        report.skipped,
+        report.launched,
+        schedule::clock(report.wall)
+    ));
+    out
+}
+
+/// `vitrun check`: the resolved config, each value with where it came from (and, for a sweep,
+/// how many trials it plans; an invalid point is an error here too).
+pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
+    crate::task::check(loaded)?;
+    let json = serde_json::to_value(&loaded.config).expect("config serialises");
+    let mut out = format!(
+        "# {} — trial id {}\n",
+        loaded.file.display(),
+        loaded.config.trial_id()
+    );
+    let width = loaded.sources.keys().map(String::len).max().unwrap_or(0);
+    for (path, source) in &loaded.sources {
+        if path == "sweep" {
+            continue;
+        }
+        let value = path
+            .split('.')
+            .try_fold(&json, |node, key| node.get(key))
+            .map(|v| match v {
+                serde_json::Value::Null => "(unset)".to_string(),
+                other => other.to_string(),
+            })
+            .unwrap_or_default();
+        out.push_str(&format!("{path:<width$} = {value:<24} # {source}\n"));
+    }
+    if !loaded.sweep.is_empty() {
+        let s = &loaded.sweep;
+        let points = crate::plan::check_axes(loaded)?;
+        out.push_str(&format!(
+            "# sweep: {points} points from {} grid axes, {} zip groups, {} random axes ({} samples), each axis value validated; `vitrun plan` lists the trials\n",
+            s.grid.len(),
+            s.zip.len(),
+            s.random.len(),
+            s.samples
+        ));
+    }
+    Ok(out)
+}
+
+fn open_store(runs_dir: &Path) -> anyhow::Result<Store> {
+    let path = crate::contract::RunsDir::new(runs_dir).store();
+    if !path.exists() {
+        anyhow::bail!(
+            "no run store at {}; run an experiment first (vitrun run FILE) or pass --runs-dir",
+            path.display()
+        );
+    }
+    crate::track::sync_before_reading(runs_dir)?;
+    Ok(Store::open(&path)?)
+}
+
+/// `vitrun ls --group`: trials that differ only in `seed` as one line per group, ranked by the
+/// mean of their best val top-1, with the standard deviation and a 95 % interval (n ≥ 3).
+pub fn ls_groups(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
+    let store = open_store(runs_dir)?;
+    let summaries = store.trials(experiment)?;
+    let mut configs = Vec::new();
+    for t in &summaries {
+        let (json, _) = store
+            .trial_config(&t.id)?
+            .with_context(|| format!("trial {} is not in the store", t.id))?;
+        configs.push(
+            serde_json::from_str::<crate::config::Config>(&json)
+                .with_context(|| format!("trial {}: its stored config does not parse", t.id))?,
+        );
+    }
+    let refs: Vec<&crate::config::Config> = configs.iter().collect();
+    let groups = groups::replicates(&refs);
+    let representatives: Vec<&crate::config::Config> = groups.iter().map(|g| refs[g[0]]).collect();
+    let differing = groups::labels(&representatives);
+    let mut rows: Vec<(Option<groups::Stats>, String)> = groups
+        .iter()
+        .enumerate()
+        .map(|(g, members)| {
+            let values: Vec<f64> = members.iter().filter_map(|&i| summaries[i].best).collect();
+            let ids: Vec<&str> = members.iter().map(|&i| summaries[i].id.as_str()).collect();
+            let stats = groups::stats(&values);
+            let pct = |v: f64| format!("{:.2}%", v * 100.0);
+            let line = format!(
+                "{:>3} {:>9} {:>8} {:<19} {:<width$}  {}\n",
+                members.len(),
+                stats.as_ref().map_or("-".into(), |s| pct(s.mean)),
+                stats
+                    .as_ref()
+                    .and_then(|s| s.std)
+                    .map_or("-".into(), |s| format!("± {:.2}", s * 100.0)),
+                stats
+                    .as_ref()
+                    .and_then(|s| s.ci95)
+                    .map_or("-".into(), |(lo, hi)| format!(
+                        "[{:.2}, {:.2}]",
+                        lo * 100.0,
+                        hi * 100.0
+                    )),
+                differing[g],
+                ids.join(","),
+                width = differing.iter().map(String::len).max().unwrap_or(0).max(6)
+            );
+            (stats, line)
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        let mean = |s: &Option<groups::Stats>| s.as_ref().map_or(f64::NEG_INFINITY, |s| s.mean);
+        mean(&b.0).total_cmp(&mean(&a.0))
+    });
+    let width = differing.iter().map(String::len).max().unwrap_or(0).max(6);
+    let mut out = format!(
+        "{:>3} {:>9} {:>8} {:<19} {:<width$}  {}\n",
+        "n", "mean top1", "std", "95% CI (n >= 3)", "values", "trials"
+    );
+    for (_, line) in rows {
+        out.push_str(&line);
+    }
+    Ok(out)
+}
+
+/// Each item once, in the order of its first appearance (`Vec::dedup` only drops adjacent
+/// repeats, so an unsorted list keeps its interleaved ones).
+pub(super) fn distinct<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut seen = std::collections::BTreeSet::new();
+    items
+        .into_iter()
+        .filter(|item| seen.insert(item.clone()))
+        .collect()
+}
+
+/// Marks trials of SLURM submissions whose task is gone as stale, where this machine can ask
+/// SLURM (a machine without it lists the store as it is).
+fn mark_gone_cluster_tasks(store: &mut Store, runs_dir: &Path, experiment: Option<&str>) {
+    let Ok(jobs) = store.jobs(experiment) else {
+        return;
+    };
+    for exp in distinct(jobs.into_iter().map(|j| j.experiment)) {
+        let _ = schedule::slurm::refresh(store, runs_dir, &exp);
+    }
+}
+
+/// `vitrun ls`: one line per trial, newest first.
+pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
+    let mut store = open_store(runs_dir)?;
+    mark_gone_cluster_tasks(&mut store, runs_dir, experiment);
+    let mut out = format!(
+        "{:<12} {:<20} {:<9} {:>6} {:>12} {:>9} {:<10} {}\n",
+        "trial", "experiment", "status", "epochs", "best", "val loss", "device", "started"
+    );
+    for t in store.trials(experiment)? {
+        out.push_str(&format!(
+            "{:<12} {:<20} {:<9} {:>6} {:>12} {:>9} {:<10} {}{}\n",
+            t.id,
+            t.experiment,
+            t.status,
+            t.epochs.map(|e| e.to_string()).unwrap_or("-".into()),
+            t.best.map_or("-".into(), |v| {
+                format!("{} {:.1}%", t.best_metric, v * 100.0)
+            }),
+            t.last_val_loss
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or("-".into()),
+            t.device.unwrap_or_default(),
+            t.started_at.unwrap_or_default(),
+            t.error.map(|e| format!("  ({e})")).unwrap_or_default(),
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,679 @@
+//! The front end: the `vitrun` command line (parsing, exit codes, Ctrl-C, progress) and what
+//! each subcommand does. The binary's `main` is [`main`]; everything below it is library code
+//! the front end calls.
+
+mod cluster;
+pub mod commands;
+mod console;
+mod export;
+mod predict;
+
+pub use console::Console;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::contract::TrialExit;
+use crate::train::process::{self, Crash, TrialEnd};
+use crate::train::Outcome;
+
+#[derive(Parser)]
+#[command(
+    name = "vitrun",
+    version,
+    about = "A declarative experiment runner for Vision Transformers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What `run` and `trial` share.
+#[derive(clap::Args)]
+struct TrainArgs {
+    file: PathBuf,
+    /// Override a key: --set optimizer.lr=3e-4 (TOML value syntax; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Continue the trial from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Take over a trial another host has claimed, and resume even without optimizer state.
+    #[arg(long)]
+    force: bool,
+    /// Print only the final result.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Which launcher `vitrun sweep` uses.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LauncherKind {
+    Local,
+    Slurm,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the experiment in FILE (one trial) and record it in the run store.
+    Run(TrainArgs),
+    /// Run one trial of a sweep, as the scheduler (or a cluster job) does.
+    #[command(hide = true)]
+    Trial {
+        #[command(flatten)]
+        args: TrainArgs,
+        /// The sweep the trial belongs to (turns on its early-stopping rule).
+        #[arg(long)]
+        sweep: Option<String>,
+        /// Refuse to run unless the resolved config hashes to this id.
+        #[arg(long = "trial-id")]
+        trial_id: Option<String>,
+    },
+    /// A few training steps on random data (the GPU memory probe of `trials_per_gpu = "auto"`).
+    #[command(hide = true)]
+    Probe {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Print the trials FILE's [sweep] expands into, with their status in the store.
+    Plan {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Print the resolved config, each value with where it came from.
+    Check {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// List trials in the run store with status and best metrics.
+    Ls {
+        /// Only this experiment's trials.
+        experiment: Option<String>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// One line per group of trials that differ only in seed: mean ± std and a 95 % CI.
+        #[arg(long)]
+        group: bool,
+    },
+    /// Run every trial of FILE's [sweep] that the store does not have done.
+    Sweep {
+        #[arg(default_value = "experiments/deit_vehicles_sweep.toml")]
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Devices to use instead of the discovered ones: cpu, cuda:0,cuda:1, …
+        #[arg(long)]
+        devices: Option<String>,
+        /// CPU trials at once (default: one per core); the cores are split between them.
+        #[arg(long = "cpu-slots")]
+        cpu_slots: Option<usize>,
+        /// Where trials run: local processes, or one SLURM job array ([sweep.slurm]).
+        #[arg(long, value_enum, default_value = "local")]
+        launcher: LauncherKind,
+        /// With --launcher slurm: follow the job array until no task is left.
+        #[arg(long)]
+        wait: bool,
+        /// How often --wait looks at the cluster, in seconds.
+        #[arg(long, default_value_t = 5)]
+        poll_seconds: u64,
+    },
+    /// Trials of SLURM sweeps: store status joined with each array task's state.
+    Status {
+        /// Only this experiment (default: every experiment with a SLURM submission).
+        experiment: Option<String>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Cancel an experiment's SLURM job arrays (scancel); unfinished trials become interrupted.
+    Cancel {
+        experiment: String,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Fold the shards cluster trials wrote into the run store (every reading command does).
+    Sync {
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Run the trial of this SLURM array task from its submission folder (what sbatch runs).
+    #[command(hide = true)]
+    ArrayTask { dir: PathBuf },
+    /// Classify images with a trained trial's weights (its validation preprocessing, on the CPU).
+    Predict(PredictArgs),
+    /// Write a trial's weights as a timm state dict (.safetensors) with its timm model arguments
+    /// (.json beside it).
+    Export {
+        /// A trial id or prefix, or an experiment or sweep (its best trial).
+        target: String,
+        /// The .safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Print what differs between two trials: config keys, provenance, final metrics.
+    Diff {
+        /// A trial id or unique prefix.
+        a: String,
+        /// Another trial id or unique prefix.
+        b: String,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Write the metrics of a trial, experiment or sweep (default: the latest) to a file.
+    ExportMetrics {
+        /// A trial id (or unique prefix), an experiment name or a sweep name.
+        target: Option<String>,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// csv, json or parquet (default: from the --out extension).
+        #[arg(long)]
+        format: Option<crate::report::export::Format>,
+        /// One row per trial with each metric's final and best value.
+        #[arg(long)]
+        wide: bool,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Draw charts and an HTML report of a trial, experiment or sweep (default: the latest).
+    Report {
+        /// A trial id (or unique prefix), an experiment name or a sweep name.
+        target: Option<String>,
+        /// Where to write (default: runs/<experiment>/report/ or the trial's report/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// How attention heads are combined: mean, max or min.
+        #[arg(long, default_value = "mean")]
+        fusion: crate::report::Fusion,
+        /// Fraction of the lowest attention weights dropped per row (0 keeps all).
+        #[arg(long, default_value_t = 0.0)]
+        discard: f32,
+        /// Validation images in the attention and prediction figures.
+        #[arg(long, default_value_t = 6)]
+        samples: usize,
+        /// The metric trials are ranked by (split/name; losses rank lowest first); default: the
+        /// task's main one (val/top1, segmentation val/miou).
+        #[arg(long)]
+        metric: Option<String>,
+    },
+}
+
+/// What the `vitrun` binary runs: parses the command line, runs the command, and turns its
+/// outcome into the exit code.
+pub fn main() -> ExitCode {
+    crate::alloc::keep_freed_memory();
+    let cli = Cli::parse();
+    if cli.command.only_prints() {
+        // SAFETY: restoring the default action of SIGPIPE before any thread starts: a command
+        // whose output is piped into `head` then ends quietly, as Unix tools do.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vitrun: error: {e:#}");
+            let exit = if e.is::<Crash>() {
+                TrialExit::Crashed
+            } else {
+                TrialExit::Failed
+            };
+            ExitCode::from(exit.code())
+        }
+    }
+}
+
+impl Command {
+    /// Commands that only print (their output may go into a closed pipe).
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Plan { .. }
+                | Command::Check { .. }
+                | Command::Ls { .. }
+                | Command::Diff { .. }
+                | Command::Status { .. }
+        )
+    }
+}
+
+fn exit(e: TrialExit) -> ExitCode {
+    ExitCode::from(e.code())
+}
+
+/// Ctrl-C sets the returned flag; a second Ctrl-C exits at once.
+fn stop_flag(what: &'static str) -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("vitrun: stopping {what} (Ctrl-C again to abort)");
+    })?;
+    Ok(stop)
+}
+
+/// `run` (no sweep) and `trial` (a sweep's child, with its sweep name and planned id).
+fn train(
+    args: TrainArgs,
+    sweep: Option<String>,
+    expect_id: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let TrainArgs {
+        file,
+        sets,
+        resume,
+        force,
+        quiet,
+    } = args;
+    let in_sweep = sweep.is_some();
+    let options = process::TrialOptions {
+        resume,
+        force,
+        sweep,
+        expect_id,
+        cluster: None,
+    };
+    let loaded = crate::config::load(&file, &sets)?;
+    let stop = stop_flag("after this step")?;
+    let end = process::run(&loaded, &options, stop, &mut Console::new(quiet))?;
+    finish(end, &loaded, in_sweep)
+}
+
+/// Prints how a trial ended and gives its exit code.
+fn finish(
+    end: TrialEnd,
+    loaded: &crate::config::Loaded,
+    in_sweep: bool,
+) -> anyhow::Result<ExitCode> {
+    let file = &loaded.file;
+    let outcome = match end {
+        TrialEnd::Ran(outcome) => outcome,
+        TrialEnd::Held { pid, host, since } => {
+            let holder = format!(
+                "trial {} is already running in process {pid} on {host}{}",
+                loaded.config.trial_id(),
+                since.map(|s| format!(" (since {s})")).unwrap_or_default()
+            );
+            if in_sweep {
+                println!("{holder}; leaving it to that process");
+                return Ok(exit(TrialExit::Busy));
+            }
+            anyhow::bail!("{holder}; wait for it to end, or stop it (a claim from another host can be taken over with --force)");
+        }
+        TrialEnd::Done(status) => {
+            println!(
+                "trial {} is already {status}; nothing to do",
+                loaded.config.trial_id()
+            );
+            return Ok(exit(TrialExit::of_done(status)));
+        }
+    };
+    match &outcome {
+        Outcome::Finished {
+            best_score,
+            metric,
+            last,
+        } => println!(
+            "finished: best val {metric} {:.2}%{} (trial {})",
+            best_score * 100.0,
+            last.as_ref()
+                .map(|l| format!(", last val {metric} {:.2}%", l.val_score * 100.0))
+                .unwrap_or_default(),
+            loaded.config.trial_id()
+        ),
+        Outcome::Diverged { epoch, step } => eprintln!("vitrun: diverged: loss is not finite at epoch {epoch}, step {step}; lower optimizer.lr or set optimizer.grad_clip"),
+        Outcome::Pruned { epoch, reason } => {
+            println!("stopped early after epoch {epoch}: {reason}")
+        }
+        Outcome::Preempted { epoch } => eprintln!(
+            "vitrun: preempted in epoch {epoch}; the array task is requeued and resumes from its checkpoint"
+        ),
+        Outcome::Interrupted { epoch } => eprintln!(
+            "vitrun: interrupted in epoch {epoch}; continue with: vitrun run {} --resume",
+            file.display()
+        ),
+    }
+    Ok(exit(outcome.exit()))
+}
+
+/// `vitrun sweep`: the local scheduler, or a SLURM job array.
+fn sweep_command(
+    file: PathBuf,
+    options: commands::SweepOptions,
+    launcher: LauncherKind,
+    wait: bool,
+    poll_seconds: u64,
+) -> anyhow::Result<ExitCode> {
+    if launcher == LauncherKind::Local {
+        anyhow::ensure!(
+            !wait,
+            "--wait follows a SLURM job array; the local launcher always waits for its trials"
+        );
+        return sweep(file, options);
+    }
+    let loaded = crate::config::load(&file, &options.sets)?;
+    let stop = stop_flag("watching; the job array keeps running")?;
+    let wait = wait.then(|| std::time::Duration::from_secs(poll_seconds.max(1)));
+    let (_, report) = cluster::sweep(&loaded, &options, wait, stop)?;
+    let Some(report) = report else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    print!("{}", commands::sweep_summary(&report));
+    Ok(if report.results.iter().any(|r| r.status.is_failure()) {
+        exit(TrialExit::Failed)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitCode> {
+    let loaded = crate::config::load(&file, &options.sets)?;
+    let stop = stop_flag("the sweep: trials checkpoint and exit")?;
+    let report = commands::sweep(&loaded, &options, stop)?;
+    print!("{}", commands::sweep_summary(&report));
+    Ok(if report.interrupted {
+        println!(
+            "interrupted; run `vitrun sweep {}` again to continue",
+            file.display()
+        );
+        exit(TrialExit::Interrupted)
+    } else if report.results.iter().any(|r| r.status.is_failure()) {
+        exit(TrialExit::Failed)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `vitrun predict` takes.
+#[derive(clap::Args)]
+struct PredictArgs {
+    /// A trial id or prefix, an experiment or sweep (its best trial), or with --config a
+    /// checkpoint file or trial folder.
+    target: String,
+    /// Image files or folders (searched recursively for .png/.jpg/.jpeg).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// One JSON object per image instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// The experiment file of a checkpoint given as TARGET.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Overrides for --config's file.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+/// `vitrun predict`: every image's top-k classes; unreadable images are reported and skipped,
+/// and make the exit code 1.
+fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
+    use predict::{images, Predictor};
+    use std::io::{IsTerminal, Write};
+    anyhow::ensure!(
+        args.batch >= 1,
+        "--batch 0: give at least 1 image per batch"
+    );
+    let predictor = match &args.config {
+        Some(file) => Predictor::from_checkpoint(
+            std::path::Path::new(&args.target),
+            &crate::config::load(file, &args.sets)?.config,
+        )?,
+        None => {
+            anyhow::ensure!(
+                crate::config::is_safe_name(&args.target),
+                "predict target {:?} is not a trial id, experiment or sweep name; for a checkpoint file pass --config with its experiment file",
+                args.target
+            );
+            Predictor::from_store(&args.runs_dir, &args.target)?
+        }
+    };
+    let files = images(&args.images)?;
+    eprintln!(
+        "predicting {} images with {}{}",
+        files.len(),
+        predictor.weights.display(),
+        predictor
+            .trial
+            .as_ref()
+            .map(|t| format!(" (trial {t})"))
+            .unwrap_or_default()
+    );
+    let bar = (std::io::stderr().is_terminal() && files.len() > args.batch)
+        .then(|| indicatif::ProgressBar::new(files.len() as u64));
+    let mut stdout = std::io::stdout().lock();
+    let mut failed = 0;
+    for chunk in files.chunks(args.batch) {
+        for result in predictor.predict(chunk, args.top_k)? {
+            match result {
+                Ok(p) => {
+                    let line = if args.json {
+                        let mut json = serde_json::json!({"image": p.image.display().to_string()});
+                        if let (Some(out), serde_json::Value::Object(fields)) =
+                            (json.as_object_mut(), p.answer.json)
+                        {
+                            out.extend(fields);
+                        }
+                        json.to_string()
+                    } else {
+                        format!("{}: {}", p.image.display(), p.answer.text)
+                    };
+                    writeln!(stdout, "{line}")?;
+                }
+                Err(why) => {
+                    failed += 1;
+                    eprintln!("vitrun: skipped: {why}");
+                }
+            }
+        }
+        if let Some(bar) = &bar {
+            bar.inc(chunk.len() as u64);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if failed > 0 {
+        eprintln!(
+            "vitrun: {failed} of {} images could not be read",
+            files.len()
+        );
+        return Ok(exit(TrialExit::Failed));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => train(args, None, None),
+        Command::Trial {
+            args,
+            sweep,
+            trial_id,
+        } => train(args, sweep, trial_id),
+        Command::Probe { file, sets } => {
+            let loss = process::probe(&crate::config::load(&file, &sets)?)?;
+            println!("probe: 3 steps, last loss {loss:.4}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { file, sets } => {
+            print!(
+                "{}",
+                commands::plan_table(&crate::config::load(&file, &sets)?)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { file, sets } => {
+            print!("{}", commands::check(&crate::config::load(&file, &sets)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls {
+            experiment,
+            runs_dir,
+            group,
+        } => {
+            let listing = if group {
+                commands::ls_groups(&runs_dir, experiment.as_deref())?
+            } else {
+                commands::ls(&runs_dir, experiment.as_deref())?
+            };
+            print!("{listing}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sweep {
+            file,
+            sets,
+            devices,
+            cpu_slots,
+            launcher,
+            wait,
+            poll_seconds,
+        } => sweep_command(
+            file,
+            commands::SweepOptions {
+                devices,
+                cpu_slots,
+                sets,
+            },
+            launcher,
+            wait,
+            poll_seconds,
+        ),
+        Command::Status {
+            experiment,
+            runs_dir,
+        } => {
+            print!("{}", cluster::status(&runs_dir, experiment.as_deref())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel {
+            experiment,
+            runs_dir,
+        } => {
+            let jobs = cluster::cancel(&runs_dir, &experiment)?;
+            println!(
+                "cancelled {}; unfinished trials are interrupted and resume on the next sweep",
+                if jobs.is_empty() {
+                    "nothing (no live task)".to_string()
+                } else {
+                    format!("job arrays {}", jobs.join(", "))
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync { runs_dir } => {
+            let report = cluster::sync(&runs_dir)?;
+            println!(
+                "sync: {} records from {} of {} shards",
+                report.records, report.grown, report.shards
+            );
+            for problem in &report.problems {
+                eprintln!("vitrun: {problem}");
+            }
+            Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                exit(TrialExit::Failed)
+            })
+        }
+        Command::ArrayTask { dir } => {
+            let (loaded, end) = cluster::array_task(&dir)?;
+            finish(end, &loaded, true)
+        }
+        Command::Predict(args) => predict(args),
+        Command::Export {
+            target,
+            out,
+            runs_dir,
+        } => {
+            let predictor = predict::Predictor::from_store(&runs_dir, &target)?;
+            let json = export::export(&predictor, &out)?;
+            println!(
+                "export: {} and {} (from {})",
+                out.display(),
+                json.display(),
+                predictor.weights.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { a, b, runs_dir } => {
+            print!("{}", crate::report::diff_trials(&runs_dir, &a, &b)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportMetrics {
+            target,
+            out,
+            format,
+            wide,
+            runs_dir,
+        } => {
+            let format = format
+                .or_else(|| crate::report::export::Format::of_path(&out))
+                .with_context(|| {
+                    format!(
+                        "--out {}: cannot tell the format from the extension; use .csv, .json or .parquet, or pass --format",
+                        out.display()
+                    )
+                })?;
+            let rows =
+                crate::report::export_metrics(&runs_dir, target.as_deref(), format, wide, &out)?;
+            println!("export: {} ({rows} rows)", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            target,
+            out,
+            runs_dir,
+            fusion,
+            discard,
+            samples,
+            metric,
+        } => {
+            anyhow::ensure!(
+                (0.0..1.0).contains(&discard),
+                "--discard {discard}: use a fraction in [0, 1), e.g. --discard 0.9"
+            );
+            let report = crate::report::build(
+                &runs_dir,
+                target.as_deref(),
+                out.as_deref(),
+                metric.as_deref().map(crate::report::Ranking::new),
+                &crate::report::PanelOptions {
+                    fusion,
+                    discard,
+                    samples,
+                },
+            )?;
+            for why in &report.skipped {
+                println!("note: {why}");
+            }
+            println!(
+                "report: {} ({} images)",
+                report.index.display(),
+                report.files.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

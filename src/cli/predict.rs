@@ -1,0 +1,288 @@
+//! `vitrun predict`: runs image files through a trained trial's weights and its own
+//! validation pipeline, batched, on the CPU; each task words its own answer.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
+use rand::SeedableRng;
+
+use crate::config::Config;
+use crate::contract::{weights_in, RunsDir, TrialDir};
+use crate::data::{self, folder, Pipeline, Targets};
+use crate::model::{with_arch, Arch, ArchTask, Model};
+use crate::report::select;
+use crate::task::{with_task, Answer, Task, TaskWork};
+use crate::track::Store;
+
+/// A loaded model of some architecture and task.
+trait Loaded {
+    fn answer(&self, images: Tensor<Flex, 4>, top_k: usize) -> anyhow::Result<Vec<Answer>>;
+    fn export_args(&self) -> anyhow::Result<serde_json::Value>;
+}
+
+struct Trained<A: Arch, T: Task> {
+    task: T,
+    model: Model<Flex, A::Net<Flex>, T::Head<Flex>>,
+    config: Config,
+    classes: Vec<String>,
+}
+
+impl<A: Arch, T: Task> Loaded for Trained<A, T> {
+    fn answer(&self, images: Tensor<Flex, 4>, top_k: usize) -> anyhow::Result<Vec<Answer>> {
+        self.task.predict(&self.model, images, top_k)
+    }
+
+    fn export_args(&self) -> anyhow::Result<serde_json::Value> {
+        self.task.export_args(&self.config, &self.classes)
+    }
+}
+
+/// A model ready to answer, with what it needs to read images.
+pub struct Predictor {
+    loaded: Box<dyn Loaded>,
+    pipeline: Pipeline,
+    max_pixels: u64,
+    /// The weights file, for messages.
+    pub weights: PathBuf,
+    /// The trial the weights belong to, when known.
+    pub trial: Option<String>,
+}
+
+/// One image's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub image: PathBuf,
+    pub answer: Answer,
+}
+
+/// Class names from the trial folder's `classes.json`, else from opening the dataset.
+fn class_names<T: Targets>(
+    trial_dir: Option<&TrialDir>,
+    config: &Config,
+) -> anyhow::Result<Vec<String>> {
+    if let Some(file) = trial_dir.map(TrialDir::classes).filter(|f| f.is_file()) {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON list of class names", file.display()));
+    }
+    Ok(data::open(config, T::KIND)
+        .context("cannot tell the class names: the trial folder has no classes.json and the dataset does not open")?
+        .classes)
+}
+
+/// Loads the model `config` describes from `weights`, with its task and class names.
+fn load(
+    config: &Config,
+    weights: &Path,
+    trial_dir: Option<&TrialDir>,
+) -> anyhow::Result<Box<dyn Loaded>> {
+    struct ForArch<'a> {
+        config: &'a Config,
+        weights: &'a Path,
+        trial_dir: Option<&'a TrialDir>,
+    }
+    struct ForTask<'a, A: Arch> {
+        at: ForArch<'a>,
+        arch: A,
+    }
+    impl<'a> ArchTask for ForArch<'a> {
+        type Output = anyhow::Result<Box<dyn Loaded>>;
+        fn run<A: Arch>(self, arch: A) -> Self::Output {
+            let kind = self.config.head.task;
+            with_task(kind, ForTask { at: self, arch })
+        }
+    }
+    impl<A: Arch> TaskWork for ForTask<'_, A> {
+        type Output = anyhow::Result<Box<dyn Loaded>>;
+        fn run<T: Task>(self) -> Self::Output {
+            let ForArch {
+                config,
+                weights,
+                trial_dir,
+            } = self.at;
+            let classes = class_names::<T::Targets>(trial_dir, config)?;
+            let task = T::new(config, &classes)?;
+            let device = Default::default();
+            let model = crate::model::load(
+                self.arch.init::<Flex>(&device),
+                task.head::<Flex>(self.arch.shape(), &device),
+                weights,
+                &device,
+            )?;
+            Ok(Box::new(Trained::<A, T> {
+                task,
+                model,
+                config: config.clone(),
+                classes,
+            }))
+        }
+    }
+    with_arch(
+        config,
+        ForArch {
+            config,
+            weights,
+            trial_dir,
+        },
+    )
+}
+
+impl Predictor {
+    /// A trial id or prefix, or an experiment or sweep (its best trial by its main metric),
+    /// from the store in `runs_dir`.
+    pub fn from_store(runs_dir: &Path, target: &str) -> anyhow::Result<Predictor> {
+        let path = RunsDir::new(runs_dir).store();
+        anyhow::ensure!(
+            path.exists(),
+            "no run store at {}; train a trial first, or pass a checkpoint with --config",
+            path.display()
+        );
+        crate::track::sync_before_reading(runs_dir)?;
+        let store = Store::open(&path)?;
+        let sel = select(&store, runs_dir, Some(target), None)?;
+        let best = sel.best();
+        let dir = best.config.trial_dir(&best.summary.id);
+        let weights = dir.weights().with_context(|| {
+            format!(
+                "trial {} has no checkpoint in {} (best/ or last/)",
+                best.summary.id,
+                dir.path().display()
+            )
+        })?;
+        Self::new(
+            &best.config,
+            weights,
+            Some(&dir),
+            Some(best.summary.id.clone()),
+        )
+    }
+
+    /// A checkpoint file (or a trial folder) with the experiment file that describes its model.
+    pub fn from_checkpoint(checkpoint: &Path, config: &Config) -> anyhow::Result<Predictor> {
+        let weights = if checkpoint.is_dir() {
+            weights_in(checkpoint)
+                .with_context(|| format!("{} holds no model.safetensors", checkpoint.display()))?
+        } else {
+            anyhow::ensure!(
+                checkpoint.is_file(),
+                "{}: no such checkpoint file",
+                checkpoint.display()
+            );
+            checkpoint.to_path_buf()
+        };
+        let trial_dir = weights
+            .ancestors()
+            .skip(1)
+            .take(2)
+            .map(TrialDir::at)
+            .find(|d| d.classes().is_file());
+        Self::new(config, weights, trial_dir.as_ref(), None)
+    }
+
+    fn new(
+        config: &Config,
+        weights: PathBuf,
+        trial_dir: Option<&TrialDir>,
+        trial: Option<String>,
+    ) -> anyhow::Result<Predictor> {
+        let loaded = load(config, &weights, trial_dir)?;
+        Ok(Predictor {
+            loaded,
+            pipeline: Pipeline::val(
+                &config.augment,
+                config.data.image_size,
+                config.data.channels,
+            ),
+            max_pixels: config.data.max_image_pixels,
+            weights,
+            trial,
+        })
+    }
+
+    /// What `vitrun export` writes beside the weights; an error when the task cannot export.
+    pub fn export_args(&self) -> anyhow::Result<serde_json::Value> {
+        self.loaded.export_args()
+    }
+
+    /// Answers for `images` as one batch; an unreadable image gives its error in its place.
+    /// A task that gives no answer from `vitrun predict` is an error of the whole call.
+    pub fn predict(
+        &self,
+        images: &[PathBuf],
+        top_k: usize,
+    ) -> anyhow::Result<Vec<Result<Prediction, String>>> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let decoded: Vec<Result<Vec<f32>, String>> = images
+            .iter()
+            .map(|p| {
+                folder::decode(p, self.max_pixels)
+                    .map(|img| self.pipeline.apply(img, &mut rng).image.data)
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        let good: Vec<&Vec<f32>> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+        let mut answers = Vec::new().into_iter();
+        if !good.is_empty() {
+            let (c, s) = (self.pipeline.channels, self.pipeline.size);
+            let data: Vec<f32> = good.iter().flat_map(|d| d.iter().copied()).collect();
+            let x = Tensor::<Flex, 4>::from_data(
+                TensorData::new(data, [good.len(), c, s, s]),
+                &Default::default(),
+            );
+            answers = self.loaded.answer(x, top_k)?.into_iter();
+        }
+        Ok(images
+            .iter()
+            .zip(decoded)
+            .map(|(path, d)| {
+                d.and_then(|_| {
+                    let answer = answers.next().ok_or("the model gave no answer")?;
+                    Ok(Prediction {
+                        image: path.clone(),
+                        answer,
+                    })
+                })
+            })
+            .collect())
+    }
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+/// The image files the arguments name: files as given, folders searched recursively for
+/// `.png`/`.jpg`/`.jpeg`, in sorted order.
+pub fn images(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read folder {}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if is_image(&p) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            walk(a, &mut out)?;
+        } else {
+            anyhow::ensure!(a.exists(), "{}: no such image or folder", a.display());
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,180 @@
+//! A trial's identity: the resolved config's JSON without what says where or how fast it runs,
+//! hashed into its id. Ids are a promise to every store in the field, so the keys that define
+//! an id are frozen: [`ID_KEYS`] lists every leaf key the schema had when the rule was fixed,
+//! and a key the schema gains later is left out of the id while it holds its default (a
+//! golden test, `tests/suite/golden_ids.rs`, pins the committed experiment files' ids).
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use serde_json::Value as Json;
+
+use super::schema::{Config, EXECUTION_KEYS};
+
+/// Every leaf key path of the schema when this rule was fixed, one per line.
+const ID_KEYS_FILE: &str = include_str!("id_keys.txt");
+
+/// The leaf key paths ids were defined over.
+pub fn id_keys() -> &'static BTreeSet<&'static str> {
+    static KEYS: OnceLock<BTreeSet<&'static str>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        ID_KEYS_FILE
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+}
+
+/// Keys (or whole tables) the id schema gained after ids were first defined, each left out of
+/// the id while it holds its default as a whole. Frozen: a key added now needs no entry here,
+/// it is a key the schema has never seen (see [`identity`]).
+pub const LATER_KEYS: [&str; 31] = [
+    "model.pretrained",
+    "model.conv_stem",
+    "model.conv_stem_kind",
+    "model.conv_stem_depth",
+    "model.conv_stem_norm",
+    "model.pretrained_strict",
+    "finetune",
+    "train.grad_accumulation",
+    "augment.rand_augment",
+    "augment.mixup",
+    "augment.cutmix",
+    "data.repeated_aug",
+    "train.ema",
+    "data.max_objects",
+    "augment.min_box_visible",
+    "data.annotations",
+    "data.val_annotations",
+    "data.val_path",
+    "head.decoder",
+    "head.dice_weight",
+    "head.class_weights",
+    "head.queries",
+    "head.layers",
+    "head.groups",
+    "head.no_object_weight",
+    "head.ce_weight",
+    "head.l1_weight",
+    "head.giou_weight",
+    "head.aux_loss",
+    "head.patch_weight",
+    "head.score_threshold",
+];
+
+/// Whether `path` is a table of the id schema (a proper prefix of one of its keys).
+fn known_table(path: &str) -> bool {
+    let prefix = format!("{path}.");
+    id_keys().iter().any(|k| k.starts_with(&prefix))
+}
+
+fn get<'a>(value: &'a Json, path: &str) -> Option<&'a Json> {
+    path.split('.').try_fold(value, |n, k| n.get(k))
+}
+
+fn remove_path(value: &mut Json, path: &str) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().unwrap_or(path);
+    let mut node = value;
+    for p in parts {
+        match node.get_mut(p) {
+            Some(n) => node = n,
+            None => return,
+        }
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.remove(last);
+    }
+}
+
+/// Leaf paths of `value` (objects are tables, anything else a leaf), under `prefix`.
+fn leaves(prefix: &str, value: &Json, out: &mut Vec<String>) {
+    match value {
+        Json::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&path, v, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+/// Removes the keys newer than the id schema that hold their default in `defaults`, and the
+/// new tables that leaves empty.
+fn drop_new_defaults(value: &mut Json, defaults: &Json) {
+    let mut paths = Vec::new();
+    leaves("", value, &mut paths);
+    for path in paths.iter().filter(|p| !id_keys().contains(p.as_str())) {
+        if get(value, path) == get(defaults, path) {
+            remove_path(value, path);
+            let mut table = path.as_str();
+            while let Some((parent, _)) = table.rsplit_once('.') {
+                let empty =
+                    get(value, parent).is_some_and(|t| t.as_object().is_some_and(|m| m.is_empty()));
+                if !empty || known_table(parent) {
+                    break;
+                }
+                remove_path(value, parent);
+                table = parent;
+            }
+        }
+    }
+}
+
+/// The config as JSON with every key path that defines the trial: without the execution keys
+/// and `model.preset` (its dims are resolved), without keys newer than the id schema that hold
+/// their default, and without [`LATER_KEYS`] that hold theirs.
+pub fn identity(config: &Config) -> Json {
+    let mut value = serde_json::to_value(config).expect("config serialises");
+    let mut defaults = serde_json::to_value(Config::default()).expect("defaults serialise");
+    for key in EXECUTION_KEYS.iter().chain(["model.preset"].iter()) {
+        remove_path(&mut value, key);
+        remove_path(&mut defaults, key);
+    }
+    let reference = defaults.clone();
+    drop_new_defaults(&mut value, &reference);
+    drop_new_defaults(&mut defaults, &reference);
+    for key in LATER_KEYS {
+        if get(&value, key) == get(&defaults, key) {
+            remove_path(&mut value, key);
+        }
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each frozen later key is a key or a table of the id schema.
+    #[test]
+    fn later_keys_are_part_of_the_id_schema() {
+        for key in LATER_KEYS {
+            assert!(
+                id_keys().contains(key) || known_table(key),
+                "{key} is not in id_keys.txt"
+            );
+        }
+    }
+
+    /// Every key of the id schema is still a key of the config: a renamed or removed key would
+    /// change ids silently.
+    #[test]
+    fn every_id_key_is_still_a_config_key() {
+        let mut now = Vec::new();
+        leaves(
+            "",
+            &serde_json::to_value(Config::default()).unwrap(),
+            &mut now,
+        );
+        for key in id_keys() {
+            assert!(now.iter().any(|k| k == key), "{key} left the schema");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Classification: one label an image, cross-entropy (soft targets under Mixup/CutMix), top-1
+//! and top-5; attention maps, predictions, the confusion matrix and the patch view in reports;
+//! top-k classes from `vitrun predict`; timm's arguments for `vitrun export`.
+
+mod head;
+pub mod loss;
+mod panels;
+
+pub use head::{vit_classifier, Classifier, ClassifierHead, ClassifierTrace};
+
+use std::sync::Arc;
+
+use burn::backend::Flex;
+use burn::module::AutodiffModule;
+use burn::tensor::activation::softmax;
+use burn::tensor::Tensor;
+
+use super::{Answer, PanelInput, Panels, Scores, Task};
+use crate::config::{Config, Pooling};
+use crate::contract::TaskMetrics;
+use crate::data::{Batch, BatchTransform, Labels, Mixer};
+use crate::kernels::{TrainBackend, VitKernels};
+use crate::model::{Backbone, BackboneShape, Model};
+use loss::{cross_entropy, soft_cross_entropy, top_k_correct};
+
+/// Top-5 is logged only with more classes than this (with 5 or fewer it is always 100 %).
+const TOP5_FROM: usize = 5;
+
+/// The classification task.
+pub struct Classification {
+    classes: usize,
+    names: Vec<String>,
+    label_smoothing: f64,
+}
+
+/// Validation counts.
+#[derive(Debug, Default)]
+pub struct TopK {
+    top1: usize,
+    top5: usize,
+    seen: usize,
+}
+
+fn host(logits: Tensor<impl burn::tensor::backend::Backend, 2>) -> Vec<f32> {
+    logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap_or_default()
+}
+
+impl Task for Classification {
+    type Targets = Labels;
+    type Head<B: VitKernels> = ClassifierHead<B>;
+    type Output = Vec<f32>;
+    type Tally = TopK;
+    const METRICS: TaskMetrics = TaskMetrics {
+        task: "classification",
+        val: &["top1", "top5"],
+        shown: 2,
+        per_class: None,
+        train: "top1",
+    };
+
+    fn new(config: &Config, classes: &[String]) -> anyhow::Result<Self> {
+        Ok(Classification {
+            classes: classes.len(),
+            names: classes.to_vec(),
+            label_smoothing: config.optimizer.label_smoothing,
+        })
+    }
+
+    fn head<B: VitKernels>(&self, shape: BackboneShape, device: &B::Device) -> ClassifierHead<B> {
+        ClassifierHead::new(shape, self.classes, device)
+    }
+
+    fn valid_head<B: TrainBackend>(head: &ClassifierHead<B>) -> ClassifierHead<B::InnerBackend> {
+        head.valid()
+    }
+
+    /// Mixup/CutMix, when `[augment]` turns either on.
+    fn transform(&self, config: &Config) -> Option<Arc<dyn BatchTransform<Labels>>> {
+        Mixer::new(
+            &config.augment,
+            config.optimizer.label_smoothing,
+            self.classes,
+            config.seed,
+        )
+        .map(|m| Arc::new(m) as Arc<dyn BatchTransform<Labels>>)
+    }
+
+    fn forward_loss<B: VitKernels, E: Backbone<B>>(
+        &self,
+        model: &Model<B, E, ClassifierHead<B>>,
+        images: Tensor<B, 4>,
+        batch: &Batch<Labels>,
+        training: bool,
+    ) -> (Tensor<B, 1>, Vec<f32>) {
+        let logits = model.forward(images);
+        let t = &batch.targets;
+        let loss = match (&t.mixed, training) {
+            (Some(mixed), true) => soft_cross_entropy(logits.clone(), &mixed.values),
+            (_, true) => cross_entropy(logits.clone(), &t.labels, self.label_smoothing),
+            (_, false) => cross_entropy(logits.clone(), &t.labels, 0.0),
+        };
+        (loss, host(logits))
+    }
+
+    /// Top-1 hits, against the dominant label of a mixed image.
+    fn train_score(&self, predictions: &Vec<f32>, batch: &Batch<Labels>) -> f64 {
+        let t = &batch.targets;
+        let scored = t.mixed.as_ref().map_or(&t.labels, |m| &m.dominant);
+        top_k_correct(predictions, self.classes, scored, 1) as f64
+    }
+
+    fn tally(&self) -> TopK {
+        TopK::default()
+    }
+
+    fn add(&self, tally: &mut TopK, predictions: &Vec<f32>, batch: &Batch<Labels>) {
+        let labels = &batch.targets.labels;
+        tally.top1 += top_k_correct(predictions, self.classes, labels, 1);
+        tally.top5 += top_k_correct(predictions, self.classes, labels, 5);
+        tally.seen += batch.len();
+    }
+
+    fn scores(&self, tally: TopK) -> Scores {
+        let n = tally.seen.max(1) as f64;
+        let top1 = tally.top1 as f64 / n;
+        let mut figures = vec![("top1".to_string(), top1)];
+        if self.classes > TOP5_FROM {
+            figures.push(("top5".into(), tally.top5 as f64 / n));
+        }
+        Scores {
+            main: top1,
+            figures,
+        }
+    }
+
+    fn data_panels(&self, input: &PanelInput<'_>) -> anyhow::Result<Panels> {
+        panels::data_panels(input)
+    }
+
+    fn model_panels<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, ClassifierHead<Flex>>,
+        input: &PanelInput<'_>,
+    ) -> anyhow::Result<Panels> {
+        panels::model_panels(model, input)
+    }
+
+    fn predict<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, ClassifierHead<Flex>>,
+        images: Tensor<Flex, 4>,
+        top_k: usize,
+    ) -> anyhow::Result<Vec<Answer>> {
+        let probs = host(softmax(model.forward(images), 1));
+        let n = self.classes;
+        Ok(probs
+            .chunks(n)
+            .map(|p| {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+                let top: Vec<(&str, f32)> = order
+                    .into_iter()
+                    .take(top_k.max(1))
+                    .map(|i| (self.names[i].as_str(), p[i]))
+                    .collect();
+                Answer {
+                    text: top
+                        .iter()
+                        .map(|(c, prob)| format!("{c} {prob:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    json: serde_json::json!({
+                        "top": top
+                            .iter()
+                            .map(|(c, prob)| serde_json::json!({"class": c, "probability": prob}))
+                            .collect::<Vec<_>>()
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    fn export_args(
+        &self,
+        config: &Config,
+        classes: &[String],
+    ) -> anyhow::Result<serde_json::Value> {
+        let stem = &config.model.conv_stem;
+        anyhow::ensure!(
+            stem.is_empty(),
+            "vitrun export writes timm's VisionTransformer, which has no conv stem, and this model has model.conv_stem = {stem:?}; vitrun predict runs it as it is"
+        );
+        Ok(timm_args(config, classes))
+    }
+}
+
+/// timm's `VisionTransformer` (or `VisionTransformerDistilled`) keyword arguments for the
+/// model `config` describes, with its class names.
+pub fn timm_args(config: &Config, classes: &[String]) -> serde_json::Value {
+    let m = &config.model;
+    serde_json::json!({
+        "architecture": if m.distilled { "VisionTransformerDistilled" } else { "VisionTransformer" },
+        "model_args": {
+            "img_size": config.data.image_size,
+            "patch_size": m.patch_size,
+            "in_chans": config.data.channels,
+            "num_classes": classes.len(),
+            "embed_dim": m.embed_dim,
+            "depth": m.depth,
+            "num_heads": m.num_heads,
+            "mlp_ratio": m.mlp_ratio,
+            "global_pool": match m.pooling { Pooling::Cls => "token", Pooling::Mean => "avg" },
+            "fc_norm": m.pooling == Pooling::Mean,
+            "qkv_bias": true,
+        },
+        "label_names": classes,
+        "mean": config.augment.normalize.enabled.then_some(&config.augment.normalize.mean),
+        "std": config.augment.normalize.enabled.then_some(&config.augment.normalize.std),
+    })
+}

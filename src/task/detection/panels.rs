@@ -1,0 +1,90 @@
+//! Detection's report panels: validation images with their ground-truth boxes beside the
+//! predicted ones, and AP@0.5 per class at the best epoch.
+
+use burn::backend::Flex;
+use burn::tensor::activation::softmax;
+
+use super::head::{detect, DetectionHead, ImagePredictions, PredictedBox, Wanted};
+use super::Detection;
+use crate::data::geometry::ObjectBox;
+use crate::data::Target;
+use crate::model::{Backbone, Model};
+use crate::plot::raster::{outline, Rgb};
+use crate::task::panels::{
+    batch, class_bars, colour, denorm, dense_figures, display_scale, host, names, val_samples,
+};
+use crate::task::{PanelInput, Panels, Task};
+
+/// A copy of `base` with each box outlined in its class's colour.
+fn boxed(base: &Rgb, boxes: &[(usize, crate::data::boxes::Corners)], scale: usize) -> Rgb {
+    let mut image = base.clone();
+    for (class, corners) in boxes {
+        outline(&mut image, corners, scale as f64, colour(*class));
+    }
+    image
+}
+
+/// The validation images' ground-truth boxes beside the predicted ones scoring at least
+/// `head.score_threshold`, and AP@0.5 per class.
+pub fn panels<E: Backbone<Flex>>(
+    model: &Model<Flex, E, DetectionHead<Flex>>,
+    input: &PanelInput<'_>,
+) -> anyhow::Result<Panels> {
+    let config = input.config;
+    let names_of = &input.splits.classes;
+    let classes = names_of.len();
+    let (images, targets) = val_samples(config, input.splits, input.options.samples.max(1))?;
+    let outputs = detect(
+        model,
+        batch(&images, &Default::default()),
+        Wanted::default(),
+    );
+    let (Some(logits), Some(boxes)) = (outputs.logits.last(), outputs.boxes.last()) else {
+        anyhow::bail!("the detection model gave no decoder output");
+    };
+    let [_, queries, _] = logits.dims();
+    let probs = host(softmax(logits.clone(), 2));
+    let boxes = host(boxes.clone());
+    let threshold = config.head.detection().score_threshold;
+    let size = config.data.image_size;
+    let scale = display_scale(size);
+    let mut tiles = Vec::new();
+    for (j, (image, target)) in images.iter().zip(&targets).enumerate() {
+        let base = Rgb::from_image(image, denorm(config), scale);
+        let truth: &[ObjectBox] = match target {
+            Target::Objects(objects) => objects,
+            _ => &[],
+        };
+        let predicted: Vec<PredictedBox> = ImagePredictions {
+            probs: &probs[j * queries * (classes + 1)..(j + 1) * queries * (classes + 1)],
+            boxes: &boxes[j * queries * 4..(j + 1) * queries * 4],
+            classes,
+        }
+        .above(size, threshold);
+        let truth_boxes: Vec<_> = truth.iter().map(|o| (o.class, o.corners)).collect();
+        tiles.push((
+            boxed(&base, &truth_boxes, scale),
+            format!(
+                "truth: {}",
+                names(truth.iter().map(|o| names_of[o.class].clone()))
+            ),
+        ));
+        let predicted_boxes: Vec<_> = predicted.iter().map(|b| (b.class, b.corners)).collect();
+        tiles.push((
+            boxed(&base, &predicted_boxes, scale),
+            format!(
+                "predicted: {}",
+                names(
+                    predicted
+                        .iter()
+                        .map(|b| format!("{} {:.2}", names_of[b.class], b.score))
+                )
+            ),
+        ));
+    }
+    let title = format!(
+        "Validation boxes: ground truth (left) and predictions scoring ≥ {threshold} (right)"
+    );
+    let bars = class_bars(input, Detection::METRICS.main(), "ap50_", "AP@0.5")?;
+    dense_figures(input, &tiles, &title, bars)
+}

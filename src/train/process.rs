@@ -1,0 +1,267 @@
+//! A trial as a process: the claim in the store (or the shard), the trial folder, the thread
+//! pool, a panic caught and recorded as `crashed`, and a cluster's stop turned into a requeue.
+//! `vitrun run`, `vitrun trial` and a SLURM array task all run a trial through [`run`].
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::backend::{dispatch, BackendTask};
+use super::early_stop::{EpochGate, Judge};
+use super::{run_trial, Observer, Outcome, TrialRun};
+use crate::config::{available_cores, Loaded};
+use crate::contract::{Artifact, Event, Status};
+use crate::data::panic_text;
+use crate::kernels::TrainBackend;
+use crate::track::{Claim, Recorder, ShardRecorder, Store, TrialStart};
+
+/// How `vitrun run` / `vitrun trial` runs one trial.
+pub struct TrialOptions {
+    /// Continue from the trial's last checkpoint when it has one.
+    pub resume: bool,
+    /// Take over a claim held by another host, and resume without optimizer state.
+    pub force: bool,
+    /// The sweep this trial belongs to (enables its early-stopping rule).
+    pub sweep: Option<String>,
+    /// The id the scheduler planned; a different resolved id is an error.
+    pub expect_id: Option<String>,
+    /// Set when a cluster array task runs the trial: its records go to a shard.
+    pub cluster: Option<ClusterTrial>,
+}
+
+/// A trial run by a cluster array task: it writes its own shard instead of the store, judges
+/// early stopping against its peers' shards, and when the cluster stops it (USR2 or TERM
+/// before the time limit, or preemption) it checkpoints, marks itself preempted and requeues
+/// its array task.
+pub struct ClusterTrial {
+    /// `JOBID_INDEX` of the array task.
+    pub job: Option<String>,
+    pub peers: crate::track::PeerSnapshot,
+    /// What asked the trial to stop for the cluster (`USR2`, `TERM`, the job's deadline), if
+    /// anything did (the stop flag is set with it).
+    pub stopped_by: Box<dyn Fn() -> Option<&'static str>>,
+    /// Requeues this array task; `Err(why)` when the cluster refuses (a cancelled job).
+    pub requeue: Box<dyn Fn() -> Result<(), String>>,
+}
+
+/// How a `vitrun run`/`trial` command ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrialEnd {
+    /// This process ran the trial.
+    Ran(Outcome),
+    /// Another live process holds the trial; nothing was done.
+    Held {
+        pid: i64,
+        host: String,
+        since: Option<String>,
+    },
+    /// A sweep's trial that another process already ended; nothing was done.
+    Done(Status),
+}
+
+/// A panic caught inside a trial; it is recorded as `crashed`.
+#[derive(Debug, thiserror::Error)]
+#[error("the trial panicked: {0}")]
+pub struct Crash(pub String);
+
+struct TrainTask<'a> {
+    loaded: &'a Loaded,
+    options: &'a TrialOptions,
+    stop: Arc<AtomicBool>,
+    observer: &'a mut dyn Observer,
+}
+
+impl BackendTask for TrainTask<'_> {
+    type Output = anyhow::Result<TrialEnd>;
+
+    fn run<B: TrainBackend>(
+        mut self,
+        device: B::Device,
+        label: String,
+    ) -> anyhow::Result<TrialEnd> {
+        let config = &self.loaded.config;
+        let id = config.trial_id();
+        if let Some(expected) = &self.options.expect_id {
+            anyhow::ensure!(
+                *expected == id,
+                "this trial resolves to id {id}, but the sweep planned {expected}; the file or a VITRUN_* variable changed since planning"
+            );
+        }
+        let mut boxed: Box<dyn Recorder> = match &self.options.cluster {
+            None => Box::new(Store::open(&config.store_path())?),
+            Some(cluster) => Box::new(ShardRecorder::new(
+                config.experiment_dir().path(),
+                &id,
+                cluster.job.clone(),
+                cluster.peers.clone(),
+            )),
+        };
+        let recorder = boxed.as_mut();
+        let claim = recorder.claim(
+            &TrialStart {
+                id: id.clone(),
+                experiment: config.name.clone(),
+                file: self.loaded.file.display().to_string(),
+                config_json: serde_json::to_string(config)?,
+                seed: config.seed,
+                params: config.flat_params(),
+                device: label.clone(),
+                main_metric: crate::task::metrics(config.head.task)
+                    .main()
+                    .name
+                    .to_string(),
+            },
+            self.options.force,
+            self.options.sweep.is_some(),
+        )?;
+        match claim {
+            Claim::Held { pid, host, since } => return Ok(TrialEnd::Held { pid, host, since }),
+            Claim::Done(status) => return Ok(TrialEnd::Done(status)),
+            Claim::Taken { .. } => {}
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.train::<B>(recorder, &id, device, label)
+        }))
+        .unwrap_or_else(|payload| Err(Crash(panic_text(payload.as_ref())).into()));
+        if let Err(e) = &result {
+            let status = if e.is::<Crash>() {
+                Status::Crashed
+            } else {
+                Status::Failed
+            };
+            let recorded = recorder.set_status(&id, status, Some(&format!("{e:#}")));
+            if let Err(store_error) = recorded {
+                return Err(anyhow::anyhow!(
+                    "{e:#}; and the failure could not be recorded: {store_error}"
+                ));
+            }
+        }
+        match (result?, &self.options.cluster) {
+            (Outcome::Interrupted { epoch }, Some(cluster)) => match (cluster.stopped_by)() {
+                Some(why) => Ok(TrialEnd::Ran(preempted(
+                    recorder, cluster, &id, epoch, why,
+                )?)),
+                None => Ok(TrialEnd::Ran(Outcome::Interrupted { epoch })),
+            },
+            (outcome, _) => Ok(TrialEnd::Ran(outcome)),
+        }
+    }
+}
+
+/// Records a trial the cluster stopped as preempted (its checkpoint is the last epoch's) and
+/// requeues its array task; if the cluster refuses, the trial stays interrupted.
+fn preempted(
+    recorder: &mut dyn Recorder,
+    cluster: &ClusterTrial,
+    id: &str,
+    epoch: usize,
+    why: &str,
+) -> anyhow::Result<Outcome> {
+    let msg = format!(
+        "preempted ({why}) during epoch {epoch}; requeued, it resumes after epoch {}",
+        epoch - 1
+    );
+    recorder.log_event(id, Event::Ended(Status::Preempted), &msg)?;
+    recorder.set_status(id, Status::Preempted, Some(&msg))?;
+    match (cluster.requeue)() {
+        Ok(()) => Ok(Outcome::Preempted { epoch }),
+        Err(why) => {
+            let msg = format!("stopped by the cluster during epoch {epoch} and not requeued: {why}; run the sweep again to resume it");
+            recorder.set_status(id, Status::Interrupted, Some(&msg))?;
+            Ok(Outcome::Interrupted { epoch })
+        }
+    }
+}
+
+impl TrainTask<'_> {
+    /// Everything after the claim: the trial folder, threads, and the loop itself.
+    fn train<B: TrainBackend>(
+        &mut self,
+        recorder: &mut dyn Recorder,
+        id: &str,
+        device: B::Device,
+        label: String,
+    ) -> anyhow::Result<Outcome> {
+        let config = &self.loaded.config;
+        let dir = config.trial_dir(id);
+        std::fs::create_dir_all(dir.path())
+            .with_context(|| format!("cannot create {}", dir.path().display()))?;
+        let resolved =
+            toml::to_string_pretty(config).context("cannot render the resolved config")?;
+        let file = dir.config();
+        std::fs::write(&file, resolved)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        recorder.add_artifact(id, Artifact::Config, &file)?;
+        self.observer.message(&format!(
+            "trial {id} of experiment {} on {label}; folder {}",
+            config.name,
+            dir.path().display()
+        ));
+        let threads = if config.train.threads == 0 {
+            available_cores()
+        } else {
+            config.train.threads
+        };
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
+        let mut judge = self
+            .options
+            .sweep
+            .clone()
+            .zip(crate::task::stop_criterion(self.loaded)?)
+            .map(|(sweep, rule)| Judge { sweep, rule });
+        run_trial::<B>(
+            TrialRun {
+                config,
+                trial_id: id.to_string(),
+                dir,
+                recorder,
+                resume: self.options.resume,
+                force: self.options.force,
+                stop: self.stop.clone(),
+                observer: &mut *self.observer,
+                gate: judge.as_mut().map(|j| j as &mut dyn EpochGate),
+            },
+            device,
+        )
+    }
+}
+
+/// Trains the experiment's single trial in this process, reporting to `observer`, unless
+/// another live process holds it. The experiment is checked against its task first, so a
+/// mistake is never recorded as a failed trial.
+pub fn run(
+    loaded: &Loaded,
+    options: &TrialOptions,
+    stop: Arc<AtomicBool>,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<TrialEnd> {
+    crate::task::check(loaded)?;
+    dispatch(
+        loaded.config.train.device,
+        TrainTask {
+            loaded,
+            options,
+            stop,
+            observer,
+        },
+    )?
+}
+
+struct ProbeTask<'a>(&'a Loaded);
+
+impl BackendTask for ProbeTask<'_> {
+    type Output = anyhow::Result<f64>;
+
+    fn run<B: TrainBackend>(self, device: B::Device, _label: String) -> anyhow::Result<f64> {
+        super::probe::<B>(&self.0.config, device, 3)
+    }
+}
+
+/// `vitrun probe` (hidden): three training steps on the first training batch, for GPU memory
+/// probes.
+pub fn probe(loaded: &Loaded) -> anyhow::Result<f64> {
+    dispatch(loaded.config.train.device, ProbeTask(loaded))?
+}

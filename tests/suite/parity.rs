@@ -1,0 +1,162 @@
+//! Parity with timm: every fixture model in tests/fixtures/timm (made by
+//! scripts/make_timm_fixtures.py), loaded by key name, reproduces timm's patch embedding,
+//! last-block attention, pooled features and logits.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
+use vitrun::model::{apply_state_dict, read_state_dict, StateTensor, VitSpec};
+use vitrun::task::classification::vit_classifier;
+
+type B = Flex;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm")
+}
+
+/// The fixture's encoder and its class count.
+fn spec_of(name: &str) -> (VitSpec, usize) {
+    let text = std::fs::read_to_string(fixtures().join(format!("{name}.json"))).unwrap();
+    let arch: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let n = |k: &str| arch[k].as_u64().unwrap() as usize;
+    let spec = VitSpec {
+        image_size: n("img_size"),
+        in_channels: 3,
+        patch_size: n("patch_size"),
+        conv_stem: Vec::new(),
+        conv_stem_pool: false,
+        conv_stem_depth: 1,
+        conv_stem_batch_norm: false,
+        embed_dim: n("embed_dim"),
+        depth: n("depth"),
+        num_heads: n("num_heads"),
+        mlp_ratio: arch["mlp_ratio"].as_f64().unwrap(),
+        mean_pool: arch["global_pool"] == "avg",
+        distilled: n("num_prefix_tokens") == 2,
+        dropout: 0.0,
+        attn_dropout: 0.0,
+        drop_path: 0.0,
+    };
+    (spec, n("num_classes"))
+}
+
+fn tensor<const D: usize>(t: &StateTensor) -> Tensor<B, D> {
+    Tensor::from_data(
+        TensorData::new(t.data.clone(), t.shape.clone()),
+        &Default::default(),
+    )
+}
+
+/// max |a - b| / max |b|: the relative error of a whole tensor.
+fn rel_err<const D: usize>(ours: Tensor<B, D>, theirs: &StateTensor) -> f64 {
+    assert_eq!(ours.dims().to_vec(), theirs.shape, "shape differs");
+    let ours: Vec<f32> = ours.into_data().to_vec().unwrap();
+    let scale = theirs.data.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+    let diff = ours
+        .iter()
+        .zip(&theirs.data)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs() as f64));
+    diff / scale
+}
+
+fn check(name: &str, weights: &str) {
+    let (spec, classes) = spec_of(name);
+    let device = Default::default();
+    let sd = read_state_dict(&fixtures().join(weights)).unwrap();
+    let model = apply_state_dict(
+        vit_classifier::<B>(&spec, classes, &device),
+        &sd,
+        weights,
+        &device,
+    )
+    .unwrap();
+    let io = read_state_dict(&fixtures().join(format!("{name}.io.safetensors"))).unwrap();
+    let trace = model.trace(tensor::<4>(&io["input"]));
+    let checks = [
+        ("patch_embed", rel_err(trace.tokens, &io["patch_embed"])),
+        (
+            "attn_last",
+            rel_err(trace.attentions.last().unwrap().clone(), &io["attn_last"]),
+        ),
+        ("features", rel_err(trace.features, &io["features"])),
+        ("logits", rel_err(trace.logits.clone(), &io["logits"])),
+    ];
+    for (what, err) in checks {
+        assert!(
+            err <= 1e-4,
+            "{name} {what}: relative error {err:.2e} > 1e-4"
+        );
+    }
+    let fast = model.forward(tensor::<4>(&io["input"]));
+    assert!(
+        rel_err(fast, &io["logits"]) <= 1e-4,
+        "{name}: the fused attention path differs"
+    );
+}
+
+#[test]
+fn small_mean_pooled_vit_matches_timm_from_safetensors() {
+    check("vit_tiny_p4_32_avg", "vit_tiny_p4_32_avg.safetensors");
+}
+
+#[test]
+fn small_vit_matches_timm_from_deit_style_pth() {
+    check("vit_tiny_p4_32_avg", "vit_tiny_p4_32_avg.pth");
+}
+
+#[test]
+fn small_distilled_deit_matches_timm() {
+    check(
+        "deit_tiny_distilled_p4_32",
+        "deit_tiny_distilled_p4_32.safetensors",
+    );
+}
+
+/// The full DeiT-tiny, read from float16 safetensors (timm computed its reference from the
+/// same float16 weights).
+#[test]
+fn deit_tiny_224_matches_timm() {
+    check("deit_tiny_patch16_224", "deit_tiny_patch16_224.safetensors");
+}
+
+#[test]
+fn checkpoint_of_another_architecture_lists_every_mismatch() {
+    let device = Default::default();
+    let sd = read_state_dict(&fixtures().join("vit_tiny_p4_32_avg.safetensors")).unwrap();
+    let (mut spec, _) = spec_of("vit_tiny_p4_32_avg");
+    spec.mean_pool = false;
+    let err = apply_state_dict(
+        vit_classifier::<B>(&spec, 5, &device),
+        &sd,
+        "vit_tiny_p4_32_avg.safetensors",
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("missing (2): norm.weight [64], norm.bias [64]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unexpected (2): fc_norm.bias [64], fc_norm.weight [64]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("head.bias: checkpoint [10], model [5]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("head.weight: checkpoint [10, 64], model [5, 64]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreadable_checkpoint_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.safetensors");
+    std::fs::write(&path, b"not a checkpoint").unwrap();
+    let err = read_state_dict(&path).unwrap_err().to_string();
+    assert!(err.contains("broken.safetensors"), "{err}");
+}

@@ -1,0 +1,531 @@
+//! Reports: the attention maths has its defining properties, a model built to attend to one
+//! patch peaks there, and a trained run's report has every file, escapes user strings and
+//! loads in headless Chromium with every image and no console errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{chromium, probe_page};
+
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
+use vitrun::model::{apply_state_dict, state_dict, Vit, VitSpec};
+use vitrun::plot::attention::{
+    cls_to_patches, discard_lowest, fuse, last_block_map, rollout, Fusion,
+};
+use vitrun::task::classification::{vit_classifier, Classifier};
+
+const EXE: &str = env!("CARGO_BIN_EXE_vitrun");
+
+fn eye(n: usize) -> Vec<f32> {
+    (0..n * n)
+        .map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 })
+        .collect()
+}
+
+#[test]
+fn head_fusion_is_elementwise_mean_max_min() {
+    let (heads, n) = (3, 2);
+    let a: Vec<f32> = vec![
+        0.1, 0.9, 0.5, 0.5, // head 0
+        0.7, 0.3, 0.2, 0.8, // head 1
+        0.4, 0.6, 0.9, 0.1, // head 2
+    ];
+    let close = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(a, b)| (a - b).abs() < 1e-6);
+    assert!(close(
+        &fuse(&a, heads, n, Fusion::Mean),
+        &[0.4, 0.6, 1.6 / 3.0, 1.4 / 3.0]
+    ));
+    assert!(close(
+        &fuse(&a, heads, n, Fusion::Max),
+        &[0.7, 0.9, 0.9, 0.8]
+    ));
+    assert!(close(
+        &fuse(&a, heads, n, Fusion::Min),
+        &[0.1, 0.3, 0.2, 0.1]
+    ));
+}
+
+#[test]
+fn discard_zeroes_the_lowest_fraction_keeping_shape_diagonal_and_peak() {
+    let n = 5;
+    let row = [0.05f32, 0.3, 0.1, 0.4, 0.15];
+    let mut m: Vec<f32> = (0..n).flat_map(|_| row).collect();
+    let before = m.clone();
+    discard_lowest(&mut m, n, 0.0);
+    assert_eq!(m, before, "ratio 0 keeps everything");
+    discard_lowest(&mut m, n, 0.4);
+    assert_eq!(m.len(), n * n, "the map keeps its shape");
+    for (r, got) in m.chunks(n).enumerate() {
+        let zeros = got.iter().filter(|v| **v == 0.0).count();
+        assert_eq!(zeros, 2, "40% of 5 weights dropped in row {r}: {got:?}");
+        assert_eq!(got[3], 0.4, "the largest weight stays");
+        assert_eq!(got[r], row[r], "a token's attention to itself stays");
+        for (i, v) in got.iter().enumerate() {
+            if *v != 0.0 {
+                assert_eq!(*v, row[i], "kept weights are unchanged");
+            }
+        }
+    }
+    let mut all = before.clone();
+    discard_lowest(&mut all, n, 0.99);
+    assert!(all
+        .chunks(n)
+        .all(|r| r.iter().filter(|v| **v != 0.0).count() <= 2));
+}
+
+#[test]
+fn rollout_of_identity_attention_is_the_identity() {
+    let (heads, n) = (2, 5);
+    let block: Vec<f32> = eye(n).into_iter().cycle().take(heads * n * n).collect();
+    for fusion in [Fusion::Mean, Fusion::Max, Fusion::Min] {
+        let flow = rollout(
+            &[block.clone(), block.clone(), block.clone()],
+            heads,
+            n,
+            fusion,
+            0.5,
+        );
+        assert!(
+            flow.iter().zip(eye(n)).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{flow:?}"
+        );
+    }
+    // Uniform attention mixes everything: rows of the rollout still sum to 1.
+    let uniform = vec![1.0 / n as f32; heads * n * n];
+    let flow = rollout(&[uniform.clone(), uniform], heads, n, Fusion::Mean, 0.0);
+    for row in flow.chunks(n) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+}
+
+fn set(sd: &mut vitrun::model::StateDict, key: &str, f: impl Fn(&[usize], usize) -> f32) {
+    let t = sd.get_mut(key).unwrap_or_else(|| panic!("no {key}"));
+    let shape = t.shape.clone();
+    t.data = (0..t.data.len()).map(|i| f(&shape, i)).collect();
+}
+
+/// A one-block ViT whose CLS token attends to patch `target`: patch projections are zero, so
+/// tokens are their positions; the CLS and target positions share a direction the query and
+/// key maps amplify.
+fn focused_model(distilled: bool, target: usize) -> (Classifier<Flex, Vit<Flex>>, usize, usize) {
+    let spec = VitSpec {
+        image_size: 16,
+        in_channels: 3,
+        patch_size: 4,
+        conv_stem: Vec::new(),
+        conv_stem_pool: false,
+        conv_stem_depth: 1,
+        conv_stem_batch_norm: false,
+        embed_dim: 8,
+        depth: 1,
+        num_heads: 1,
+        mlp_ratio: 2.0,
+        mean_pool: false,
+        distilled,
+        dropout: 0.0,
+        attn_dropout: 0.0,
+        drop_path: 0.0,
+    };
+    let device = Default::default();
+    let model = vit_classifier::<Flex>(&spec, 2, &device);
+    let mut sd = state_dict(&model);
+    let prefix = 1 + usize::from(distilled);
+    let d = 8;
+    set(&mut sd, "patch_embed.proj.weight", |_, _| 0.0);
+    set(&mut sd, "patch_embed.proj.bias", |_, _| 0.0);
+    set(&mut sd, "cls_token", |_, _| 0.0);
+    if distilled {
+        set(&mut sd, "dist_token", |_, _| 0.0);
+    }
+    set(&mut sd, "pos_embed", |_, i| {
+        let (token, dim) = (i / d, i % d);
+        match (token, dim) {
+            (0, 0) => 1.0,
+            (t, 0) if t == prefix + target => 1.0,
+            (1, 1) if distilled => 1.0,
+            _ => 0.0,
+        }
+    });
+    set(&mut sd, "blocks.0.norm1.weight", |_, _| 1.0);
+    set(&mut sd, "blocks.0.norm1.bias", |_, _| 0.0);
+    set(&mut sd, "blocks.0.attn.qkv.weight", |_, i| {
+        let (row, col) = (i / d, i % d);
+        if row % d == col {
+            if row < 2 * d {
+                3.0
+            } else {
+                1.0
+            }
+        } else {
+            0.0
+        }
+    });
+    set(&mut sd, "blocks.0.attn.qkv.bias", |_, _| 0.0);
+    let model = apply_state_dict(model, &sd, "constructed", &device).unwrap();
+    (model, prefix, 4)
+}
+
+#[test]
+fn attention_of_a_model_built_to_focus_on_one_patch_peaks_there() {
+    for distilled in [false, true] {
+        let target = 9;
+        let (model, prefix, grid) = focused_model(distilled, target);
+        let images = Tensor::<Flex, 4>::from_data(
+            TensorData::new(vec![0.5f32; 3 * 16 * 16], [1, 3, 16, 16]),
+            &Default::default(),
+        );
+        let trace = model.trace(images);
+        let [_, heads, n, _] = trace.attentions[0].dims();
+        assert_eq!(n, prefix + grid * grid);
+        let attn: Vec<f32> = trace.attentions[0].clone().into_data().to_vec().unwrap();
+        let argmax = |m: &[f32]| (0..m.len()).fold(0, |b, i| if m[i] > m[b] { i } else { b });
+        for fusion in [Fusion::Mean, Fusion::Max, Fusion::Min] {
+            let map = last_block_map(&attn, heads, n, prefix, fusion, 0.5);
+            assert_eq!(map.len(), grid * grid, "a map over the patch grid only");
+            assert_eq!(argmax(&map), target, "distilled {distilled}: {map:?}");
+            assert_eq!(map[target], 1.0, "scaled to a maximum of 1");
+        }
+        let flow = rollout(std::slice::from_ref(&attn), heads, n, Fusion::Mean, 0.0);
+        assert_eq!(argmax(&cls_to_patches(&flow, n, prefix)), target);
+    }
+}
+
+fn vitrun(args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(EXE);
+    cmd.args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VITRUN_")) {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Trains the tiny experiment for two epochs with an awkward string in its config (the
+/// synthetic dataset ignores `data.path`); returns the runs dir.
+fn trained(dir: &Path, awkward: &str) -> PathBuf {
+    let path_set = format!("data.path={awkward:?}");
+    trained_with(dir, &["--set", "train.epochs=2", "--set", &path_set])
+}
+
+/// Trains the tiny experiment with `extra` arguments; returns the runs dir.
+fn trained_with(dir: &Path, extra: &[&str]) -> PathBuf {
+    let runs = dir.join("runs");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/configs/tiny_synthetic.toml"
+    );
+    let runs_set = format!("train.runs_dir={:?}", runs.display().to_string());
+    let mut args = vec!["run", file, "--quiet", "--set", &runs_set];
+    args.extend_from_slice(extra);
+    vitrun(&args);
+    runs
+}
+
+fn size_of(path: &Path) -> (u32, u32) {
+    image::image_dimensions(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn report_of_a_trained_run_has_every_file_and_loads_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = trained(dir.path(), "<b>&\"co\"</b>");
+    let out = dir.path().join("report");
+    let stdout = vitrun(&[
+        "report",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--discard",
+        "0.5",
+    ])
+    .stdout;
+    assert!(String::from_utf8_lossy(&stdout).contains("index.html"));
+    assert!(
+        !out.join("curve_top5.png").exists(),
+        "top-5 of 2 classes is always 100 %: not drawn"
+    );
+    for (file, size) in [
+        ("curve_loss.png", Some((800, 480))),
+        ("curve_top1.png", Some((800, 480))),
+        ("curve_lr.png", Some((800, 480))),
+        ("curve_step_loss.png", Some((800, 480))),
+        ("augmentations.png", None),
+        ("attention.png", None),
+        ("predictions.png", Some((760, 6 * 170))),
+        ("confusion_counts.png", None),
+        ("confusion_normalised.png", None),
+        ("patch_embeddings.png", None),
+    ] {
+        let (w, h) = size_of(&out.join(file));
+        assert!(w > 100 && h > 100, "{file}: {w}×{h}");
+        if let Some(expected) = size {
+            assert_eq!((w, h), expected, "{file}");
+        }
+    }
+    assert!(out.join("curve_loss.svg").exists());
+    assert!(
+        !out.join("mixed.png").exists(),
+        "no Mixup/CutMix, no mixed batches"
+    );
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        html.contains("&lt;b&gt;&amp;&quot;co&quot;&lt;/b&gt;"),
+        "config strings are escaped"
+    );
+    assert!(!html.contains("<b>&\"co"), "never raw");
+    assert!(html.contains("experiment tiny_synthetic"));
+    assert!(
+        html.contains("optimizer.lr") && html.contains("val/top1"),
+        "config and final metrics are shown"
+    );
+    for src in html
+        .split("src=\"")
+        .skip(1)
+        .map(|s| &s[..s.find('"').unwrap()])
+    {
+        assert!(
+            !src.starts_with('/') && out.join(src).exists(),
+            "relative, existing image {src}"
+        );
+    }
+    browser_check(&out);
+}
+
+#[test]
+fn a_mixing_trial_reports_its_mixed_batches_and_its_weight_average() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = trained_with(
+        dir.path(),
+        &[
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "augment.mixup.enabled=true",
+            "--set",
+            "augment.cutmix.enabled=true",
+            "--set",
+            "augment.rand_augment.enabled=true",
+            "--set",
+            "train.ema.enabled=true",
+        ],
+    );
+    let out = dir.path().join("report");
+    vitrun(&[
+        "report",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (w, h) = size_of(&out.join("mixed.png"));
+    assert!(
+        w > 6 * 100 && h > 3 * 100,
+        "six images a row, three batches: {w}×{h}"
+    );
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        html.contains("Mixup and CutMix"),
+        "the panel is on the page"
+    );
+    assert!(
+        html.contains("val_ema/top1"),
+        "the average's metrics are summarised"
+    );
+}
+
+/// Loads the page from `file://` in headless Chromium: every image decodes (naturalWidth > 0),
+/// the console stays silent; a screenshot is kept in `target/tmp/`.
+fn browser_check(out: &Path) {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("VITRUN_REQUIRE_CHROMIUM").is_err(),
+            "VITRUN_REQUIRE_CHROMIUM is set but no chromium is installed (apt-get install chromium)"
+        );
+        eprintln!(
+            "skipping the browser check: chromium is not installed (apt-get install chromium)"
+        );
+        return;
+    };
+    let probe = out.join("check.html");
+    probe_page(
+        &probe,
+        r#"const images = Array.from(doc.images);
+  const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'));
+  out('IMAGES ' + images.length + ' BROKEN ' + JSON.stringify(broken));"#,
+    );
+    let base = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=10000",
+    ];
+    let url = |p: &Path| format!("file://{}", p.display());
+    let dom = Command::new(browser)
+        .args(base)
+        .arg("--dump-dom")
+        .arg(url(&probe))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let images = dom
+        .split("IMAGES ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the probe page did not run: {dom}"));
+    let count: usize = images.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(count >= 10, "{images}");
+    assert!(
+        images.contains("BROKEN []"),
+        "images that did not load: {images}"
+    );
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-screenshot.png");
+    let run = Command::new(browser)
+        .args(base)
+        .args([
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,3000",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url(&out.join("index.html")))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    assert!(
+        size_of(&shot).0 >= 1280,
+        "screenshot kept at {}",
+        shot.display()
+    );
+}
+
+#[test]
+fn sweep_report_compares_trials_and_marks_pruned_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"rs\"\nseed = 1\n[data]\ndataset = \"synthetic\"\nimage_size = 16\ntrain_size = 128\nval_size = 32\nclasses = [\"bus\", \"car\"]\n[model]\nembed_dim = 16\ndepth = 1\nnum_heads = 2\n[train]\nepochs = 2\nbatch_size = 32\nruns_dir = {:?}\n[sweep]\n\"optimizer.lr\" = [1e-3, 1e-4, 1e-5]\n\"model.pooling\" = [\"cls\", \"mean\"]\n",
+            dir.path().join("runs").display().to_string()
+        ),
+    )
+    .unwrap();
+    vitrun(&["sweep", file.to_str().unwrap()]);
+    let runs = dir.path().join("runs");
+    let db = rusqlite::Connection::open(runs.join("vitrun.sqlite")).unwrap();
+    let pruned: String = db
+        .query_row("SELECT id FROM trials LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    db.execute(
+        "UPDATE trials SET status = 'pruned', error = 'pruned: test' WHERE id = ?1",
+        [&pruned],
+    )
+    .unwrap();
+    vitrun(&["report", "rs", "--runs-dir", runs.to_str().unwrap()]);
+    let out = runs.join("rs/report");
+    for file in [
+        "sweep_optimizer_lr.png",
+        "sweep_model_pooling.png",
+        "curve_val_top1.png",
+        "curve_train_loss.png",
+    ] {
+        let (w, h) = size_of(&out.join(file));
+        assert!(w >= 640 && h >= 420, "{file}");
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("Sweep comparison") && html.contains("6 trials sorted by best val/top1"));
+    assert!(
+        html.contains("<td class=\"status-pruned\">pruned</td>"),
+        "pruned trials are visible as such"
+    );
+    vitrun(&[
+        "report",
+        "rs",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--metric",
+        "val/loss",
+    ]);
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("<th>best val/loss</th>") && html.contains("sorted by best val/loss"));
+    let sweep_table = html.split("<th>best val/loss</th>").nth(1).unwrap();
+    let sweep_table = &sweep_table[..sweep_table.find("</table>").unwrap()];
+    let ranked: Vec<f64> = sweep_table
+        .split("<tr>")
+        .skip(1)
+        .map(|row| {
+            let cells: Vec<&str> = row
+                .split("<td")
+                .skip(1)
+                .map(|c| &c[c.find('>').unwrap() + 1..c.find("</td>").unwrap()])
+                .collect();
+            cells[3].parse().unwrap()
+        })
+        .collect();
+    assert!(
+        ranked.len() == 6 && ranked.windows(2).all(|w| w[0] <= w[1]),
+        "lowest loss first: {ranked:?}"
+    );
+    let e = Command::new(EXE)
+        .args([
+            "report",
+            "rs",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--metric",
+            "val/acc",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&e.stderr)
+        .contains("--metric val/acc: no trial of sweep rs logged it; use one of"));
+    let e = Command::new(EXE)
+        .args(["report", "nope", "--runs-dir", runs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(e.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("no trial, experiment or sweep named \"nope\"")
+    );
+}
+
+#[test]
+fn a_running_trial_reports_what_the_store_has_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = trained(dir.path(), "unused");
+    let db = rusqlite::Connection::open(runs.join("vitrun.sqlite")).unwrap();
+    let id: String = db
+        .query_row("SELECT id FROM trials", [], |r| r.get(0))
+        .unwrap();
+    db.execute("UPDATE trials SET status = 'running', ended_at = NULL", [])
+        .unwrap();
+    db.execute("DELETE FROM metrics WHERE epoch = 2", [])
+        .unwrap();
+    for kind in ["best", "last"] {
+        std::fs::remove_dir_all(runs.join(format!("tiny_synthetic/{id}/{kind}"))).unwrap();
+    }
+    let stdout = vitrun(&["report", &id[..6], "--runs-dir", runs.to_str().unwrap()]).stdout;
+    assert!(String::from_utf8_lossy(&stdout).contains("has no checkpoint yet"));
+    let out = runs.join(format!("tiny_synthetic/{id}/report"));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        html.contains("(stale)") && html.contains("has no checkpoint yet"),
+        "a running row without a live process reads stale: {html}"
+    );
+    assert!(size_of(&out.join("curve_top1.png")).0 == 800);
+    assert!(
+        out.join("augmentations.png").exists(),
+        "data views need no weights"
+    );
+    assert!(!out.join("attention.png").exists());
+}
