@@ -259,7 +259,19 @@ fn is_image(path: &Path) -> bool {
 /// The image files the arguments name: files as given, folders searched recursively for
 /// `.png`/`.jpg`/`.jpeg`, in sorted order.
 pub fn images(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    /// Walks `dir`, each folder once however many links lead to it (`seen`: device and inode),
+    /// so that symlink loops end.
+    fn walk(
+        dir: &Path,
+        seen: &mut std::collections::HashSet<(u64, u64)>,
+        out: &mut Vec<PathBuf>,
+    ) -> anyhow::Result<()> {
+        let meta = std::fs::metadata(dir)
+            .with_context(|| format!("cannot read folder {}", dir.display()))?;
+        if !seen.insert((meta.dev(), meta.ino())) {
+            return Ok(());
+        }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read folder {}", dir.display()))?
             .filter_map(Result::ok)
@@ -268,17 +280,18 @@ pub fn images(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         entries.sort();
         for p in entries {
             if p.is_dir() {
-                walk(&p, out)?;
-            } else if is_image(&p) {
+                walk(&p, seen, out)?;
+            } else if is_image(&p) && p.is_file() {
                 out.push(p);
             }
         }
         Ok(())
     }
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for a in args {
         if a.is_dir() {
-            walk(a, &mut out)?;
+            walk(a, &mut seen, &mut out)?;
         } else {
             anyhow::ensure!(a.exists(), "{}: no such image or folder", a.display());
             out.push(a.clone());

@@ -103,6 +103,15 @@ pub fn load_with_env(
     sets: &[String],
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Loaded, ConfigError> {
+    // A FIFO or a device would block or never end: only a regular file is read.
+    if std::fs::metadata(file).is_ok_and(|m| !m.is_file()) {
+        return Err(ConfigError::Read {
+            file: file.to_path_buf(),
+            reason:
+                "not a regular file (a folder, a FIFO or a device); name an experiment TOML file"
+                    .into(),
+        });
+    }
     let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Read {
         file: file.to_path_buf(),
         reason: e.to_string(),
@@ -155,7 +164,32 @@ pub fn load_with_env(
 
 /// Loads `file` with the process environment and `--set` strings.
 pub fn load(file: &Path, sets: &[String]) -> Result<Loaded, ConfigError> {
-    load_with_env(file, sets, std::env::vars())
+    load_with_env(file, sets, process_env()?)
+}
+
+/// The process's `VITRUN_*` variables. Others are never read, whatever their encoding (a
+/// shell's `OLDPWD` may name a non-UTF-8 folder); a `VITRUN_*` one that is not UTF-8 is an
+/// error naming it.
+fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let shown = name.to_string_lossy().into_owned();
+        if !shown.starts_with(ENV_PREFIX) {
+            continue;
+        }
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => out.push((name, value)),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    place: format!("environment variable {shown}"),
+                    key: shown,
+                    reason: "its name or value is not UTF-8; set it to UTF-8 text, or unset it"
+                        .into(),
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Resolves sweep points against one parsed experiment file.

@@ -85,6 +85,19 @@ impl Config {
         self.runs().store()
     }
 
+    /// A config read back from the store (`trials.config`) for trial `trial`: parsed and held
+    /// to the same checks as a file, since a store can be old, copied or edited; the error
+    /// names the trial and what is wrong.
+    pub fn from_stored(json: &str, trial: &str) -> Result<Config, String> {
+        let mut config: Config = serde_json::from_str(json)
+            .map_err(|e| format!("trial {trial}: its stored config does not parse ({e})"))?;
+        config.resolve_model();
+        validate::finite_config(&config)
+            .and_then(|_| validate::validate_rules(&config))
+            .map_err(|(key, why)| format!("trial {trial}: its stored config has `{key}`: {why}"))?;
+        Ok(config)
+    }
+
     /// Class names in label order, when the config names them.
     pub fn class_names(&self) -> Option<&[String]> {
         self.data.classes.as_deref()

@@ -73,20 +73,41 @@ impl Dataset for CocoDetection {
     fn get(&self, index: usize) -> Result<Sample, DataError> {
         let e = &self.entries[index];
         let image = decode(&e.path, self.max_pixels)?;
+        let bad = |reason: String| DataError::BadFile {
+            path: e.path.display().to_string(),
+            reason,
+        };
         if let Some((w, h)) = e.size {
             if (image.width, image.height) != (w as usize, h as usize) {
-                return Err(DataError::BadFile {
-                    path: e.path.display().to_string(),
-                    reason: format!(
-                        "the image is {}x{} but its annotations declare {w}x{h}; fix the image or its width/height in the annotations",
-                        image.width, image.height
-                    ),
-                });
+                return Err(bad(format!(
+                    "the image is {}x{} but its annotations declare {w}x{h}; fix the image or its width/height in the annotations",
+                    image.width, image.height
+                )));
             }
+        }
+        // Boxes of an image whose annotations leave out its size are checked against it now.
+        let (iw, ih) = (image.width as f64, image.height as f64);
+        let mut objects = Vec::with_capacity(e.objects.len());
+        for o in &e.objects {
+            let c = o.corners;
+            if c.x0 < -EDGE_SLACK
+                || c.y0 < -EDGE_SLACK
+                || c.x1 > iw + EDGE_SLACK
+                || c.y1 > ih + EDGE_SLACK
+            {
+                return Err(bad(format!(
+                    "a box [{:.1}, {:.1}, {:.1}, {:.1}] (x0, y0, x1, y1) reaches outside the {}x{} image; fix its annotation, or set data.skip_bad = true to skip the image",
+                    c.x0, c.y0, c.x1, c.y1, image.width, image.height
+                )));
+            }
+            objects.push(ObjectBox {
+                class: o.class,
+                corners: c.clipped(iw, ih),
+            });
         }
         Ok(Sample {
             image,
-            target: Target::Objects(e.objects.clone()),
+            target: Target::Objects(objects),
         })
     }
 }
@@ -100,7 +121,27 @@ struct Categories {
     known: HashMap<u64, String>,
 }
 
-fn categories(file: &CocoFile, wanted: Option<&[String]>) -> Result<Categories, DataError> {
+fn categories(
+    path: &Path,
+    file: &CocoFile,
+    wanted: Option<&[String]>,
+) -> Result<Categories, DataError> {
+    let bad = |reason: String| DataError::BadFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    if file.categories.is_empty() {
+        return Err(bad(
+            "`categories` is empty: a detector needs at least one class; list the categories as [{id, name}]".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(c) = file.categories.iter().find(|c| !seen.insert(c.id)) {
+        return Err(bad(format!(
+            "category id {} is listed twice in `categories`; give each category its own id",
+            c.id
+        )));
+    }
     let mut cats: Vec<&CocoCategory> = file.categories.iter().collect();
     cats.sort_by_key(|c| c.id);
     let own: Vec<String> = cats.iter().map(|c| c.name.clone()).collect();
@@ -121,6 +162,15 @@ fn read_file(path: &Path) -> Result<CocoFile, DataError> {
         path: path.display().to_string(),
         reason,
     };
+    // A FIFO or a device would block or never end: only a regular file is read.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(bad(
+                "not a regular file (a folder, a FIFO or a device); point data.annotations at a JSON file".into(),
+            ))
+        }
+        _ => {}
+    }
     let file =
         std::fs::File::open(path).map_err(|e| bad(format!("{e}; check data.annotations")))?;
     serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| {
@@ -140,12 +190,32 @@ fn entries(
     cats: &Categories,
     skip_bad: bool,
 ) -> Result<(Vec<Entry>, usize), DataError> {
+    let bad = |reason: String| DataError::BadFile {
+        path: path.display().to_string(),
+        reason,
+    };
     let mut index_of: HashMap<u64, usize> = HashMap::new();
     let mut entries = Vec::with_capacity(file.images.len());
     for img in &file.images {
-        index_of.insert(img.id, entries.len());
+        if index_of.insert(img.id, entries.len()).is_some() {
+            return Err(bad(format!(
+                "image id {} is listed twice in `images`; give each image its own id",
+                img.id
+            )));
+        }
+        let name = Path::new(&img.file_name);
+        let inside = !img.file_name.is_empty()
+            && name
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(bad(format!(
+                "image id {} has file_name {:?}, which leaves the image folder (absolute, or through ..); give a path inside it",
+                img.id, img.file_name
+            )));
+        }
         entries.push(Entry {
-            path: images.join(&img.file_name),
+            path: images.join(name),
             size: img.width.zip(img.height),
             objects: Vec::new(),
         });
@@ -252,7 +322,7 @@ pub fn open(
         });
     }
     let train_file = read_file(paths.annotations)?;
-    let cats = categories(&train_file, wanted)?;
+    let cats = categories(paths.annotations, &train_file, wanted)?;
     let (mut train, skipped) = entries(
         paths.annotations,
         &train_file,
@@ -263,7 +333,7 @@ pub fn open(
     let (mut val, val_skipped) = match paths.val_annotations {
         Some(val_path) => {
             let val_file = read_file(val_path)?;
-            let val_cats = categories(&val_file, Some(&cats.names))?;
+            let val_cats = categories(val_path, &val_file, Some(&cats.names))?;
             let images = paths.val_images.unwrap_or(paths.images);
             entries(val_path, &val_file, images, &val_cats, skip_bad)?
         }
@@ -432,5 +502,58 @@ mod tests {
             .collect();
         assert_eq!(e.len(), 1);
         assert!(e[0].contains("a.png") && e[0].contains("41x30"), "{}", e[0]);
+    }
+
+    #[test]
+    fn hostile_annotations_are_refused_by_name() {
+        for (from, to, said) in [
+            ("\"a.png\"", "\"/etc/passwd\"", "leaves the image folder"),
+            ("\"a.png\"", "\"../../a.png\"", "leaves the image folder"),
+            ("\"a.png\"", "\"\"", "leaves the image folder"),
+            (
+                "{\"id\": 11,",
+                "{\"id\": 10,",
+                "image id 10 is listed twice",
+            ),
+            (
+                "{\"id\": 7, \"name\"",
+                "{\"id\": 90, \"name\"",
+                "category id 90 is listed twice",
+            ),
+        ] {
+            let (dir, ann) = setup(&GOOD.replacen(from, to, 1));
+            let e = err(open_at(dir.path(), &ann, false));
+            assert!(e.contains("ann.json") && e.contains(said), "{to}: {e}");
+        }
+        let no_classes = r#"{"images": [], "annotations": [], "categories": []}"#;
+        let (dir, ann) = setup(no_classes);
+        let e = err(open_at(dir.path(), &ann, false));
+        assert!(e.contains("`categories` is empty"), "{e}");
+
+        // A FIFO as the annotations file is refused at once instead of blocking the reader.
+        let (dir, ann) = setup(GOOD);
+        std::fs::remove_file(&ann).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&ann).status();
+        if made.is_ok_and(|s| s.success()) {
+            let e = err(open_at(dir.path(), &ann, false));
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+
+        // Without width/height, a box is checked against the decoded image.
+        let sizeless = GOOD
+            .replace(", \"width\": 40, \"height\": 30}", "}")
+            .replace("[1, 2, 10, 5]", "[35, 2, 10, 5]");
+        let (dir, ann) = setup(&sizeless);
+        let s = open_at(dir.path(), &ann, false).unwrap();
+        let errors: Vec<String> = (0..s.train.len())
+            .filter_map(|i| s.train.get(i).err())
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("a.png") && e.contains("reaches outside")),
+            "{errors:?}"
+        );
     }
 }

@@ -167,8 +167,10 @@ fn pairs(dir: &Path, skip_bad: bool) -> Result<Vec<Pair>, DataError> {
     files
         .into_iter()
         .map(|image| {
-            let stem = image.file_stem().unwrap_or_default();
-            let mask = masks.join(stem).with_extension("png");
+            // `<stem>.png` for the whole stem: `a.v1.png`'s mask is `a.v1.png`, never `a.png`.
+            let mut name = image.file_stem().unwrap_or_default().to_os_string();
+            name.push(".png");
+            let mask = masks.join(name);
             if !skip_bad && !mask.is_file() {
                 return Err(bad(
                     &image,
@@ -237,9 +239,13 @@ pub fn open(
             (0..n).map(|i| format!("class_{i}")).collect()
         }
     };
-    if names.is_empty() {
+    // One class leaves nothing to tell apart: its IoU, Dice and loss are all trivially perfect.
+    if names.len() < 2 {
         return Err(DataError::Classes {
-            reason: "a mask folder needs at least one class".into(),
+            reason: format!(
+                "the masks in {} hold class 0 only, and segmentation needs at least two classes; name them in data.classes (e.g. [\"background\", \"lesion\"]) or check that the masks mark the objects",
+                root.display()
+            ),
         });
     }
     let make = |items| MaskFolder {
@@ -340,7 +346,9 @@ mod tests {
         layout(root);
         write_image(&root.join("images/a.png"), 4, 4);
         write_image(&root.join("images/b.jpg"), 4, 4);
-        write_mask(&root.join("masks/a.png"), 4, 4, &[0; 16], false);
+        let mut blob = [0u8; 16];
+        blob[5] = 1;
+        write_mask(&root.join("masks/a.png"), 4, 4, &blob, false);
         let e = open_err(root);
         assert!(
             e.contains("b.jpg") && e.contains("masks/b.png") && e.contains("skip_bad"),
@@ -391,5 +399,21 @@ mod tests {
         std::fs::remove_dir_all(root.join("masks")).unwrap();
         let e = open_err(root);
         assert!(e.contains("no masks folder"), "{e}");
+    }
+
+    #[test]
+    fn masks_of_one_class_are_refused_before_training() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        layout(root);
+        write_image(&root.join("images/a.png"), 4, 4);
+        write_mask(&root.join("masks/a.png"), 4, 4, &[0; 16], false);
+        let e = open_err(root);
+        assert!(
+            e.contains("class 0 only") && e.contains("data.classes"),
+            "{e}"
+        );
+        let two = ["background".to_string(), "lesion".to_string()];
+        assert!(open(root, Some(&two), 0.0, 1, (None, None), false, 1 << 20).is_ok());
     }
 }

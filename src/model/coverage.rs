@@ -74,24 +74,21 @@ const LISTED_PER_MODULE: usize = 4;
 /// `module.*` entry when there are more than [`LISTED_PER_MODULE`] (a task decoder's dozens of
 /// fresh tensors), in first-seen order.
 fn grouped(items: &[(String, String)]) -> Vec<(String, String)> {
+    use std::collections::{HashMap, HashSet};
     let module = |name: &str| name.split('.').next().unwrap_or(name).to_string();
-    let count = |m: &str, why: &str| {
-        items
-            .iter()
-            .filter(|(n, w)| module(n) == m && w == why)
-            .count()
-    };
+    let mut counts: HashMap<(String, &str), usize> = HashMap::new();
+    for (name, why) in items {
+        *counts.entry((module(name), why.as_str())).or_default() += 1;
+    }
+    let mut folded: HashSet<(String, &str)> = HashSet::new();
     let mut out: Vec<(String, String)> = Vec::new();
     for (name, why) in items {
-        let m = module(name);
-        let n = count(&m, why);
+        let key = (module(name), why.as_str());
+        let n = counts[&key];
         if n <= LISTED_PER_MODULE {
             out.push((name.clone(), why.clone()));
-        } else if !out
-            .iter()
-            .any(|(o, w)| *o == format!("{m}.*") && w.ends_with(why.as_str()))
-        {
-            out.push((format!("{m}.*"), format!("{n} tensors, {why}")));
+        } else if folded.insert(key.clone()) {
+            out.push((format!("{}.*", key.0), format!("{n} tensors, {why}")));
         }
     }
     out

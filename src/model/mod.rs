@@ -6,6 +6,7 @@ mod coverage;
 mod freeze;
 mod pretrained;
 mod state_dict;
+mod torch_zip;
 mod vit;
 
 pub use backbone::{

@@ -33,8 +33,9 @@ pub enum CheckpointError {
     Write { file: String, reason: String },
 }
 
-/// Reads a state dict from `.safetensors`, or from a `.pth`/`.pt`/`.bin` (a plain state dict,
-/// DeiT's `{"model": …}` or a trainer's `{"state_dict": …}`), parsed without running pickle code.
+/// Reads a state dict from `.safetensors`, or from a `.pth`/`.pt`/`.bin` of `torch.save` (a
+/// plain state dict, DeiT's `{"model": …}` or a trainer's `{"state_dict": …}`), read as data
+/// with bounded work whatever the file declares, never running pickle code.
 pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
     let err = |reason: String| CheckpointError::Read {
         file: path.display().to_string(),
@@ -64,22 +65,14 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
             Ok(out)
         }
         Some("pth") | Some("pt") | Some("bin") => {
-            use burn_store::pytorch::PytorchReader;
-            let reader = PytorchReader::with_top_level_key(path, "model")
-                .or_else(|_| PytorchReader::with_top_level_key(path, "state_dict"))
-                .or_else(|_| PytorchReader::new(path))
-                .map_err(|e| err(e.to_string()))?;
-            let mut out = StateDict::new();
-            for (name, snap) in reader.into_tensors() {
-                let data = snap.to_data().map_err(|e| err(format!("{name}: {e:?}")))?;
-                let shape = data.shape.to_vec();
-                let data = data
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .map_err(|e| err(format!("{name}: {e:?}")))?;
-                out.insert(name, StateTensor { shape, data });
-            }
-            Ok(out)
+            let tensors = super::torch_zip::read(path).map_err(err)?;
+            Ok(tensors
+                .into_iter()
+                .map(|(name, t)| {
+                    let (shape, data) = (t.shape, t.data);
+                    (name, StateTensor { shape, data })
+                })
+                .collect())
         }
         _ => Err(err(
             "unknown checkpoint format; use a .safetensors, .pth, .pt or .bin file".into(),

@@ -115,10 +115,20 @@ pub struct LineChart {
     pub bands: Vec<Band>,
 }
 
+/// The largest magnitude an axis reaches: a range wider than this (values near ±1e308)
+/// overflows to infinity, and its ticks never end.
+const AXIS_LIMIT: f64 = 1e300;
+
+/// The axis range of values from `lo` to `hi`, padded by 5 %, within ±[`AXIS_LIMIT`]
+/// (values beyond it are drawn at the edge).
 fn padded(lo: f64, hi: f64) -> (f64, f64) {
     if !(lo.is_finite() && hi.is_finite()) {
         return (0.0, 1.0);
     }
+    let (lo, hi) = (
+        lo.clamp(-AXIS_LIMIT, AXIS_LIMIT),
+        hi.clamp(-AXIS_LIMIT, AXIS_LIMIT),
+    );
     let pad = ((hi - lo) * 0.05).max(1e-9 + lo.abs() * 1e-3);
     (lo - pad, hi + pad)
 }
@@ -379,7 +389,14 @@ where
     DB::ErrorType: 'static,
 {
     let n = bars.len().max(1);
-    let top = bars.iter().map(|(_, v)| *v).fold(0f64, f64::max).max(1e-9) * 1.15;
+    let top = (bars
+        .iter()
+        .map(|(_, v)| *v)
+        .filter(|v| v.is_finite())
+        .fold(0f64, f64::max)
+        .max(1e-9)
+        * 1.15)
+        .min(AXIS_LIMIT);
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 18))
         .margin(10)

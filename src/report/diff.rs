@@ -13,8 +13,7 @@ fn params(store: &Store, id: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let (json, _) = store
         .trial_config(id)?
         .with_context(|| format!("trial {id} is not in the store"))?;
-    let config: Config = serde_json::from_str(&json)
-        .with_context(|| format!("trial {id}: its stored config does not parse"))?;
+    let config = Config::from_stored(&json, id).map_err(anyhow::Error::msg)?;
     Ok(config
         .flat_params()
         .into_iter()

@@ -90,8 +90,7 @@ fn record(store: &Store, summaries: &[TrialSummary], id: &str) -> anyhow::Result
     let (json, _) = store
         .trial_config(id)?
         .with_context(|| format!("trial {id} is not in the store"))?;
-    let config: Config = serde_json::from_str(&json)
-        .with_context(|| format!("trial {id}: its stored config does not parse"))?;
+    let config = Config::from_stored(&json, id).map_err(anyhow::Error::msg)?;
     let summary = summaries
         .iter()
         .find(|s| s.id == id)

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::checkpoint::{self, Progress, Weights};
@@ -530,7 +531,16 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
         };
         let runs_dir = std::path::Path::new(&self.config.train.runs_dir);
         let path = super::pretrained::source(spec, self.recorder.store(), runs_dir)?;
-        let sd = read_state_dict(&path)?;
+        let sd = read_state_dict(&path).with_context(|| format!("model.pretrained = {spec:?}"))?;
+        if let Some((name, _)) = sd
+            .iter()
+            .find(|(_, t)| t.data.iter().any(|v| !v.is_finite()))
+        {
+            anyhow::bail!(
+                "model.pretrained {}: tensor {name} holds NaN or infinite values, so training from it could only diverge; use a checkpoint saved before its run diverged",
+                path.display()
+            );
+        }
         let (model, coverage) = apply_pretrained(model, sd, &self.arch, &self.device);
         let summary = format!("pretrained {}: {}", path.display(), coverage.summary());
         self.observer.message(&summary);
@@ -641,8 +651,8 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             if self.stop.load(Ordering::SeqCst) {
                 self.recorder.log_metrics(&self.id, &rows)?;
                 let msg = format!(
-                    "interrupted during epoch {epoch}; `vitrun run FILE --resume` continues after epoch {}",
-                    self.progress.epoch
+                    "interrupted during epoch {epoch}; `vitrun resume {}` continues after epoch {}",
+                    self.id, self.progress.epoch
                 );
                 self.recorder
                     .log_event(&self.id, Event::Ended(Status::Interrupted), &msg)?;

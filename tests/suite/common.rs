@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 pub fn vitrun(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrun"));
     cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("VITRUN_") {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("VITRUN_") {
             cmd.env_remove(k);
         }
     }

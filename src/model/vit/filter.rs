@@ -39,9 +39,12 @@ pub fn filter(mut sd: StateDict, spec: &VitSpec, coverage: &mut Coverage) -> Sta
     let has_dist = sd.contains_key("dist_token");
     let prefix_in_file = 1 + usize::from(has_dist);
     let patches = spec.grid_size() * spec.grid_size();
-    let pos_rows = sd
-        .get("pos_embed")
-        .map(|p| p.shape.get(1).copied().unwrap_or(0));
+    // Rows of a well-formed `[1, rows, dim]` position table only: any other shape is left for
+    // the shape check to report.
+    let pos_rows = sd.get("pos_embed").and_then(|p| match p.shape.as_slice() {
+        &[1, rows, dim] if dim > 0 && rows.checked_mul(dim) == Some(p.data.len()) => Some(rows),
+        _ => None,
+    });
     match (has_dist, spec.distilled) {
         (true, false) => {
             for key in ["dist_token", "head_dist.weight", "head_dist.bias"] {
@@ -112,7 +115,7 @@ fn resample_grid(sd: &mut StateDict, spec: &VitSpec, coverage: &mut Coverage) {
         return;
     };
     let (rows, dim) = match pos.shape.as_slice() {
-        [1, rows, dim] => (*rows, *dim),
+        &[1, rows, dim] if rows.checked_mul(dim) == Some(pos.data.len()) => (rows, dim),
         _ => return,
     };
     let old = ((rows.saturating_sub(prefix)) as f64).sqrt().round() as usize;
