@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::out::say;
+
 use super::commands::{distinct, SweepOptions};
 use super::Console;
 use crate::config::{available_cores, Loaded};
@@ -33,13 +35,14 @@ pub fn sweep(
     let plan = plan(loaded)?;
     let submission = slurm::submit(loaded, &plan, &options.sets)?;
     if submission.arrays.is_empty() {
-        println!(
+        say!(
             "nothing to submit: {} trials done, {} queued or running on the cluster",
-            submission.done, submission.in_flight
+            submission.done,
+            submission.in_flight
         );
     }
     for array in &submission.arrays {
-        println!(
+        say!(
             "submitted job array {}: {} trials ({} done already, {} queued or running on the cluster); plan and script in {}",
             array.job,
             array.trials,
@@ -49,7 +52,7 @@ pub fn sweep(
         );
     }
     let Some(interval) = wait else {
-        println!(
+        say!(
             "watch with `vitrun status {}`; results fold into the store on every read",
             loaded.config.name
         );
@@ -57,7 +60,7 @@ pub fn sweep(
     };
     let runs_dir = Path::new(&loaded.config.train.runs_dir);
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    loop {
+    let last_tasks = loop {
         track::sync_before_reading(runs_dir)?;
         let mut store = Store::open(&loaded.config.store_path())?;
         let tasks = slurm::refresh(&mut store, runs_dir, &loaded.config.name)?;
@@ -74,24 +77,37 @@ pub fn sweep(
                 state.map_or(String::new(), |s| format!("[{task}: {}]", s.describe()))
             );
             if seen.get(&t.id) != Some(&line) {
-                println!("{} {:<12} {line}", schedule::clock(started.elapsed()), t.id);
+                say!("{} {:<12} {line}", schedule::clock(started.elapsed()), t.id);
                 seen.insert(t.id.clone(), line);
             }
         }
         if live == 0 {
-            break;
+            break tasks;
         }
         if stop.load(Ordering::SeqCst) {
-            println!(
+            say!(
                 "stopped watching; the job array keeps running (vitrun status {})",
                 loaded.config.name
             );
-            break;
+            break tasks;
         }
         std::thread::sleep(interval);
-    }
+    };
     let store = Store::open(&loaded.config.store_path())?;
-    let results = schedule::results(&store, &plan)?;
+    let mut results = schedule::results(&store, &plan)?;
+    // A trial whose task ended before it claimed the trial (a missing executable, a node that
+    // failed) is still queued: say what its task did.
+    for r in results.iter_mut().filter(|r| !r.status.is_done()) {
+        if let Some((task, Some(state))) = last_tasks.get(&r.id) {
+            if r.error.is_none() && !state.is_live() {
+                r.error = Some(format!(
+                    "its SLURM task {task} ended {} without finishing it; see its log (vitrun logs {})",
+                    state.describe(),
+                    r.id
+                ));
+            }
+        }
+    }
     Ok((
         submission.clone(),
         Some(SweepReport {
@@ -148,9 +164,16 @@ pub fn status(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<Strin
                         .map_or("gone".to_string(), TaskState::describe)
                 )
             });
-            let requeues = ShardView::read(&dir.join(&t.id))
+            // Requeues the trial made (preemptions) or SLURM made on its own (node failure,
+            // `scontrol requeue`): whichever count is larger.
+            let preemptions = ShardView::read(&dir.join(&t.id))
                 .map(|v| v.preemptions)
                 .unwrap_or(0);
+            let restarts = tasks
+                .get(&t.id)
+                .and_then(|(_, state)| state.as_ref())
+                .map_or(0, |s| s.restarts as usize);
+            let requeues = preemptions.max(restarts);
             out.push_str(&format!(
                 "{:<12} {:<11} {:<34} {:>8} {:>8} {:>6} {:>9}{}\n",
                 t.id,
@@ -164,6 +187,18 @@ pub fn status(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<Strin
                 }),
                 t.error.map(|e| format!("  ({e})")).unwrap_or_default()
             ));
+            let task_failed = tasks
+                .get(&t.id)
+                .and_then(|(_, state)| state.as_ref())
+                .is_some_and(|s| !s.is_live() && s.state != "COMPLETED");
+            if t.status.is_failure() || (task_failed && !t.status.is_done()) {
+                let folder = crate::contract::ExperimentDir::at(&dir).trial(&t.id);
+                if let Some(tail) = super::commands::log_tail(&folder, 3) {
+                    for line in tail.lines() {
+                        out.push_str(&format!("    | {}\n", super::out::printable(line)));
+                    }
+                }
+            }
         }
     }
     if out.is_empty() {
@@ -213,8 +248,9 @@ fn live_holder(trial_dir: &Path) -> anyhow::Result<Option<String>> {
 }
 
 /// `vitrun array-task DIR`: runs the trial of this SLURM array task (`SLURM_ARRAY_TASK_ID`)
-/// from the submission folder `DIR`, writing its shard; USR2 or TERM (or the job's deadline)
-/// checkpoints it, marks it preempted and requeues the task.
+/// from the submission folder `DIR` (its config as planned, not the experiment file as it is
+/// now), writing its shard. USR2 (or the job's deadline) checkpoints it, marks it preempted and
+/// requeues the task within `max_requeues`; TERM (`scancel`) interrupts it.
 pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
     let plan_path = dir.join(PLAN_FILE);
     let plan: JobPlan = serde_json::from_str(
@@ -235,14 +271,22 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
             plan.tasks.len()
         )
     })?;
-    let threads = std::env::var("SLURM_CPUS_PER_TASK")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    // --cpus-per-task sets the first; --cpus-per-gpu only the CPUs the job holds on its node.
+    let threads = ["SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse().ok())
         .unwrap_or_else(available_cores);
     let gpus = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
-    let mut sets = plan.sets.clone();
-    sets.extend(task.sets.iter().cloned());
-    let asked = crate::config::load(&plan.file, &sets)?.config.train.device;
+    // The trial's config as planned; plans older than snapshots name the file and overrides.
+    let snapshot = task.snapshot(dir);
+    let (file, mut sets) = if snapshot.is_file() {
+        (snapshot, Vec::new())
+    } else {
+        let mut sets = plan.sets.clone();
+        sets.extend(task.sets.iter().cloned());
+        (plan.file.clone(), sets)
+    };
+    let asked = crate::config::load(&file, &sets)?.config.train.device;
     let slot = Slot {
         label: format!("slurm:{}", slurm::task_id().unwrap_or_default()),
         gpu: (!gpus.is_empty()).then_some(0),
@@ -250,14 +294,14 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
     };
     sets.push(format!("train.device=\"{}\"", slot_device(asked, &slot)));
     sets.push(format!("train.threads={threads}"));
-    let loaded = crate::config::load(&plan.file, &sets)?;
+    let loaded = crate::config::load(&file, &sets)?;
     let trial_dir = loaded.config.trial_dir(&task.trial);
     std::fs::create_dir_all(trial_dir.path())
         .with_context(|| format!("cannot create {}", trial_dir.path().display()))?;
     let log = trial_dir.log();
-    println!("trial {} logs to {}", task.trial, log.display());
+    say!("trial {} logs to {}", task.trial, log.display());
     log_to(&log)?;
-    println!(
+    say!(
         "=== {} SLURM task {} on {} ({threads} threads, CUDA_VISIBLE_DEVICES={gpus:?}, restart {})",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         slurm::task_id().unwrap_or_default(),
@@ -265,7 +309,7 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
         std::env::var("SLURM_RESTART_COUNT").unwrap_or_else(|_| "0".into())
     );
     if let Some(holder) = live_holder(trial_dir.path())? {
-        println!(
+        say!(
             "trial {} is already running in SLURM task {holder}; leaving it to that task",
             task.trial
         );
@@ -279,25 +323,25 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
         ));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    // One flag per cause, so the trial records what stopped it.
-    let causes: [(&'static str, Arc<AtomicBool>); 3] = [
+    // A flag per cause that the job's time is up, so the trial records which; TERM (scancel,
+    // or the cluster's own preemption, which requeues the job itself) and INT only stop it.
+    let causes: [(&'static str, Arc<AtomicBool>); 2] = [
         (
             "USR2 before the time limit",
             Arc::new(AtomicBool::new(false)),
         ),
-        ("TERM", Arc::new(AtomicBool::new(false))),
         ("the job's deadline", Arc::new(AtomicBool::new(false))),
     ];
-    for (signal, (_, flag)) in [signal_hook::consts::SIGUSR2, signal_hook::consts::SIGTERM]
-        .into_iter()
-        .zip(&causes)
-    {
-        signal_hook::flag::register(signal, flag.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, causes[0].1.clone())?;
+    for signal in [
+        signal_hook::consts::SIGUSR2,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     if let Some(at) = slurm::deadline(plan.signal_seconds) {
-        let (stop, deadline) = (stop.clone(), causes[2].1.clone());
+        let (stop, deadline) = (stop.clone(), causes[1].1.clone());
         std::thread::spawn(move || {
             if let Ok(wait) = at.duration_since(std::time::SystemTime::now()) {
                 std::thread::sleep(wait);
@@ -322,6 +366,11 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
                     .map(|(why, _)| *why)
             }),
             requeue: Box::new(move || slurm::requeue_self(&requeue_dir)),
+            restarts: std::env::var("SLURM_RESTART_COUNT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            max_requeues: plan.max_requeues,
         }),
     };
     let end = process::run(&loaded, &options, stop, &mut Console::new(false))?;

@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::out::{self, say};
+
 use crate::config::{Loaded, TrialsPerGpu};
 use crate::contract::Status;
+use crate::contract::TrialDir;
 use crate::plan::{plan, short_value, Plan};
 use crate::report::groups;
 use crate::schedule::{self, PerGpu, Sweep, SweepReport, TrialCommand};
@@ -130,7 +133,7 @@ fn slots_for(
         None => discovered,
     };
     if !devices.gpus.is_empty() && !gpu_build {
-        println!("note: GPUs found, but this vitrun was built without the cuda or tch feature; running on the CPU");
+        say!("note: GPUs found, but this vitrun was built without the cuda or tch feature; running on the CPU");
         devices.gpus.clear();
     }
     let per_gpu = match loaded.sweep.trials_per_gpu {
@@ -140,11 +143,11 @@ fn slots_for(
                 .and_then(|t| schedule::measure(exe, &loaded.file, &options.sets, t, gpu));
             match need {
                 Some(need_mib) => {
-                    println!("trials_per_gpu = auto: one trial needs {need_mib} MiB (measured on cuda:{gpu})");
+                    say!("trials_per_gpu = auto: one trial needs {need_mib} MiB (measured on cuda:{gpu})");
                     PerGpu::Measured { need_mib }
                 }
                 None => {
-                    println!("note: trials_per_gpu = auto could not measure GPU memory (nvidia-smi or the probe failed); using 1");
+                    say!("note: trials_per_gpu = auto could not measure GPU memory (nvidia-smi or the probe failed); using 1");
                     PerGpu::Count(1)
                 }
             }
@@ -235,6 +238,7 @@ pub fn sweep_summary(report: &SweepReport) -> String {
 /// how many trials it plans; an invalid point is an error here too).
 pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
     crate::task::check(loaded)?;
+    crate::train::backend::supports(loaded.config.train.device)?;
     let json = serde_json::to_value(&loaded.config).expect("config serialises");
     let mut out = format!(
         "# {} — trial id {}\n",
@@ -292,10 +296,7 @@ pub fn ls_groups(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<St
         let (json, _) = store
             .trial_config(&t.id)?
             .with_context(|| format!("trial {} is not in the store", t.id))?;
-        configs.push(
-            serde_json::from_str::<crate::config::Config>(&json)
-                .with_context(|| format!("trial {}: its stored config does not parse", t.id))?,
-        );
+        configs.push(crate::config::Config::from_stored(&json, &t.id).map_err(anyhow::Error::msg)?);
     }
     let refs: Vec<&crate::config::Config> = configs.iter().collect();
     let groups = groups::replicates(&refs);
@@ -347,6 +348,118 @@ pub fn ls_groups(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<St
     Ok(out)
 }
 
+/// The folder of trial `prefix` (an id or a unique prefix) in the store under `runs_dir`.
+fn trial_folder(
+    store: &Store,
+    runs_dir: &Path,
+    prefix: &str,
+) -> anyhow::Result<(String, TrialDir)> {
+    anyhow::ensure!(
+        crate::config::is_safe_name(prefix),
+        "{prefix:?} is not a trial id; `vitrun ls` lists them"
+    );
+    let id = store.unique_trial(prefix)?;
+    let (_, experiment) = store
+        .trial_config(&id)?
+        .with_context(|| format!("trial {id} is not in the store"))?;
+    anyhow::ensure!(
+        crate::config::is_safe_name(&experiment),
+        "the store names trial {id}'s experiment {experiment:?}, which is not a safe folder name"
+    );
+    let dir = crate::contract::RunsDir::new(runs_dir)
+        .experiment(&experiment)
+        .trial(&id);
+    Ok((id, dir))
+}
+
+/// The last `lines` lines of a trial's log, when it has one.
+pub fn log_tail(dir: &TrialDir, lines: usize) -> Option<String> {
+    let text = std::fs::read(dir.log()).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    (!tail.is_empty()).then(|| tail.join("\n"))
+}
+
+/// `vitrun logs TRIAL [--follow]`: the output of a trial a sweep or a SLURM task ran; with
+/// `follow`, what it appends until it ends (or `stop` is set).
+pub fn logs(runs_dir: &Path, prefix: &str, follow: bool, stop: &AtomicBool) -> anyhow::Result<()> {
+    let store = open_store(runs_dir)?;
+    let (id, dir) = trial_folder(&store, runs_dir, prefix)?;
+    // A SLURM task that ended before its trial started (a failed setup line, a missing
+    // executable) left only SLURM's own output file.
+    let log = match dir.log() {
+        log if log.is_file() => log,
+        log => store
+            .task_output(&id)?
+            .filter(|out| out.is_file())
+            .with_context(|| format!(
+                "trial {id} has no log at {}: a trial run with `vitrun run` prints to its terminal; sweeps and SLURM tasks write it",
+                log.display()
+            ))?,
+    };
+    let mut read = 0u64;
+    let mut quiet_since = std::time::Instant::now();
+    loop {
+        let mut file =
+            std::fs::File::open(&log).with_context(|| format!("cannot read {}", log.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if size < read {
+            read = 0;
+        }
+        if size > read {
+            use std::io::{Read, Seek};
+            file.seek(std::io::SeekFrom::Start(read))?;
+            let mut bytes = Vec::new();
+            file.take(size - read).read_to_end(&mut bytes)?;
+            read = size;
+            out::text(&String::from_utf8_lossy(&bytes));
+            quiet_since = std::time::Instant::now();
+        }
+        if !follow || stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        if quiet_since.elapsed() > std::time::Duration::from_secs(2) {
+            crate::track::sync_before_reading(runs_dir)?;
+            let running = Store::open(&crate::contract::RunsDir::new(runs_dir).store())?
+                .trial_states_of(&id)?
+                .is_some_and(|s| {
+                    !s.effective().is_done()
+                        && s.effective() != Status::Failed
+                        && s.effective() != Status::Crashed
+                });
+            if !running {
+                return Ok(());
+            }
+            quiet_since = std::time::Instant::now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// The experiment of trial `prefix` (an id or a unique prefix) in the store under `runs_dir`,
+/// loaded from the trial folder's resolved `config.toml` with `train.runs_dir` set to
+/// `runs_dir`; it must still resolve to the trial's id.
+pub fn stored_trial(prefix: &str, runs_dir: &Path) -> anyhow::Result<Loaded> {
+    let store = open_store(runs_dir)?;
+    let (id, dir) = trial_folder(&store, runs_dir, prefix)?;
+    let file = dir.config();
+    anyhow::ensure!(
+        file.is_file(),
+        "{} is missing: trial {id} never started here, so it has no checkpoint to resume; run its experiment file with the same --set values instead",
+        file.display()
+    );
+    let runs = format!("train.runs_dir={:?}", runs_dir.display().to_string());
+    let loaded = crate::config::load(&file, &[runs])?;
+    let resolved = loaded.config.trial_id();
+    anyhow::ensure!(
+        resolved == id,
+        "{} resolves to trial {resolved}, not {id}: it was edited; restore it, or run the experiment file with --resume",
+        file.display()
+    );
+    Ok(loaded)
+}
+
 /// Each item once, in the order of its first appearance (`Vec::dedup` only drops adjacent
 /// repeats, so an unsorted list keeps its interleaved ones).
 pub(super) fn distinct<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
@@ -357,21 +470,10 @@ pub(super) fn distinct<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> Ve
         .collect()
 }
 
-/// Marks trials of SLURM submissions whose task is gone as stale, where this machine can ask
-/// SLURM (a machine without it lists the store as it is).
-fn mark_gone_cluster_tasks(store: &mut Store, runs_dir: &Path, experiment: Option<&str>) {
-    let Ok(jobs) = store.jobs(experiment) else {
-        return;
-    };
-    for exp in distinct(jobs.into_iter().map(|j| j.experiment)) {
-        let _ = schedule::slurm::refresh(store, runs_dir, &exp);
-    }
-}
-
-/// `vitrun ls`: one line per trial, newest first.
+/// `vitrun ls`: one line per trial, newest first, as the store has them (it never waits on a
+/// cluster: `vitrun status` asks SLURM about cluster trials).
 pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
-    let mut store = open_store(runs_dir)?;
-    mark_gone_cluster_tasks(&mut store, runs_dir, experiment);
+    let store = open_store(runs_dir)?;
     let mut out = format!(
         "{:<12} {:<20} {:<9} {:>6} {:>12} {:>9} {:<10} {}\n",
         "trial", "experiment", "status", "epochs", "best", "val loss", "device", "started"

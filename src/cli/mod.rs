@@ -6,11 +6,13 @@ mod cluster;
 pub mod commands;
 mod console;
 mod export;
+pub mod out;
 mod predict;
 
 pub use console::Console;
+use out::say;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,12 +27,25 @@ use crate::train::Outcome;
 #[derive(Parser)]
 #[command(
     name = "vitrun",
-    version,
+    version = version(),
     about = "A declarative experiment runner for Vision Transformers"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `0.1.0 (backends: cpu (burn-flex), cuda (burn-cuda))`: the version and what this binary
+/// can train on.
+fn version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{} (backends: {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::train::backend::BACKENDS
+        )
+    })
 }
 
 /// What `run` and `trial` share.
@@ -62,6 +77,30 @@ enum LauncherKind {
 enum Command {
     /// Train the experiment in FILE (one trial) and record it in the run store.
     Run(TrainArgs),
+    /// Continue an interrupted, failed or preempted trial from its last checkpoint, with the
+    /// config it was started with (no file or --set needed): vitrun resume 1ce1b0
+    Resume {
+        /// The trial's id, or a unique prefix of it.
+        trial: String,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Take over a claim another host holds, and resume without optimizer state.
+        #[arg(long)]
+        force: bool,
+        /// Print only the final result.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Print the output of a trial a sweep or a SLURM task ran (its log.txt): vitrun logs 1ce1b0
+    Logs {
+        /// The trial's id, or a unique prefix of it.
+        trial: String,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Keep printing what it appends until it ends (Ctrl-C stops watching).
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Run one trial of a sweep, as the scheduler (or a cluster job) does.
     #[command(hide = true)]
     Trial {
@@ -124,6 +163,10 @@ enum Command {
         /// How often --wait looks at the cluster, in seconds.
         #[arg(long, default_value_t = 5)]
         poll_seconds: u64,
+        /// With --launcher slurm: start after these jobs (`afterok:1234`), in place of
+        /// [sweep.slurm] after.
+        #[arg(long, value_name = "TYPE:JOB")]
+        dependency: Option<String>,
     },
     /// Trials of SLURM sweeps: store status joined with each array task's state.
     Status {
@@ -224,7 +267,7 @@ pub fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vitrun: error: {e:#}");
+            eprintln!("vitrun: error: {}", out::printable(&format!("{e:#}")));
             let exit = if e.is::<Crash>() {
                 TrialExit::Crashed
             } else {
@@ -245,6 +288,7 @@ impl Command {
                 | Command::Ls { .. }
                 | Command::Diff { .. }
                 | Command::Status { .. }
+                | Command::Logs { .. }
         )
     }
 }
@@ -293,13 +337,28 @@ fn train(
     finish(end, &loaded, in_sweep)
 }
 
+/// `vitrun resume ID`: the trial's own resolved config (its folder's `config.toml`, checked to
+/// resolve to its id), resumed from its last checkpoint.
+fn resume(trial: &str, runs_dir: &Path, force: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    let loaded = commands::stored_trial(trial, runs_dir)?;
+    let options = process::TrialOptions {
+        resume: true,
+        force,
+        sweep: None,
+        expect_id: Some(loaded.config.trial_id()),
+        cluster: None,
+    };
+    let stop = stop_flag("after this step")?;
+    let end = process::run(&loaded, &options, stop, &mut Console::new(quiet))?;
+    finish(end, &loaded, false)
+}
+
 /// Prints how a trial ended and gives its exit code.
 fn finish(
     end: TrialEnd,
     loaded: &crate::config::Loaded,
     in_sweep: bool,
 ) -> anyhow::Result<ExitCode> {
-    let file = &loaded.file;
     let outcome = match end {
         TrialEnd::Ran(outcome) => outcome,
         TrialEnd::Held { pid, host, since } => {
@@ -309,13 +368,13 @@ fn finish(
                 since.map(|s| format!(" (since {s})")).unwrap_or_default()
             );
             if in_sweep {
-                println!("{holder}; leaving it to that process");
+                say!("{holder}; leaving it to that process");
                 return Ok(exit(TrialExit::Busy));
             }
             anyhow::bail!("{holder}; wait for it to end, or stop it (a claim from another host can be taken over with --force)");
         }
         TrialEnd::Done(status) => {
-            println!(
+            say!(
                 "trial {} is already {status}; nothing to do",
                 loaded.config.trial_id()
             );
@@ -327,7 +386,7 @@ fn finish(
             best_score,
             metric,
             last,
-        } => println!(
+        } => say!(
             "finished: best val {metric} {:.2}%{} (trial {})",
             best_score * 100.0,
             last.as_ref()
@@ -337,17 +396,43 @@ fn finish(
         ),
         Outcome::Diverged { epoch, step } => eprintln!("vitrun: diverged: loss is not finite at epoch {epoch}, step {step}; lower optimizer.lr or set optimizer.grad_clip"),
         Outcome::Pruned { epoch, reason } => {
-            println!("stopped early after epoch {epoch}: {reason}")
+            say!("stopped early after epoch {epoch}: {reason}")
         }
         Outcome::Preempted { epoch } => eprintln!(
             "vitrun: preempted in epoch {epoch}; the array task is requeued and resumes from its checkpoint"
         ),
-        Outcome::Interrupted { epoch } => eprintln!(
-            "vitrun: interrupted in epoch {epoch}; continue with: vitrun run {} --resume",
-            file.display()
-        ),
+        Outcome::Interrupted { epoch } => {
+            let runs = &loaded.config.train.runs_dir;
+            eprintln!(
+                "vitrun: interrupted in epoch {epoch}; continue with: vitrun resume {}{}",
+                loaded.config.trial_id(),
+                if runs == "runs" {
+                    String::new()
+                } else {
+                    format!(" --runs-dir {runs}")
+                }
+            )
+        }
     }
     Ok(exit(outcome.exit()))
+}
+
+/// `--dependency X` is `--set sweep.slurm.after="X"`, checked where the key is; it means
+/// nothing to local processes.
+fn with_dependency(
+    mut sets: Vec<String>,
+    dependency: Option<String>,
+    launcher: LauncherKind,
+) -> anyhow::Result<Vec<String>> {
+    if let Some(after) = dependency {
+        anyhow::ensure!(
+            launcher == LauncherKind::Slurm,
+            "--dependency orders SLURM jobs; add --launcher slurm, or leave it out to run locally"
+        );
+        let value = toml::Value::String(after);
+        sets.push(format!("sweep.slurm.after={value}"));
+    }
+    Ok(sets)
 }
 
 /// `vitrun sweep`: the local scheduler, or a SLURM job array.
@@ -372,21 +457,26 @@ fn sweep_command(
     let Some(report) = report else {
         return Ok(ExitCode::SUCCESS);
     };
-    print!("{}", commands::sweep_summary(&report));
-    Ok(if report.results.iter().any(|r| r.status.is_failure()) {
-        exit(TrialExit::Failed)
-    } else {
-        ExitCode::SUCCESS
-    })
+    out::text(&commands::sweep_summary(&report));
+    // Waiting ends when no task is left (or on Ctrl-C): a trial not done by then failed to
+    // finish, whatever its task's exit code.
+    let stopped_watching = report.interrupted;
+    Ok(
+        if !stopped_watching && report.results.iter().any(|r| !r.status.is_done()) {
+            exit(TrialExit::Failed)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitCode> {
     let loaded = crate::config::load(&file, &options.sets)?;
     let stop = stop_flag("the sweep: trials checkpoint and exit")?;
     let report = commands::sweep(&loaded, &options, stop)?;
-    print!("{}", commands::sweep_summary(&report));
+    out::text(&commands::sweep_summary(&report));
     Ok(if report.interrupted {
-        println!(
+        say!(
             "interrupted; run `vitrun sweep {}` again to continue",
             file.display()
         );
@@ -507,6 +597,21 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => train(args, None, None),
+        Command::Logs {
+            trial,
+            runs_dir,
+            follow,
+        } => {
+            let stop = stop_flag("following the log")?;
+            commands::logs(&runs_dir, &trial, follow, &stop)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume {
+            trial,
+            runs_dir,
+            force,
+            quiet,
+        } => resume(&trial, &runs_dir, force, quiet),
         Command::Trial {
             args,
             sweep,
@@ -514,18 +619,17 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         } => train(args, sweep, trial_id),
         Command::Probe { file, sets } => {
             let loss = process::probe(&crate::config::load(&file, &sets)?)?;
-            println!("probe: 3 steps, last loss {loss:.4}");
+            say!("probe: 3 steps, last loss {loss:.4}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { file, sets } => {
-            print!(
-                "{}",
-                commands::plan_table(&crate::config::load(&file, &sets)?)?
-            );
+            out::text(&out::printable(&commands::plan_table(
+                &crate::config::load(&file, &sets)?,
+            )?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { file, sets } => {
-            print!("{}", commands::check(&crate::config::load(&file, &sets)?)?);
+            out::text(&commands::check(&crate::config::load(&file, &sets)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls {
@@ -538,7 +642,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 commands::ls(&runs_dir, experiment.as_deref())?
             };
-            print!("{listing}");
+            out::text(&out::printable(&listing));
             Ok(ExitCode::SUCCESS)
         }
         Command::Sweep {
@@ -549,12 +653,13 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             launcher,
             wait,
             poll_seconds,
+            dependency,
         } => sweep_command(
             file,
             commands::SweepOptions {
                 devices,
                 cpu_slots,
-                sets,
+                sets: with_dependency(sets, dependency, launcher)?,
             },
             launcher,
             wait,
@@ -564,7 +669,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             experiment,
             runs_dir,
         } => {
-            print!("{}", cluster::status(&runs_dir, experiment.as_deref())?);
+            out::text(&out::printable(&cluster::status(
+                &runs_dir,
+                experiment.as_deref(),
+            )?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel {
@@ -572,7 +680,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             runs_dir,
         } => {
             let jobs = cluster::cancel(&runs_dir, &experiment)?;
-            println!(
+            say!(
                 "cancelled {}; unfinished trials are interrupted and resume on the next sweep",
                 if jobs.is_empty() {
                     "nothing (no live task)".to_string()
@@ -584,9 +692,11 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Sync { runs_dir } => {
             let report = cluster::sync(&runs_dir)?;
-            println!(
+            say!(
                 "sync: {} records from {} of {} shards",
-                report.records, report.grown, report.shards
+                report.records,
+                report.grown,
+                report.shards
             );
             for problem in &report.problems {
                 eprintln!("vitrun: {problem}");
@@ -609,7 +719,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let predictor = predict::Predictor::from_store(&runs_dir, &target)?;
             let json = export::export(&predictor, &out)?;
-            println!(
+            say!(
                 "export: {} and {} (from {})",
                 out.display(),
                 json.display(),
@@ -618,7 +728,9 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff { a, b, runs_dir } => {
-            print!("{}", crate::report::diff_trials(&runs_dir, &a, &b)?);
+            out::text(&out::printable(&crate::report::diff_trials(
+                &runs_dir, &a, &b,
+            )?));
             Ok(ExitCode::SUCCESS)
         }
         Command::ExportMetrics {
@@ -638,7 +750,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 })?;
             let rows =
                 crate::report::export_metrics(&runs_dir, target.as_deref(), format, wide, &out)?;
-            println!("export: {} ({rows} rows)", out.display());
+            say!("export: {} ({rows} rows)", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Report {
@@ -666,9 +778,9 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 },
             )?;
             for why in &report.skipped {
-                println!("note: {why}");
+                say!("note: {why}");
             }
-            println!(
+            say!(
                 "report: {} ({} images)",
                 report.index.display(),
                 report.files.len()

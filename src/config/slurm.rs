@@ -3,19 +3,27 @@
 //! out of its line.
 
 /// The keys of `[sweep.slurm]`, for `--set sweep.slurm.KEY=…` and "did you mean".
-pub const SLURM_KEYS: [&str; 13] = [
+pub const SLURM_KEYS: [&str; 21] = [
     "partition",
     "account",
     "qos",
     "time",
     "gpus_per_trial",
+    "gpus_per_task",
     "cpus_per_trial",
+    "cpus_per_gpu",
     "mem",
+    "mem_per_gpu",
+    "nodelist",
+    "exclude",
+    "after",
+    "setup",
     "max_parallel",
     "max_array_size",
     "constraint",
     "extra",
     "signal_seconds",
+    "max_requeues",
     "vitrun",
 ];
 
@@ -29,10 +37,26 @@ pub struct SlurmSpec {
     pub time: Option<String>,
     /// GPUs per array task (`--gres=gpu:N`; 0: none).
     pub gpus_per_trial: usize,
+    /// GPUs per array task as `--gpus-per-task=N` (select/cons_tres clusters); instead of
+    /// `gpus_per_trial`.
+    pub gpus_per_task: Option<usize>,
     /// `--cpus-per-task`; the trial uses this many threads.
     pub cpus_per_trial: usize,
+    /// `--cpus-per-gpu`, instead of `cpus_per_trial`.
+    pub cpus_per_gpu: Option<usize>,
     /// `--mem` (`8G`, `16000M`).
     pub mem: Option<String>,
+    /// `--mem-per-gpu`, instead of `mem`.
+    pub mem_per_gpu: Option<String>,
+    /// `--nodelist`: only these nodes (`node[01-04],gpu7`).
+    pub nodelist: Option<String>,
+    /// `--exclude`: never these nodes.
+    pub exclude: Option<String>,
+    /// `--dependency`: start after other jobs (`afterok:1234`, `afterany:1234:1235`); the
+    /// command line's `--dependency` takes its place.
+    pub after: Option<String>,
+    /// Shell lines the task runs before the trial (`module load cuda/12.4`, `source env.sh`).
+    pub setup: Vec<String>,
     /// At most this many array tasks at once (`--array=…%N`).
     pub max_parallel: Option<usize>,
     /// At most this many trials per job array (default: the cluster's `MaxArraySize`); a
@@ -43,6 +67,9 @@ pub struct SlurmSpec {
     pub extra: Vec<String>,
     /// USR2 is sent this many seconds before the time limit (`--signal=B:USR2@N`).
     pub signal_seconds: u64,
+    /// A trial whose time is up is requeued at most this many times (submitit's
+    /// `max_num_timeout`); and never after an attempt that completed no epoch.
+    pub max_requeues: u32,
     /// The `vitrun` executable the nodes run (default: this one, which must be on a shared
     /// filesystem).
     pub vitrun: Option<String>,
@@ -56,13 +83,21 @@ impl Default for SlurmSpec {
             qos: None,
             time: None,
             gpus_per_trial: 0,
+            gpus_per_task: None,
             cpus_per_trial: 1,
+            cpus_per_gpu: None,
             mem: None,
+            mem_per_gpu: None,
+            nodelist: None,
+            exclude: None,
+            after: None,
+            setup: Vec::new(),
             max_parallel: None,
             max_array_size: None,
             constraint: None,
             extra: Vec::new(),
             signal_seconds: 120,
+            max_requeues: 3,
             vitrun: None,
         }
     }
@@ -116,6 +151,33 @@ fn is_slurm_time(s: &str) -> bool {
         }
 }
 
+/// `--dependency`: `TYPE:JOB[:JOB…]` (or `singleton`), several joined by `,` (all) or `?`
+/// (any); a job is `1234`, `1234_5` (an array task) or `1234+60` (afterok with a delay).
+pub fn is_slurm_dependency(s: &str) -> bool {
+    const TYPES: [&str; 6] = [
+        "after",
+        "afterany",
+        "afterok",
+        "afternotok",
+        "aftercorr",
+        "afterburstbuffer",
+    ];
+    let job = |j: &str| {
+        let (id, delay) = j.split_once('+').unwrap_or((j, "0"));
+        let (id, task) = id.split_once('_').unwrap_or((id, "0"));
+        [id, task, delay]
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 12 && p.chars().all(|c| c.is_ascii_digit()))
+    };
+    !s.is_empty()
+        && s.split([',', '?']).all(|one| {
+            one == "singleton"
+                || one
+                    .split_once(':')
+                    .is_some_and(|(kind, jobs)| TYPES.contains(&kind) && jobs.split(':').all(job))
+        })
+}
+
 /// `--mem`: a whole number with an optional K, M, G or T suffix.
 fn is_slurm_mem(s: &str) -> bool {
     let body = s.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(s);
@@ -139,21 +201,53 @@ impl SlurmSpec {
                     }
                     spec.time = Some(s.to_string());
                 }
-                "mem" => {
+                "mem" | "mem_per_gpu" => {
                     let s = v.as_str().unwrap_or_default();
                     if !is_slurm_mem(s) {
                         return Err(err(
                             key,
-                            "memory per trial in SLURM's syntax, e.g. \"16G\" or \"8000M\"",
+                            "memory in SLURM's syntax, e.g. \"16G\" or \"8000M\"",
                         ));
                     }
-                    spec.mem = Some(s.to_string());
+                    let slot = if key == "mem" {
+                        &mut spec.mem
+                    } else {
+                        &mut spec.mem_per_gpu
+                    };
+                    *slot = Some(s.to_string());
+                }
+                "nodelist" => spec.nodelist = Some(word(key, v, "[]")?),
+                "exclude" => spec.exclude = Some(word(key, v, "[]")?),
+                "after" => {
+                    let s = v.as_str().unwrap_or_default();
+                    if !is_slurm_dependency(s) {
+                        return Err(err(key, "a SLURM dependency, e.g. \"afterok:1234\" or \"afterany:1234:1240,afterok:1300_2\""));
+                    }
+                    spec.after = Some(s.to_string());
+                }
+                "setup" => {
+                    let list = v.as_array().ok_or_else(|| {
+                        err(
+                            key,
+                            "a list of shell lines, e.g. [\"module load cuda/12.4\"]",
+                        )
+                    })?;
+                    for item in list {
+                        let s = item.as_str().unwrap_or_default();
+                        if s.trim().is_empty() || s.contains(['\n', '\r', '\0']) {
+                            return Err(err(key, &format!("{item} is not one shell line; write each command as its own string")));
+                        }
+                        spec.setup.push(s.to_string());
+                    }
                 }
                 "gpus_per_trial" => spec.gpus_per_trial = count(key, v, 0, 64)?,
+                "gpus_per_task" => spec.gpus_per_task = Some(count(key, v, 1, 64)?),
                 "cpus_per_trial" => spec.cpus_per_trial = count(key, v, 1, 1024)?,
+                "cpus_per_gpu" => spec.cpus_per_gpu = Some(count(key, v, 1, 1024)?),
                 "max_parallel" => spec.max_parallel = Some(count(key, v, 1, 100_000)?),
                 "max_array_size" => spec.max_array_size = Some(count(key, v, 1, 4_000_000)?),
                 "signal_seconds" => spec.signal_seconds = count(key, v, 1, 65_535)? as u64,
+                "max_requeues" => spec.max_requeues = count(key, v, 0, 1000)? as u32,
                 "vitrun" => {
                     let s = v
                         .as_str()
@@ -199,7 +293,37 @@ impl SlurmSpec {
                 }
             }
         }
+        spec.exclusive_pairs(table)?;
         Ok(spec)
+    }
+
+    /// GPUs each trial asks for, whichever key said so.
+    pub fn gpus(&self) -> usize {
+        self.gpus_per_task.unwrap_or(self.gpus_per_trial)
+    }
+
+    /// SLURM refuses `--mem` with `--mem-per-gpu` and `--cpus-per-task` with `--cpus-per-gpu`;
+    /// vitrun says so before sbatch does, and per-GPU keys need GPUs.
+    fn exclusive_pairs(&self, table: &toml::Table) -> Result<(), SlurmError> {
+        let pairs = [
+            ("mem", "mem_per_gpu"),
+            ("cpus_per_trial", "cpus_per_gpu"),
+            ("gpus_per_trial", "gpus_per_task"),
+        ];
+        for (a, b) in pairs {
+            if table.contains_key(a) && table.contains_key(b) {
+                return Err(err(
+                    b,
+                    &format!("set either `{a}` or `{b}`, not both (SLURM takes one of them)"),
+                ));
+            }
+        }
+        for key in ["mem_per_gpu", "cpus_per_gpu"] {
+            if table.contains_key(key) && self.gpus() == 0 {
+                return Err(err(key, "asks for something per GPU but the trial asks for none; set gpus_per_trial (or gpus_per_task), or use mem / cpus_per_trial"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -16,6 +16,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// The folder of a trial's shards, in its trial folder.
+pub const SHARDS: &str = "shards";
+
 /// A runs folder (`train.runs_dir`, `--runs-dir`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunsDir {
@@ -135,7 +138,7 @@ impl TrialDir {
 
     /// A cluster trial's shards: `shards/`.
     pub fn shards(&self) -> PathBuf {
-        self.path.join("shards")
+        self.path.join(SHARDS)
     }
 
     /// One of its checkpoints.

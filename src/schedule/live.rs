@@ -3,7 +3,7 @@
 //! overall progress with an ETA; indicatif on a terminal, plain lines otherwise.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -117,7 +117,10 @@ impl SweepView for Console {
             Some(multi) => {
                 let _ = multi.println(text);
             }
-            None => println!("{text}"),
+            // A reader that left (`| head`) never stops the sweep.
+            None => {
+                let _ = writeln!(std::io::stdout(), "{text}");
+            }
         }
     }
 
@@ -126,7 +129,7 @@ impl SweepView for Console {
             for r in &board.running {
                 if self.printed.get(&r.trial) != Some(&r.epoch) && r.epoch > 0 {
                     self.printed.insert(r.trial.clone(), r.epoch);
-                    println!("{}  | {}", describe(r), overall(board));
+                    let _ = writeln!(std::io::stdout(), "{}  | {}", describe(r), overall(board));
                 }
             }
             return;

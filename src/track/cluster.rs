@@ -1,7 +1,9 @@
 //! Store records of cluster submissions: each job array, which trial each array index runs,
 //! and its cancellation.
 
-use rusqlite::params;
+use std::path::PathBuf;
+
+use rusqlite::{params, OptionalExtension};
 
 use super::{now, sql_error, Result, Store};
 
@@ -96,6 +98,24 @@ impl Store {
             newest.insert(trial, task);
         }
         Ok(newest.into_iter().collect())
+    }
+
+    /// The SLURM output file of the trial's newest array task (`<submission>/task-N.out`),
+    /// when a submission ran it: what the task printed before the trial started.
+    pub fn task_output(&self, trial: &str) -> Result<Option<PathBuf>> {
+        self.conn
+            .query_row(
+                "SELECT j.dir, t.idx FROM slurm_tasks t JOIN slurm_jobs j ON j.job = t.job
+                 WHERE t.trial = ?1 ORDER BY j.submitted_at DESC, CAST(t.job AS INTEGER) DESC
+                 LIMIT 1",
+                [trial],
+                |r| {
+                    Ok(PathBuf::from(r.get::<_, String>(0)?)
+                        .join(format!("task-{}.out", r.get::<_, i64>(1)?)))
+                },
+            )
+            .optional()
+            .map_err(|e| self.wrap(e))
     }
 
     /// Notes that a job array was cancelled.

@@ -1,7 +1,14 @@
 //! Folding cluster shards into the store, on the submit host. Each shard is read from where
-//! the previous fold stopped (`shard_folds.bytes`), and its new complete records are applied
+//! the previous fold stopped (`shard_progress.bytes`), and its new complete records are applied
 //! in the same transaction that moves that mark, so folding is idempotent: the same shard
 //! folded twice, or folded while it grows and again later, gives the same rows.
+//!
+//! A shard is known by what it is — its trial and its attempt (`<trial>/attempt-NNNN.jsonl`)
+//! — never by the path it was found under, so a runs folder spelled another way (absolute,
+//! through a symlink, mounted elsewhere, copied) folds nothing twice. An attempt that a newer
+//! claim superseded (the trial taken over and run again, here or on another node) never writes
+//! over the newer attempt: its status, metrics and fresh starts are left out, its events and
+//! artifacts kept as history.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +19,7 @@ use super::{
     now, upsert_experiment, write_metrics, Store, BURN_VERSION, INSERT_PARAM, SET_STATUS,
     UPSERT_ARTIFACT, VITRUN_VERSION,
 };
+use crate::config::is_safe_name;
 
 /// What a fold did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -70,10 +78,16 @@ impl Store {
             ..FoldReport::default()
         };
         for file in shards {
-            let key = file.display().to_string();
+            let Some((trial, key)) = shard_key(file) else {
+                report.problems.push(format!(
+                    "shard {}: not in a trial folder's shards/ under a safe trial id; left out",
+                    file.display()
+                ));
+                continue;
+            };
             let done: Option<(i64, i64)> = tx
                 .query_row(
-                    "SELECT bytes, records FROM shard_folds WHERE path = ?1",
+                    "SELECT bytes, records FROM shard_progress WHERE shard = ?1",
                     [&key],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
@@ -94,14 +108,22 @@ impl Store {
             if read.records.is_empty() {
                 continue;
             }
-            let mut trial = String::new();
+            if let Some(other) = read.records.iter().find(|r| r.trial() != trial) {
+                report.problems.push(format!(
+                    "shard {} holds records of trial {:?}, not of its folder's trial {trial}; left out",
+                    file.display(),
+                    other.trial()
+                ));
+                continue;
+            }
+            let holder = format!("shard:{key}");
             for record in &read.records {
-                trial = apply(&tx, record).map_err(&wrap)?;
+                apply(&tx, record, &holder).map_err(&wrap)?;
             }
             tx.execute(
-                "INSERT INTO shard_folds(path, trial, bytes, records, folded_at)
+                "INSERT INTO shard_progress(shard, trial, bytes, records, folded_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(path) DO UPDATE SET bytes = excluded.bytes,
+                 ON CONFLICT(shard) DO UPDATE SET bytes = excluded.bytes,
                     records = excluded.records, folded_at = excluded.folded_at",
                 params![
                     key,
@@ -120,8 +142,83 @@ impl Store {
     }
 }
 
-/// Applies one record as the direct write it stands for; returns its trial id.
-fn apply(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<String> {
+/// What a shard file is: its trial (the folder two levels up, a safe id) and its key
+/// (`<trial>/<attempt file>`), whatever path it was found under.
+pub(crate) fn shard_key(file: &Path) -> Option<(String, String)> {
+    let name = file.file_name()?.to_str()?;
+    let shards = file.parent()?;
+    let trial = shards.parent()?.file_name()?.to_str()?;
+    let is_shards = shards
+        .file_name()
+        .is_some_and(|n| n == crate::contract::layout::SHARDS);
+    (is_shards && is_safe_name(trial)).then(|| (trial.to_string(), format!("{trial}/{name}")))
+}
+
+/// Moves the fold progress of stores older than schema 5, kept by the path a shard was found
+/// under, to [`shard_key`]s: several spellings of one shard keep the furthest read.
+pub(crate) fn rekey_shard_progress(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let rows: Vec<(String, i64, i64, String)> = {
+        let mut stmt = tx.prepare("SELECT path, bytes, records, folded_at FROM shard_folds")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (path, bytes, records, folded_at) in rows {
+        let Some((trial, key)) = shard_key(Path::new(&path)) else {
+            continue;
+        };
+        tx.execute(
+            "INSERT INTO shard_progress(shard, trial, bytes, records, folded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(shard) DO UPDATE SET bytes = MAX(bytes, excluded.bytes),
+                records = MAX(records, excluded.records)",
+            params![key, trial, bytes, records, folded_at],
+        )?;
+    }
+    tx.execute_batch("DROP TABLE shard_folds;")
+}
+
+/// Who holds trial `trial` now (`direct`, `shard:<key>`, or unknown for rows older than the
+/// column) and since when.
+fn holder_of(
+    tx: &Transaction<'_>,
+    trial: &str,
+) -> rusqlite::Result<Option<(Option<String>, Option<String>)>> {
+    tx.query_row(
+        "SELECT claim, started_at FROM trials WHERE id = ?1",
+        [trial],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Whether the attempt `holder` (`shard:<key>`) is superseded: another attempt claimed the
+/// trial after it (a row without a recorded holder predates the column and is not).
+fn superseded(tx: &Transaction<'_>, trial: &str, holder: &str) -> rusqlite::Result<bool> {
+    Ok(holder_of(tx, trial)?
+        .and_then(|(claim, _)| claim)
+        .is_some_and(|claim| claim != holder))
+}
+
+/// Applies one record of the attempt `holder` as the direct write it stands for, unless a
+/// newer attempt superseded it; returns its trial id.
+fn apply(tx: &Transaction<'_>, record: &Record, holder: &str) -> rusqlite::Result<String> {
+    let trial = record.trial().to_string();
+    let writes_state = matches!(
+        record,
+        Record::ClearMetrics { .. } | Record::Metrics { .. } | Record::Status { .. }
+    );
+    if let Record::Claim { time, .. } = record {
+        // A claim older than the trial's current one (a shard found only now, say) is history.
+        let newer = holder_of(tx, &trial)?.is_some_and(|(claim, started)| {
+            claim.is_some_and(|c| c != holder)
+                && started.is_some_and(|s| s.as_str() > time.as_str())
+        });
+        if newer {
+            return Ok(trial);
+        }
+    } else if writes_state && superseded(tx, &trial, holder)? {
+        return Ok(trial);
+    }
     match record {
         Record::Claim {
             trial,
@@ -142,14 +239,16 @@ fn apply(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<String> {
             tx.execute(
                 "INSERT INTO trials(id, experiment, config, seed, status, attempts, device, host,
                                     pid, git_commit, vitrun_version, burn_version, created_at,
-                                    started_at, job, main_metric)
-                 VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)
+                                    started_at, job, main_metric, claim)
+                 VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13,
+                         ?14)
                  ON CONFLICT(id) DO UPDATE SET status = 'running', attempts = attempts + 1,
                     device = excluded.device, host = excluded.host, pid = excluded.pid,
                     git_commit = excluded.git_commit, vitrun_version = excluded.vitrun_version,
                     burn_version = excluded.burn_version, started_at = excluded.started_at,
                     ended_at = NULL, error = NULL, job = excluded.job,
-                    main_metric = COALESCE(excluded.main_metric, trials.main_metric)",
+                    main_metric = COALESCE(excluded.main_metric, trials.main_metric),
+                    claim = excluded.claim",
                 params![
                     trial,
                     experiment,
@@ -163,7 +262,8 @@ fn apply(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<String> {
                     BURN_VERSION,
                     time,
                     job,
-                    main_metric
+                    main_metric,
+                    holder
                 ],
             )?;
             let mut stmt = tx.prepare_cached(INSERT_PARAM)?;

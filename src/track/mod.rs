@@ -42,6 +42,12 @@ pub enum StoreError {
     },
     #[error("run store {path} was deleted or replaced while this process had it open, so what it records now would be lost; leave the runs folder in place while trials run")]
     Replaced { path: PathBuf },
+    #[error("run store {path} has schema version {found}, newer than the {known} this vitrun knows: a newer vitrun wrote it, and this one could misread or damage it; use that vitrun (vitrun --version says which this is)")]
+    Newer {
+        path: PathBuf,
+        found: usize,
+        known: usize,
+    },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -160,6 +166,17 @@ impl Store {
         }
         let conn = Connection::open(path).map_err(&wrap)?;
         conn.busy_timeout(Duration::from_secs(60)).map_err(&wrap)?;
+        // A newer vitrun's store is refused before anything here writes to it.
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(&wrap)?;
+        if found as usize > MIGRATIONS.len() {
+            return Err(StoreError::Newer {
+                path: path.to_path_buf(),
+                found: found as usize,
+                known: MIGRATIONS.len(),
+            });
+        }
         // Switching a new file to WAL can answer SQLITE_BUSY without waiting on the busy
         // handler when another process opens it at the same moment.
         retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(&wrap)?;
@@ -242,6 +259,9 @@ impl Store {
         let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             tx.execute_batch(sql)?;
+            if i + 1 == schema::SHARD_KEYS_VERSION {
+                fold::rekey_shard_progress(&tx)?;
+            }
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
         tx.commit()
@@ -300,13 +320,14 @@ impl Store {
         tx.execute(
             "INSERT INTO trials(id, experiment, config, seed, status, attempts, device, host, pid,
                                 git_commit, vitrun_version, burn_version, created_at, started_at,
-                                main_metric)
-             VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)
+                                main_metric, claim)
+             VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, 'direct')
              ON CONFLICT(id) DO UPDATE SET status = 'running', attempts = attempts + 1,
                 device = excluded.device, host = excluded.host, pid = excluded.pid,
                 git_commit = excluded.git_commit, vitrun_version = excluded.vitrun_version,
                 burn_version = excluded.burn_version, started_at = excluded.started_at,
-                ended_at = NULL, error = NULL, job = NULL, main_metric = excluded.main_metric",
+                ended_at = NULL, error = NULL, job = NULL, main_metric = excluded.main_metric,
+                claim = 'direct'",
             params![
                 t.id,
                 t.experiment,

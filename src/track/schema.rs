@@ -1,7 +1,7 @@
 //! The run store's schema, versioned in `PRAGMA user_version` with forward migrations.
 
 /// Migrations in order; migration `i` brings the store from version `i` to `i + 1`.
-pub const MIGRATIONS: [&str; 4] = [
+pub const MIGRATIONS: [&str; 5] = [
     r#"
 CREATE TABLE experiments (
     name        TEXT PRIMARY KEY,
@@ -155,7 +155,24 @@ UPDATE trials SET main_metric = (CASE
     WHEN 'detection' THEN 'map50'
     ELSE 'top1' END);
 "#,
+    // 5: a trial row records which attempt holds it (`direct`, or `shard:<trial>/<attempt
+    // file>`), so that an older attempt's shard never writes over a newer one; fold progress is
+    // kept by what a shard is, not by the path it was found under (`shard_folds` is moved into
+    // `shard_progress` by `rekey_shard_progress` and dropped).
+    r#"
+ALTER TABLE trials ADD COLUMN claim TEXT;
+CREATE TABLE shard_progress (
+    shard      TEXT PRIMARY KEY,
+    trial      TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    records    INTEGER NOT NULL,
+    folded_at  TEXT NOT NULL
+);
+"#,
 ];
+
+/// The version whose migration needs [`rekey_shard_progress`] after its SQL.
+pub const SHARD_KEYS_VERSION: usize = 5;
 
 /// The main metric's name of a trial row `t` whose `main_metric` is unset: one folded from
 /// the shard of a vitrun older than the column (the tasks of that time, by `head.task`).

@@ -69,6 +69,20 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// The trial the record is about.
+    pub fn trial(&self) -> &str {
+        match self {
+            Record::Claim { trial, .. }
+            | Record::ClearMetrics { trial }
+            | Record::Metrics { trial, .. }
+            | Record::Status { trial, .. }
+            | Record::Artifact { trial, .. }
+            | Record::Event { trial, .. } => trial,
+        }
+    }
+}
+
 /// The final marker of an attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndMarker {

@@ -20,6 +20,46 @@ pub struct MissingBackend {
     hint: &'static str,
 }
 
+/// The backends this binary was built with, as `vitrun --version` prints them.
+#[cfg(all(feature = "cuda", feature = "tch"))]
+pub const BACKENDS: &str = "cpu (burn-flex), cuda (burn-cuda), tch (LibTorch)";
+#[cfg(all(feature = "cuda", not(feature = "tch")))]
+pub const BACKENDS: &str = "cpu (burn-flex), cuda (burn-cuda)";
+#[cfg(all(feature = "tch", not(feature = "cuda")))]
+pub const BACKENDS: &str = "cpu (burn-flex), tch (LibTorch)";
+#[cfg(not(any(feature = "cuda", feature = "tch")))]
+pub const BACKENDS: &str = "cpu (burn-flex)";
+
+/// Whether this binary can train on a GPU (the `cuda` or `tch` feature).
+pub const HAS_GPU_BACKEND: bool = cfg!(feature = "cuda") || cfg!(feature = "tch");
+
+/// Whether a binary whose `vitrun --version` printed `version` can train on a GPU.
+pub fn version_has_gpu_backend(version: &str) -> bool {
+    version
+        .split_once("backends:")
+        .is_some_and(|(_, list)| list.contains("cuda") || list.contains("tch"))
+}
+
+/// Whether this binary has the backend `spec` runs on (`auto` falls back to the CPU); the
+/// error says which feature it needs.
+pub fn supports(spec: DeviceSpec) -> Result<(), MissingBackend> {
+    let missing = |feature: &'static str, hint: &'static str| MissingBackend {
+        device: spec.to_string(),
+        feature,
+        hint,
+    };
+    match spec {
+        DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => {
+            Err(missing("cuda", "burn-cuda; the CUDA toolkit at run time"))
+        }
+        DeviceSpec::TchCpu | DeviceSpec::TchCuda(_) if !cfg!(feature = "tch") => Err(missing(
+            "tch",
+            "burn-tch; LibTorch via LIBTORCH or LIBTORCH_USE_PYTORCH=1 with torch installed",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Resolves `auto`: a compiled-in GPU backend when a GPU is visible, else the CPU.
 pub fn resolve_auto(spec: DeviceSpec) -> DeviceSpec {
     if spec != DeviceSpec::Auto {

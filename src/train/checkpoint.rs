@@ -85,6 +85,17 @@ pub fn save(
     Ok(trial.checkpoint(which).model())
 }
 
+/// The progress of `trial`'s `last/` checkpoint (or its `.old` copy), without its tensors.
+pub fn progress_of(trial: &TrialDir) -> Option<Progress> {
+    [
+        trial.checkpoint(Checkpoint::Last),
+        beside(trial, Checkpoint::Last, "old"),
+    ]
+    .iter()
+    .find_map(|c| std::fs::read_to_string(c.progress()).ok())
+    .and_then(|text| serde_json::from_str(&text).ok())
+}
+
 /// Reads checkpoint `which` of `trial` (or the `.old` copy a crash mid-swap left behind), if
 /// any.
 pub fn load(trial: &TrialDir, which: Checkpoint) -> Result<Option<Loaded>, CheckpointError> {

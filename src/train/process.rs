@@ -31,18 +31,24 @@ pub struct TrialOptions {
 }
 
 /// A trial run by a cluster array task: it writes its own shard instead of the store, judges
-/// early stopping against its peers' shards, and when the cluster stops it (USR2 or TERM
-/// before the time limit, or preemption) it checkpoints, marks itself preempted and requeues
-/// its array task.
+/// early stopping against its peers' shards, and when its time is up (USR2 before the time
+/// limit, or the job's deadline) it checkpoints, marks itself preempted and requeues its array
+/// task — at most `max_requeues` times, and only while each attempt completes an epoch. Any
+/// other stop (TERM: `scancel`, or the cluster's own preemption, which requeues by itself) is
+/// an interruption.
 pub struct ClusterTrial {
     /// `JOBID_INDEX` of the array task.
     pub job: Option<String>,
     pub peers: crate::track::PeerSnapshot,
-    /// What asked the trial to stop for the cluster (`USR2`, `TERM`, the job's deadline), if
-    /// anything did (the stop flag is set with it).
+    /// Whether the job's time is up (USR2, or the deadline), and which: the stop flag is set
+    /// with it.
     pub stopped_by: Box<dyn Fn() -> Option<&'static str>>,
     /// Requeues this array task; `Err(why)` when the cluster refuses (a cancelled job).
     pub requeue: Box<dyn Fn() -> Result<(), String>>,
+    /// How many times this array task was requeued before (`SLURM_RESTART_COUNT`).
+    pub restarts: u32,
+    /// `[sweep.slurm] max_requeues`.
+    pub max_requeues: u32,
 }
 
 /// How a `vitrun run`/`trial` command ended.
@@ -89,7 +95,12 @@ impl BackendTask for TrainTask<'_> {
             );
         }
         let mut boxed: Box<dyn Recorder> = match &self.options.cluster {
-            None => Box::new(Store::open(&config.store_path())?),
+            None => {
+                // Shards of earlier cluster attempts fold first, so this attempt's writes are
+                // the newest the store has.
+                crate::track::sync_before_reading(config.runs().path())?;
+                Box::new(Store::open(&config.store_path())?)
+            }
             Some(cluster) => Box::new(ShardRecorder::new(
                 config.experiment_dir().path(),
                 &id,
@@ -98,30 +109,45 @@ impl BackendTask for TrainTask<'_> {
             )),
         };
         let recorder = boxed.as_mut();
-        let claim = recorder.claim(
-            &TrialStart {
-                id: id.clone(),
-                experiment: config.name.clone(),
-                file: self.loaded.file.display().to_string(),
-                config_json: serde_json::to_string(config)?,
-                seed: config.seed,
-                params: config.flat_params(),
-                device: label.clone(),
-                main_metric: crate::task::metrics(config.head.task)
-                    .main()
-                    .name
-                    .to_string(),
-            },
-            self.options.force,
-            self.options.sweep.is_some(),
-        )?;
-        match claim {
+        let start = TrialStart {
+            id: id.clone(),
+            experiment: config.name.clone(),
+            file: self.loaded.file.display().to_string(),
+            config_json: serde_json::to_string(config)?,
+            seed: config.seed,
+            params: config.flat_params(),
+            device: label.clone(),
+            main_metric: crate::task::metrics(config.head.task)
+                .main()
+                .name
+                .to_string(),
+        };
+        let mut resume = self.options.resume;
+        match recorder.claim(&start, self.options.force, true)? {
             Claim::Held { pid, host, since } => return Ok(TrialEnd::Held { pid, host, since }),
-            Claim::Done(status) => return Ok(TrialEnd::Done(status)),
+            Claim::Done(status) if self.options.sweep.is_some() => {
+                return Ok(TrialEnd::Done(status))
+            }
+            Claim::Done(status) if !self.options.force => {
+                anyhow::bail!(
+                    "trial {id} is already {status}{}; nothing to resume or rerun. `--force` retrains it from scratch as a new attempt",
+                    recorder.store().and_then(|s| result_of(s, &id)).unwrap_or_default()
+                )
+            }
+            Claim::Done(_) => {
+                // `--force` on a done trial: a new attempt, from scratch.
+                recorder.claim(&start, true, false)?;
+                resume = false;
+            }
             Claim::Taken { .. } => {}
         }
+        let start_epoch = if resume {
+            super::checkpoint::progress_of(&config.trial_dir(&id)).map_or(0, |p| p.epoch)
+        } else {
+            0
+        };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.train::<B>(recorder, &id, device, label)
+            self.train::<B>(recorder, &id, device, label, resume)
         }))
         .unwrap_or_else(|payload| Err(Crash(panic_text(payload.as_ref())).into()));
         if let Err(e) = &result {
@@ -140,7 +166,14 @@ impl BackendTask for TrainTask<'_> {
         match (result?, &self.options.cluster) {
             (Outcome::Interrupted { epoch }, Some(cluster)) => match (cluster.stopped_by)() {
                 Some(why) => Ok(TrialEnd::Ran(preempted(
-                    recorder, cluster, &id, epoch, why,
+                    recorder,
+                    cluster,
+                    &id,
+                    Stopped {
+                        epoch,
+                        started_after: start_epoch,
+                        why,
+                    },
                 )?)),
                 None => Ok(TrialEnd::Ran(Outcome::Interrupted { epoch })),
             },
@@ -149,15 +182,58 @@ impl BackendTask for TrainTask<'_> {
     }
 }
 
-/// Records a trial the cluster stopped as preempted (its checkpoint is the last epoch's) and
-/// requeues its array task; if the cluster refuses, the trial stays interrupted.
+/// `(best val top1 98.20% at epoch 9, 10 epochs)`: a done trial's result, as the store has it.
+fn result_of(store: &Store, id: &str) -> Option<String> {
+    let t = store.trials(None).ok()?.into_iter().find(|t| t.id == id)?;
+    let best = t
+        .best
+        .map(|v| format!("best val {} {:.2}%", t.best_metric, v * 100.0));
+    let epochs = t.epochs.map(|e| format!("{e} epochs"));
+    let parts: Vec<String> = best.into_iter().chain(epochs).collect();
+    (!parts.is_empty()).then(|| format!(" ({})", parts.join(", ")))
+}
+
+/// A cluster trial whose time was up.
+struct Stopped {
+    /// The epoch it was in.
+    epoch: usize,
+    /// The epoch its attempt resumed after (0 for a fresh start).
+    started_after: usize,
+    /// What said its time was up.
+    why: &'static str,
+}
+
+/// Records a trial whose job's time was up as preempted (its checkpoint is the last epoch's)
+/// and requeues its array task, unless the requeues are used up or the attempt completed no
+/// epoch (another attempt would stop at the same point); then, or if the cluster refuses,
+/// the trial stays interrupted with the reason.
 fn preempted(
     recorder: &mut dyn Recorder,
     cluster: &ClusterTrial,
     id: &str,
-    epoch: usize,
-    why: &str,
+    stopped: Stopped,
 ) -> anyhow::Result<Outcome> {
+    let Stopped {
+        epoch,
+        started_after,
+        why,
+    } = stopped;
+    let interrupted = |recorder: &mut dyn Recorder, msg: String| -> anyhow::Result<Outcome> {
+        recorder.log_event(id, Event::Ended(Status::Interrupted), &msg)?;
+        recorder.set_status(id, Status::Interrupted, Some(&msg))?;
+        Ok(Outcome::Interrupted { epoch })
+    };
+    if cluster.restarts >= cluster.max_requeues {
+        return interrupted(recorder, format!(
+            "stopped ({why}) during epoch {epoch} after {} requeues: [sweep.slurm] max_requeues = {} is used up, so it is not requeued again; run the sweep again to continue it after epoch {}",
+            cluster.restarts, cluster.max_requeues, epoch - 1
+        ));
+    }
+    if epoch <= started_after + 1 {
+        return interrupted(recorder, format!(
+            "stopped ({why}) during epoch {epoch} without completing an epoch since it resumed after epoch {started_after}: another attempt would stop at the same point, so it is not requeued; raise [sweep.slurm] time or shorten an epoch"
+        ));
+    }
     let msg = format!(
         "preempted ({why}) during epoch {epoch}; requeued, it resumes after epoch {}",
         epoch - 1
@@ -182,6 +258,7 @@ impl TrainTask<'_> {
         id: &str,
         device: B::Device,
         label: String,
+        resume: bool,
     ) -> anyhow::Result<Outcome> {
         let config = &self.loaded.config;
         let dir = config.trial_dir(id);
@@ -218,7 +295,7 @@ impl TrainTask<'_> {
                 trial_id: id.to_string(),
                 dir,
                 recorder,
-                resume: self.options.resume,
+                resume,
                 force: self.options.force,
                 stop: self.stop.clone(),
                 observer: &mut *self.observer,

@@ -13,6 +13,7 @@ mod fashion_mnist;
 mod finetune;
 mod fuzz_config;
 mod golden_ids;
+mod hostile;
 mod house;
 mod image_bomb;
 mod kernels;

@@ -394,6 +394,19 @@ fn trained_micro(runs: &Path, extra: &[&str]) -> (String, PathBuf) {
     (id, last)
 }
 
+/// Marks a finished trial interrupted, as a Ctrl-C in its last epoch would leave it, so that
+/// `--resume` takes it up (a finished trial refuses to resume).
+fn mark_interrupted(runs: &Path, id: &str) {
+    let c = rusqlite::Connection::open(runs.join("vitrun.sqlite")).unwrap();
+    let n = c
+        .execute(
+            "UPDATE trials SET status = 'interrupted' WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
 /// Runs the micro experiment with `extra`, expects a refusal (exit 1, no panic); returns the
 /// message.
 fn refused(runs: &Path, extra: &[&str]) -> String {
@@ -412,6 +425,7 @@ fn resuming_without_the_weight_average_is_refused_unless_forced() {
     let (id, last) = trained_micro(runs.path(), &ema);
     let average = last.join("ema.safetensors");
     std::fs::remove_file(&average).unwrap();
+    mark_interrupted(runs.path(), &id);
     let msg = refused(runs.path(), &resume);
     assert!(
         msg.contains("ema.safetensors is missing") && msg.contains("--force"),
@@ -427,6 +441,7 @@ fn resuming_without_the_weight_average_is_refused_unless_forced() {
     let narrow = [&ema[..], &["--set", "model.embed_dim=32"]].concat();
     let (_, other_last) = trained_micro(other.path(), &narrow);
     std::fs::copy(other_last.join("ema.safetensors"), &average).unwrap();
+    mark_interrupted(runs.path(), &id);
     let msg = refused(runs.path(), &resume);
     assert!(
         msg.contains("ema.safetensors") && msg.contains("mis-shaped"),
@@ -441,6 +456,7 @@ fn resuming_without_or_with_a_foreign_optimizer_state_is_refused() {
     let opt = last.join("optimizer.safetensors");
     let saved = std::fs::read(&opt).unwrap();
     std::fs::remove_file(&opt).unwrap();
+    mark_interrupted(runs.path(), &id);
     let msg = refused(runs.path(), &["--resume"]);
     assert!(
         msg.contains("optimizer.safetensors is missing") && msg.contains("--force"),
@@ -461,6 +477,7 @@ fn resuming_without_or_with_a_foreign_optimizer_state_is_refused() {
     let foreign = other_last.join("optimizer.safetensors");
     assert_ne!(std::fs::read(&foreign).unwrap(), saved);
     std::fs::copy(&foreign, &opt).unwrap();
+    mark_interrupted(runs.path(), &id);
     let msg = refused(runs.path(), &["--resume"]);
     assert!(
         msg.contains("optimizer.safetensors") && msg.contains("does not belong to this model"),

@@ -106,7 +106,7 @@ fn a_folded_shard_gives_the_rows_a_direct_write_gives_and_folding_again_changes_
 
     // The same shard folded by a store that forgot how far it read: still the same rows.
     let c = rusqlite::Connection::open(&store_path).unwrap();
-    c.execute("DELETE FROM shard_folds", []).unwrap();
+    c.execute("DELETE FROM shard_progress", []).unwrap();
     let mut store = Store::open(&store_path).unwrap();
     store.fold_shards(&find_shards(&runs)).unwrap();
     assert_eq!(
@@ -347,4 +347,61 @@ fn status_lists_each_experiment_once_when_submissions_interleave() {
             "{experiment}'s two submissions, once each:\n{text}"
         );
     }
+}
+
+#[test]
+fn another_spelling_of_the_runs_folder_or_a_forgetful_store_never_replays_an_older_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let mut rec = ShardRecorder::new(
+        &runs.join("exp"),
+        "t1",
+        Some("7_0".into()),
+        PeerSnapshot::default(),
+    );
+    write_trial(&mut rec, "t1", &[0.9, 0.5, 0.4]);
+    vitrun::track::sync(&runs).unwrap().unwrap();
+    // The trial runs again on this host (a second attempt written directly), with other values.
+    let store_path = runs.join("vitrun.sqlite");
+    let mut store = Store::open(&store_path).unwrap();
+    let claim = store.claim(&start("t1"), false, false).unwrap();
+    assert!(
+        matches!(claim, vitrun::track::Claim::Taken { attempt: 2 }),
+        "{claim:?}"
+    );
+    store.clear_metrics("t1").unwrap();
+    store
+        .log_metrics("t1", &[val_loss(1, 0.8), val_loss(2, 0.3)])
+        .unwrap();
+    store.set_status("t1", Status::Finished, None).unwrap();
+    drop(store);
+    let newest = dump(&store_path);
+    assert!(newest[0].contains("Integer(2)"), "{newest:?}");
+    assert!(newest.iter().any(|r| r.contains("Real(0.3)")), "{newest:?}");
+
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&runs, &link).unwrap();
+    let spellings = [
+        runs.clone(),
+        dir.path().join("runs/../runs"),
+        dir.path().join("./runs/"),
+        link.clone(),
+        link.join("."),
+    ];
+    for spelling in &spellings {
+        vitrun::track::sync(spelling).unwrap();
+        assert_eq!(
+            dump(&store_path),
+            newest,
+            "folded as {}",
+            spelling.display()
+        );
+    }
+    // Even a store that lost how far it read each shard does not put the first attempt's
+    // records over the second's.
+    let c = rusqlite::Connection::open(&store_path).unwrap();
+    c.execute("DELETE FROM shard_progress", []).unwrap();
+    drop(c);
+    vitrun::track::sync(&link).unwrap();
+    assert_eq!(dump(&store_path), newest);
 }

@@ -279,7 +279,39 @@ fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_
         "\"optimizer.lr\" = [1e-3, 3e-3, 1e-2, 3e-2]\nseed = [1, 2]",
         "",
     );
-    // Two new points, in arrays of at most one trial each, each asking for a GPU.
+    // Asking for GPUs with a binary that has no GPU backend is refused before submitting.
+    let refused = submit_command(&grown, &["--set", "sweep.slurm.gpus_per_trial=1"])
+        .output()
+        .unwrap();
+    let t = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("has no GPU backend") && t.contains("gpus_per_trial = 1"),
+        "{t}"
+    );
+    assert_eq!(
+        Store::open(&runs.join("vitrun.sqlite"))
+            .unwrap()
+            .jobs(Some("parity"))
+            .unwrap()
+            .len(),
+        1
+    );
+    // A binary the nodes run that says it has one (here a wrapper of this CPU build, so that
+    // SLURM's GRES hand out the fake GPUs): two new points, in arrays of one trial each.
+    let wrapper = dir.path().join("vitrun-gpu");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'vitrun 0 (backends: cpu (burn-flex), cuda (burn-cuda))'; exit 0; }}\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_vitrun")
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&wrapper, perms).unwrap();
+    let exe = format!("sweep.slurm.vitrun={:?}", wrapper.display().to_string());
     let out = slurm_sweep(
         &grown,
         &[
@@ -287,6 +319,8 @@ fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_
             "sweep.slurm.gpus_per_trial=1",
             "--set",
             "sweep.slurm.max_array_size=1",
+            "--set",
+            &exe,
         ],
     );
     assert_eq!(
@@ -659,4 +693,180 @@ fn two_submissions_at_once_and_a_local_sweep_never_run_a_trial_twice() {
     assert_eq!(out.matches("left to it").count(), 3, "{out}");
     assert!(out.contains("0 processes started"), "{out}");
     run(&["cancel", "once", "--runs-dir", runs.to_str().unwrap()]);
+}
+
+/// Sends `signal` to the batch shell of the job's first task (which `exec`s the trial).
+fn signal_task(job: &str, signal: &str) {
+    let sent = Command::new("scancel")
+        .args([
+            &format!("--signal={signal}"),
+            "--batch",
+            &format!("{job}_0"),
+        ])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits until the trial's shard has `epochs` validation epochs.
+fn wait_for_epochs(runs: &Path, exp: &str, epochs: usize) {
+    poll(120, &format!("{epochs} epochs in the shard"), || {
+        cluster_trial(runs, exp)
+            .and_then(|d| ShardView::read(&d).ok())
+            .is_some_and(|v| v.values("val/loss", 99, false).len() >= epochs)
+    });
+}
+
+#[test]
+fn a_plain_scancel_ends_the_trial_interrupted_and_nothing_requeues_it() {
+    let Some(_one) = cluster() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_file(dir.path(), "scancelled");
+    rewrite(&file, "epochs = 4", "epochs = 40");
+    let runs = dir.path().join("runs");
+    submit(&file, &[]);
+    let job = newest_job(&runs, "scancelled");
+    wait_for_epochs(&runs, "scancelled", 1);
+    let cancelled = Command::new("scancel").arg(&job).status().unwrap();
+    assert!(cancelled.success());
+    poll(60, "the job to leave the queue", || gone(&job));
+    // Past the ~10 s a requeued task waits before it may start again.
+    std::thread::sleep(Duration::from_secs(15));
+    assert!(gone(&job), "a cancelled job is not requeued");
+    let trial = &trials(&runs, "scancelled")[0];
+    assert_eq!(trial.status, Status::Interrupted, "{:?}", trial.error);
+    let view = ShardView::read(&cluster_trial(&runs, "scancelled").unwrap()).unwrap();
+    assert_eq!((view.attempts, view.preemptions), (1, 0));
+}
+
+#[test]
+fn requeues_stop_at_max_requeues_and_after_an_attempt_without_progress() {
+    let Some(_one) = cluster() else {
+        return;
+    };
+    // max_requeues = 0: the first USR2 ends the trial, named.
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_file(dir.path(), "capped");
+    rewrite(&file, "epochs = 4", "epochs = 40");
+    let runs = dir.path().join("runs");
+    submit(&file, &["--set", "sweep.slurm.max_requeues=0"]);
+    let job = newest_job(&runs, "capped");
+    wait_for_epochs(&runs, "capped", 1);
+    signal_task(&job, "USR2");
+    poll(60, "the job to end", || gone(&job));
+    let trial = &trials(&runs, "capped")[0];
+    assert_eq!(trial.status, Status::Interrupted);
+    let error = trial.error.clone().unwrap_or_default();
+    assert!(error.contains("max_requeues = 0 is used up"), "{error}");
+
+    // A requeued attempt stopped again before it completed an epoch is not requeued again.
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_file(dir.path(), "stuck");
+    rewrite(&file, "epochs = 4", "epochs = 40");
+    let runs = dir.path().join("runs");
+    submit(&file, &[]);
+    let job = newest_job(&runs, "stuck");
+    wait_for_epochs(&runs, "stuck", 1);
+    signal_task(&job, "USR2");
+    let shard = || ShardView::read(&cluster_trial(&runs, "stuck").unwrap()).unwrap();
+    poll(120, "the requeued attempt to start", || {
+        shard().attempts == 2
+    });
+    signal_task(&job, "USR2");
+    poll(60, "the job to end", || gone(&job));
+    let view = shard();
+    assert_eq!((view.attempts, view.preemptions), (2, 1));
+    let trial = &trials(&runs, "stuck")[0];
+    assert_eq!(trial.status, Status::Interrupted);
+    let error = trial.error.clone().unwrap_or_default();
+    assert!(error.contains("without completing an epoch"), "{error}");
+}
+
+#[test]
+fn wait_fails_when_a_task_dies_before_its_trial_finishes() {
+    let Some(_one) = cluster() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "broken", "seed = [1]", "");
+    // What the nodes run does not exist there: the task ends 127 before claiming its trial.
+    let missing = dir.path().join("not-installed/vitrun");
+    let set = format!("sweep.slurm.vitrun={:?}", missing.display().to_string());
+    let out = submit_command(&file, &["--set", &set, "--wait", "--poll-seconds", "1"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let runs = dir.path().join("runs");
+    let id = &trials(&runs, "broken")[0].id;
+    assert!(
+        t.contains(id.as_str()) && t.contains("without finishing it"),
+        "{t}"
+    );
+}
+
+#[test]
+fn the_submission_runs_the_configs_it_planned_even_when_the_file_is_edited() {
+    let Some(_one) = cluster() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "edited", "seed = [1, 2]", "");
+    let runs = dir.path().join("runs");
+    let planned = run(&["plan", file.to_str().unwrap()]);
+    // One task at a time, so the second starts after the edit.
+    submit(&file, &["--set", "sweep.slurm.max_parallel=1"]);
+    rewrite(&file, "embed_dim = 24", "embed_dim = 32");
+    let job = newest_job(&runs, "edited");
+    poll(300, "both tasks to end", || gone(&job));
+    let done = trials(&runs, "edited");
+    assert_eq!(done.len(), 2);
+    for t in &done {
+        assert_eq!(t.status, Status::Finished, "{:?}", t.error);
+        assert!(
+            planned.contains(&t.id[..12]),
+            "{} was not planned:\n{planned}",
+            t.id
+        );
+    }
+}
+
+#[test]
+fn setup_lines_run_before_the_trial_and_a_failing_one_is_named() {
+    let Some(_one) = cluster() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(dir.path(), "setup", "seed = [1]", "");
+    let marker = dir.path().join("setup-ran");
+    let line = format!("touch {}", marker.display());
+    rewrite(
+        &file,
+        "[sweep.slurm]\n",
+        &format!("[sweep.slurm]\nsetup = [{line:?}, \"export VITRUN_SETUP_SAW=yes\"]\n"),
+    );
+    slurm_sweep(&file, &[]);
+    assert!(marker.is_file());
+    let runs = dir.path().join("runs");
+    assert_eq!(trials(&runs, "setup")[0].status, Status::Finished);
+
+    let failing = sweep_file(dir.path(), "setup2", "seed = [1]", "");
+    rewrite(
+        &failing,
+        "[sweep.slurm]\n",
+        "[sweep.slurm]\nsetup = [\"false\"]\n",
+    );
+    let out = submit_command(&failing, &["--wait", "--poll-seconds", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let logs = run(&[
+        "logs",
+        &trials(&runs, "setup2")[0].id,
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ]);
+    assert!(logs.contains("setup line failed: false"), "{logs}");
 }

@@ -610,15 +610,77 @@ fn ctrl_c_stops_cleanly_and_resume_finishes_the_trial() {
     let (store, id, _) = only_trial(tmp.path());
     assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
     assert_eq!(store.status(&id).unwrap(), Some(Status::Interrupted));
+    let hint = format!("interrupted during epoch%`vitrun resume {id}`%");
     let error = store
-        .count("SELECT COUNT(*) FROM trials WHERE id = ?1 AND error LIKE 'interrupted during epoch%--resume%'", &id)
+        .count(
+            &format!("SELECT COUNT(*) FROM trials WHERE id = ?1 AND error LIKE '{hint}'"),
+            &id,
+        )
         .unwrap();
     assert_eq!(error, 1);
     drop(store);
-    run_ok(tmp.path(), &["--set", "train.epochs=8", "--resume"]);
-    let (store, id, _) = only_trial(tmp.path());
+    // The hint needs neither the file nor the --set overrides: the trial folder has its config.
+    let runs = tmp.path().display().to_string();
+    let out = vitrun(&["resume", &id[..6], "--runs-dir", &runs, "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (store, again, _) = only_trial(tmp.path());
+    assert_eq!(
+        again, id,
+        "the same trial, not the one without the overrides"
+    );
     assert_eq!(store.status(&id).unwrap(), Some(Status::Finished));
     assert_eq!(series(&store, &id, "val", "top1").len(), 8);
+    let attempts = store
+        .count("SELECT attempts FROM trials WHERE id = ?1", &id)
+        .unwrap();
+    drop(store);
+
+    // A finished trial is neither resumed nor retrained by surprise: both refuse with its
+    // result, and its rows stay as they were; --force retrains it as a new attempt.
+    for extra in [&["--resume"][..], &[]] {
+        let out = run(
+            tmp.path(),
+            &[&["--set", "train.epochs=8"][..], extra].concat(),
+        );
+        let msg = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert!(
+            msg.contains(&id) && msg.contains("finished") && msg.contains("--force"),
+            "{msg}"
+        );
+        let (store, _, _) = only_trial(tmp.path());
+        assert_eq!(series(&store, &id, "val", "top1").len(), 8);
+        assert_eq!(
+            store
+                .count("SELECT attempts FROM trials WHERE id = ?1", &id)
+                .unwrap(),
+            attempts
+        );
+    }
+    let out = vitrun(&["resume", &id, "--runs-dir", &runs])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("finished"));
+    run_ok(tmp.path(), &["--set", "train.epochs=8", "--force"]);
+    let (store, _, _) = only_trial(tmp.path());
+    assert_eq!(
+        store
+            .count("SELECT attempts FROM trials WHERE id = ?1", &id)
+            .unwrap(),
+        attempts + 1
+    );
+    assert_eq!(
+        series(&store, &id, "val", "top1").len(),
+        8,
+        "replaced, not appended"
+    );
 }
 
 /// A tiny segmentation run: the pixel loss falls, and mIoU and Dice end well above predicting

@@ -21,7 +21,7 @@ pub use script::{render, sbatch_path, Script};
 
 use crate::config::Loaded;
 use crate::contract::{Event, Status};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlannedTrial};
 use crate::track::{self, JobRecord, PeerSnapshot, Store};
 
 /// The frozen plan of a job array, `plan.json` in its submission folder.
@@ -39,6 +39,13 @@ pub struct JobPlan {
     /// USR2 comes this many seconds before the time limit; the job's deadline less this is
     /// the fallback when no signal arrives.
     pub signal_seconds: u64,
+    /// A task is requeued at most this many times (`[sweep.slurm] max_requeues`).
+    #[serde(default = "default_max_requeues")]
+    pub max_requeues: u32,
+}
+
+fn default_max_requeues() -> u32 {
+    crate::config::SlurmSpec::default().max_requeues
 }
 
 /// One array task's trial.
@@ -47,6 +54,17 @@ pub struct TaskPlan {
     pub trial: String,
     /// The sweep point's overrides.
     pub sets: Vec<String>,
+    /// The trial's resolved config as planned (TOML), written beside the plan as
+    /// `<trial>.toml`: the task runs that, not the experiment file as it is by then.
+    #[serde(default, skip_serializing)]
+    pub resolved: Option<String>,
+}
+
+impl TaskPlan {
+    /// The snapshot of the trial's resolved config in submission folder `dir`.
+    pub fn snapshot(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.toml", self.trial))
+    }
 }
 
 /// The plan file of a submission folder.
@@ -136,6 +154,54 @@ pub fn refresh(
         .collect())
 }
 
+/// Refuses a submission that asks for GPUs (`gpus_per_trial`, or a trial whose `train.device`
+/// names one) when the binary the nodes run has no GPU backend: it would hold the GPUs and
+/// train on the CPU. The binary is this one, or `[sweep.slurm] vitrun` (asked with `--version`).
+fn refuse_gpus_without_a_gpu_backend(
+    gpus: usize,
+    trials: &[&PlannedTrial],
+    configured: &Option<String>,
+    exe: &Path,
+) -> anyhow::Result<()> {
+    let device_gpu = trials
+        .iter()
+        .find(|t| t.config.train.device.is_gpu() == Some(true));
+    if gpus == 0 && device_gpu.is_none() {
+        return Ok(());
+    }
+    let (has_gpu, backends) = match configured {
+        None => (
+            crate::train::backend::HAS_GPU_BACKEND,
+            crate::train::backend::BACKENDS.to_string(),
+        ),
+        Some(_) => {
+            let version = Command::new(exe)
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            (
+                crate::train::backend::version_has_gpu_backend(&version),
+                version.trim().to_string(),
+            )
+        }
+    };
+    if has_gpu {
+        return Ok(());
+    }
+    let asked = match device_gpu {
+        Some(t) => format!(
+            "trial {} has train.device = \"{}\"",
+            t.id, t.config.train.device
+        ),
+        None => format!("[sweep.slurm] gpus_per_trial = {gpus}"),
+    };
+    anyhow::bail!(
+        "{asked}, and {} has no GPU backend ({backends}): its tasks would hold GPUs and train on the CPU; build one with `cargo build --release --features cuda` (or `tch`) and name it in [sweep.slurm] vitrun, or ask for no GPU",
+        exe.display()
+    )
+}
+
 /// Submits one job array of the plan's trials that are not done and not in flight.
 pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<Submission> {
     let config = &loaded.config;
@@ -194,6 +260,7 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
         Some(path) => PathBuf::from(path),
         None => std::env::current_exe().context("cannot find the vitrun executable")?,
     };
+    refuse_gpus_without_a_gpu_backend(slurm.gpus(), &pending, &slurm.vitrun, &exe)?;
     let workdir = std::env::current_dir().context("cannot read the current folder")?;
     let criterion = crate::task::stop_criterion(loaded)?;
     let metric = criterion.as_ref().map(|c| c.metric.as_str());
@@ -207,17 +274,24 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
         tasks: Vec::new(),
         peers: PeerSnapshot::from_store(&store, &plan.sweep, members, metric)?,
         signal_seconds: slurm.signal_seconds,
+        max_requeues: slurm.max_requeues,
     };
     // One array, unless the cluster's MaxArraySize is smaller than the sweep.
     let per_array = slurm.max_array_size.unwrap_or_else(queue::max_array_size);
     for chunk in pending.chunks(per_array) {
         job_plan.tasks = chunk
             .iter()
-            .map(|t| TaskPlan {
-                trial: t.id.clone(),
-                sets: t.sets(),
+            .map(|t| {
+                Ok(TaskPlan {
+                    trial: t.id.clone(),
+                    sets: t.sets(),
+                    resolved: Some(
+                        toml::to_string_pretty(&t.config)
+                            .context("cannot render a trial's resolved config")?,
+                    ),
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let submitted = submit_array(&workdir.join(&base), &workdir, &exe, loaded, &job_plan)?;
         let trials: Vec<String> = chunk.iter().map(|t| t.id.clone()).collect();
         store.record_job(
@@ -297,6 +371,11 @@ fn submit_array(
             let path = dir.join(name);
             std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
         };
+        for task in &job_plan.tasks {
+            if let Some(resolved) = &task.resolved {
+                write(&format!("{}.toml", task.trial), resolved.clone())?;
+            }
+        }
         write(PLAN_FILE, serde_json::to_string_pretty(job_plan)?)?;
         write(
             SCRIPT_FILE,

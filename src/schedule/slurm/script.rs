@@ -48,7 +48,6 @@ pub fn render(s: &Script<'_>) -> anyhow::Result<String> {
         ),
         format!("#SBATCH --job-name=vitrun.{}", s.experiment),
         format!("#SBATCH --array={array}"),
-        format!("#SBATCH --cpus-per-task={}", slurm.cpus_per_trial),
         "#SBATCH --ntasks=1".into(),
         "#SBATCH --requeue".into(),
         format!("#SBATCH --signal=B:USR2@{}", slurm.signal_seconds),
@@ -56,24 +55,44 @@ pub fn render(s: &Script<'_>) -> anyhow::Result<String> {
         "#SBATCH --open-mode=append".into(),
         format!("#SBATCH --chdir={workdir}"),
     ];
+    lines.push(match slurm.cpus_per_gpu {
+        Some(n) => format!("#SBATCH --cpus-per-gpu={n}"),
+        None => format!("#SBATCH --cpus-per-task={}", slurm.cpus_per_trial),
+    });
     let optional = [
         ("partition", &slurm.partition),
         ("account", &slurm.account),
         ("qos", &slurm.qos),
         ("time", &slurm.time),
         ("mem", &slurm.mem),
+        ("mem-per-gpu", &slurm.mem_per_gpu),
         ("constraint", &slurm.constraint),
+        ("nodelist", &slurm.nodelist),
+        ("exclude", &slurm.exclude),
+        ("dependency", &slurm.after),
     ];
     for (key, value) in optional {
         if let Some(v) = value {
             lines.push(format!("#SBATCH --{key}={v}"));
         }
     }
-    if slurm.gpus_per_trial > 0 {
+    match slurm.gpus_per_task {
+        Some(n) => lines.push(format!("#SBATCH --gpus-per-task={n}")),
         // --gres rather than --gpus: it works with select/cons_res as well as cons_tres.
-        lines.push(format!("#SBATCH --gres=gpu:{}", slurm.gpus_per_trial));
+        None if slurm.gpus_per_trial > 0 => {
+            lines.push(format!("#SBATCH --gres=gpu:{}", slurm.gpus_per_trial));
+        }
+        None => {}
     }
     lines.extend(slurm.extra.iter().map(|e| format!("#SBATCH {e}")));
+    // The setup lines run in the batch shell before the trial; one that fails ends the task
+    // (its exit status is SLURM's), with the line named in the task's log.
+    for line in &slurm.setup {
+        lines.push(format!(
+            "{line} || {{ echo {} >&2; exit 1; }}",
+            quote(&format!("vitrun: [sweep.slurm] setup line failed: {line}"))
+        ));
+    }
     // exec: the batch shell becomes vitrun, so `--signal=B:USR2` reaches the trial itself.
     lines.push(format!(
         "exec {} array-task {}",
@@ -96,6 +115,9 @@ mod tests {
             cpus_per_trial: 8,
             max_parallel: Some(4),
             extra: vec!["--exclusive".into()],
+            exclude: Some("node[03-04]".into()),
+            after: Some("afterok:1234_7".into()),
+            setup: vec!["module load cuda/12.4".into()],
             ..SlurmSpec::default()
         };
         let text = render(&Script {
@@ -116,6 +138,9 @@ mod tests {
             "#SBATCH --signal=B:USR2@120",
             "#SBATCH --requeue",
             "#SBATCH --exclusive",
+            "#SBATCH --exclude=node[03-04]",
+            "#SBATCH --dependency=afterok:1234_7",
+            "module load cuda/12.4 || { echo 'vitrun: [sweep.slurm] setup line failed: module load cuda/12.4' >&2; exit 1; }",
             "exec '/opt/vitrun' array-task '/runs/e/slurm/s1'",
         ] {
             assert!(
