@@ -5,6 +5,7 @@
 
 mod cluster;
 mod fold;
+pub mod host_lease;
 mod liveness;
 mod recorder;
 mod reports;
@@ -42,6 +43,8 @@ pub enum StoreError {
     },
     #[error("run store {path} was deleted or replaced while this process had it open, so what it records now would be lost; leave the runs folder in place while trials run")]
     Replaced { path: PathBuf },
+    #[error("run store {path} cannot be written from this host: {why}")]
+    OtherHost { path: PathBuf, why: String },
     #[error("run store {path} has schema version {found}, newer than the {known} this vitrun knows: a newer vitrun wrote it, and this one could misread or damage it; use that vitrun (vitrun --version says which this is)")]
     Newer {
         path: PathBuf,
@@ -144,6 +147,8 @@ pub struct Store {
     path: PathBuf,
     /// (device, inode) of the file when it was opened.
     identity: (u64, u64),
+    /// This host's lease, when the store is on a network filesystem.
+    lease: Option<host_lease::HostLease>,
 }
 
 fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -177,10 +182,31 @@ impl Store {
                 known: MIGRATIONS.len(),
             });
         }
+        // On a network filesystem: one writing host (a lease beside the store) and a rollback
+        // journal, since WAL's shared memory cannot be seen from another host.
+        let network = path.parent().and_then(host_lease::network_fs);
+        let lease = match network {
+            Some(fs) => Some(
+                host_lease::HostLease::take(path, fs)
+                    .map_err(|e| StoreError::OtherHost {
+                        path: path.to_path_buf(),
+                        why: format!("its host lease cannot be written: {e}"),
+                    })?
+                    .map_err(|held| StoreError::OtherHost {
+                        path: path.to_path_buf(),
+                        why: held.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
+        let (journal, sync) = match lease {
+            Some(_) => ("DELETE", "FULL"),
+            None => ("WAL", "NORMAL"),
+        };
         // Switching a new file to WAL can answer SQLITE_BUSY without waiting on the busy
         // handler when another process opens it at the same moment.
-        retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(&wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        retry_busy(|| conn.pragma_update(None, "journal_mode", journal)).map_err(&wrap)?;
+        conn.pragma_update(None, "synchronous", sync)
             .map_err(&wrap)?;
         let identity = identity_of(path).ok_or_else(|| StoreError::Replaced {
             path: path.to_path_buf(),
@@ -189,6 +215,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             identity,
+            lease,
         };
         // Migrations rebuild tables that other tables reference; SQLite checks foreign keys
         // on such a DROP unless they are off, and the pragma is a no-op inside a transaction
@@ -212,8 +239,15 @@ impl Store {
         }
     }
 
-    /// Fails when the file at the store's path is no longer the one this process opened.
+    /// Fails when the file at the store's path is no longer the one this process opened, or
+    /// (on a network filesystem) when another host has taken the store over.
     pub fn check_identity(&self) -> Result<()> {
+        if let Some(lease) = &self.lease {
+            lease.renew().map_err(|held| StoreError::OtherHost {
+                path: self.path.clone(),
+                why: held.to_string(),
+            })?;
+        }
         if identity_of(&self.path) == Some(self.identity) {
             Ok(())
         } else {

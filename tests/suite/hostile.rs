@@ -127,3 +127,82 @@ fn a_stored_config_that_breaks_the_rules_is_named_by_report_and_diff() {
         );
     }
 }
+
+/// `vitrun ARGS` as another host would run it: a UTS namespace with its own hostname, the
+/// store taken for one on a network filesystem. `None` when namespaces are not allowed here.
+fn on_other_host(args: &[&str]) -> Option<std::process::Output> {
+    let exe = env!("CARGO_BIN_EXE_vitrun");
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--uts",
+            "sh",
+            "-c",
+            "hostname login-2 && exec \"$0\" \"$@\"",
+            exe,
+        ])
+        .args(args)
+        .env("VITRUN_STORE_FS", "network")
+        .output()
+        .ok()?;
+    let t = text(&out);
+    (!t.contains("unshare failed") && !t.contains("Operation not permitted")).then_some(out)
+}
+
+#[test]
+fn on_a_network_filesystem_one_host_writes_the_store_and_another_is_refused_by_name() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = crate::common::micro_command(runs.path(), &[])
+        .env("VITRUN_STORE_FS", "network")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let db = runs.path().join("vitrun.sqlite");
+    let lease = runs.path().join("vitrun.sqlite.host");
+    let holder = std::fs::read_to_string(&lease).unwrap();
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(holder.starts_with(here.trim()), "{holder}");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "no WAL on a network filesystem");
+    drop(c);
+    let before = std::fs::read(&db).unwrap();
+
+    let dir = runs.path().to_str().unwrap();
+    let Some(out) = on_other_host(&["ls", "--runs-dir", dir]) else {
+        eprintln!("skipped: unshare --uts is not allowed here");
+        return;
+    };
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!("host {}", here.trim()))
+            && msg.contains("cannot be written from this host"),
+        "{msg}"
+    );
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "the refused host wrote the store"
+    );
+
+    // Once the first host has been quiet past the lease, the other takes the store over.
+    let parts: Vec<&str> = holder.split_whitespace().collect();
+    let lapsed = format!("{} {} {}\n", parts[0], parts[1], 0);
+    std::fs::write(&lease, lapsed).unwrap();
+    let out = on_other_host(&["ls", "--runs-dir", dir]).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::read_to_string(&lease)
+        .unwrap()
+        .starts_with("login-2 "));
+    let refused = crate::common::micro_command(runs.path(), &["--force"])
+        .env("VITRUN_STORE_FS", "network")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused).contains("host login-2"),
+        "{}",
+        text(&refused)
+    );
+}

@@ -313,10 +313,20 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
     Ok(submission)
 }
 
-/// An exclusive `flock` on a file, released when dropped (or when the process ends).
-struct SubmitLock {
-    _file: std::fs::File,
+/// One submission of an experiment at a time: an exclusive `flock` on a file, released when
+/// dropped (or when the process ends); where the filesystem has no `flock` (Lustre mounted
+/// without `-o flock`, some NFS setups), a lock file created with `O_EXCL` and removed when
+/// dropped, taken over when its holder is gone or older than [`LOCKFILE_STALE`].
+enum SubmitLock {
+    /// The locked file, unlocked when closed.
+    Flock {
+        _file: std::fs::File,
+    },
+    File(PathBuf),
 }
+
+/// A lock file this old is taken over: no submission takes this long.
+const LOCKFILE_STALE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl SubmitLock {
     fn take(path: &Path) -> anyhow::Result<SubmitLock> {
@@ -327,15 +337,83 @@ impl SubmitLock {
             .write(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: flock on a descriptor this struct owns; it blocks until the lock is ours.
+        // SAFETY: flock on a descriptor this function owns; it blocks until the lock is ours.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        anyhow::ensure!(
-            rc == 0,
-            "cannot lock {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-        Ok(SubmitLock { _file: file })
+        if rc == 0 && std::env::var("VITRUN_NO_FLOCK").is_err() {
+            return Ok(SubmitLock::Flock { _file: file });
+        }
+        let error = std::io::Error::last_os_error();
+        let unsupported = rc == 0
+            || matches!(
+                error.raw_os_error(),
+                Some(libc::ENOLCK | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
+            );
+        anyhow::ensure!(unsupported, "cannot lock {}: {error}", path.display());
+        drop(file);
+        Self::take_file(&path.with_extension("lockfile"))
+    }
+
+    /// The `O_EXCL` lock file: waits while a live holder has it.
+    fn take_file(path: &Path) -> anyhow::Result<SubmitLock> {
+        use std::io::Write;
+        let started = std::time::Instant::now();
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(mut f) => {
+                    let _ = writeln!(f, "{} {}", crate::track::hostname(), std::process::id());
+                    return Ok(SubmitLock::File(path.to_path_buf()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if lockfile_is_stale(path) {
+                        let _ = std::fs::remove_file(path);
+                        continue;
+                    }
+                    anyhow::ensure!(
+                        started.elapsed() < LOCKFILE_STALE,
+                        "{} has been held for {} s by another submission ({}); wait for it, or remove the file if no submission is running",
+                        path.display(),
+                        started.elapsed().as_secs(),
+                        std::fs::read_to_string(path).unwrap_or_default().trim()
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", path.display()))
+                }
+            }
+        }
+    }
+}
+
+/// A lock file whose holder on this host is gone, or that is older than any submission.
+fn lockfile_is_stale(path: &Path) -> bool {
+    let old = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > LOCKFILE_STALE);
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut it = text.split_whitespace();
+    let gone = match (it.next(), it.next().and_then(|p| p.parse::<i32>().ok())) {
+        (Some(host), Some(pid)) if host == crate::track::hostname() => {
+            // SAFETY: signal 0 only asks whether the process exists.
+            let missing = unsafe { libc::kill(pid, 0) } != 0;
+            missing && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        }
+        _ => false,
+    };
+    old || gone
+}
+
+impl Drop for SubmitLock {
+    fn drop(&mut self) {
+        if let SubmitLock::File(path) = self {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -552,5 +630,33 @@ mod tests {
             Some("5678")
         );
         assert_eq!(parse_job_id("sbatch: error\n"), None);
+    }
+
+    #[test]
+    fn the_lock_file_without_flock_is_taken_in_turn_and_taken_over_from_a_dead_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".submit.lockfile");
+        let first = SubmitLock::take_file(&path).unwrap();
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let second = {
+            let (path, order) = (path.clone(), order.clone());
+            std::thread::spawn(move || {
+                let _lock = SubmitLock::take_file(&path).unwrap();
+                order.lock().unwrap().push("second");
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        order.lock().unwrap().push("first done");
+        drop(first);
+        second.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["first done", "second"]);
+        assert!(!path.exists(), "released");
+        // A holder on this host that is gone (no such pid) leaves a stale file.
+        std::fs::write(
+            &path,
+            format!("{} {}\n", crate::track::hostname(), i32::MAX),
+        )
+        .unwrap();
+        let _lock = SubmitLock::take_file(&path).unwrap();
     }
 }
