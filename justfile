@@ -56,6 +56,10 @@ bench-report:
 bench-slurm:
     cargo bench --bench slurm
 
+# 1,000 concurrent shard writers judging every epoch: peer shards vs rung summaries, and sync
+bench-shards:
+    cargo bench --bench shard_wave
+
 # A single-node SLURM cluster on this machine (as root; needs slurm-wlm and munge).
 cluster action="start":
     .ci/slurm-cluster {{action}}

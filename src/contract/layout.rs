@@ -79,6 +79,11 @@ impl ExperimentDir {
     pub fn submissions(&self) -> PathBuf {
         self.path.join("slurm")
     }
+
+    /// Per-rung early-stopping summaries of its cluster trials (`track::rungs`).
+    pub fn rungs(&self) -> PathBuf {
+        self.path.join("rungs")
+    }
 }
 
 /// Which of a trial's checkpoints.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{Claim, MetricRow, Status, Store, TrialStart};
+use super::{Claim, MetricRow, PeerAt, Status, Store, TrialStart};
 use crate::contract::{Artifact, Event};
 
 /// What a running trial writes, and the metric reads its early-stopping judge makes.
@@ -37,6 +37,24 @@ pub trait Recorder {
     ) -> anyhow::Result<Vec<(String, f64)>>;
     /// The SQLite store, where this process may read it (not on a cluster node).
     fn store(&self) -> Option<&Store>;
+
+    /// The sweep's trials other than `except` that logged `split/name` at `epoch`: each one's
+    /// value there and running average up to it (what early stopping compares with).
+    fn peers_at(
+        &self,
+        sweep: &str,
+        metric: &str,
+        epoch: usize,
+        except: &str,
+    ) -> anyhow::Result<Vec<PeerAt>> {
+        let mut out = Vec::new();
+        for (peer, _) in self.sweep_values_at(sweep, metric, epoch)? {
+            if peer != except {
+                out.extend(PeerAt::of(&self.history(&peer, metric, epoch)?));
+            }
+        }
+        Ok(out)
+    }
 
     /// Records an early-stopping decision; a prune also sets the status.
     fn record_decision(&mut self, trial: &str, prune: bool, reason: &str) -> anyhow::Result<()> {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::shard::{self, EndMarker, Record, ShardView, ShardWriter};
-use super::{git_commit, hostname, now, Claim, MetricRow, Recorder, Status, Store, TrialStart};
+use super::{
+    git_commit, hostname, now, Claim, MetricRow, PeerAt, Recorder, Status, Store, TrialStart,
+};
 use crate::contract::{Artifact, Event};
 
 /// The sweep a cluster trial belongs to, as the submit host saw it: every member, and the
@@ -20,6 +22,10 @@ pub struct PeerSnapshot {
     pub members: Vec<String>,
     /// metric (`split/name`) → trial → (epoch, value) rows.
     pub stored: BTreeMap<String, BTreeMap<String, Vec<(i64, f64)>>>,
+    /// The sweep's early-stopping metric, whose per-rung summaries the trials write
+    /// (`track::rungs`); plans from before the summaries have none and read shards.
+    #[serde(default)]
+    pub metric: Option<String>,
 }
 
 impl PeerSnapshot {
@@ -45,6 +51,7 @@ impl PeerSnapshot {
             sweep: sweep.to_string(),
             members,
             stored,
+            metric: metric.map(str::to_string),
         })
     }
 }
@@ -185,7 +192,11 @@ impl Recorder for ShardRecorder {
     fn clear_metrics(&mut self, trial: &str) -> anyhow::Result<()> {
         self.append(Record::ClearMetrics {
             trial: trial.to_string(),
-        })
+        })?;
+        if let Some(metric) = &self.peers.metric {
+            super::rungs::forget(&self.experiment_dir, metric, trial)?;
+        }
+        Ok(())
     }
 
     fn log_metrics(&mut self, trial: &str, rows: &[MetricRow]) -> anyhow::Result<()> {
@@ -206,7 +217,19 @@ impl Recorder for ShardRecorder {
         self.append(Record::Metrics {
             trial: trial.to_string(),
             rows: rows.to_vec(),
-        })
+        })?;
+        // The rung summary after the shard record, so a summary never runs ahead of the shard.
+        if let Some(metric) = self.peers.metric.clone() {
+            let (split, name) = metric.split_once('/').unwrap_or(("val", &metric));
+            for r in rows.iter().filter(|r| r.split == split && r.name == name) {
+                let epoch = r.epoch.max(0) as usize;
+                let history = self.values(trial, &metric, epoch, false)?;
+                if let Some(at) = super::PeerAt::of(&history) {
+                    super::rungs::write(&self.experiment_dir, &metric, epoch, trial, at)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn set_status(
@@ -278,5 +301,52 @@ impl Recorder for ShardRecorder {
 
     fn store(&self) -> Option<&Store> {
         None
+    }
+
+    /// From the rung's summary folder (one listing), plus members that ran before without
+    /// shards as the snapshot has them; from the peers' shards when the plan predates the
+    /// summaries.
+    fn peers_at(
+        &self,
+        sweep: &str,
+        metric: &str,
+        epoch: usize,
+        except: &str,
+    ) -> anyhow::Result<Vec<PeerAt>> {
+        if sweep != self.peers.sweep {
+            return Ok(Vec::new());
+        }
+        if self.peers.metric.as_deref() != Some(metric) {
+            let mut out = Vec::new();
+            for (peer, _) in self.sweep_values_at(sweep, metric, epoch)? {
+                if peer != except {
+                    out.extend(PeerAt::of(&self.history(&peer, metric, epoch)?));
+                }
+            }
+            return Ok(out);
+        }
+        let mut found: BTreeMap<String, PeerAt> =
+            super::rungs::read(&self.experiment_dir, metric, epoch)?
+                .into_iter()
+                .collect();
+        if let Some(stored) = self.peers.stored.get(metric) {
+            for (id, rows) in stored {
+                if found.contains_key(id) || !rows.iter().any(|(e, _)| *e == epoch as i64) {
+                    continue;
+                }
+                let history: Vec<f64> = rows
+                    .iter()
+                    .filter(|(e, _)| *e <= epoch as i64)
+                    .map(|(_, v)| *v)
+                    .collect();
+                found.extend(PeerAt::of(&history).map(|at| (id.clone(), at)));
+            }
+        }
+        let members: std::collections::BTreeSet<&String> = self.peers.members.iter().collect();
+        Ok(found
+            .into_iter()
+            .filter(|(id, _)| id != except && members.contains(id))
+            .map(|(_, at)| at)
+            .collect())
     }
 }

@@ -33,9 +33,11 @@ pub struct Evidence {
     pub epoch: usize,
     /// This trial's metric at epochs `1..=epoch`.
     pub own: Vec<f64>,
-    /// Every other sweep trial that reached `epoch`: its metric at epochs `1..=epoch`.
-    pub peers: Vec<Vec<f64>>,
+    /// Every other sweep trial that reached `epoch`: its value there and running average.
+    pub peers: Vec<PeerAt>,
 }
+
+pub use crate::track::PeerAt;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -67,11 +69,7 @@ pub fn judge(rule: &StopCriterion, ev: &Evidence) -> Verdict {
                 .copied()
                 .reduce(|a, b| if rule.goal.better(b, a) { b } else { a })
                 .unwrap_or(current);
-            let averages: Vec<f64> = ev
-                .peers
-                .iter()
-                .map(|h| h.iter().sum::<f64>() / h.len().max(1) as f64)
-                .collect();
+            let averages: Vec<f64> = ev.peers.iter().map(|p| p.average).collect();
             let med = median(averages);
             let text = format!(
                 "median rule at epoch {}: best {m} so far {best:.4} vs median {med:.4} of {} peers' running averages",
@@ -91,7 +89,7 @@ pub fn judge(rule: &StopCriterion, ev: &Evidence) -> Verdict {
             if !rungs.contains(&ev.epoch) {
                 return Verdict::Undecided;
             }
-            let mut values: Vec<f64> = ev.peers.iter().filter_map(|h| h.last().copied()).collect();
+            let mut values: Vec<f64> = ev.peers.iter().map(|p| p.value).collect();
             values.push(current);
             let n = values.len();
             let keep = n.div_ceil(*reduction_factor);
@@ -131,16 +129,11 @@ impl EpochGate for Judge {
         epoch: usize,
     ) -> anyhow::Result<Option<String>> {
         let metric = &self.rule.metric;
-        let mut ev = Evidence {
+        let ev = Evidence {
             epoch,
             own: store.history(trial, metric, epoch)?,
-            peers: Vec::new(),
+            peers: store.peers_at(&self.sweep, metric, epoch, trial)?,
         };
-        for (peer, _) in store.sweep_values_at(&self.sweep, metric, epoch)? {
-            if peer != trial {
-                ev.peers.push(store.history(&peer, metric, epoch)?);
-            }
-        }
         Ok(match judge(&self.rule, &ev) {
             Verdict::Undecided => None,
             Verdict::Keep(reason) => {

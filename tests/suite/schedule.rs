@@ -10,7 +10,7 @@ use vitrun::schedule::{
     classify, filter_visible, fit, layout, parse_devices, parse_nvidia_smi, used_by, Devices, Exit,
     ExitContext, PerGpu,
 };
-use vitrun::train::early_stop::{judge, Evidence, Verdict};
+use vitrun::train::early_stop::{judge, Evidence, PeerAt, Verdict};
 
 const SMI: &str =
     "0, NVIDIA H100 80GB HBM3, 81559, 80000\n1, NVIDIA H100 80GB HBM3, 81559, 20000\n";
@@ -198,7 +198,10 @@ fn asha_keeps_the_top_fraction_at_each_rung_only() {
     let ev = |epoch, own: f64, peers: &[f64]| Evidence {
         epoch,
         own: vec![own; epoch],
-        peers: peers.iter().map(|&p| vec![p; epoch]).collect(),
+        peers: peers
+            .iter()
+            .filter_map(|&p| PeerAt::of(&vec![p; epoch]))
+            .collect(),
     };
     assert_eq!(
         judge(&asha, &ev(2, 0.1, &[0.9, 0.8])),
@@ -258,7 +261,7 @@ fn median_rule_compares_best_so_far_with_peers_running_averages() {
     let ev = |own: Vec<f64>, peers: Vec<Vec<f64>>| Evidence {
         epoch: own.len(),
         own,
-        peers,
+        peers: peers.iter().filter_map(|h| PeerAt::of(h)).collect(),
     };
     assert_eq!(
         judge(&median, &ev(vec![0.1], vec![vec![0.9], vec![0.9]])),

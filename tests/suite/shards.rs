@@ -226,20 +226,38 @@ fn early_stopping_from_shards_decides_as_the_store_does() {
     for (id, losses) in &peers {
         write_trial(&mut store, id, losses);
     }
-    // On the cluster, a and b have shards; c and d were done locally before (the snapshot).
+    // On the cluster, a and b have shards (and rung summaries); c and d were done locally
+    // before (the snapshot).
     let runs = dir.path().join("runs");
-    for (id, losses) in &peers[..2] {
-        let mut r = ShardRecorder::new(&runs.join("exp"), id, None, PeerSnapshot::default());
-        write_trial(&mut r, id, losses);
-    }
     let mut local_only = Store::open(&dir.path().join("snapshot.sqlite")).unwrap();
     for (id, losses) in &peers[2..] {
         write_trial(&mut local_only, id, losses);
     }
     let snapshot =
         PeerSnapshot::from_store(&local_only, "s", members.clone(), Some("val/loss")).unwrap();
+    for (id, losses) in &peers[..2] {
+        let mut r = ShardRecorder::new(&runs.join("exp"), id, None, snapshot.clone());
+        write_trial(&mut r, id, losses);
+    }
+    assert_eq!(
+        std::fs::read_dir(runs.join("exp/rungs/val-loss/2"))
+            .unwrap()
+            .count(),
+        2,
+        "one summary per trial at the rung"
+    );
+    let median = StopCriterion {
+        rule: StopRule::Median {
+            min_epochs: 1,
+            min_trials: 2,
+        },
+        ..asha()
+    };
 
-    for mine in [[0.85, 0.25], [0.75, 0.7], [0.99, 0.99]] {
+    for (mine, rule) in [[0.85, 0.25], [0.75, 0.7], [0.99, 0.99]]
+        .into_iter()
+        .flat_map(|m| [(m, asha()), (m, median.clone())])
+    {
         let mut verdicts = Vec::new();
         let mut node = ShardRecorder::new(&runs.join("exp"), "me", None, snapshot.clone());
         let recorders: [&mut dyn Recorder; 2] = [&mut store, &mut node];
@@ -248,7 +266,7 @@ fn early_stopping_from_shards_decides_as_the_store_does() {
             r.clear_metrics("me").unwrap();
             let mut judge = Judge {
                 sweep: "s".into(),
-                rule: asha(),
+                rule: rule.clone(),
             };
             let mut said = Vec::new();
             for (e, v) in mine.iter().enumerate() {
@@ -258,7 +276,7 @@ fn early_stopping_from_shards_decides_as_the_store_does() {
             verdicts.push(said);
         }
         assert_eq!(verdicts[0], verdicts[1], "losses {mine:?}");
-        if mine[0] > 0.95 {
+        if mine[0] > 0.95 && matches!(rule.rule, StopRule::Asha { .. }) {
             assert!(
                 verdicts[0][0]
                     .as_deref()
@@ -268,7 +286,7 @@ fn early_stopping_from_shards_decides_as_the_store_does() {
         }
     }
     let view = ShardView::read(&runs.join("exp/me")).unwrap();
-    assert_eq!(view.attempts, 3);
+    assert_eq!(view.attempts, 6);
 }
 
 #[test]
