@@ -238,7 +238,8 @@ pub fn sweep_summary(report: &SweepReport) -> String {
 /// how many trials it plans; an invalid point is an error here too).
 pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
     crate::task::check(loaded)?;
-    crate::train::backend::supports(loaded.config.train.device)?;
+    crate::train::backend::supports(loaded.config.train.device)
+        .map_err(|e| crate::train::backend::in_experiment(loaded, e))?;
     let json = serde_json::to_value(&loaded.config).expect("config serialises");
     let mut out = format!(
         "# {} — trial id {}\n",

@@ -40,6 +40,18 @@ pub fn version_has_gpu_backend(version: &str) -> bool {
         .is_some_and(|(_, list)| list.contains("cuda") || list.contains("tch"))
 }
 
+/// `e`, naming the experiment file and where its `train.device` was set.
+pub fn in_experiment(loaded: &crate::config::Loaded, e: MissingBackend) -> anyhow::Error {
+    let from = loaded
+        .sources
+        .get("train.device")
+        .map_or("default".to_string(), ToString::to_string);
+    anyhow::Error::new(e).context(format!(
+        "{} (train.device from {from})",
+        loaded.file.display()
+    ))
+}
+
 /// Whether this binary has the backend `spec` runs on (`auto` falls back to the CPU); the
 /// error says which feature it needs.
 pub fn supports(spec: DeviceSpec) -> Result<(), MissingBackend> {

@@ -324,7 +324,8 @@ pub fn run(
             stop,
             observer,
         },
-    )?
+    )
+    .map_err(|e| super::backend::in_experiment(loaded, e))?
 }
 
 struct ProbeTask<'a>(&'a Loaded);
@@ -340,5 +341,6 @@ impl BackendTask for ProbeTask<'_> {
 /// `vitrun probe` (hidden): three training steps on the first training batch, for GPU memory
 /// probes.
 pub fn probe(loaded: &Loaded) -> anyhow::Result<f64> {
-    dispatch(loaded.config.train.device, ProbeTask(loaded))?
+    dispatch(loaded.config.train.device, ProbeTask(loaded))
+        .map_err(|e| super::backend::in_experiment(loaded, e))?
 }

@@ -206,3 +206,33 @@ fn on_a_network_filesystem_one_host_writes_the_store_and_another_is_refused_by_n
         text(&refused)
     );
 }
+
+#[test]
+fn a_device_this_build_lacks_is_named_with_the_file_and_where_it_was_set() {
+    if vitrun::train::backend::HAS_GPU_BACKEND {
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    for command in ["check", "run"] {
+        let file = config("micro.toml");
+        let mut args = vec![
+            command,
+            file.to_str().unwrap(),
+            "--set",
+            "train.device=\"cuda:0\"",
+        ];
+        let set = crate::common::runs_set(runs.path());
+        if command == "run" {
+            args.extend(["--set", &set]);
+        }
+        let out = vitrun(&args).output().unwrap();
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert!(
+            msg.contains("micro.toml")
+                && msg.contains("from --set")
+                && msg.contains("--features cuda"),
+            "{command}: {msg}"
+        );
+    }
+}
