@@ -110,18 +110,26 @@ pub trait Task: Sized + Send + Sync + 'static {
     ) -> anyhow::Result<Panels>;
 
     /// `vitrun predict`'s answer for each image of `images` (`[n, channels, size, size]`,
-    /// through the validation pipeline), `top_k` deep where that means something.
+    /// through the validation pipeline), `top_k` deep where that means something. By default
+    /// a task has none: predict takes classification models.
     fn predict<E: Backbone<Flex>>(
         &self,
-        model: &Model<Flex, E, Self::Head<Flex>>,
-        images: Tensor<Flex, 4>,
-        top_k: usize,
-    ) -> anyhow::Result<Vec<Answer>>;
+        _model: &Model<Flex, E, Self::Head<Flex>>,
+        _images: Tensor<Flex, 4>,
+        _top_k: usize,
+    ) -> anyhow::Result<Vec<Answer>> {
+        Err(classification_only(Self::METRICS.task))
+    }
 
     /// What `vitrun export` writes beside the weights so that timm rebuilds the model; an
-    /// error says why this task's model cannot be exported.
-    fn export_args(&self, config: &Config, classes: &[String])
-        -> anyhow::Result<serde_json::Value>;
+    /// error says why this task's model cannot be exported (by default: only classifiers are).
+    fn export_args(
+        &self,
+        _config: &Config,
+        _classes: &[String],
+    ) -> anyhow::Result<serde_json::Value> {
+        Err(classification_only(Self::METRICS.task))
+    }
 }
 
 /// Work generic over the task `head.task` names.
@@ -170,7 +178,7 @@ pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
 
 /// Why `vitrun predict` and `vitrun export` refuse a trial of `task`, which has no class
 /// labels to give and no timm classifier to become.
-pub(crate) fn classification_only(task: &str) -> anyhow::Error {
+fn classification_only(task: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "vitrun predict and vitrun export take classification models (class labels, timm's VisionTransformer), and this model's head.task is {task:?}; its report draws its predictions (vitrun report)"
     )

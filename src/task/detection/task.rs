@@ -16,7 +16,7 @@ use crate::data::geometry::ObjectBox;
 use crate::data::{Batch, Objects};
 use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{Backbone, BackboneShape, Model};
-use crate::task::{Answer, PanelInput, Panels, Scores, Task};
+use crate::task::{PanelInput, Panels, Scores, Task};
 
 /// IoU at which a training prediction counts as finding its object.
 const FOUND_IOU: f64 = 0.5;
@@ -233,23 +233,6 @@ impl Task for Detection {
         input: &PanelInput<'_>,
     ) -> anyhow::Result<Panels> {
         super::panels::panels(model, input)
-    }
-
-    fn predict<E: Backbone<Flex>>(
-        &self,
-        _model: &Model<Flex, E, DetectionHead<Flex>>,
-        _images: Tensor<Flex, 4>,
-        _top_k: usize,
-    ) -> anyhow::Result<Vec<Answer>> {
-        Err(crate::task::classification_only(Self::METRICS.task))
-    }
-
-    fn export_args(
-        &self,
-        _config: &Config,
-        _classes: &[String],
-    ) -> anyhow::Result<serde_json::Value> {
-        Err(crate::task::classification_only(Self::METRICS.task))
     }
 }
 

@@ -15,7 +15,7 @@ use crate::data::geometry::IGNORE_LABEL;
 use crate::data::{Batch, Masks};
 use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{Backbone, BackboneShape, Model};
-use crate::task::{Answer, PanelInput, Panels, Scores, Task};
+use crate::task::{PanelInput, Panels, Scores, Task};
 
 /// The segmentation task.
 pub struct Segmentation {
@@ -150,22 +150,5 @@ impl Task for Segmentation {
         input: &PanelInput<'_>,
     ) -> anyhow::Result<Panels> {
         super::panels::panels(model, input)
-    }
-
-    fn predict<E: Backbone<Flex>>(
-        &self,
-        _model: &Model<Flex, E, SegmentationHead<Flex>>,
-        _images: Tensor<Flex, 4>,
-        _top_k: usize,
-    ) -> anyhow::Result<Vec<Answer>> {
-        Err(crate::task::classification_only(Self::METRICS.task))
-    }
-
-    fn export_args(
-        &self,
-        _config: &Config,
-        _classes: &[String],
-    ) -> anyhow::Result<serde_json::Value> {
-        Err(crate::task::classification_only(Self::METRICS.task))
     }
 }
