@@ -176,6 +176,13 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 impl<T: Targets> EpochLoader<T> {
     /// Starts loading epoch `epoch`.
     pub fn start(spec: LoaderSpec<T>, epoch: usize) -> EpochLoader<T> {
+        Self::start_at(spec, epoch, 0)
+    }
+
+    /// Starts loading epoch `epoch` at batch `first` (0-based): the batches before it are
+    /// neither read nor augmented, and the rest are the very batches a full epoch yields
+    /// there, as every draw and every batch's mixing is seeded by its place in the epoch.
+    pub fn start_at(spec: LoaderSpec<T>, epoch: usize, first: usize) -> EpochLoader<T> {
         let order = epoch_order(spec.dataset.len(), spec.seed, epoch, spec.shuffle);
         let draws = repeated_order(&order, spec.repeats);
         let chunks: Vec<Vec<Draw>> = draws
@@ -185,7 +192,7 @@ impl<T: Targets> EpochLoader<T> {
         let batches = chunks.len();
         let (tx, rx) = bounded(spec.prefetch.max(1));
         let worker = std::thread::spawn(move || {
-            for (i, chunk) in chunks.iter().enumerate() {
+            for (i, chunk) in chunks.iter().enumerate().skip(first) {
                 let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let mut batch = load_draws(&spec, epoch, chunk)?;
                     if let Some(transform) = &spec.transform {
@@ -212,7 +219,7 @@ impl<T: Targets> EpochLoader<T> {
             rx,
             worker: Some(worker),
             batches,
-            received: 0,
+            received: first.min(batches),
             ended: false,
         }
     }

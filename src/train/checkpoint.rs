@@ -17,12 +17,57 @@ pub struct Progress {
     /// Optimizer steps taken.
     pub step: u64,
     /// The best validation value of the task's main metric (top-1, mIoU) so far.
-    #[serde(alias = "best_top1")]
+    /// Before the first epoch ends (a mid-epoch checkpoint in epoch 1) there is none: −∞,
+    /// written as JSON's `null`.
+    #[serde(alias = "best_top1", deserialize_with = "null_is_no_score")]
     pub best_score: f64,
     pub best_epoch: usize,
     /// Whether `best/` holds the weight average (`[train.ema]`) rather than the weights.
     #[serde(default)]
     pub best_is_ema: bool,
+    /// Set in a checkpoint saved during epoch `epoch + 1` (a stop signal mid-epoch): how far
+    /// into it the weights are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialEpoch>,
+}
+
+/// Reads a best score, `null` (JSON's spelling of −∞) as no score yet.
+fn null_is_no_score<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+}
+
+/// The part of an epoch trained before a mid-epoch checkpoint, with the running sums its
+/// epoch figures continue from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartialEpoch {
+    /// Batches of the epoch trained (the index of the next one).
+    pub batches_done: usize,
+    /// Batches the whole epoch has.
+    pub batches: usize,
+    /// Sum of batch loss × batch images so far.
+    pub loss_sum: f64,
+    /// Sum of the task's training score × images so far.
+    pub score_sum: f64,
+    /// Images trained on so far.
+    pub seen: usize,
+    /// Images skipped as unreadable so far.
+    pub skipped: usize,
+}
+
+impl Progress {
+    /// Where training continues from this progress: `after epoch 3`, or `in epoch 4 after
+    /// batch 12 of 40`.
+    pub fn resume_point(&self) -> String {
+        match &self.partial {
+            None => format!("after epoch {}", self.epoch),
+            Some(p) => format!(
+                "in epoch {} after batch {} of {}",
+                self.epoch + 1,
+                p.batches_done,
+                p.batches
+            ),
+        }
+    }
 }
 
 /// A checkpoint as read back.
@@ -124,4 +169,37 @@ pub fn load(trial: &TrialDir, which: Checkpoint) -> Result<Option<Loaded>, Check
         ema: optional(folder.ema())?,
         progress,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint saved mid-way through epoch 1 has no best score yet; it reads back as such.
+    #[test]
+    fn a_mid_epoch_progress_without_a_best_score_reads_back_exactly() {
+        let progress = Progress {
+            epoch: 0,
+            step: 7,
+            best_score: f64::NEG_INFINITY,
+            best_epoch: 0,
+            best_is_ema: false,
+            partial: Some(PartialEpoch {
+                batches_done: 7,
+                batches: 25,
+                loss_sum: 0.1 + 0.2,
+                score_sum: 1.0 / 3.0,
+                seen: 224,
+                skipped: 1,
+            }),
+        };
+        let text = serde_json::to_string(&progress).unwrap();
+        let back: Progress = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, progress);
+        assert_eq!(back.resume_point(), "in epoch 1 after batch 7 of 25");
+        let old = r#"{"epoch": 3, "step": 30, "best_top1": 0.5, "best_epoch": 2}"#;
+        let old: Progress = serde_json::from_str(old).unwrap();
+        assert_eq!(old.resume_point(), "after epoch 3");
+        assert_eq!(old.partial, None);
+    }
 }

@@ -173,6 +173,8 @@ impl BackendTask for TrainTask<'_> {
                         epoch,
                         started_after: start_epoch,
                         why,
+                        resumes: super::checkpoint::progress_of(&config.trial_dir(&id))
+                            .map_or_else(|| "from the start".into(), |p| p.resume_point()),
                     },
                 )?)),
                 None => Ok(TrialEnd::Ran(Outcome::Interrupted { epoch })),
@@ -201,10 +203,12 @@ struct Stopped {
     started_after: usize,
     /// What said its time was up.
     why: &'static str,
+    /// Where its checkpoint continues (`after epoch 3`, `in epoch 4 after batch 12 of 40`).
+    resumes: String,
 }
 
-/// Records a trial whose job's time was up as preempted (its checkpoint is the last epoch's)
-/// and requeues its array task, unless the requeues are used up or the attempt completed no
+/// Records a trial whose job's time was up as preempted (its checkpoint is the one saved at
+/// the stop, mid-epoch) and requeues its array task, unless the requeues are used up or the attempt completed no
 /// epoch (another attempt would stop at the same point); then, or if the cluster refuses,
 /// the trial stays interrupted with the reason.
 fn preempted(
@@ -217,6 +221,7 @@ fn preempted(
         epoch,
         started_after,
         why,
+        resumes,
     } = stopped;
     let interrupted = |recorder: &mut dyn Recorder, msg: String| -> anyhow::Result<Outcome> {
         recorder.log_event(id, Event::Ended(Status::Interrupted), &msg)?;
@@ -225,19 +230,16 @@ fn preempted(
     };
     if cluster.restarts >= cluster.max_requeues {
         return interrupted(recorder, format!(
-            "stopped ({why}) during epoch {epoch} after {} requeues: [sweep.slurm] max_requeues = {} is used up, so it is not requeued again; run the sweep again to continue it after epoch {}",
-            cluster.restarts, cluster.max_requeues, epoch - 1
+            "stopped ({why}) during epoch {epoch} after {} requeues: [sweep.slurm] max_requeues = {} is used up, so it is not requeued again; run the sweep again to continue it {resumes}",
+            cluster.restarts, cluster.max_requeues
         ));
     }
     if epoch <= started_after + 1 {
         return interrupted(recorder, format!(
-            "stopped ({why}) during epoch {epoch} without completing an epoch since it resumed after epoch {started_after}: another attempt would stop at the same point, so it is not requeued; raise [sweep.slurm] time or shorten an epoch"
+            "stopped ({why}) during epoch {epoch} without completing an epoch since it resumed after epoch {started_after}: another attempt would stop at the same point, so it is not requeued; raise [sweep.slurm] time or shorten an epoch; run the sweep again to continue it {resumes}"
         ));
     }
-    let msg = format!(
-        "preempted ({why}) during epoch {epoch}; requeued, it resumes after epoch {}",
-        epoch - 1
-    );
+    let msg = format!("preempted ({why}) during epoch {epoch}; requeued, it resumes {resumes}");
     recorder.log_event(id, Event::Ended(Status::Preempted), &msg)?;
     recorder.set_status(id, Status::Preempted, Some(&msg))?;
     match (cluster.requeue)() {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
-use super::checkpoint::{self, Progress, Weights};
+use super::checkpoint::{self, PartialEpoch, Progress, Weights};
 use super::early_stop::EpochGate;
 use super::ema::Ema;
 use super::grads::{gradients, Accumulator};
@@ -125,9 +125,15 @@ pub struct TrialRun<'a> {
     pub gate: Option<&'a mut dyn EpochGate>,
 }
 
-fn seed_for_epoch(seed: u64, epoch: usize) -> u64 {
-    seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        .wrapping_add(epoch as u64)
+/// The backend's random seed for batch `batch` of epoch `epoch` (dropout, drop-path), set
+/// before every batch so that a run resumed mid-epoch draws what an uninterrupted one does.
+/// Batch 0 gets the epoch's own seed, under which epoch 1's first forward also draws the
+/// lazily initialised weights.
+fn seed_for_batch(seed: u64, epoch: usize, batch: usize) -> u64 {
+    let epoch_seed = seed
+        .wrapping_mul(0x2545_f491_4f6c_dd1d)
+        .wrapping_add(epoch as u64);
+    epoch_seed ^ (batch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Moves the batch's pixels into a tensor (the targets stay in the batch).
@@ -271,6 +277,10 @@ fn run_task<B: TrainBackend, A: Arch, T: Task>(
     let mut model = trial.freeze(model)?;
     let mut last = None;
     for epoch in trial.progress.epoch + 1..=trial.config.train.epochs {
+        if trial.stop.load(Ordering::SeqCst) {
+            trial.interrupted(epoch)?;
+            return Ok(Outcome::Interrupted { epoch });
+        }
         let (next, end) = trial.train_epoch(model, epoch)?;
         model = next;
         let stats = match end {
@@ -393,6 +403,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                 best_score: f64::NEG_INFINITY,
                 best_epoch: 0,
                 best_is_ema: false,
+                partial: None,
             },
             schedule: LrSchedule::new(&config.optimizer, steps_per_epoch, t.epochs),
             train_spec: LoaderSpec {
@@ -478,15 +489,11 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             self.recorder.log_event(&self.id, Event::FreshEma, &msg)?;
         }
         self.progress = ckpt.progress;
-        self.observer.message(&format!(
-            "resuming after epoch {} (step {})",
-            self.progress.epoch, self.progress.step
-        ));
-        self.recorder.log_event(
-            &self.id,
-            Event::Resume,
-            &format!("from epoch {}", self.progress.epoch),
-        )?;
+        let point = self.progress.resume_point();
+        self.observer
+            .message(&format!("resuming {point} (step {})", self.progress.step));
+        self.recorder
+            .log_event(&self.id, Event::Resume, &format!("resuming {point}"))?;
         Ok(model)
     }
 
@@ -580,84 +587,104 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
         Ok(model)
     }
 
-    /// One pass over the training split. Divergence and Ctrl-C end it early, with what they
-    /// need recorded.
+    /// One pass over the training split, or its rest after a mid-epoch checkpoint. Divergence
+    /// ends it early, with what it needs recorded; a stop signal ends it at the next optimizer
+    /// step, with a mid-epoch checkpoint.
     fn train_epoch(
         &mut self,
         mut model: TrialModel<B, A, T>,
         epoch: usize,
     ) -> anyhow::Result<(TrialModel<B, A, T>, EpochEnd)> {
-        B::seed(&self.device, seed_for_epoch(self.config.seed, epoch));
         let started = Instant::now();
-        let loader = EpochLoader::start(self.train_spec.clone(), epoch);
+        let resumed = self.progress.partial.take();
+        let first = resumed.as_ref().map_or(0, |p| p.batches_done);
+        let loader = EpochLoader::start_at(self.train_spec.clone(), epoch, first);
         let steps = loader.batches;
+        if let Some(p) = &resumed {
+            anyhow::ensure!(
+                p.batches == steps && p.batches_done <= steps,
+                "{}: the checkpoint stopped after batch {} of {} in epoch {epoch}, but the epoch now has {steps} batches (the training data changed); restore the data, or delete {} to restart the trial",
+                self.dir.checkpoint(Checkpoint::Last).progress().display(),
+                p.batches_done,
+                p.batches,
+                self.dir.checkpoint(Checkpoint::Last).path().display()
+            );
+        }
         self.observer
             .epoch_start(epoch, self.config.train.epochs, steps);
-        let (mut loss_sum, mut score_sum, mut seen, mut skipped) = (0.0, 0.0, 0usize, 0usize);
+        let mut sums = resumed.unwrap_or(PartialEpoch {
+            batches_done: 0,
+            batches: steps,
+            loss_sum: 0.0,
+            score_sum: 0.0,
+            seen: 0,
+            skipped: 0,
+        });
+        let seen_before = sums.seen;
         let mut rows = Vec::new();
         let log_every = (steps / 20).max(1);
         let mut lr = self.schedule.lr(self.progress.step as usize);
         let accumulate = self.config.train.grad_accumulation;
         let mut pending = Accumulator::default();
         let mut waiting = 0;
-        for (i, batch) in loader.enumerate() {
+        for (i, batch) in (first..).zip(loader) {
             let mut batch = batch?;
-            skipped += self.note_skipped(&batch)?;
-            if batch.is_empty() {
-                continue;
-            }
-            lr = self.schedule.lr(self.progress.step as usize);
-            let images = to_tensor::<B, T::Targets>(&mut batch, &self.device);
-            let (loss, predictions) = self.task.forward_loss(&model, images, &batch, true);
-            let loss_value: f64 = loss.clone().into_scalar().elem();
-            if !loss_value.is_finite() {
-                let msg = format!(
-                    "loss became {loss_value} at epoch {epoch}, step {}",
-                    self.progress.step
+            sums.skipped += self.note_skipped(&batch)?;
+            sums.batches_done = i + 1;
+            if !batch.is_empty() {
+                B::seed(&self.device, seed_for_batch(self.config.seed, epoch, i));
+                lr = self.schedule.lr(self.progress.step as usize);
+                let images = to_tensor::<B, T::Targets>(&mut batch, &self.device);
+                let (loss, predictions) = self.task.forward_loss(&model, images, &batch, true);
+                let loss_value: f64 = loss.clone().into_scalar().elem();
+                if !loss_value.is_finite() {
+                    let msg = format!(
+                        "loss became {loss_value} at epoch {epoch}, step {}",
+                        self.progress.step
+                    );
+                    self.recorder
+                        .log_event(&self.id, Event::Ended(Status::Diverged), &msg)?;
+                    self.recorder
+                        .set_status(&self.id, Status::Diverged, Some(&msg))?;
+                    return Ok((model, EpochEnd::Diverged));
+                }
+                let scaled = if accumulate > 1 {
+                    loss.div_scalar(accumulate as f64)
+                } else {
+                    loss
+                };
+                pending.add(&model, gradients(scaled.backward(), &model));
+                waiting += 1;
+                if waiting == accumulate {
+                    model = self.optimizer.step::<B, _>(model, pending.take(), lr).0;
+                    self.progress.step += 1;
+                    self.update_ema(&model);
+                    waiting = 0;
+                }
+                sums.score_sum += self.task.train_score(&predictions, &batch);
+                sums.seen += batch.len();
+                sums.loss_sum += loss_value * batch.len() as f64;
+                let ips =
+                    (sums.seen - seen_before) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                self.observer.step(
+                    i + 1,
+                    sums.loss_sum / sums.seen as f64,
+                    sums.score_sum / sums.seen as f64,
+                    ips,
                 );
-                self.recorder
-                    .log_event(&self.id, Event::Ended(Status::Diverged), &msg)?;
-                self.recorder
-                    .set_status(&self.id, Status::Diverged, Some(&msg))?;
-                return Ok((model, EpochEnd::Diverged));
+                if (i + 1) % log_every == 0 {
+                    rows.push(row(
+                        Metric::TRAIN_STEP_LOSS,
+                        self.progress.step,
+                        epoch,
+                        loss_value,
+                    ));
+                }
             }
-            let scaled = if accumulate > 1 {
-                loss.div_scalar(accumulate as f64)
-            } else {
-                loss
-            };
-            pending.add(&model, gradients(scaled.backward(), &model));
-            waiting += 1;
-            if waiting == accumulate {
-                model = self.optimizer.step::<B, _>(model, pending.take(), lr).0;
-                self.progress.step += 1;
-                self.update_ema(&model);
-                waiting = 0;
-            }
-            score_sum += self.task.train_score(&predictions, &batch);
-            seen += batch.len();
-            loss_sum += loss_value * batch.len() as f64;
-            let ips = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            self.observer
-                .step(i + 1, loss_sum / seen as f64, score_sum / seen as f64, ips);
-            if (i + 1) % log_every == 0 {
-                rows.push(row(
-                    Metric::TRAIN_STEP_LOSS,
-                    self.progress.step,
-                    epoch,
-                    loss_value,
-                ));
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                self.recorder.log_metrics(&self.id, &rows)?;
-                let msg = format!(
-                    "interrupted during epoch {epoch}; `vitrun resume {}` continues after epoch {}",
-                    self.id, self.progress.epoch
-                );
-                self.recorder
-                    .log_event(&self.id, Event::Ended(Status::Interrupted), &msg)?;
-                self.recorder
-                    .set_status(&self.id, Status::Interrupted, Some(&msg))?;
+            // Gradients half accumulated cannot be saved: the stop waits for the step.
+            if waiting == 0 && self.stop.load(Ordering::SeqCst) {
+                self.save_partial(&model, sums, &rows)?;
+                self.interrupted(epoch)?;
                 return Ok((model, EpochEnd::Interrupted));
             }
         }
@@ -666,24 +693,73 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             self.progress.step += 1;
             self.update_ema(&model);
         }
-        if seen == 0 {
+        if sums.seen == 0 {
             return Err(DataError::Empty {
                 split: "train",
                 reason: format!(
-                    "every training image of epoch {epoch} was unreadable ({skipped} skipped under data.skip_bad)"
+                    "every training image of epoch {epoch} was unreadable ({} skipped under data.skip_bad)",
+                    sums.skipped
                 ),
             }
             .into());
         }
         let stats = TrainStats {
-            loss: loss_sum / seen as f64,
-            score: score_sum / seen as f64,
-            skipped,
+            loss: sums.loss_sum / sums.seen as f64,
+            score: sums.score_sum / sums.seen as f64,
+            skipped: sums.skipped,
             lr,
-            images_per_sec: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            images_per_sec: (sums.seen - seen_before) as f64
+                / started.elapsed().as_secs_f64().max(1e-9),
             rows,
         };
         Ok((model, EpochEnd::Trained(stats)))
+    }
+
+    /// Saves `last/` in the middle of an epoch (at an optimizer step): the weights, optimizer,
+    /// weight average and the epoch's running sums, after the step losses logged so far, so
+    /// that a resume continues with the next batch.
+    fn save_partial(
+        &mut self,
+        model: &TrialModel<B, A, T>,
+        sums: PartialEpoch,
+        rows: &[MetricRow],
+    ) -> anyhow::Result<()> {
+        self.recorder.log_metrics(&self.id, rows)?;
+        if self.config.train.checkpoint == CheckpointPolicy::None {
+            return Ok(());
+        }
+        self.progress.partial = Some(sums);
+        let weights = state_dict(model);
+        let average = self
+            .ema
+            .as_ref()
+            .and_then(|e| e.model.as_ref())
+            .map(state_dict);
+        let optimizer = self.optimizer.state_dict();
+        let saved = Weights {
+            model: &weights,
+            optimizer: Some(&optimizer),
+            ema: average.as_ref(),
+        };
+        let path = checkpoint::save(&self.dir, Checkpoint::Last, saved, &self.progress)?;
+        self.recorder
+            .add_artifact(&self.id, Artifact::CheckpointLast, &path)?;
+        Ok(())
+    }
+
+    /// Records the trial as interrupted during `epoch`, naming where `vitrun resume` continues.
+    fn interrupted(&mut self, epoch: usize) -> anyhow::Result<()> {
+        let from = checkpoint::progress_of(&self.dir)
+            .map_or_else(|| "from the start".to_string(), |p| p.resume_point());
+        let msg = format!(
+            "interrupted during epoch {epoch}; `vitrun resume {}` continues {from}",
+            self.id
+        );
+        self.recorder
+            .log_event(&self.id, Event::Ended(Status::Interrupted), &msg)?;
+        self.recorder
+            .set_status(&self.id, Status::Interrupted, Some(&msg))?;
+        Ok(())
     }
 
     /// Moves the weight average toward the weights after an optimizer step.

@@ -616,3 +616,35 @@ mod weight_average {
         }
     }
 }
+
+/// A run resumed mid-epoch starts its loader at the next batch: what it yields from there is
+/// the very tail of the full epoch (augmented draws, repeats and Mixup/CutMix alike).
+#[test]
+fn an_epoch_started_at_a_batch_yields_the_tail_of_the_full_epoch() {
+    let mut a = mixing(true, true, MixMode::Batch);
+    a.random_resized_crop.enabled = true;
+    a.hflip.enabled = true;
+    let mixer = Mixer::new(&a, 0.1, 5, 11).unwrap();
+    let spec = LoaderSpec {
+        repeats: 2,
+        transform: Some(Arc::new(mixer)),
+        ..synthetic_loader(&a, 20, 16, 3)
+    };
+    let full: Vec<Batch<Labels>> = EpochLoader::start(spec.clone(), 2)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(full.len(), 7);
+    for first in [0, 1, 4, 6, 7] {
+        let loader = EpochLoader::start_at(spec.clone(), 2, first);
+        assert_eq!(loader.batches, 7, "the epoch's length is the whole epoch's");
+        let tail: Vec<Batch<Labels>> = loader.map(Result::unwrap).collect();
+        assert_eq!(tail.len(), 7 - first);
+        for (a, b) in full[first..].iter().zip(&tail) {
+            assert!(a.images == b.images, "batch pixels from {first}");
+            assert_eq!(a.targets.labels, b.targets.labels);
+            let soft = |t: &Labels| t.mixed.as_ref().map(|m| m.values.clone());
+            assert_eq!(soft(&a.targets), soft(&b.targets));
+            assert!(soft(&a.targets).is_some());
+        }
+    }
+}

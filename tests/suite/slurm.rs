@@ -165,14 +165,16 @@ fn slurm_sweep(file: &Path, extra: &[&str]) -> String {
     run(&args)
 }
 
-/// (trial, status, epoch, val/loss) rows of a store, sorted.
+/// (trial, status, epoch, split/name, value) rows of a store's training and validation loss
+/// and top-1, sorted.
 fn outcomes(store: &Path) -> Vec<(String, String, i64, String, f64)> {
     let c = rusqlite::Connection::open(store).unwrap();
     let mut stmt = c
         .prepare(
-            "SELECT t.id, t.status, m.epoch, m.name, m.value FROM trials t JOIN metrics m
-             ON m.trial = t.id WHERE m.split = 'val' AND m.name IN ('loss', 'top1')
-             ORDER BY t.id, m.name, m.epoch",
+            "SELECT t.id, t.status, m.epoch, m.split || '/' || m.name, m.value FROM trials t
+             JOIN metrics m ON m.trial = t.id
+             WHERE m.split IN ('train', 'val') AND m.name IN ('loss', 'top1')
+             ORDER BY t.id, m.split, m.name, m.epoch",
         )
         .unwrap();
     stmt.query_map([], |r| {
@@ -259,7 +261,7 @@ fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_
     let local = sweep_file(local_dir.path(), "parity", axes, "");
     run(&["sweep", local.to_str().unwrap(), "--cpu-slots", "2"]);
     let remote = outcomes(&runs.join("vitrun.sqlite"));
-    assert_eq!(remote.len(), 6 * 2 * 2, "{remote:?}");
+    assert_eq!(remote.len(), 6 * 2 * 4, "{remote:?}");
     assert!(remote.iter().all(|r| r.1 == "finished"), "{remote:?}");
     assert_same(
         &remote,
@@ -401,6 +403,8 @@ fn usr2_mid_epoch_requeues_the_trial_and_it_finishes_as_an_uninterrupted_run() {
     };
     let dir = tempfile::tempdir().unwrap();
     let file = slow_file(dir.path(), "preempt");
+    // Drop-path draws at random in every batch: the resumed half must draw what it would have.
+    rewrite(&file, "patch_size = 4", "patch_size = 4\ndrop_path = 0.1");
     let runs = dir.path().join("runs");
     let out = submit(&file, &[]);
     assert!(out.contains("submitted job array"), "{out}");
@@ -411,6 +415,8 @@ fn usr2_mid_epoch_requeues_the_trial_and_it_finishes_as_an_uninterrupted_run() {
             .and_then(|d| ShardView::read(&d).ok())
             .is_some_and(|v| v.values("val/loss", 9, false).len() == 1)
     });
+    // Past the first epoch's checkpoint, into the second epoch's batches.
+    std::thread::sleep(Duration::from_millis(300));
     let sent = Command::new("scancel")
         .args(["--signal=USR2", "--batch", &format!("{job}_0")])
         .status()
@@ -436,15 +442,16 @@ fn usr2_mid_epoch_requeues_the_trial_and_it_finishes_as_an_uninterrupted_run() {
     );
     let log = std::fs::read_to_string(dir_of_trial.join("log.txt")).unwrap();
     assert!(
-        log.contains("preempted in epoch 2") && log.contains("resuming after epoch 1"),
+        log.contains("preempted in epoch 2") && log.contains("resuming in epoch 2 after batch"),
         "{log}"
     );
 
     let plain = tempfile::tempdir().unwrap();
     let same = slow_file(plain.path(), "preempt");
+    rewrite(&same, "patch_size = 4", "patch_size = 4\ndrop_path = 0.1");
     run(&["run", same.to_str().unwrap(), "--quiet", "--set", "seed=5"]);
     let resumed = outcomes(&runs.join("vitrun.sqlite"));
-    assert_eq!(resumed.len(), 4 * 2);
+    assert_eq!(resumed.len(), 4 * 4);
     assert_same(
         &resumed,
         &outcomes(&plain.path().join("runs/vitrun.sqlite")),

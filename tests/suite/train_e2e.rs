@@ -472,6 +472,92 @@ fn the_deit_recipe_learns_and_a_killed_trial_resumes_to_the_same_average() {
     }
 }
 
+/// Ctrl-C in the middle of an epoch saves where the epoch stood (weights, optimizer, weight
+/// average, running sums, the next batch); `vitrun resume` continues from that batch and ends
+/// with the very numbers and weights of an uninterrupted run, with dropout, drop-path,
+/// gradient accumulation, Mixup/CutMix and repeated augmentation all drawing at random.
+#[test]
+fn ctrl_c_mid_epoch_resumes_from_the_next_batch_to_the_same_numbers() {
+    let mut args = RECIPE[..RECIPE.len() - 2].to_vec();
+    args.extend([
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "model.dropout=0.1",
+        "--set",
+        "model.drop_path=0.1",
+        "--set",
+        "train.grad_accumulation=2",
+    ]);
+    let straight = tempfile::tempdir().unwrap();
+    run_ok(straight.path(), &args);
+
+    let stopped = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(stopped.path(), &args);
+    wait_for_progress(stopped.path(), |p| p.contains("\"epoch\": 1"));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let (store, id, dir) = only_trial(stopped.path());
+    let progress = std::fs::read_to_string(dir.join("last/progress.json")).unwrap();
+    assert!(
+        progress.contains("\"partial\"") && progress.contains("\"batches_done\""),
+        "a mid-epoch checkpoint: {progress}"
+    );
+    let error = store
+        .count(
+            "SELECT COUNT(*) FROM trials WHERE id = ?1 AND error LIKE '%continues in epoch % after batch % of %'",
+            &id,
+        )
+        .unwrap();
+    assert_eq!(error, 1, "the hint names the batch it continues after");
+    drop(store);
+    let runs = stopped.path().display().to_string();
+    let out = vitrun(&["resume", &id, "--runs-dir", &runs, "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (a, a_id, a_dir) = only_trial(straight.path());
+    let (b, b_id, b_dir) = only_trial(stopped.path());
+    assert_eq!(a_id, b_id);
+    for (split, name) in [
+        ("train", "loss"),
+        ("train", "top1"),
+        ("train", "step_loss"),
+        ("train", "lr"),
+        ("val", "loss"),
+        ("val", "top1"),
+        ("val_ema", "loss"),
+        ("val_ema", "top1"),
+    ] {
+        let (x, y) = (
+            series(&a, &a_id, split, name),
+            series(&b, &b_id, split, name),
+        );
+        assert!(!x.is_empty(), "{split}/{name}");
+        assert_eq!(x, y, "{split}/{name}");
+    }
+    for file in [
+        "last/ema.safetensors",
+        "last/model.safetensors",
+        "last/optimizer.safetensors",
+        "best/model.safetensors",
+    ] {
+        assert!(
+            std::fs::read(a_dir.join(file)).unwrap() == std::fs::read(b_dir.join(file)).unwrap(),
+            "{file} differs after the mid-epoch stop and resume"
+        );
+    }
+}
+
 #[test]
 fn the_weight_average_only_watches_the_training() {
     let plain = tempfile::tempdir().unwrap();
