@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use crate::config::Config;
 use crate::contract::{weights_in, RunsDir, TrialDir};
 use crate::data::{self, folder, Pipeline, Targets};
-use crate::model::{with_arch, Arch, ArchTask, Model};
+use crate::model::{with_arch, Arch, ArchTask, Model, StateDict};
 use crate::report::select;
 use crate::task::{with_task, Answer, Task, TaskWork};
 use crate::track::Store;
@@ -20,9 +20,12 @@ use crate::track::Store;
 trait Loaded {
     fn answer(&self, images: Tensor<Flex, 4>, top_k: usize) -> anyhow::Result<Vec<Answer>>;
     fn export_args(&self) -> anyhow::Result<serde_json::Value>;
+    /// The weights under timm's own names.
+    fn timm_weights(&self, sd: StateDict) -> StateDict;
 }
 
 struct Trained<A: Arch, T: Task> {
+    arch: A,
     task: T,
     model: Model<Flex, A::Net<Flex>, T::Head<Flex>>,
     config: Config,
@@ -35,7 +38,12 @@ impl<A: Arch, T: Task> Loaded for Trained<A, T> {
     }
 
     fn export_args(&self) -> anyhow::Result<serde_json::Value> {
-        self.task.export_args(&self.config, &self.classes)
+        self.task
+            .export_args(&self.config, &self.classes, self.arch.timm_model()?)
+    }
+
+    fn timm_weights(&self, sd: StateDict) -> StateDict {
+        self.arch.to_timm(sd)
     }
 }
 
@@ -113,6 +121,7 @@ fn load(
                 &device,
             )?;
             Ok(Box::new(Trained::<A, T> {
+                arch: self.arch,
                 task,
                 model,
                 config: config.clone(),
@@ -205,6 +214,11 @@ impl Predictor {
     /// What `vitrun export` writes beside the weights; an error when the task cannot export.
     pub fn export_args(&self) -> anyhow::Result<serde_json::Value> {
         self.loaded.export_args()
+    }
+
+    /// A state dict of this model under timm's own names.
+    pub fn timm_weights(&self, sd: StateDict) -> StateDict {
+        self.loaded.timm_weights(sd)
     }
 
     /// Answers for `images` as one batch; an unreadable image gives its error in its place.

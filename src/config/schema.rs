@@ -193,8 +193,12 @@ pub enum StemNorm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// The backbone: `vit` (timm's VisionTransformer).
+    /// The backbone: `vit` (timm's VisionTransformer) or a timm ResNet (`resnet18`,
+    /// `resnet26`, `resnet34`, `resnet50`).
     pub arch: ArchKind,
+    /// A ResNet's four stage widths (timm's `channels`; the stem stays 64 wide); empty:
+    /// timm's 64, 128, 256, 512.
+    pub widths: Vec<usize>,
     /// `vit-tiny|vit-small|vit-base|deit-tiny|deit-small|deit-base`, or none for explicit dims.
     pub preset: Option<String>,
     pub embed_dim: Option<usize>,
@@ -237,6 +241,7 @@ impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             arch: ArchKind::Vit,
+            widths: Vec::new(),
             preset: Some("vit-tiny".into()),
             embed_dim: None,
             depth: None,
@@ -283,6 +288,33 @@ pub enum TaskKind {
 pub enum ArchKind {
     /// timm's `VisionTransformer` (ViT, DeiT), shaped by `preset` and the dims below.
     Vit,
+    /// timm's ResNet-18 (BasicBlocks 2-2-2-2).
+    Resnet18,
+    /// timm's ResNet-26 (Bottlenecks 2-2-2-2).
+    Resnet26,
+    /// timm's ResNet-34 (BasicBlocks 3-4-6-3).
+    Resnet34,
+    /// timm's ResNet-50 (Bottlenecks 3-4-6-3).
+    Resnet50,
+}
+
+/// Each architecture with the name `model.arch` spells it with.
+const ARCH_NAMES: [(ArchKind, &str); 5] = [
+    (ArchKind::Vit, "vit"),
+    (ArchKind::Resnet18, "resnet18"),
+    (ArchKind::Resnet26, "resnet26"),
+    (ArchKind::Resnet34, "resnet34"),
+    (ArchKind::Resnet50, "resnet50"),
+];
+
+impl ArchKind {
+    /// The name `model.arch` spells it with.
+    pub fn name(self) -> &'static str {
+        ARCH_NAMES
+            .iter()
+            .find(|(kind, _)| *kind == self)
+            .map_or("vit", |(_, name)| name)
+    }
 }
 
 /// A segmentation decoder.

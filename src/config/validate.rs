@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use super::schema::{Config, DatasetKind, ModelConfig, StemKind, StemNorm, TaskKind, PRESETS};
+use super::schema::{
+    ArchKind, Config, DatasetKind, ModelConfig, Pooling, StemKind, StemNorm, TaskKind, PRESETS,
+};
 
 /// A failed check: the key path and what would be valid.
 pub type Violation = (String, String);
@@ -236,6 +238,15 @@ fn validate_data(c: &Config) -> Result<(), Violation> {
 
 fn validate_model(c: &Config) -> Result<(), Violation> {
     let m = &c.model;
+    if m.arch != ArchKind::Vit {
+        return validate_resnet(m);
+    }
+    if !m.widths.is_empty() {
+        return fail(
+            "model.widths",
+            "stage widths shape a ResNet; a ViT is shaped by embed_dim, depth and num_heads (remove model.widths, or set model.arch = \"resnet50\")",
+        );
+    }
     if let Some(p) = &m.preset {
         if !PRESETS.iter().any(|(name, ..)| name == p) {
             let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
@@ -297,6 +308,38 @@ fn validate_model(c: &Config) -> Result<(), Violation> {
     unit_open("model.dropout", m.dropout)?;
     unit_open("model.attn_dropout", m.attn_dropout)?;
     unit_open("model.drop_path", m.drop_path)
+}
+
+/// A ResNet's keys: four stage widths at most, and none of the ViT's own options.
+fn validate_resnet(m: &ModelConfig) -> Result<(), Violation> {
+    let arch = m.arch.name();
+    if !m.widths.is_empty() && (m.widths.len() != 4 || m.widths.contains(&0)) {
+        return fail(
+            "model.widths",
+            format!(
+                "{:?}: a ResNet has four stages; give four widths of at least 1 (timm's: [64, 128, 256, 512])",
+                m.widths
+            ),
+        );
+    }
+    for &w in &m.widths {
+        at_most("model.widths", w, Limits::DIM)?;
+    }
+    let vit_only = [
+        ("model.distilled", m.distilled),
+        ("model.conv_stem", !m.conv_stem.is_empty()),
+        ("model.pooling", m.pooling != Pooling::Cls),
+        ("model.dropout", m.dropout != 0.0),
+        ("model.attn_dropout", m.attn_dropout != 0.0),
+        ("model.drop_path", m.drop_path != 0.0),
+    ];
+    if let Some((key, _)) = vit_only.iter().find(|(_, set)| *set) {
+        return fail(
+            key,
+            format!("{key} shapes a ViT; model.arch = {arch:?} has no such option (remove it, or set model.arch = \"vit\")"),
+        );
+    }
+    Ok(())
 }
 
 fn divisors(n: usize) -> String {

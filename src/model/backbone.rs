@@ -108,6 +108,22 @@ pub trait Arch: Clone + core::fmt::Debug + Send + Sync + 'static {
         let _ = name;
         None
     }
+
+    /// timm's constructor for this backbone and its keyword arguments, the classifier's
+    /// excepted (for `vitrun export`); an error says why timm cannot build it.
+    fn timm_model(&self) -> anyhow::Result<TimmModel>;
+
+    /// A state dict of this backbone's model under timm's own names (for `vitrun export`).
+    fn to_timm(&self, sd: StateDict) -> StateDict {
+        sd
+    }
+}
+
+/// A timm model constructor (`VisionTransformer`, `resnet50`) and its keyword arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimmModel {
+    pub architecture: String,
+    pub args: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A whole model: a backbone and a task's head. Checkpoint keys are timm's: the `encoder` and
@@ -140,5 +156,6 @@ pub trait ArchTask {
 pub fn with_arch<T: ArchTask>(config: &Config, task: T) -> T::Output {
     match config.model.arch {
         ArchKind::Vit => task.run(super::VitSpec::from_config(config)),
+        _ => task.run(super::ResNetSpec::from_config(config)),
     }
 }

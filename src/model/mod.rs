@@ -1,20 +1,23 @@
 //! Models: a backbone with timm's layout under a task's head ([`Model`]), and timm/DeiT
-//! checkpoints read, written and adapted by key name. Backbones today: the ViT ([`Vit`]).
+//! checkpoints read, written and adapted by key name. Backbones: the ViT ([`Vit`]) and timm's
+//! ResNet ([`resnet::ResNet`]).
 
 mod backbone;
 mod coverage;
 mod freeze;
 mod pretrained;
+pub mod resnet;
 mod state_dict;
 mod torch_zip;
 mod vit;
 
 pub use backbone::{
-    with_arch, Arch, ArchTask, Backbone, BackboneShape, Features, Model, Pooled, Trace,
+    with_arch, Arch, ArchTask, Backbone, BackboneShape, Features, Model, Pooled, TimmModel, Trace,
 };
 pub use coverage::Coverage;
 pub use freeze::{covers, freeze, Unmatched};
 pub use pretrained::apply_pretrained;
+pub use resnet::ResNetSpec;
 pub use state_dict::{
     apply_partial, apply_state_dict, read_state_dict, state_dict, timm_names, write_safetensors,
     Applied, CheckpointError, Misfit, ParamPath, StateDict, StateTensor,
@@ -67,5 +70,15 @@ impl VitSpec {
             attn_dropout: m.attn_dropout,
             drop_path: m.drop_path,
         }
+    }
+}
+
+impl resnet::ResNetSpec {
+    /// The ResNet an experiment's `model.arch`, `model.widths` and `[data]` ask for.
+    pub fn from_config(config: &Config) -> resnet::ResNetSpec {
+        let m = &config.model;
+        let widths = <[usize; 4]>::try_from(m.widths.as_slice()).unwrap_or(resnet::RESNET_WIDTHS);
+        resnet::ResNetSpec::preset(m.arch.name(), widths, config.data.channels)
+            .expect("model.arch names a ResNet preset when it is not vit")
     }
 }

@@ -50,7 +50,7 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
             for (name, view) in st.tensors() {
                 let data = widen(view.dtype(), view.data()).ok_or_else(|| {
                     err(format!(
-                        "tensor {name} has dtype {:?}; vitrun reads F32, F16, BF16 and F64",
+                        "tensor {name} has dtype {:?}; vitrun reads floats and integers",
                         view.dtype()
                     ))
                 })?;
@@ -80,7 +80,8 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, CheckpointError> {
     }
 }
 
-/// A safetensors buffer of a float dtype as f32 values (`None` for other dtypes).
+/// A safetensors buffer as f32 values: floats widened or narrowed, integers (BatchNorm's
+/// `num_batches_tracked`) converted as the `.pth` reader converts them; `None` for other dtypes.
 fn widen(dtype: safetensors::Dtype, raw: &[u8]) -> Option<Vec<f32>> {
     use safetensors::Dtype;
     Some(match dtype {
@@ -100,6 +101,20 @@ fn widen(dtype: safetensors::Dtype, raw: &[u8]) -> Option<Vec<f32>> {
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
             .collect(),
+        Dtype::I64 => raw
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        Dtype::I32 => raw
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+            .collect(),
+        Dtype::I16 => raw
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32)
+            .collect(),
+        Dtype::I8 => raw.iter().map(|&b| b as i8 as f32).collect(),
+        Dtype::U8 | Dtype::BOOL => raw.iter().map(|&b| b as f32).collect(),
         _ => return None,
     })
 }
@@ -128,6 +143,19 @@ pub fn write_safetensors(path: &Path, sd: &StateDict) -> Result<(), CheckpointEr
     let tmp = path.with_extension("tmp");
     safetensors::serialize_to_file(views, None, &tmp).map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}
+
+/// Structs that stand for a PyTorch `nn.Sequential`, with their fields in its order.
+const SEQUENTIALS: [(&str, &[&str]); 1] = [("Struct:Downsample", &["conv", "norm"])];
+
+/// The position of field `name` of a struct of type `container` that stands for an
+/// `nn.Sequential` (ResNet's `downsample.conv` is timm's `downsample.0`).
+fn sequential_index(name: &str, container: &str) -> Option<String> {
+    SEQUENTIALS
+        .iter()
+        .find(|(c, _)| *c == container)
+        .and_then(|(_, fields)| fields.iter().position(|f| *f == name))
+        .map(|i| i.to_string())
 }
 
 /// timm's name for the parameter at `path` inside a container of type `container`: burn's
@@ -194,9 +222,17 @@ impl ParamPath {
         self.parts().join(".")
     }
 
-    /// timm's name of the current parameter (`blocks.0.norm1.weight`).
+    /// timm's name of the current parameter (`blocks.0.norm1.weight`): burn's path with the
+    /// fields of a struct standing for a PyTorch `nn.Sequential` named by position.
     pub fn timm(&self) -> String {
-        timm_name(&self.parts(), self.container())
+        let parts: Vec<String> = self
+            .names
+            .iter()
+            .zip(&self.containers)
+            .filter(|(_, c)| c.as_str() != MODEL_CONTAINER)
+            .map(|(n, c)| sequential_index(n, c).unwrap_or_else(|| n.clone()))
+            .collect();
+        timm_name(&parts, self.container())
     }
 
     /// Whether the current parameter is a `Linear` weight (stored transposed by burn).

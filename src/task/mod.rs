@@ -20,7 +20,7 @@ use crate::config::{Config, ConfigError, Loaded, StopCriterion, TaskKind};
 use crate::contract::TaskMetrics;
 use crate::data::{Batch, BatchTransform, Targets};
 use crate::kernels::{TrainBackend, VitKernels};
-use crate::model::{Backbone, BackboneShape, Model};
+use crate::model::{Backbone, BackboneShape, Model, TimmModel};
 use classification::Classification;
 use detection::Detection;
 use segmentation::Segmentation;
@@ -127,6 +127,7 @@ pub trait Task: Sized + Send + Sync + 'static {
         &self,
         _config: &Config,
         _classes: &[String],
+        _timm: TimmModel,
     ) -> anyhow::Result<serde_json::Value> {
         Err(classification_only(Self::METRICS.task))
     }

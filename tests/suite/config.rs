@@ -381,3 +381,24 @@ fn the_deit_recipe_file_is_the_papers_table() {
     assert!(t.ema.enabled);
     assert_eq!(t.ema.decay, 0.99996);
 }
+
+/// A ResNet's options and a ViT's do not mix: each misplaced key is named with the fix.
+#[test]
+fn resnet_and_vit_keys_are_refused_on_the_other_backbone() {
+    let e = error("[model]\narch = \"resnet50\"\ndistilled = true\n", &[]);
+    assert!(
+        e.contains("model.distilled")
+            && e.contains("resnet50")
+            && e.contains("model.arch = \"vit\""),
+        "{e}"
+    );
+    let e = error("[model]\narch = \"resnet18\"\nwidths = [8, 16]\n", &[]);
+    assert!(
+        e.contains("model.widths") && e.contains("four widths"),
+        "{e}"
+    );
+    let e = error("[model]\nwidths = [8, 16, 32, 64]\n", &[]);
+    assert!(e.contains("model.widths") && e.contains("resnet50"), "{e}");
+    let e = error("[model]\narch = \"resnet101\"\n", &[]);
+    assert!(e.contains("model.arch") && e.contains("resnet101"), "{e}");
+}

@@ -160,3 +160,95 @@ fn unreadable_checkpoint_names_the_file() {
     let err = read_state_dict(&path).unwrap_err().to_string();
     assert!(err.contains("broken.safetensors"), "{err}");
 }
+
+/// timm's ResNet at its full depths and narrow widths (tests/fixtures/resnet, made by
+/// scripts/make_resnet_fixtures.py): loaded by timm's names from `file`, its pooled features
+/// and logits in eval mode (BatchNorm on running statistics) and its logits in train mode
+/// (BatchNorm on the batch's statistics) match timm's.
+fn check_resnet(name: &str, file: &str) {
+    use burn::backend::Autodiff;
+    use vitrun::model::resnet::{adapt, ResNetSpec};
+    use vitrun::model::{Coverage, Model};
+    use vitrun::task::classification::ClassifierHead;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet");
+    let arch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap())
+            .unwrap();
+    let preset = if arch["block"] == "basic" {
+        "resnet18"
+    } else {
+        "resnet50"
+    };
+    let widths: Vec<usize> = arch["widths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_u64().unwrap() as usize)
+        .collect();
+    let spec = ResNetSpec::preset(preset, widths.try_into().unwrap(), 3).unwrap();
+    let classes = arch["num_classes"].as_u64().unwrap() as usize;
+    let mut coverage = Coverage::default();
+    let sd = adapt(read_state_dict(&dir.join(file)).unwrap(), &mut coverage);
+    assert!(
+        coverage
+            .ignored
+            .iter()
+            .all(|(k, _)| k.ends_with("num_batches_tracked")),
+        "{coverage:?}"
+    );
+    let io = read_state_dict(&dir.join(format!("{name}.io.safetensors"))).unwrap();
+    let device = Default::default();
+    let model = apply_state_dict(
+        Model::new(
+            spec.init::<B>(&device),
+            ClassifierHead::new(vitrun::model::Arch::shape(&spec), classes, &device),
+        ),
+        &sd,
+        file,
+        &device,
+    )
+    .unwrap();
+    let trace = model.trace(tensor::<4>(&io["input"]));
+    assert!(trace.attentions.is_empty(), "a convnet has no attention");
+    for (what, err) in [
+        ("features", rel_err(trace.features, &io["features"])),
+        ("logits", rel_err(trace.logits, &io["logits"])),
+    ] {
+        assert!(
+            err <= 1e-4,
+            "{name} {what}: relative error {err:.2e} > 1e-4"
+        );
+    }
+    type T = Autodiff<B>;
+    let training = apply_state_dict(
+        Model::new(
+            spec.init::<T>(&device),
+            ClassifierHead::new(vitrun::model::Arch::shape(&spec), classes, &device),
+        ),
+        &sd,
+        file,
+        &device,
+    )
+    .unwrap();
+    let input = Tensor::<T, 4>::from_data(
+        TensorData::new(io["input"].data.clone(), io["input"].shape.clone()),
+        &device,
+    );
+    let logits = training.forward(input).inner();
+    let err = rel_err(logits, &io["logits_train"]);
+    assert!(
+        err <= 1e-4,
+        "{name} train-mode logits: relative error {err:.2e} > 1e-4"
+    );
+}
+
+#[test]
+fn resnet18_shaped_basic_blocks_match_timm_in_eval_and_train_mode() {
+    check_resnet("resnet18_w8", "resnet18_w8.safetensors");
+}
+
+#[test]
+fn resnet50_shaped_bottlenecks_match_timm_from_a_pth() {
+    check_resnet("resnet50_w8", "resnet50_w8.pth");
+    check_resnet("resnet50_w8", "resnet50_w8.safetensors");
+}

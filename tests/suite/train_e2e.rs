@@ -938,3 +938,68 @@ fn a_killed_detection_trial_resumes_to_the_same_numbers() {
         assert_eq!(x, y, "{split}/{name}");
     }
 }
+
+/// A ResNet is a classification backbone like the ViT: `model.arch = "resnet18"` trains on
+/// the same data and recipe (and learns), and `export` writes timm's names (`fc`,
+/// `downsample.0`), the very keys of timm's own state dict of that model.
+#[test]
+fn a_resnet_trains_and_exports_under_timms_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--set",
+        "model.arch=\"resnet18\"",
+        "--set",
+        "model.widths=[8, 16, 32, 64]",
+        "--set",
+        "data.image_size=32",
+        "--set",
+        "train.epochs=6",
+    ];
+    run_ok(tmp.path(), &args);
+    let (store, id, dir) = only_trial(tmp.path());
+    let loss = series(&store, &id, "train", "loss");
+    let top1 = series(&store, &id, "val", "top1");
+    assert!(loss[5] < 0.6 * loss[0], "the loss falls: {loss:?}");
+    assert!(top1[5] >= 0.85, "two classes, chance is 0.5: {top1:?}");
+    assert!(dir.join("last/model.safetensors").is_file());
+
+    let out = tmp.path().join("export/resnet.safetensors");
+    let runs = tmp.path().display().to_string();
+    let export = vitrun(&[
+        "export",
+        &id,
+        "--runs-dir",
+        &runs,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let args: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(args["architecture"], "resnet18");
+    assert_eq!(
+        args["model_args"]["channels"],
+        serde_json::json!([8, 16, 32, 64])
+    );
+    assert_eq!(args["model_args"]["num_classes"], 2);
+    let ours: std::collections::BTreeSet<String> = vitrun::model::read_state_dict(&out)
+        .unwrap()
+        .into_keys()
+        .collect();
+    let timm: std::collections::BTreeSet<String> = vitrun::model::read_state_dict(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/resnet/resnet18_w8.safetensors"),
+    )
+    .unwrap()
+    .into_keys()
+    .filter(|k| !k.ends_with("num_batches_tracked"))
+    .collect();
+    assert_eq!(ours, timm);
+}

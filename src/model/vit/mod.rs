@@ -13,7 +13,7 @@ use burn::tensor::{Distribution, Tensor};
 mod filter;
 pub mod resample;
 
-use super::backbone::{Arch, Backbone, BackboneShape, Features, Pooled, Trace};
+use super::backbone::{Arch, Backbone, BackboneShape, Features, Pooled, TimmModel, Trace};
 use super::coverage::Coverage;
 use super::state_dict::StateDict;
 use crate::kernels::{self, TrainBackend, VitKernels};
@@ -188,6 +188,35 @@ impl Arch for VitSpec {
     fn misfit(&self, name: &str) -> Option<String> {
         (name == "pos_embed")
             .then(|| "position rows differ and cannot be resampled (not a square grid)".into())
+    }
+
+    fn timm_model(&self) -> anyhow::Result<TimmModel> {
+        anyhow::ensure!(
+            self.conv_stem.is_empty(),
+            "vitrun export writes timm's VisionTransformer, which has no conv stem, and this model has model.conv_stem = {:?}; vitrun predict runs it as it is",
+            self.conv_stem
+        );
+        let args = serde_json::json!({
+            "img_size": self.image_size,
+            "patch_size": self.patch_size,
+            "in_chans": self.in_channels,
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "mlp_ratio": self.mlp_ratio,
+            "global_pool": if self.mean_pool { "avg" } else { "token" },
+            "fc_norm": self.mean_pool,
+            "qkv_bias": true,
+        });
+        Ok(TimmModel {
+            architecture: if self.distilled {
+                "VisionTransformerDistilled"
+            } else {
+                "VisionTransformer"
+            }
+            .into(),
+            args: args.as_object().cloned().unwrap_or_default(),
+        })
     }
 }
 

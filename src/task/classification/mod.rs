@@ -16,11 +16,11 @@ use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
 
 use super::{Answer, PanelInput, Panels, Scores, Task};
-use crate::config::{Config, Pooling};
+use crate::config::Config;
 use crate::contract::TaskMetrics;
 use crate::data::{Batch, BatchTransform, Labels, Mixer};
 use crate::kernels::{TrainBackend, VitKernels};
-use crate::model::{Backbone, BackboneShape, Model};
+use crate::model::{Backbone, BackboneShape, Model, TimmModel};
 use loss::{cross_entropy, soft_cross_entropy, top_k_correct};
 
 /// Top-5 is logged only with more classes than this (with 5 or fewer it is always 100 %).
@@ -188,35 +188,20 @@ impl Task for Classification {
         &self,
         config: &Config,
         classes: &[String],
+        timm: TimmModel,
     ) -> anyhow::Result<serde_json::Value> {
-        let stem = &config.model.conv_stem;
-        anyhow::ensure!(
-            stem.is_empty(),
-            "vitrun export writes timm's VisionTransformer, which has no conv stem, and this model has model.conv_stem = {stem:?}; vitrun predict runs it as it is"
-        );
-        Ok(timm_args(config, classes))
+        Ok(timm_args(config, classes, timm))
     }
 }
 
-/// timm's `VisionTransformer` (or `VisionTransformerDistilled`) keyword arguments for the
-/// model `config` describes, with its class names.
-pub fn timm_args(config: &Config, classes: &[String]) -> serde_json::Value {
-    let m = &config.model;
+/// The timm model `timm` (the backbone's constructor and arguments) with a classifier of
+/// `classes`, with the class names and input normalisation `config` trains with.
+pub fn timm_args(config: &Config, classes: &[String], timm: TimmModel) -> serde_json::Value {
+    let mut args = timm.args;
+    args.insert("num_classes".into(), classes.len().into());
     serde_json::json!({
-        "architecture": if m.distilled { "VisionTransformerDistilled" } else { "VisionTransformer" },
-        "model_args": {
-            "img_size": config.data.image_size,
-            "patch_size": m.patch_size,
-            "in_chans": config.data.channels,
-            "num_classes": classes.len(),
-            "embed_dim": m.embed_dim,
-            "depth": m.depth,
-            "num_heads": m.num_heads,
-            "mlp_ratio": m.mlp_ratio,
-            "global_pool": match m.pooling { Pooling::Cls => "token", Pooling::Mean => "avg" },
-            "fc_norm": m.pooling == Pooling::Mean,
-            "qkv_bias": true,
-        },
+        "architecture": timm.architecture,
+        "model_args": args,
         "label_names": classes,
         "mean": config.augment.normalize.enabled.then_some(&config.augment.normalize.mean),
         "std": config.augment.normalize.enabled.then_some(&config.augment.normalize.std),
