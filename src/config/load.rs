@@ -322,6 +322,9 @@ pub fn schema_paths() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let defaults = serde_json::to_value(Config::default()).expect("defaults serialise");
     walk("", &defaults, &mut out);
+    // A teacher's architecture is a name, or a table of the same keys as `[model]`.
+    let model = serde_json::to_value(super::ModelConfig::default()).expect("defaults serialise");
+    walk("distill.teacher_model", &model, &mut out);
     out
 }
 

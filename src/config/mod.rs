@@ -43,6 +43,33 @@ impl Config {
         }
     }
 
+    /// The teacher's `[model]` when `[distill] teacher` is a file: `distill.teacher_model`
+    /// as a table (its preset's dims filled in), or named (`"resnet50"`, a ViT preset);
+    /// `None` when unset or naming nothing vitrun builds.
+    pub fn teacher_model(&self) -> Option<ModelConfig> {
+        let model = match self.distill.teacher_model.as_ref()? {
+            TeacherModel::Table(table) => (**table).clone(),
+            TeacherModel::Name(name) => match ArchKind::from_name(name) {
+                Some(arch) => ModelConfig {
+                    arch,
+                    ..ModelConfig::default()
+                },
+                None if PRESETS.iter().any(|(p, ..)| p == name) => ModelConfig {
+                    preset: Some(name.clone()),
+                    patch_size: 16,
+                    ..ModelConfig::default()
+                },
+                None => return None,
+            },
+        };
+        let mut config = Config {
+            model,
+            ..Config::default()
+        };
+        config.resolve_model();
+        Some(config.model)
+    }
+
     /// The config as JSON with every key path that defines the trial (see [`id`]).
     pub fn identity_json(&self) -> Json {
         id::identity(self)

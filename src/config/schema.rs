@@ -19,6 +19,8 @@ pub struct Config {
     pub augment: AugmentConfig,
     pub optimizer: OptimizerConfig,
     pub finetune: FinetuneConfig,
+    /// DeiT's distillation from a teacher (`[distill]`).
+    pub distill: DistillConfig,
     pub train: TrainConfig,
     /// The `[sweep]` table, kept as written; see [`crate::config::SweepSpec`].
     pub sweep: Option<toml::Table>,
@@ -35,6 +37,7 @@ impl Default for Config {
             augment: AugmentConfig::default(),
             optimizer: OptimizerConfig::default(),
             finetune: FinetuneConfig::default(),
+            distill: DistillConfig::default(),
             train: TrainConfig::default(),
             sweep: None,
         }
@@ -263,6 +266,62 @@ impl Default for ModelConfig {
     }
 }
 
+/// How the student's distillation head learns from the teacher (DeiT's
+/// `--distillation-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DistillType {
+    /// No teacher: a distilled model trains both heads on the labels.
+    None,
+    /// `(1 − α)·CE(cls, y) + α·τ²·KL(dist/τ ‖ teacher/τ)`.
+    Soft,
+    /// `(1 − α)·CE(cls, y) + α·CE(dist, argmax teacher)`.
+    Hard,
+}
+
+/// The teacher's architecture when `teacher` is a file: a name (`"resnet50"`, a ViT preset
+/// such as `"deit-small"`) or a table of the same keys as `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TeacherModel {
+    Name(String),
+    Table(Box<ModelConfig>),
+}
+
+/// `[distill]`: DeiT's distillation through the student's distillation token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillConfig {
+    /// `none`, `soft` or `hard`.
+    #[serde(rename = "type")]
+    pub kind: DistillType,
+    /// The teacher: `trial:ID` (a trial of this run store: its best weights and model config),
+    /// or a timm/DeiT/vitrun checkpoint file with its architecture in `teacher_model`.
+    pub teacher: Option<String>,
+    /// The architecture of a teacher file.
+    pub teacher_model: Option<TeacherModel>,
+    /// The input size of a teacher file, when it differs from `data.image_size` (its images
+    /// are resized to it on the fly); a trial teacher has its own.
+    pub teacher_image_size: Option<usize>,
+    /// The distillation term's weight (DeiT's `--distillation-alpha`).
+    pub alpha: f64,
+    /// The soft distillation's temperature (DeiT's `--distillation-tau`).
+    pub tau: f64,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        DistillConfig {
+            kind: DistillType::None,
+            teacher: None,
+            teacher_model: None,
+            teacher_image_size: None,
+            alpha: 0.5,
+            tau: 1.0,
+        }
+    }
+}
+
 /// Preset names and their timm dims (embed dim, depth, heads).
 pub const PRESETS: [(&str, usize, usize, usize); 6] = [
     ("vit-tiny", 192, 12, 3),
@@ -308,6 +367,14 @@ const ARCH_NAMES: [(ArchKind, &str); 5] = [
 ];
 
 impl ArchKind {
+    /// The architecture `model.arch = name` picks.
+    pub fn from_name(name: &str) -> Option<ArchKind> {
+        ARCH_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(kind, _)| *kind)
+    }
+
     /// The name `model.arch` spells it with.
     pub fn name(self) -> &'static str {
         ARCH_NAMES

@@ -5,7 +5,8 @@
 use std::sync::OnceLock;
 
 use super::schema::{
-    ArchKind, Config, DatasetKind, ModelConfig, Pooling, StemKind, StemNorm, TaskKind, PRESETS,
+    ArchKind, Config, DatasetKind, DistillType, ModelConfig, Pooling, StemKind, StemNorm, TaskKind,
+    TeacherModel, PRESETS,
 };
 
 /// A failed check: the key path and what would be valid.
@@ -96,6 +97,7 @@ pub fn validate_rules(c: &Config) -> Result<(), Violation> {
     validate_head(c)?;
     validate_optimizer(c)?;
     validate_finetune(c)?;
+    validate_distill(c)?;
     let t = &c.train;
     if t.epochs == 0 {
         return fail("train.epochs", "must be at least 1");
@@ -512,6 +514,105 @@ fn task_name(task: TaskKind) -> String {
 }
 
 /// The task, its options, and whether the dataset gives its targets.
+/// `[distill]`: a teacher exactly when a distillation type is on, a student with DeiT's
+/// distillation token, a teacher architecture vitrun builds, sane alpha and tau.
+fn validate_distill(c: &Config) -> Result<(), Violation> {
+    let d = &c.distill;
+    if !(0.0..=1.0).contains(&d.alpha) {
+        return fail(
+            "distill.alpha",
+            format!(
+                "{} is out of range; use a weight in [0, 1] (DeiT: 0.5)",
+                d.alpha
+            ),
+        );
+    }
+    if !(d.tau > 0.0 && d.tau <= 100.0) {
+        return fail(
+            "distill.tau",
+            format!(
+                "{} is out of range; use a temperature in (0, 100] (DeiT: 1.0)",
+                d.tau
+            ),
+        );
+    }
+    let on = d.kind != DistillType::None;
+    let Some(teacher) = &d.teacher else {
+        if on {
+            return fail(
+                "distill.type",
+                "distillation needs a teacher: set distill.teacher = \"trial:ID\" or a checkpoint file",
+            );
+        }
+        if d.teacher_model.is_some() || d.teacher_image_size.is_some() {
+            return fail(
+                "distill.teacher_model",
+                "describes a teacher file, and distill.teacher is not set; set it, or remove the key",
+            );
+        }
+        return Ok(());
+    };
+    if !on {
+        return fail(
+            "distill.teacher",
+            format!("{teacher:?} is set, but distill.type = \"none\" never asks it; set distill.type = \"hard\" or \"soft\", or remove the teacher"),
+        );
+    }
+    if c.head.task != TaskKind::Classification {
+        return fail(
+            "distill.type",
+            "distillation teaches a classifier's distillation head; set head.task = \"classification\"",
+        );
+    }
+    if !c.model.distilled {
+        return fail(
+            "distill.type",
+            "the student learns from the teacher through DeiT's distillation token; set model.distilled = true",
+        );
+    }
+    if teacher.trim().is_empty() {
+        return fail(
+            "distill.teacher",
+            "is empty; give \"trial:ID\" or a checkpoint file",
+        );
+    }
+    if teacher.starts_with("trial:") {
+        if d.teacher_model.is_some() || d.teacher_image_size.is_some() {
+            return fail(
+                "distill.teacher_model",
+                "a trial teacher brings its own model and image size; remove distill.teacher_model and distill.teacher_image_size",
+            );
+        }
+        return Ok(());
+    }
+    if let Some(size) = d.teacher_image_size {
+        if size == 0 {
+            return fail("distill.teacher_image_size", "must be at least 1");
+        }
+        at_most("distill.teacher_image_size", size, Limits::IMAGE_SIZE)?;
+    }
+    let Some(model) = c.teacher_model() else {
+        let named = match &d.teacher_model {
+            Some(TeacherModel::Name(n)) => format!("{n:?} is not an architecture vitrun builds"),
+            _ => "is not set".into(),
+        };
+        return fail(
+            "distill.teacher_model",
+            format!("{named}; name the teacher file's architecture: \"resnet50\" (resnet18, resnet26, resnet34), a ViT preset (\"deit-small\"), or a table of [model] keys"),
+        );
+    };
+    let as_student = Config {
+        model,
+        data: crate::config::DataConfig {
+            image_size: d.teacher_image_size.unwrap_or(c.data.image_size),
+            ..c.data.clone()
+        },
+        ..Config::default()
+    };
+    validate_model(&as_student)
+        .map_err(|(key, why)| (key.replacen("model.", "distill.teacher_model.", 1), why))
+}
+
 fn validate_head(c: &Config) -> Result<(), Violation> {
     let h = &c.head;
     for (key, owner) in h.set_options() {

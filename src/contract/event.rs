@@ -10,6 +10,8 @@ use super::Status;
 pub enum Event {
     /// Weights loaded from `model.pretrained`, with what the checkpoint covered.
     Pretrained,
+    /// The distillation teacher loaded (`[distill]`), with what it is.
+    Teacher,
     /// Training continued from `last/`.
     Resume,
     /// Resumed without optimizer state (`--force`).
@@ -34,6 +36,7 @@ impl Event {
     pub fn as_str(self) -> &'static str {
         match self {
             Event::Pretrained => "pretrained",
+            Event::Teacher => "teacher",
             Event::Resume => "resume",
             Event::FreshOptimizer => "fresh_optimizer",
             Event::FreshEma => "fresh_ema",
@@ -59,6 +62,8 @@ pub enum Artifact {
     Config,
     /// The pretrained weights the trial started from.
     Pretrained,
+    /// The distillation teacher's weights.
+    Teacher,
     /// `last/model.safetensors`.
     CheckpointLast,
     /// `best/model.safetensors`.
@@ -71,6 +76,7 @@ impl Artifact {
         match self {
             Artifact::Config => "config",
             Artifact::Pretrained => "pretrained",
+            Artifact::Teacher => "teacher",
             Artifact::CheckpointLast => "checkpoint_last",
             Artifact::CheckpointBest => "checkpoint_best",
         }

@@ -92,6 +92,8 @@ pub struct Labels {
     pub labels: Vec<i64>,
     /// Set when Mixup/CutMix mixed the batch (training only).
     pub mixed: Option<SoftTargets>,
+    /// The teacher's class logits `[batch, classes]` row-major, under `[distill]`.
+    pub teacher: Option<Vec<f32>>,
 }
 
 impl Targets for Labels {

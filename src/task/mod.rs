@@ -82,6 +82,20 @@ pub trait Task: Sized + Send + Sync + 'static {
         training: bool,
     ) -> (Tensor<B, 1>, Self::Output);
 
+    /// Hands the teacher's class logits `[batch, classes]` of a batch to its targets
+    /// (`[distill]`); a task that cannot learn from a teacher (the config refuses distillation
+    /// for it) leaves them.
+    fn with_teacher(&self, targets: &mut Self::Targets, logits: Vec<f32>) {
+        let _ = (targets, logits);
+    }
+
+    /// Named parts of a training batch's loss (DeiT's `loss_cls`, `loss_dist`), each averaged
+    /// over the batch: the trial logs their epoch means under `train/`.
+    fn loss_parts(&self, predictions: &Self::Output) -> Vec<(&'static str, f64)> {
+        let _ = predictions;
+        Vec::new()
+    }
+
     /// The training score summed over the batch's images.
     fn train_score(&self, predictions: &Self::Output, batch: &Batch<Self::Targets>) -> f64;
 

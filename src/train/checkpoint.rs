@@ -52,6 +52,22 @@ pub struct PartialEpoch {
     pub seen: usize,
     /// Images skipped as unreadable so far.
     pub skipped: usize,
+    /// Sums of the loss's named parts × batch images so far (`loss_cls`, `loss_dist`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<(String, f64)>,
+}
+
+impl PartialEpoch {
+    /// Adds a batch's loss parts (batch means) weighted by its `images`.
+    pub fn add_parts(&mut self, parts: &[(&'static str, f64)], images: usize) {
+        for &(name, value) in parts {
+            let weighted = value * images as f64;
+            match self.parts.iter_mut().find(|(n, _)| n == name) {
+                Some((_, sum)) => *sum += weighted,
+                None => self.parts.push((name.to_string(), weighted)),
+            }
+        }
+    }
 }
 
 impl Progress {
@@ -191,6 +207,7 @@ mod tests {
                 score_sum: 1.0 / 3.0,
                 seen: 224,
                 skipped: 1,
+                parts: vec![("loss_dist".into(), 0.7)],
             }),
         };
         let text = serde_json::to_string(&progress).unwrap();

@@ -10,10 +10,11 @@ pub mod pretrained;
 mod probe;
 pub mod process;
 pub mod schedule;
+pub mod teacher;
 mod trial;
 
 pub use early_stop::{EpochGate, Judge};
 pub use probe::probe;
 pub use trial::{
-    evaluate, run_trial, EpochSummary, Evaluation, Observer, Outcome, TrialModel, TrialRun,
+    evaluate, run_trial, EpochSummary, Eval, Evaluation, Observer, Outcome, TrialModel, TrialRun,
 };

@@ -35,22 +35,26 @@ fn trial_folder(runs_dir: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// The weights file `spec` names (`trial:` ids are looked up in `store` where this process
+/// The weights file `spec`, the value of `key`, names (`trial:` ids are looked up in `store` where this process
 /// reads it, else by their folder under `runs_dir`).
-pub fn source(spec: &str, store: Option<&Store>, runs_dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn source(
+    key: &str,
+    spec: &str,
+    store: Option<&Store>,
+    runs_dir: &Path,
+) -> anyhow::Result<PathBuf> {
     if let Some(prefix) = spec.strip_prefix("trial:") {
         let dir = match store {
             Some(store) => {
                 let id = &store
                     .unique_trial(prefix)
-                    .with_context(|| format!("model.pretrained = {spec:?}"))?;
+                    .with_context(|| format!("{key} = {spec:?}"))?;
                 let (_, experiment) = store
                     .trial_config(id)?
                     .with_context(|| format!("trial {id} is not in the store"))?;
                 runs_dir.join(experiment).join(id)
             }
-            None => trial_folder(runs_dir, prefix)
-                .with_context(|| format!("model.pretrained = {spec:?}"))?,
+            None => trial_folder(runs_dir, prefix).with_context(|| format!("{key} = {spec:?}"))?,
         };
         let id = dir
             .file_name()
@@ -59,7 +63,7 @@ pub fn source(spec: &str, store: Option<&Store>, runs_dir: &Path) -> anyhow::Res
             .to_string();
         return weights_in(&dir).with_context(|| {
             format!(
-                "model.pretrained = {spec:?}: trial {id} has no checkpoint in {} (best/ or last/)",
+                "{key} = {spec:?}: trial {id} has no checkpoint in {} (best/ or last/)",
                 dir.display()
             )
         });
@@ -68,13 +72,13 @@ pub fn source(spec: &str, store: Option<&Store>, runs_dir: &Path) -> anyhow::Res
     if path.is_dir() {
         return weights_in(&path).with_context(|| {
             format!(
-                "model.pretrained = {spec:?}: the folder holds no model.safetensors (nor best/ or last/ of a trial)"
+                "{key} = {spec:?}: the folder holds no model.safetensors (nor best/ or last/ of a trial)"
             )
         });
     }
     anyhow::ensure!(
         path.is_file(),
-        "model.pretrained = {spec:?}: no such file; give a .safetensors, .pth or .bin checkpoint, a trial folder, or trial:ID"
+        "{key} = {spec:?}: no such file; give a .safetensors, .pth or .bin checkpoint, a trial folder, or trial:ID"
     );
     Ok(path)
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use super::backend::{dispatch, BackendTask};
 use super::early_stop::{EpochGate, Judge};
+use super::teacher::Teacher;
 use super::{run_trial, Observer, Outcome, TrialRun};
 use crate::config::{available_cores, Loaded};
 use crate::contract::{Artifact, Event, Status};
@@ -122,6 +123,20 @@ impl BackendTask for TrainTask<'_> {
                 .name
                 .to_string(),
         };
+        // The teacher loads before the claim: a missing trial, a broken file or other classes
+        // fail the run without recording an attempt.
+        let teacher = match &config.distill.teacher {
+            Some(_) => {
+                let classes = crate::data::open(config, crate::data::TargetKind::Class)?.classes;
+                super::teacher::Teacher::<B::InnerBackend>::load(
+                    config,
+                    &classes,
+                    recorder.store(),
+                    &device,
+                )?
+            }
+            None => None,
+        };
         let mut resume = self.options.resume;
         match recorder.claim(&start, self.options.force, true)? {
             Claim::Held { pid, host, since } => return Ok(TrialEnd::Held { pid, host, since }),
@@ -147,7 +162,7 @@ impl BackendTask for TrainTask<'_> {
             0
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.train::<B>(recorder, &id, device, label, resume)
+            self.train::<B>(recorder, &id, (device, teacher), label, resume)
         }))
         .unwrap_or_else(|payload| Err(Crash(panic_text(payload.as_ref())).into()));
         if let Err(e) = &result {
@@ -258,7 +273,7 @@ impl TrainTask<'_> {
         &mut self,
         recorder: &mut dyn Recorder,
         id: &str,
-        device: B::Device,
+        (device, teacher): (B::Device, Option<Teacher<B::InnerBackend>>),
         label: String,
         resume: bool,
     ) -> anyhow::Result<Outcome> {
@@ -303,6 +318,7 @@ impl TrainTask<'_> {
                 observer: &mut *self.observer,
                 gate: judge.as_mut().map(|j| j as &mut dyn EpochGate),
             },
+            teacher,
             device,
         )
     }

@@ -15,6 +15,7 @@ use super::ema::Ema;
 use super::grads::{gradients, Accumulator};
 use super::optim::{param_sizes, Optimizer};
 use super::schedule::LrSchedule;
+use super::teacher::Teacher;
 use crate::config::{available_cores, CheckpointPolicy, Config};
 use crate::contract::{Artifact, Checkpoint, Event, Metric, Split, Status, TrialDir, TrialExit};
 use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Pipeline, Targets};
@@ -179,6 +180,8 @@ struct TrainStats {
     skipped: usize,
     lr: f64,
     images_per_sec: f64,
+    /// The epoch means of the loss's named parts (`loss_cls`, `loss_dist`).
+    parts: Vec<(String, f64)>,
     /// Step losses logged during the epoch.
     rows: Vec<MetricRow>,
 }
@@ -221,6 +224,8 @@ struct Trial<'a, B: TrainBackend, A: Arch, T: Task> {
     observer: &'a mut dyn Observer,
     gate: Option<&'a mut dyn EpochGate>,
     optimizer: Optimizer<B::InnerBackend>,
+    /// The distillation teacher, under `[distill]`.
+    teacher: Option<Teacher<B::InnerBackend>>,
     /// The weight average, under `[train.ema]`.
     ema: Option<Ema<TrialModel<B::InnerBackend, A, T>>>,
     progress: Progress,
@@ -232,13 +237,19 @@ struct Trial<'a, B: TrainBackend, A: Arch, T: Task> {
 
 /// Runs the trial to the end (or divergence, or Ctrl-C) on backend `B`, for the architecture
 /// of `model.arch` and the task of `head.task`.
-pub fn run_trial<B: TrainBackend>(run: TrialRun<'_>, device: B::Device) -> anyhow::Result<Outcome> {
+pub fn run_trial<B: TrainBackend>(
+    run: TrialRun<'_>,
+    teacher: Option<Teacher<B::InnerBackend>>,
+    device: B::Device,
+) -> anyhow::Result<Outcome> {
     struct ForArch<'a, B: TrainBackend> {
         run: TrialRun<'a>,
+        teacher: Option<Teacher<B::InnerBackend>>,
         device: B::Device,
     }
     struct ForTask<'a, B: TrainBackend, A: Arch> {
         run: TrialRun<'a>,
+        teacher: Option<Teacher<B::InnerBackend>>,
         device: B::Device,
         arch: A,
     }
@@ -250,6 +261,7 @@ pub fn run_trial<B: TrainBackend>(run: TrialRun<'_>, device: B::Device) -> anyho
                 kind,
                 ForTask::<B, A> {
                     run: self.run,
+                    teacher: self.teacher,
                     device: self.device,
                     arch,
                 },
@@ -259,20 +271,30 @@ pub fn run_trial<B: TrainBackend>(run: TrialRun<'_>, device: B::Device) -> anyho
     impl<'a, B: TrainBackend, A: Arch> TaskWork for ForTask<'a, B, A> {
         type Output = anyhow::Result<Outcome>;
         fn run<T: Task>(self) -> Self::Output {
-            run_task::<B, A, T>(self.run, self.arch, self.device)
+            run_task::<B, A, T>(self.run, self.teacher, self.arch, self.device)
         }
     }
     let config = run.config;
-    with_arch(config, ForArch::<B> { run, device })
+    with_arch(
+        config,
+        ForArch::<B> {
+            run,
+            teacher,
+            device,
+        },
+    )
 }
 
 fn run_task<B: TrainBackend, A: Arch, T: Task>(
     run: TrialRun<'_>,
+    teacher: Option<Teacher<B::InnerBackend>>,
     arch: A,
     device: B::Device,
 ) -> anyhow::Result<Outcome> {
     let (resume, force) = (run.resume, run.force);
     let (mut trial, model) = Trial::<B, A, T>::new(run, arch, device)?;
+    trial.teacher = teacher;
+    trial.note_teacher()?;
     let model = trial.restore(model, resume, force)?;
     let mut model = trial.freeze(model)?;
     let mut last = None;
@@ -396,6 +418,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                 config.finetune.layer_decay,
                 config.model.depth.unwrap_or(12),
             ),
+            teacher: None,
             ema: None,
             progress: Progress {
                 epoch: 0,
@@ -425,6 +448,27 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             arch,
         };
         Ok((trial, model))
+    }
+
+    /// Reports and records the distillation teacher, if any.
+    fn note_teacher(&mut self) -> anyhow::Result<()> {
+        let Some(teacher) = &self.teacher else {
+            return Ok(());
+        };
+        let d = &self.config.distill;
+        let text = format!(
+            "{} ({} distillation, alpha {}, tau {})",
+            teacher.describe,
+            format!("{:?}", d.kind).to_lowercase(),
+            d.alpha,
+            d.tau
+        );
+        let file = teacher.file.clone();
+        self.observer.message(&text);
+        self.recorder.log_event(&self.id, Event::Teacher, &text)?;
+        self.recorder
+            .add_artifact(&self.id, Artifact::Teacher, &file)?;
+        Ok(())
     }
 
     /// Loads `last/` when resuming (model, optimizer with its shapes checked, progress);
@@ -537,7 +581,8 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             return Ok(model);
         };
         let runs_dir = std::path::Path::new(&self.config.train.runs_dir);
-        let path = super::pretrained::source(spec, self.recorder.store(), runs_dir)?;
+        let path =
+            super::pretrained::source("model.pretrained", spec, self.recorder.store(), runs_dir)?;
         let sd = read_state_dict(&path).with_context(|| format!("model.pretrained = {spec:?}"))?;
         if let Some((name, _)) = sd
             .iter()
@@ -619,6 +664,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             score_sum: 0.0,
             seen: 0,
             skipped: 0,
+            parts: Vec::new(),
         });
         let seen_before = sums.seen;
         let mut rows = Vec::new();
@@ -635,6 +681,10 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                 B::seed(&self.device, seed_for_batch(self.config.seed, epoch, i));
                 lr = self.schedule.lr(self.progress.step as usize);
                 let images = to_tensor::<B, T::Targets>(&mut batch, &self.device);
+                if let Some(teacher) = &self.teacher {
+                    let logits = teacher.logits(images.clone().inner());
+                    self.task.with_teacher(&mut batch.targets, logits);
+                }
                 let (loss, predictions) = self.task.forward_loss(&model, images, &batch, true);
                 let loss_value: f64 = loss.clone().into_scalar().elem();
                 if !loss_value.is_finite() {
@@ -662,6 +712,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                     waiting = 0;
                 }
                 sums.score_sum += self.task.train_score(&predictions, &batch);
+                sums.add_parts(&self.task.loss_parts(&predictions), batch.len());
                 sums.seen += batch.len();
                 sums.loss_sum += loss_value * batch.len() as f64;
                 let ips =
@@ -710,6 +761,11 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             lr,
             images_per_sec: (sums.seen - seen_before) as f64
                 / started.elapsed().as_secs_f64().max(1e-9),
+            parts: sums
+                .parts
+                .iter()
+                .map(|(name, sum)| (name.clone(), sum / sums.seen as f64))
+                .collect(),
             rows,
         };
         Ok((model, EpochEnd::Trained(stats)))
@@ -791,8 +847,11 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             &self.task,
             model,
             &self.val_spec,
-            epoch,
-            &self.device,
+            Eval {
+                epoch,
+                device: &self.device,
+                teacher: self.teacher.as_ref(),
+            },
             &mut skipped_names,
         )?;
         if !skipped_names.is_empty() {
@@ -824,6 +883,9 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             row(Metric::VAL_LOSS, s, epoch, eval.loss),
             row(Metric::VAL_SKIPPED, s, epoch, eval.skipped as f64),
         ]);
+        for (name, value) in &stats.parts {
+            rows.push(named_row(Split::Train, name, s, epoch, *value));
+        }
         for (name, value) in &eval.scores.figures {
             rows.push(named_row(Split::Val, name, s, epoch, *value));
         }
@@ -913,6 +975,14 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
     }
 }
 
+/// Where a validation pass runs: its epoch, device and the distillation teacher, if any.
+pub struct Eval<'a, B: VitKernels> {
+    pub epoch: usize,
+    pub device: &'a B::Device,
+    /// Its logits of each batch go to the task (the teacher's top-1 and agreement).
+    pub teacher: Option<&'a Teacher<B>>,
+}
+
 /// Validation loss (the task's loss without training's smoothing or mixing) and the task's
 /// metrics over the whole split. Unreadable files skipped under `skip_bad` are appended to
 /// `skipped`; a split of which no image could be read is an error, never a zero.
@@ -920,10 +990,14 @@ pub fn evaluate<B: VitKernels, E: crate::model::Backbone<B>, T: Task>(
     task: &T,
     model: &Model<B, E, T::Head<B>>,
     spec: &LoaderSpec<T::Targets>,
-    epoch: usize,
-    device: &B::Device,
+    at: Eval<'_, B>,
     skipped: &mut Vec<String>,
 ) -> anyhow::Result<Evaluation> {
+    let Eval {
+        epoch,
+        device,
+        teacher,
+    } = at;
     let (mut loss_sum, mut seen) = (0.0, 0);
     let mut tally = task.tally();
     for batch in EpochLoader::start(spec.clone(), epoch) {
@@ -933,6 +1007,9 @@ pub fn evaluate<B: VitKernels, E: crate::model::Backbone<B>, T: Task>(
             continue;
         }
         let images = to_tensor::<B, T::Targets>(&mut batch, device);
+        if let Some(teacher) = teacher {
+            task.with_teacher(&mut batch.targets, teacher.logits(images.clone()));
+        }
         let (loss, predictions) = task.forward_loss(model, images, &batch, false);
         let loss: f64 = loss.into_scalar().elem();
         task.add(&mut tally, &predictions, &batch);

@@ -402,3 +402,42 @@ fn resnet_and_vit_keys_are_refused_on_the_other_backbone() {
     let e = error("[model]\narch = \"resnet101\"\n", &[]);
     assert!(e.contains("model.arch") && e.contains("resnet101"), "{e}");
 }
+
+/// `[distill]` mistakes are refused at load, each naming its key and the fix.
+#[test]
+fn distillation_keys_are_checked_together() {
+    let student = "[model]\ndistilled = true\n[distill]\n";
+    for (extra, key, fix) in [
+        ("type = \"hard\"\n", "distill.type", "distill.teacher ="),
+        ("teacher = \"trial:abc\"\n", "distill.teacher", "distill.type = \"hard\""),
+        (
+            "type = \"soft\"\nteacher = \"t.pth\"\nalpha = 1.5\n",
+            "distill.alpha",
+            "[0, 1]",
+        ),
+        ("type = \"soft\"\nteacher = \"t.pth\"\ntau = 0\n", "distill.tau", "(0, 100]"),
+        (
+            "type = \"hard\"\nteacher = \"t.pth\"\nteacher_model = \"resnet101\"\n",
+            "distill.teacher_model",
+            "resnet50",
+        ),
+        (
+            "type = \"hard\"\nteacher = \"trial:abc\"\nteacher_model = \"resnet50\"\n",
+            "distill.teacher_model",
+            "its own model",
+        ),
+        (
+            "type = \"hard\"\nteacher = \"t.pth\"\nteacher_model = { arch = \"resnet18\", widths = [8] }\n",
+            "distill.teacher_model.widths",
+            "four widths",
+        ),
+    ] {
+        let e = error(&format!("{student}{extra}"), &[]);
+        assert!(e.contains(key) && e.contains(fix), "{extra}: {e}");
+    }
+    let e = error(
+        "[distill]\ntype = \"hard\"\nteacher = \"t.pth\"\nteacher_model = \"resnet50\"\n",
+        &[],
+    );
+    assert!(e.contains("model.distilled = true"), "{e}");
+}

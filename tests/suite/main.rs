@@ -9,6 +9,7 @@ mod augment;
 mod compare;
 mod config;
 mod data;
+mod distill;
 mod fashion_mnist;
 mod finetune;
 mod fuzz_config;

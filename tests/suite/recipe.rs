@@ -25,6 +25,7 @@ fn constant_batch(n: usize, size: usize) -> Batch<Labels> {
         targets: Labels {
             labels: (0..n).map(|i| (i % CLASSES) as i64).collect(),
             mixed: None,
+            teacher: None,
         },
         channels: 3,
         size,

@@ -33,6 +33,17 @@ impl<B: Backend> ClassifierHead<B> {
         }
     }
 
+    /// Each head's logits: the class head's, and the distillation head's when the backbone
+    /// pooled a distillation token (timm's `VisionTransformerDistilled` in distilled training).
+    pub fn heads(&self, pooled: Pooled<B>) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+        let logits = self.head.forward(pooled.features);
+        let dist = match (&self.head_dist, pooled.dist) {
+            (Some(head_dist), Some(dist)) => Some(head_dist.forward(dist)),
+            _ => None,
+        };
+        (logits, dist)
+    }
+
     /// Class logits `[batch, classes]` of pooled features: the mean of both heads when the
     /// backbone pooled a distillation token (timm's `forward_head` after the pooling).
     pub fn forward(&self, pooled: Pooled<B>) -> Tensor<B, 2> {
@@ -85,6 +96,12 @@ impl<B: VitKernels, E: Backbone<B>> Model<B, E, ClassifierHead<B>> {
     /// The encoder's features (timm's `forward_features`).
     pub fn forward_features(&self, images: Tensor<B, 4>) -> Features<B> {
         self.encoder.forward_features(images)
+    }
+
+    /// Each head's logits of images (the class head's, the distillation head's).
+    pub fn forward_heads(&self, images: Tensor<B, 4>) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+        self.head
+            .heads(self.encoder.pool(self.forward_features(images)))
     }
 
     /// Pooling and the heads (timm's `forward_head`).

@@ -2,6 +2,7 @@
 //! and top-5; attention maps, predictions, the confusion matrix and the patch view in reports;
 //! top-k classes from `vitrun predict`; timm's arguments for `vitrun export`.
 
+pub mod distill;
 mod head;
 pub mod loss;
 mod panels;
@@ -21,7 +22,13 @@ use crate::contract::TaskMetrics;
 use crate::data::{Batch, BatchTransform, Labels, Mixer};
 use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{Backbone, BackboneShape, Model, TimmModel};
+use distill::{argmax_rows, DistillLoss};
 use loss::{cross_entropy, soft_cross_entropy, top_k_correct};
+
+/// The value of a one-element loss.
+fn scalar<B: burn::tensor::backend::Backend>(loss: &Tensor<B, 1>) -> f64 {
+    burn::tensor::ElementConversion::elem::<f64>(loss.clone().into_scalar())
+}
 
 /// Top-5 is logged only with more classes than this (with 5 or fewer it is always 100 %).
 const TOP5_FROM: usize = 5;
@@ -31,6 +38,19 @@ pub struct Classification {
     classes: usize,
     names: Vec<String>,
     label_smoothing: f64,
+    /// DeiT's distillation loss, under `[distill]`.
+    distill: Option<DistillLoss>,
+}
+
+/// A classifier's predictions on a batch.
+#[derive(Debug, Clone, Default)]
+pub struct ClassOutput {
+    /// The model's answer `[batch, classes]`: both heads averaged for a distilled model.
+    pub logits: Vec<f32>,
+    /// The class head's and the distillation head's logits, for a distilled model.
+    pub heads: Option<(Vec<f32>, Vec<f32>)>,
+    /// The loss's parts (`loss_cls`, `loss_dist`) under distillation.
+    pub parts: Vec<(&'static str, f64)>,
 }
 
 /// Validation counts.
@@ -38,6 +58,10 @@ pub struct Classification {
 pub struct TopK {
     top1: usize,
     top5: usize,
+    /// Each head's own top-1 hits, for a distilled model.
+    heads: Option<[usize; 2]>,
+    /// The teacher's top-1 hits and the images where the model's answer is the teacher's.
+    teacher: Option<[usize; 2]>,
     seen: usize,
 }
 
@@ -52,7 +76,7 @@ fn host(logits: Tensor<impl burn::tensor::backend::Backend, 2>) -> Vec<f32> {
 impl Task for Classification {
     type Targets = Labels;
     type Head<B: VitKernels> = ClassifierHead<B>;
-    type Output = Vec<f32>;
+    type Output = ClassOutput;
     type Tally = TopK;
     const METRICS: TaskMetrics = TaskMetrics {
         task: "classification",
@@ -67,6 +91,7 @@ impl Task for Classification {
             classes: classes.len(),
             names: classes.to_vec(),
             label_smoothing: config.optimizer.label_smoothing,
+            distill: DistillLoss::new(&config.distill),
         })
     }
 
@@ -95,32 +120,79 @@ impl Task for Classification {
         images: Tensor<B, 4>,
         batch: &Batch<Labels>,
         training: bool,
-    ) -> (Tensor<B, 1>, Vec<f32>) {
-        let logits = model.forward(images);
+    ) -> (Tensor<B, 1>, ClassOutput) {
         let t = &batch.targets;
-        let loss = match (&t.mixed, training) {
-            (Some(mixed), true) => soft_cross_entropy(logits.clone(), &mixed.values),
-            (_, true) => cross_entropy(logits.clone(), &t.labels, self.label_smoothing),
-            (_, false) => cross_entropy(logits.clone(), &t.labels, 0.0),
+        let base = |logits: Tensor<B, 2>| match (&t.mixed, training) {
+            (Some(mixed), true) => soft_cross_entropy(logits, &mixed.values),
+            (_, true) => cross_entropy(logits, &t.labels, self.label_smoothing),
+            (_, false) => cross_entropy(logits, &t.labels, 0.0),
         };
-        (loss, host(logits))
+        let (cls, dist) = model.forward_heads(images);
+        let Some(dist) = dist else {
+            let loss = base(cls.clone());
+            return (
+                loss,
+                ClassOutput {
+                    logits: host(cls),
+                    ..ClassOutput::default()
+                },
+            );
+        };
+        let logits = (cls.clone() + dist.clone()).div_scalar(2.0);
+        let heads = Some((host(cls.clone()), host(dist.clone())));
+        let (loss, parts) = match (&self.distill, &t.teacher, training) {
+            (Some(distill), Some(teacher), true) => {
+                let base = base(cls);
+                let term = distill.distillation(dist, teacher);
+                let parts = vec![("loss_cls", scalar(&base)), ("loss_dist", scalar(&term))];
+                (distill.combine(base, term), parts)
+            }
+            _ => (base(logits.clone()), Vec::new()),
+        };
+        (
+            loss,
+            ClassOutput {
+                logits: host(logits),
+                heads,
+                parts,
+            },
+        )
+    }
+
+    fn with_teacher(&self, targets: &mut Labels, logits: Vec<f32>) {
+        targets.teacher = Some(logits);
+    }
+
+    fn loss_parts(&self, predictions: &ClassOutput) -> Vec<(&'static str, f64)> {
+        predictions.parts.clone()
     }
 
     /// Top-1 hits, against the dominant label of a mixed image.
-    fn train_score(&self, predictions: &Vec<f32>, batch: &Batch<Labels>) -> f64 {
+    fn train_score(&self, predictions: &ClassOutput, batch: &Batch<Labels>) -> f64 {
         let t = &batch.targets;
         let scored = t.mixed.as_ref().map_or(&t.labels, |m| &m.dominant);
-        top_k_correct(predictions, self.classes, scored, 1) as f64
+        top_k_correct(&predictions.logits, self.classes, scored, 1) as f64
     }
 
     fn tally(&self) -> TopK {
         TopK::default()
     }
 
-    fn add(&self, tally: &mut TopK, predictions: &Vec<f32>, batch: &Batch<Labels>) {
+    fn add(&self, tally: &mut TopK, predictions: &ClassOutput, batch: &Batch<Labels>) {
         let labels = &batch.targets.labels;
-        tally.top1 += top_k_correct(predictions, self.classes, labels, 1);
-        tally.top5 += top_k_correct(predictions, self.classes, labels, 5);
+        let n = self.classes;
+        tally.top1 += top_k_correct(&predictions.logits, n, labels, 1);
+        tally.top5 += top_k_correct(&predictions.logits, n, labels, 5);
+        if let Some((cls, dist)) = &predictions.heads {
+            let [c, d] = tally.heads.get_or_insert([0, 0]);
+            *c += top_k_correct(cls, n, labels, 1);
+            *d += top_k_correct(dist, n, labels, 1);
+        }
+        if let Some(teacher) = &batch.targets.teacher {
+            let [hits, agree] = tally.teacher.get_or_insert([0, 0]);
+            *hits += top_k_correct(teacher, n, labels, 1);
+            *agree += top_k_correct(&predictions.logits, n, &argmax_rows(teacher, n), 1);
+        }
         tally.seen += batch.len();
     }
 
@@ -130,6 +202,14 @@ impl Task for Classification {
         let mut figures = vec![("top1".to_string(), top1)];
         if self.classes > TOP5_FROM {
             figures.push(("top5".into(), tally.top5 as f64 / n));
+        }
+        if let Some([cls, dist]) = tally.heads {
+            figures.push(("top1_cls".into(), cls as f64 / n));
+            figures.push(("top1_dist".into(), dist as f64 / n));
+        }
+        if let Some([hits, agree]) = tally.teacher {
+            figures.push(("teacher_top1".into(), hits as f64 / n));
+            figures.push(("teacher_agreement".into(), agree as f64 / n));
         }
         Scores {
             main: top1,

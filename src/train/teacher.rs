@@ -1,0 +1,227 @@
+//! The distillation teacher (`[distill] teacher`): a classifier of any backbone vitrun builds,
+//! loaded once before the trial is claimed, run without autodiff and in eval mode (BatchNorm on
+//! its running statistics) on the very images the student sees, resized to its own input size
+//! when that differs. Its weights are never updated: it is not a parameter of the student.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::Tensor;
+
+use crate::config::{Config, ModelConfig};
+use crate::kernels::VitKernels;
+use crate::model::{
+    apply_state_dict, read_state_dict, with_arch, Arch, ArchTask, Backbone, Coverage, Model,
+};
+use crate::task::classification::ClassifierHead;
+use crate::track::Store;
+
+/// A classifier the teacher is: images in, class logits out.
+trait TeacherNet<K: VitKernels> {
+    fn logits(&self, images: Tensor<K, 4>) -> Tensor<K, 2>;
+}
+
+impl<K: VitKernels, E: Backbone<K>> TeacherNet<K> for Model<K, E, ClassifierHead<K>> {
+    fn logits(&self, images: Tensor<K, 4>) -> Tensor<K, 2> {
+        self.forward(images)
+    }
+}
+
+/// A loaded teacher, on backend `K` (a training backend's inner one).
+pub struct Teacher<K: VitKernels> {
+    net: Box<dyn TeacherNet<K>>,
+    /// The image side the teacher takes.
+    image_size: usize,
+    /// Its classes (the student's, in the same order).
+    pub classes: usize,
+    /// What it is, for the log and the store: `teacher resnet50 at 32 px from runs/…`.
+    pub describe: String,
+    /// Its weights file.
+    pub file: PathBuf,
+}
+
+impl<K: VitKernels> Teacher<K> {
+    /// The teacher `config`'s `[distill]` names, checked against the student's `classes`;
+    /// `None` without one. A missing trial, a file that does not load as its architecture,
+    /// or other classes than the student's is an error naming the key and the fix.
+    pub fn load(
+        config: &Config,
+        classes: &[String],
+        store: Option<&Store>,
+        device: &K::Device,
+    ) -> anyhow::Result<Option<Teacher<K>>> {
+        let Some(spec) = config.distill.teacher.as_deref() else {
+            return Ok(None);
+        };
+        let runs_dir = Path::new(&config.train.runs_dir);
+        let path = super::pretrained::source("distill.teacher", spec, store, runs_dir)?;
+        let (model, image_size, names) = if spec.starts_with("trial:") {
+            trial_teacher(spec, &path)?
+        } else {
+            let model = config
+                .teacher_model()
+                .context("distill.teacher_model does not name an architecture vitrun builds")?;
+            let size = config
+                .distill
+                .teacher_image_size
+                .unwrap_or(config.data.image_size);
+            (model, size, None)
+        };
+        if let Some(names) = &names {
+            anyhow::ensure!(
+                names.as_slice() == classes,
+                "distill.teacher = {spec:?}: the teacher's classes {names:?} are not the data's {classes:?}; distil from a teacher trained on these classes, in this order"
+            );
+        }
+        let sd = read_state_dict(&path).with_context(|| format!("distill.teacher = {spec:?}"))?;
+        if let Some((name, _)) = sd
+            .iter()
+            .find(|(_, t)| t.data.iter().any(|v| !v.is_finite()))
+        {
+            anyhow::bail!(
+                "distill.teacher {}: tensor {name} holds NaN or infinite values; use a checkpoint saved before its run diverged",
+                path.display()
+            );
+        }
+        let teacher_config = Config {
+            model: model.clone(),
+            data: crate::config::DataConfig {
+                image_size,
+                ..config.data.clone()
+            },
+            ..Config::default()
+        };
+        let net = with_arch(
+            &teacher_config,
+            Build::<K> {
+                sd,
+                path: &path,
+                spec,
+                classes: classes.len(),
+                device,
+            },
+        )?;
+        let arch = match model.arch {
+            crate::config::ArchKind::Vit => model.preset.clone().unwrap_or_else(|| "vit".into()),
+            other => other.name().to_string(),
+        };
+        Ok(Some(Teacher {
+            net,
+            image_size,
+            classes: classes.len(),
+            describe: format!("teacher {arch} at {image_size} px from {}", path.display()),
+            file: path,
+        }))
+    }
+
+    /// The teacher's class logits `[batch, classes]` (row-major, on the host) of images
+    /// `[batch, channels, h, w]`, resized (bilinear) to its input size when they differ.
+    pub fn logits(&self, images: Tensor<K, 4>) -> Vec<f32> {
+        let [_, _, h, w] = images.dims();
+        let size = self.image_size;
+        let images = if [h, w] == [size, size] {
+            images
+        } else {
+            interpolate(
+                images,
+                [size, size],
+                InterpolateOptions {
+                    mode: InterpolateMode::Bilinear,
+                    align_corners: false,
+                },
+            )
+        };
+        self.net
+            .logits(images)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default()
+    }
+}
+
+/// A trial teacher's model config, image size and class names, from its folder (its resolved
+/// `config.toml` and `classes.json` beside the weights file `weights`).
+fn trial_teacher(
+    spec: &str,
+    weights: &Path,
+) -> anyhow::Result<(ModelConfig, usize, Option<Vec<String>>)> {
+    let folder: PathBuf = weights
+        .ancestors()
+        .find(|p| p.join("config.toml").is_file())
+        .map(Path::to_path_buf)
+        .with_context(|| {
+            format!(
+                "distill.teacher = {spec:?}: no config.toml beside {}; the trial never started here",
+                weights.display()
+            )
+        })?;
+    let file = folder.join("config.toml");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("distill.teacher = {spec:?}: cannot read {}", file.display()))?;
+    let config: Config = toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "distill.teacher = {spec:?}: {} does not parse ({e})",
+            file.display()
+        )
+    })?;
+    let config = Config::from_stored(&serde_json::to_string(&config)?, spec)
+        .map_err(|e| anyhow::anyhow!("distill.teacher: {e} ({})", file.display()))?;
+    anyhow::ensure!(
+        config.head.task == crate::config::TaskKind::Classification,
+        "distill.teacher = {spec:?}: that trial trains {:?}, not a classifier; a teacher gives class logits",
+        config.head.task
+    );
+    let names_file = folder.join("classes.json");
+    let names: Vec<String> = std::fs::read_to_string(&names_file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .with_context(|| {
+            format!(
+                "distill.teacher = {spec:?}: {} is missing or unreadable",
+                names_file.display()
+            )
+        })?;
+    Ok((config.model, config.data.image_size, Some(names)))
+}
+
+/// Builds the teacher network of an architecture and loads its weights by name.
+struct Build<'a, K: VitKernels> {
+    sd: crate::model::StateDict,
+    path: &'a Path,
+    spec: &'a str,
+    classes: usize,
+    device: &'a K::Device,
+}
+
+impl<K: VitKernels> ArchTask for Build<'_, K> {
+    type Output = anyhow::Result<Box<dyn TeacherNet<K>>>;
+
+    fn run<A: Arch>(self, arch: A) -> Self::Output {
+        let mut coverage = Coverage::default();
+        let sd = arch.adapt(self.sd, &mut coverage);
+        if let Some(head) = sd.get("head.weight") {
+            let rows = head.shape.first().copied().unwrap_or(0);
+            anyhow::ensure!(
+                rows == self.classes,
+                "distill.teacher = {:?}: the teacher classifies {rows} classes and the data has {}; distil from a teacher trained on the data's classes",
+                self.spec,
+                self.classes
+            );
+        }
+        let model = Model::new(
+            arch.init::<K>(self.device),
+            ClassifierHead::new(arch.shape(), self.classes, self.device),
+        );
+        let model = apply_state_dict(model, &sd, &self.path.display().to_string(), self.device)
+            .with_context(|| {
+                format!(
+                    "distill.teacher = {:?} does not load as the teacher's architecture; name the right one in distill.teacher_model",
+                    self.spec
+                )
+            })?;
+        Ok(Box::new(model))
+    }
+}
