@@ -103,10 +103,11 @@ impl<K: VitKernels> Teacher<K> {
                 device,
             },
         )?;
-        let arch = match model.arch {
-            crate::config::ArchKind::Vit => model.preset.clone().unwrap_or_else(|| "vit".into()),
-            other => other.name().to_string(),
-        };
+        let arch = model
+            .preset
+            .clone()
+            .filter(|_| model.arch == crate::config::ArchKind::Vit)
+            .unwrap_or_else(|| model.arch.name().to_string());
         Ok(Some(Teacher {
             net,
             image_size,
