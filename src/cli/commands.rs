@@ -251,14 +251,17 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
         if path == "sweep" {
             continue;
         }
-        let value = path
+        // Keys inside an unset table (a teacher_model given by name) are not shown.
+        let Some(value) = path
             .split('.')
             .try_fold(&json, |node, key| node.get(key))
             .map(|v| match v {
                 serde_json::Value::Null => "(unset)".to_string(),
                 other => other.to_string(),
             })
-            .unwrap_or_default();
+        else {
+            continue;
+        };
         out.push_str(&format!("{path:<width$} = {value:<24} # {source}\n"));
     }
     if !loaded.sweep.is_empty() {

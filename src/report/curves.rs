@@ -15,7 +15,9 @@ pub const TOP_K: usize = 5;
 pub fn unit(name: &str) -> (String, f64) {
     match name {
         "loss" | "step_loss" => ("cross-entropy loss (nats)".into(), 1.0),
-        "top1" => ("top-1 accuracy (%)".into(), 100.0),
+        "top1" | "top1_cls" | "top1_dist" | "teacher_top1" => ("top-1 accuracy (%)".into(), 100.0),
+        "teacher_agreement" => ("answers agreeing with the teacher's (%)".into(), 100.0),
+        "loss_cls" | "loss_dist" => ("loss (nats)".into(), 1.0),
         "top5" => ("top-5 accuracy (%)".into(), 100.0),
         "lr" => ("learning rate".into(), 1.0),
         "images_per_sec" => ("throughput (images/s)".into(), 1.0),
@@ -138,7 +140,52 @@ pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
             });
         }
     }
+    if single {
+        figures.extend(heads(&sel.trials[0], out)?);
+    }
     Ok(figures)
+}
+
+/// A distilled trial's heads on one chart: the model's answer (both heads averaged), each
+/// head's, and the teacher's own score as its line.
+fn heads(t: &TrialRecord, out: &Path) -> anyhow::Result<Option<Figure>> {
+    let lines = [
+        ("top1", "both heads (the model's answer)"),
+        ("top1_cls", "class head"),
+        ("top1_dist", "distillation head"),
+        ("teacher_top1", "teacher"),
+    ];
+    let series: Vec<Series> = lines
+        .iter()
+        .map(|(name, label)| Series {
+            label: label.to_string(),
+            points: points(t, "val", name, false, 100.0),
+            emphasis: *name != "teacher_top1",
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    if series.len() < lines.len() {
+        return Ok(None);
+    }
+    let chart = LineChart {
+        title: "val/top1 of each head against the teacher's".into(),
+        x_label: "epoch".into(),
+        y_label: "top-1 accuracy (%)".into(),
+        series,
+        bands: Vec::new(),
+    };
+    let stem = "curve_distillation_heads";
+    charts::png(&out.join(format!("{stem}.png")), (800, 480), |root| {
+        charts::lines(root, &chart)
+    })?;
+    charts::svg(&out.join(format!("{stem}.svg")), (800, 480), |root| {
+        charts::lines(root, &chart)
+    })?;
+    Ok(Some(Figure {
+        file: format!("{stem}.png"),
+        title: chart.title.clone(),
+        caption: "DeiT's distillation: the class and distillation heads, their average, and the teacher (grey)".into(),
+    }))
 }
 
 /// The `q` quantile of sorted values (linear interpolation).

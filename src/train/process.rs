@@ -125,8 +125,9 @@ impl BackendTask for TrainTask<'_> {
         };
         // The teacher loads before the claim: a missing trial, a broken file or other classes
         // fail the run without recording an attempt.
+        let asked = config.distill.kind != crate::config::DistillType::None;
         let teacher = match &config.distill.teacher {
-            Some(_) => {
+            Some(_) if asked => {
                 let classes = crate::data::open(config, crate::data::TargetKind::Class)?.classes;
                 super::teacher::Teacher::<B::InnerBackend>::load(
                     config,
@@ -135,7 +136,7 @@ impl BackendTask for TrainTask<'_> {
                     &device,
                 )?
             }
-            None => None,
+            _ => None,
         };
         let mut resume = self.options.resume;
         match recorder.claim(&start, self.options.force, true)? {

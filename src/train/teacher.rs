@@ -44,7 +44,7 @@ pub struct Teacher<K: VitKernels> {
 
 impl<K: VitKernels> Teacher<K> {
     /// The teacher `config`'s `[distill]` names, checked against the student's `classes`;
-    /// `None` without one. A missing trial, a file that does not load as its architecture,
+    /// `None` without one, or under `type = "none"` (a sweep's control arm names it unasked). A missing trial, a file that does not load as its architecture,
     /// or other classes than the student's is an error naming the key and the fix.
     pub fn load(
         config: &Config,
@@ -55,6 +55,9 @@ impl<K: VitKernels> Teacher<K> {
         let Some(spec) = config.distill.teacher.as_deref() else {
             return Ok(None);
         };
+        if config.distill.kind == crate::config::DistillType::None {
+            return Ok(None);
+        }
         let runs_dir = Path::new(&config.train.runs_dir);
         let path = super::pretrained::source("distill.teacher", spec, store, runs_dir)?;
         let (model, image_size, names) = if spec.starts_with("trial:") {

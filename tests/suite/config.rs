@@ -409,7 +409,6 @@ fn distillation_keys_are_checked_together() {
     let student = "[model]\ndistilled = true\n[distill]\n";
     for (extra, key, fix) in [
         ("type = \"hard\"\n", "distill.type", "distill.teacher ="),
-        ("teacher = \"trial:abc\"\n", "distill.teacher", "distill.type = \"hard\""),
         (
             "type = \"soft\"\nteacher = \"t.pth\"\nalpha = 1.5\n",
             "distill.alpha",

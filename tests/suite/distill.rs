@@ -204,6 +204,24 @@ fn a_student_learns_from_a_resnet_teacher_trial_that_runs_in_eval_mode_and_is_ne
         assert_eq!(events, 1);
     }
     assert_eq!(hard_students, 1);
+    // A distilled trial's report draws its heads against the teacher's line.
+    let runs = tmp.path().display().to_string();
+    let out = vitrun(&["report", &students[0].id, "--runs-dir", &runs])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = tmp
+        .path()
+        .join("tiny_synthetic")
+        .join(&students[0].id)
+        .join("report");
+    assert!(page.join("curve_distillation_heads.png").is_file());
+    let html = std::fs::read_to_string(page.join("index.html")).unwrap();
+    assert!(html.contains("each head against the teacher"), "{html}");
 }
 
 /// Each way a teacher can be wrong is one error naming `distill.teacher`, and the student's
