@@ -72,25 +72,24 @@ fn the_committed_experiment_files_keep_their_trial_ids() {
 }
 
 /// A key the id schema has never seen changes no id while it holds its default, and changes
-/// the id once set: checked on every committed file with a key no file sets (`model.arch`
-/// postdates the ids; its only value is its default, so a set key is simulated with the
-/// dedicated hook).
+/// the id once set: checked on every committed single-trial file with a key none of them sets
+/// (`distill.alpha` postdates the ids; set, it is simulated on the identity).
 #[test]
 fn a_key_at_its_default_is_left_out_of_the_id_and_a_set_one_is_not() {
     for (file, ids) in golden().iter().filter(|(_, ids)| ids.len() == 1) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-        let loaded = load_with_env(&path, &["model.arch=\"vit\"".into()], Vec::new()).unwrap();
+        let loaded = load_with_env(&path, &["distill.alpha=0.5".into()], Vec::new()).unwrap();
         assert_eq!(
             &loaded.config.trial_id(),
             &ids[0],
-            "{file}: model.arch at its default"
+            "{file}: distill.alpha at its default"
         );
         let mut identity = loaded.config.identity_json();
         assert!(
-            identity.pointer("/model/arch").is_none(),
-            "{file}: a key newer than the id schema is left out at its default"
+            identity.pointer("/distill").is_none(),
+            "{file}: a table newer than the id schema is left out at its default"
         );
-        identity["model"]["arch"] = serde_json::json!("resnet50");
+        identity["distill"] = serde_json::json!({"alpha": 0.7});
         assert_ne!(
             vitrun::config::hash_identity(&identity),
             ids[0],
