@@ -154,8 +154,8 @@ pub fn linear_2d<B: VitKernels>(
 }
 
 /// `conv` applied to `x` `[batch, in, h, w]`, then ReLU when `relu`. A square kernel with
-/// one stride and one zero padding on every side (no dilation, groups or missing bias) runs
-/// the backend's fused op; any other conv runs as burn's.
+/// one stride and one zero padding on every side (no dilation or groups; a missing bias adds
+/// zeros) runs the backend's fused op; any other conv runs as burn's.
 pub fn conv2d<B: VitKernels>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> Tensor<B, 4> {
     let padding = match conv.padding {
         PaddingConfig2d::Valid => Some(0),
@@ -170,11 +170,16 @@ pub fn conv2d<B: VitKernels>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> T
     let [sy, sx] = conv.stride;
     let plain = kh == kw && sy == sx && conv.dilation == [1, 1] && conv.groups == 1;
     match (padding, &conv.bias) {
-        (Some(padding), Some(bias)) if plain => {
+        (Some(padding), bias) if plain => {
+            // A conv without a bias (a ResNet's, before its BatchNorm) adds zeros.
+            let bias = match bias {
+                Some(bias) => bias.val(),
+                None => Tensor::zeros([conv.weight.dims()[0]], &x.device()),
+            };
             Tensor::from_primitive(TensorPrimitive::Float(B::vit_conv2d(
                 x.into_primitive().tensor(),
                 conv.weight.val().into_primitive().tensor(),
-                bias.val().into_primitive().tensor(),
+                bias.into_primitive().tensor(),
                 [sy, padding],
                 relu,
             )))

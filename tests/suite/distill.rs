@@ -151,7 +151,8 @@ fn a_student_learns_from_a_resnet_teacher_trial_that_runs_in_eval_mode_and_is_ne
     assert!(teacher_top1 >= 0.85, "the teacher learned: {teacher_top1}");
     drop(store);
     for kind in ["hard", "soft"] {
-        let args = student_args(&format!("trial:{}", &id[..8]), kind);
+        let mut args = student_args(&format!("trial:{}", &id[..8]), kind);
+        args.extend(["--set", "train.epochs=8"].map(String::from));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run_ok(tmp.path(), &args);
     }
@@ -167,7 +168,7 @@ fn a_student_learns_from_a_resnet_teacher_trial_that_runs_in_eval_mode_and_is_ne
         // In eval mode (BatchNorm on its running statistics) the teacher scores on the
         // validation split exactly what its own best epoch scored.
         let t = series(&store, &s.id, "val", "teacher_top1");
-        assert_eq!(t.len(), 4);
+        assert_eq!(t.len(), 8);
         assert!(
             t.iter().all(|v| (v - teacher_top1).abs() < 1e-9),
             "{t:?} vs {teacher_top1}"
@@ -175,7 +176,7 @@ fn a_student_learns_from_a_resnet_teacher_trial_that_runs_in_eval_mode_and_is_ne
         let agreement = series(&store, &s.id, "val", "teacher_agreement");
         let dist = series(&store, &s.id, "train", "loss_dist");
         let cls = series(&store, &s.id, "train", "loss_cls");
-        assert_eq!((agreement.len(), dist.len(), cls.len()), (4, 4, 4));
+        assert_eq!((agreement.len(), dist.len(), cls.len()), (8, 8, 8));
         let hard = store
             .count(
                 "SELECT COUNT(*) FROM trials WHERE id = ?1 AND config LIKE '%\"type\":\"hard\"%'",
@@ -195,7 +196,7 @@ fn a_student_learns_from_a_resnet_teacher_trial_that_runs_in_eval_mode_and_is_ne
             );
         }
         for name in ["top1_cls", "top1_dist"] {
-            assert_eq!(series(&store, &s.id, "val", name).len(), 4, "{name}");
+            assert_eq!(series(&store, &s.id, "val", name).len(), 8, "{name}");
         }
         let events = store.count(
             "SELECT COUNT(*) FROM events WHERE trial = ?1 AND kind = 'teacher' AND message LIKE 'teacher resnet18 at 16 px%'",
