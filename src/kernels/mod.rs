@@ -171,14 +171,16 @@ pub fn conv2d<B: VitKernels>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> T
     let plain = kh == kw && sy == sx && conv.dilation == [1, 1] && conv.groups == 1;
     match (padding, &conv.bias) {
         (Some(padding), bias) if plain => {
+            // The weight is read first: a lazily initialised conv draws it before its bias.
+            let weight = conv.weight.val();
             // A conv without a bias (a ResNet's, before its BatchNorm) adds zeros.
             let bias = match bias {
                 Some(bias) => bias.val(),
-                None => Tensor::zeros([conv.weight.dims()[0]], &x.device()),
+                None => Tensor::zeros([weight.dims()[0]], &x.device()),
             };
             Tensor::from_primitive(TensorPrimitive::Float(B::vit_conv2d(
                 x.into_primitive().tensor(),
-                conv.weight.val().into_primitive().tensor(),
+                weight.into_primitive().tensor(),
                 bias.into_primitive().tensor(),
                 [sy, padding],
                 relu,
