@@ -22,7 +22,7 @@ use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Pipeline, Tar
 use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{
     apply_pretrained, apply_state_dict, freeze, read_state_dict, state_dict, with_arch, Arch,
-    ArchTask, Model,
+    ArchTask, Model, StateDict,
 };
 use crate::task::{with_task, Scores, Task, TaskWork};
 use crate::track::{MetricRow, Recorder};
@@ -547,7 +547,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
     fn start_ema(
         &mut self,
         model: &TrialModel<B, A, T>,
-        saved: Option<&crate::model::StateDict>,
+        saved: Option<&StateDict>,
         require_saved: bool,
     ) -> anyhow::Result<()> {
         let config = &self.config.train.ema;
@@ -785,17 +785,31 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             return Ok(());
         }
         self.progress.partial = Some(sums);
-        let weights = state_dict(model);
+        let (weights, average) = self.weights(model);
+        self.save_last(&weights, average.as_ref())
+    }
+
+    /// The model's state dict and the weight average's, if any.
+    fn weights(&self, model: &TrialModel<B, A, T>) -> (StateDict, Option<StateDict>) {
         let average = self
             .ema
             .as_ref()
             .and_then(|e| e.model.as_ref())
             .map(state_dict);
+        (state_dict(model), average)
+    }
+
+    /// Writes `last/` (weights, optimizer, weight average, progress) and records it.
+    fn save_last(
+        &mut self,
+        weights: &StateDict,
+        average: Option<&StateDict>,
+    ) -> anyhow::Result<()> {
         let optimizer = self.optimizer.state_dict();
         let saved = Weights {
-            model: &weights,
+            model: weights,
             optimizer: Some(&optimizer),
-            ema: average.as_ref(),
+            ema: average,
         };
         let path = checkpoint::save(&self.dir, Checkpoint::Last, saved, &self.progress)?;
         self.recorder
@@ -909,12 +923,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
         self.recorder.log_metrics(&self.id, &rows)?;
         let policy = self.config.train.checkpoint;
         if policy != CheckpointPolicy::None {
-            let weights = state_dict(model);
-            let average = self
-                .ema
-                .as_ref()
-                .and_then(|e| e.model.as_ref())
-                .map(state_dict);
+            let (weights, average) = self.weights(model);
             if improved && policy == CheckpointPolicy::LastAndBest {
                 let best = match &average {
                     Some(avg) if ema_wins => avg,
@@ -929,15 +938,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                 self.recorder
                     .add_artifact(&self.id, Artifact::CheckpointBest, &path)?;
             }
-            let optimizer = self.optimizer.state_dict();
-            let saved = Weights {
-                model: &weights,
-                optimizer: Some(&optimizer),
-                ema: average.as_ref(),
-            };
-            let path = checkpoint::save(&self.dir, Checkpoint::Last, saved, &self.progress)?;
-            self.recorder
-                .add_artifact(&self.id, Artifact::CheckpointLast, &path)?;
+            self.save_last(&weights, average.as_ref())?;
         }
         Ok(EpochSummary {
             epoch,

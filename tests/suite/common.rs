@@ -17,6 +17,17 @@ pub fn vitrun(args: &[&str]) -> Command {
     cmd
 }
 
+/// The values of metric `split/name` of trial `id`, in the store's order (by step).
+pub fn series(store: &vitrun::track::Store, id: &str, split: &str, name: &str) -> Vec<f64> {
+    store
+        .metrics(id)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.split == split && m.name == name)
+        .map(|m| m.value)
+        .collect()
+}
+
 /// `tests/configs/NAME`.
 pub fn config(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -14,6 +14,8 @@ use vitrun::task::classification::distill::DistillLoss;
 use vitrun::task::classification::loss::{cross_entropy, soft_cross_entropy};
 use vitrun::track::Store;
 
+use crate::common::{runs_set, series, vitrun};
+
 const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/configs/tiny_synthetic.toml"
@@ -71,18 +73,9 @@ fn hard_and_soft_losses_equal_deits_distillation_loss() {
     assert_eq!(checked, 12);
 }
 
-fn vitrun(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrun"));
-    cmd.args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VITRUN_")) {
-        cmd.env_remove(k);
-    }
-    cmd
-}
-
 /// `vitrun run TINY` into `runs` with `extra`.
 fn run(runs: &Path, extra: &[&str]) -> Output {
-    let runs_set = format!("train.runs_dir={:?}", runs.display().to_string());
+    let runs_set = runs_set(runs);
     let mut args = vec!["run", TINY, "--quiet", "--set", &runs_set];
     args.extend_from_slice(extra);
     vitrun(&args).output().unwrap()
@@ -129,16 +122,6 @@ fn student_args(teacher: &str, kind: &str) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
-}
-
-fn series(store: &Store, id: &str, split: &str, name: &str) -> Vec<f64> {
-    store
-        .metrics(id)
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.split == split && m.name == name)
-        .map(|m| m.value)
-        .collect()
 }
 
 #[test]
@@ -313,7 +296,7 @@ fn a_killed_distillation_trial_resumes_to_the_same_metrics() {
     run_ok(straight.path(), &args);
 
     let stopped = tempfile::tempdir().unwrap();
-    let runs_set = format!("train.runs_dir={:?}", stopped.path().display().to_string());
+    let runs_set = runs_set(stopped.path());
     let mut full = vec!["run", TINY, "--quiet", "--set", &runs_set];
     full.extend_from_slice(&args);
     let mut child = vitrun(&full).spawn().unwrap();

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use vitrun::contract::Status;
 use vitrun::track::Store;
 
+use crate::common::series;
+
 const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/configs/tiny_synthetic.toml"
@@ -111,16 +113,6 @@ fn only_trial(runs: &Path) -> (Store, String, PathBuf) {
     let id = trials[0].id.clone();
     let dir = runs.join("tiny_synthetic").join(&id);
     (store, id, dir)
-}
-
-fn series(store: &Store, id: &str, split: &str, name: &str) -> Vec<f64> {
-    store
-        .metrics(id)
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.split == split && m.name == name)
-        .map(|m| m.value)
-        .collect()
 }
 
 #[test]
