@@ -264,6 +264,16 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
         };
         out.push_str(&format!("{path:<width$} = {value:<24} # {source}\n"));
     }
+    let runs_dir = crate::contract::RunsDir::new(&loaded.config.train.runs_dir);
+    let store = runs_dir
+        .store()
+        .exists()
+        .then(|| Store::open(&runs_dir.store()).ok())
+        .flatten();
+    if let Some(note) = crate::train::teacher::check_note(&loaded.config, store.as_ref()) {
+        out.push_str(&note);
+        out.push('\n');
+    }
     if !loaded.sweep.is_empty() {
         let s = &loaded.sweep;
         let points = crate::plan::check_axes(loaded)?;
@@ -498,6 +508,13 @@ pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
             t.device.unwrap_or_default(),
             t.started_at.unwrap_or_default(),
             t.error.map(|e| format!("  ({e})")).unwrap_or_default(),
+        ));
+    }
+    if let Some(work) = store.teacher_work(experiment)? {
+        out.push_str(&format!(
+            "# {}
+",
+            work.describe()
         ));
     }
     Ok(out)

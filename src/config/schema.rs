@@ -307,6 +307,21 @@ pub struct DistillConfig {
     pub alpha: f64,
     /// The soft distillation's temperature (DeiT's `--distillation-tau`).
     pub tau: f64,
+    /// Which images the teacher sees: the augmented batch before Mixup/CutMix, or after.
+    pub teacher_input: TeacherInput,
+    /// Keeps the teacher's outputs in the run folder, so students that see the same images
+    /// (a sweep's arms of one seed) run the teacher once (hard: its top class; soft: f16 logits).
+    pub cache: bool,
+}
+
+/// The images the teacher classifies (`distill.teacher_input`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherInput {
+    /// The augmented images before Mixup/CutMix mixes them.
+    Unmixed,
+    /// The images the student sees, mixed (what DeiT's `engine.py` hands its teacher).
+    Mixed,
 }
 
 impl Default for DistillConfig {
@@ -318,6 +333,8 @@ impl Default for DistillConfig {
             teacher_image_size: None,
             alpha: 0.5,
             tau: 1.0,
+            teacher_input: TeacherInput::Unmixed,
+            cache: false,
         }
     }
 }

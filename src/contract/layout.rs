@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! runs/vitrun.sqlite                      the run store
+//! runs/.teacher-cache/<teacher>/          distillation teachers' kept outputs (`distill.cache`)
 //! runs/<experiment>/report/               the experiment's or sweep's report
 //! runs/<experiment>/slurm/<submission>/   SLURM submissions (plan.json, the batch script)
 //! runs/<experiment>/<trial>/config.toml   the resolved config
@@ -37,6 +38,11 @@ impl RunsDir {
     /// The run store: `vitrun.sqlite`.
     pub fn store(&self) -> PathBuf {
         self.root.join("vitrun.sqlite")
+    }
+
+    /// The folder of the distillation teachers' kept outputs (`distill.cache`).
+    pub fn teacher_cache(&self) -> PathBuf {
+        self.root.join(".teacher-cache")
     }
 
     /// The folder of experiment `name`.

@@ -75,10 +75,21 @@ impl Metric {
     pub const VAL_SKIPPED: Metric = metric(Split::Val, "skipped_images", Goal::Minimize, false);
     /// The weight average's validation (`[train.ema]`).
     pub const VAL_EMA_LOSS: Metric = metric(Split::ValEma, "loss", Goal::Minimize, true);
+    /// Images the distillation teacher classified in the training pass (`[distill]`).
+    pub const TRAIN_TEACHER_FORWARDS: Metric =
+        metric(Split::Train, "teacher_forwards", Goal::Minimize, false);
+    /// Images whose teacher outputs `distill.cache` gave in the training pass.
+    pub const TRAIN_TEACHER_CACHED: Metric =
+        metric(Split::Train, "teacher_cached", Goal::Maximize, false);
+    /// The same two of the validation pass.
+    pub const VAL_TEACHER_FORWARDS: Metric =
+        metric(Split::Val, "teacher_forwards", Goal::Minimize, false);
+    pub const VAL_TEACHER_CACHED: Metric =
+        metric(Split::Val, "teacher_cached", Goal::Maximize, false);
 
     /// Every metric every trial logs under a fixed name, whatever its task (each task's own
     /// figures are its [`TaskMetrics`]).
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 14] = [
         Metric::TRAIN_LOSS,
         Metric::TRAIN_STEP_LOSS,
         Metric::TRAIN_LR,
@@ -89,6 +100,10 @@ impl Metric {
         Metric::VAL_EMA_LOSS,
         Metric::VAL_TOP1,
         Metric::VAL_TOP5,
+        Metric::TRAIN_TEACHER_FORWARDS,
+        Metric::TRAIN_TEACHER_CACHED,
+        Metric::VAL_TEACHER_FORWARDS,
+        Metric::VAL_TEACHER_CACHED,
     ];
 
     /// `split/name`.

@@ -52,6 +52,9 @@ pub struct Batch<T> {
     pub size: usize,
     /// Samples skipped in this batch because their file was unreadable (`skip_bad`).
     pub skipped: Vec<String>,
+    /// The images as they were before Mixup/CutMix, kept when a distillation teacher sees
+    /// them (`distill.teacher_input = "unmixed"`); `None` when the batch was not mixed.
+    pub unmixed: Option<Vec<f32>>,
 }
 
 impl<T: Targets> Batch<T> {
@@ -63,6 +66,17 @@ impl<T: Targets> Batch<T> {
     /// Whether the batch holds no image.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// `[len, channels, size, size]`.
+    pub fn dims(&self) -> [usize; 4] {
+        [self.len(), self.channels, self.size, self.size]
+    }
+
+    /// The images a distillation teacher classifies: before Mixup/CutMix when they were
+    /// kept, else the batch's own.
+    pub fn teacher_images(&self) -> &[f32] {
+        self.unmixed.as_deref().unwrap_or(&self.images)
     }
 }
 

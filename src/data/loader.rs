@@ -131,6 +131,7 @@ fn load_draws<T: Targets>(
         channels: p.channels,
         size: p.size,
         skipped: Vec::new(),
+        unmixed: None,
     };
     for r in results {
         match r {

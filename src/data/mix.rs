@@ -43,6 +43,8 @@ pub struct Mixer {
     smoothing: f64,
     classes: usize,
     seed: u64,
+    /// Keeps each batch's images before mixing (for a distillation teacher).
+    keep_unmixed: bool,
 }
 
 /// The RNG of one batch's mixing: the same (seed, epoch, batch) gives the same draws.
@@ -132,7 +134,17 @@ impl Mixer {
             smoothing,
             classes,
             seed,
+            keep_unmixed: false,
         })
+    }
+
+    /// The mixer that also keeps each batch's images as they were before mixing
+    /// ([`Batch::unmixed`]), for a distillation teacher that sees them.
+    pub fn keeping_unmixed(self) -> Mixer {
+        Mixer {
+            keep_unmixed: true,
+            ..self
+        }
     }
 
     /// One draw of timm's `_params_per_batch` for `size`-pixel images: mixed with
@@ -189,7 +201,8 @@ impl Mixer {
                     .collect()
             }
         };
-        mix_pixels(batch, &draws);
+        let unmixed = mix_pixels(batch, &draws);
+        batch.unmixed = self.keep_unmixed.then_some(unmixed);
         self.targets(&batch.targets.labels, &draws)
     }
 
@@ -229,8 +242,9 @@ impl BatchTransform<Labels> for Mixer {
     }
 }
 
-/// Blends or pastes each image's partner (image n−1−i of the batch as it was) into it.
-fn mix_pixels(batch: &mut Batch<Labels>, draws: &[Draw]) {
+/// Blends or pastes each image's partner (image n−1−i of the batch as it was) into it, and
+/// gives back the images as they were.
+fn mix_pixels(batch: &mut Batch<Labels>, draws: &[Draw]) -> Vec<f32> {
     let n = batch.len();
     let (c, s) = (batch.channels, batch.size);
     let plane = s * s;
@@ -258,4 +272,5 @@ fn mix_pixels(batch: &mut Batch<Labels>, draws: &[Draw]) {
             }
         }
     }
+    original
 }

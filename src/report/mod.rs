@@ -34,6 +34,26 @@ pub struct Report {
     pub skipped: Vec<String>,
 }
 
+/// What the selection's distillation teachers did, summed over trials and passes.
+fn teacher_work(sel: &Selection) -> Option<crate::track::TeacherWork> {
+    let sum = |metric: crate::contract::Metric| -> Option<f64> {
+        let values: Vec<f64> = sel
+            .trials
+            .iter()
+            .flat_map(|t| &t.metrics)
+            .filter(|m| m.name == metric.name)
+            .map(|m| m.value)
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    };
+    let forwards = sum(crate::contract::Metric::TRAIN_TEACHER_FORWARDS)?;
+    let cached = sum(crate::contract::Metric::TRAIN_TEACHER_CACHED).unwrap_or(0.0);
+    Some(crate::track::TeacherWork {
+        forwards: forwards as u64,
+        cached: cached as u64,
+    })
+}
+
 fn summary_section(sel: &Selection) -> Section {
     let best = sel.best();
     let mut s = Section::new("summary", "Summary");
@@ -49,6 +69,9 @@ fn summary_section(sel: &Selection) -> Section {
         sel.ranking.metric,
         compare::shown(&sel.ranking.metric, sel.score(best))
     ));
+    if let Some(work) = teacher_work(sel) {
+        s.notes.push(format!("{}.", work.describe()));
+    }
     let last = |split: &str, name: &str| {
         best.metrics
             .iter()

@@ -11,6 +11,7 @@ mod probe;
 pub mod process;
 pub mod schedule;
 pub mod teacher;
+pub mod teacher_cache;
 mod trial;
 
 pub use early_stop::{EpochGate, Judge};

@@ -15,6 +15,8 @@ fn trial_folder(runs_dir: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
+        // Experiment names never start with a dot; `.teacher-cache` is not one.
+        .filter(|exp| !exp.file_name().to_string_lossy().starts_with('.'))
         .flat_map(|exp| std::fs::read_dir(exp.path()).into_iter().flatten())
         .filter_map(|e| e.ok())
         .filter(|t| t.file_name().to_string_lossy().starts_with(prefix))

@@ -3,12 +3,13 @@
 //! its running statistics) on the very images the student sees, resized to its own input size
 //! when that differs. Its weights are never updated: it is not a parameter of the student.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
 use crate::config::{Config, ModelConfig};
 use crate::kernels::VitKernels;
@@ -17,6 +18,8 @@ use crate::model::{
 };
 use crate::task::classification::ClassifierHead;
 use crate::track::Store;
+
+use super::teacher_cache::{input_key, teacher_key, Miss, Stored, TeacherCache};
 
 /// A classifier the teacher is: images in, class logits out.
 trait TeacherNet<K: VitKernels> {
@@ -40,6 +43,21 @@ pub struct Teacher<K: VitKernels> {
     pub describe: String,
     /// Its weights file.
     pub file: PathBuf,
+    /// Its outputs kept on disk (`distill.cache`).
+    cache: Option<TeacherCache>,
+    tally: Cell<TeacherTally>,
+}
+
+/// What the teacher did since the tally was last taken: images it classified, images whose
+/// outputs came from the cache, and cache entries that failed their checks or could not be
+/// written (with the last reason).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TeacherTally {
+    pub forwards: usize,
+    pub cached: usize,
+    pub rejected: usize,
+    pub unwritten: usize,
+    pub last_problem: Option<String>,
 }
 
 impl<K: VitKernels> Teacher<K> {
@@ -106,24 +124,80 @@ impl<K: VitKernels> Teacher<K> {
                 device,
             },
         )?;
-        let arch = model
-            .preset
-            .clone()
-            .filter(|_| model.arch == crate::config::ArchKind::Vit)
-            .unwrap_or_else(|| model.arch.name().to_string());
+        let arch = arch_name(&model);
+        let describe = format!("teacher {arch} at {image_size} px from {}", path.display());
+        let cache = if config.distill.cache {
+            let built = format!("{}|{image_size}", serde_json::to_string(&model)?);
+            let key = teacher_key(&path, &built, &K::name(device))
+                .with_context(|| format!("distill.cache: cannot read {}", path.display()))?;
+            let stored = Stored::for_kind(config.distill.kind);
+            let cache = TeacherCache::open(runs_dir, key, stored, classes.len(), &describe)
+                .with_context(|| {
+                    format!(
+                        "distill.cache: cannot create the teacher cache in {}; make the runs folder writable, or set distill.cache = false",
+                        runs_dir.display()
+                    )
+                })?;
+            Some(cache)
+        } else {
+            None
+        };
         Ok(Some(Teacher {
             net,
             image_size,
             classes: classes.len(),
-            describe: format!("teacher {arch} at {image_size} px from {}", path.display()),
+            describe,
             file: path,
+            cache,
+            tally: Cell::default(),
         }))
     }
 
-    /// The teacher's class logits `[batch, classes]` (row-major, on the host) of images
-    /// `[batch, channels, h, w]`, resized (bilinear) to its input size when they differ.
-    pub fn logits(&self, images: Tensor<K, 4>) -> Vec<f32> {
-        let [_, _, h, w] = images.dims();
+    /// The teacher's class logits `[batch, classes]` (row-major) of the images `pixels`
+    /// (`dims` = `[batch, channels, h, w]`): from the cache when it holds them, else computed
+    /// (and kept there). With the cache on they are the cache's form of them (f16-rounded,
+    /// or one-hot at the top class), hit or miss alike.
+    pub fn logits(&self, pixels: &[f32], dims: [usize; 4], device: &K::Device) -> Vec<f32> {
+        let mut tally = self.tally.take();
+        let Some(cache) = &self.cache else {
+            tally.forwards += dims[0];
+            self.tally.set(tally);
+            return self.forward(pixels, dims, device);
+        };
+        let input = input_key(pixels, dims);
+        let replace = match cache.read(&input, dims[0]) {
+            Ok(logits) => {
+                tally.cached += dims[0];
+                self.tally.set(tally);
+                return logits;
+            }
+            Err(Miss::Absent) => false,
+            Err(Miss::Rejected(why)) => {
+                tally.rejected += 1;
+                tally.last_problem = Some(format!("an entry was recomputed: {why}"));
+                true
+            }
+        };
+        let logits = self.forward(pixels, dims, device);
+        tally.forwards += dims[0];
+        if let Err(e) = cache.write(&input, &logits, replace) {
+            tally.unwritten += 1;
+            tally.last_problem = Some(format!("an entry could not be written: {e}"));
+        }
+        self.tally.set(tally);
+        cache.stored().settle(&logits, self.classes)
+    }
+
+    /// What the teacher did since the last call.
+    pub fn take_tally(&self) -> TeacherTally {
+        self.tally.take()
+    }
+
+    /// The network's class logits of images `dims`, resized (bilinear) to its input size when
+    /// they differ.
+    fn forward(&self, pixels: &[f32], dims: [usize; 4], device: &K::Device) -> Vec<f32> {
+        let images = Tensor::<K, 4>::from_data(TensorData::new(pixels.to_vec(), dims), device);
+        let [_, _, h, w] = dims;
         let size = self.image_size;
         let images = if [h, w] == [size, size] {
             images
@@ -144,6 +218,62 @@ impl<K: VitKernels> Teacher<K> {
             .to_vec()
             .unwrap_or_default()
     }
+}
+
+/// A model's name for people: its ViT preset, else its architecture.
+fn arch_name(model: &ModelConfig) -> String {
+    model
+        .preset
+        .clone()
+        .filter(|_| model.arch == crate::config::ArchKind::Vit)
+        .unwrap_or_else(|| model.arch.name().to_string())
+}
+
+/// What `vitrun check` says of the teacher `config` names: its architecture and input size,
+/// whether the student's images are resized to it, which images it sees, and the cache.
+/// `None` without a teacher in use; a teacher that cannot be found is said as such.
+pub fn check_note(config: &Config, store: Option<&Store>) -> Option<String> {
+    let d = &config.distill;
+    let spec = d.teacher.as_deref()?;
+    if d.kind == crate::config::DistillType::None {
+        return Some(format!(
+            "# distill: type = \"none\": the teacher {spec} is not loaded; both heads learn from the labels"
+        ));
+    }
+    let found = if spec.starts_with("trial:") {
+        let runs_dir = Path::new(&config.train.runs_dir);
+        super::pretrained::source("distill.teacher", spec, store, runs_dir)
+            .and_then(|path| trial_teacher(spec, &path))
+            .map(|(model, size, _)| (model, size))
+    } else {
+        config
+            .teacher_model()
+            .map(|m| (m, d.teacher_image_size.unwrap_or(config.data.image_size)))
+            .context("distill.teacher_model names no architecture")
+    };
+    let (model, size) = match found {
+        Ok(found) => found,
+        Err(e) => return Some(format!("# distill: teacher {spec}: {e:#}")),
+    };
+    let student = config.data.image_size;
+    let resize = if size == student {
+        "the student's size, no resize".to_string()
+    } else {
+        format!("the student's {student} px images are resized to it on the fly (bilinear)")
+    };
+    let sees = match d.teacher_input {
+        crate::config::TeacherInput::Unmixed => "before Mixup/CutMix",
+        crate::config::TeacherInput::Mixed => "after Mixup/CutMix",
+    };
+    let cache = if d.cache {
+        "its outputs are kept in the runs folder's .teacher-cache"
+    } else {
+        "no cache"
+    };
+    Some(format!(
+        "# distill: teacher {} ({spec}) takes {size} px: {resize}; it sees the augmented batch {sees}; {cache}",
+        arch_name(&model)
+    ))
 }
 
 /// A trial teacher's model config, image size and class names, from its folder (its resolved

@@ -15,7 +15,7 @@ use super::ema::Ema;
 use super::grads::{gradients, Accumulator};
 use super::optim::{param_sizes, Optimizer};
 use super::schedule::LrSchedule;
-use super::teacher::Teacher;
+use super::teacher::{Teacher, TeacherTally};
 use crate::config::{available_cores, CheckpointPolicy, Config};
 use crate::contract::{Artifact, Checkpoint, Event, Metric, Split, Status, TrialDir, TrialExit};
 use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Pipeline, Targets};
@@ -184,6 +184,8 @@ struct TrainStats {
     parts: Vec<(String, f64)>,
     /// Step losses logged during the epoch.
     rows: Vec<MetricRow>,
+    /// What the distillation teacher did in the epoch.
+    teacher: Option<TeacherTally>,
 }
 
 /// How a training epoch ended.
@@ -200,6 +202,8 @@ pub struct Evaluation {
     pub scores: Scores,
     /// Images skipped as unreadable (`skip_bad`).
     pub skipped: usize,
+    /// What the distillation teacher did in the pass.
+    pub teacher: Option<TeacherTally>,
 }
 
 /// The model a trial of task `T` on architecture `A` trains, on backend `B`.
@@ -641,6 +645,9 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
         epoch: usize,
     ) -> anyhow::Result<(TrialModel<B, A, T>, EpochEnd)> {
         let started = Instant::now();
+        if let Some(teacher) = &self.teacher {
+            teacher.take_tally();
+        }
         let resumed = self.progress.partial.take();
         let first = resumed.as_ref().map_or(0, |p| p.batches_done);
         let loader = EpochLoader::start_at(self.train_spec.clone(), epoch, first);
@@ -680,11 +687,11 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             if !batch.is_empty() {
                 B::seed(&self.device, seed_for_batch(self.config.seed, epoch, i));
                 lr = self.schedule.lr(self.progress.step as usize);
-                let images = to_tensor::<B, T::Targets>(&mut batch, &self.device);
                 if let Some(teacher) = &self.teacher {
-                    let logits = teacher.logits(images.clone().inner());
+                    let logits = teacher.logits(batch.teacher_images(), batch.dims(), &self.device);
                     self.task.with_teacher(&mut batch.targets, logits);
                 }
+                let images = to_tensor::<B, T::Targets>(&mut batch, &self.device);
                 let (loss, predictions) = self.task.forward_loss(&model, images, &batch, true);
                 let loss_value: f64 = loss.clone().into_scalar().elem();
                 if !loss_value.is_finite() {
@@ -767,6 +774,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                 .map(|(name, sum)| (name.clone(), sum / sums.seen as f64))
                 .collect(),
             rows,
+            teacher: self.teacher.as_ref().map(Teacher::take_tally),
         };
         Ok((model, EpochEnd::Trained(stats)))
     }
@@ -877,6 +885,33 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
         Ok(eval)
     }
 
+    /// The rows of what the teacher did in a pass (`teacher_forwards`, `teacher_cached`: images
+    /// it classified, images the cache answered); the cache's problems go to the log.
+    fn note_teacher_tally(
+        &mut self,
+        split: Split,
+        tally: &TeacherTally,
+        step: u64,
+        epoch: usize,
+    ) -> [MetricRow; 2] {
+        if let Some(problem) = &tally.last_problem {
+            self.observer.message(&format!(
+                "teacher cache ({}): {} entries failed their checks, {} could not be written; last: {problem}",
+                split.as_str(),
+                tally.rejected,
+                tally.unwritten
+            ));
+        }
+        let [forwards, cached] = match split {
+            Split::Train => [Metric::TRAIN_TEACHER_FORWARDS, Metric::TRAIN_TEACHER_CACHED],
+            _ => [Metric::VAL_TEACHER_FORWARDS, Metric::VAL_TEACHER_CACHED],
+        };
+        [
+            row(forwards, step, epoch, tally.forwards as f64),
+            row(cached, step, epoch, tally.cached as f64),
+        ]
+    }
+
     /// Commits the epoch's metrics, then the checkpoints that claim them.
     fn commit_epoch(
         &mut self,
@@ -899,6 +934,11 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
         ]);
         for (name, value) in &stats.parts {
             rows.push(named_row(Split::Train, name, s, epoch, *value));
+        }
+        for (split, tally) in [(Split::Train, &stats.teacher), (Split::Val, &eval.teacher)] {
+            if let Some(tally) = tally {
+                rows.extend(self.note_teacher_tally(split, tally, s, epoch));
+            }
         }
         for (name, value) in &eval.scores.figures {
             rows.push(named_row(Split::Val, name, s, epoch, *value));
@@ -1007,10 +1047,11 @@ pub fn evaluate<B: VitKernels, E: crate::model::Backbone<B>, T: Task>(
         if batch.is_empty() {
             continue;
         }
-        let images = to_tensor::<B, T::Targets>(&mut batch, device);
         if let Some(teacher) = teacher {
-            task.with_teacher(&mut batch.targets, teacher.logits(images.clone()));
+            let logits = teacher.logits(batch.teacher_images(), batch.dims(), device);
+            task.with_teacher(&mut batch.targets, logits);
         }
+        let images = to_tensor::<B, T::Targets>(&mut batch, device);
         let (loss, predictions) = task.forward_loss(model, images, &batch, false);
         let loss: f64 = loss.into_scalar().elem();
         task.add(&mut tally, &predictions, &batch);
@@ -1031,5 +1072,6 @@ pub fn evaluate<B: VitKernels, E: crate::model::Backbone<B>, T: Task>(
         loss: loss_sum / seen as f64,
         scores: task.scores(tally),
         skipped: skipped.len(),
+        teacher: teacher.map(Teacher::take_tally),
     })
 }

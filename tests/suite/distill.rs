@@ -341,3 +341,181 @@ fn a_killed_distillation_trial_resumes_to_the_same_metrics() {
         assert_eq!(x, series(&b, &id, split, name), "{split}/{name}");
     }
 }
+
+/// The sum of a trial's `split/name` over its epochs.
+fn total(store: &Store, id: &str, split: &str, name: &str) -> f64 {
+    series(store, id, split, name).iter().sum()
+}
+
+/// `distill.cache`: a second student that sees the same images (another alpha, same seed and
+/// stream) runs no teacher forward at all; a student whose cache was filled by another run
+/// ends with the bits of a run that computed every output; an entry damaged on disk is
+/// recomputed, never trusted; `ls` shows the forwards saved.
+#[test]
+fn the_teacher_cache_serves_students_of_one_stream_the_bits_a_recompute_gives() {
+    let teachers = tempfile::tempdir().unwrap();
+    let (_, dir) = teacher(teachers.path(), &["--set", "train.epochs=2"]);
+    let weights = dir.join("best/model.safetensors").display().to_string();
+    let student = |alpha: &str| {
+        let mut args = student_args(&weights, "soft");
+        args.extend(
+            [
+                "--set",
+                "distill.teacher_model={ arch = \"resnet18\", widths = [8, 16, 32, 64] }",
+                "--set",
+                "distill.cache=true",
+                "--set",
+                &format!("distill.alpha={alpha}"),
+                "--set",
+                "augment.mixup.enabled=true",
+                "--set",
+                "train.epochs=2",
+                "--set",
+                "data.train_size=320",
+                "--set",
+                "data.val_size=64",
+            ]
+            .map(String::from),
+        );
+        args
+    };
+    let (first, second) = (student("0.5"), student("0.7"));
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+
+    let shared = tempfile::tempdir().unwrap();
+    run_ok(shared.path(), &first);
+    run_ok(shared.path(), &second);
+    let store = Store::open(&shared.path().join("vitrun.sqlite")).unwrap();
+    let trials = store.trials(Some("tiny_synthetic")).unwrap();
+    assert_eq!(trials.len(), 2);
+    // Newest first. The first student computed each training batch once (every epoch draws
+    // other crops) and the validation split once (the second epoch's is the first's); the
+    // second student found every output the first computed.
+    let (later, earlier) = (&trials[0].id, &trials[1].id);
+    let work = |id: &str, split: &str| {
+        [
+            total(&store, id, split, "teacher_forwards"),
+            total(&store, id, split, "teacher_cached"),
+        ]
+    };
+    assert_eq!(work(earlier, "train"), [640.0, 0.0]);
+    assert_eq!(work(earlier, "val"), [64.0, 64.0]);
+    assert_eq!(work(later, "train"), [0.0, 640.0]);
+    assert_eq!(work(later, "val"), [0.0, 128.0]);
+    let runs = shared.path().display().to_string();
+    let ls = vitrun(&["ls", "--runs-dir", &runs]).output().unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        ls.contains("answered by distill.cache"),
+        "ls shows the forwards saved: {ls}"
+    );
+
+    // A fresh run, and a run on the first run's cache with one entry damaged: the same bits.
+    let fresh = tempfile::tempdir().unwrap();
+    run_ok(fresh.path(), &first);
+    let reused = tempfile::tempdir().unwrap();
+    let cache = shared.path().join(".teacher-cache");
+    let copy = reused.path().join(".teacher-cache");
+    Command::new("cp")
+        .args([
+            "-r",
+            &cache.display().to_string(),
+            &copy.display().to_string(),
+        ])
+        .status()
+        .unwrap();
+    let entry = walk(&copy)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "bin"))
+        .unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let last = bytes.len() - 40;
+    bytes[last] ^= 0x40;
+    std::fs::write(&entry, bytes).unwrap();
+    run_ok(reused.path(), &first);
+    let a = Store::open(&fresh.path().join("vitrun.sqlite")).unwrap();
+    let b = Store::open(&reused.path().join("vitrun.sqlite")).unwrap();
+    let id = a.trials(None).unwrap()[0].id.clone();
+    for (split, name) in [
+        ("train", "loss"),
+        ("train", "loss_dist"),
+        ("val", "loss"),
+        ("val", "top1"),
+        ("val", "teacher_agreement"),
+    ] {
+        let x = series(&a, &id, split, name);
+        assert_eq!(x.len(), 2, "{split}/{name}");
+        assert_eq!(x, series(&b, &id, split, name), "{split}/{name}");
+    }
+    let recomputed =
+        total(&b, &id, "train", "teacher_forwards") + total(&b, &id, "val", "teacher_forwards");
+    assert!(
+        (1.0..=32.0).contains(&recomputed),
+        "only the damaged entry's batch is recomputed: {recomputed}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// `vitrun check` says what the teacher takes: its size, and the resize of the student's
+/// images when the sizes differ; of a missing trial teacher it says so.
+#[test]
+fn check_names_the_teachers_input_size_and_the_resize() {
+    let resnet = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/resnet/resnet18_w8.safetensors")
+        .display()
+        .to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let runs_set = runs_set(tmp.path());
+    let check = |teacher: &str, extra: &[&str]| {
+        let mut args = vec!["check", TINY, "--set", &runs_set];
+        let student = student_args(teacher, "hard");
+        args.extend(student.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        let out = vitrun(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let model = "distill.teacher_model={ arch = \"resnet18\", widths = [8, 16, 32, 64] }";
+    let resized = check(
+        &resnet,
+        &["--set", model, "--set", "distill.teacher_image_size=32"],
+    );
+    assert!(
+        resized.contains("# distill: teacher resnet18 (")
+            && resized.contains(
+                "takes 32 px: the student's 16 px images are resized to it on the fly (bilinear); it sees the augmented batch before Mixup/CutMix"
+            ),
+        "{resized}"
+    );
+    let same = check(
+        &resnet,
+        &["--set", model, "--set", "distill.teacher_input=\"mixed\""],
+    );
+    assert!(
+        same.contains("takes 16 px: the student's size, no resize; it sees the augmented batch after Mixup/CutMix"),
+        "{same}"
+    );
+    let missing = check("trial:abcdef", &[]);
+    assert!(
+        missing.contains("# distill: teacher trial:abcdef: ") && missing.contains("abcdef"),
+        "{missing}"
+    );
+}

@@ -30,6 +30,7 @@ fn constant_batch(n: usize, size: usize) -> Batch<Labels> {
         channels: 3,
         size,
         skipped: Vec::new(),
+        unmixed: None,
     }
 }
 
@@ -648,4 +649,22 @@ fn an_epoch_started_at_a_batch_yields_the_tail_of_the_full_epoch() {
             assert!(soft(&a.targets).is_some());
         }
     }
+}
+
+/// A mixer that keeps the images before mixing (for a distillation teacher) hands them out
+/// beside the mixed ones, which it mixes exactly as before; a plain mixer keeps nothing.
+#[test]
+fn a_mixer_for_a_teacher_keeps_the_images_before_mixing() {
+    let a = mixing(true, true, MixMode::Elem);
+    let plain = Mixer::new(&a, 0.0, CLASSES, 4).unwrap();
+    let keeping = plain.clone().keeping_unmixed();
+    let (mut x, mut y) = (constant_batch(6, 4), constant_batch(6, 4));
+    let before = x.images.clone();
+    assert_eq!(plain.mix(&mut x, 2, 3), keeping.mix(&mut y, 2, 3));
+    assert_eq!(x.images, y.images);
+    assert_ne!(x.images, before, "the draw mixed something");
+    assert_eq!(x.unmixed, None);
+    assert_eq!(y.unmixed.as_deref(), Some(before.as_slice()));
+    assert_eq!(y.teacher_images(), before.as_slice());
+    assert_eq!(x.teacher_images(), x.images.as_slice());
 }

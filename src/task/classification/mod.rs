@@ -17,7 +17,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
 
 use super::{Answer, PanelInput, Panels, Scores, Task};
-use crate::config::Config;
+use crate::config::{Config, DistillType, TeacherInput};
 use crate::contract::TaskMetrics;
 use crate::data::{Batch, BatchTransform, Labels, Mixer};
 use crate::kernels::{TrainBackend, VitKernels};
@@ -103,15 +103,25 @@ impl Task for Classification {
         head.valid()
     }
 
-    /// Mixup/CutMix, when `[augment]` turns either on.
+    /// Mixup/CutMix, when `[augment]` turns either on; it keeps the images before mixing
+    /// when a teacher sees them (`distill.teacher_input = "unmixed"`).
     fn transform(&self, config: &Config) -> Option<Arc<dyn BatchTransform<Labels>>> {
-        Mixer::new(
+        let mixer = Mixer::new(
             &config.augment,
             config.optimizer.label_smoothing,
             self.classes,
             config.seed,
-        )
-        .map(|m| Arc::new(m) as Arc<dyn BatchTransform<Labels>>)
+        )?;
+        let d = &config.distill;
+        let teacher_sees_unmixed = d.kind != DistillType::None
+            && d.teacher.is_some()
+            && d.teacher_input == TeacherInput::Unmixed;
+        let mixer = if teacher_sees_unmixed {
+            mixer.keeping_unmixed()
+        } else {
+            mixer
+        };
+        Some(Arc::new(mixer))
     }
 
     fn forward_loss<B: VitKernels, E: Backbone<B>>(
