@@ -197,6 +197,39 @@ pub fn conv2d<B: VitKernels>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> T
     }
 }
 
+/// `batch_norm(norm, conv2d(conv, x))`, then ReLU if `relu`. Without autodiff (inference, a
+/// distillation teacher) the BatchNorm on its running statistics is folded into the conv's
+/// weight and bias — `w·γ/√(var+ε)`, `(b − mean)·γ/√(var+ε) + β` — so the pair is one fused
+/// conv pass; in training the batch statistics need the conv's output, and it is two passes.
+pub fn conv_batch_norm<B: VitKernels>(
+    conv: &Conv2d<B>,
+    norm: &BatchNorm<B>,
+    x: Tensor<B, 4>,
+    relu: bool,
+) -> Tensor<B, 4> {
+    let device = x.device();
+    if B::ad_enabled(&device) {
+        return batch_norm(norm, conv2d(conv, x, false), relu);
+    }
+    let weight = conv.weight.val();
+    let out = weight.dims()[0];
+    let mean = norm.running_mean.value_sync().to_device(&device);
+    let var = norm.running_var.value_sync().to_device(&device);
+    let scale = norm.gamma.val().div(var.add_scalar(norm.epsilon).sqrt());
+    let bias = match &conv.bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([out], &device),
+    };
+    let folded = Conv2d {
+        weight: burn::module::Param::from_tensor(weight.mul(scale.clone().reshape([out, 1, 1, 1]))),
+        bias: Some(burn::module::Param::from_tensor(
+            bias.sub(mean).mul(scale).add(norm.beta.val()),
+        )),
+        ..conv.clone()
+    };
+    conv2d(&folded, x, relu)
+}
+
 /// `norm` applied to `x` `[batch, channels, h, w]`, then ReLU when `relu`: PyTorch's
 /// `BatchNorm2d`. Where autodiff is on (training) it normalises by the batch's statistics and
 /// moves the running ones toward them by `norm.momentum` (the variance unbiased, as PyTorch);

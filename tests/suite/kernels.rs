@@ -166,10 +166,11 @@ struct ConvCase {
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
     (
-        1usize..4,
+        1usize..12,
         (1usize..6, 1usize..7),
         (1usize..4, 1usize..4, 0usize..3),
-        (1usize..9, 1usize..9),
+        // Narrow and wide outputs: below 16 columns conv and pool take their gather/direct paths.
+        (1usize..9, prop_oneof![1usize..9, 32usize..40]),
     )
         .prop_map(|(batch, (cin, cout), (kernel, stride, padding), (h, w))| {
             let padding = padding.min(kernel - 1);

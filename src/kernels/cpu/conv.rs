@@ -83,17 +83,201 @@ fn inside(tap: usize, size: usize, outputs: usize, s: &ConvShape) -> (usize, usi
     (lo, hi, first)
 }
 
-/// Each row of the column buffer, in order: (input channel, kernel row, kernel column).
-fn taps(s: &ConvShape) -> impl Iterator<Item = (usize, usize, usize)> {
-    let k = s.kernel;
-    (0..s.in_channels)
-        .flat_map(move |c| (0..k).flat_map(move |ky| (0..k).map(move |kx| (c, ky, kx))))
+/// The kernel offsets `(ky, kx)` that touch the image at some output pixel. On feature maps
+/// smaller than the kernel's reach (a 3×3 conv with padding 1 on a 1×1 map) the others only
+/// ever see the zero padding: their columns would be all zeros, so they are left out of the
+/// multiply, and their weights get a zero gradient.
+fn live_offsets(s: &ConvShape) -> Vec<(usize, usize)> {
+    let (oh, ow) = (s.out_height(), s.out_width());
+    let live = |tap: usize, size: usize, outputs: usize| {
+        let (lo, hi, _) = inside(tap, size, outputs, s);
+        lo < hi
+    };
+    (0..s.kernel)
+        .filter(|&ky| live(ky, s.height, oh))
+        .flat_map(|ky| (0..s.kernel).map(move |kx| (ky, kx)))
+        .filter(|&(_, kx)| live(kx, s.width, ow))
+        .collect()
 }
 
-/// Writes the columns of one image `[channels, h, w]` into `cols` `[taps, out_pixels]`.
-fn im2col(image: &[f32], s: &ConvShape, cols: &mut [f32]) {
+/// Each row of the column buffer, in order: (input channel, kernel row, kernel column) over
+/// the live offsets.
+fn taps<'a>(
+    s: &ConvShape,
+    offsets: &'a [(usize, usize)],
+) -> impl Iterator<Item = (usize, usize, usize)> + 'a {
+    (0..s.in_channels).flat_map(move |c| offsets.iter().map(move |&(ky, kx)| (c, ky, kx)))
+}
+
+/// The weight's columns of the live offsets: `[out, in·live]` (the weight itself when every
+/// offset is live).
+fn live_weight<'a>(
+    weight: &'a [f32],
+    s: &ConvShape,
+    offsets: &[(usize, usize)],
+) -> std::borrow::Cow<'a, [f32]> {
+    let k = s.kernel;
+    if offsets.len() == k * k {
+        return std::borrow::Cow::Borrowed(weight);
+    }
+    let picked = (0..s.out_channels)
+        .flat_map(|o| {
+            taps(s, offsets).map(move |(c, ky, kx)| ((o * s.in_channels + c) * k + ky) * k + kx)
+        })
+        .map(|i| weight[i])
+        .collect();
+    std::borrow::Cow::Owned(picked)
+}
+
+/// A gradient of the live columns `[out, in·live]` spread into the weight's shape, zeros at
+/// the offsets left out.
+fn spread_weight_grad(live: Vec<f32>, s: &ConvShape, offsets: &[(usize, usize)]) -> Vec<f32> {
+    let k = s.kernel;
+    if offsets.len() == k * k {
+        return live;
+    }
+    let mut full = vec![0.0; s.out_channels * s.in_channels * k * k];
+    let targets = (0..s.out_channels).flat_map(|o| {
+        taps(s, offsets).map(move |(c, ky, kx)| ((o * s.in_channels + c) * k + ky) * k + kx)
+    });
+    for (i, v) in targets.zip(live) {
+        full[i] = v;
+    }
+    full
+}
+
+/// Output widths below this are lowered by gathering from a zero-padded copy of each
+/// channel (a fixed index per output pixel, nothing per row); wider ones copy rows, which is
+/// faster once rows are long.
+const GATHER_BELOW: usize = 16;
+
+/// How a conv lowers an image to its column matrix and its gradient back: the live kernel
+/// offsets, and for narrow outputs the gather plan.
+struct Lowering {
+    s: ConvShape,
+    offsets: Vec<(usize, usize)>,
+    gather: Option<Gather>,
+}
+
+/// Indices into a channel padded by `padding` on every side (`width` wide, `len` long): the
+/// window's top-left corner of each output pixel, and each live offset's shift from it.
+struct Gather {
+    width: usize,
+    len: usize,
+    corner: Vec<usize>,
+    shift: Vec<usize>,
+    /// One past the largest corner: every window from a shift reaches this far.
+    reach: usize,
+}
+
+impl Lowering {
+    fn new(s: ConvShape) -> Lowering {
+        let offsets = live_offsets(&s);
+        let gather = (s.out_width() < GATHER_BELOW).then(|| {
+            let width = s.width + 2 * s.padding;
+            let len = width * (s.height + 2 * s.padding);
+            let corner: Vec<usize> = (0..s.out_height())
+                .flat_map(|oy| (0..s.out_width()).map(move |ox| (oy * width + ox) * s.stride))
+                .collect();
+            let shift = offsets.iter().map(|&(ky, kx)| ky * width + kx).collect();
+            let reach = corner.iter().max().map_or(0, |c| c + 1);
+            Gather {
+                width,
+                len,
+                corner,
+                shift,
+                reach,
+            }
+        });
+        Lowering { s, offsets, gather }
+    }
+
+    /// Rows of the column matrix.
+    fn taps(&self) -> usize {
+        self.s.in_channels * self.offsets.len()
+    }
+
+    /// Scratch the gather path needs: one padded channel.
+    fn scratch(&self) -> Vec<f32> {
+        vec![0.0; self.gather.as_ref().map_or(0, |g| g.len)]
+    }
+
+    /// Writes the columns of one image `[channels, h, w]` into `cols`: row `t` of the column
+    /// matrix (`[taps, out_pixels]` for this image) at `cols[t·ld + at ..]`, so the images of
+    /// a group sit side by side in one `[taps, images·out_pixels]` matrix (`ld` its row
+    /// length).
+    fn im2col(&self, image: &[f32], cols: &mut [f32], ld: usize, at: usize, scratch: &mut [f32]) {
+        let s = &self.s;
+        let Some(g) = &self.gather else {
+            return im2col_rows(image, s, &self.offsets, cols, ld, at);
+        };
+        let (pixels, plane, p) = (s.out_pixels(), s.height * s.width, s.padding);
+        scratch.fill(0.0);
+        let mut rows = cols.chunks_mut(ld);
+        for channel in image.chunks_exact(plane) {
+            for (y, line) in channel.chunks_exact(s.width).enumerate() {
+                let at = (y + p) * g.width + p;
+                scratch[at..at + s.width].copy_from_slice(line);
+            }
+            for (&shift, row) in g.shift.iter().zip(&mut rows) {
+                let window = &scratch[shift..];
+                assert!(
+                    g.reach <= window.len(),
+                    "conv: gather plan out of its plane"
+                );
+                for (v, &corner) in row[at..at + pixels].iter_mut().zip(&g.corner) {
+                    // SAFETY: every corner is below `reach` (Lowering::new), checked above
+                    // against the window's length.
+                    *v = unsafe { *window.get_unchecked(corner) };
+                }
+            }
+        }
+    }
+
+    /// Adds one image's columns' gradient (laid out as [`Lowering::im2col`] writes them) into
+    /// its gradient.
+    fn col2im(&self, cols: &[f32], ld: usize, at: usize, image: &mut [f32], scratch: &mut [f32]) {
+        let s = &self.s;
+        let Some(g) = &self.gather else {
+            return col2im_rows(cols, s, &self.offsets, ld, at, image);
+        };
+        let (pixels, plane, p) = (s.out_pixels(), s.height * s.width, s.padding);
+        let mut rows = cols.chunks(ld);
+        for channel in image.chunks_exact_mut(plane) {
+            scratch.fill(0.0);
+            for (&shift, row) in g.shift.iter().zip(&mut rows) {
+                let window = &mut scratch[shift..];
+                assert!(
+                    g.reach <= window.len(),
+                    "conv: gather plan out of its plane"
+                );
+                for (v, &corner) in row[at..at + pixels].iter().zip(&g.corner) {
+                    // SAFETY: as in `im2col`.
+                    unsafe { *window.get_unchecked_mut(corner) += v };
+                }
+            }
+            for (y, line) in channel.chunks_exact_mut(s.width).enumerate() {
+                let at = (y + p) * g.width + p;
+                line.iter_mut()
+                    .zip(&scratch[at..at + s.width])
+                    .for_each(|(t, v)| *t += v);
+            }
+        }
+    }
+}
+
+/// [`Lowering::im2col`] by copying rows.
+fn im2col_rows(
+    image: &[f32],
+    s: &ConvShape,
+    offsets: &[(usize, usize)],
+    cols: &mut [f32],
+    ld: usize,
+    at: usize,
+) {
     let (oh, ow, plane) = (s.out_height(), s.out_width(), s.height * s.width);
-    for ((c, ky, kx), row) in taps(s).zip(cols.chunks_exact_mut(oh * ow)) {
+    for ((c, ky, kx), row) in taps(s, offsets).zip(cols.chunks_mut(ld)) {
+        let row = &mut row[at..at + oh * ow];
         let channel = &image[c * plane..(c + 1) * plane];
         let (y_lo, y_hi, y_first) = inside(ky, s.height, oh, s);
         let (x_lo, x_hi, x_first) = inside(kx, s.width, ow, s);
@@ -115,10 +299,18 @@ fn im2col(image: &[f32], s: &ConvShape, cols: &mut [f32]) {
     }
 }
 
-/// Adds the columns' gradient `cols` `[taps, out_pixels]` into one image's gradient.
-fn col2im(cols: &[f32], s: &ConvShape, image: &mut [f32]) {
+/// [`Lowering::col2im`] by rows.
+fn col2im_rows(
+    cols: &[f32],
+    s: &ConvShape,
+    offsets: &[(usize, usize)],
+    ld: usize,
+    at: usize,
+    image: &mut [f32],
+) {
     let (oh, ow, plane) = (s.out_height(), s.out_width(), s.height * s.width);
-    for ((c, ky, kx), row) in taps(s).zip(cols.chunks_exact(oh * ow)) {
+    for ((c, ky, kx), row) in taps(s, offsets).zip(cols.chunks(ld)) {
+        let row = &row[at..at + oh * ow];
         let channel = &mut image[c * plane..(c + 1) * plane];
         let (y_lo, y_hi, y_first) = inside(ky, s.height, oh, s);
         let (x_lo, x_hi, x_first) = inside(kx, s.width, ow, s);
@@ -129,6 +321,25 @@ fn col2im(cols: &[f32], s: &ConvShape, image: &mut [f32]) {
             targets.zip(&grad[x_lo..x_hi]).for_each(|(t, g)| *t += g);
         }
     }
+}
+
+/// Columns a matrix multiply should get at least: below this the multiply's kernel runs
+/// mostly empty, so small feature maps (a ResNet's last stages: 4, 1 pixels) are multiplied
+/// several images at once.
+const TARGET_COLUMNS: usize = 256;
+
+/// The most images multiplied at once.
+const MAX_GROUP: usize = 32;
+
+/// Images multiplied at once for shape `s`: the smallest power of two whose output pixels
+/// reach [`TARGET_COLUMNS`], at most [`MAX_GROUP`]. It depends on the shape alone, so the sums
+/// (and the gradients) are the same bits whatever the thread count.
+fn group(s: &ConvShape) -> usize {
+    let mut g = 1;
+    while g < MAX_GROUP && g * s.out_pixels() < TARGET_COLUMNS {
+        g *= 2;
+    }
+    g
 }
 
 /// A row-major or transposed view of a matrix: element (i, j) at `i·row + j·col`.
@@ -196,37 +407,68 @@ fn matmul([m, n, k]: [usize; 3], dst: &mut [f32], lhs: View, rhs: View, accumula
     }
 }
 
-/// Images per rayon task. Fixed, so that the backward pass sums the same partial weight
-/// gradients in the same order whatever the thread count: gradients are reproducible bit for
-/// bit.
+/// Images per rayon task of the backward pass (at least; a multiple of [`group`]). Fixed by
+/// the shape, so that the backward pass sums the same partial weight gradients in the same
+/// order whatever the thread count: gradients are reproducible bit for bit.
 const IMAGES_PER_TASK: usize = 8;
+
+fn task_images(s: &ConvShape) -> usize {
+    IMAGES_PER_TASK.max(group(s))
+}
 
 /// The convolution of `x` `[batch, in, h, w]` with `weight` `[out, in, k, k]` plus `bias`
 /// `[out]`, then ReLU if `relu`: `[batch, out, out_h, out_w]`.
 pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], relu: bool, s: ConvShape) -> Vec<f32> {
     s.check(x, weight);
     assert_eq!(bias.len(), s.out_channels, "conv: bias is not [out]");
-    let (pixels, taps) = (s.out_pixels(), s.taps());
-    let mut out = vec![0.0f32; s.batch * s.out_channels * pixels];
-    out.par_chunks_mut(s.out_channels * pixels)
-        .zip(x.par_chunks(s.in_len()))
-        .with_min_len(IMAGES_PER_TASK)
+    let lowering = Lowering::new(s);
+    let weight = live_weight(weight, &s, &lowering.offsets);
+    let (pixels, taps, g) = (s.out_pixels(), lowering.taps(), group(&s));
+    let out_len = s.out_channels * pixels;
+    let mut out = vec![0.0f32; s.batch * out_len];
+    out.par_chunks_mut(g * out_len)
+        .zip(x.par_chunks(g * s.in_len()))
+        .with_min_len(IMAGES_PER_TASK.div_ceil(g))
         .for_each_init(
-            || vec![0.0f32; taps * pixels],
-            |cols, (out, image)| {
-                im2col(image, &s, cols);
+            || {
+                (
+                    vec![0.0f32; taps * g * pixels],
+                    vec![0.0f32; out_len * g],
+                    lowering.scratch(),
+                )
+            },
+            |(cols, product, scratch), (out, images)| {
+                let n = images.len() / s.in_len();
+                let ld = n * pixels;
+                for (i, image) in images.chunks_exact(s.in_len()).enumerate() {
+                    lowering.im2col(image, cols, ld, i * pixels, scratch);
+                }
+                // One image's product is already in the output's layout.
+                let dst = if n == 1 {
+                    &mut *out
+                } else {
+                    &mut product[..n * out_len]
+                };
                 matmul(
-                    [s.out_channels, pixels, taps],
-                    out,
-                    View::rows(weight, taps),
-                    View::rows(cols, pixels),
+                    [s.out_channels, ld, taps],
+                    dst,
+                    View::rows(&weight, taps),
+                    View::rows(&cols[..taps * ld], ld),
                     false,
                 );
-                for (channel, b) in out.chunks_exact_mut(pixels).zip(bias) {
-                    if relu {
-                        channel.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-                    } else {
-                        channel.iter_mut().for_each(|v| *v += b);
+                for (i, image_out) in out.chunks_exact_mut(out_len).enumerate() {
+                    for (c, (channel, b)) in
+                        image_out.chunks_exact_mut(pixels).zip(bias).enumerate()
+                    {
+                        if n > 1 {
+                            let at = c * ld + i * pixels;
+                            channel.copy_from_slice(&product[at..at + pixels]);
+                        }
+                        if relu {
+                            channel.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                        } else {
+                            channel.iter_mut().for_each(|v| *v += b);
+                        }
                     }
                 }
             },
@@ -246,7 +488,11 @@ struct Partial {
     weight: Vec<f32>,
     bias: Vec<f32>,
     cols: Vec<f32>,
+    /// A group's output gradients side by side.
+    grads: Vec<f32>,
     grad_cols: Vec<f32>,
+    /// The lowering's scratch.
+    scratch: Vec<f32>,
 }
 
 /// Backward pass of [`forward`] for the output gradient `grad`. `out` is the forward output,
@@ -260,7 +506,9 @@ pub fn backward(
     s: ConvShape,
 ) -> ConvGrads {
     s.check(x, weight);
-    let (pixels, taps) = (s.out_pixels(), s.taps());
+    let lowering = Lowering::new(s);
+    let weight = live_weight(weight, &s, &lowering.offsets);
+    let (pixels, taps) = (s.out_pixels(), lowering.taps());
     let out_len = s.out_channels * pixels;
     assert_eq!(
         grad.len(),
@@ -281,60 +529,81 @@ pub fn backward(
         }
         None => grad.to_vec(),
     };
-    let image = |acc: &mut Partial, item: usize, dx: Option<&mut [f32]>| {
-        let g = &grad[item * out_len..(item + 1) * out_len];
-        im2col(
-            &x[item * s.in_len()..(item + 1) * s.in_len()],
-            &s,
-            &mut acc.cols,
-        );
+    let g = group(&s);
+    // The output gradients of images `items` side by side, `[out, images·pixels]`, then their
+    // columns, as `forward` multiplied them.
+    let images = |acc: &mut Partial, items: std::ops::Range<usize>, dx: Option<&mut [f32]>| {
+        let n = items.len();
+        let ld = n * pixels;
+        let grads = &mut acc.grads[..s.out_channels * ld];
+        for (i, item) in items.clone().enumerate() {
+            let image_grad = &grad[item * out_len..(item + 1) * out_len];
+            for (c, channel) in image_grad.chunks_exact(pixels).enumerate() {
+                grads[c * ld + i * pixels..c * ld + (i + 1) * pixels].copy_from_slice(channel);
+            }
+            lowering.im2col(
+                &x[item * s.in_len()..(item + 1) * s.in_len()],
+                &mut acc.cols,
+                ld,
+                i * pixels,
+                &mut acc.scratch,
+            );
+        }
+        let grads = &acc.grads[..s.out_channels * ld];
         matmul(
-            [s.out_channels, taps, pixels],
+            [s.out_channels, taps, ld],
             &mut acc.weight,
-            View::rows(g, pixels),
-            View::transposed(&acc.cols, pixels),
+            View::rows(grads, ld),
+            View::transposed(&acc.cols[..taps * ld], ld),
             true,
         );
-        for (b, channel) in acc.bias.iter_mut().zip(g.chunks_exact(pixels)) {
-            *b += channel.iter().sum::<f32>();
+        for (b, row) in acc.bias.iter_mut().zip(grads.chunks_exact(ld)) {
+            *b += row.iter().sum::<f32>();
         }
         if let Some(dx) = dx {
+            let grad_cols = &mut acc.grad_cols[..taps * ld];
             matmul(
-                [taps, pixels, s.out_channels],
-                &mut acc.grad_cols,
-                View::transposed(weight, taps),
-                View::rows(g, pixels),
+                [taps, ld, s.out_channels],
+                grad_cols,
+                View::transposed(&weight, taps),
+                View::rows(grads, ld),
                 false,
             );
-            col2im(&acc.grad_cols, &s, dx);
+            for (i, dx) in dx.chunks_exact_mut(s.in_len()).enumerate() {
+                lowering.col2im(grad_cols, ld, i * pixels, dx, &mut acc.scratch);
+            }
         }
     };
+    let per_task = task_images(&s);
     let task = |first: usize, dx: Option<&mut [f32]>| {
         let mut acc = Partial {
             weight: vec![0.0; s.out_channels * taps],
             bias: vec![0.0; s.out_channels],
-            cols: vec![0.0; taps * pixels],
-            grad_cols: vec![0.0; if dx.is_some() { taps * pixels } else { 0 }],
+            cols: vec![0.0; taps * g * pixels],
+            grads: vec![0.0; s.out_channels * g * pixels],
+            grad_cols: vec![0.0; if dx.is_some() { taps * g * pixels } else { 0 }],
+            scratch: lowering.scratch(),
         };
-        let items = first..(first + IMAGES_PER_TASK).min(s.batch);
+        let end = (first + per_task).min(s.batch);
+        let starts = (first..end).step_by(g);
         match dx {
-            Some(dx) => items
-                .zip(dx.chunks_exact_mut(s.in_len()))
-                .for_each(|(item, dx)| image(&mut acc, item, Some(dx))),
-            None => items.for_each(|item| image(&mut acc, item, None)),
+            Some(dx) => starts
+                .zip(dx.chunks_mut(g * s.in_len()))
+                .for_each(|(start, dx)| images(&mut acc, start..(start + g).min(end), Some(dx))),
+            None => starts.for_each(|start| images(&mut acc, start..(start + g).min(end), None)),
         }
         acc
     };
     let mut dx = input_grad.then(|| vec![0.0f32; x.len()]);
     let partials: Vec<Partial> = match dx.as_mut() {
         Some(dx) => dx
-            .par_chunks_mut(IMAGES_PER_TASK * s.in_len())
+            .par_chunks_mut(per_task * s.in_len())
             .enumerate()
-            .map(|(t, dx)| task(t * IMAGES_PER_TASK, Some(dx)))
+            .map(|(t, dx)| task(t * per_task, Some(dx)))
             .collect(),
-        None => (0..s.batch.div_ceil(IMAGES_PER_TASK))
+        None => (0..s.batch.div_ceil(per_task))
             .into_par_iter()
-            .map(|t| task(t * IMAGES_PER_TASK, None))
+            .map(|t| task(t * per_task, None))
             .collect(),
     };
     let (mut weight_grad, mut bias_grad) =
@@ -346,7 +615,7 @@ pub fn backward(
     }
     ConvGrads {
         x: dx,
-        weight: weight_grad,
+        weight: spread_weight_grad(weight_grad, &s, &lowering.offsets),
         bias: bias_grad,
     }
 }

@@ -80,16 +80,17 @@ pub fn forward(x: &[f32], s: PoolShape, keep_indices: bool) -> (Vec<f32>, Option
     let mut winners = keep_indices.then(|| vec![0u32; s.planes * plane_out]);
     // Separable: the max down each column of an output row's window rows (SIMD across the
     // columns), then across each window's columns of those maxima.
-    let plane = |input: &[f32], out: &mut [f32], mut winners: Option<&mut [u32]>| {
-        let mut column_max = vec![0.0f32; s.width];
-        let mut column_row = vec![0u32; s.width];
+    let plane = |(column_max, column_row): &mut (Vec<f32>, Vec<u32>),
+                 input: &[f32],
+                 out: &mut [f32],
+                 mut winners: Option<&mut [u32]>| {
         for oy in 0..oh {
             let rows = s.window(oy, s.height);
             column_max.copy_from_slice(&input[rows.start * s.width..(rows.start + 1) * s.width]);
             column_row.fill(rows.start as u32);
             for y in rows.start + 1..rows.end {
                 let line = &input[y * s.width..(y + 1) * s.width];
-                column_step(line, y as u32, &mut column_max, &mut column_row);
+                column_step(line, y as u32, column_max, column_row);
             }
             for ox in 0..ow {
                 let cols = s.window(ox, s.width);
@@ -113,16 +114,21 @@ pub fn forward(x: &[f32], s: PoolShape, keep_indices: bool) -> (Vec<f32>, Option
     };
     let inputs = x.par_chunks(plane_in);
     let outputs = out.par_chunks_mut(plane_out);
+    let scratch = || (vec![0.0f32; s.width], vec![0u32; s.width]);
     match winners.as_mut() {
         Some(winners) => inputs
             .zip(outputs)
             .zip(winners.par_chunks_mut(plane_out))
             .with_min_len(PLANES_PER_TASK)
-            .for_each(|((input, out), winners)| plane(input, out, Some(winners))),
+            .for_each_init(scratch, |buffers, ((input, out), winners)| {
+                plane(buffers, input, out, Some(winners))
+            }),
         None => inputs
             .zip(outputs)
             .with_min_len(PLANES_PER_TASK)
-            .for_each(|(input, out)| plane(input, out, None)),
+            .for_each_init(scratch, |buffers, (input, out)| {
+                plane(buffers, input, out, None)
+            }),
     }
     (out, winners)
 }

@@ -205,19 +205,16 @@ impl<B: VitKernels> ResBlock<B> {
     /// `relu(block(x) + shortcut(x))`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let shortcut = match &self.downsample {
-            Some(d) => {
-                kernels::batch_norm(&d.norm, kernels::conv2d(&d.conv, x.clone(), false), false)
-            }
+            Some(d) => kernels::conv_batch_norm(&d.conv, &d.norm, x.clone(), false),
             None => x.clone(),
         };
-        let y = kernels::batch_norm(&self.bn1, kernels::conv2d(&self.conv1, x, false), true);
+        let y = kernels::conv_batch_norm(&self.conv1, &self.bn1, x, true);
         let y = match (&self.conv3, &self.bn3) {
             (Some(conv3), Some(bn3)) => {
-                let y =
-                    kernels::batch_norm(&self.bn2, kernels::conv2d(&self.conv2, y, false), true);
-                kernels::batch_norm(bn3, kernels::conv2d(conv3, y, false), false)
+                let y = kernels::conv_batch_norm(&self.conv2, &self.bn2, y, true);
+                kernels::conv_batch_norm(conv3, bn3, y, false)
             }
-            _ => kernels::batch_norm(&self.bn2, kernels::conv2d(&self.conv2, y, false), false),
+            _ => kernels::conv_batch_norm(&self.conv2, &self.bn2, y, false),
         };
         burn::tensor::activation::relu(y + shortcut)
     }
@@ -237,7 +234,7 @@ pub struct ResNet<B: Backend> {
 impl<B: VitKernels> ResNet<B> {
     /// Images `[batch, channels, h, w]` → the last stage's feature map `[batch, C, h/32, w/32]`.
     pub fn feature_map(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = kernels::batch_norm(&self.bn1, kernels::conv2d(&self.conv1, images, false), true);
+        let x = kernels::conv_batch_norm(&self.conv1, &self.bn1, images, true);
         let x = kernels::max_pool2d(x, 3, 2, 1);
         [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
             .into_iter()
