@@ -67,6 +67,12 @@ bench-distill:
     target/bench-venv/bin/python benches/resnet_peer.py | tee -a target/bench-distill.txt
     awk -F': ' '/resnet18-w32 burn-flex (train|infer)/ {split($1, w, " "); ours[w[3]] = $2} /resnet18-w32 pytorch/ {split($1, w, " "); peer[w[3]] = $2} END {printf "resnet18-w32 burn-flex / pytorch: train %.2fx, infer %.2fx\n", ours["train"] / peer["train"], ours["infer"] / peer["infer"]}' target/bench-distill.txt
 
+# The teacher cache: a 4-student distillation sweep without and with distill.cache (teacher
+# forwards and wall time; needs Fashion-MNIST).
+bench-teacher-cache:
+    cargo build --release
+    benches/teacher_cache.sh | tee target/bench-teacher-cache.txt
+
 # A single-node SLURM cluster on this machine (as root; needs slurm-wlm and munge).
 cluster action="start":
     .ci/slurm-cluster {{action}}

@@ -26,6 +26,9 @@ cargo bench --bench train_step "${features[@]}" --no-run 2>&1 | tail -1
 echo "bench build seconds: $(( $(date +%s) - build_start ))"
 cargo bench --bench train_step "${features[@]}" 2>/dev/null | tee "$out"
 "$venv/bin/python" benches/pytorch_peer.py | tee -a "$out"
+# The convnet: timm's ResNet-18 (half widths, the distillation teacher) against timm's in PyTorch.
+cargo bench --bench distill "${features[@]}" 2>/dev/null | grep '^resnet' | tee -a "$out"
+"$venv/bin/python" benches/resnet_peer.py | tee -a "$out"
 # Each figure's peer is the PyTorch line with the same prefix: `burn-flex train img/s` against
 # `pytorch train img/s`, `conv-stem burn-flex ...` against `conv-stem pytorch ...`.
 awk -F': ' '
