@@ -356,30 +356,10 @@ fn the_teacher_cache_serves_students_of_one_stream_the_bits_a_recompute_gives() 
     let teachers = tempfile::tempdir().unwrap();
     let (_, dir) = teacher(teachers.path(), &["--set", "train.epochs=2"]);
     let weights = dir.join("best/model.safetensors").display().to_string();
-    let student = |alpha: &str| {
-        let mut args = student_args(&weights, "soft");
-        args.extend(
-            [
-                "--set",
-                "distill.teacher_model={ arch = \"resnet18\", widths = [8, 16, 32, 64] }",
-                "--set",
-                "distill.cache=true",
-                "--set",
-                &format!("distill.alpha={alpha}"),
-                "--set",
-                "augment.mixup.enabled=true",
-                "--set",
-                "train.epochs=2",
-                "--set",
-                "data.train_size=320",
-                "--set",
-                "data.val_size=64",
-            ]
-            .map(String::from),
-        );
-        args
-    };
-    let (first, second) = (student("0.5"), student("0.7"));
+    let (first, second) = (
+        cached_student(&weights, "0.5"),
+        cached_student(&weights, "0.7"),
+    );
     let first: Vec<&str> = first.iter().map(String::as_str).collect();
     let second: Vec<&str> = second.iter().map(String::as_str).collect();
 
@@ -453,6 +433,85 @@ fn the_teacher_cache_serves_students_of_one_stream_the_bits_a_recompute_gives() 
     assert!(
         (1.0..=32.0).contains(&recomputed),
         "only the damaged entry's batch is recomputed: {recomputed}"
+    );
+}
+
+/// A soft student of the teacher file `weights` with `distill.cache` on, Mixup on, weight
+/// `alpha`: 2 epochs of 320 images.
+fn cached_student(weights: &str, alpha: &str) -> Vec<String> {
+    let mut args = student_args(weights, "soft");
+    args.extend(
+        [
+            "--set",
+            "distill.teacher_model={ arch = \"resnet18\", widths = [8, 16, 32, 64] }",
+            "--set",
+            "distill.cache=true",
+            "--set",
+            &format!("distill.alpha={alpha}"),
+            "--set",
+            "augment.mixup.enabled=true",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "data.train_size=320",
+            "--set",
+            "data.val_size=64",
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+/// Two students that share a cache run at once: each writes and reads entries the other may
+/// be writing, and each ends with the numbers it has alone.
+#[test]
+fn students_running_at_once_share_the_teacher_cache_safely() {
+    let teachers = tempfile::tempdir().unwrap();
+    let (_, dir) = teacher(teachers.path(), &["--set", "train.epochs=2"]);
+    let weights = dir.join("best/model.safetensors").display().to_string();
+    let students = [
+        cached_student(&weights, "0.5"),
+        cached_student(&weights, "0.7"),
+    ];
+    let shared = tempfile::tempdir().unwrap();
+    let runs_set = runs_set(shared.path());
+    let children: Vec<_> = students
+        .iter()
+        .map(|args| {
+            let mut full = vec!["run", TINY, "--quiet", "--set", &runs_set];
+            full.extend(args.iter().map(String::as_str));
+            vitrun(&full).spawn().unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let together = Store::open(&shared.path().join("vitrun.sqlite")).unwrap();
+    for args in &students {
+        let alone = tempfile::tempdir().unwrap();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok(alone.path(), &args);
+        let alone = Store::open(&alone.path().join("vitrun.sqlite")).unwrap();
+        let id = alone.trials(None).unwrap()[0].id.clone();
+        for (split, name) in [
+            ("train", "loss"),
+            ("val", "loss"),
+            ("val", "teacher_agreement"),
+        ] {
+            assert_eq!(
+                series(&together, &id, split, name),
+                series(&alone, &id, split, name),
+                "{split}/{name}"
+            );
+        }
+    }
+    let leftovers: Vec<PathBuf> = walk(&shared.path().join(".teacher-cache"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no temporary file is left: {leftovers:?}"
     );
 }
 
