@@ -456,18 +456,19 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], relu: bool, s: ConvShape
                     View::rows(&cols[..taps * ld], ld),
                     false,
                 );
+                // Bias and ReLU as the product moves into the output's layout: one pass.
+                let finish = |v: f32, b: f32| if relu { (v + b).max(0.0) } else { v + b };
                 for (i, image_out) in out.chunks_exact_mut(out_len).enumerate() {
-                    for (c, (channel, b)) in
+                    for (c, (channel, &b)) in
                         image_out.chunks_exact_mut(pixels).zip(bias).enumerate()
                     {
                         if n > 1 {
                             let at = c * ld + i * pixels;
-                            channel.copy_from_slice(&product[at..at + pixels]);
-                        }
-                        if relu {
-                            channel.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                            for (o, &v) in channel.iter_mut().zip(&product[at..at + pixels]) {
+                                *o = finish(v, b);
+                            }
                         } else {
-                            channel.iter_mut().for_each(|v| *v += b);
+                            channel.iter_mut().for_each(|v| *v = finish(*v, b));
                         }
                     }
                 }
