@@ -61,11 +61,10 @@ bench-shards:
     cargo bench --bench shard_wave
 
 # ResNet-18 teacher steps against timm's in PyTorch (same threads), and the student's step with
-# the teacher against without (needs torch and timm: the venv `just bench` makes).
+# the teacher against without, in three rounds with the median ratio (needs torch and timm: the
+# venv `just bench` makes).
 bench-distill:
-    cargo bench --bench distill | tee target/bench-distill.txt
-    target/bench-venv/bin/python benches/resnet_peer.py | tee -a target/bench-distill.txt
-    awk -F': ' '/resnet18-w32 burn-flex (train|infer)/ {split($1, w, " "); ours[w[3]] = $2} /resnet18-w32 pytorch/ {split($1, w, " "); peer[w[3]] = $2} END {printf "resnet18-w32 burn-flex / pytorch: train %.2fx, infer %.2fx\n", ours["train"] / peer["train"], ours["infer"] / peer["infer"]}' target/bench-distill.txt
+    benches/resnet_rounds.sh
 
 # The teacher cache: a 4-student distillation sweep without and with distill.cache (teacher
 # forwards and wall time; needs Fashion-MNIST).
