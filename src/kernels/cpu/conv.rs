@@ -4,6 +4,8 @@
 //! recomputes the columns instead of keeping them (they are k² times the input), so a
 //! training step keeps only the input and the output.
 
+use std::cell::RefCell;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -198,8 +200,8 @@ impl Lowering {
     }
 
     /// Scratch the gather path needs: one padded channel.
-    fn scratch(&self) -> Vec<f32> {
-        vec![0.0; self.gather.as_ref().map_or(0, |g| g.len)]
+    fn plane_len(&self) -> usize {
+        self.gather.as_ref().map_or(0, |g| g.len)
     }
 
     /// Writes the columns of one image `[channels, h, w]` into `cols`: row `t` of the column
@@ -429,51 +431,51 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], relu: bool, s: ConvShape
     out.par_chunks_mut(g * out_len)
         .zip(x.par_chunks(g * s.in_len()))
         .with_min_len(IMAGES_PER_TASK.div_ceil(g))
-        .for_each_init(
-            || {
-                (
-                    vec![0.0f32; taps * g * pixels],
-                    vec![0.0f32; out_len * g],
-                    lowering.scratch(),
-                )
-            },
-            |(cols, product, scratch), (out, images)| {
-                let n = images.len() / s.in_len();
-                let ld = n * pixels;
-                for (i, image) in images.chunks_exact(s.in_len()).enumerate() {
-                    lowering.im2col(image, cols, ld, i * pixels, scratch);
-                }
-                // One image's product is already in the output's layout.
-                let dst = if n == 1 {
-                    &mut *out
-                } else {
-                    &mut product[..n * out_len]
-                };
-                matmul(
-                    [s.out_channels, ld, taps],
-                    dst,
-                    View::rows(&weight, taps),
-                    View::rows(&cols[..taps * ld], ld),
-                    false,
-                );
-                // Bias and ReLU as the product moves into the output's layout: one pass.
-                let finish = |v: f32, b: f32| if relu { (v + b).max(0.0) } else { v + b };
-                for (i, image_out) in out.chunks_exact_mut(out_len).enumerate() {
-                    for (c, (channel, &b)) in
-                        image_out.chunks_exact_mut(pixels).zip(bias).enumerate()
-                    {
-                        if n > 1 {
-                            let at = c * ld + i * pixels;
-                            for (o, &v) in channel.iter_mut().zip(&product[at..at + pixels]) {
-                                *o = finish(v, b);
+        .for_each(|(out, images)| {
+            let n = images.len() / s.in_len();
+            let ld = n * pixels;
+            let sizes = [taps * ld, out_len * n, 0, lowering.plane_len()];
+            with_scratch(
+                sizes,
+                |Scratch {
+                     cols,
+                     product,
+                     plane,
+                     ..
+                 }| {
+                    let (cols, product) = (&mut cols[..taps * ld], &mut product[..out_len * n]);
+                    let plane = &mut plane[..lowering.plane_len()];
+                    for (i, image) in images.chunks_exact(s.in_len()).enumerate() {
+                        lowering.im2col(image, cols, ld, i * pixels, plane);
+                    }
+                    // One image's product is already in the output's layout.
+                    let dst = if n == 1 { &mut *out } else { &mut *product };
+                    matmul(
+                        [s.out_channels, ld, taps],
+                        dst,
+                        View::rows(&weight, taps),
+                        View::rows(cols, ld),
+                        false,
+                    );
+                    // Bias and ReLU as the product moves into the output's layout: one pass.
+                    let finish = |v: f32, b: f32| if relu { (v + b).max(0.0) } else { v + b };
+                    for (i, image_out) in out.chunks_exact_mut(out_len).enumerate() {
+                        for (c, (channel, &b)) in
+                            image_out.chunks_exact_mut(pixels).zip(bias).enumerate()
+                        {
+                            if n > 1 {
+                                let at = c * ld + i * pixels;
+                                for (o, &v) in channel.iter_mut().zip(&product[at..at + pixels]) {
+                                    *o = finish(v, b);
+                                }
+                            } else {
+                                channel.iter_mut().for_each(|v| *v = finish(*v, b));
                             }
-                        } else {
-                            channel.iter_mut().for_each(|v| *v = finish(*v, b));
                         }
                     }
-                }
-            },
-        );
+                },
+            );
+        });
     out
 }
 
@@ -484,16 +486,50 @@ pub struct ConvGrads {
     pub bias: Vec<f32>,
 }
 
-/// One task's sums over its images, and its scratch buffers.
+/// One task's sums over its images.
 struct Partial {
     weight: Vec<f32>,
     bias: Vec<f32>,
+}
+
+/// A thread's work buffers, kept from call to call: convs on small maps are called often for
+/// little work each, and allocating and zeroing the buffers every call showed in profiles.
+/// Every use writes what it reads.
+#[derive(Default)]
+struct Scratch {
+    /// A group's column matrix.
     cols: Vec<f32>,
-    /// A group's output gradients side by side.
-    grads: Vec<f32>,
+    /// The forward's product; the backward's output gradients side by side.
+    product: Vec<f32>,
+    /// The backward's gradient of the columns.
     grad_cols: Vec<f32>,
-    /// The lowering's scratch.
-    scratch: Vec<f32>,
+    /// One padded channel (the gather lowering).
+    plane: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` on this thread's scratch, its buffers at least `sizes` long (cols, product,
+/// grad_cols, plane). `f` must not call back into rayon (it would borrow the scratch twice).
+fn with_scratch<R>(sizes: [usize; 4], f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let scratch = &mut *guard;
+        let buffers = [
+            &mut scratch.cols,
+            &mut scratch.product,
+            &mut scratch.grad_cols,
+            &mut scratch.plane,
+        ];
+        for (buffer, size) in buffers.into_iter().zip(sizes) {
+            if buffer.len() < size {
+                buffer.resize(size, 0.0);
+            }
+        }
+        f(scratch)
+    })
 }
 
 /// Backward pass of [`forward`] for the output gradient `grad`. `out` is the forward output,
@@ -533,36 +569,36 @@ pub fn backward(
     let g = group(&s);
     // The output gradients of images `items` side by side, `[out, images·pixels]`, then their
     // columns, as `forward` multiplied them.
-    let images = |acc: &mut Partial, items: std::ops::Range<usize>, dx: Option<&mut [f32]>| {
+    let images = |acc: &mut Partial,
+                  scratch: &mut Scratch,
+                  items: std::ops::Range<usize>,
+                  dx: Option<&mut [f32]>| {
         let n = items.len();
         let ld = n * pixels;
-        let grads = &mut acc.grads[..s.out_channels * ld];
+        let cols = &mut scratch.cols[..taps * ld];
+        let grads = &mut scratch.product[..s.out_channels * ld];
+        let plane = &mut scratch.plane[..lowering.plane_len()];
         for (i, item) in items.clone().enumerate() {
             let image_grad = &grad[item * out_len..(item + 1) * out_len];
             for (c, channel) in image_grad.chunks_exact(pixels).enumerate() {
                 grads[c * ld + i * pixels..c * ld + (i + 1) * pixels].copy_from_slice(channel);
             }
-            lowering.im2col(
-                &x[item * s.in_len()..(item + 1) * s.in_len()],
-                &mut acc.cols,
-                ld,
-                i * pixels,
-                &mut acc.scratch,
-            );
+            let image = &x[item * s.in_len()..(item + 1) * s.in_len()];
+            lowering.im2col(image, cols, ld, i * pixels, plane);
         }
-        let grads = &acc.grads[..s.out_channels * ld];
+        let grads = &*grads;
         matmul(
             [s.out_channels, taps, ld],
             &mut acc.weight,
             View::rows(grads, ld),
-            View::transposed(&acc.cols[..taps * ld], ld),
+            View::transposed(cols, ld),
             true,
         );
         for (b, row) in acc.bias.iter_mut().zip(grads.chunks_exact(ld)) {
             *b += row.iter().sum::<f32>();
         }
         if let Some(dx) = dx {
-            let grad_cols = &mut acc.grad_cols[..taps * ld];
+            let grad_cols = &mut scratch.grad_cols[..taps * ld];
             matmul(
                 [taps, ld, s.out_channels],
                 grad_cols,
@@ -571,7 +607,7 @@ pub fn backward(
                 false,
             );
             for (i, dx) in dx.chunks_exact_mut(s.in_len()).enumerate() {
-                lowering.col2im(grad_cols, ld, i * pixels, dx, &mut acc.scratch);
+                lowering.col2im(grad_cols, ld, i * pixels, dx, plane);
             }
         }
     };
@@ -580,19 +616,25 @@ pub fn backward(
         let mut acc = Partial {
             weight: vec![0.0; s.out_channels * taps],
             bias: vec![0.0; s.out_channels],
-            cols: vec![0.0; taps * g * pixels],
-            grads: vec![0.0; s.out_channels * g * pixels],
-            grad_cols: vec![0.0; if dx.is_some() { taps * g * pixels } else { 0 }],
-            scratch: lowering.scratch(),
         };
         let end = (first + per_task).min(s.batch);
         let starts = (first..end).step_by(g);
-        match dx {
+        let columns = taps * g * pixels;
+        let sizes = [
+            columns,
+            s.out_channels * g * pixels,
+            if dx.is_some() { columns } else { 0 },
+            lowering.plane_len(),
+        ];
+        with_scratch(sizes, |scratch| match dx {
             Some(dx) => starts
                 .zip(dx.chunks_mut(g * s.in_len()))
-                .for_each(|(start, dx)| images(&mut acc, start..(start + g).min(end), Some(dx))),
-            None => starts.for_each(|start| images(&mut acc, start..(start + g).min(end), None)),
-        }
+                .for_each(|(start, dx)| {
+                    images(&mut acc, scratch, start..(start + g).min(end), Some(dx))
+                }),
+            None => starts
+                .for_each(|start| images(&mut acc, scratch, start..(start + g).min(end), None)),
+        });
         acc
     };
     let mut dx = input_grad.then(|| vec![0.0f32; x.len()]);
