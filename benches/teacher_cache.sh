@@ -27,13 +27,12 @@ for mode in plain cached; do
         --set "train.runs_dir=\"$work/$mode\"" --set "distill.teacher=\"trial:$teacher\"" \
         --set "distill.cache=$cache" >/dev/null
     end=$(date +%s.%N)
-    wall[$mode]=$(echo "$end - $start" | bc -l)
+    wall[$mode]=$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')
     line=$("$bin" ls distill_cache_bench --runs-dir "$work/$mode" | grep '^# teacher:')
     forwards[$mode]=$(echo "$line" | sed -E 's/# teacher: ([0-9,]+) images classified.*/\1/' | tr -d ,)
     cached[$mode]=$(echo "$line" | sed -E 's/.*, ([0-9,]+) answered by.*/\1/' | tr -d ,)
     printf 'teacher-cache %s: wall %.1f s, teacher forwards %s images, answered by the cache %s images\n' \
         "$mode" "${wall[$mode]}" "${forwards[$mode]}" "${cached[$mode]}"
 done
-printf 'teacher-cache cached / plain: wall %.2fx, teacher forwards %.2fx\n' \
-    "$(echo "${wall[cached]} / ${wall[plain]}" | bc -l)" \
-    "$(echo "${forwards[cached]} / ${forwards[plain]}" | bc -l)"
+awk -v wc="${wall[cached]}" -v wp="${wall[plain]}" -v fc="${forwards[cached]}" -v fp="${forwards[plain]}" \
+    'BEGIN { printf "teacher-cache cached / plain: wall %.2fx, teacher forwards %.2fx\n", wc / wp, fc / fp }'
