@@ -108,12 +108,7 @@ pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
             } else {
                 format!("curve_{}_{}", safe(group[0]), safe(name))
             };
-            charts::png(&out.join(format!("{stem}.png")), (800, 480), |root| {
-                charts::lines(root, &chart)
-            })?;
-            charts::svg(&out.join(format!("{stem}.svg")), (800, 480), |root| {
-                charts::lines(root, &chart)
-            })?;
+            draw_lines(out, &stem, &chart)?;
             figures.push(Figure {
                 file: format!("{stem}.png"),
                 title: what,
@@ -175,17 +170,23 @@ fn heads(t: &TrialRecord, out: &Path) -> anyhow::Result<Option<Figure>> {
         bands: Vec::new(),
     };
     let stem = "curve_distillation_heads";
-    charts::png(&out.join(format!("{stem}.png")), (800, 480), |root| {
-        charts::lines(root, &chart)
-    })?;
-    charts::svg(&out.join(format!("{stem}.svg")), (800, 480), |root| {
-        charts::lines(root, &chart)
-    })?;
+    draw_lines(out, stem, &chart)?;
     Ok(Some(Figure {
         file: format!("{stem}.png"),
         title: chart.title.clone(),
         caption: "DeiT's distillation: the class and distillation heads, their average, and the teacher (grey)".into(),
     }))
+}
+
+/// Draws `chart` as `<stem>.png` and `<stem>.svg` in `out`.
+fn draw_lines(out: &Path, stem: &str, chart: &LineChart) -> anyhow::Result<()> {
+    charts::png(&out.join(format!("{stem}.png")), (800, 480), |root| {
+        charts::lines(root, chart)
+    })?;
+    charts::svg(&out.join(format!("{stem}.svg")), (800, 480), |root| {
+        charts::lines(root, chart)
+    })?;
+    Ok(())
 }
 
 /// The `q` quantile of sorted values (linear interpolation).

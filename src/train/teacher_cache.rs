@@ -256,8 +256,13 @@ pub fn input_key(pixels: &[f32], dims: [usize; 4]) -> [u8; 32] {
     for d in dims {
         h.update((d as u64).to_le_bytes());
     }
-    for v in pixels {
-        h.update(v.to_le_bytes());
+    // In blocks of bytes: one hasher call per pixel would cost more than the hash itself.
+    let mut block = [0u8; 4096];
+    for chunk in pixels.chunks(block.len() / 4) {
+        for (bytes, v) in block.chunks_exact_mut(4).zip(chunk) {
+            bytes.copy_from_slice(&v.to_le_bytes());
+        }
+        h.update(&block[..chunk.len() * 4]);
     }
     h.finalize().into()
 }
@@ -314,6 +319,21 @@ mod tests {
 
     fn cache(dir: &Path, stored: Stored) -> TeacherCache {
         TeacherCache::open(dir, [7; 32], stored, 3, "test teacher").unwrap()
+    }
+
+    #[test]
+    fn the_input_key_is_the_hash_of_the_shape_and_the_pixels_bytes() {
+        let pixels: Vec<f32> = (0..3000).map(|i| i as f32 * 0.37 - 11.0).collect();
+        let mut bytes: Vec<u8> = [3000u64, 1, 1, 1]
+            .iter()
+            .flat_map(|d| d.to_le_bytes())
+            .collect();
+        bytes.extend(pixels.iter().flat_map(|v| v.to_le_bytes()));
+        let want: [u8; 32] = Sha256::digest(&bytes).into();
+        assert_eq!(input_key(&pixels, [3000, 1, 1, 1]), want);
+        let mut other = pixels.clone();
+        other[2999] += 1.0;
+        assert_ne!(input_key(&other, [3000, 1, 1, 1]), want);
     }
 
     #[test]

@@ -167,3 +167,21 @@ pub fn loader_spec(
         transform: None,
     }
 }
+
+/// Asserts that trial `id` has the same values of each `split/name` in stores `a` and `b`, bit
+/// for bit, with `epochs` values each when given.
+pub fn assert_same_series(
+    a: &vitrun::track::Store,
+    b: &vitrun::track::Store,
+    id: &str,
+    keys: &[(&str, &str)],
+    epochs: Option<usize>,
+) {
+    for &(split, name) in keys {
+        let x = series(a, id, split, name);
+        if let Some(n) = epochs {
+            assert_eq!(x.len(), n, "{split}/{name}");
+        }
+        assert_eq!(x, series(b, id, split, name), "{split}/{name}");
+    }
+}

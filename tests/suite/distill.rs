@@ -14,7 +14,7 @@ use vitrun::task::classification::distill::DistillLoss;
 use vitrun::task::classification::loss::{cross_entropy, soft_cross_entropy};
 use vitrun::track::Store;
 
-use crate::common::{runs_set, series, vitrun};
+use crate::common::{assert_same_series, runs_set, series, vitrun};
 
 const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -328,18 +328,15 @@ fn a_killed_distillation_trial_resumes_to_the_same_metrics() {
     let a = Store::open(&straight.path().join("vitrun.sqlite")).unwrap();
     let b = Store::open(&stopped.path().join("vitrun.sqlite")).unwrap();
     let id = a.trials(None).unwrap()[0].id.clone();
-    for (split, name) in [
+    let keys = [
         ("train", "loss"),
         ("train", "loss_cls"),
         ("train", "loss_dist"),
         ("val", "top1"),
         ("val", "teacher_agreement"),
         ("val", "top1_dist"),
-    ] {
-        let x = series(&a, &id, split, name);
-        assert_eq!(x.len(), 3, "{split}/{name}");
-        assert_eq!(x, series(&b, &id, split, name), "{split}/{name}");
-    }
+    ];
+    assert_same_series(&a, &b, &id, &keys, Some(3));
 }
 
 /// The sum of a trial's `split/name` over its epochs.
@@ -417,17 +414,14 @@ fn the_teacher_cache_serves_students_of_one_stream_the_bits_a_recompute_gives() 
     let a = Store::open(&fresh.path().join("vitrun.sqlite")).unwrap();
     let b = Store::open(&reused.path().join("vitrun.sqlite")).unwrap();
     let id = a.trials(None).unwrap()[0].id.clone();
-    for (split, name) in [
+    let keys = [
         ("train", "loss"),
         ("train", "loss_dist"),
         ("val", "loss"),
         ("val", "top1"),
         ("val", "teacher_agreement"),
-    ] {
-        let x = series(&a, &id, split, name);
-        assert_eq!(x.len(), 2, "{split}/{name}");
-        assert_eq!(x, series(&b, &id, split, name), "{split}/{name}");
-    }
+    ];
+    assert_same_series(&a, &b, &id, &keys, Some(2));
     let recomputed =
         total(&b, &id, "train", "teacher_forwards") + total(&b, &id, "val", "teacher_forwards");
     assert!(
@@ -493,17 +487,12 @@ fn students_running_at_once_share_the_teacher_cache_safely() {
         run_ok(alone.path(), &args);
         let alone = Store::open(&alone.path().join("vitrun.sqlite")).unwrap();
         let id = alone.trials(None).unwrap()[0].id.clone();
-        for (split, name) in [
+        let keys = [
             ("train", "loss"),
             ("val", "loss"),
             ("val", "teacher_agreement"),
-        ] {
-            assert_eq!(
-                series(&together, &id, split, name),
-                series(&alone, &id, split, name),
-                "{split}/{name}"
-            );
-        }
+        ];
+        assert_same_series(&together, &alone, &id, &keys, None);
     }
     let leftovers: Vec<PathBuf> = walk(&shared.path().join(".teacher-cache"))
         .into_iter()
