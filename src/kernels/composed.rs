@@ -40,6 +40,27 @@ pub fn conv2d_op<B: Backend>(
     out.into_primitive().tensor()
 }
 
+/// [`super::VitKernels::vit_conv2d_scaled`] composed: the scale folded into the weight
+/// (`w·scale` per output channel), then [`conv2d_op`] with `shift` as its bias.
+pub fn conv2d_scaled_op<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    [scale, shift]: [FloatTensor<B>; 2],
+    stride_padding: [usize; 2],
+    activate: bool,
+) -> FloatTensor<B> {
+    let weight = wrap::<B, 4>(weight);
+    let out = weight.dims()[0];
+    let folded = weight.mul(wrap::<B, 1>(scale).reshape([out, 1, 1, 1]));
+    conv2d_op::<B>(
+        x,
+        folded.into_primitive().tensor(),
+        shift,
+        stride_padding,
+        activate,
+    )
+}
+
 /// [`super::VitKernels::vit_batch_norm`] composed: the statistics by `mean_dim` over each
 /// channel's elements, then the normalisation and burn's ReLU (autodiff differentiates
 /// through the batch statistics).

@@ -99,6 +99,33 @@ struct ConvSaved {
     shape: ConvShape,
 }
 
+/// The fused conv of contiguous `x` and `weight`, each output channel then times `scale` (when
+/// given) plus `bias` (see [`conv::Epilogue`]), and its shape.
+fn conv_output(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    (scale, bias): (Option<&FlexTensor>, &FlexTensor),
+    stride_padding: [usize; 2],
+    relu: bool,
+) -> (FlexTensor, ConvShape) {
+    let shape = conv_shape(x, weight, stride_padding);
+    let epilogue = conv::Epilogue {
+        scale: scale.map(values),
+        bias: values(bias),
+        relu,
+    };
+    let out = tensor(
+        conv::forward(values(x), values(weight), epilogue, shape),
+        &[
+            shape.batch,
+            shape.out_channels,
+            shape.out_height(),
+            shape.out_width(),
+        ],
+    );
+    (out, shape)
+}
+
 fn conv_forward(
     x: FlexTensor,
     weight: FlexTensor,
@@ -107,16 +134,7 @@ fn conv_forward(
     relu: bool,
 ) -> (FlexTensor, ConvSaved) {
     let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
-    let shape = conv_shape(&x, &weight, stride_padding);
-    let out = tensor(
-        conv::forward(values(&x), values(&weight), values(&bias), relu, shape),
-        &[
-            shape.batch,
-            shape.out_channels,
-            shape.out_height(),
-            shape.out_width(),
-        ],
-    );
+    let (out, shape) = conv_output(&x, &weight, (None, &bias), stride_padding, relu);
     let saved = ConvSaved {
         x,
         weight,
@@ -312,6 +330,26 @@ impl VitKernels for Flex {
             return composed::conv2d_op::<Self>(x, weight, bias, stride_padding, relu);
         }
         conv_forward(x, weight, bias, stride_padding, relu).0
+    }
+
+    fn vit_conv2d_scaled(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        [scale, shift]: [FloatTensor<Self>; 2],
+        stride_padding: [usize; 2],
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        if !is_f32(&[&x, &weight, &scale, &shift]) {
+            return composed::conv2d_scaled_op::<Self>(
+                x,
+                weight,
+                [scale, shift],
+                stride_padding,
+                relu,
+            );
+        }
+        let [x, weight, scale, shift] = [x, weight, scale, shift].map(contiguous);
+        conv_output(&x, &weight, (Some(&scale), &shift), stride_padding, relu).0
     }
 
     fn vit_batch_norm(

@@ -68,6 +68,19 @@ pub trait VitKernels: Backend {
         composed::conv2d_op::<Self>(x, weight, bias, stride_padding, relu)
     }
 
+    /// [`VitKernels::vit_conv2d`] without a bias, each output channel then multiplied by
+    /// `scale` `[out]` and shifted by `shift` `[out]`, then ReLU when `relu`: a BatchNorm on
+    /// its running statistics applied in the conv's own pass. Inference only (no gradient).
+    fn vit_conv2d_scaled(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        [scale, shift]: [FloatTensor<Self>; 2],
+        stride_padding: [usize; 2],
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        composed::conv2d_scaled_op::<Self>(x, weight, [scale, shift], stride_padding, relu)
+    }
+
     /// BatchNorm of `x` `[batch, channels, h, w]`, each channel scaled by `gamma` and shifted
     /// by `beta`, then ReLU when `relu`. With `running` (`[mean, var]`) it normalises by those
     /// and returns no statistics; without, by the batch's own (over batch, h and w), which it
@@ -153,54 +166,57 @@ pub fn linear_2d<B: VitKernels>(
     )))
 }
 
-/// `conv` applied to `x` `[batch, in, h, w]`, then ReLU when `relu`. A square kernel with
-/// one stride and one zero padding on every side (no dilation or groups; a missing bias adds
-/// zeros) runs the backend's fused op; any other conv runs as burn's.
-pub fn conv2d<B: VitKernels>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> Tensor<B, 4> {
+/// `[stride, padding]` of a conv the fused ops run: a square kernel with one stride and one
+/// zero padding on every side, no dilation or groups.
+fn fused_conv_geometry<B: Backend>(conv: &Conv2d<B>) -> Option<[usize; 2]> {
     let padding = match conv.padding {
-        PaddingConfig2d::Valid => Some(0),
+        PaddingConfig2d::Valid => 0,
         PaddingConfig2d::Explicit(top, left, bottom, right)
             if [left, bottom, right] == [top; 3] =>
         {
-            Some(top)
+            top
         }
-        _ => None,
+        _ => return None,
     };
     let [kh, kw] = conv.kernel_size;
     let [sy, sx] = conv.stride;
     let plain = kh == kw && sy == sx && conv.dilation == [1, 1] && conv.groups == 1;
-    match (padding, &conv.bias) {
-        (Some(padding), bias) if plain => {
-            // The weight is read first: a lazily initialised conv draws it before its bias.
-            let weight = conv.weight.val();
-            // A conv without a bias (a ResNet's, before its BatchNorm) adds zeros.
-            let bias = match bias {
-                Some(bias) => bias.val(),
-                None => Tensor::zeros([weight.dims()[0]], &x.device()),
-            };
-            Tensor::from_primitive(TensorPrimitive::Float(B::vit_conv2d(
-                x.into_primitive().tensor(),
-                weight.into_primitive().tensor(),
-                bias.into_primitive().tensor(),
-                [sy, padding],
-                relu,
-            )))
-        }
-        _ => {
-            let out = conv.forward(x);
-            if relu {
-                burn::tensor::activation::relu(out)
-            } else {
-                out
-            }
-        }
-    }
+    plain.then_some([sy, padding])
+}
+
+/// `conv` applied to `x` `[batch, in, h, w]`, then ReLU when `relu`. A conv the fused ops
+/// run (see [`fused_conv_geometry`]; a missing bias adds zeros) runs the backend's fused op;
+/// any other conv runs as burn's.
+pub fn conv2d<B: VitKernels>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> Tensor<B, 4> {
+    let Some(stride_padding) = fused_conv_geometry(conv) else {
+        let out = conv.forward(x);
+        return if relu {
+            burn::tensor::activation::relu(out)
+        } else {
+            out
+        };
+    };
+    // The weight is read first: a lazily initialised conv draws it before its bias.
+    let weight = conv.weight.val();
+    // A conv without a bias (a ResNet's, before its BatchNorm) adds zeros.
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([weight.dims()[0]], &x.device()),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(B::vit_conv2d(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.into_primitive().tensor(),
+        stride_padding,
+        relu,
+    )))
 }
 
 /// `batch_norm(norm, conv2d(conv, x))`, then ReLU if `relu`. Without autodiff (inference, a
-/// distillation teacher) the BatchNorm on its running statistics is folded into the conv's
-/// weight and bias — `w·γ/√(var+ε)`, `(b − mean)·γ/√(var+ε) + β` — so the pair is one fused
-/// conv pass; in training the batch statistics need the conv's output, and it is two passes.
+/// distillation teacher) the BatchNorm on its running statistics becomes a scale and shift of
+/// each output channel — `γ/√(var+ε)` and `(b − mean)·γ/√(var+ε) + β` — that the fused conv
+/// applies as it writes its output, so the pair is one pass (and the weight is not touched);
+/// in training the batch statistics need the conv's output, and it is two passes.
 pub fn conv_batch_norm<B: VitKernels>(
     conv: &Conv2d<B>,
     norm: &BatchNorm<B>,
@@ -220,14 +236,26 @@ pub fn conv_batch_norm<B: VitKernels>(
         Some(b) => b.val(),
         None => Tensor::zeros([out], &device),
     };
-    let folded = Conv2d {
-        weight: burn::module::Param::from_tensor(weight.mul(scale.clone().reshape([out, 1, 1, 1]))),
-        bias: Some(burn::module::Param::from_tensor(
-            bias.sub(mean).mul(scale).add(norm.beta.val()),
-        )),
-        ..conv.clone()
-    };
-    conv2d(&folded, x, relu)
+    let shift = bias.sub(mean).mul(scale.clone()).add(norm.beta.val());
+    match fused_conv_geometry(conv) {
+        Some(stride_padding) => {
+            Tensor::from_primitive(TensorPrimitive::Float(B::vit_conv2d_scaled(
+                x.into_primitive().tensor(),
+                weight.into_primitive().tensor(),
+                [scale, shift].map(|t| t.into_primitive().tensor()),
+                stride_padding,
+                relu,
+            )))
+        }
+        None => {
+            let folded = Conv2d {
+                weight: burn::module::Param::from_tensor(weight.mul(scale.reshape([out, 1, 1, 1]))),
+                bias: Some(burn::module::Param::from_tensor(shift)),
+                ..conv.clone()
+            };
+            conv2d(&folded, x, relu)
+        }
+    }
 }
 
 /// `norm` applied to `x` `[batch, channels, h, w]`, then ReLU when `relu`: PyTorch's

@@ -343,8 +343,14 @@ proptest! {
         let weight = random::<Flex, 4>(seed + 1, [cout, cin, case.kernel, case.kernel], 0.5);
         let bias = random::<Flex, 1>(seed + 2, [cout], 0.5);
         let inferred: Tensor<Flex, 4> = tensor(Flex::vit_conv2d(float(x.clone()), float(weight.clone()), float(bias.clone()), [case.stride, case.padding], relu));
-        let reference: Tensor<Flex, 4> = tensor(composed::conv2d_op::<Flex>(float(x), float(weight), float(bias), [case.stride, case.padding], relu));
+        let reference: Tensor<Flex, 4> = tensor(composed::conv2d_op::<Flex>(float(x.clone()), float(weight.clone()), float(bias.clone()), [case.stride, case.padding], relu));
         assert_close(values(inferred), values(reference), 1e-5, "inference output");
+        // A BatchNorm folded in as a per-channel scale and shift (the ResNet's inference).
+        let scale = random::<Flex, 1>(seed + 4, [cout], 1.5);
+        let affine = || [float(scale.clone()), float(bias.clone())];
+        let scaled: Tensor<Flex, 4> = tensor(Flex::vit_conv2d_scaled(float(x.clone()), float(weight.clone()), affine(), [case.stride, case.padding], relu));
+        let reference: Tensor<Flex, 4> = tensor(composed::conv2d_scaled_op::<Flex>(float(x), float(weight), affine(), [case.stride, case.padding], relu));
+        assert_close(values(scaled), values(reference), 1e-5, "scaled inference output");
     }
 
     #[test]

@@ -122,12 +122,10 @@ fn live_weight<'a>(
     if offsets.len() == k * k {
         return std::borrow::Cow::Borrowed(weight);
     }
-    let picked = (0..s.out_channels)
-        .flat_map(|o| {
-            taps(s, offsets).map(move |(c, ky, kx)| ((o * s.in_channels + c) * k + ky) * k + kx)
-        })
-        .map(|i| weight[i])
-        .collect();
+    let mut picked = Vec::with_capacity(s.out_channels * s.in_channels * offsets.len());
+    for filter in weight.chunks_exact(k * k) {
+        picked.extend(offsets.iter().map(|&(ky, kx)| filter[ky * k + kx]));
+    }
     std::borrow::Cow::Owned(picked)
 }
 
@@ -418,11 +416,42 @@ fn task_images(s: &ConvShape) -> usize {
     IMAGES_PER_TASK.max(group(s))
 }
 
-/// The convolution of `x` `[batch, in, h, w]` with `weight` `[out, in, k, k]` plus `bias`
-/// `[out]`, then ReLU if `relu`: `[batch, out, out_h, out_w]`.
-pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], relu: bool, s: ConvShape) -> Vec<f32> {
+/// What [`forward`] does to each output channel after the multiply: times `scale` (when
+/// given; a BatchNorm folded in), plus `bias`, then ReLU when `relu`.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub scale: Option<&'a [f32]>,
+    pub bias: &'a [f32],
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// Output channel `c`'s map from its product: `v·scale + bias`, then ReLU. (Without a
+    /// scale it multiplies by 1, which is exact: the same bits as `v + bias`.)
+    fn channel(&self, c: usize) -> impl Fn(f32) -> f32 {
+        let (scale, bias, relu) = (self.scale.map_or(1.0, |s| s[c]), self.bias[c], self.relu);
+        move |v| {
+            let v = v * scale + bias;
+            if relu {
+                v.max(0.0)
+            } else {
+                v
+            }
+        }
+    }
+}
+
+/// The convolution of `x` `[batch, in, h, w]` with `weight` `[out, in, k, k]`, then `epilogue`
+/// per output channel: `[batch, out, out_h, out_w]`.
+pub fn forward(x: &[f32], weight: &[f32], epilogue: Epilogue, s: ConvShape) -> Vec<f32> {
     s.check(x, weight);
-    assert_eq!(bias.len(), s.out_channels, "conv: bias is not [out]");
+    assert!(
+        epilogue.bias.len() == s.out_channels
+            && epilogue
+                .scale
+                .is_none_or(|scale| scale.len() == s.out_channels),
+        "conv: bias or scale is not [out]"
+    );
     let lowering = Lowering::new(s);
     let weight = live_weight(weight, &s, &lowering.offsets);
     let (pixels, taps, g) = (s.out_pixels(), lowering.taps(), group(&s));
@@ -457,19 +486,17 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], relu: bool, s: ConvShape
                         View::rows(cols, ld),
                         false,
                     );
-                    // Bias and ReLU as the product moves into the output's layout: one pass.
-                    let finish = |v: f32, b: f32| if relu { (v + b).max(0.0) } else { v + b };
+                    // The epilogue as the product moves into the output's layout: one pass.
                     for (i, image_out) in out.chunks_exact_mut(out_len).enumerate() {
-                        for (c, (channel, &b)) in
-                            image_out.chunks_exact_mut(pixels).zip(bias).enumerate()
-                        {
+                        for (c, channel) in image_out.chunks_exact_mut(pixels).enumerate() {
+                            let finish = epilogue.channel(c);
                             if n > 1 {
                                 let at = c * ld + i * pixels;
                                 for (o, &v) in channel.iter_mut().zip(&product[at..at + pixels]) {
-                                    *o = finish(v, b);
+                                    *o = finish(v);
                                 }
                             } else {
-                                channel.iter_mut().for_each(|v| *v = finish(*v, b));
+                                channel.iter_mut().for_each(|v| *v = finish(*v));
                             }
                         }
                     }

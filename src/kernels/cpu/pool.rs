@@ -1,6 +1,6 @@
 //! Max pooling of NCHW images with a square window, one stride and one padding (never
 //! chosen) for both axes, one rayon task per block of channel planes, separable: down the
-//! columns (SIMD across them), then along the row. The forward pass can
+//! columns, then along the row, both branch-free and SIMD across a row. The forward pass can
 //! keep each output's winning input index for the backward pass, which routes each output
 //! gradient to its winner.
 
@@ -54,20 +54,50 @@ impl PoolShape {
     }
 }
 
-/// Folds the input row `line` (row `y`) into each column's running max and its row.
+/// Folds `candidates` (at input indices `index`) into each lane's running max and its index:
+/// a NaN wins, so that it reaches the output; among equals the earlier stays. Branch-free and
+/// SIMD across the lanes: on real feature maps which input wins is a coin flip, and
+/// mispredicted branches cost more than the pass itself.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn column_step(line: &[f32], y: u32, best: &mut [f32], row: &mut [u32]) {
-    let (best, row) = (&mut best[..line.len()], &mut row[..line.len()]);
-    for x in 0..line.len() {
-        // A NaN wins, so that it reaches the output; `|` keeps the loop branch-free.
-        let wins = (line[x] > best[x]) | line[x].is_nan();
-        best[x] = if wins { line[x] } else { best[x] };
-        row[x] = if wins { y } else { row[x] };
+fn fold_max(candidates: &[f32], index: &[u32], best: &mut [f32], at: &mut [u32]) {
+    let n = candidates.len();
+    let (index, best, at) = (&index[..n], &mut best[..n], &mut at[..n]);
+    for i in 0..n {
+        let (v, b) = (candidates[i], best[i]);
+        // All ones where `v` wins, as bits: a `bool` select here is compiled to branches.
+        let wins = (((v > b) | v.is_nan()) as u32).wrapping_neg();
+        best[i] = f32::from_bits((v.to_bits() & wins) | (b.to_bits() & !wins));
+        at[i] = (index[i] & wins) | (at[i] & !wins);
     }
 }
 
 /// Planes per rayon task.
 const PLANES_PER_TASK: usize = 16;
+
+/// Where each output column's window reads along a row: tap `j` of output `ox` is input
+/// column `taps[j][ox]`, its window's last column repeated where the window is short (at a
+/// padded edge), which never changes the max or its index.
+fn column_taps(s: &PoolShape) -> Vec<Vec<u32>> {
+    let windows: Vec<_> = (0..s.out_width()).map(|ox| s.window(ox, s.width)).collect();
+    (0..s.kernel)
+        .map(|j| {
+            windows
+                .iter()
+                .map(|w| (w.start + j).min(w.end - 1) as u32)
+                .collect()
+        })
+        .collect()
+}
+
+/// Per-task buffers of [`forward`]: the running max down each column and its row, the
+/// gathered taps of an output row with their columns, and each output's winning column.
+struct PoolScratch {
+    column_max: Vec<f32>,
+    column_row: Vec<u32>,
+    tap: Vec<f32>,
+    tap_column: Vec<u32>,
+    out_column: Vec<u32>,
+}
 
 /// The max of each window of `x` `[planes, h, w]`: `[planes, out_h, out_w]`, and with
 /// `keep_indices` the index within its plane of each max (among equals, the leftmost column's
@@ -78,43 +108,53 @@ pub fn forward(x: &[f32], s: PoolShape, keep_indices: bool) -> (Vec<f32>, Option
     let (plane_in, plane_out) = (s.height * s.width, oh * ow);
     let mut out = vec![0.0f32; s.planes * plane_out];
     let mut winners = keep_indices.then(|| vec![0u32; s.planes * plane_out]);
-    // Separable: the max down each column of an output row's window rows (SIMD across the
-    // columns), then across each window's columns of those maxima.
-    let plane = |(column_max, column_row): &mut (Vec<f32>, Vec<u32>),
-                 input: &[f32],
-                 out: &mut [f32],
-                 mut winners: Option<&mut [u32]>| {
-        for oy in 0..oh {
-            let rows = s.window(oy, s.height);
-            column_max.copy_from_slice(&input[rows.start * s.width..(rows.start + 1) * s.width]);
-            column_row.fill(rows.start as u32);
-            for y in rows.start + 1..rows.end {
-                let line = &input[y * s.width..(y + 1) * s.width];
-                column_step(line, y as u32, column_max, column_row);
-            }
-            for ox in 0..ow {
-                let cols = s.window(ox, s.width);
-                let (mut best, mut at) = (column_max[cols.start], cols.start);
-                for (x, &v) in column_max
-                    .iter()
-                    .enumerate()
-                    .take(cols.end)
-                    .skip(cols.start + 1)
-                {
-                    if v > best || v.is_nan() {
-                        (best, at) = (v, x);
+    let taps = column_taps(&s);
+    // Separable: the max down each column of an output row's window rows, then across each
+    // window's columns of those maxima; both SIMD across a row.
+    let plane =
+        |b: &mut PoolScratch, input: &[f32], out: &mut [f32], mut winners: Option<&mut [u32]>| {
+            for oy in 0..oh {
+                let window = s.window(oy, s.height);
+                let first = window.start * s.width;
+                b.column_max.copy_from_slice(&input[first..first + s.width]);
+                b.column_row.fill(window.start as u32);
+                for y in window.start + 1..window.end {
+                    let line = &input[y * s.width..(y + 1) * s.width];
+                    b.tap_column.fill(y as u32);
+                    fold_max(line, &b.tap_column, &mut b.column_max, &mut b.column_row);
+                }
+                let best = &mut out[oy * ow..(oy + 1) * ow];
+                for (j, columns) in taps.iter().enumerate() {
+                    for ((t, &c), tc) in b.tap.iter_mut().zip(columns).zip(&mut b.tap_column) {
+                        (*t, *tc) = (b.column_max[c as usize], c);
+                    }
+                    if j == 0 {
+                        best.copy_from_slice(&b.tap[..ow]);
+                        b.out_column.copy_from_slice(&b.tap_column[..ow]);
+                    } else {
+                        fold_max(&b.tap[..ow], &b.tap_column, best, &mut b.out_column);
                     }
                 }
-                out[oy * ow + ox] = best;
                 if let Some(winners) = winners.as_deref_mut() {
-                    winners[oy * ow + ox] = column_row[at] * s.width as u32 + at as u32;
+                    for (w, &c) in winners[oy * ow..(oy + 1) * ow]
+                        .iter_mut()
+                        .zip(&b.out_column)
+                    {
+                        *w = b.column_row[c as usize] * s.width as u32 + c;
+                    }
                 }
             }
-        }
-    };
+        };
     let inputs = x.par_chunks(plane_in);
     let outputs = out.par_chunks_mut(plane_out);
-    let scratch = || (vec![0.0f32; s.width], vec![0u32; s.width]);
+    let lanes = s.width.max(ow);
+    let scratch = || PoolScratch {
+        column_max: vec![0.0; s.width],
+        column_row: vec![0; s.width],
+        tap: vec![0.0; lanes],
+        tap_column: vec![0; lanes],
+        out_column: vec![0; ow],
+    };
     match winners.as_mut() {
         Some(winners) => inputs
             .zip(outputs)
