@@ -246,6 +246,17 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
         loaded.file.display(),
         loaded.config.trial_id()
     );
+    if !loaded.bases().is_empty() {
+        let bases: Vec<String> = loaded
+            .bases()
+            .iter()
+            .map(|b| b.display().to_string())
+            .collect();
+        out.push_str(&format!(
+            "# extends (each overridden by the next, all by the file): {}\n",
+            bases.join(", ")
+        ));
+    }
     let width = loaded.sources.keys().map(String::len).max().unwrap_or(0);
     for (path, source) in &loaded.sources {
         if path == "sweep" {

@@ -1,14 +1,18 @@
 //! Layering (defaults ← file ← `VITRUN_*` env ← `--set`), unknown-key checks and provenance.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde_json::Value as Json;
 
+use super::compose::{Composed, Fragments, Place, EXTENDS};
 use super::error::ConfigError;
 use super::schema::Config;
+use super::sweep::{is_sweep_key, sweep_keys};
 use super::validate::{finite_config, finite_value, validate};
 use super::{SweepError, SweepSpec};
 
@@ -19,18 +23,22 @@ pub const ENV_PREFIX: &str = "VITRUN_";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Default,
-    File,
+    /// The experiment file or a file it extends, at this line.
+    File(Place),
     Env(String),
     Set,
+    /// A sweep point's axis value.
+    Sweep,
 }
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Default => write!(f, "default"),
-            Source::File => write!(f, "file"),
+            Source::File(place) => write!(f, "{place}"),
             Source::Env(var) => write!(f, "env {var}"),
             Source::Set => write!(f, "--set"),
+            Source::Sweep => write!(f, "sweep"),
         }
     }
 }
@@ -53,16 +61,14 @@ pub struct Loaded {
     /// The parsed `[sweep]` table (empty when the file has none).
     pub sweep: SweepSpec,
     file_text: String,
+    doc: FileDoc,
     overrides: Vec<Override>,
 }
 
 impl Loaded {
     /// A problem in `[sweep]` found after loading (by the task), placed at its key's line.
     pub fn sweep_error(&self, e: SweepError) -> ConfigError {
-        match FileDoc::parse(&self.file, &self.file_text) {
-            Ok(doc) => e.in_file(&self.file, &doc),
-            Err(unreadable) => unreadable,
-        }
+        e.in_file(&self.file, &self.doc)
     }
 
     /// Rebuilds this experiment with more overrides (a sweep point), validated like the file.
@@ -70,30 +76,29 @@ impl Loaded {
         self.resolver()?.resolve(extra)
     }
 
-    /// A resolver that parses the file once, for resolving many sweep points.
+    /// A resolver that composes the file once, for resolving many sweep points.
     pub fn resolver(&self) -> Result<Resolver<'_>, ConfigError> {
-        let doc = FileDoc::parse(&self.file, &self.file_text)?;
-        let base = base_figment(&doc, &self.overrides);
         Ok(Resolver {
             loaded: self,
-            doc,
-            base,
+            base: base_figment(&self.doc, &self.overrides),
+            with_fragments: RefCell::new(HashMap::new()),
         })
     }
 
     /// `file:line` of the `[sweep]` table, for errors about a whole sweep point.
     pub fn place_of_sweep(&self) -> String {
-        match self.line_of("sweep") {
-            Some(line) => format!("{}:{line}", self.file.display()),
-            None => self.file.display().to_string(),
-        }
+        self.place_of("sweep")
+            .unwrap_or_else(|| self.file.display().to_string())
     }
 
-    /// The 1-based line of a key path in the experiment file, if the file sets it.
-    pub fn line_of(&self, path: &str) -> Option<usize> {
-        FileDoc::parse(&self.file, &self.file_text)
-            .ok()
-            .and_then(|doc| doc.line_of(path))
+    /// `file:line` where a key path is set, in the experiment file or a file it extends.
+    pub fn place_of(&self, path: &str) -> Option<String> {
+        self.doc.place_of(path).map(ToString::to_string)
+    }
+
+    /// The files the experiment extends, in merge order (each before those that override it).
+    pub fn bases(&self) -> &[PathBuf] {
+        self.doc.bases()
     }
 }
 
@@ -116,23 +121,40 @@ pub fn load_with_env(
         file: file.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let doc = FileDoc::parse(file, &text)?;
     let schema = schema_paths();
-    for (path, line) in doc.keys() {
+    let mut overrides = env_overrides(env, &schema)?;
+    for set in sets {
+        overrides.push(parse_set(set, &schema)?);
+    }
+    let (fragments, overrides): (Vec<Override>, Vec<Override>) =
+        overrides.into_iter().partition(|o| o.path == EXTENDS);
+    let fragments = match fragments.last() {
+        Some(o) => fragment_files(&o.value).map_err(|reason| ConfigError::BadSet {
+            arg: format!("extends={}", o.value),
+            reason,
+        })?,
+        None => Vec::new(),
+    };
+    let named_at = Place {
+        file: PathBuf::from("--set extends"),
+        line: 0,
+    };
+    let extra = Fragments {
+        files: &fragments,
+        named_at,
+    };
+    let doc = FileDoc::parse(file, &text, (!fragments.is_empty()).then_some(&extra))?;
+    for (path, place) in doc.keys() {
         if path == "sweep" || path.starts_with("sweep.") {
             continue;
         }
         if !schema.contains(path) && !schema.iter().any(|s| s.starts_with(&format!("{path}."))) {
             return Err(ConfigError::UnknownKey {
-                place: format!("{}:{line}", file.display()),
+                place: place.to_string(),
                 key: path.clone(),
                 nearest: nearest(path, &schema),
             });
         }
-    }
-    let mut overrides = env_overrides(env, &schema)?;
-    for set in sets {
-        overrides.push(parse_set(set, &schema)?);
     }
     let config = resolve(file, &doc, &overrides)?;
     let sweep =
@@ -144,10 +166,9 @@ pub fn load_with_env(
             .rev()
             .find(|o| &o.path == path || path.starts_with(&format!("{}.", o.path)))
             .map(|o| o.source.clone())
-            .unwrap_or(if doc.has(path) {
-                Source::File
-            } else {
-                Source::Default
+            .unwrap_or_else(|| match doc.place_of(path) {
+                Some(place) => Source::File(place.clone()),
+                None => Source::Default,
             });
         sources.insert(path.clone(), source);
     }
@@ -157,9 +178,26 @@ pub fn load_with_env(
         sources,
         sweep,
         file_text: text,
+        doc,
         overrides,
     };
     Ok(loaded)
+}
+
+/// The fragment files an `extends` override names: one path or a list of them.
+fn fragment_files(value: &toml::Value) -> Result<Vec<String>, String> {
+    let wrong = || {
+        "a fragment file or a list of them, relative to the experiment file, e.g. \"aug/deit.toml\""
+            .to_string()
+    };
+    match value {
+        toml::Value::String(one) => Ok(vec![one.clone()]),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(wrong))
+            .collect(),
+        _ => Err(wrong()),
+    }
 }
 
 /// Loads `file` with the process environment and `--set` strings.
@@ -192,28 +230,80 @@ fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
     Ok(out)
 }
 
-/// Resolves sweep points against one parsed experiment file.
+/// Resolves sweep points against one composed experiment file.
 pub struct Resolver<'a> {
     loaded: &'a Loaded,
-    doc: FileDoc,
     base: Figment,
+    /// The experiment composed with each `extends` axis value met so far.
+    with_fragments: RefCell<HashMap<Vec<String>, Rc<ComposedBase>>>,
 }
 
+/// The experiment composed with some fragment files, and its figment below the sweep point.
+type ComposedBase = (FileDoc, Figment);
+
 impl Resolver<'_> {
-    /// The experiment with `extra` overrides on top, validated like the file.
+    /// The experiment with `extra` overrides on top, validated like the file. An `extends`
+    /// override (a sweep's fragment axis) layers its files over the file's own `extends`,
+    /// under the file itself.
     pub fn resolve(&self, extra: &[Override]) -> Result<Config, ConfigError> {
-        let mut all = self.loaded.overrides.clone();
-        all.extend_from_slice(extra);
-        let figment = extra.iter().fold(self.base.clone(), |f, o| {
-            f.merge(Serialized::default(&o.path, &o.value))
-        });
+        let loaded = self.loaded;
+        let (fragments, extra): (Vec<&Override>, Vec<&Override>) =
+            extra.iter().partition(|o| o.path == EXTENDS);
+        let extra: Vec<Override> = extra.into_iter().cloned().collect();
+        let mut all = loaded.overrides.clone();
+        all.extend_from_slice(&extra);
+        let on_top = |base: Figment| {
+            extra
+                .iter()
+                .fold(base, |f, o| f.merge(Serialized::default(&o.path, &o.value)))
+        };
+        let Some(fragments) = fragments.last() else {
+            return extract(
+                on_top(self.base.clone()),
+                &loaded.file,
+                &loaded.doc,
+                &all,
+                Floats::Only(&extra),
+            );
+        };
+        let composed = self.composed_with(&fragments.value)?;
+        let (doc, base) = &*composed;
         extract(
-            figment,
-            &self.loaded.file,
-            &self.doc,
+            on_top(base.clone()),
+            &loaded.file,
+            doc,
             &all,
-            Floats::Only(extra),
+            Floats::Config,
         )
+    }
+
+    /// The experiment composed with the fragment files `value` names (cached).
+    fn composed_with(&self, value: &toml::Value) -> Result<Rc<ComposedBase>, ConfigError> {
+        let loaded = self.loaded;
+        let key = format!("sweep.{EXTENDS}");
+        let named_at = loaded.doc.place_of(&key).cloned().unwrap_or(Place {
+            file: loaded.file.clone(),
+            line: 0,
+        });
+        let files = fragment_files(value).map_err(|reason| ConfigError::Invalid {
+            place: named_at.to_string(),
+            key: key.clone(),
+            reason,
+        })?;
+        if let Some(hit) = self.with_fragments.borrow().get(&files) {
+            return Ok(hit.clone());
+        }
+        let extra = Fragments {
+            files: &files,
+            named_at,
+        };
+        let doc = FileDoc::parse(&loaded.file, &loaded.file_text, Some(&extra))?;
+        let base = base_figment(&doc, &loaded.overrides);
+        let entry = Rc::new((doc, base));
+        self.with_fragments
+            .borrow_mut()
+            .insert(files, entry.clone());
+        Ok(entry)
     }
 }
 
@@ -294,8 +384,8 @@ fn place_of(file: &Path, doc: &FileDoc, overrides: &[Override], key: &str) -> St
     if let Some(o) = overrides.iter().rev().find(|o| o.path == key) {
         return format!("{} ({})", file.display(), o.source);
     }
-    match doc.line_of(key) {
-        Some(line) => format!("{}:{line}", file.display()),
+    match doc.place_of(key) {
+        Some(place) => place.to_string(),
         None => file.display().to_string(),
     }
 }
@@ -369,15 +459,13 @@ fn parse_set(set: &str, schema: &BTreeSet<String>) -> Result<Override, ConfigErr
         });
     };
     let path = path.trim().to_string();
-    if let Some(key) = path.strip_prefix("sweep.slurm.") {
-        if !super::slurm::SLURM_KEYS.contains(&key) {
-            let keys: BTreeSet<String> = super::slurm::SLURM_KEYS
-                .iter()
-                .map(|k| format!("sweep.slurm.{k}"))
-                .collect();
+    if path == EXTENDS {
+        // Fragment files layered over the experiment's own `extends` (a sweep's axis of them).
+    } else if let Some(key) = path.strip_prefix("sweep.") {
+        if !is_sweep_key(key, schema) {
             return Err(ConfigError::UnknownKey {
                 place: format!("--set {set}"),
-                nearest: nearest(&path, &keys),
+                nearest: nearest(&path, &sweep_keys(schema)),
                 key: path,
             });
         }
@@ -415,10 +503,19 @@ fn env_overrides(
         if !sections.contains(section) {
             continue;
         }
-        if !schema.contains(&path) {
+        let known = match path.strip_prefix("sweep.") {
+            Some(key) => is_sweep_key(key, schema),
+            None => schema.contains(&path),
+        };
+        if !known {
+            let keys = if path.starts_with("sweep.") {
+                &sweep_keys(schema)
+            } else {
+                schema
+            };
             return Err(ConfigError::UnknownKey {
                 place: format!("environment variable {var}"),
-                nearest: nearest(&path, schema),
+                nearest: nearest(&path, keys),
                 key: path,
             });
         }
@@ -431,66 +528,45 @@ fn env_overrides(
     Ok(out)
 }
 
-/// The experiment file parsed with spans, to name lines in errors.
+/// The experiment file composed with the files it extends (see [`super::compose`]): the
+/// merged TOML that figment reads, and the file and line of every key.
+#[derive(Debug, Clone)]
 pub(crate) struct FileDoc {
     text: String,
-    keys: Vec<(String, usize)>,
+    composed: Composed,
 }
 
 impl FileDoc {
-    fn parse(file: &Path, text: &str) -> Result<FileDoc, ConfigError> {
-        let doc =
-            toml_edit::ImDocument::parse(text.to_string()).map_err(|e| ConfigError::Syntax {
+    /// `file` (holding `text`) composed with its `extends` chain and then `extra`.
+    pub(crate) fn parse(
+        file: &Path,
+        text: &str,
+        extra: Option<&Fragments>,
+    ) -> Result<FileDoc, ConfigError> {
+        let composed = Composed::of(file, text, extra)?;
+        let text = if composed.extended {
+            toml::to_string(&composed.table).map_err(|e| ConfigError::Syntax {
                 file: file.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        let mut keys = Vec::new();
-        collect_keys("", doc.as_table(), text, &mut keys);
-        Ok(FileDoc {
-            text: text.to_string(),
-            keys,
-        })
-    }
-
-    /// Key paths the file sets, each with its 1-based line, in file order.
-    fn keys(&self) -> impl Iterator<Item = &(String, usize)> {
-        self.keys.iter()
-    }
-
-    fn has(&self, path: &str) -> bool {
-        self.keys.iter().any(|(k, _)| k == path)
-    }
-
-    pub(crate) fn line_of(&self, path: &str) -> Option<usize> {
-        self.keys.iter().find(|(k, _)| k == path).map(|(_, l)| *l)
-    }
-}
-
-fn collect_keys(
-    prefix: &str,
-    table: &dyn toml_edit::TableLike,
-    text: &str,
-    out: &mut Vec<(String, usize)>,
-) {
-    for (key, item) in table.iter() {
-        let path = if prefix.is_empty() {
-            key.to_string()
+                reason: format!("the files it extends do not merge into one table: {e}"),
+            })?
         } else {
-            format!("{prefix}.{key}")
+            text.to_string()
         };
-        let line = table
-            .get_key_value(key)
-            .and_then(|(k, _)| k.span())
-            .map(|span| text[..span.start].matches('\n').count() + 1)
-            .unwrap_or(0);
-        let is_table = item.as_table_like().is_some();
-        if !is_table || line > 0 {
-            out.push((path.clone(), line));
-        }
-        if let Some(inner) = item.as_table_like() {
-            if !path.starts_with("sweep") || path == "sweep" {
-                collect_keys(&path, inner, text, out);
-            }
-        }
+        Ok(FileDoc { text, composed })
+    }
+
+    /// Key paths the file and its bases set, each with its place, in the order first set.
+    fn keys(&self) -> impl Iterator<Item = &(String, Place)> {
+        self.composed.keys.iter()
+    }
+
+    /// The files layered under the experiment file, in merge order.
+    pub(crate) fn bases(&self) -> &[PathBuf] {
+        &self.composed.bases
+    }
+
+    /// Where `path` was set last, if some file sets it.
+    pub(crate) fn place_of(&self, path: &str) -> Option<&Place> {
+        self.keys().find(|(k, _)| k == path).map(|(_, p)| p)
     }
 }

@@ -1,5 +1,6 @@
 //! The experiment schema, its layering and validation. Knows nothing of burn or SQLite.
 
+mod compose;
 mod condition;
 mod device;
 mod error;
@@ -11,6 +12,7 @@ mod slurm;
 mod sweep;
 mod validate;
 
+pub use compose::{Place, EXTENDS};
 pub use condition::{Clause, When};
 pub use device::{available_cores, DeviceSpec};
 pub use error::ConfigError;

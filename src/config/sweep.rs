@@ -164,13 +164,13 @@ impl SweepError {
     }
 
     pub(crate) fn in_file(self, file: &Path, doc: &FileDoc) -> ConfigError {
-        let line = doc.line_of(&self.key).or_else(|| {
+        let place = doc.place_of(&self.key).or_else(|| {
             self.key
                 .strip_suffix(".when")
-                .and_then(|axis| doc.line_of(axis))
+                .and_then(|axis| doc.place_of(axis))
         });
-        let place = match line {
-            Some(line) => format!("{}:{line}", file.display()),
+        let place = match place {
+            Some(place) => place.to_string(),
             None => file.display().to_string(),
         };
         ConfigError::Invalid {
@@ -182,6 +182,10 @@ impl SweepError {
 }
 
 fn check_axis_key(key: &str, schema: &BTreeSet<String>) -> Result<(), SweepError> {
+    // Fragment files layered under the experiment: "which recipe" as one axis.
+    if key == super::compose::EXTENDS {
+        return Ok(());
+    }
     if !schema.contains(key) || EXECUTION_KEYS.contains(&key) || key == "name" {
         return Err(SweepError::new(
             key,
@@ -192,6 +196,87 @@ fn check_axis_key(key: &str, schema: &BTreeSet<String>) -> Result<(), SweepError
         ));
     }
     Ok(())
+}
+
+/// The axes an entry of `[sweep]` holds: itself when `key` is a config key, or, when `key` is a
+/// section (`[sweep.optimizer]`, or `--set sweep.optimizer.lr=[…]`, which nests the same way),
+/// the axes under it with their full keys.
+fn under_sections<'a>(
+    key: &str,
+    v: &'a toml::Value,
+    schema: &BTreeSet<String>,
+) -> Vec<(String, &'a toml::Value)> {
+    let inner = format!("{key}.");
+    let section = !schema.contains(key) && schema.iter().any(|s| s.starts_with(&inner));
+    match v.as_table() {
+        Some(table) if section => table
+            .iter()
+            .flat_map(|(k, v)| under_sections(&format!("{inner}{k}"), v, schema))
+            .collect(),
+        _ => vec![(key.to_string(), v)],
+    }
+}
+
+/// The settings of `[sweep]` (everything else in it is an axis).
+pub const SWEEP_SETTINGS: [&str; 9] = [
+    "samples",
+    "seed",
+    "max_retries",
+    "max_trials",
+    "retry_on",
+    "trials_per_gpu",
+    "zip",
+    "early_stop",
+    "slurm",
+];
+
+/// The keys of `[sweep.early_stop]`.
+pub const EARLY_STOP_KEYS: [&str; 7] = [
+    "rule",
+    "metric",
+    "mode",
+    "rungs",
+    "reduction_factor",
+    "min_epochs",
+    "min_trials",
+];
+
+/// Every key path under `sweep.` that `--set` and `VITRUN_SWEEP__*` may set: the settings,
+/// each `early_stop` and `slurm` key, and the axes (a config key, or `extends`; a list or an
+/// axis table as the value).
+pub fn is_sweep_key(key: &str, schema: &BTreeSet<String>) -> bool {
+    if let Some(k) = key.strip_prefix("early_stop.") {
+        return EARLY_STOP_KEYS.contains(&k);
+    }
+    if let Some(k) = key.strip_prefix("slurm.") {
+        return super::slurm::SLURM_KEYS.contains(&k);
+    }
+    (SWEEP_SETTINGS.contains(&key) && key != "early_stop" && key != "slurm")
+        || key == super::compose::EXTENDS
+        || (schema.contains(key) && !EXECUTION_KEYS.contains(&key) && key != "name")
+}
+
+/// The keys [`is_sweep_key`] accepts, with `sweep.` in front (for "did you mean").
+pub fn sweep_keys(schema: &BTreeSet<String>) -> BTreeSet<String> {
+    let settings = SWEEP_SETTINGS
+        .iter()
+        .filter(|k| !["early_stop", "slurm"].contains(k))
+        .map(|k| k.to_string());
+    let early = EARLY_STOP_KEYS.iter().map(|k| format!("early_stop.{k}"));
+    let slurm = super::slurm::SLURM_KEYS
+        .iter()
+        .map(|k| format!("slurm.{k}"));
+    let axes = schema
+        .iter()
+        .filter(|k| is_sweep_key(k, schema))
+        .cloned()
+        .chain(std::iter::once(super::compose::EXTENDS.to_string()));
+    settings
+        .chain(early)
+        .chain(slurm)
+        .chain(axes)
+        .map(|k| format!("sweep.{k}"))
+        .collect()
 }
 
 fn values(key: &str, v: &toml::Value) -> Result<Vec<toml::Value>, SweepError> {
@@ -301,28 +386,8 @@ impl SweepSpec {
                     spec.early_stop = Some(early_stop(table)?);
                 }
                 _ => {
-                    check_axis_key(key, schema)?;
-                    let Some(t) = v.as_table() else {
-                        spec.grid.push((key.clone(), values(key, v)?));
-                        continue;
-                    };
-                    let mut t = t.clone();
-                    if let Some(when) = t.remove("when") {
-                        let when = condition::parse(key, &when, schema)
-                            .map_err(|(k, why)| SweepError::new(&k, why))?;
-                        spec.when.insert(key.clone(), when);
-                    }
-                    match t.remove("values") {
-                        Some(vals) if t.is_empty() => {
-                            spec.grid.push((key.clone(), values(key, &vals)?))
-                        }
-                        Some(_) => {
-                            return Err(SweepError::new(
-                                key,
-                                "a conditional grid axis has only `values` and `when`",
-                            ))
-                        }
-                        None => spec.random.push((key.clone(), random_axis(key, &t)?)),
+                    for (key, v) in under_sections(key, v, schema) {
+                        spec.add_axis(&key, v, schema)?;
                     }
                 }
             }
@@ -335,6 +400,38 @@ impl SweepSpec {
         }
         spec.points()?;
         Ok(spec)
+    }
+
+    /// Adds the axis `key` written as `v`: a list (grid), or a table (`values` with `when`, or
+    /// one random form).
+    fn add_axis(
+        &mut self,
+        key: &str,
+        v: &toml::Value,
+        schema: &BTreeSet<String>,
+    ) -> Result<(), SweepError> {
+        check_axis_key(key, schema)?;
+        let Some(t) = v.as_table() else {
+            self.grid.push((key.to_string(), values(key, v)?));
+            return Ok(());
+        };
+        let mut t = t.clone();
+        if let Some(when) = t.remove("when") {
+            let when = condition::parse(key, &when, schema)
+                .map_err(|(k, why)| SweepError::new(&k, why))?;
+            self.when.insert(key.to_string(), when);
+        }
+        match t.remove("values") {
+            Some(vals) if t.is_empty() => self.grid.push((key.to_string(), values(key, &vals)?)),
+            Some(_) => {
+                return Err(SweepError::new(
+                    key,
+                    "a conditional grid axis has only `values` and `when`",
+                ))
+            }
+            None => self.random.push((key.to_string(), random_axis(key, &t)?)),
+        }
+        Ok(())
     }
 
     /// How many points the axes expand to, counted without expanding them; more than
@@ -445,18 +542,9 @@ fn whole(table: &toml::Table, key: &str, default: usize, min: usize) -> Result<u
 }
 
 fn early_stop(t: &toml::Table) -> Result<EarlyStop, SweepError> {
-    const KEYS: [&str; 7] = [
-        "rule",
-        "metric",
-        "mode",
-        "rungs",
-        "reduction_factor",
-        "min_epochs",
-        "min_trials",
-    ];
     for key in t.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            let known: BTreeSet<String> = KEYS.iter().map(|k| k.to_string()).collect();
+        if !EARLY_STOP_KEYS.contains(&key.as_str()) {
+            let known: BTreeSet<String> = EARLY_STOP_KEYS.iter().map(|k| k.to_string()).collect();
             return Err(SweepError::new(
                 &format!("early_stop.{key}"),
                 format!(

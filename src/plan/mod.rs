@@ -236,7 +236,7 @@ fn as_overrides(point: &[(String, toml::Value)]) -> Vec<Override> {
         .map(|(k, v)| Override {
             path: k.clone(),
             value: v.clone(),
-            source: Source::File,
+            source: Source::Sweep,
         })
         .collect()
 }
@@ -252,10 +252,9 @@ fn blame(
     for o in point {
         if let Err(alone) = resolver.resolve(std::slice::from_ref(o)) {
             let key = format!("sweep.{}", o.path);
-            let place = match loaded.line_of(&key) {
-                Some(line) => format!("{}:{line}", loaded.file.display()),
-                None => loaded.place_of_sweep(),
-            };
+            let place = loaded
+                .place_of(&key)
+                .unwrap_or_else(|| loaded.place_of_sweep());
             return ConfigError::Invalid {
                 place,
                 key,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use vitrun::config::{load_with_env, ConfigError, Source};
+use vitrun::config::{load_with_env, ConfigError, Place, Source};
 
 fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -49,7 +49,13 @@ fn layers_apply_in_order_defaults_file_env_set() {
         loaded.sources["train.batch_size"],
         Source::Env("VITRUN_TRAIN__BATCH_SIZE".into())
     );
-    assert_eq!(loaded.sources["optimizer.weight_decay"], Source::File);
+    assert_eq!(
+        loaded.sources["optimizer.weight_decay"],
+        Source::File(Place {
+            file: path.clone(),
+            line: 4
+        })
+    );
     assert_eq!(loaded.sources["optimizer.betas"], Source::Default);
 }
 

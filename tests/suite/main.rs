@@ -7,6 +7,7 @@ mod common;
 
 mod augment;
 mod compare;
+mod compose;
 mod config;
 mod data;
 mod distill;

@@ -655,7 +655,10 @@ fn check_prints_each_value_with_its_source() {
         line("train.batch_size").ends_with("# env VITRUN_TRAIN__BATCH_SIZE"),
         "{text}"
     );
-    assert!(line("train.epochs").ends_with("# file"), "{text}");
+    assert!(
+        line("train.epochs").ends_with(&format!("# {TINY}:30")),
+        "the file and line: {text}"
+    );
     assert!(line("optimizer.eps").ends_with("# default"), "{text}");
 }
 
