@@ -8,9 +8,11 @@ mod console;
 mod export;
 pub mod out;
 mod predict;
+mod runs;
 
 pub use console::Console;
 use out::say;
+use runs::RunsDirArg;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,6 +66,8 @@ struct TrainArgs {
     /// Print only the final result.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    runs: RunsDirArg,
 }
 
 /// Which launcher `vitrun sweep` uses.
@@ -82,8 +86,8 @@ enum Command {
     Resume {
         /// The trial's id, or a unique prefix of it.
         trial: String,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
         /// Take over a claim another host holds, and resume without optimizer state.
         #[arg(long)]
         force: bool,
@@ -95,8 +99,8 @@ enum Command {
     Logs {
         /// The trial's id, or a unique prefix of it.
         trial: String,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
         /// Keep printing what it appends until it ends (Ctrl-C stops watching).
         #[arg(long, short)]
         follow: bool,
@@ -119,25 +123,31 @@ enum Command {
         file: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// Print the trials FILE's [sweep] expands into, with their status in the store.
     Plan {
         file: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// Print the resolved config, each value with where it came from.
     Check {
         file: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// List trials in the run store with status and best metrics.
     Ls {
         /// Only this experiment's trials.
         experiment: Option<String>,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
         /// One line per group of trials that differ only in seed: mean ± std and a 95 % CI.
         #[arg(long)]
         group: bool,
@@ -167,24 +177,26 @@ enum Command {
         /// [sweep.slurm] after.
         #[arg(long, value_name = "TYPE:JOB")]
         dependency: Option<String>,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// Trials of SLURM sweeps: store status joined with each array task's state.
     Status {
         /// Only this experiment (default: every experiment with a SLURM submission).
         experiment: Option<String>,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// Cancel an experiment's SLURM job arrays (scancel); unfinished trials become interrupted.
     Cancel {
         experiment: String,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// Fold the shards cluster trials wrote into the run store (every reading command does).
     Sync {
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// Run the trial of this SLURM array task from its submission folder (what sbatch runs).
     #[command(hide = true)]
@@ -199,8 +211,8 @@ enum Command {
         /// The .safetensors file to write.
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// Print what differs between two trials: config keys, provenance, final metrics.
     Diff {
@@ -208,8 +220,8 @@ enum Command {
         a: String,
         /// Another trial id or unique prefix.
         b: String,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// Write the metrics of a trial, experiment or sweep (default: the latest) to a file.
     ExportMetrics {
@@ -224,8 +236,8 @@ enum Command {
         /// One row per trial with each metric's final and best value.
         #[arg(long)]
         wide: bool,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
     },
     /// Draw charts and an HTML report of a trial, experiment or sweep (default: the latest).
     Report {
@@ -234,8 +246,8 @@ enum Command {
         /// Where to write (default: runs/<experiment>/report/ or the trial's report/).
         #[arg(long)]
         out: Option<PathBuf>,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        runs: RunsDirArg,
         /// How attention heads are combined: mean, max or min.
         #[arg(long, default_value = "mean")]
         fusion: crate::report::Fusion,
@@ -322,6 +334,7 @@ fn train(
         resume,
         force,
         quiet,
+        runs,
     } = args;
     let in_sweep = sweep.is_some();
     let options = process::TrialOptions {
@@ -331,7 +344,7 @@ fn train(
         expect_id,
         cluster: None,
     };
-    let loaded = crate::config::load(&file, &sets)?;
+    let (loaded, _) = runs.load(&file, &sets)?;
     let stop = stop_flag("after this step")?;
     let end = process::run(&loaded, &options, stop, &mut Console::new(quiet))?;
     finish(end, &loaded, in_sweep)
@@ -438,19 +451,21 @@ fn with_dependency(
 /// `vitrun sweep`: the local scheduler, or a SLURM job array.
 fn sweep_command(
     file: PathBuf,
-    options: commands::SweepOptions,
+    runs: &RunsDirArg,
+    mut options: commands::SweepOptions,
     launcher: LauncherKind,
     wait: bool,
     poll_seconds: u64,
 ) -> anyhow::Result<ExitCode> {
+    let (loaded, sets) = runs.load(&file, &options.sets)?;
+    options.sets = sets;
     if launcher == LauncherKind::Local {
         anyhow::ensure!(
             !wait,
             "--wait follows a SLURM job array; the local launcher always waits for its trials"
         );
-        return sweep(file, options);
+        return sweep(&file, &loaded, options);
     }
-    let loaded = crate::config::load(&file, &options.sets)?;
     let stop = stop_flag("watching; the job array keeps running")?;
     let wait = wait.then(|| std::time::Duration::from_secs(poll_seconds.max(1)));
     let (_, report) = cluster::sweep(&loaded, &options, wait, stop)?;
@@ -470,10 +485,13 @@ fn sweep_command(
     )
 }
 
-fn sweep(file: PathBuf, options: commands::SweepOptions) -> anyhow::Result<ExitCode> {
-    let loaded = crate::config::load(&file, &options.sets)?;
+fn sweep(
+    file: &Path,
+    loaded: &crate::config::Loaded,
+    options: commands::SweepOptions,
+) -> anyhow::Result<ExitCode> {
     let stop = stop_flag("the sweep: trials checkpoint and exit")?;
-    let report = commands::sweep(&loaded, &options, stop)?;
+    let report = commands::sweep(loaded, &options, stop)?;
     out::text(&commands::sweep_summary(&report));
     Ok(if report.interrupted {
         say!(
@@ -512,8 +530,8 @@ struct PredictArgs {
     /// Overrides for --config's file.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
-    #[arg(long, default_value = "runs")]
-    runs_dir: PathBuf,
+    #[command(flatten)]
+    runs: RunsDirArg,
 }
 
 /// `vitrun predict`: every image's top-k classes; unreadable images are reported and skipped,
@@ -536,7 +554,7 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
                 "predict target {:?} is not a trial id, experiment or sweep name; for a checkpoint file pass --config with its experiment file",
                 args.target
             );
-            Predictor::from_store(&args.runs_dir, &args.target)?
+            Predictor::from_store(&args.runs.resolve(), &args.target)?
         }
     };
     let files = images(&args.images)?;
@@ -599,48 +617,48 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => train(args, None, None),
         Command::Logs {
             trial,
-            runs_dir,
+            runs,
             follow,
         } => {
             let stop = stop_flag("following the log")?;
-            commands::logs(&runs_dir, &trial, follow, &stop)?;
+            commands::logs(&runs.resolve(), &trial, follow, &stop)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Resume {
             trial,
-            runs_dir,
+            runs,
             force,
             quiet,
-        } => resume(&trial, &runs_dir, force, quiet),
+        } => resume(&trial, &runs.resolve(), force, quiet),
         Command::Trial {
             args,
             sweep,
             trial_id,
         } => train(args, sweep, trial_id),
-        Command::Probe { file, sets } => {
-            let loss = process::probe(&crate::config::load(&file, &sets)?)?;
+        Command::Probe { file, sets, runs } => {
+            let loss = process::probe(&runs.load(&file, &sets)?.0)?;
             say!("probe: 3 steps, last loss {loss:.4}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { file, sets } => {
+        Command::Plan { file, sets, runs } => {
             out::text(&out::printable(&commands::plan_table(
-                &crate::config::load(&file, &sets)?,
+                &runs.load(&file, &sets)?.0,
             )?));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { file, sets } => {
-            out::text(&commands::check(&crate::config::load(&file, &sets)?)?);
+        Command::Check { file, sets, runs } => {
+            out::text(&commands::check(&runs.load(&file, &sets)?.0)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls {
             experiment,
-            runs_dir,
+            runs,
             group,
         } => {
             let listing = if group {
-                commands::ls_groups(&runs_dir, experiment.as_deref())?
+                commands::ls_groups(&runs.resolve(), experiment.as_deref())?
             } else {
-                commands::ls(&runs_dir, experiment.as_deref())?
+                commands::ls(&runs.resolve(), experiment.as_deref())?
             };
             out::text(&out::printable(&listing));
             Ok(ExitCode::SUCCESS)
@@ -654,8 +672,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             wait,
             poll_seconds,
             dependency,
+            runs,
         } => sweep_command(
             file,
+            &runs,
             commands::SweepOptions {
                 devices,
                 cpu_slots,
@@ -665,21 +685,15 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             wait,
             poll_seconds,
         ),
-        Command::Status {
-            experiment,
-            runs_dir,
-        } => {
+        Command::Status { experiment, runs } => {
             out::text(&out::printable(&cluster::status(
-                &runs_dir,
+                &runs.resolve(),
                 experiment.as_deref(),
             )?));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cancel {
-            experiment,
-            runs_dir,
-        } => {
-            let jobs = cluster::cancel(&runs_dir, &experiment)?;
+        Command::Cancel { experiment, runs } => {
+            let jobs = cluster::cancel(&runs.resolve(), &experiment)?;
             say!(
                 "cancelled {}; unfinished trials are interrupted and resume on the next sweep",
                 if jobs.is_empty() {
@@ -690,8 +704,8 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sync { runs_dir } => {
-            let report = cluster::sync(&runs_dir)?;
+        Command::Sync { runs } => {
+            let report = cluster::sync(&runs.resolve())?;
             say!(
                 "sync: {} records from {} of {} shards",
                 report.records,
@@ -712,12 +726,8 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             finish(end, &loaded, true)
         }
         Command::Predict(args) => predict(args),
-        Command::Export {
-            target,
-            out,
-            runs_dir,
-        } => {
-            let predictor = predict::Predictor::from_store(&runs_dir, &target)?;
+        Command::Export { target, out, runs } => {
+            let predictor = predict::Predictor::from_store(&runs.resolve(), &target)?;
             let json = export::export(&predictor, &out)?;
             say!(
                 "export: {} and {} (from {})",
@@ -727,9 +737,11 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Diff { a, b, runs_dir } => {
+        Command::Diff { a, b, runs } => {
             out::text(&out::printable(&crate::report::diff_trials(
-                &runs_dir, &a, &b,
+                &runs.resolve(),
+                &a,
+                &b,
             )?));
             Ok(ExitCode::SUCCESS)
         }
@@ -738,7 +750,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             out,
             format,
             wide,
-            runs_dir,
+            runs,
         } => {
             let format = format
                 .or_else(|| crate::report::export::Format::of_path(&out))
@@ -748,15 +760,20 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                         out.display()
                     )
                 })?;
-            let rows =
-                crate::report::export_metrics(&runs_dir, target.as_deref(), format, wide, &out)?;
+            let rows = crate::report::export_metrics(
+                &runs.resolve(),
+                target.as_deref(),
+                format,
+                wide,
+                &out,
+            )?;
             say!("export: {} ({rows} rows)", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Report {
             target,
             out,
-            runs_dir,
+            runs,
             fusion,
             discard,
             samples,
@@ -767,7 +784,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 "--discard {discard}: use a fraction in [0, 1), e.g. --discard 0.9"
             );
             let report = crate::report::build(
-                &runs_dir,
+                &runs.resolve(),
                 target.as_deref(),
                 out.as_deref(),
                 metric.as_deref().map(crate::report::Ranking::new),

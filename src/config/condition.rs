@@ -53,7 +53,7 @@ pub fn parse(
         if !schema.contains(key) {
             return Err(at(format!(
                 "`{key}` is not a config key; did you mean `{}`?",
-                super::load::nearest(key, schema)
+                super::suggest::nearest(key, schema)
             )));
         }
         if key == axis {

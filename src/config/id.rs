@@ -65,8 +65,15 @@ pub const LATER_KEYS: [&str; 31] = [
 
 /// Whether `path` is a table of the id schema (a proper prefix of one of its keys).
 fn known_table(path: &str) -> bool {
-    let prefix = format!("{path}.");
-    id_keys().iter().any(|k| k.starts_with(&prefix))
+    static TABLES: OnceLock<BTreeSet<&'static str>> = OnceLock::new();
+    TABLES
+        .get_or_init(|| {
+            id_keys()
+                .iter()
+                .flat_map(|k| k.match_indices('.').map(|(i, _)| &k[..i]))
+                .collect()
+        })
+        .contains(path)
 }
 
 fn get<'a>(value: &'a Json, path: &str) -> Option<&'a Json> {
@@ -88,43 +95,67 @@ fn remove_path(value: &mut Json, path: &str) {
     }
 }
 
-/// Leaf paths of `value` (objects are tables, anything else a leaf), under `prefix`.
-fn leaves(prefix: &str, value: &Json, out: &mut Vec<String>) {
-    match value {
-        Json::Object(map) => {
-            for (k, v) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaves(&path, v, out);
-            }
-        }
-        _ => out.push(prefix.to_string()),
-    }
-}
-
 /// Removes the keys newer than the id schema that hold their default in `defaults`, and the
 /// new tables that leaves empty.
 fn drop_new_defaults(value: &mut Json, defaults: &Json) {
-    let mut paths = Vec::new();
-    leaves("", value, &mut paths);
-    for path in paths.iter().filter(|p| !id_keys().contains(p.as_str())) {
-        if get(value, path) == get(defaults, path) {
-            remove_path(value, path);
-            let mut table = path.as_str();
-            while let Some((parent, _)) = table.rsplit_once('.') {
-                let empty =
-                    get(value, parent).is_some_and(|t| t.as_object().is_some_and(|m| m.is_empty()));
-                if !empty || known_table(parent) {
-                    break;
-                }
-                remove_path(value, parent);
-                table = parent;
-            }
+    prune(value, Some(defaults), &mut String::new());
+}
+
+/// [`drop_new_defaults`] within the table `value` at `path` (`defaults` its counterpart there);
+/// whether any of its entries was removed. A table emptied by removals goes too, unless the id
+/// schema knows it; a table that was empty to begin with stays.
+fn prune(value: &mut Json, defaults: Option<&Json>, path: &mut String) -> bool {
+    let Json::Object(map) = value else {
+        return false;
+    };
+    let mut gone = Vec::new();
+    for (key, child) in map.iter_mut() {
+        let len = path.len();
+        if len > 0 {
+            path.push('.');
         }
+        path.push_str(key);
+        let default = defaults.and_then(|d| d.get(key));
+        let remove = match child {
+            Json::Object(inner) if !inner.is_empty() => {
+                prune(child, default, path)
+                    && child.as_object().is_some_and(|m| m.is_empty())
+                    && !known_table(path)
+            }
+            Json::Object(_) => false,
+            leaf => !id_keys().contains(path.as_str()) && Some(&*leaf) == default,
+        };
+        if remove {
+            gone.push(key.clone());
+        }
+        path.truncate(len);
     }
+    let removed = !gone.is_empty();
+    for key in gone {
+        map.remove(&key);
+    }
+    removed
+}
+
+/// The defaults as [`identity`] compares against them: the execution keys and `model.preset`
+/// removed (`reference`), and the same with the keys newer than the id schema that hold their
+/// default dropped (`trimmed`). The same for every config, so made once.
+struct Defaults {
+    reference: Json,
+    trimmed: Json,
+}
+
+fn defaults() -> &'static Defaults {
+    static DEFAULTS: OnceLock<Defaults> = OnceLock::new();
+    DEFAULTS.get_or_init(|| {
+        let mut reference = serde_json::to_value(Config::default()).expect("defaults serialise");
+        for key in EXECUTION_KEYS.iter().chain(["model.preset"].iter()) {
+            remove_path(&mut reference, key);
+        }
+        let mut trimmed = reference.clone();
+        drop_new_defaults(&mut trimmed, &reference);
+        Defaults { reference, trimmed }
+    })
 }
 
 /// The config as JSON with every key path that defines the trial: without the execution keys
@@ -132,16 +163,13 @@ fn drop_new_defaults(value: &mut Json, defaults: &Json) {
 /// their default, and without [`LATER_KEYS`] that hold theirs.
 pub fn identity(config: &Config) -> Json {
     let mut value = serde_json::to_value(config).expect("config serialises");
-    let mut defaults = serde_json::to_value(Config::default()).expect("defaults serialise");
     for key in EXECUTION_KEYS.iter().chain(["model.preset"].iter()) {
         remove_path(&mut value, key);
-        remove_path(&mut defaults, key);
     }
-    let reference = defaults.clone();
-    drop_new_defaults(&mut value, &reference);
-    drop_new_defaults(&mut defaults, &reference);
+    let Defaults { reference, trimmed } = defaults();
+    drop_new_defaults(&mut value, reference);
     for key in LATER_KEYS {
-        if get(&value, key) == get(&defaults, key) {
+        if get(&value, key) == get(trimmed, key) {
             remove_path(&mut value, key);
         }
     }
@@ -151,6 +179,23 @@ pub fn identity(config: &Config) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Leaf paths of `value` (objects are tables, anything else a leaf), under `prefix`.
+    fn leaves(prefix: &str, value: &Json, out: &mut Vec<String>) {
+        match value {
+            Json::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&path, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
 
     /// Each frozen later key is a key or a table of the id schema.
     #[test]

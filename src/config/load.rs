@@ -12,12 +12,16 @@ use serde_json::Value as Json;
 use super::compose::{Composed, Fragments, Place, EXTENDS};
 use super::error::ConfigError;
 use super::schema::Config;
+use super::suggest::nearest;
 use super::sweep::{is_sweep_key, sweep_keys};
 use super::validate::{finite_config, finite_value, validate};
 use super::{SweepError, SweepSpec};
 
 /// Environment variables with this prefix set config keys (`VITRUN_OPTIMIZER__LR=3e-4`).
 pub const ENV_PREFIX: &str = "VITRUN_";
+
+/// The variable every subcommand reads the run store's folder from: `train.runs_dir` here.
+pub const RUNS_DIR_VAR: &str = "VITRUN_RUNS_DIR";
 
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,10 +72,11 @@ pub struct Loaded {
 impl Loaded {
     /// A problem in `[sweep]` found after loading (by the task), placed at its key's line.
     pub fn sweep_error(&self, e: SweepError) -> ConfigError {
-        e.in_file(&self.file, &self.doc)
+        e.placed(&self.file, |key| self.place_of(key))
     }
 
-    /// Rebuilds this experiment with more overrides (a sweep point), validated like the file.
+    /// Rebuilds this experiment with more overrides (a sweep point), validated like the file;
+    /// its `sweep` is unset.
     pub fn with_overrides(&self, extra: &[Override]) -> Result<Config, ConfigError> {
         self.resolver()?.resolve(extra)
     }
@@ -80,7 +85,7 @@ impl Loaded {
     pub fn resolver(&self) -> Result<Resolver<'_>, ConfigError> {
         Ok(Resolver {
             loaded: self,
-            base: base_figment(&self.doc, &self.overrides),
+            base: point_figment(&self.doc, &self.overrides),
             with_fragments: RefCell::new(HashMap::new()),
         })
     }
@@ -157,8 +162,8 @@ pub fn load_with_env(
         }
     }
     let config = resolve(file, &doc, &overrides)?;
-    let sweep =
-        SweepSpec::parse(config.sweep.as_ref(), &schema).map_err(|e| e.in_file(file, &doc))?;
+    let sweep = SweepSpec::parse(config.sweep.as_ref(), &schema)
+        .map_err(|e| e.placed(file, |key| doc.place_of(key).map(ToString::to_string)))?;
     let mut sources = BTreeMap::new();
     for path in &schema {
         let source = overrides
@@ -242,9 +247,9 @@ pub struct Resolver<'a> {
 type ComposedBase = (FileDoc, Figment);
 
 impl Resolver<'_> {
-    /// The experiment with `extra` overrides on top, validated like the file. An `extends`
-    /// override (a sweep's fragment axis) layers its files over the file's own `extends`,
-    /// under the file itself.
+    /// The experiment with `extra` overrides on top (a sweep point), validated like the file;
+    /// its `sweep` is unset. An `extends` override (a sweep's fragment axis) layers its files
+    /// over the file's own `extends`, under the file itself.
     pub fn resolve(&self, extra: &[Override]) -> Result<Config, ConfigError> {
         let loaded = self.loaded;
         let (fragments, extra): (Vec<&Override>, Vec<&Override>) =
@@ -298,7 +303,7 @@ impl Resolver<'_> {
             named_at,
         };
         let doc = FileDoc::parse(&loaded.file, &loaded.file_text, Some(&extra))?;
-        let base = base_figment(&doc, &loaded.overrides);
+        let base = point_figment(&doc, &loaded.overrides);
         let entry = Rc::new((doc, base));
         self.with_fragments
             .borrow_mut()
@@ -312,6 +317,22 @@ fn base_figment(doc: &FileDoc, overrides: &[Override]) -> Figment {
         Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(&doc.text)),
         |f, o| f.merge(Serialized::default(&o.path, &o.value)),
     )
+}
+
+/// What a sweep point is resolved on: [`base_figment`] without `[sweep]` (a point never
+/// changes it, and deserialising its axis lists again for every point was most of the
+/// planner's time), so a point's config has no `sweep`.
+fn point_figment(doc: &FileDoc, overrides: &[Override]) -> Figment {
+    let mut table = doc.composed.table.clone();
+    table.remove("sweep");
+    overrides
+        .iter()
+        .filter(|o| o.path != "sweep" && !o.path.starts_with("sweep."))
+        .fold(
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Serialized::defaults(table)),
+            |f, o| f.merge(Serialized::default(&o.path, &o.value)),
+        )
 }
 
 fn resolve(file: &Path, doc: &FileDoc, overrides: &[Override]) -> Result<Config, ConfigError> {
@@ -418,32 +439,6 @@ pub fn schema_paths() -> BTreeSet<String> {
     out
 }
 
-/// The valid key closest to `key` by edit distance, for "did you mean".
-/// Keys in the same section are preferred, and a key whose initials spell a valid key
-/// (`learning_rate` → `lr`) matches it outright.
-pub fn nearest(key: &str, schema: &BTreeSet<String>) -> String {
-    let (section, leaf) = key.rsplit_once('.').unwrap_or(("", key));
-    let initials: String = leaf.split('_').filter_map(|w| w.chars().next()).collect();
-    schema
-        .iter()
-        .map(|s| {
-            let (s_section, s_leaf) = s.rsplit_once('.').unwrap_or(("", s));
-            let score = if s_section == section {
-                if s_leaf == initials {
-                    0
-                } else {
-                    strsim::levenshtein(leaf, s_leaf)
-                }
-            } else {
-                100 + strsim::levenshtein(key, s)
-            };
-            (score, s)
-        })
-        .min()
-        .map(|(_, s)| s.clone())
-        .unwrap_or_default()
-}
-
 fn parse_value(text: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {text}")) {
         Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(text.into())),
@@ -498,7 +493,12 @@ fn env_overrides(
         .collect();
     vars.sort();
     for (var, value) in vars {
-        let path = var[ENV_PREFIX.len()..].to_lowercase().replace("__", ".");
+        // Every subcommand's name for the run store's folder (`VITRUN_TRAIN__RUNS_DIR` wins).
+        let path = if var == RUNS_DIR_VAR {
+            "train.runs_dir".to_string()
+        } else {
+            var[ENV_PREFIX.len()..].to_lowercase().replace("__", ".")
+        };
         let section = path.split('.').next().unwrap_or("");
         if !sections.contains(section) {
             continue;
@@ -531,18 +531,14 @@ fn env_overrides(
 /// The experiment file composed with the files it extends (see [`super::compose`]): the
 /// merged TOML that figment reads, and the file and line of every key.
 #[derive(Debug, Clone)]
-pub(crate) struct FileDoc {
+struct FileDoc {
     text: String,
     composed: Composed,
 }
 
 impl FileDoc {
     /// `file` (holding `text`) composed with its `extends` chain and then `extra`.
-    pub(crate) fn parse(
-        file: &Path,
-        text: &str,
-        extra: Option<&Fragments>,
-    ) -> Result<FileDoc, ConfigError> {
+    fn parse(file: &Path, text: &str, extra: Option<&Fragments>) -> Result<FileDoc, ConfigError> {
         let composed = Composed::of(file, text, extra)?;
         let text = if composed.extended {
             toml::to_string(&composed.table).map_err(|e| ConfigError::Syntax {
@@ -561,12 +557,12 @@ impl FileDoc {
     }
 
     /// The files layered under the experiment file, in merge order.
-    pub(crate) fn bases(&self) -> &[PathBuf] {
+    fn bases(&self) -> &[PathBuf] {
         &self.composed.bases
     }
 
     /// Where `path` was set last, if some file sets it.
-    pub(crate) fn place_of(&self, path: &str) -> Option<&Place> {
+    fn place_of(&self, path: &str) -> Option<&Place> {
         self.keys().find(|(k, _)| k == path).map(|(_, p)| p)
     }
 }

@@ -9,6 +9,7 @@ pub mod id;
 mod load;
 mod schema;
 mod slurm;
+mod suggest;
 mod sweep;
 mod validate;
 
@@ -16,7 +17,9 @@ pub use compose::{Place, EXTENDS};
 pub use condition::{Clause, When};
 pub use device::{available_cores, DeviceSpec};
 pub use error::ConfigError;
-pub use load::{load, load_with_env, schema_paths, Loaded, Override, Resolver, Source, ENV_PREFIX};
+pub use load::{
+    load, load_with_env, schema_paths, Loaded, Override, Resolver, Source, ENV_PREFIX, RUNS_DIR_VAR,
+};
 pub use schema::*;
 pub use slurm::{SlurmSpec, SLURM_KEYS};
 pub use sweep::{
@@ -142,31 +145,46 @@ pub fn hash_identity(identity: &Json) -> String {
 
 /// JSON with object keys sorted at every level and numbers in serde_json's shortest form.
 pub fn canonical_json(value: &Json) -> String {
+    let mut out = Vec::with_capacity(4096);
+    write_canonical(value, &mut out);
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+/// [`canonical_json`] of `value`, appended to `out`.
+fn write_canonical(value: &Json, out: &mut Vec<u8>) {
+    use std::io::Write;
     match value {
         Json::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let inner: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    format!(
-                        "{}:{}",
-                        Json::String((*k).clone()),
-                        canonical_json(&map[*k])
-                    )
-                })
-                .collect();
-            format!("{{{}}}", inner.join(","))
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k).expect("writes to a Vec");
+                out.push(b':');
+                write_canonical(&map[k], out);
+            }
+            out.push(b'}');
         }
         Json::Array(items) => {
-            let inner: Vec<String> = items.iter().map(canonical_json).collect();
-            format!("[{}]", inner.join(","))
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
         }
         Json::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
-            _ => n.to_string(),
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
+                write!(out, "{}", f as i64).expect("writes to a Vec")
+            }
+            _ => write!(out, "{n}").expect("writes to a Vec"),
         },
-        other => other.to_string(),
+        other => serde_json::to_writer(&mut *out, other).expect("writes to a Vec"),
     }
 }
 

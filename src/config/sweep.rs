@@ -5,9 +5,9 @@ use std::path::Path;
 
 use super::condition::{self, When};
 use super::error::ConfigError;
-use super::load::{nearest, FileDoc};
 use super::schema::EXECUTION_KEYS;
 use super::slurm::SlurmSpec;
+use super::suggest::nearest;
 use crate::contract::{Goal, Status, TaskMetrics};
 
 /// The default of `[sweep] max_trials`: sweeps that expand to more points are refused.
@@ -163,16 +163,16 @@ impl SweepError {
         }
     }
 
-    pub(crate) fn in_file(self, file: &Path, doc: &FileDoc) -> ConfigError {
-        let place = doc.place_of(&self.key).or_else(|| {
-            self.key
-                .strip_suffix(".when")
-                .and_then(|axis| doc.place_of(axis))
-        });
-        let place = match place {
-            Some(place) => place.to_string(),
-            None => file.display().to_string(),
-        };
+    /// The error placed at its key's `file:line` (`place_of` gives it, for the key or for
+    /// the axis of a `.when`), or at `file`.
+    pub(crate) fn placed(
+        self,
+        file: &Path,
+        place_of: impl Fn(&str) -> Option<String>,
+    ) -> ConfigError {
+        let place = place_of(&self.key)
+            .or_else(|| self.key.strip_suffix(".when").and_then(&place_of))
+            .unwrap_or_else(|| file.display().to_string());
         ConfigError::Invalid {
             place,
             key: self.key,

@@ -139,11 +139,14 @@ pub fn plan(loaded: &Loaded) -> Result<Plan, ConfigError> {
         advance(&mut choice, &factors);
         let (point, dropped) = applicable(loaded, &resolver, full)?;
         let overrides = as_overrides(&point);
-        let config = resolver
+        let mut config = resolver
             .resolve(&overrides)
             .map_err(|e| blame(loaded, &resolver, &overrides, e))?;
         let id = config.trial_id();
         if seen.insert(id.clone()) {
+            // The trial runs under the sweep's settings (its early-stopping rule): its config,
+            // which a cluster task reads back from its snapshot, carries the `[sweep]` table.
+            config.sweep = loaded.config.sweep.clone();
             trials.push(PlannedTrial { id, point, config });
         } else if dropped {
             not_applicable += 1;

@@ -6,6 +6,7 @@
 mod common;
 
 mod augment;
+mod cli;
 mod compare;
 mod compose;
 mod config;

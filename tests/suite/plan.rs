@@ -229,3 +229,18 @@ fn a_file_without_a_sweep_is_one_trial() {
     assert_eq!(p.trials.len(), 1);
     assert!(p.trials[0].point.is_empty());
 }
+
+/// A planned trial's config carries the sweep's table (a cluster task reads its early-stopping
+/// rule back from the config snapshot), though a point is resolved without it.
+#[test]
+fn planned_trials_carry_the_sweep_table() {
+    let (_dir, path) = write(
+        "name = \"s\"\n[sweep]\n\"optimizer.lr\" = [1e-4, 1e-3]\n[sweep.early_stop]\nrule = \"median\"\n",
+    );
+    let loaded = load_with_env(&path, &[], Vec::new()).unwrap();
+    let p = plan(&loaded).unwrap();
+    assert!(loaded.config.sweep.is_some());
+    for t in &p.trials {
+        assert_eq!(t.config.sweep, loaded.config.sweep);
+    }
+}

@@ -1,0 +1,129 @@
+//! The command line's one habit for the run store: `--runs-dir` on every subcommand,
+//! `VITRUN_RUNS_DIR` read by every subcommand, and the store found from a project's subfolder.
+
+use std::path::Path;
+
+use crate::common::vitrun;
+
+/// Every visible subcommand's name, from `vitrun --help`.
+fn subcommands() -> Vec<String> {
+    let out = vitrun(&["--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[test]
+fn every_subcommand_takes_runs_dir() {
+    let commands = subcommands();
+    assert!(commands.len() >= 15, "{commands:?}");
+    for command in commands {
+        let out = vitrun(&[&command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("--runs-dir <DIR>") && help.contains("VITRUN_RUNS_DIR"),
+            "`vitrun {command} --help` has no --runs-dir:\n{help}"
+        );
+    }
+}
+
+fn store_at(runs: &Path) {
+    std::fs::create_dir_all(runs).unwrap();
+    vitrun::track::Store::open(&vitrun::contract::RunsDir::new(runs).store()).unwrap();
+}
+
+#[test]
+fn the_store_is_found_from_a_subfolder_the_variable_and_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("project");
+    let deep = project.join("experiments/ablations");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::create_dir_all(project.join(".git")).unwrap();
+    let ls = |cwd: &Path, extra: &[(&str, &Path)]| {
+        let mut cmd = vitrun(&["ls"]);
+        cmd.current_dir(cwd);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    // No store yet: the error names ./runs, from where the command ran.
+    let out = ls(&deep, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runs"));
+
+    store_at(&project.join("runs"));
+    let out = ls(&deep, &[]);
+    assert!(
+        out.status.success(),
+        "ls from a subfolder reads the project's store: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    assert_eq!(ls(&elsewhere, &[]).status.code(), Some(1));
+    let runs = project.join("runs");
+    assert!(ls(&elsewhere, &[("VITRUN_RUNS_DIR", &runs)])
+        .status
+        .success());
+    let mut flag = vitrun(&["ls", "--runs-dir", runs.to_str().unwrap()]);
+    assert!(flag
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap()
+        .status
+        .success());
+
+    // An experiment run from the subfolder writes to the same store; check says so.
+    let file = deep.join("exp.toml");
+    std::fs::write(&file, "name = \"found\"\n").unwrap();
+    let check = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.starts_with("train.runs_dir "))
+            .unwrap()
+            .to_string()
+    };
+    let line = check(vitrun(&["check", "exp.toml"]).current_dir(&deep));
+    assert!(
+        line.contains(&format!("{:?}", runs.display().to_string())),
+        "{line}"
+    );
+    let line = check(
+        vitrun(&["check", "exp.toml"])
+            .current_dir(&deep)
+            .env("VITRUN_RUNS_DIR", "/data/runs"),
+    );
+    assert!(
+        line.contains("\"/data/runs\"") && line.ends_with("# env VITRUN_RUNS_DIR"),
+        "{line}"
+    );
+    let line = check(vitrun(&["check", "exp.toml", "--runs-dir", "/x/runs"]).current_dir(&deep));
+    assert!(line.contains("\"/x/runs\""), "{line}");
+    let line = check(
+        vitrun(&[
+            "check",
+            "exp.toml",
+            "--runs-dir",
+            "/x/runs",
+            "--set",
+            "train.runs_dir=\"/y/runs\"",
+        ])
+        .current_dir(&deep),
+    );
+    assert!(
+        line.contains("\"/y/runs\""),
+        "an explicit --set wins: {line}"
+    );
+}
