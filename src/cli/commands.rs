@@ -299,7 +299,7 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn open_store(runs_dir: &Path) -> anyhow::Result<Store> {
+pub(super) fn open_store(runs_dir: &Path) -> anyhow::Result<Store> {
     let path = crate::contract::RunsDir::new(runs_dir).store();
     if !path.exists() {
         anyhow::bail!(
@@ -493,40 +493,4 @@ pub(super) fn distinct<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> Ve
         .into_iter()
         .filter(|item| seen.insert(item.clone()))
         .collect()
-}
-
-/// `vitrun ls`: one line per trial, newest first, as the store has them (it never waits on a
-/// cluster: `vitrun status` asks SLURM about cluster trials).
-pub fn ls(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
-    let store = open_store(runs_dir)?;
-    let mut out = format!(
-        "{:<12} {:<20} {:<9} {:>6} {:>12} {:>9} {:<10} {}\n",
-        "trial", "experiment", "status", "epochs", "best", "val loss", "device", "started"
-    );
-    for t in store.trials(experiment)? {
-        out.push_str(&format!(
-            "{:<12} {:<20} {:<9} {:>6} {:>12} {:>9} {:<10} {}{}\n",
-            t.id,
-            t.experiment,
-            t.status,
-            t.epochs.map(|e| e.to_string()).unwrap_or("-".into()),
-            t.best.map_or("-".into(), |v| {
-                format!("{} {:.1}%", t.best_metric, v * 100.0)
-            }),
-            t.last_val_loss
-                .map(|v| format!("{v:.4}"))
-                .unwrap_or("-".into()),
-            t.device.unwrap_or_default(),
-            t.started_at.unwrap_or_default(),
-            t.error.map(|e| format!("  ({e})")).unwrap_or_default(),
-        ));
-    }
-    if let Some(work) = store.teacher_work(experiment)? {
-        out.push_str(&format!(
-            "# {}
-",
-            work.describe()
-        ));
-    }
-    Ok(out)
 }

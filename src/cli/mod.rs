@@ -6,6 +6,7 @@ mod cluster;
 pub mod commands;
 mod console;
 mod export;
+mod listing;
 pub mod out;
 mod predict;
 mod runs;
@@ -142,15 +143,33 @@ enum Command {
         #[command(flatten)]
         runs: RunsDirArg,
     },
-    /// List trials in the run store with status and best metrics.
+    /// List trials in the run store with status, best metric and duration: vitrun ls --status
+    /// failed,crashed --sort best --limit 10
     Ls {
         /// Only this experiment's trials.
         experiment: Option<String>,
         #[command(flatten)]
         runs: RunsDirArg,
         /// One line per group of trials that differ only in seed: mean ± std and a 95 % CI.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["json", "status", "sort", "limit"])]
         group: bool,
+        /// One JSON array of trials (times as stored, duration in seconds) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only trials with these statuses, e.g. --status failed,crashed,oom.
+        #[arg(long, value_delimiter = ',', value_name = "STATUS")]
+        status: Vec<crate::contract::Status>,
+        /// Row order: started (newest first), best, duration, status or id.
+        #[arg(long, value_enum, default_value_t)]
+        sort: listing::SortKey,
+        /// At most N rows (after sorting), e.g. --limit 20.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Print a shell completion script: vitrun completions bash > ~/.local/share/bash-completion/completions/vitrun
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Run every trial of FILE's [sweep] that the store does not have done.
     Sweep {
@@ -298,6 +317,7 @@ impl Command {
             Command::Plan { .. }
                 | Command::Check { .. }
                 | Command::Ls { .. }
+                | Command::Completions { .. }
                 | Command::Diff { .. }
                 | Command::Status { .. }
                 | Command::Logs { .. }
@@ -654,13 +674,33 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             experiment,
             runs,
             group,
+            json,
+            status,
+            sort,
+            limit,
         } => {
-            let listing = if group {
-                commands::ls_groups(&runs.resolve(), experiment.as_deref())?
+            if group {
+                let groups = commands::ls_groups(&runs.resolve(), experiment.as_deref())?;
+                out::text(&out::printable(&groups));
             } else {
-                commands::ls(&runs.resolve(), experiment.as_deref())?
-            };
-            out::text(&out::printable(&listing));
+                let options = listing::LsOptions {
+                    experiment,
+                    status,
+                    sort,
+                    limit,
+                    json,
+                    color: !json && listing::color_wanted(),
+                };
+                // Stored strings in the rows are made printable one by one (the colours stay).
+                out::text(&listing::ls(&runs.resolve(), &options)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vitrun", &mut script);
+            out::text(&String::from_utf8_lossy(&script));
             Ok(ExitCode::SUCCESS)
         }
         Command::Sweep {

@@ -14,7 +14,8 @@ fn subcommands() -> Vec<String> {
         .skip(1)
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .filter(|c| c != "help")
+        // Printing a completion script touches no store.
+        .filter(|c| c != "help" && c != "completions")
         .collect()
 }
 
@@ -126,4 +127,52 @@ fn the_store_is_found_from_a_subfolder_the_variable_and_the_flag() {
         line.contains("\"/y/runs\""),
         "an explicit --set wins: {line}"
     );
+}
+
+#[test]
+fn ls_speaks_json_filters_by_status_and_completions_know_the_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    store_at(&runs);
+    let runs = runs.to_str().unwrap();
+    let out = vitrun(&["ls", "--runs-dir", runs, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[]\n");
+    let out = vitrun(&[
+        "ls",
+        "--runs-dir",
+        runs,
+        "--status",
+        "finished,crashed",
+        "--sort",
+        "best",
+        "--limit",
+        "3",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("# 0 trials\n"));
+    let out = vitrun(&["ls", "--runs-dir", runs, "--status", "finnished"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("finnished"), "{err}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = vitrun(&["completions", shell]).output().unwrap();
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success()
+                && script.contains("--runs-dir")
+                && script.contains("export-metrics"),
+            "{shell}: {script}"
+        );
+    }
 }
