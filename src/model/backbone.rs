@@ -124,6 +124,13 @@ pub trait Arch: Clone + core::fmt::Debug + Send + Sync + 'static {
 pub struct TimmModel {
     pub architecture: String,
     pub args: serde_json::Map<String, serde_json::Value>,
+    /// A model name timm registers whose entry point `args` complete
+    /// (`timm.create_model(name, **args)` builds this model).
+    pub name: String,
+    /// The first conv's module (timm's `pretrained_cfg["first_conv"]`).
+    pub first_conv: String,
+    /// The classifier modules (`pretrained_cfg["classifier"]`).
+    pub classifier: Vec<String>,
 }
 
 /// A whole model: a backbone and a task's head. Checkpoint keys are timm's: the `encoder` and

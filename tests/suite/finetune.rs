@@ -597,6 +597,21 @@ fn export_writes_the_trials_weights_and_timm_arguments() {
     assert_eq!(args["model_args"]["embed_dim"], 24);
     assert_eq!(args["model_args"]["global_pool"], "token");
     assert_eq!(args["label_names"], serde_json::json!(["bus", "car"]));
+    // What timm.create_model needs to load it whole (scripts/timm_create_model.py runs the
+    // README's snippet): a registered name, and a pretrained_cfg whose class count is the
+    // export's, so the classifier is kept, with the preprocessing vitrun validates with.
+    assert_eq!(args["timm_name"], "vit_tiny_patch16_224");
+    let cfg = &args["pretrained_cfg"];
+    assert_eq!(cfg["num_classes"], 2);
+    assert_eq!(cfg["classifier"], serde_json::json!(["head"]));
+    assert_eq!(cfg["first_conv"], "patch_embed.proj");
+    let c = &args["model_args"];
+    assert_eq!(
+        cfg["input_size"],
+        serde_json::json!([c["in_chans"], c["img_size"], c["img_size"]])
+    );
+    assert_eq!(cfg["interpolation"], "bilinear");
+    assert_eq!(cfg["label_names"], args["label_names"]);
 }
 
 #[test]

@@ -979,6 +979,12 @@ fn a_resnet_trains_and_exports_under_timms_names() {
         serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
             .unwrap();
     assert_eq!(args["architecture"], "resnet18");
+    assert_eq!(args["timm_name"], "resnet18");
+    assert_eq!(
+        args["pretrained_cfg"]["classifier"],
+        serde_json::json!(["fc"])
+    );
+    assert_eq!(args["pretrained_cfg"]["num_classes"], 2);
     assert_eq!(
         args["model_args"]["channels"],
         serde_json::json!([8, 16, 32, 64])

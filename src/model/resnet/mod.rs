@@ -335,6 +335,9 @@ impl Arch for ResNetSpec {
         Ok(TimmModel {
             architecture: self.name.clone(),
             args,
+            name: self.name.clone(),
+            first_conv: "conv1".into(),
+            classifier: vec!["fc".into()],
         })
     }
 

@@ -208,14 +208,26 @@ impl Arch for VitSpec {
             "fc_norm": self.mean_pool,
             "qkv_bias": true,
         });
+        // Any registered ViT's entry point would do: `args` set every size it sets.
+        let (architecture, name, classifier) = if self.distilled {
+            (
+                "VisionTransformerDistilled",
+                "deit_tiny_distilled_patch16_224",
+                vec!["head".into(), "head_dist".into()],
+            )
+        } else {
+            (
+                "VisionTransformer",
+                "vit_tiny_patch16_224",
+                vec!["head".into()],
+            )
+        };
         Ok(TimmModel {
-            architecture: if self.distilled {
-                "VisionTransformerDistilled"
-            } else {
-                "VisionTransformer"
-            }
-            .into(),
+            architecture: architecture.into(),
             args: args.as_object().cloned().unwrap_or_default(),
+            name: name.into(),
+            first_conv: "patch_embed.proj".into(),
+            classifier,
         })
     }
 }

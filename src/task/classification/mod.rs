@@ -285,15 +285,47 @@ impl Task for Classification {
 }
 
 /// The timm model `timm` (the backbone's constructor and arguments) with a classifier of
-/// `classes`, with the class names and input normalisation `config` trains with.
+/// `classes`, with the class names and input normalisation `config` trains with, and the
+/// `pretrained_cfg` that makes `timm.create_model(timm_name, pretrained=True,
+/// pretrained_cfg_overlay=dict(pretrained_cfg, file=…), **model_args)` load the export whole
+/// (the classifier kept: its class count is the cfg's) and preprocess as vitrun validates.
 pub fn timm_args(config: &Config, classes: &[String], timm: TimmModel) -> serde_json::Value {
     let mut args = timm.args;
     args.insert("num_classes".into(), classes.len().into());
+    let normalize = &config.augment.normalize;
+    let channels = config.data.channels;
+    let (mean, std) = if normalize.enabled {
+        (normalize.mean.clone(), normalize.std.clone())
+    } else {
+        (vec![0.0; channels], vec![1.0; channels])
+    };
+    let crop = &config.augment.center_crop;
+    // vitrun validates by resizing the short side to size·ratio and cropping the centre
+    // (timm's crop_pct = 1 / ratio), or by resizing the whole image (timm's "squash"); bilinear.
+    let (crop_pct, crop_mode) = if crop.enabled {
+        (1.0 / crop.ratio, "center")
+    } else {
+        (1.0, "squash")
+    };
+    let size = config.data.image_size;
     serde_json::json!({
         "architecture": timm.architecture,
+        "timm_name": timm.name,
         "model_args": args,
         "label_names": classes,
-        "mean": config.augment.normalize.enabled.then_some(&config.augment.normalize.mean),
-        "std": config.augment.normalize.enabled.then_some(&config.augment.normalize.std),
+        "mean": normalize.enabled.then_some(&normalize.mean),
+        "std": normalize.enabled.then_some(&normalize.std),
+        "pretrained_cfg": {
+            "input_size": [channels, size, size],
+            "crop_pct": crop_pct,
+            "crop_mode": crop_mode,
+            "interpolation": "bilinear",
+            "mean": mean,
+            "std": std,
+            "num_classes": classes.len(),
+            "first_conv": timm.first_conv,
+            "classifier": timm.classifier,
+            "label_names": classes,
+        },
     })
 }
