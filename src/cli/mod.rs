@@ -529,8 +529,8 @@ fn sweep(
 /// What `vitrun predict` takes.
 #[derive(clap::Args)]
 struct PredictArgs {
-    /// A trial id or prefix, an experiment or sweep (its best trial), or with --config a
-    /// checkpoint file or trial folder.
+    /// A trial id or prefix, an experiment or sweep (its best trial), or a checkpoint file or
+    /// trial folder (its trial's config.toml describes it, or --config).
     target: String,
     /// Image files or folders (searched recursively for .png/.jpg/.jpeg).
     #[arg(required = true)]
@@ -544,7 +544,8 @@ struct PredictArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// The experiment file of a checkpoint given as TARGET.
+    /// The experiment file of a checkpoint given as TARGET (default: the config.toml of the
+    /// trial folder it is in).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Overrides for --config's file.
@@ -563,11 +564,29 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
         args.batch >= 1,
         "--batch 0: give at least 1 image per batch"
     );
-    let predictor = match &args.config {
-        Some(file) => Predictor::from_checkpoint(
-            std::path::Path::new(&args.target),
-            &crate::config::load(file, &args.sets)?.config,
-        )?,
+    let target = Path::new(&args.target);
+    // A checkpoint inside a trial folder is described by that folder's resolved config.
+    let beside = || {
+        target
+            .ancestors()
+            .take(3)
+            .map(|dir| crate::contract::TrialDir::at(dir).config())
+            .find(|config| config.is_file())
+    };
+    let config = match &args.config {
+        Some(file) => Some(file.clone()),
+        None if target.exists() => Some(beside().with_context(|| {
+            format!(
+                "{}: no config.toml beside it or in the trial folder above it; pass --config with its experiment file",
+                target.display()
+            )
+        })?),
+        None => None,
+    };
+    let predictor = match &config {
+        Some(file) => {
+            Predictor::from_checkpoint(target, &crate::config::load(file, &args.sets)?.config)?
+        }
         None => {
             anyhow::ensure!(
                 crate::config::is_safe_name(&args.target),

@@ -530,8 +530,29 @@ fn predict_agrees_with_the_stored_validation_accuracy() {
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    let with_config = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(with_config.contains("00.png: "), "{}", text(&out));
+    // Inside a trial folder the checkpoint needs no --config: the folder's config.toml says
+    // what it is, so the answer is the same.
+    for target in [weights.clone(), runs.join("micro").join(&id)] {
+        let out = vitrun(&[
+            "predict",
+            target.to_str().unwrap(),
+            val.join("blue/00.png").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), with_config);
+    }
+    let stray = tmp.path().join("stray.safetensors");
+    std::fs::copy(&weights, &stray).unwrap();
+    let out = vitrun(&["predict", stray.to_str().unwrap(), val.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("00.png: "),
+        text(&out).contains("no config.toml beside it"),
         "{}",
         text(&out)
     );
