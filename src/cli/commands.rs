@@ -173,6 +173,7 @@ pub fn sweep(
     options: &SweepOptions,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<SweepReport> {
+    crate::task::preflight(loaded)?;
     let plan = plan(loaded)?;
     let exe = std::env::current_exe().context("cannot find the vitrun executable")?;
     let slots = slots_for(loaded, &plan, options, &exe)?;
@@ -237,7 +238,7 @@ pub fn sweep_summary(report: &SweepReport) -> String {
 /// `vitrun check`: the resolved config, each value with where it came from (and, for a sweep,
 /// how many trials it plans; an invalid point is an error here too).
 pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
-    crate::task::check(loaded)?;
+    crate::task::preflight(loaded)?;
     crate::train::backend::supports(loaded.config.train.device)
         .map_err(|e| crate::train::backend::in_experiment(loaded, e))?;
     let json = serde_json::to_value(&loaded.config).expect("config serialises");

@@ -479,6 +479,12 @@ fn sweep_command(
 ) -> anyhow::Result<ExitCode> {
     let (loaded, sets) = runs.load(&file, &options.sets)?;
     options.sets = sets;
+    if loaded.sweep.is_empty() {
+        eprintln!(
+            "vitrun: note: {} has no [sweep] axes, so the sweep is its one trial (as `vitrun run` runs it)",
+            file.display()
+        );
+    }
     if launcher == LauncherKind::Local {
         anyhow::ensure!(
             !wait,

@@ -101,6 +101,12 @@ impl Loaded {
         self.doc.place_of(path).map(ToString::to_string)
     }
 
+    /// Where the value of `key` was written: `file:line`, or the file with `(env VAR)` or
+    /// `(--set)`; the file when nothing sets it.
+    pub fn where_set(&self, key: &str) -> String {
+        place_of(&self.file, &self.doc, &self.overrides, key)
+    }
+
     /// The files the experiment extends, in merge order (each before those that override it).
     pub fn bases(&self) -> &[PathBuf] {
         self.doc.bases()

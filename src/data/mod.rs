@@ -13,6 +13,7 @@ pub mod lesions;
 mod loader;
 pub mod mask_folder;
 pub mod mix;
+mod preflight;
 pub mod rand_augment;
 pub mod scenes;
 pub mod synthetic;
@@ -28,6 +29,7 @@ pub use loader::{
     epoch_order, load_batch, panic_text, repeated_order, Draw, EpochLoader, LoaderSpec,
 };
 pub use mix::Mixer;
+pub use preflight::preflight;
 
 use crate::config::{Config, DatasetKind};
 use dataset::select_classes;

@@ -191,6 +191,18 @@ pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
     stop_criterion(loaded).map(|_| ())
 }
 
+/// [`check`], and the files the experiment's data keys name are there and readable: what
+/// `vitrun check`, a local sweep and a trial's process (before it claims the trial) run. (Not
+/// `plan`, which lists trials on a machine that may not hold the data.)
+pub fn preflight(loaded: &Loaded) -> Result<(), ConfigError> {
+    check(loaded)?;
+    crate::data::preflight(&loaded.config.data).map_err(|(key, reason)| ConfigError::Invalid {
+        place: loaded.where_set(&key),
+        key,
+        reason,
+    })
+}
+
 /// Why `vitrun predict` and `vitrun export` refuse a trial of `task`, which has no class
 /// labels to give and no timm classifier to become.
 fn classification_only(task: &str) -> anyhow::Error {

@@ -334,7 +334,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     observer: &mut dyn Observer,
 ) -> anyhow::Result<TrialEnd> {
-    crate::task::check(loaded)?;
+    crate::task::preflight(loaded)?;
     dispatch(
         loaded.config.train.device,
         TrainTask {

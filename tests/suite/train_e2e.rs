@@ -628,7 +628,27 @@ fn bad_input_exits_1_with_a_one_line_cause() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("dataset path /no/such/dir does not exist"),
+        err.contains("(--set): `data.path`: /no/such/dir does not exist; fix the path"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("vitrun.sqlite").exists(),
+        "a typo in a data path leaves no failed trial behind"
+    );
+    let check = vitrun(&[
+        "check",
+        TINY,
+        "--set",
+        "data.dataset=\"image_folder\"",
+        "--set",
+        &format!("data.path={:?}", TINY),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        err.contains("`data.path`: ") && err.contains("is not a folder"),
         "{err}"
     );
 }
