@@ -604,14 +604,15 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
     };
     let files = images(&args.images)?;
     eprintln!(
-        "predicting {} images with {}{}",
+        "predicting {} images with {}{}; resize: {}",
         files.len(),
         predictor.weights.display(),
         predictor
             .trial
             .as_ref()
             .map(|t| format!(" (trial {t})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        predictor.resize()
     );
     let bar = (std::io::stderr().is_terminal() && files.len() > args.batch)
         .then(|| indicatif::ProgressBar::new(files.len() as u64));

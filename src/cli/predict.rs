@@ -191,6 +191,11 @@ impl Predictor {
         Self::new(config, weights, trial_dir.as_ref(), None)
     }
 
+    /// How images are resized to the model's input, in words.
+    pub fn resize(&self) -> String {
+        self.pipeline.describe_resize()
+    }
+
     fn new(
         config: &Config,
         weights: PathBuf,
@@ -204,7 +209,8 @@ impl Predictor {
                 &config.augment,
                 config.data.image_size,
                 config.data.channels,
-            ),
+            )
+            .with_interpolation(config.data.interpolation),
             max_pixels: config.data.max_image_pixels,
             weights,
             trial,

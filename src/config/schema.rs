@@ -129,6 +129,22 @@ pub struct DataConfig {
     pub val_annotations: Option<String>,
     /// Folder of the validation images (coco; unset = `path`).
     pub val_path: Option<String>,
+    /// How images are resized: vitrun's own bilinear, or PIL's bicubic or area filter with
+    /// torchvision's sizes (timm's pipeline, to match a timm-trained model's preprocessing).
+    pub interpolation: Interpolation,
+}
+
+/// `data.interpolation`: the resize filter of the training crop and the validation resize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    /// vitrun's bilinear, averaging over the covered area when shrinking by more than 2×.
+    #[default]
+    Bilinear,
+    /// PIL's bicubic (a = −0.5, antialiased), as timm's default pipeline.
+    Bicubic,
+    /// PIL's box filter: each output pixel the mean of the inputs it covers.
+    Area,
 }
 
 impl Default for DataConfig {
@@ -151,6 +167,7 @@ impl Default for DataConfig {
             annotations: None,
             val_annotations: None,
             val_path: None,
+            interpolation: Interpolation::Bilinear,
         }
     }
 }

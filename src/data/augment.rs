@@ -7,7 +7,7 @@ use rand_distr::{Distribution, StandardNormal};
 use super::geometry::Step;
 use super::image::Image;
 use super::rand_augment::RandAugment;
-use crate::config::{AugmentConfig, ErasingValue};
+use crate::config::{AugmentConfig, ErasingValue, Interpolation};
 
 /// The RNG for one sample's augmentation: the same (seed, epoch, index) gives the same draws.
 pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
@@ -33,6 +33,8 @@ pub struct Pipeline {
     pub size: usize,
     pub channels: usize,
     pub config: AugmentConfig,
+    /// The resize filter (`data.interpolation`).
+    pub interpolation: Interpolation,
     /// RandAugment, when enabled (training only).
     rand_augment: Option<RandAugment>,
 }
@@ -55,6 +57,7 @@ impl Pipeline {
             size,
             channels,
             config: config.clone(),
+            interpolation: Interpolation::default(),
             rand_augment: config
                 .rand_augment
                 .enabled
@@ -69,8 +72,35 @@ impl Pipeline {
             size,
             channels,
             config: config.clone(),
+            interpolation: Interpolation::default(),
             rand_augment: None,
         }
+    }
+
+    /// How the validation pipeline brings an image to the model's size, in words: the filter,
+    /// and the short-side resize with its centre crop, or the whole image squashed.
+    pub fn describe_resize(&self) -> String {
+        let filter = match self.interpolation {
+            Interpolation::Bilinear => "bilinear (vitrun's, area-averaged when shrinking)",
+            Interpolation::Bicubic => "bicubic (PIL's, as timm)",
+            Interpolation::Area => "area (PIL's box filter)",
+        };
+        let size = self.size;
+        let crop = &self.config.center_crop;
+        if crop.enabled {
+            format!(
+                "{filter}: short side to {size}·{} then the central {size}×{size}",
+                crop.ratio
+            )
+        } else {
+            format!("{filter}: the whole image to {size}×{size}")
+        }
+    }
+
+    /// This pipeline resizing with `interpolation` (`data.interpolation`).
+    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Pipeline {
+        self.interpolation = interpolation;
+        self
     }
 
     /// Runs the pipeline on one image.
@@ -91,7 +121,11 @@ impl Pipeline {
             )]
         } else if !self.train && a.center_crop.enabled {
             applied.push("center_crop".into());
-            center_crop_steps(image.height, image.width, self.size, a.center_crop.ratio).to_vec()
+            let steps = match self.interpolation {
+                Interpolation::Bilinear => center_crop_steps,
+                Interpolation::Bicubic | Interpolation::Area => timm_center_crop_steps,
+            };
+            steps(image.height, image.width, self.size, a.center_crop.ratio).to_vec()
         } else {
             vec![Step::resize(
                 image.height,
@@ -105,7 +139,7 @@ impl Pipeline {
             geometry.push(Step::HFlip);
         }
         for step in &geometry {
-            image = step.image(&image);
+            image = step.image_as(&image, self.interpolation);
         }
         if let Some(ra) = &self.rand_augment {
             let (augmented, ran) = ra.apply(&image, rng);
@@ -226,6 +260,41 @@ pub fn center_crop_steps(height: usize, width: usize, size: usize, ratio: f64) -
         Step::CropResize {
             top: ((rh - size) / 2) as f32,
             left: ((rw - size) / 2) as f32,
+            h: size as f32,
+            w: size as f32,
+            out_h: size,
+            out_w: size,
+        },
+    ]
+}
+
+/// timm's eval transform in torchvision's arithmetic: the short side resized to
+/// `⌊size · ratio⌋` (timm's `⌊size / crop_pct⌋`), the long side in proportion (truncated), and
+/// the central `size × size` at `round((side − size) / 2)` (half to even, as Python rounds).
+pub fn timm_center_crop_steps(height: usize, width: usize, size: usize, ratio: f64) -> [Step; 2] {
+    // The epsilon keeps 224 · (256 / 224) at 256 despite the ratio's rounding.
+    let short = ((size as f64 * ratio + 1e-6).floor() as usize).max(size);
+    let (in_short, in_long) = (height.min(width), height.max(width));
+    let long = short * in_long / in_short;
+    let (rh, rw) = if height <= width {
+        (short, long)
+    } else {
+        (long, short)
+    };
+    let centre = |side: usize| {
+        let gap = side - size;
+        // round(gap / 2) half to even: an odd gap rounds to the even one of gap/2 ± 0.5.
+        if gap.is_multiple_of(2) || (gap / 2).is_multiple_of(2) {
+            gap / 2
+        } else {
+            gap / 2 + 1
+        }
+    };
+    [
+        Step::resize(height, width, rh, rw),
+        Step::CropResize {
+            top: centre(rh) as f32,
+            left: centre(rw) as f32,
             h: size as f32,
             w: size as f32,
             out_h: size,

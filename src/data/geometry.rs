@@ -4,6 +4,8 @@
 
 use super::boxes::Corners;
 use super::image::Image;
+use super::resample::{self, Filter};
+use crate::config::Interpolation;
 
 /// A per-pixel label that counts for nothing (VOC's 255): outside the image after a transform,
 /// or marked so in a mask file.
@@ -110,6 +112,27 @@ impl Step {
                     img.crop_resize(top, left, h, w, out_h, out_w)
                 }
             }
+            Step::HFlip => img.hflip(),
+        }
+    }
+
+    /// The step applied to an image with `interpolation`'s filter: [`Step::image`] for
+    /// vitrun's bilinear, PIL's resize of the window for the others.
+    pub fn image_as(&self, img: &Image, interpolation: Interpolation) -> Image {
+        let filter = match interpolation {
+            Interpolation::Bilinear => return self.image(img),
+            Interpolation::Bicubic => Filter::Bicubic,
+            Interpolation::Area => Filter::Area,
+        };
+        match *self {
+            Step::CropResize {
+                top,
+                left,
+                h,
+                w,
+                out_h,
+                out_w,
+            } => resample::crop_resize(img, [top, left, h, w], out_h, out_w, filter),
             Step::HFlip => img.hflip(),
         }
     }

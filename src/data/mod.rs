@@ -15,6 +15,7 @@ pub mod mask_folder;
 pub mod mix;
 mod preflight;
 pub mod rand_augment;
+mod resample;
 pub mod scenes;
 pub mod synthetic;
 

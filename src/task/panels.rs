@@ -102,7 +102,8 @@ pub(crate) fn val_samples(
         &config.augment,
         config.data.image_size,
         config.data.channels,
-    );
+    )
+    .with_interpolation(config.data.interpolation);
     let (mut images, mut targets) = (Vec::new(), Vec::new());
     for i in 0..count.min(splits.val.len()) {
         let sample = splits.val.get(i)?;

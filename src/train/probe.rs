@@ -67,11 +67,14 @@ fn probe_task<B: TrainBackend, A: Arch, T: Task>(
     );
     let spec = LoaderSpec {
         dataset: splits.train.clone(),
-        pipeline: Arc::new(Pipeline::train(
-            &config.augment,
-            config.data.image_size,
-            config.data.channels,
-        )),
+        pipeline: Arc::new(
+            Pipeline::train(
+                &config.augment,
+                config.data.image_size,
+                config.data.channels,
+            )
+            .with_interpolation(config.data.interpolation),
+        ),
         batch_size: config.train.batch_size,
         shuffle: false,
         seed: config.seed,

@@ -438,13 +438,15 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                 transform: task.transform(config),
                 ..loader(
                     splits.train.clone(),
-                    Pipeline::train(&config.augment, size, ch),
+                    Pipeline::train(&config.augment, size, ch)
+                        .with_interpolation(config.data.interpolation),
                     true,
                 )
             },
             val_spec: loader(
                 splits.val.clone(),
-                Pipeline::val(&config.augment, size, ch),
+                Pipeline::val(&config.augment, size, ch)
+                    .with_interpolation(config.data.interpolation),
                 false,
             ),
             device,

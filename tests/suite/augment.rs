@@ -272,3 +272,52 @@ fn separable_crop_resize_equals_the_per_pixel_definition() {
         );
     }
 }
+
+/// `data.interpolation = "bicubic" | "area"` validates as timm's eval transform does
+/// (torchvision's Resize and CenterCrop on a PIL image): the same bytes, on committed outputs
+/// of timm's `create_transform` (scripts/make_resize_fixtures.py).
+#[test]
+fn pil_filters_give_timms_eval_transform_byte_for_byte() {
+    use vitrun::config::Interpolation;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resize");
+    let source = vitrun::data::folder::decode(&dir.join("source.png"), u64::MAX).unwrap();
+    let expected = vitrun::model::read_state_dict(&dir.join("expected.safetensors")).unwrap();
+    assert_eq!(expected.len(), 4);
+    for (name, want) in &expected {
+        let parts: Vec<&str> = name.split('_').collect();
+        let (filter, size, crop_pct) = (
+            parts[0],
+            parts[1].parse().unwrap(),
+            parts[2].parse::<f64>().unwrap(),
+        );
+        let mut config = AugmentConfig::default();
+        config.normalize.enabled = false;
+        config.center_crop.enabled = true;
+        config.center_crop.ratio = 1.0 / crop_pct;
+        let interpolation = match filter {
+            "bicubic" => Interpolation::Bicubic,
+            _ => Interpolation::Area,
+        };
+        let out = Pipeline::val(&config, size, 3)
+            .with_interpolation(interpolation)
+            .apply(source.clone(), &mut ChaCha8Rng::seed_from_u64(0))
+            .image;
+        let want = &want.data;
+        assert_eq!(out.data.len(), want.len(), "{name}");
+        let off: Vec<usize> = out
+            .data
+            .iter()
+            .zip(want)
+            .enumerate()
+            .filter(|(_, (a, b))| ((*a - *b) * 255.0).abs() > 0.01)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(
+            off.is_empty(),
+            "{name}: {} of {} values differ, first at {:?}",
+            off.len(),
+            want.len(),
+            off.first()
+        );
+    }
+}

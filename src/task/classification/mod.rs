@@ -17,7 +17,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
 
 use super::{Answer, PanelInput, Panels, Scores, Task};
-use crate::config::{Config, DistillType, TeacherInput};
+use crate::config::{Config, DistillType, Interpolation, TeacherInput};
 use crate::contract::TaskMetrics;
 use crate::data::{Batch, BatchTransform, Labels, Mixer};
 use crate::kernels::{TrainBackend, VitKernels};
@@ -301,13 +301,19 @@ pub fn timm_args(config: &Config, classes: &[String], timm: TimmModel) -> serde_
     };
     let crop = &config.augment.center_crop;
     // vitrun validates by resizing the short side to size·ratio and cropping the centre
-    // (timm's crop_pct = 1 / ratio), or by resizing the whole image (timm's "squash"); bilinear.
+    // (timm's crop_pct = 1 / ratio), or by resizing the whole image (timm's "squash"), with
+    // data.interpolation (its PIL filters are timm's; vitrun's bilinear is closest to timm's).
     let (crop_pct, crop_mode) = if crop.enabled {
         (1.0 / crop.ratio, "center")
     } else {
         (1.0, "squash")
     };
     let size = config.data.image_size;
+    let interpolation = match config.data.interpolation {
+        Interpolation::Bilinear => "bilinear",
+        Interpolation::Bicubic => "bicubic",
+        Interpolation::Area => "box",
+    };
     serde_json::json!({
         "architecture": timm.architecture,
         "timm_name": timm.name,
@@ -319,7 +325,7 @@ pub fn timm_args(config: &Config, classes: &[String], timm: TimmModel) -> serde_
             "input_size": [channels, size, size],
             "crop_pct": crop_pct,
             "crop_mode": crop_mode,
-            "interpolation": "bilinear",
+            "interpolation": interpolation,
             "mean": mean,
             "std": std,
             "num_classes": classes.len(),

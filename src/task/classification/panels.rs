@@ -74,7 +74,8 @@ pub fn augmentations(config: &Config, splits: &Splits, out: &Path) -> anyhow::Re
     const ROWS: usize = 4;
     const DRAWS: usize = 5;
     let size = config.data.image_size;
-    let pipeline = Pipeline::train(&config.augment, size, config.data.channels);
+    let pipeline = Pipeline::train(&config.augment, size, config.data.channels)
+        .with_interpolation(config.data.interpolation);
     let scale = display_scale(size);
     let mut tiles = Vec::new();
     for index in distinct_classes(splits.train.as_ref(), ROWS)? {
@@ -135,7 +136,8 @@ pub fn mixed_samples(
         return Ok(None);
     };
     let (size, channels) = (config.data.image_size, config.data.channels);
-    let pipeline = Pipeline::train(&config.augment, size, channels);
+    let pipeline = Pipeline::train(&config.augment, size, channels)
+        .with_interpolation(config.data.interpolation);
     let picks = distinct_classes(splits.train.as_ref(), BATCH)?;
     let scale = display_scale(size);
     let mut tiles = Vec::new();
@@ -214,7 +216,8 @@ pub fn model_panels<E: Backbone<Cpu>>(
     let (config, splits, options, out) = (input.config, input.splits, input.options, input.out);
     let device = Default::default();
     let size = config.data.image_size;
-    let pipeline = Pipeline::val(&config.augment, size, config.data.channels);
+    let pipeline = Pipeline::val(&config.augment, size, config.data.channels)
+        .with_interpolation(config.data.interpolation);
     let picks = distinct_classes(splits.val.as_ref(), options.samples.max(1))?;
     let (images, labels) = val_images(splits, &pipeline, config, &picks)?;
     let trace = model.trace(batch(&images, &device));
