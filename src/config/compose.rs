@@ -173,23 +173,25 @@ impl Composed {
     }
 }
 
-/// The files an `extends` value names: one path, or a list of them.
+/// The files an `extends` value names: one path, or a list of them; `None` for anything else.
+pub fn file_list(value: &toml::Value) -> Option<Vec<String>> {
+    match value {
+        toml::Value::String(one) => Some(vec![one.clone()]),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => None,
+    }
+}
+
+/// [`file_list`] of a file's own `extends` (at `at`), or the error that says what it takes.
 fn base_files(value: &toml::Value, at: &Place) -> Result<Vec<String>, ConfigError> {
-    let wrong = || {
-        ConfigError::Invalid {
+    file_list(value).ok_or_else(|| ConfigError::Invalid {
         place: at.to_string(),
         key: EXTENDS.into(),
         reason: "a file path or a list of them, e.g. extends = [\"base/deit_tiny.toml\", \"aug/deit.toml\"]".into(),
-    }
-    };
-    match value {
-        toml::Value::String(one) => Ok(vec![one.clone()]),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(wrong))
-            .collect(),
-        _ => Err(wrong()),
-    }
+    })
 }
 
 /// What makes two spellings of a path the same file (for cycles): its canonical path when it

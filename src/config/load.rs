@@ -9,7 +9,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde_json::Value as Json;
 
-use super::compose::{Composed, Fragments, Place, EXTENDS};
+use super::compose::{file_list, Composed, Fragments, Place, EXTENDS};
 use super::error::ConfigError;
 use super::schema::Config;
 use super::suggest::nearest;
@@ -197,18 +197,10 @@ pub fn load_with_env(
 
 /// The fragment files an `extends` override names: one path or a list of them.
 fn fragment_files(value: &toml::Value) -> Result<Vec<String>, String> {
-    let wrong = || {
+    file_list(value).ok_or_else(|| {
         "a fragment file or a list of them, relative to the experiment file, e.g. \"aug/deit.toml\""
             .to_string()
-    };
-    match value {
-        toml::Value::String(one) => Ok(vec![one.clone()]),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(wrong))
-            .collect(),
-        _ => Err(wrong()),
-    }
+    })
 }
 
 /// Loads `file` with the process environment and `--set` strings.
