@@ -246,7 +246,7 @@ enum Command {
     ExportMetrics {
         /// A trial id (or unique prefix), an experiment name or a sweep name.
         target: Option<String>,
-        /// The file to write.
+        /// The file to write; `-` writes to stdout (with --format).
         #[arg(long)]
         out: PathBuf,
         /// csv, json or parquet (default: from the --out extension).
@@ -822,7 +822,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 .or_else(|| crate::report::export::Format::of_path(&out))
                 .with_context(|| {
                     format!(
-                        "--out {}: cannot tell the format from the extension; use .csv, .json or .parquet, or pass --format",
+                        "--out {}: cannot tell the format from the extension; use .csv, .json or .parquet, or pass --format (always, with --out -)",
                         out.display()
                     )
                 })?;
@@ -833,7 +833,12 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 wide,
                 &out,
             )?;
-            say!("export: {} ({rows} rows)", out.display());
+            if out == Path::new("-") {
+                // The rows went to stdout; the count goes beside them.
+                eprintln!("export: {rows} rows to stdout");
+            } else {
+                say!("export: {} ({rows} rows)", out.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Report {

@@ -234,20 +234,27 @@ impl Format {
 
 /// Writes `frame` to `path` in `format`.
 pub fn write(frame: &Frame, format: Format, path: &Path) -> anyhow::Result<()> {
+    if path == Path::new("-") {
+        return write_to(frame, format, std::io::stdout()).context("cannot write to stdout");
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    let result = match format {
-        Format::Csv => write_csv(frame, file),
-        Format::Json => write_json(frame, file),
-        Format::Parquet => write_parquet(frame, file),
-    };
-    result.with_context(|| format!("cannot write {}", path.display()))
+    write_to(frame, format, file).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn write_csv(frame: &Frame, file: std::fs::File) -> anyhow::Result<()> {
+/// `frame` in `format` into `out`.
+fn write_to(frame: &Frame, format: Format, out: impl std::io::Write + Send) -> anyhow::Result<()> {
+    match format {
+        Format::Csv => write_csv(frame, out),
+        Format::Json => write_json(frame, out),
+        Format::Parquet => write_parquet(frame, out),
+    }
+}
+
+fn write_csv(frame: &Frame, file: impl std::io::Write) -> anyhow::Result<()> {
     let mut out = csv::Writer::from_writer(std::io::BufWriter::new(file));
     out.write_record(frame.columns.iter().map(|c| c.name.as_str()))?;
     for row in 0..frame.rows() {
@@ -262,7 +269,7 @@ fn write_csv(frame: &Frame, file: std::fs::File) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_json(frame: &Frame, file: std::fs::File) -> anyhow::Result<()> {
+fn write_json(frame: &Frame, file: impl std::io::Write) -> anyhow::Result<()> {
     let records: Vec<serde_json::Map<String, serde_json::Value>> = (0..frame.rows())
         .map(|row| {
             frame
@@ -273,11 +280,13 @@ fn write_json(frame: &Frame, file: std::fs::File) -> anyhow::Result<()> {
                 .collect()
         })
         .collect();
-    serde_json::to_writer(std::io::BufWriter::new(file), &records)?;
+    let mut out = std::io::BufWriter::new(file);
+    serde_json::to_writer(&mut out, &records)?;
+    std::io::Write::flush(&mut out)?;
     Ok(())
 }
 
-fn write_parquet(frame: &Frame, file: std::fs::File) -> anyhow::Result<()> {
+fn write_parquet(frame: &Frame, file: impl std::io::Write + Send) -> anyhow::Result<()> {
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for c in &frame.columns {

@@ -195,6 +195,43 @@ fn exports_read_back_equal_to_the_store() {
         .collect();
     assert_eq!(sorted(rows), expected, "CSV");
 
+    // `--out -` writes the same bytes to stdout, and the count to stderr.
+    let stdout = vitrun(&[
+        "export-metrics",
+        "reps",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--out",
+        "-",
+        "--format",
+        "csv",
+    ])
+    .output()
+    .unwrap();
+    assert!(stdout.status.success(), "{}", text(&stdout));
+    assert_eq!(stdout.stdout, std::fs::read(&csv_path).unwrap());
+    assert!(
+        text(&stdout).contains("export: 28 rows to stdout"),
+        "{}",
+        text(&stdout)
+    );
+    let no_format = vitrun(&[
+        "export-metrics",
+        "reps",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--out",
+        "-",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(no_format.status.code(), Some(1));
+    assert!(
+        text(&no_format).contains("pass --format"),
+        "{}",
+        text(&no_format)
+    );
+
     let json_path = dir.path().join("m.json");
     export(&runs, &["--out", json_path.to_str().unwrap()]);
     let records: Vec<serde_json::Value> =
