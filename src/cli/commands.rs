@@ -463,6 +463,37 @@ pub fn logs(runs_dir: &Path, prefix: &str, follow: bool, stop: &AtomicBool) -> a
     }
 }
 
+/// `vitrun rm`: each trial's rows, then its folder; a trial that is running or waiting to run
+/// is refused and kept. Returns the lines to print and whether any was refused.
+pub fn rm(runs_dir: &Path, prefixes: &[String]) -> anyhow::Result<(String, bool)> {
+    let mut store = open_store(runs_dir)?;
+    let (mut out, mut refused) = (String::new(), false);
+    for prefix in prefixes {
+        let (id, dir) = trial_folder(&store, runs_dir, prefix)?;
+        match store.remove_trial(&id)? {
+            crate::track::Removal::Refused(status) => {
+                refused = true;
+                out.push_str(&format!(
+                    "kept trial {id}: it is {status}; stop it first (Ctrl-C its sweep, or vitrun cancel EXPERIMENT for a cluster), then remove it\n"
+                ));
+            }
+            crate::track::Removal::Removed => {
+                let folder = dir.path();
+                if folder.exists() {
+                    std::fs::remove_dir_all(folder).with_context(|| {
+                        format!(
+                            "trial {id} left the store, but its folder {} could not be removed; remove it by hand",
+                            folder.display()
+                        )
+                    })?;
+                }
+                out.push_str(&format!("removed trial {id} and {}\n", folder.display()));
+            }
+        }
+    }
+    Ok((out, refused))
+}
+
 /// The experiment of trial `prefix` (an id or a unique prefix) in the store under `runs_dir`,
 /// loaded from the trial folder's resolved `config.toml` with `train.runs_dir` set to
 /// `runs_dir`; it must still resolve to the trial's id.

@@ -166,6 +166,15 @@ enum Command {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
+    /// Remove trials from the run store with their folders (a running or queued trial is
+    /// refused and kept): vitrun rm 1ce1b0 7f3a
+    Rm {
+        /// Trial ids or unique prefixes.
+        #[arg(required = true)]
+        trials: Vec<String>,
+        #[command(flatten)]
+        runs: RunsDirArg,
+    },
     /// Print a shell completion script: vitrun completions bash > ~/.local/share/bash-completion/completions/vitrun
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -721,6 +730,15 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 out::text(&listing::ls(&runs.resolve(), &options)?);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Rm { trials, runs } => {
+            let (lines, refused) = commands::rm(&runs.resolve(), &trials)?;
+            out::text(&out::printable(&lines));
+            Ok(if refused {
+                exit(TrialExit::Failed)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -176,3 +176,87 @@ fn ls_speaks_json_filters_by_status_and_completions_know_the_flags() {
         );
     }
 }
+
+#[test]
+fn rm_removes_a_trials_rows_and_folder_and_keeps_a_queued_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let runs_set = format!("train.runs_dir={:?}", runs.display().to_string());
+    let tiny = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/configs/tiny_synthetic.toml"
+    );
+    let out = vitrun(&[
+        "run",
+        tiny,
+        "--quiet",
+        "--set",
+        &runs_set,
+        "--set",
+        "train.epochs=1",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = runs.join("vitrun.sqlite");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let id: String = conn
+        .query_row("SELECT id FROM trials", [], |r| r.get(0))
+        .unwrap();
+    let folder = runs.join("tiny_synthetic").join(&id);
+    assert!(folder.is_dir());
+    let rows = |conn: &rusqlite::Connection| -> i64 {
+        [
+            "trials WHERE id",
+            "metrics WHERE trial",
+            "params WHERE trial",
+            "events WHERE trial",
+            "artifacts WHERE trial",
+        ]
+        .iter()
+        .map(|t| {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {t} = ?1"), [&id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+        })
+        .sum()
+    };
+    assert!(rows(&conn) > 10);
+    let rm = |prefix: &str| {
+        vitrun(&["rm", prefix, "--runs-dir", runs.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+
+    conn.execute("UPDATE trials SET status = 'queued'", [])
+        .unwrap();
+    let out = rm(&id);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kept trial"),
+        "{out:?}"
+    );
+    assert!(
+        rows(&conn) > 10 && folder.is_dir(),
+        "a queued trial is kept whole"
+    );
+
+    conn.execute("UPDATE trials SET status = 'finished'", [])
+        .unwrap();
+    let out = rm(&id[..6]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("removed trial {id}")));
+    assert_eq!(rows(&conn), 0, "no row names it");
+    assert!(!folder.exists(), "its folder is gone");
+    let again = rm(&id);
+    assert_eq!(again.status.code(), Some(1), "an unknown trial is an error");
+}
