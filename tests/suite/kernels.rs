@@ -96,6 +96,19 @@ fn run_norm(seed: u64, rows: usize, dim: usize, fused: bool) -> [Vec<f32>; 4] {
     ]
 }
 
+/// The largest `|x| / σ` of a row of `x` `[rows, dim]`: how much a LayerNorm's input gradient
+/// amplifies the rounding of `x − mean`.
+fn norm_condition(x: &[f32], dim: usize) -> f32 {
+    x.chunks(dim)
+        .map(|row| {
+            let mean = row.iter().sum::<f32>() / dim as f32;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / dim as f32;
+            let peak = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            peak / (var + NORM_EPS as f32).sqrt()
+        })
+        .fold(1.0, f32::max)
+}
+
 fn run_gelu(seed: u64, len: usize, fused: bool) -> [Vec<f32>; 2] {
     let x = random::<AD, 1>(seed, [len], 6.0).require_grad();
     let weights = random::<AD, 1>(seed + 1, [len], 1.0);
@@ -295,8 +308,13 @@ proptest! {
     ) {
         let fused = run_norm(seed, rows, dim, true);
         let reference = run_norm(seed, rows, dim, false);
+        // The input gradient divides the rounding of x − mean by σ: rows whose values nearly
+        // agree amplify it (by |x| / σ), whichever order either side sums in.
+        let x = values(random::<Flex, 2>(seed, [rows, dim], 3.0).add_scalar(1.5));
+        let amplified = 2e-4 * (norm_condition(&x, dim) / 8.0).max(1.0);
         for (what, (a, b)) in ["output", "d input", "d gamma", "d beta"].iter().zip(fused.into_iter().zip(reference)) {
-            assert_close(a, b, 2e-4, what);
+            let tol = if *what == "d input" { amplified } else { 2e-4 };
+            assert_close(a, b, tol, what);
         }
     }
 
