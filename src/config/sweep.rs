@@ -181,21 +181,25 @@ impl SweepError {
     }
 }
 
+/// Whether a sweep can vary `key`: a config key that defines the trial (not where or how fast
+/// it runs, nor its name), or `extends` (fragment files layered under the experiment: "which
+/// recipe" as one axis).
+fn is_axis_key(key: &str, schema: &BTreeSet<String>) -> bool {
+    key == super::compose::EXTENDS
+        || (schema.contains(key) && !EXECUTION_KEYS.contains(&key) && key != "name")
+}
+
 fn check_axis_key(key: &str, schema: &BTreeSet<String>) -> Result<(), SweepError> {
-    // Fragment files layered under the experiment: "which recipe" as one axis.
-    if key == super::compose::EXTENDS {
+    if is_axis_key(key, schema) {
         return Ok(());
     }
-    if !schema.contains(key) || EXECUTION_KEYS.contains(&key) || key == "name" {
-        return Err(SweepError::new(
-            key,
-            format!(
-                "`{key}` is not a config key a sweep can vary; did you mean `{}`?",
-                nearest(key, schema)
-            ),
-        ));
-    }
-    Ok(())
+    Err(SweepError::new(
+        key,
+        format!(
+            "`{key}` is not a config key a sweep can vary; did you mean `{}`?",
+            nearest(key, schema)
+        ),
+    ))
 }
 
 /// The axes an entry of `[sweep]` holds: itself when `key` is a config key, or, when `key` is a
@@ -217,8 +221,9 @@ fn under_sections<'a>(
     }
 }
 
-/// The settings of `[sweep]` (everything else in it is an axis).
-pub const SWEEP_SETTINGS: [&str; 9] = [
+/// The settings of `[sweep]` that hold one value (besides its `early_stop` and `slurm` tables;
+/// everything else in it is an axis).
+pub const SWEEP_SETTINGS: [&str; 7] = [
     "samples",
     "seed",
     "max_retries",
@@ -226,8 +231,6 @@ pub const SWEEP_SETTINGS: [&str; 9] = [
     "retry_on",
     "trials_per_gpu",
     "zip",
-    "early_stop",
-    "slurm",
 ];
 
 /// The keys of `[sweep.early_stop]`.
@@ -251,24 +254,19 @@ pub fn is_sweep_key(key: &str, schema: &BTreeSet<String>) -> bool {
     if let Some(k) = key.strip_prefix("slurm.") {
         return super::slurm::SLURM_KEYS.contains(&k);
     }
-    (SWEEP_SETTINGS.contains(&key) && key != "early_stop" && key != "slurm")
-        || key == super::compose::EXTENDS
-        || (schema.contains(key) && !EXECUTION_KEYS.contains(&key) && key != "name")
+    SWEEP_SETTINGS.contains(&key) || is_axis_key(key, schema)
 }
 
 /// The keys [`is_sweep_key`] accepts, with `sweep.` in front (for "did you mean").
 pub fn sweep_keys(schema: &BTreeSet<String>) -> BTreeSet<String> {
-    let settings = SWEEP_SETTINGS
-        .iter()
-        .filter(|k| !["early_stop", "slurm"].contains(k))
-        .map(|k| k.to_string());
+    let settings = SWEEP_SETTINGS.iter().map(|k| k.to_string());
     let early = EARLY_STOP_KEYS.iter().map(|k| format!("early_stop.{k}"));
     let slurm = super::slurm::SLURM_KEYS
         .iter()
         .map(|k| format!("slurm.{k}"));
     let axes = schema
         .iter()
-        .filter(|k| is_sweep_key(k, schema))
+        .filter(|k| is_axis_key(k, schema))
         .cloned()
         .chain(std::iter::once(super::compose::EXTENDS.to_string()));
     settings
