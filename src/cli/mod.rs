@@ -9,6 +9,7 @@ mod export;
 mod listing;
 pub mod out;
 mod predict;
+mod predictions;
 mod runs;
 
 pub use console::Console;
@@ -550,12 +551,29 @@ struct PredictArgs {
     /// Image files or folders (searched recursively for .png/.jpg/.jpeg).
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// How many classes to print per image.
+    /// How many classes to print per image (classification).
     #[arg(long, default_value_t = 5)]
     top_k: usize,
     /// One JSON object per image instead of text.
     #[arg(long)]
     json: bool,
+    /// A folder for each image's files (a segmenter's class mask, overlay and probability
+    /// maps; a detector's overlay and the run's COCO results, detections.json) and
+    /// predictions.jsonl.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// A segmenter's per-class probability maps too (<image>.probs.npy, float32
+    /// [classes, height, width]); needs --out.
+    #[arg(long)]
+    probs: bool,
+    /// The lowest score of a box kept (a detector; default: the trial's head.score_threshold).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// A COCO annotation file whose image ids (by file_name) and category ids (by name)
+    /// detections.json uses (default: images numbered from 1 in order, categories the class
+    /// index + 1).
+    #[arg(long, value_name = "FILE")]
+    coco: Option<PathBuf>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -579,6 +597,30 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
         args.batch >= 1,
         "--batch 0: give at least 1 image per batch"
     );
+    anyhow::ensure!(
+        !args.probs || args.out.is_some(),
+        "--probs writes files: give it a folder with --out DIR"
+    );
+    anyhow::ensure!(
+        args.coco.is_none() || args.out.is_some(),
+        "--coco numbers the boxes of detections.json: give it a folder with --out DIR"
+    );
+    if let Some(t) = args.threshold {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&t),
+            "--threshold {t}: a box's score is a probability; give a value in [0, 1]"
+        );
+    }
+    let options = crate::task::PredictOptions {
+        top_k: args.top_k,
+        probs: args.probs,
+        threshold: args.threshold,
+    };
+    let coco = args
+        .coco
+        .as_deref()
+        .map(predictions::CocoIds::read)
+        .transpose()?;
     let target = Path::new(&args.target);
     // A checkpoint inside a trial folder is described by that folder's resolved config.
     let beside = || {
@@ -625,19 +667,40 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
     );
     let bar = (std::io::stderr().is_terminal() && files.len() > args.batch)
         .then(|| indicatif::ProgressBar::new(files.len() as u64));
+    let mut out = args
+        .out
+        .as_deref()
+        .map(|dir| predictions::OutDir::create(dir, coco))
+        .transpose()?;
     let mut stdout = std::io::stdout().lock();
     let mut failed = 0;
+    let mut noted = false;
     for chunk in files.chunks(args.batch) {
-        for result in predictor.predict(chunk, args.top_k)? {
+        for result in predictor.predict(chunk, &options)? {
             match result {
                 Ok(p) => {
-                    let line = if args.json {
-                        let mut json = serde_json::json!({"image": p.image.display().to_string()});
-                        if let (Some(out), serde_json::Value::Object(fields)) =
-                            (json.as_object_mut(), p.answer.json)
-                        {
-                            out.extend(fields);
+                    if out.is_none() && !p.answer.files.is_empty() && !noted {
+                        noted = true;
+                        let kinds: Vec<&str> = p.answer.files.iter().map(|f| f.suffix).collect();
+                        eprintln!(
+                            "note: --out DIR writes each image's {} files",
+                            kinds.join(", ")
+                        );
+                    }
+                    let json = match &mut out {
+                        Some(out) => out.write(&p.image, &p.answer)?,
+                        None => {
+                            let mut json =
+                                serde_json::json!({"image": p.image.display().to_string()});
+                            if let (Some(fields), serde_json::Value::Object(own)) =
+                                (json.as_object_mut(), &p.answer.json)
+                            {
+                                fields.extend(own.clone());
+                            }
+                            json
                         }
+                    };
+                    let line = if args.json {
                         json.to_string()
                     } else {
                         format!("{}: {}", p.image.display(), p.answer.text)
@@ -656,6 +719,20 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if let Some(out) = out {
+        let numbered = out.has_coco_ids();
+        if let Some(results) = out.finish()? {
+            eprintln!(
+                "COCO results: {}{}",
+                results.display(),
+                if numbered {
+                    ""
+                } else {
+                    " (image ids count from 1 in order, category ids are class index + 1; --coco FILE takes both from an annotation file)"
+                }
+            );
+        }
     }
     if failed > 0 {
         eprintln!(

@@ -10,15 +10,21 @@ use rand::SeedableRng;
 
 use crate::config::Config;
 use crate::contract::{weights_in, RunsDir, TrialDir};
-use crate::data::{self, folder, Pipeline, Targets};
+use crate::data::{self, folder, Image, Pipeline, Targets};
 use crate::model::{with_arch, Arch, ArchTask, Model, StateDict};
 use crate::report::select;
-use crate::task::{with_task, Answer, Task, TaskWork};
+use crate::task::{with_task, Answer, PredictOptions, Task, TaskWork};
 use crate::track::Store;
 
 /// A loaded model of some architecture and task.
 trait Loaded {
-    fn answer(&self, images: Tensor<Flex, 4>, top_k: usize) -> anyhow::Result<Vec<Answer>>;
+    fn answer(
+        &self,
+        images: Tensor<Flex, 4>,
+        originals: &[Image],
+        options: &PredictOptions,
+    ) -> anyhow::Result<Vec<Answer>>;
+    fn pipeline(&self, validation: Pipeline) -> Pipeline;
     fn export_args(&self) -> anyhow::Result<serde_json::Value>;
     /// The weights under timm's own names.
     fn timm_weights(&self, sd: StateDict) -> StateDict;
@@ -33,8 +39,17 @@ struct Trained<A: Arch, T: Task> {
 }
 
 impl<A: Arch, T: Task> Loaded for Trained<A, T> {
-    fn answer(&self, images: Tensor<Flex, 4>, top_k: usize) -> anyhow::Result<Vec<Answer>> {
-        self.task.predict(&self.model, images, top_k)
+    fn answer(
+        &self,
+        images: Tensor<Flex, 4>,
+        originals: &[Image],
+        options: &PredictOptions,
+    ) -> anyhow::Result<Vec<Answer>> {
+        self.task.predict(&self.model, images, originals, options)
+    }
+
+    fn pipeline(&self, validation: Pipeline) -> Pipeline {
+        self.task.predict_pipeline(validation)
     }
 
     fn export_args(&self) -> anyhow::Result<serde_json::Value> {
@@ -203,14 +218,15 @@ impl Predictor {
         trial: Option<String>,
     ) -> anyhow::Result<Predictor> {
         let loaded = load(config, &weights, trial_dir)?;
+        let validation = Pipeline::val(
+            &config.augment,
+            config.data.image_size,
+            config.data.channels,
+        )
+        .with_interpolation(config.data.interpolation);
         Ok(Predictor {
+            pipeline: loaded.pipeline(validation),
             loaded,
-            pipeline: Pipeline::val(
-                &config.augment,
-                config.data.image_size,
-                config.data.channels,
-            )
-            .with_interpolation(config.data.interpolation),
             max_pixels: config.data.max_image_pixels,
             weights,
             trial,
@@ -232,27 +248,30 @@ impl Predictor {
     pub fn predict(
         &self,
         images: &[PathBuf],
-        top_k: usize,
+        options: &PredictOptions,
     ) -> anyhow::Result<Vec<Result<Prediction, String>>> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let decoded: Vec<Result<Vec<f32>, String>> = images
+        let mut originals = Vec::new();
+        let decoded: Vec<Result<(), String>> = images
             .iter()
             .map(|p| {
                 folder::decode(p, self.max_pixels)
-                    .map(|img| self.pipeline.apply(img, &mut rng).image.data)
+                    .map(|image| originals.push(image))
                     .map_err(|e| e.to_string())
             })
             .collect();
-        let good: Vec<&Vec<f32>> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
         let mut answers = Vec::new().into_iter();
-        if !good.is_empty() {
+        if !originals.is_empty() {
             let (c, s) = (self.pipeline.channels, self.pipeline.size);
-            let data: Vec<f32> = good.iter().flat_map(|d| d.iter().copied()).collect();
+            let data: Vec<f32> = originals
+                .iter()
+                .flat_map(|img| self.pipeline.apply(img.clone(), &mut rng).image.data)
+                .collect();
             let x = Tensor::<Flex, 4>::from_data(
-                TensorData::new(data, [good.len(), c, s, s]),
+                TensorData::new(data, [originals.len(), c, s, s]),
                 &Default::default(),
             );
-            answers = self.loaded.answer(x, top_k)?.into_iter();
+            answers = self.loaded.answer(x, &originals, options)?.into_iter();
         }
         Ok(images
             .iter()

@@ -103,6 +103,13 @@ impl Pipeline {
         self
     }
 
+    /// The same pipeline resizing the whole image to the model's size (no centre crop), so that
+    /// every input pixel maps back to a pixel of the image.
+    pub fn whole_image(mut self) -> Pipeline {
+        self.config.center_crop.enabled = false;
+        self
+    }
+
     /// Runs the pipeline on one image.
     pub fn apply(&self, image: Image, rng: &mut impl Rng) -> Augmented {
         let a = &self.config;

@@ -5,6 +5,7 @@
 
 pub mod classification;
 pub mod detection;
+mod outputs;
 mod panels;
 pub mod segmentation;
 
@@ -18,7 +19,7 @@ use burn::tensor::Tensor;
 
 use crate::config::{Config, ConfigError, Loaded, StopCriterion, TaskKind};
 use crate::contract::TaskMetrics;
-use crate::data::{Batch, BatchTransform, Targets};
+use crate::data::{Batch, BatchTransform, Image, Pipeline, Targets};
 use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{Backbone, BackboneShape, Model, TimmModel};
 use classification::Classification;
@@ -34,6 +35,36 @@ pub struct Scores {
     pub figures: Vec<(String, f64)>,
 }
 
+/// What `vitrun predict` asks of a task besides the images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictOptions {
+    /// How many classes to name per image (classification).
+    pub top_k: usize,
+    /// Per-class probability maps as well (segmentation's `--probs`).
+    pub probs: bool,
+    /// The lowest score of a box kept (detection); `None`: the trial's `head.score_threshold`.
+    pub threshold: Option<f64>,
+}
+
+/// A file of one image's prediction: the suffix its name takes after the image's stem
+/// (`mask.png`), and its bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictFile {
+    pub suffix: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// A box a detector found, in pixels of the image as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundBox {
+    pub class: String,
+    /// The class's index in the trial's class list.
+    pub class_index: usize,
+    pub score: f64,
+    /// `[x, y, width, height]`, COCO's order.
+    pub bbox: [f64; 4],
+}
+
 /// One image's answer from `vitrun predict`, in the task's own words.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -41,6 +72,10 @@ pub struct Answer {
     pub text: String,
     /// The same as a JSON value.
     pub json: serde_json::Value,
+    /// The files `--out DIR` receives for this image (masks, overlays, probability maps).
+    pub files: Vec<PredictFile>,
+    /// The boxes found, for a task that finds boxes (the run's COCO results file).
+    pub boxes: Option<Vec<FoundBox>>,
 }
 
 /// One task's part of a model and a trial.
@@ -123,17 +158,23 @@ pub trait Task: Sized + Send + Sync + 'static {
         input: &PanelInput<'_>,
     ) -> anyhow::Result<Panels>;
 
+    /// The pipeline `vitrun predict` reads images with, given the trial's validation one: a
+    /// dense task maps its answer back onto the whole image, so it replaces a centre crop with
+    /// a resize of the whole image.
+    fn predict_pipeline(&self, validation: Pipeline) -> Pipeline {
+        validation
+    }
+
     /// `vitrun predict`'s answer for each image of `images` (`[n, channels, size, size]`,
-    /// through the validation pipeline), `top_k` deep where that means something. By default
-    /// a task has none: predict takes classification models.
+    /// through [`Task::predict_pipeline`]); `originals` are the same images as decoded, at
+    /// their own sizes, for answers given in their pixels.
     fn predict<E: Backbone<Flex>>(
         &self,
-        _model: &Model<Flex, E, Self::Head<Flex>>,
-        _images: Tensor<Flex, 4>,
-        _top_k: usize,
-    ) -> anyhow::Result<Vec<Answer>> {
-        Err(classification_only(Self::METRICS.task))
-    }
+        model: &Model<Flex, E, Self::Head<Flex>>,
+        images: Tensor<Flex, 4>,
+        originals: &[Image],
+        options: &PredictOptions,
+    ) -> anyhow::Result<Vec<Answer>>;
 
     /// What `vitrun export` writes beside the weights so that timm rebuilds the model; an
     /// error says why this task's model cannot be exported (by default: only classifiers are).

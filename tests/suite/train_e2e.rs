@@ -811,7 +811,7 @@ fn a_tiny_segmentation_learns_lesion_masks() {
     let dir = tmp.path().join("tiny_lesions").join(&id);
     assert!(dir.join("best/model.safetensors").is_file());
     // ls, report and predict know the task: mIoU is the best column and the ranking metric,
-    // the class-label panels are skipped with a note, and predict refuses to classify.
+    // and predict writes masks.
     let runs = tmp.path().display().to_string();
     let ls = vitrun(&["ls", "--runs-dir", &runs]).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
@@ -828,17 +828,91 @@ fn a_tiny_segmentation_learns_lesion_masks() {
     for panel in ["predictions.png", "per_class.png"] {
         assert!(report_dir.join(panel).is_file(), "{panel}: {text}");
     }
-    let scan = tmp.path().join("scan.png");
-    image::GrayImage::new(32, 32).save(&scan).unwrap();
-    let scan = scan.display().to_string();
-    let predict = vitrun(&["predict", "--runs-dir", &runs, &id, &scan])
+    predict_writes_masks(tmp.path(), &id);
+}
+
+/// `vitrun predict --out` of a segmenter: per image a palette mask of class ids at the image's
+/// own size, an overlay, probability maps whose argmax is the mask, and a JSON line of class
+/// areas; `--probs` without `--out` is refused.
+fn predict_writes_masks(runs: &Path, id: &str) {
+    let scan = runs.join("scan.png");
+    image::GrayImage::from_fn(80, 48, |x, y| {
+        let d = (x as f32 - 30.0).hypot(y as f32 - 20.0);
+        image::Luma([if d < 9.0 { 230 } else { 60 }])
+    })
+    .save(&scan)
+    .unwrap();
+    let out = runs.join("predicted");
+    let (runs_s, scan_s, out_s) = (
+        runs.display().to_string(),
+        scan.display().to_string(),
+        out.display().to_string(),
+    );
+    let refused = vitrun(&["predict", "--runs-dir", &runs_s, id, &scan_s, "--probs"])
         .output()
         .unwrap();
-    let e = String::from_utf8_lossy(&predict.stderr);
     assert!(
-        !predict.status.success() && e.contains("head.task is \"segmentation\""),
-        "{e}"
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("--probs writes files: give it a folder with --out DIR"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
+    let predict = vitrun(&[
+        "predict",
+        "--runs-dir",
+        &runs_s,
+        id,
+        &scan_s,
+        "--out",
+        &out_s,
+        "--probs",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&predict.stderr);
+    assert!(predict.status.success(), "{stderr}");
+    assert!(stderr.contains("resize: bilinear"), "{stderr}");
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&predict.stdout).trim()).unwrap();
+    assert_eq!(line["size"], serde_json::json!([48, 80]));
+    let areas = &line["areas"];
+    assert_eq!(
+        areas["background"].as_u64().unwrap() + areas["lesion"].as_u64().unwrap(),
+        48 * 80
+    );
+    let mask_file = out.join("scan.mask.png");
+    assert_eq!(line["files"]["mask.png"], mask_file.display().to_string());
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&mask_file).unwrap(),
+    ));
+    decoder.set_transformations(png::Transformations::IDENTITY);
+    let mut reader = decoder.read_info().unwrap();
+    assert_eq!(reader.info().color_type, png::ColorType::Indexed);
+    assert_eq!((reader.info().width, reader.info().height), (80, 48));
+    let mut mask = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut mask).unwrap();
+    assert!(mask.iter().all(|&l| l <= 1));
+    assert_eq!(
+        mask.iter().filter(|&&l| l == 1).count() as u64,
+        areas["lesion"].as_u64().unwrap()
+    );
+    let probs = std::fs::read(out.join("scan.probs.npy")).unwrap();
+    let header = u16::from_le_bytes([probs[8], probs[9]]) as usize;
+    let values: Vec<f32> = probs[10 + header..]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let plane = 48 * 80;
+    assert_eq!(values.len(), 2 * plane);
+    for (p, &label) in mask.iter().enumerate() {
+        let lesion = values[plane + p] > values[p];
+        assert_eq!(lesion, label == 1, "pixel {p}");
+    }
+    let overlay = image::open(out.join("scan.overlay.png")).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (80, 48));
+    let lines = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 1);
 }
 
 /// A tiny DETR run on generated scenes: the set loss falls, objects start being found, and
@@ -893,6 +967,114 @@ fn a_tiny_detection_learns_scene_boxes() {
     for panel in ["predictions.png", "per_class.png", "curve_map50.png"] {
         assert!(report_dir.join(panel).is_file(), "{panel}");
     }
+    predict_writes_coco_results(tmp.path(), &id);
+}
+
+/// `vitrun predict --out` of a detector: the boxes of each image in its own pixels, an
+/// overlay, and `detections.json` as COCO results numbered by `--coco`'s file when given.
+fn predict_writes_coco_results(runs: &Path, id: &str) {
+    let scene = runs.join("scene.png");
+    image::RgbImage::from_fn(96, 64, |x, y| {
+        let inside = (20..50).contains(&x) && (10..40).contains(&y);
+        image::Rgb(if inside { [220, 40, 40] } else { [90, 110, 90] })
+    })
+    .save(&scene)
+    .unwrap();
+    let out = runs.join("detected");
+    let (runs_s, scene_s, out_s) = (
+        runs.display().to_string(),
+        scene.display().to_string(),
+        out.display().to_string(),
+    );
+    let predict = |extra: &[&str]| {
+        let mut args = vec![
+            "predict",
+            "--runs-dir",
+            &runs_s,
+            id,
+            &scene_s,
+            "--out",
+            &out_s,
+        ];
+        args.extend(extra);
+        vitrun(&args).output().unwrap()
+    };
+    let run = predict(&["--threshold", "0", "--json"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&run.stdout).trim()).unwrap();
+    let boxes = line["boxes"].as_array().unwrap();
+    assert!(!boxes.is_empty(), "every query scores above 0: {line}");
+    let results: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("detections.json")).unwrap())
+            .unwrap();
+    assert_eq!(results.len(), boxes.len());
+    let classes: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(runs.join("tiny_detection").join(id).join("classes.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    for (r, b) in results.iter().zip(boxes) {
+        assert_eq!(r["image_id"], 1);
+        assert_eq!(r["bbox"], b["bbox"]);
+        assert_eq!(r["score"], b["score"]);
+        let category = r["category_id"].as_u64().unwrap() as usize;
+        assert_eq!(classes[category - 1], b["class"].as_str().unwrap());
+        let bbox: Vec<f64> = serde_json::from_value(r["bbox"].clone()).unwrap();
+        assert!(bbox[0] >= 0.0 && bbox[1] >= 0.0 && bbox[0] + bbox[2] <= 96.0 + 1e-9);
+        assert!(bbox[1] + bbox[3] <= 64.0 + 1e-9 && bbox[2] >= 0.0 && bbox[3] >= 0.0);
+    }
+    let overlay = image::open(out.join("scene.overlay.png")).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (96, 64));
+
+    let coco = runs.join("coco.json");
+    let categories: Vec<serde_json::Value> = classes
+        .iter()
+        .enumerate()
+        .map(|(k, name)| serde_json::json!({"id": 100 + k, "name": name}))
+        .collect();
+    std::fs::write(
+        &coco,
+        serde_json::json!({"images": [{"id": 42, "file_name": "scene.png"}], "categories": categories, "annotations": []})
+            .to_string(),
+    )
+    .unwrap();
+    let coco_s = coco.display().to_string();
+    let run = predict(&["--threshold", "0", "--coco", &coco_s]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let numbered: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("detections.json")).unwrap())
+            .unwrap();
+    assert_eq!(numbered.len(), results.len());
+    for (n, r) in numbered.iter().zip(&results) {
+        assert_eq!(n["image_id"], 42);
+        assert_eq!(
+            n["category_id"].as_u64().unwrap(),
+            r["category_id"].as_u64().unwrap() + 99
+        );
+    }
+    std::fs::write(
+        &coco,
+        serde_json::json!({"images": [{"id": 1, "file_name": "other.png"}], "categories": categories})
+            .to_string(),
+    )
+    .unwrap();
+    let run = predict(&["--coco", &coco_s]);
+    let e = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success()
+            && e.contains("scene.png: no entry of")
+            && e.contains("coco.json's `images` has this file_name"),
+        "{e}"
+    );
 }
 
 /// A detection trial killed mid-run resumes to the same losses and mAP as one run straight

@@ -67,11 +67,6 @@ impl VitSpec {
             mean: 0.0,
             std: 0.02,
         };
-        let linear = |i: usize, o: usize| {
-            LinearConfig::new(i, o)
-                .with_initializer(trunc.clone())
-                .init(device)
-        };
         let norm = || {
             LayerNormConfig::new(d)
                 .with_epsilon(kernels::NORM_EPS)
@@ -86,23 +81,13 @@ impl VitSpec {
                 } else {
                     self.drop_path
                 };
-                Block {
-                    norm1: norm(),
-                    attn: Attention {
-                        qkv: linear(d, 3 * d),
-                        proj: linear(d, d),
-                        num_heads: self.num_heads,
-                        attn_drop: DropoutConfig::new(self.attn_dropout).init(),
-                        proj_drop: DropoutConfig::new(self.dropout).init(),
-                    },
-                    norm2: norm(),
-                    mlp: Mlp {
-                        fc1: linear(d, hidden),
-                        fc2: linear(hidden, d),
-                        drop: DropoutConfig::new(self.dropout).init(),
-                    },
-                    drop_path: rate,
-                }
+                Block::new(
+                    d,
+                    self.num_heads,
+                    hidden,
+                    [self.dropout, self.attn_dropout, rate],
+                    device,
+                )
             })
             .collect();
         let token = |std: f64| Initializer::Normal { mean: 0.0, std }.init([1, 1, d], device);
@@ -358,6 +343,49 @@ pub struct Block<B: Backend> {
     pub norm2: LayerNorm<B>,
     pub mlp: Mlp<B>,
     drop_path: f64,
+}
+
+impl<B: Backend> Block<B> {
+    /// A block `dim` wide with `heads` heads and an MLP `hidden` wide, timm's initialisation;
+    /// `[dropout, attention dropout, drop-path rate]`.
+    pub fn new(
+        dim: usize,
+        heads: usize,
+        hidden: usize,
+        [dropout, attn_dropout, drop_path]: [f64; 3],
+        device: &B::Device,
+    ) -> Block<B> {
+        let linear = |i: usize, o: usize| {
+            LinearConfig::new(i, o)
+                .with_initializer(Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.02,
+                })
+                .init(device)
+        };
+        let norm = || {
+            LayerNormConfig::new(dim)
+                .with_epsilon(kernels::NORM_EPS)
+                .init(device)
+        };
+        Block {
+            norm1: norm(),
+            attn: Attention {
+                qkv: linear(dim, 3 * dim),
+                proj: linear(dim, dim),
+                num_heads: heads,
+                attn_drop: DropoutConfig::new(attn_dropout).init(),
+                proj_drop: DropoutConfig::new(dropout).init(),
+            },
+            norm2: norm(),
+            mlp: Mlp {
+                fc1: linear(dim, hidden),
+                fc2: linear(hidden, dim),
+                drop: DropoutConfig::new(dropout).init(),
+            },
+            drop_path,
+        }
+    }
 }
 
 impl<B: VitKernels> Block<B> {

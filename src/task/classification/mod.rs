@@ -16,10 +16,10 @@ use burn::module::AutodiffModule;
 use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
 
-use super::{Answer, PanelInput, Panels, Scores, Task};
+use super::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
 use crate::config::{Config, DistillType, Interpolation, TeacherInput};
 use crate::contract::TaskMetrics;
-use crate::data::{Batch, BatchTransform, Labels, Mixer};
+use crate::data::{Batch, BatchTransform, Image, Labels, Mixer};
 use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{Backbone, BackboneShape, Model, TimmModel};
 use distill::{argmax_rows, DistillLoss};
@@ -243,7 +243,8 @@ impl Task for Classification {
         &self,
         model: &Model<Flex, E, ClassifierHead<Flex>>,
         images: Tensor<Flex, 4>,
-        top_k: usize,
+        _originals: &[Image],
+        options: &PredictOptions,
     ) -> anyhow::Result<Vec<Answer>> {
         let probs = host(softmax(model.forward(images), 1));
         let n = self.classes;
@@ -254,7 +255,7 @@ impl Task for Classification {
                 order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
                 let top: Vec<(&str, f32)> = order
                     .into_iter()
-                    .take(top_k.max(1))
+                    .take(options.top_k.max(1))
                     .map(|i| (self.names[i].as_str(), p[i]))
                     .collect();
                 Answer {
@@ -269,6 +270,8 @@ impl Task for Classification {
                             .map(|(c, prob)| serde_json::json!({"class": c, "probability": prob}))
                             .collect::<Vec<_>>()
                     }),
+                    files: Vec::new(),
+                    boxes: None,
                 }
             })
             .collect())

@@ -2,8 +2,10 @@
 //! each query read by the class head (`head`, no-object last) and the box MLP, per decoder
 //! layer; and on the host, the boxes a score threshold keeps, for reports.
 
+use burn::backend::Flex;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -11,6 +13,7 @@ use super::detr::DetrDecoder;
 use crate::data::boxes::Corners;
 use crate::kernels::{self, VitKernels};
 use crate::model::{Backbone, BackboneShape, Model};
+use crate::task::panels::host;
 
 /// The query decoder and the class head that reads its queries.
 #[derive(Module, Debug)]
@@ -118,6 +121,45 @@ pub fn detect<B: VitKernels, E: Backbone<B>>(
         groups,
         patch_logits,
         grid,
+    }
+}
+
+/// The last decoder layer's predictions of a batch on the host: each query's class
+/// probabilities (no object last) and box.
+pub struct LastLayer {
+    probs: Vec<f32>,
+    boxes: Vec<f32>,
+    queries: usize,
+    classes: usize,
+}
+
+impl LastLayer {
+    /// The last layer's predictions of `images` (`[batch, channels, size, size]`).
+    pub fn of<E: Backbone<Flex>>(
+        model: &Model<Flex, E, DetectionHead<Flex>>,
+        images: Tensor<Flex, 4>,
+    ) -> anyhow::Result<LastLayer> {
+        let outputs = detect(model, images, Wanted::default());
+        let (Some(logits), Some(boxes)) = (outputs.logits.last(), outputs.boxes.last()) else {
+            anyhow::bail!("the detection model gave no decoder output");
+        };
+        let [_, queries, columns] = logits.dims();
+        Ok(LastLayer {
+            probs: host(softmax(logits.clone(), 2)),
+            boxes: host(boxes.clone()),
+            queries,
+            classes: columns - 1,
+        })
+    }
+
+    /// Image `j`'s predictions.
+    pub fn image(&self, j: usize) -> ImagePredictions<'_> {
+        let (q, columns) = (self.queries, self.classes + 1);
+        ImagePredictions {
+            probs: &self.probs[j * q * columns..(j + 1) * q * columns],
+            boxes: &self.boxes[j * q * 4..(j + 1) * q * 4],
+            classes: self.classes,
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod loss;
 pub mod map;
 pub mod matcher;
 mod panels;
+pub mod predict;
 mod task;
 
 pub use detr::{CrossAttention, DetrDecoder, DetrLayer, QueryFeatures};

@@ -2,21 +2,24 @@
 //! predicted ones, and AP@0.5 per class at the best epoch.
 
 use burn::backend::Flex;
-use burn::tensor::activation::softmax;
 
-use super::head::{detect, DetectionHead, ImagePredictions, PredictedBox, Wanted};
+use super::head::{DetectionHead, LastLayer, PredictedBox};
 use super::Detection;
 use crate::data::geometry::ObjectBox;
 use crate::data::Target;
 use crate::model::{Backbone, Model};
 use crate::plot::raster::{outline, Rgb};
 use crate::task::panels::{
-    batch, class_bars, colour, denorm, dense_figures, display_scale, host, names, val_samples,
+    batch, class_bars, colour, denorm, dense_figures, display_scale, names, val_samples,
 };
 use crate::task::{PanelInput, Panels, Task};
 
 /// A copy of `base` with each box outlined in its class's colour.
-fn boxed(base: &Rgb, boxes: &[(usize, crate::data::boxes::Corners)], scale: usize) -> Rgb {
+pub(super) fn boxed(
+    base: &Rgb,
+    boxes: &[(usize, crate::data::boxes::Corners)],
+    scale: usize,
+) -> Rgb {
     let mut image = base.clone();
     for (class, corners) in boxes {
         outline(&mut image, corners, scale as f64, colour(*class));
@@ -32,19 +35,8 @@ pub fn panels<E: Backbone<Flex>>(
 ) -> anyhow::Result<Panels> {
     let config = input.config;
     let names_of = &input.splits.classes;
-    let classes = names_of.len();
     let (images, targets) = val_samples(config, input.splits, input.options.samples.max(1))?;
-    let outputs = detect(
-        model,
-        batch(&images, &Default::default()),
-        Wanted::default(),
-    );
-    let (Some(logits), Some(boxes)) = (outputs.logits.last(), outputs.boxes.last()) else {
-        anyhow::bail!("the detection model gave no decoder output");
-    };
-    let [_, queries, _] = logits.dims();
-    let probs = host(softmax(logits.clone(), 2));
-    let boxes = host(boxes.clone());
+    let last = LastLayer::of(model, batch(&images, &Default::default()))?;
     let threshold = config.head.detection().score_threshold;
     let size = config.data.image_size;
     let scale = display_scale(size);
@@ -55,12 +47,7 @@ pub fn panels<E: Backbone<Flex>>(
             Target::Objects(objects) => objects,
             _ => &[],
         };
-        let predicted: Vec<PredictedBox> = ImagePredictions {
-            probs: &probs[j * queries * (classes + 1)..(j + 1) * queries * (classes + 1)],
-            boxes: &boxes[j * queries * 4..(j + 1) * queries * 4],
-            classes,
-        }
-        .above(size, threshold);
+        let predicted: Vec<PredictedBox> = last.image(j).above(size, threshold);
         let truth_boxes: Vec<_> = truth.iter().map(|o| (o.class, o.corners)).collect();
         tiles.push((
             boxed(&base, &truth_boxes, scale),

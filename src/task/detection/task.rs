@@ -13,10 +13,10 @@ use super::matcher::{MatchWeights, TargetBox};
 use crate::config::Config;
 use crate::contract::TaskMetrics;
 use crate::data::geometry::ObjectBox;
-use crate::data::{Batch, Objects};
+use crate::data::{Batch, Image, Objects, Pipeline};
 use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{Backbone, BackboneShape, Model};
-use crate::task::{PanelInput, Panels, Scores, Task};
+use crate::task::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
 
 /// IoU at which a training prediction counts as finding its object.
 const FOUND_IOU: f64 = 0.5;
@@ -26,6 +26,8 @@ pub struct Detection {
     classes: Vec<String>,
     loss: SetLoss,
     shape: DetectionShape,
+    /// The score a box needs to be drawn and predicted (`head.score_threshold`).
+    score_threshold: f64,
 }
 
 /// Validation's boxes and loss terms, over the whole split.
@@ -132,6 +134,7 @@ impl Task for Detection {
                 layers: d.layers,
                 classes: classes.len(),
             },
+            score_threshold: d.score_threshold,
         })
     }
 
@@ -233,6 +236,21 @@ impl Task for Detection {
         input: &PanelInput<'_>,
     ) -> anyhow::Result<Panels> {
         super::panels::panels(model, input)
+    }
+
+    fn predict_pipeline(&self, validation: Pipeline) -> Pipeline {
+        validation.whole_image()
+    }
+
+    fn predict<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, DetectionHead<Flex>>,
+        images: Tensor<Flex, 4>,
+        originals: &[Image],
+        options: &PredictOptions,
+    ) -> anyhow::Result<Vec<Answer>> {
+        let threshold = options.threshold.unwrap_or(self.score_threshold);
+        super::predict::answers(model, &self.classes, threshold, images, originals)
     }
 }
 

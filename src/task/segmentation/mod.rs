@@ -6,6 +6,7 @@ pub mod head;
 pub mod loss;
 pub mod metrics;
 mod panels;
+pub mod predict;
 mod task;
 
 pub use decoder::ConvDecoder;

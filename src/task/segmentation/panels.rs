@@ -16,7 +16,7 @@ use crate::task::{PanelInput, Panels, Task};
 
 /// A grey copy of `base` with each pixel of a class other than the first painted in its
 /// colour (grey first, so that the classes' colours stand out from the image's own).
-fn masked(base: &Rgb, mask: &Mask, scale: usize) -> Rgb {
+pub(super) fn masked(base: &Rgb, mask: &Mask, scale: usize) -> Rgb {
     let colours: Vec<Option<[u8; 3]>> = mask
         .labels
         .iter()

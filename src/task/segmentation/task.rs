@@ -12,10 +12,10 @@ use super::metrics::Confusion;
 use crate::config::{Config, Decoder};
 use crate::contract::TaskMetrics;
 use crate::data::geometry::IGNORE_LABEL;
-use crate::data::{Batch, Masks};
+use crate::data::{Batch, Image, Masks, Pipeline};
 use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{Backbone, BackboneShape, Model};
-use crate::task::{PanelInput, Panels, Scores, Task};
+use crate::task::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
 
 /// The segmentation task.
 pub struct Segmentation {
@@ -150,5 +150,19 @@ impl Task for Segmentation {
         input: &PanelInput<'_>,
     ) -> anyhow::Result<Panels> {
         super::panels::panels(model, input)
+    }
+
+    fn predict_pipeline(&self, validation: Pipeline) -> Pipeline {
+        validation.whole_image()
+    }
+
+    fn predict<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, SegmentationHead<Flex>>,
+        images: Tensor<Flex, 4>,
+        originals: &[Image],
+        options: &PredictOptions,
+    ) -> anyhow::Result<Vec<Answer>> {
+        super::predict::answers(model, &self.classes, images, originals, options)
     }
 }
