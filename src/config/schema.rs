@@ -427,6 +427,12 @@ pub enum Decoder {
     /// Progressive transposed convolutions from the patch grid to the input's resolution, the
     /// head classifying each pixel's features.
     Conv,
+    /// Segmenter's mask transformer: class embeddings decoded with the patch tokens by
+    /// `head.layers` transformer layers, masks from their normalised products.
+    Mask,
+    /// A U-Net decoder (UNETR's idea): upsampling stages fed skip connections from the
+    /// encoder blocks `head.skip_blocks` and from the image.
+    Unet,
 }
 
 /// `[head]`: which task the model is trained for, and that task's options (each unset unless
@@ -441,9 +447,14 @@ pub struct HeadConfig {
     pub dice_weight: Option<f64>,
     /// Segmentation: a cross-entropy weight per class, in class order (default all 1).
     pub class_weights: Option<Vec<f64>>,
+    /// Segmentation with `decoder = "unet"`: the encoder blocks (numbered from 1) whose
+    /// tokens feed the decoder's stages, one per stage at most (default: evenly spaced, as
+    /// UNETR's 3, 6, 9 of 12).
+    pub skip_blocks: Option<Vec<usize>>,
     /// Detection: object queries, the most objects an image can be given (default 12).
     pub queries: Option<usize>,
-    /// Detection: transformer decoder layers (default 3).
+    /// Detection: transformer decoder layers (default 3); segmentation with `decoder =
+    /// "mask"`: the mask transformer's layers (default 2, Segmenter's).
     pub layers: Option<usize>,
     /// Detection: groups of queries decoded while training, each matched on its own (Group
     /// DETR; default 1 = plain DETR).
@@ -465,6 +476,12 @@ pub struct HeadConfig {
     pub patch_weight: Option<f64>,
     /// Detection: the least score of a box that reports draw (default 0.5).
     pub score_threshold: Option<f64>,
+}
+
+/// The ×2 upsampling stages a decoder needs from a `patch`-pixel grid toward the input,
+/// ⌊log₂ patch⌋ (what is left is bilinear).
+pub fn upsampling_stages(patch: usize) -> usize {
+    (usize::BITS - 1 - patch.max(1).leading_zeros()) as usize
 }
 
 /// Detection's options with their defaults filled in.
@@ -489,6 +506,7 @@ impl Default for HeadConfig {
             decoder: None,
             dice_weight: None,
             class_weights: None,
+            skip_blocks: None,
             queries: None,
             layers: None,
             groups: None,
@@ -516,9 +534,18 @@ impl HeadConfig {
         if self.class_weights.is_some() {
             set.push(("head.class_weights", TaskKind::Segmentation));
         }
+        if self.skip_blocks.is_some() {
+            set.push(("head.skip_blocks", TaskKind::Segmentation));
+        }
+        if self.layers.is_some() {
+            let owner = match self.task {
+                TaskKind::Segmentation => TaskKind::Segmentation,
+                _ => TaskKind::Detection,
+            };
+            set.push(("head.layers", owner));
+        }
         let detection = [
             ("head.queries", self.queries.is_some()),
-            ("head.layers", self.layers.is_some()),
             ("head.groups", self.groups.is_some()),
             ("head.no_object_weight", self.no_object_weight.is_some()),
             ("head.ce_weight", self.ce_weight.is_some()),
@@ -534,6 +561,21 @@ impl HeadConfig {
             }
         }
         set
+    }
+
+    /// The encoder blocks the U-Net decoder taps, the deepest first: `skip_blocks`, or one
+    /// per stage of a `patch`-pixel grid evenly spaced over `depth` blocks (UNETR's 9, 6, 3 of
+    /// 12 for three stages).
+    pub fn skip_blocks_for(&self, depth: usize, patch: usize) -> Vec<usize> {
+        let mut blocks = self.skip_blocks.clone().unwrap_or_else(|| {
+            let stages = upsampling_stages(patch).min(depth);
+            (1..=stages)
+                .map(|k| (k * depth / (stages + 1)).max(1))
+                .collect()
+        });
+        blocks.sort_unstable_by(|a, b| b.cmp(a));
+        blocks.dedup();
+        blocks
     }
 
     /// Detection's options, defaults filled in (DETR's loss weights; queries and layers sized

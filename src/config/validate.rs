@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use super::schema::{
-    ArchKind, Config, DatasetKind, DistillType, ModelConfig, Pooling, StemKind, StemNorm, TaskKind,
-    TeacherModel, PRESETS,
+    ArchKind, Config, DatasetKind, Decoder, DistillType, ModelConfig, Pooling, StemKind, StemNorm,
+    TaskKind, TeacherModel, PRESETS,
 };
 
 /// A failed check: the key path and what would be valid.
@@ -662,6 +662,9 @@ fn validate_head(c: &Config) -> Result<(), Violation> {
             );
         }
     }
+    if h.task == TaskKind::Segmentation {
+        validate_decoder(c)?;
+    }
     if h.task != TaskKind::Classification && c.augment.rand_augment.enabled {
         return fail(
             "augment.rand_augment.enabled",
@@ -674,6 +677,63 @@ fn validate_head(c: &Config) -> Result<(), Violation> {
     }
     if h.task == TaskKind::Detection {
         validate_detection(c)?;
+    }
+    Ok(())
+}
+
+/// The segmentation decoder's own options: each only with its decoder, in range.
+fn validate_decoder(c: &Config) -> Result<(), Violation> {
+    let h = &c.head;
+    let decoder = h.decoder.unwrap_or(Decoder::Linear);
+    if let Some(layers) = h.layers {
+        if decoder != Decoder::Mask {
+            return fail(
+                "head.layers",
+                "for segmentation it sizes the mask transformer; set head.decoder = \"mask\", or remove it",
+            );
+        }
+        if !(1..=24).contains(&layers) {
+            return fail(
+                "head.layers",
+                format!(
+                    "{layers} is out of range; use 1 to 24 mask transformer layers (Segmenter: 2)"
+                ),
+            );
+        }
+    }
+    let Some(blocks) = &h.skip_blocks else {
+        return Ok(());
+    };
+    if decoder != Decoder::Unet {
+        return fail(
+            "head.skip_blocks",
+            "the blocks the U-Net decoder taps; set head.decoder = \"unet\", or remove it",
+        );
+    }
+    let stages = super::schema::upsampling_stages(c.model.patch_size);
+    if blocks.len() > stages {
+        return fail(
+            "head.skip_blocks",
+            format!(
+                "{} blocks but patch_size {} gives the decoder {stages} upsampling stages, one skip each; list at most {stages}",
+                blocks.len(),
+                c.model.patch_size
+            ),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(&b) = blocks.iter().find(|&&b| b == 0 || !seen.insert(b)) {
+        return fail(
+            "head.skip_blocks",
+            format!(
+                "block {b} is {}; list distinct blocks numbered from 1",
+                if b == 0 {
+                    "not a block"
+                } else {
+                    "listed twice"
+                }
+            ),
+        );
     }
     Ok(())
 }

@@ -125,6 +125,15 @@ pub fn layer_norm<B: VitKernels, const D: usize>(
     norm: &LayerNorm<B>,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
+    layer_norm_eps(norm, x, NORM_EPS)
+}
+
+/// [`layer_norm`] with another epsilon (PyTorch's `nn.LayerNorm` default is 1e-5).
+pub fn layer_norm_eps<B: VitKernels, const D: usize>(
+    norm: &LayerNorm<B>,
+    x: Tensor<B, D>,
+    eps: f64,
+) -> Tensor<B, D> {
     let dims = x.dims();
     let dim = dims[D - 1];
     let rows = dims[..D - 1].iter().product();
@@ -134,7 +143,7 @@ pub fn layer_norm<B: VitKernels, const D: usize>(
         norm.beta
             .as_ref()
             .map(|beta| beta.val().into_primitive().tensor()),
-        NORM_EPS,
+        eps,
     );
     Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(out)).reshape(dims)
 }

@@ -82,6 +82,19 @@ pub trait Backbone<B: VitKernels>: Module<B> + ModuleDisplay + core::fmt::Debug 
     /// [`Backbone::forward_features`] and [`Backbone::pool`] with the embedding and every
     /// block's attention kept.
     fn trace(&self, images: Tensor<B, 4>) -> Trace<B>;
+
+    /// [`Backbone::forward_features`] and the patch tokens after each block of `blocks`
+    /// (numbered from 1, UNETR's z3, z6, z9), `[batch, rows·columns, dim]` before the final
+    /// norm. A backbone without transformer blocks gives none ([`Arch::blocks`] is 0 for it,
+    /// and the experiment check refuses skip connections from it).
+    fn forward_taps(
+        &self,
+        images: Tensor<B, 4>,
+        blocks: &[usize],
+    ) -> (Features<B>, Vec<Tensor<B, 3>>) {
+        let _ = blocks;
+        (self.forward_features(images), Vec::new())
+    }
 }
 
 /// An architecture (`model.arch`) with its dimensions: builds its backbone on any backend.
@@ -91,6 +104,11 @@ pub trait Arch: Clone + core::fmt::Debug + Send + Sync + 'static {
 
     /// What a head on this backbone is sized by.
     fn shape(&self) -> BackboneShape;
+
+    /// How many transformer blocks the backbone has (what skip connections can tap).
+    fn blocks(&self) -> usize {
+        0
+    }
 
     /// A freshly initialised backbone, seeded by the backend's RNG.
     fn init<B: VitKernels>(&self, device: &B::Device) -> Self::Net<B>;

@@ -12,6 +12,13 @@ use burn::tensor::{Tensor, TensorData};
 /// (`encoder`, `head`), which parameter paths and checkpoint names leave out.
 const MODEL_CONTAINER: &str = "Struct:Model";
 
+/// Whether parameter names leave out a field of a container of this type: the model's
+/// `encoder`/`head`, and an enum's variant (a module slot holding one of several kinds, which
+/// PyTorch names by the slot alone: `decoder.cls_emb`).
+fn unnamed(container: &str) -> bool {
+    container == MODEL_CONTAINER || container.starts_with("Enum:")
+}
+
 /// One tensor in PyTorch layout (row-major, torch's shape).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateTensor {
@@ -212,7 +219,7 @@ impl ParamPath {
         self.names
             .iter()
             .zip(&self.containers)
-            .filter(|(_, c)| c.as_str() != MODEL_CONTAINER)
+            .filter(|(_, c)| !unnamed(c))
             .map(|(n, _)| n.clone())
             .collect()
     }
@@ -229,7 +236,7 @@ impl ParamPath {
             .names
             .iter()
             .zip(&self.containers)
-            .filter(|(_, c)| c.as_str() != MODEL_CONTAINER)
+            .filter(|(_, c)| !unnamed(c))
             .map(|(n, c)| sequential_index(n, c).unwrap_or_else(|| n.clone()))
             .collect();
         timm_name(&parts, self.container())

@@ -95,6 +95,13 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// them (a class weight per class) is an error naming the key.
     fn new(config: &Config, classes: &[String]) -> anyhow::Result<Self>;
 
+    /// The checks of an experiment of this task that need the backbone's facts (not the
+    /// config's alone): the key at fault and why.
+    fn check(config: &Config) -> Result<(), (&'static str, String)> {
+        let _ = config;
+        Ok(())
+    }
+
     /// A freshly initialised head for a backbone of `shape`.
     fn head<B: VitKernels>(&self, shape: BackboneShape, device: &B::Device) -> Self::Head<B>;
 
@@ -229,7 +236,21 @@ pub fn stop_criterion(loaded: &Loaded) -> Result<Option<StopCriterion>, ConfigEr
 /// The checks of an experiment that need its task's facts; what loads an experiment to plan
 /// or run it calls this after `config::load`.
 pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
-    stop_criterion(loaded).map(|_| ())
+    stop_criterion(loaded)?;
+    struct Check<'a>(&'a Config);
+    impl TaskWork for Check<'_> {
+        type Output = Result<(), (&'static str, String)>;
+        fn run<T: Task>(self) -> Self::Output {
+            T::check(self.0)
+        }
+    }
+    with_task(loaded.config.head.task, Check(&loaded.config)).map_err(|(key, reason)| {
+        ConfigError::Invalid {
+            place: loaded.where_set(key),
+            key: key.to_string(),
+            reason,
+        }
+    })
 }
 
 /// [`check`], and the files the experiment's data keys name are there and readable: what

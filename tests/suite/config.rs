@@ -152,7 +152,13 @@ fn task_options_and_datasets_belong_to_their_task() {
     let seg = "[data]\ndataset = \"synthetic_lesions\"\n[head]\ntask = \"segmentation\"\n";
     let det =
         "[data]\ndataset = \"synthetic_scenes\"\nmax_objects = 3\n[head]\ntask = \"detection\"\n";
-    let cases: [(String, &str); 13] = [
+    let cases: [(String, &str); 19] = [
+        (format!("{seg}layers = 2\n"), "`head.layers`: for segmentation it sizes the mask transformer; set head.decoder = \"mask\", or remove it"),
+        (format!("{seg}decoder = \"mask\"\nlayers = 30\n"), "`head.layers`: 30 is out of range; use 1 to 24 mask transformer layers (Segmenter: 2)"),
+        (format!("{seg}skip_blocks = [1]\n"), "`head.skip_blocks`: the blocks the U-Net decoder taps; set head.decoder = \"unet\", or remove it"),
+        (format!("{seg}decoder = \"unet\"\nskip_blocks = [1, 2, 3, 4, 5]\n[model]\npatch_size = 4\n"), "`head.skip_blocks`: 5 blocks but patch_size 4 gives the decoder 2 upsampling stages, one skip each; list at most 2"),
+        (format!("{seg}decoder = \"unet\"\nskip_blocks = [2, 2]\n"), "`head.skip_blocks`: block 2 is listed twice; list distinct blocks numbered from 1"),
+        ("[head]\nskip_blocks = [1]\n".into(), "`head.skip_blocks`: is a \"segmentation\" option"),
         ("[head]\ndice_weight = 0.5\n".into(), "`head.dice_weight`: is a \"segmentation\" option and this experiment's head.task is \"classification\"; remove it, or set head.task = \"segmentation\""),
         ("[head]\ndecoder = \"linear\"\n".into(), "`head.decoder`: is a \"segmentation\" option"),
         ("[head]\ntask = \"segmentation\"\n".into(), "`data.dataset`: \"synthetic\" has no targets for head.task = \"segmentation\"; use one of \"synthetic_scenes\", \"synthetic_lesions\", \"mask_folder\""),
@@ -181,6 +187,35 @@ fn task_options_and_datasets_belong_to_their_task() {
         &[],
     );
     assert!(e.contains("`data.path`: this dataset reads files"), "{e}");
+}
+
+/// The U-Net decoder's blocks must exist in the backbone: checked with the architecture's
+/// facts, at the key's line.
+#[test]
+fn skip_blocks_must_be_blocks_of_the_backbone() {
+    let seg = "[data]\ndataset = \"synthetic_lesions\"\n[head]\ntask = \"segmentation\"\ndecoder = \"unet\"\n";
+    let check = |text: &str| {
+        let (_dir, path) = write(text);
+        let loaded = load_with_env(&path, &[], env(&[])).unwrap();
+        vitrun::task::check(&loaded).map_err(|e| e.to_string())
+    };
+    let e = check(&format!(
+        "{seg}skip_blocks = [13]\n[model]\npreset = \"vit-tiny\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("exp.toml:6: `head.skip_blocks`: block 13 is past the encoder's 12 blocks; list blocks from 1 to 12"),
+        "{e}"
+    );
+    let e = check(&format!("{seg}[model]\narch = \"resnet18\"\n")).unwrap_err();
+    assert!(
+        e.contains("`head.decoder`: the U-Net decoder taps transformer blocks and model.arch = \"resnet18\" has none"),
+        "{e}"
+    );
+    check(&format!(
+        "{seg}skip_blocks = [12, 3]\n[model]\npreset = \"vit-tiny\"\n"
+    ))
+    .unwrap();
 }
 
 #[test]

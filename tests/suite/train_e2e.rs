@@ -831,6 +831,46 @@ fn a_tiny_segmentation_learns_lesion_masks() {
     predict_writes_masks(tmp.path(), &id);
 }
 
+/// Segmenter's mask transformer and the U-Net decoder (skips from both blocks; half the epochs,
+/// its full-resolution convs cost 3× the linear decoder's step) learn the lesion masks too:
+/// the loss falls and mIoU ends well above all-background's at most 0.5; predict runs on them.
+#[test]
+fn the_mask_and_unet_decoders_learn_lesion_masks() {
+    for (decoder, epochs) in [("mask", 12), ("unet", 6)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().display().to_string();
+        let out = vitrun(&[
+            "run",
+            TINY_LESIONS,
+            "--quiet",
+            "--set",
+            &format!("train.runs_dir={runs:?}"),
+            "--set",
+            &format!("head.decoder={decoder:?}"),
+            "--set",
+            &format!("train.epochs={epochs}"),
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{decoder}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let store = Store::open(&tmp.path().join("vitrun.sqlite")).unwrap();
+        let id = store.trials(None).unwrap()[0].id.clone();
+        let loss = series(&store, &id, "train", "loss");
+        let miou = series(&store, &id, "val", "miou");
+        assert!(
+            loss[loss.len() - 1] < 0.7 * loss[0],
+            "{decoder}: loss {loss:?}"
+        );
+        let best = miou.iter().cloned().fold(f64::MIN, f64::max);
+        assert!(best > 0.6, "{decoder}: mIoU {miou:?}");
+        predict_writes_masks(tmp.path(), &id);
+    }
+}
+
 /// `vitrun predict --out` of a segmenter: per image a palette mask of class ids at the image's
 /// own size, an overlay, probability maps whose argmax is the mask, and a JSON line of class
 /// areas; `--probs` without `--out` is refused.

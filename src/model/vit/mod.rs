@@ -158,6 +158,10 @@ impl Arch for VitSpec {
         }
     }
 
+    fn blocks(&self) -> usize {
+        self.depth
+    }
+
     fn init<B: VitKernels>(&self, device: &B::Device) -> Vit<B> {
         VitSpec::init(self, device)
     }
@@ -343,6 +347,8 @@ pub struct Block<B: Backend> {
     pub norm2: LayerNorm<B>,
     pub mlp: Mlp<B>,
     drop_path: f64,
+    /// The norms' epsilon (timm's ViT: 1e-6).
+    norm_eps: f64,
 }
 
 impl<B: Backend> Block<B> {
@@ -352,7 +358,19 @@ impl<B: Backend> Block<B> {
         dim: usize,
         heads: usize,
         hidden: usize,
+        rates: [f64; 3],
+        device: &B::Device,
+    ) -> Block<B> {
+        Self::with_norm_eps(dim, heads, hidden, rates, kernels::NORM_EPS, device)
+    }
+
+    /// [`Block::new`] with norms of epsilon `norm_eps` (PyTorch's default 1e-5 in Segmenter).
+    pub fn with_norm_eps(
+        dim: usize,
+        heads: usize,
+        hidden: usize,
         [dropout, attn_dropout, drop_path]: [f64; 3],
+        norm_eps: f64,
         device: &B::Device,
     ) -> Block<B> {
         let linear = |i: usize, o: usize| {
@@ -365,7 +383,7 @@ impl<B: Backend> Block<B> {
         };
         let norm = || {
             LayerNormConfig::new(dim)
-                .with_epsilon(kernels::NORM_EPS)
+                .with_epsilon(norm_eps)
                 .init(device)
         };
         Block {
@@ -384,6 +402,7 @@ impl<B: Backend> Block<B> {
                 drop: DropoutConfig::new(dropout).init(),
             },
             drop_path,
+            norm_eps,
         }
     }
 }
@@ -394,13 +413,16 @@ impl<B: VitKernels> Block<B> {
         x: Tensor<B, 3>,
         keep_weights: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        let (a, weights) = self
-            .attn
-            .forward(kernels::layer_norm(&self.norm1, x.clone()), keep_weights);
+        let (a, weights) = self.attn.forward(
+            kernels::layer_norm_eps(&self.norm1, x.clone(), self.norm_eps),
+            keep_weights,
+        );
         let x = x + self.drop_path(a);
-        let m = self
-            .mlp
-            .forward(kernels::layer_norm(&self.norm2, x.clone()));
+        let m = self.mlp.forward(kernels::layer_norm_eps(
+            &self.norm2,
+            x.clone(),
+            self.norm_eps,
+        ));
         (x.clone() + self.drop_path(m), weights)
     }
 
@@ -542,6 +564,30 @@ impl<B: VitKernels> Backbone<B> for Vit<B> {
             None => patches,
         };
         (patches, grid)
+    }
+
+    fn forward_taps(
+        &self,
+        images: Tensor<B, 4>,
+        blocks: &[usize],
+    ) -> (Features<B>, Vec<Tensor<B, 3>>) {
+        let grid = self.grid(&images);
+        let prefix = self.prefix_tokens();
+        let mut x = self.embed(images);
+        let mut taps = vec![None; blocks.len()];
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x, false).0;
+            for (tap, _) in taps.iter_mut().zip(blocks).filter(|(_, &b)| b == i + 1) {
+                let [_, n, _] = x.dims();
+                *tap = Some(x.clone().narrow(1, prefix, n - prefix));
+            }
+        }
+        let features = Features {
+            tokens: self.normed(x),
+            prefix,
+            grid,
+        };
+        (features, taps.into_iter().flatten().collect())
     }
 
     fn trace(&self, images: Tensor<B, 4>) -> Trace<B> {

@@ -24,7 +24,7 @@ pub struct ConvDecoder<B: Backend> {
 /// The stages' `(in, out)` channels for a ViT of width `dim` with `patch`-pixel patches:
 /// ⌊log₂ patch⌋ stages, each halving the channels (not below 16).
 pub fn stage_channels(dim: usize, patch: usize) -> Vec<(usize, usize)> {
-    let stages = usize::BITS - 1 - patch.max(1).leading_zeros();
+    let stages = crate::config::upsampling_stages(patch);
     let mut channels = dim;
     (0..stages)
         .map(|_| {
@@ -59,31 +59,11 @@ impl<B: Backend> ConvDecoder<B> {
 
 impl<B: VitKernels> ConvDecoder<B> {
     /// Grid features `[batch, gh, gw, dim]` → pixel features `[batch, height, width,
-    /// channels]`, channels last throughout. A kernel-2, stride-2 transposed convolution maps
-    /// each cell to its own 2×2 block, so each stage runs as one matrix multiply (every cell's
-    /// features by the kernel as `[in, out·2·2]`) and a depth-to-space reshuffle.
+    /// channels]`, channels last throughout, each stage by [`upsample_cells`].
     pub fn forward(&self, grid: Tensor<B, 4>, size: [usize; 2]) -> Tensor<B, 4> {
         let mut x = grid;
         for stage in &self.stages {
-            let [b, h, w, c_in] = x.dims();
-            let [_, c_out, _, _] = stage.weight.dims();
-            // Columns ordered (ky, kx, out), so the reshuffle moves whole feature vectors.
-            let kernel = stage
-                .weight
-                .val()
-                .permute([0, 2, 3, 1])
-                .reshape([c_in, 4 * c_out]);
-            let bias = stage.bias.as_ref().map(|bias| {
-                bias.val()
-                    .reshape([1, c_out])
-                    .repeat_dim(0, 4)
-                    .reshape([4 * c_out])
-            });
-            let cells = kernels::linear_2d(x.reshape([b * h * w, c_in]), kernel, bias, true);
-            x = cells
-                .reshape([b, h, w, 2, 2, c_out])
-                .permute([0, 1, 3, 2, 4, 5])
-                .reshape([b, 2 * h, 2 * w, c_out]);
+            x = upsample_cells(stage, x);
         }
         let [_, h, w, _] = x.dims();
         if [h, w] == size {
@@ -99,6 +79,32 @@ impl<B: VitKernels> ConvDecoder<B> {
         );
         resized.permute([0, 2, 3, 1])
     }
+}
+
+/// A kernel-2, stride-2 transposed convolution and GELU on channels-last features `[batch,
+/// rows, columns, in]` → `[batch, 2·rows, 2·columns, out]`. Such a convolution maps each cell
+/// to its own 2×2 block, so it runs as one matrix multiply (every cell's features by the
+/// kernel as `[in, out·2·2]`) and a depth-to-space reshuffle.
+pub fn upsample_cells<B: VitKernels>(stage: &ConvTranspose2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, h, w, c_in] = x.dims();
+    let [_, c_out, _, _] = stage.weight.dims();
+    // Columns ordered (ky, kx, out), so the reshuffle moves whole feature vectors.
+    let kernel = stage
+        .weight
+        .val()
+        .permute([0, 2, 3, 1])
+        .reshape([c_in, 4 * c_out]);
+    let bias = stage.bias.as_ref().map(|bias| {
+        bias.val()
+            .reshape([1, c_out])
+            .repeat_dim(0, 4)
+            .reshape([4 * c_out])
+    });
+    let cells = kernels::linear_2d(x.reshape([b * h * w, c_in]), kernel, bias, true);
+    cells
+        .reshape([b, h, w, 2, 2, c_out])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b, 2 * h, 2 * w, c_out])
 }
 
 #[cfg(test)]

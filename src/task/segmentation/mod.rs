@@ -4,10 +4,12 @@
 mod decoder;
 pub mod head;
 pub mod loss;
+mod mask;
 pub mod metrics;
 mod panels;
 pub mod predict;
 mod task;
+mod unet;
 
 pub use decoder::ConvDecoder;
 pub use head::SegmentationHead;

@@ -118,6 +118,7 @@ fn answer(classes: &[String], mask: &Mask, files: Vec<PredictFile>) -> Answer {
 mod tests {
     use super::*;
     use crate::model::{Arch, Vit, VitSpec};
+    use crate::task::segmentation::head::DecoderChoice;
     use burn::tensor::Distribution;
 
     fn model() -> Model<Flex, Vit<Flex>, SegmentationHead<Flex>> {
@@ -140,7 +141,7 @@ mod tests {
             drop_path: 0.0,
         };
         let device = Default::default();
-        let head = SegmentationHead::new(spec.shape(), 3, false, &device);
+        let head = SegmentationHead::new(spec.shape(), 3, &DecoderChoice::Linear, &device);
         Model::new(Arch::init::<Flex>(&spec, &device), head)
     }
 

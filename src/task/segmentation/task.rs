@@ -6,7 +6,7 @@ use burn::backend::Flex;
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 
-use super::head::{pixel_logits, SegmentationHead};
+use super::head::{pixel_logits, DecoderChoice, SegmentationHead};
 use super::loss::{pixel_rows, PixelLoss};
 use super::metrics::Confusion;
 use crate::config::{Config, Decoder};
@@ -14,14 +14,42 @@ use crate::contract::TaskMetrics;
 use crate::data::geometry::IGNORE_LABEL;
 use crate::data::{Batch, Image, Masks, Pipeline};
 use crate::kernels::{TrainBackend, VitKernels};
-use crate::model::{Backbone, BackboneShape, Model};
+use crate::model::{with_arch, Arch, ArchTask, Backbone, BackboneShape, Model};
 use crate::task::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
 
 /// The segmentation task.
 pub struct Segmentation {
     classes: Vec<String>,
     loss: PixelLoss,
-    conv_decoder: bool,
+    decoder: DecoderChoice,
+}
+
+/// The backbone's transformer blocks.
+struct Depth;
+
+impl ArchTask for Depth {
+    type Output = usize;
+    fn run<A: Arch>(self, arch: A) -> usize {
+        arch.blocks()
+    }
+}
+
+/// The decoder `head.decoder` names, sized by the experiment.
+fn decoder_choice(config: &Config) -> DecoderChoice {
+    match config.head.decoder.unwrap_or(Decoder::Linear) {
+        Decoder::Linear => DecoderChoice::Linear,
+        Decoder::Conv => DecoderChoice::Conv,
+        Decoder::Mask => DecoderChoice::Mask {
+            layers: config.head.layers.unwrap_or(2),
+        },
+        Decoder::Unet => {
+            let depth = with_arch(config, Depth);
+            DecoderChoice::Unet {
+                skip_blocks: config.head.skip_blocks_for(depth, config.model.patch_size),
+                channels: config.data.channels,
+            }
+        }
+    }
 }
 
 impl Task for Segmentation {
@@ -53,12 +81,38 @@ impl Task for Segmentation {
                 class_weights,
                 dice_weight: config.head.dice_weight.unwrap_or(0.0),
             },
-            conv_decoder: config.head.decoder == Some(Decoder::Conv),
+            decoder: decoder_choice(config),
         })
     }
 
+    /// The U-Net decoder's skip blocks exist in the backbone.
+    fn check(config: &Config) -> Result<(), (&'static str, String)> {
+        let DecoderChoice::Unet { skip_blocks, .. } = decoder_choice(config) else {
+            return Ok(());
+        };
+        let depth = with_arch(config, Depth);
+        if depth == 0 {
+            return Err((
+                "head.decoder",
+                format!(
+                    "the U-Net decoder taps transformer blocks and model.arch = {} has none; use decoder = \"conv\", or a ViT",
+                    serde_json::to_value(config.model.arch).unwrap_or_default()
+                ),
+            ));
+        }
+        match skip_blocks.iter().find(|&&b| b > depth) {
+            Some(b) => Err((
+                "head.skip_blocks",
+                format!(
+                    "block {b} is past the encoder's {depth} blocks; list blocks from 1 to {depth}"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn head<B: VitKernels>(&self, shape: BackboneShape, device: &B::Device) -> SegmentationHead<B> {
-        SegmentationHead::new(shape, self.classes.len(), self.conv_decoder, device)
+        SegmentationHead::new(shape, self.classes.len(), &self.decoder, device)
     }
 
     fn valid_head<B: TrainBackend>(
