@@ -5,6 +5,7 @@
 mod cluster;
 pub mod commands;
 mod console;
+mod explain;
 mod export;
 mod listing;
 pub mod out;
@@ -232,6 +233,8 @@ enum Command {
     ArrayTask { dir: PathBuf },
     /// Classify images with a trained trial's weights (its validation preprocessing, on the CPU).
     Predict(PredictArgs),
+    /// Map what a trained model's prediction looked at: attention, rollout or Grad-CAM.
+    Explain(explain::ExplainArgs),
     /// Write a trial's weights as a timm state dict (.safetensors) with its timm model arguments
     /// (.json beside it).
     Export {
@@ -588,10 +591,50 @@ struct PredictArgs {
     runs: RunsDirArg,
 }
 
+/// The model `vitrun predict` and `vitrun explain` run: a trial id, experiment or sweep of the
+/// store, or a checkpoint described by `config` (default: the `config.toml` of the trial
+/// folder it is in).
+fn load_predictor(
+    target: &str,
+    config: Option<&Path>,
+    sets: &[String],
+    runs: &RunsDirArg,
+) -> anyhow::Result<predict::Predictor> {
+    use predict::Predictor;
+    let path = Path::new(target);
+    // A checkpoint inside a trial folder is described by that folder's resolved config.
+    let beside = || {
+        path.ancestors()
+            .take(3)
+            .map(|dir| crate::contract::TrialDir::at(dir).config())
+            .find(|config| config.is_file())
+    };
+    let config = match config {
+        Some(file) => Some(file.to_path_buf()),
+        None if path.exists() => Some(beside().with_context(|| {
+            format!(
+                "{}: no config.toml beside it or in the trial folder above it; pass --config with its experiment file",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    match &config {
+        Some(file) => Predictor::from_checkpoint(path, &crate::config::load(file, sets)?.config),
+        None => {
+            anyhow::ensure!(
+                crate::config::is_safe_name(target),
+                "target {target:?} is not a trial id, experiment or sweep name; for a checkpoint file pass --config with its experiment file"
+            );
+            Predictor::from_store(&runs.resolve(), target)
+        }
+    }
+}
+
 /// `vitrun predict`: every image's top-k classes; unreadable images are reported and skipped,
 /// and make the exit code 1.
 fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
-    use predict::{images, Predictor};
+    use predict::images;
     use std::io::{IsTerminal, Write};
     anyhow::ensure!(
         args.batch >= 1,
@@ -621,38 +664,7 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(predictions::CocoIds::read)
         .transpose()?;
-    let target = Path::new(&args.target);
-    // A checkpoint inside a trial folder is described by that folder's resolved config.
-    let beside = || {
-        target
-            .ancestors()
-            .take(3)
-            .map(|dir| crate::contract::TrialDir::at(dir).config())
-            .find(|config| config.is_file())
-    };
-    let config = match &args.config {
-        Some(file) => Some(file.clone()),
-        None if target.exists() => Some(beside().with_context(|| {
-            format!(
-                "{}: no config.toml beside it or in the trial folder above it; pass --config with its experiment file",
-                target.display()
-            )
-        })?),
-        None => None,
-    };
-    let predictor = match &config {
-        Some(file) => {
-            Predictor::from_checkpoint(target, &crate::config::load(file, &args.sets)?.config)?
-        }
-        None => {
-            anyhow::ensure!(
-                crate::config::is_safe_name(&args.target),
-                "predict target {:?} is not a trial id, experiment or sweep name; for a checkpoint file pass --config with its experiment file",
-                args.target
-            );
-            Predictor::from_store(&args.runs.resolve(), &args.target)?
-        }
-    };
+    let predictor = load_predictor(&args.target, args.config.as_deref(), &args.sets, &args.runs)?;
     let files = images(&args.images)?;
     eprintln!(
         "predicting {} images with {}{}; resize: {}",
@@ -887,6 +899,17 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             finish(end, &loaded, true)
         }
         Command::Predict(args) => predict(args),
+        Command::Explain(args) => {
+            let predictor =
+                load_predictor(&args.target, args.config.as_deref(), &args.sets, &args.runs)?;
+            let failed = explain::explain(args, &predictor)?;
+            Ok(if failed > 0 {
+                eprintln!("vitrun: {failed} images could not be read");
+                exit(TrialExit::Failed)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Export { target, out, runs } => {
             let predictor = predict::Predictor::from_store(&runs.resolve(), &target)?;
             let json = export::export(&predictor, &out)?;

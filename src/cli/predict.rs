@@ -11,8 +11,10 @@ use rand::SeedableRng;
 use crate::config::Config;
 use crate::contract::{weights_in, RunsDir, TrialDir};
 use crate::data::{self, folder, Image, Pipeline, Targets};
-use crate::model::{with_arch, Arch, ArchTask, Model, StateDict};
+use crate::model::{apply_state_dict, state_dict, with_arch, Arch, ArchTask, Model, StateDict};
+use crate::plot::Fusion;
 use crate::report::select;
+use crate::task::explain::{attention_maps, Grad, Map, Method};
 use crate::task::{with_task, Answer, PredictOptions, Task, TaskWork};
 use crate::track::Store;
 
@@ -25,6 +27,12 @@ trait Loaded {
         options: &PredictOptions,
     ) -> anyhow::Result<Vec<Answer>>;
     fn pipeline(&self, validation: Pipeline) -> Pipeline;
+    fn explain(
+        &self,
+        images: Tensor<Flex, 4>,
+        request: &ExplainRequest,
+    ) -> anyhow::Result<Vec<Map>>;
+    fn classes(&self) -> &[String];
     fn export_args(&self) -> anyhow::Result<serde_json::Value>;
     /// The weights under timm's own names.
     fn timm_weights(&self, sd: StateDict) -> StateDict;
@@ -52,6 +60,41 @@ impl<A: Arch, T: Task> Loaded for Trained<A, T> {
         self.task.predict_pipeline(validation)
     }
 
+    fn explain(
+        &self,
+        images: Tensor<Flex, 4>,
+        request: &ExplainRequest,
+    ) -> anyhow::Result<Vec<Map>> {
+        if request.method != Method::Gradcam {
+            return attention_maps(
+                &self.model.encoder,
+                images,
+                request.method,
+                request.fusion,
+                request.discard,
+            )
+            .context("this backbone has no attention to draw; use --method gradcam");
+        }
+        // Grad-CAM differentiates: the same weights on the autodiff backend.
+        let device = Default::default();
+        let fresh = Model::new(
+            self.arch.init::<Grad>(&device),
+            self.task.head::<Grad>(self.arch.shape(), &device),
+        );
+        let model = apply_state_dict(
+            fresh,
+            &state_dict(&self.model),
+            "the trial's weights",
+            &device,
+        )?;
+        self.task
+            .gradcam(&model, Tensor::from_inner(images), request.class)
+    }
+
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
     fn export_args(&self) -> anyhow::Result<serde_json::Value> {
         self.task
             .export_args(&self.config, &self.classes, self.arch.timm_model()?)
@@ -67,10 +110,30 @@ pub struct Predictor {
     loaded: Box<dyn Loaded>,
     pipeline: Pipeline,
     max_pixels: u64,
+    /// The input normalisation's mean and std, to undo for display.
+    normalization: Option<(Vec<f64>, Vec<f64>)>,
     /// The weights file, for messages.
     pub weights: PathBuf,
     /// The trial the weights belong to, when known.
     pub trial: Option<String>,
+}
+
+/// What `vitrun explain` draws.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExplainRequest {
+    pub method: Method,
+    /// The class index to explain (default: the model's answer).
+    pub class: Option<usize>,
+    pub fusion: Fusion,
+    pub discard: f32,
+}
+
+/// One image's explanation: the image as the model saw it, and the map over it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explained {
+    pub image: PathBuf,
+    pub input: Image,
+    pub map: Map,
 }
 
 /// One image's answer.
@@ -228,6 +291,7 @@ impl Predictor {
             pipeline: loaded.pipeline(validation),
             loaded,
             max_pixels: config.data.max_image_pixels,
+            normalization: crate::task::denorm(config).map(|(m, s)| (m.to_vec(), s.to_vec())),
             weights,
             trial,
         })
@@ -236,6 +300,70 @@ impl Predictor {
     /// What `vitrun export` writes beside the weights; an error when the task cannot export.
     pub fn export_args(&self) -> anyhow::Result<serde_json::Value> {
         self.loaded.export_args()
+    }
+
+    /// The normalisation to undo to show the model's input.
+    pub fn denorm(&self) -> Option<(&[f64], &[f64])> {
+        self.normalization
+            .as_ref()
+            .map(|(m, s)| (m.as_slice(), s.as_slice()))
+    }
+
+    /// The model's class names.
+    pub fn classes(&self) -> &[String] {
+        self.loaded.classes()
+    }
+
+    /// The model's input of each image (the pipeline's output), as one batch; an unreadable
+    /// image gives its error in its place.
+    fn inputs(&self, images: &[PathBuf]) -> (Vec<Result<Image, String>>, Option<Tensor<Flex, 4>>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let inputs: Vec<Result<Image, String>> = images
+            .iter()
+            .map(|p| {
+                folder::decode(p, self.max_pixels)
+                    .map(|image| self.pipeline.apply(image, &mut rng).image)
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        let good: Vec<&Image> = inputs.iter().filter_map(|i| i.as_ref().ok()).collect();
+        if good.is_empty() {
+            return (inputs, None);
+        }
+        let (c, s) = (self.pipeline.channels, self.pipeline.size);
+        let data: Vec<f32> = good.iter().flat_map(|i| i.data.iter().copied()).collect();
+        let x = Tensor::from_data(
+            TensorData::new(data, [good.len(), c, s, s]),
+            &Default::default(),
+        );
+        (inputs, Some(x))
+    }
+
+    /// The maps `request` asks for of `images`, as one batch; an unreadable image gives its
+    /// error in its place.
+    pub fn explain(
+        &self,
+        images: &[PathBuf],
+        request: &ExplainRequest,
+    ) -> anyhow::Result<Vec<Result<Explained, String>>> {
+        let (inputs, batch) = self.inputs(images);
+        let mut maps = match batch {
+            Some(x) => self.loaded.explain(x, request)?.into_iter(),
+            None => Vec::new().into_iter(),
+        };
+        Ok(images
+            .iter()
+            .zip(inputs)
+            .map(|(path, input)| {
+                let input = input?;
+                let map = maps.next().ok_or("the model gave no map")?;
+                Ok(Explained {
+                    image: path.clone(),
+                    input,
+                    map,
+                })
+            })
+            .collect())
     }
 
     /// A state dict of this model under timm's own names.

@@ -95,6 +95,20 @@ pub trait Backbone<B: VitKernels>: Module<B> + ModuleDisplay + core::fmt::Debug 
         let _ = blocks;
         (self.forward_features(images), Vec::new())
     }
+
+    /// [`Backbone::forward_taps`] with `mark` applied to the activations Grad-CAM weighs, the
+    /// layer pytorch-grad-cam's tutorials hook for this backbone (a ViT's last block's `norm1`:
+    /// `[batch, tokens, dim]`, prefix tokens first), so that the caller can keep them and ask
+    /// for their gradient. `None`: the backbone has no such layer.
+    fn forward_marked(
+        &self,
+        images: Tensor<B, 4>,
+        blocks: &[usize],
+        mark: &mut dyn FnMut(Tensor<B, 3>) -> Tensor<B, 3>,
+    ) -> Option<(Features<B>, Vec<Tensor<B, 3>>)> {
+        let _ = (images, blocks, mark);
+        None
+    }
 }
 
 /// An architecture (`model.arch`) with its dimensions: builds its backbone on any backend.

@@ -5,11 +5,13 @@
 
 pub mod classification;
 pub mod detection;
+pub mod explain;
 mod outputs;
 mod panels;
 pub mod segmentation;
 
-pub use panels::{PanelInput, PanelOptions, Panels};
+pub use outputs::npy_f32;
+pub use panels::{denorm, PanelInput, PanelOptions, Panels};
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{Backbone, BackboneShape, Model, TimmModel};
 use classification::Classification;
 use detection::Detection;
+use explain::{Grad, Map};
 use segmentation::Segmentation;
 
 /// What a validation pass measured.
@@ -182,6 +185,22 @@ pub trait Task: Sized + Send + Sync + 'static {
         originals: &[Image],
         options: &PredictOptions,
     ) -> anyhow::Result<Vec<Answer>>;
+
+    /// Grad-CAM of `images` (`[n, channels, size, size]`, through
+    /// [`Task::predict_pipeline`]): each image's map of the score of class `class`, or of the
+    /// model's own answer. A task without a score to explain says so.
+    fn gradcam<E: Backbone<Grad>>(
+        &self,
+        model: &Model<Grad, E, Self::Head<Grad>>,
+        images: Tensor<Grad, 4>,
+        class: Option<usize>,
+    ) -> anyhow::Result<Vec<Map>> {
+        let _ = (model, images, class);
+        anyhow::bail!(
+            "Grad-CAM of a {} model is not in vitrun yet; use --method attention or rollout",
+            Self::METRICS.task
+        )
+    }
 
     /// What `vitrun export` writes beside the weights so that timm rebuilds the model; an
     /// error says why this task's model cannot be exported (by default: only classifiers are).

@@ -90,7 +90,7 @@ mod tests {
         assert_eq!(&bytes[..6], b"\x93NUMPY");
         let header = String::from_utf8_lossy(&bytes[10..bytes.len() - 16]);
         assert!(header.contains("'descr': '<f4'"), "{header}");
-        assert!(header.contains("'shape': (2, 1, 2)"), "{header}");
+        assert!(header.contains("'shape': (2, 1, 2,"), "{header}");
         let tail: Vec<f32> = bytes[bytes.len() - 16..]
             .chunks(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))

@@ -48,7 +48,7 @@ pub struct Panels {
 }
 
 /// The normalisation to undo for display, when the trial normalises.
-pub(crate) fn denorm(config: &Config) -> Option<(&[f64], &[f64])> {
+pub fn denorm(config: &Config) -> Option<(&[f64], &[f64])> {
     let n = &config.augment.normalize;
     n.enabled.then_some((n.mean.as_slice(), n.std.as_slice()))
 }

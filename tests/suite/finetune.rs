@@ -417,6 +417,100 @@ fn colour_folder(root: &Path, per_class: usize) {
     }
 }
 
+/// Reads a float32 `.npy` file's values.
+fn npy(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// `vitrun explain` writes each method's map of every readable image (values in [0, 1],
+/// reaching 1), names the class Grad-CAM explains, skips the unreadable image with exit code
+/// 1, and refuses an unknown class or a class for attention.
+fn explain_writes_maps(runs: &Path, val: &Path) {
+    let out_dir = runs.join("explained");
+    for method in ["attention", "rollout", "gradcam"] {
+        let out = vitrun(&[
+            "explain",
+            "micro",
+            val.join("blue").to_str().unwrap(),
+            "--method",
+            method,
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--json",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{method}: {}", text(&out));
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 12, "{method}");
+        for line in &lines {
+            assert_eq!(line["class"].is_string(), method == "gradcam", "{line}");
+            let values = npy(Path::new(line["values"].as_str().unwrap()));
+            assert_eq!(values.len(), 16 * 16);
+            assert!(
+                values.iter().all(|v| (0.0..=1.0 + 1e-6).contains(v)),
+                "{method}"
+            );
+            let max = values.iter().copied().fold(0.0f32, f32::max);
+            assert!(
+                max > 0.99 || (method == "gradcam" && max == 0.0),
+                "{method}: max {max}"
+            );
+            let png = image::open(line["map"].as_str().unwrap()).unwrap();
+            assert_eq!((png.width(), png.height()), (224, 224));
+        }
+    }
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "micro",
+            val.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        vitrun(&args).output().unwrap()
+    };
+    let out = explain(&["--method", "gradcam", "--class", "red"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the broken image: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("zz_broken.png"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches(": gradcam of red →")
+            .count(),
+        24
+    );
+    let out = explain(&["--method", "gradcam", "--class", "green"]);
+    assert!(
+        text(&out).contains("--class \"green\" is not one of the model's classes (red, blue)"),
+        "{}",
+        text(&out)
+    );
+    let out = explain(&["--method", "attention", "--class", "red"]);
+    assert!(
+        text(&out).contains("--class picks the class Grad-CAM explains"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn predict_agrees_with_the_stored_validation_accuracy() {
     let tmp = tempfile::tempdir().unwrap();
@@ -512,6 +606,7 @@ fn predict_agrees_with_the_stored_validation_accuracy() {
     assert_eq!(top.len(), 2, "top-k stops at the class count");
     let total: f64 = top.iter().map(|t| t["probability"].as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-4);
+    explain_writes_maps(&runs, &val);
 
     let weights = runs.join("micro").join(&id).join("best/model.safetensors");
     let out = vitrun(&[

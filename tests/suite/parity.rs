@@ -252,3 +252,62 @@ fn resnet50_shaped_bottlenecks_match_timm_from_a_pth() {
     check_resnet("resnet50_w8", "resnet50_w8.pth");
     check_resnet("resnet50_w8", "resnet50_w8.safetensors");
 }
+
+/// vitrun's Grad-CAM of a classifier equals pytorch-grad-cam's `GradCAM` on the last block's
+/// `norm1` (tests/fixtures/gradcam, scripts/make_gradcam_fixtures.py), for the predicted class
+/// and for a chosen one, on a mean-pooled ViT and a distilled DeiT (two prefix tokens).
+#[test]
+fn gradcam_matches_pytorch_grad_cam() {
+    use vitrun::task::classification::Classification;
+    use vitrun::task::explain::Grad;
+    use vitrun::task::Task;
+    for name in ["vit_tiny_p4_32_avg", "deit_tiny_distilled_p4_32"] {
+        let (spec, classes) = spec_of(name);
+        let device = Default::default();
+        let weights = format!("{name}.safetensors");
+        let sd = read_state_dict(&fixtures().join(&weights)).unwrap();
+        let model = apply_state_dict(
+            vit_classifier::<Grad>(&spec, classes, &device),
+            &sd,
+            &weights,
+            &device,
+        )
+        .unwrap();
+        let io = read_state_dict(&fixtures().join(format!("{name}.io.safetensors"))).unwrap();
+        let reference = read_state_dict(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("tests/fixtures/gradcam/{name}.safetensors")),
+        )
+        .unwrap();
+        let names: Vec<String> = (0..classes).map(|k| format!("c{k}")).collect();
+        let task = Classification::new(&vitrun::config::Config::default(), &names).unwrap();
+        let input = &io["input"];
+        let images = || {
+            Tensor::<Grad, 4>::from_data(
+                TensorData::new(input.data.clone(), input.shape.clone()),
+                &device,
+            )
+        };
+        for (key, class) in [("predicted", None), ("class3", Some(3))] {
+            let maps = task.gradcam(&model, images(), class).unwrap();
+            let expected = &reference[key];
+            assert_eq!(maps.len(), expected.shape[0]);
+            let plane = expected.shape[1] * expected.shape[2];
+            for (j, map) in maps.iter().enumerate() {
+                if class.is_none() {
+                    assert_eq!(map.class, Some(reference["top"].data[j] as usize), "{name}");
+                }
+                let theirs = &expected.data[j * plane..(j + 1) * plane];
+                let worst = map
+                    .values
+                    .iter()
+                    .zip(theirs)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    worst < 2e-3,
+                    "{name} {key} image {j}: largest difference {worst}"
+                );
+            }
+        }
+    }
+}

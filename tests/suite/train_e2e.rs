@@ -953,6 +953,43 @@ fn predict_writes_masks(runs: &Path, id: &str) {
     assert_eq!((overlay.width(), overlay.height()), (80, 48));
     let lines = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 1);
+    // Explain: Grad-CAM of the lesion class (its logits over the pixels predicted lesion), and
+    // the encoder's attention, over the scan as the model saw it.
+    for (method, class) in [("gradcam", "lesion"), ("attention", "")] {
+        let mut args = vec![
+            "explain",
+            "--runs-dir",
+            &runs_s,
+            id,
+            &scan_s,
+            "--out",
+            &out_s,
+            "--method",
+            method,
+        ];
+        if !class.is_empty() {
+            args.extend(["--class", class]);
+        }
+        let run = vitrun(&args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let expected = if class.is_empty() {
+            format!("{method} →")
+        } else {
+            format!("{method} of {class} →")
+        };
+        assert!(stdout.contains(&expected), "{stdout}");
+        let values = std::fs::read(out.join(format!("scan.{method}.npy"))).unwrap();
+        assert_eq!(
+            values.len() - (10 + u16::from_le_bytes([values[8], values[9]]) as usize),
+            4 * 32 * 32
+        );
+        assert!(out.join(format!("scan.{method}.png")).is_file());
+    }
 }
 
 /// A tiny DETR run on generated scenes: the set loss falls, objects start being found, and

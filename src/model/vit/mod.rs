@@ -426,6 +426,28 @@ impl<B: VitKernels> Block<B> {
         (x.clone() + self.drop_path(m), weights)
     }
 
+    /// [`Block::forward`] with `mark` applied to `norm1`'s output before the attention reads it
+    /// (Grad-CAM's target layer).
+    pub fn forward_marked(
+        &self,
+        x: Tensor<B, 3>,
+        mark: &mut dyn FnMut(Tensor<B, 3>) -> Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
+        let normed = mark(kernels::layer_norm_eps(
+            &self.norm1,
+            x.clone(),
+            self.norm_eps,
+        ));
+        let (a, _) = self.attn.forward(normed, false);
+        let x = x + self.drop_path(a);
+        let m = self.mlp.forward(kernels::layer_norm_eps(
+            &self.norm2,
+            x.clone(),
+            self.norm_eps,
+        ));
+        x.clone() + self.drop_path(m)
+    }
+
     /// Drops the whole residual branch per sample with probability `drop_path` while training.
     fn drop_path(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         if self.drop_path == 0.0 || !B::ad_enabled(&x.device()) {
@@ -488,6 +510,37 @@ impl<B: VitKernels> Vit<B> {
             attentions.extend(w);
         }
         (x, attentions)
+    }
+
+    /// The features of `images` with the patch tokens after each of `blocks` (numbered from
+    /// 1), and `mark` applied to the last block's `norm1` output when given.
+    fn encode_tapped(
+        &self,
+        images: Tensor<B, 4>,
+        blocks: &[usize],
+        mut mark: Option<&mut dyn FnMut(Tensor<B, 3>) -> Tensor<B, 3>>,
+    ) -> (Features<B>, Vec<Tensor<B, 3>>) {
+        let grid = self.grid(&images);
+        let prefix = self.prefix_tokens();
+        let mut x = self.embed(images);
+        let mut taps = vec![None; blocks.len()];
+        let last = self.blocks.len().saturating_sub(1);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = match mark.as_deref_mut() {
+                Some(mark) if i == last => block.forward_marked(x, mark),
+                _ => block.forward(x, false).0,
+            };
+            for (tap, _) in taps.iter_mut().zip(blocks).filter(|(_, &b)| b == i + 1) {
+                let [_, n, _] = x.dims();
+                *tap = Some(x.clone().narrow(1, prefix, n - prefix));
+            }
+        }
+        let features = Features {
+            tokens: self.normed(x),
+            prefix,
+            grid,
+        };
+        (features, taps.into_iter().flatten().collect())
     }
 
     /// The patch grid of images `[batch, channels, h, w]`.
@@ -571,23 +624,16 @@ impl<B: VitKernels> Backbone<B> for Vit<B> {
         images: Tensor<B, 4>,
         blocks: &[usize],
     ) -> (Features<B>, Vec<Tensor<B, 3>>) {
-        let grid = self.grid(&images);
-        let prefix = self.prefix_tokens();
-        let mut x = self.embed(images);
-        let mut taps = vec![None; blocks.len()];
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, false).0;
-            for (tap, _) in taps.iter_mut().zip(blocks).filter(|(_, &b)| b == i + 1) {
-                let [_, n, _] = x.dims();
-                *tap = Some(x.clone().narrow(1, prefix, n - prefix));
-            }
-        }
-        let features = Features {
-            tokens: self.normed(x),
-            prefix,
-            grid,
-        };
-        (features, taps.into_iter().flatten().collect())
+        self.encode_tapped(images, blocks, None)
+    }
+
+    fn forward_marked(
+        &self,
+        images: Tensor<B, 4>,
+        blocks: &[usize],
+        mark: &mut dyn FnMut(Tensor<B, 3>) -> Tensor<B, 3>,
+    ) -> Option<(Features<B>, Vec<Tensor<B, 3>>)> {
+        Some(self.encode_tapped(images, blocks, Some(mark)))
     }
 
     fn trace(&self, images: Tensor<B, 4>) -> Trace<B> {

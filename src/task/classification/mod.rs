@@ -14,8 +14,9 @@ use std::sync::Arc;
 use burn::backend::Flex;
 use burn::module::AutodiffModule;
 use burn::tensor::activation::softmax;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
+use super::explain::{marked_gradients, Grad, Map};
 use super::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
 use crate::config::{Config, DistillType, Interpolation, TeacherInput};
 use crate::contract::TaskMetrics;
@@ -275,6 +276,28 @@ impl Task for Classification {
                 }
             })
             .collect())
+    }
+
+    fn gradcam<E: Backbone<Grad>>(
+        &self,
+        model: &Model<Grad, E, ClassifierHead<Grad>>,
+        images: Tensor<Grad, 4>,
+        class: Option<usize>,
+    ) -> anyhow::Result<Vec<Map>> {
+        let [_, _, h, w] = images.dims();
+        let (marked, targets) = marked_gradients(&model.encoder, images, &[], |features, _| {
+            let logits = model.forward_head(features);
+            let [b, k] = logits.dims();
+            let top = host(logits.clone().argmax(1).float());
+            let targets: Vec<usize> = (0..b).map(|j| class.unwrap_or(top[j] as usize)).collect();
+            let mut picked = vec![0.0f32; b * k];
+            for (j, &t) in targets.iter().enumerate() {
+                picked[j * k + t] = 1.0;
+            }
+            let picked = Tensor::from_data(TensorData::new(picked, [b, k]), &logits.device());
+            ((logits * picked).sum(), targets)
+        })?;
+        Ok(marked.maps([h, w], &targets))
     }
 
     fn export_args(

@@ -17,7 +17,7 @@ use super::decoder::ConvDecoder;
 use super::mask::{MaskShape, MaskTransformer};
 use super::unet::UnetDecoder;
 use crate::kernels::{self, VitKernels};
-use crate::model::{Backbone, BackboneShape, Model};
+use crate::model::{Backbone, BackboneShape, Features, Model};
 
 /// The decoder between the backbone and the per-pixel classes. Checkpoints name its weights
 /// `decoder.…` whichever it is (the variant is not part of the name, as in PyTorch).
@@ -137,11 +137,28 @@ pub fn pixel_logits<B: VitKernels, E: Backbone<B>>(
     model: &Model<B, E, SegmentationHead<B>>,
     images: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
+    let (features, taps) = model
+        .encoder
+        .forward_taps(images.clone(), &model.head.skip_blocks);
+    decode(model, features, taps, images)
+}
+
+/// The encoder blocks the head's decoder taps (for [`decode`]).
+pub fn skip_blocks<B: Backend>(head: &SegmentationHead<B>) -> &[usize] {
+    &head.skip_blocks
+}
+
+/// Per-pixel class logits of `images` from the encoder's `features` and the taps of the
+/// head's skip blocks.
+pub fn decode<B: VitKernels, E: Backbone<B>>(
+    model: &Model<B, E, SegmentationHead<B>>,
+    features: Features<B>,
+    taps: Vec<Tensor<B, 3>>,
+    images: Tensor<B, 4>,
+) -> Tensor<B, 4> {
     let [b, _, h, w] = images.dims();
-    let encoder = &model.encoder;
     let head = &model.head;
-    let (features, taps) = encoder.forward_taps(images.clone(), &head.skip_blocks);
-    let (tokens, [gh, gw]) = encoder.dense(features);
+    let (tokens, [gh, gw]) = model.encoder.dense(features);
     let dim = tokens.dims()[2];
     let as_grid = |t: Tensor<B, 3>| t.reshape([b, gh, gw, dim]);
     let classifier = || {

@@ -4,9 +4,9 @@
 
 use burn::backend::Flex;
 use burn::module::AutodiffModule;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
-use super::head::{pixel_logits, DecoderChoice, SegmentationHead};
+use super::head::{decode, pixel_logits, skip_blocks, DecoderChoice, SegmentationHead};
 use super::loss::{pixel_rows, PixelLoss};
 use super::metrics::Confusion;
 use crate::config::{Config, Decoder};
@@ -15,6 +15,8 @@ use crate::data::geometry::IGNORE_LABEL;
 use crate::data::{Batch, Image, Masks, Pipeline};
 use crate::kernels::{TrainBackend, VitKernels};
 use crate::model::{with_arch, Arch, ArchTask, Backbone, BackboneShape, Model};
+use crate::task::explain::{marked_gradients, Grad, Map};
+use crate::task::panels::host;
 use crate::task::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
 
 /// The segmentation task.
@@ -22,6 +24,19 @@ pub struct Segmentation {
     classes: Vec<String>,
     loss: PixelLoss,
     decoder: DecoderChoice,
+}
+
+/// The class other than the first (the background) with the most pixels in `labels`, or the
+/// first when no other is predicted.
+fn largest_foreground(labels: &[f32], classes: usize) -> usize {
+    let mut counts = vec![0usize; classes];
+    for &l in labels {
+        counts[l as usize] += 1;
+    }
+    (1..classes)
+        .filter(|&k| counts[k] > 0)
+        .max_by_key(|&k| counts[k])
+        .unwrap_or(0)
 }
 
 /// The backbone's transformer blocks.
@@ -204,6 +219,41 @@ impl Task for Segmentation {
         input: &PanelInput<'_>,
     ) -> anyhow::Result<Panels> {
         super::panels::panels(model, input)
+    }
+
+    /// pytorch-grad-cam's `SemanticSegmentationTarget`: the sum of the class's logits over
+    /// the pixels predicted as it; the class by default is the largest one predicted other than
+    /// the first (the background), or the first when none is.
+    fn gradcam<E: Backbone<Grad>>(
+        &self,
+        model: &Model<Grad, E, SegmentationHead<Grad>>,
+        images: Tensor<Grad, 4>,
+        class: Option<usize>,
+    ) -> anyhow::Result<Vec<Map>> {
+        let [_, _, h, w] = images.dims();
+        let blocks = skip_blocks(&model.head).to_vec();
+        let (marked, targets) =
+            marked_gradients(&model.encoder, images.clone(), &blocks, |features, taps| {
+                let logits = decode(model, features, taps, images);
+                let [b, k, _, _] = logits.dims();
+                let labels = host(logits.clone().argmax(1).float().inner());
+                let plane = h * w;
+                let mut targets = Vec::with_capacity(b);
+                let mut mask = vec![0.0f32; b * k * plane];
+                for j in 0..b {
+                    let own = &labels[j * plane..(j + 1) * plane];
+                    let target = class.unwrap_or_else(|| largest_foreground(own, k));
+                    for (p, &l) in own.iter().enumerate() {
+                        if l as usize == target {
+                            mask[(j * k + target) * plane + p] = 1.0;
+                        }
+                    }
+                    targets.push(target);
+                }
+                let mask = Tensor::from_data(TensorData::new(mask, [b, k, h, w]), &logits.device());
+                ((logits * mask).sum(), targets)
+            })?;
+        Ok(marked.maps([h, w], &targets))
     }
 
     fn predict_pipeline(&self, validation: Pipeline) -> Pipeline {
