@@ -11,8 +11,11 @@ use crate::config::Config;
 use crate::contract::Metric;
 use crate::data::augment::sample_rng;
 use crate::data::{Image, Pipeline, Splits, Target};
+use crate::model::Backbone;
 use crate::plot::charts::{self, PALETTE};
+use crate::plot::raster::{overlay, Rgb};
 use crate::plot::{Figure, Fusion};
+use crate::task::explain::{attention_maps, resize_bilinear, Map, Method};
 use crate::track::MetricRow;
 
 /// How the report draws a trial's panels (`vitrun report --fusion … --discard … --samples …`).
@@ -187,15 +190,121 @@ pub(crate) fn dense_figures(
     })
 }
 
-/// The data section of a dense task's report: its augmentation panels are classification's
-/// (class labels), so it says where this trial's images are drawn instead.
-pub(crate) fn dense_data_note(input: &PanelInput<'_>, task: &str) -> Panels {
-    Panels {
-        title: "Augmentations".into(),
-        figures: Vec::new(),
-        notes: vec![format!(
-            "the augmentation panels show class labels, and trial {} is a {task:?} trial; its predictions are drawn below",
-            input.trial
-        )],
+/// How a dense task draws a target on a display copy of its image (`scale` display pixels per
+/// image pixel).
+pub(crate) type DrawTarget<'a> = &'a dyn Fn(&Rgb, &Target, usize) -> Rgb;
+
+/// The data section of a dense task's report: the first training images, each beside five
+/// draws of the training pipeline, with their masks or boxes moved as the pixels were and
+/// drawn by `draw`.
+pub(crate) fn dense_augmentations(
+    input: &PanelInput<'_>,
+    draw: DrawTarget<'_>,
+) -> anyhow::Result<Panels> {
+    const ROWS: usize = 4;
+    const DRAWS: usize = 5;
+    let config = input.config;
+    let size = config.data.image_size;
+    let pipeline = Pipeline::train(&config.augment, size, config.data.channels)
+        .with_interpolation(config.data.interpolation);
+    let scale = display_scale(size);
+    let visible = config.augment.min_box_visible;
+    let mut tiles = Vec::new();
+    for index in 0..ROWS.min(input.splits.train.len()) {
+        let sample = input.splits.train.get(index)?;
+        let (h, w) = (sample.image.height, sample.image.width);
+        let resize = [crate::data::geometry::Step::resize(h, w, size, size)];
+        let source = sample
+            .image
+            .clone()
+            .with_channels(config.data.channels)
+            .resize(size, size);
+        let target = sample.target.clone().moved(&resize, h, w, visible);
+        tiles.push((
+            draw(&Rgb::from_image(&source, None, scale), &target, scale),
+            "source".into(),
+        ));
+        for attempt in 0..DRAWS {
+            let mut rng = sample_rng(config.seed, 1 + attempt, index);
+            let a = pipeline.apply(sample.image.clone(), &mut rng);
+            let moved = sample.target.clone().moved(&a.geometry, h, w, visible);
+            let caption = if a.applied.is_empty() {
+                "(none)".to_string()
+            } else {
+                a.applied.join(" ")
+            };
+            tiles.push((
+                draw(
+                    &Rgb::from_image(&a.image, denorm(config), scale),
+                    &moved,
+                    scale,
+                ),
+                caption,
+            ));
+        }
     }
+    let file = "augmentations.png";
+    charts::image_grid(
+        &input.out.join(file),
+        "Training augmentations with their targets moved along",
+        1 + DRAWS,
+        &tiles,
+        2,
+        None,
+    )?;
+    Ok(Panels {
+        title: "Augmentations".into(),
+        figures: vec![Figure {
+            file: file.into(),
+            title: "Augmentation samples".into(),
+            caption: format!(
+                "the first {ROWS} training images (left) and five draws of the training pipeline each, the targets moved with the pixels; colours are classes ({})",
+                input.splits.classes.join(", ")
+            ),
+        }],
+        notes: Vec::new(),
+    })
+}
+
+/// A dense model's encoder attention over validation images: the last block's CLS attention
+/// and the rollout through every block; `None` for a backbone without attention.
+pub(crate) fn dense_attention<E: Backbone<Flex>>(
+    encoder: &E,
+    images: &[Image],
+    input: &PanelInput<'_>,
+) -> anyhow::Result<Option<Figure>> {
+    let options = input.options;
+    let x = batch::<Flex>(images, &Default::default());
+    let maps = |method| attention_maps(encoder, x.clone(), method, options.fusion, options.discard);
+    let (Some(last), Some(flow)) = (maps(Method::Attention), maps(Method::Rollout)) else {
+        return Ok(None);
+    };
+    let size = input.config.data.image_size;
+    let scale = display_scale(size);
+    let shown = [size * scale, size * scale];
+    let mut tiles = Vec::new();
+    for ((image, last), flow) in images.iter().zip(&last).zip(&flow) {
+        let base = Rgb::from_image(image, denorm(input.config), scale);
+        let up = |m: &Map| resize_bilinear(&m.values, m.size, shown);
+        tiles.push((base.clone(), "validation image".into()));
+        tiles.push((
+            overlay(&base, &up(last), 0.55),
+            "last block CLS attention".into(),
+        ));
+        tiles.push((overlay(&base, &up(flow), 0.55), "attention rollout".into()));
+    }
+    let file = "attention.png";
+    charts::image_grid(
+        &input.out.join(file),
+        "Encoder CLS attention",
+        3,
+        &tiles,
+        2,
+        Some("attention (scaled to max 1)"),
+    )?;
+    Ok(Some(Figure {
+        file: file.into(),
+        title: "Attention maps".into(),
+        caption: "the encoder's last-block CLS-token attention and the rollout through all blocks (Abnar & Zuidema 2020) over validation images; `vitrun explain --method gradcam` maps a class".into(),
+    }))
 }

@@ -343,7 +343,7 @@ fn a_mixing_trial_reports_its_mixed_batches_and_its_weight_average() {
 
 /// Loads the page from `file://` in headless Chromium: every image decodes (naturalWidth > 0),
 /// the console stays silent; a screenshot is kept in `target/tmp/`.
-fn browser_check(out: &Path) {
+pub fn browser_check(out: &Path) {
     let Some(browser) = chromium() else {
         assert!(
             std::env::var("VITRUN_REQUIRE_CHROMIUM").is_err(),

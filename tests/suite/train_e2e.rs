@@ -825,9 +825,15 @@ fn a_tiny_segmentation_learns_lesion_masks() {
         String::from_utf8_lossy(&report.stderr)
     );
     let report_dir = tmp.path().join("tiny_lesions").join("report");
-    for panel in ["predictions.png", "per_class.png"] {
+    for panel in [
+        "predictions.png",
+        "per_class.png",
+        "augmentations.png",
+        "attention.png",
+    ] {
         assert!(report_dir.join(panel).is_file(), "{panel}: {text}");
     }
+    crate::report::browser_check(&report_dir);
     predict_writes_masks(tmp.path(), &id);
 }
 
@@ -1041,9 +1047,16 @@ fn a_tiny_detection_learns_scene_boxes() {
         String::from_utf8_lossy(&report.stderr)
     );
     let report_dir = tmp.path().join("tiny_detection").join("report");
-    for panel in ["predictions.png", "per_class.png", "curve_map50.png"] {
+    for panel in [
+        "predictions.png",
+        "per_class.png",
+        "curve_map50.png",
+        "augmentations.png",
+        "attention.png",
+    ] {
         assert!(report_dir.join(panel).is_file(), "{panel}");
     }
+    crate::report::browser_check(&report_dir);
     predict_writes_coco_results(tmp.path(), &id);
 }
 

@@ -10,7 +10,8 @@ use crate::data::Target;
 use crate::model::{Backbone, Model};
 use crate::plot::raster::{outline, Rgb};
 use crate::task::panels::{
-    batch, class_bars, colour, denorm, dense_figures, display_scale, names, val_samples,
+    batch, class_bars, colour, denorm, dense_attention, dense_augmentations, dense_figures,
+    display_scale, names, val_samples,
 };
 use crate::task::{PanelInput, Panels, Task};
 
@@ -25,6 +26,20 @@ pub(super) fn boxed(
         outline(&mut image, corners, scale as f64, colour(*class));
     }
     image
+}
+
+/// Training images and augmentations of them with their boxes.
+pub fn augmentations(input: &PanelInput<'_>) -> anyhow::Result<Panels> {
+    dense_augmentations(
+        input,
+        &|image: &Rgb, target: &Target, scale: usize| match target {
+            Target::Objects(objects) => {
+                let boxes: Vec<_> = objects.iter().map(|o| (o.class, o.corners)).collect();
+                boxed(image, &boxes, scale)
+            }
+            _ => image.clone(),
+        },
+    )
 }
 
 /// The validation images' ground-truth boxes beside the predicted ones scoring at least
@@ -73,5 +88,9 @@ pub fn panels<E: Backbone<Flex>>(
         "Validation boxes: ground truth (left) and predictions scoring ≥ {threshold} (right)"
     );
     let bars = class_bars(input, Detection::METRICS.main(), "ap50_", "AP@0.5")?;
-    dense_figures(input, &tiles, &title, bars)
+    let mut panels = dense_figures(input, &tiles, &title, bars)?;
+    panels
+        .figures
+        .extend(dense_attention(&model.encoder, &images, input)?);
+    Ok(panels)
 }

@@ -224,10 +224,7 @@ impl Task for Detection {
     }
 
     fn data_panels(&self, input: &PanelInput<'_>) -> anyhow::Result<Panels> {
-        Ok(crate::task::panels::dense_data_note(
-            input,
-            Self::METRICS.task,
-        ))
+        super::panels::augmentations(input)
     }
 
     fn model_panels<E: Backbone<Flex>>(

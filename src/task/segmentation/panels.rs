@@ -10,7 +10,8 @@ use crate::data::Target;
 use crate::model::{Backbone, Model};
 use crate::plot::raster::{grey, tint, Rgb};
 use crate::task::panels::{
-    batch, class_bars, colour, denorm, dense_figures, display_scale, host, names, val_samples,
+    batch, class_bars, colour, denorm, dense_attention, dense_augmentations, dense_figures,
+    display_scale, host, names, val_samples,
 };
 use crate::task::{PanelInput, Panels, Task};
 
@@ -23,6 +24,17 @@ pub(super) fn masked(base: &Rgb, mask: &Mask, scale: usize) -> Rgb {
         .map(|&l| (l != 0 && l != IGNORE_LABEL).then(|| colour(usize::from(l) - 1)))
         .collect();
     tint(&grey(base), &colours, mask.width, scale, 0.7)
+}
+
+/// Training images and augmentations of them with their masks.
+pub fn augmentations(input: &PanelInput<'_>) -> anyhow::Result<Panels> {
+    dense_augmentations(
+        input,
+        &|image: &Rgb, target: &Target, scale: usize| match target {
+            Target::Mask(mask) => masked(image, mask, scale),
+            _ => image.clone(),
+        },
+    )
 }
 
 /// The validation images' ground-truth masks beside the predicted ones, and IoU per class.
@@ -78,5 +90,9 @@ pub fn panels<E: Backbone<Flex>>(
         classes.first().map_or("class 0", String::as_str)
     );
     let bars = class_bars(input, Segmentation::METRICS.main(), "iou_", "IoU")?;
-    dense_figures(input, &tiles, &title, bars)
+    let mut panels = dense_figures(input, &tiles, &title, bars)?;
+    panels
+        .figures
+        .extend(dense_attention(&model.encoder, &images, input)?);
+    Ok(panels)
 }

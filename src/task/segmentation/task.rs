@@ -207,10 +207,7 @@ impl Task for Segmentation {
     }
 
     fn data_panels(&self, input: &PanelInput<'_>) -> anyhow::Result<Panels> {
-        Ok(crate::task::panels::dense_data_note(
-            input,
-            Self::METRICS.task,
-        ))
+        super::panels::augmentations(input)
     }
 
     fn model_panels<E: Backbone<Flex>>(
