@@ -101,7 +101,7 @@ impl<A: Arch, T: Task> Loaded for Trained<A, T> {
     }
 
     fn timm_weights(&self, sd: StateDict) -> StateDict {
-        self.arch.to_timm(sd)
+        self.task.export_weights(self.arch.to_timm(sd))
     }
 }
 

@@ -23,7 +23,7 @@ use crate::config::{Config, ConfigError, Loaded, StopCriterion, TaskKind};
 use crate::contract::TaskMetrics;
 use crate::data::{Batch, BatchTransform, Image, Pipeline, Targets};
 use crate::kernels::{TrainBackend, VitKernels};
-use crate::model::{Backbone, BackboneShape, Model, TimmModel};
+use crate::model::{Backbone, BackboneShape, Model, StateDict, TimmModel};
 use classification::Classification;
 use detection::Detection;
 use explain::{Grad, Map};
@@ -210,7 +210,13 @@ pub trait Task: Sized + Send + Sync + 'static {
         _classes: &[String],
         _timm: TimmModel,
     ) -> anyhow::Result<serde_json::Value> {
-        Err(classification_only(Self::METRICS.task))
+        Err(not_exported(Self::METRICS.task))
+    }
+
+    /// The exported state dict of a model whose weights under timm's names are `sd` (by
+    /// default as it is: a classifier's head is timm's `head`).
+    fn export_weights(&self, sd: StateDict) -> StateDict {
+        sd
     }
 }
 
@@ -284,11 +290,11 @@ pub fn preflight(loaded: &Loaded) -> Result<(), ConfigError> {
     })
 }
 
-/// Why `vitrun predict` and `vitrun export` refuse a trial of `task`, which has no class
-/// labels to give and no timm classifier to become.
-fn classification_only(task: &str) -> anyhow::Error {
+/// Why `vitrun export` refuses a trial of `task`, whose head has no PyTorch counterpart in
+/// the export yet.
+fn not_exported(task: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "vitrun predict and vitrun export take classification models (class labels, timm's VisionTransformer), and this model's head.task is {task:?}; its report draws its predictions (vitrun report)"
+        "vitrun export writes classifiers and segmenters for timm and PyTorch, and this model's head.task is {task:?}; vitrun predict gives its outputs (--out DIR)"
     )
 }
 

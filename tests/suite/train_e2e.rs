@@ -959,6 +959,51 @@ fn predict_writes_masks(runs: &Path, id: &str) {
     assert_eq!((overlay.width(), overlay.height()), (80, 48));
     let lines = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 1);
+    // Export: the encoder under timm's names, the head and decoder under decode_head., and
+    // the JSON scripts/check_segmentation_export.py rebuilds the model from.
+    let export = runs.join("export.safetensors");
+    let run = vitrun(&[
+        "export",
+        "--runs-dir",
+        &runs_s,
+        id,
+        "--out",
+        &export.display().to_string(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(export.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["task"], "segmentation");
+    assert_eq!(meta["model_args"]["num_classes"], 0);
+    assert_eq!(
+        meta["label_names"],
+        serde_json::json!(["background", "lesion"])
+    );
+    let names: Vec<String> = vitrun::model::read_state_dict(&export)
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "blocks.0.attn.qkv.weight"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("decode_head.")),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("head.") || n.starts_with("decoder.")),
+        "{names:?}"
+    );
     // Explain: Grad-CAM of the lesion class (its logits over the pixels predicted lesion), and
     // the encoder's attention, over the scan as the model saw it.
     for (method, class) in [("gradcam", "lesion"), ("attention", "")] {

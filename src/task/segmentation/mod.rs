@@ -2,6 +2,7 @@
 //! panels and the task.
 
 mod decoder;
+mod export;
 pub mod head;
 pub mod loss;
 mod mask;

@@ -14,7 +14,9 @@ use crate::contract::TaskMetrics;
 use crate::data::geometry::IGNORE_LABEL;
 use crate::data::{Batch, Image, Masks, Pipeline};
 use crate::kernels::{TrainBackend, VitKernels};
-use crate::model::{with_arch, Arch, ArchTask, Backbone, BackboneShape, Model};
+use crate::model::{
+    with_arch, Arch, ArchTask, Backbone, BackboneShape, Model, StateDict, TimmModel,
+};
 use crate::task::explain::{marked_gradients, Grad, Map};
 use crate::task::panels::host;
 use crate::task::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
@@ -251,6 +253,19 @@ impl Task for Segmentation {
                 ((logits * mask).sum(), targets)
             })?;
         Ok(marked.maps([h, w], &targets))
+    }
+
+    fn export_args(
+        &self,
+        config: &Config,
+        classes: &[String],
+        timm: TimmModel,
+    ) -> anyhow::Result<serde_json::Value> {
+        Ok(super::export::args(config, classes, timm, &self.decoder))
+    }
+
+    fn export_weights(&self, sd: StateDict) -> StateDict {
+        super::export::weights(sd)
     }
 
     fn predict_pipeline(&self, validation: Pipeline) -> Pipeline {
