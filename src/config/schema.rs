@@ -63,11 +63,14 @@ pub enum DatasetKind {
     MaskFolder,
     /// Images in `path` with a COCO-style JSON of boxes in `annotations` (detection).
     Coco,
+    /// NIfTI volumes `path/images/NAME.nii[.gz]` with label volumes `path/labels/NAME.nii[.gz]`
+    /// (or the Decathlon's `imagesTr`/`labelsTr`), cut into slices (segmentation).
+    Nifti,
 }
 
 impl DatasetKind {
     /// Every dataset kind.
-    pub const ALL: [DatasetKind; 7] = [
+    pub const ALL: [DatasetKind; 8] = [
         DatasetKind::Synthetic,
         DatasetKind::ImageFolder,
         DatasetKind::Idx,
@@ -75,6 +78,7 @@ impl DatasetKind {
         DatasetKind::SyntheticLesions,
         DatasetKind::MaskFolder,
         DatasetKind::Coco,
+        DatasetKind::Nifti,
     ];
 
     /// The tasks whose targets this dataset gives.
@@ -84,7 +88,9 @@ impl DatasetKind {
                 &[TaskKind::Classification]
             }
             DatasetKind::SyntheticScenes => &[TaskKind::Detection, TaskKind::Segmentation],
-            DatasetKind::SyntheticLesions | DatasetKind::MaskFolder => &[TaskKind::Segmentation],
+            DatasetKind::SyntheticLesions | DatasetKind::MaskFolder | DatasetKind::Nifti => {
+                &[TaskKind::Segmentation]
+            }
             DatasetKind::Coco => &[TaskKind::Detection],
         }
     }
@@ -132,6 +138,15 @@ pub struct DataConfig {
     /// How images are resized: vitrun's own bilinear, or PIL's bicubic or area filter with
     /// torchvision's sizes (timm's pipeline, to match a timm-trained model's preprocessing).
     pub interpolation: Interpolation,
+    /// NIfTI volumes: the axis slices are cut across (0 = x, 1 = y, 2 = z; 2 is axial for the
+    /// usual RAS or LPS volumes).
+    pub slice_axis: usize,
+    /// NIfTI volumes: the intensity range mapped to [0, 1] (a CT window, e.g. [-100, 240]);
+    /// unset: each volume's `window_percentiles`.
+    pub window: Option<[f64; 2]>,
+    /// NIfTI volumes: the percentiles of each volume's intensities mapped to 0 and 1 when
+    /// `window` is unset (nnU-Net clips at 0.5 and 99.5).
+    pub window_percentiles: [f64; 2],
 }
 
 /// `data.interpolation`: the resize filter of the training crop and the validation resize.
@@ -168,6 +183,9 @@ impl Default for DataConfig {
             val_annotations: None,
             val_path: None,
             interpolation: Interpolation::Bilinear,
+            slice_axis: 2,
+            window: None,
+            window_percentiles: [0.5, 99.5],
         }
     }
 }

@@ -192,7 +192,31 @@ fn validate_data(c: &Config) -> Result<(), Violation> {
         );
     }
     use super::schema::DatasetKind::*;
-    if matches!(d.dataset, ImageFolder | Idx | MaskFolder | Coco)
+    if d.slice_axis > 2 {
+        return fail(
+            "data.slice_axis",
+            format!(
+                "{} is not an axis of a volume; use 0 (x), 1 (y) or 2 (z)",
+                d.slice_axis
+            ),
+        );
+    }
+    if let Some([lo, hi]) = d.window {
+        if !(lo < hi && lo.is_finite() && hi.is_finite()) {
+            return fail(
+                "data.window",
+                format!("[{lo}, {hi}] is not a range; give [low, high] with low < high (e.g. [-100, 240] for abdominal CT)"),
+            );
+        }
+    }
+    let [p_lo, p_hi] = d.window_percentiles;
+    if !(0.0 <= p_lo && p_lo < p_hi && p_hi <= 100.0) {
+        return fail(
+            "data.window_percentiles",
+            format!("[{p_lo}, {p_hi}] is not a percentile range; give [low, high] with 0 ≤ low < high ≤ 100 (e.g. [0.5, 99.5])"),
+        );
+    }
+    if matches!(d.dataset, ImageFolder | Idx | MaskFolder | Coco | Nifti)
         && d.path.as_deref().unwrap_or("").is_empty()
     {
         return fail(

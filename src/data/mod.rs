@@ -13,11 +13,13 @@ pub mod lesions;
 mod loader;
 pub mod mask_folder;
 pub mod mix;
+pub mod nifti;
 mod preflight;
 pub mod rand_augment;
 mod resample;
 pub mod scenes;
 pub mod synthetic;
+pub mod volumes;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -153,6 +155,24 @@ fn open_splits(config: &Config, wants: TargetKind) -> Result<Splits, DataError> 
                 d.max_image_pixels,
             )
         }
+        DatasetKind::Nifti => volumes::open(
+            path(),
+            config.class_names(),
+            d.val_split,
+            config.seed,
+            caps,
+            d.max_image_pixels,
+            volumes::Slicing {
+                axis: d.slice_axis,
+                window: match d.window {
+                    Some([lo, hi]) => volumes::Window::Range(lo, hi),
+                    None => volumes::Window::Percentiles(
+                        d.window_percentiles[0],
+                        d.window_percentiles[1],
+                    ),
+                },
+            },
+        ),
         DatasetKind::MaskFolder => mask_folder::open(
             path(),
             config.class_names(),

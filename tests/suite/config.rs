@@ -122,7 +122,10 @@ fn wrong_type_names_the_key_and_line() {
 
 #[test]
 fn each_range_rule_says_what_is_valid() {
-    let cases: [(&str, &str); 17] = [
+    let cases: [(&str, &str); 20] = [
+        ("[data]\nslice_axis = 3\n", "`data.slice_axis`: 3 is not an axis of a volume; use 0 (x), 1 (y) or 2 (z)"),
+        ("[data]\nwindow = [240, -100]\n", "`data.window`: [240, -100] is not a range; give [low, high] with low < high"),
+        ("[data]\nwindow_percentiles = [1, 120]\n", "`data.window_percentiles`: [1, 120] is not a percentile range"),
         ("[model]\nconv_stem_kind = \"pooled\"\n", "`model.conv_stem_kind`: applies to a conv stem and model.conv_stem is empty; list its channels (e.g. conv_stem = [32, 64] for patch 4) or remove conv_stem_kind"),
         ("[model]\npatch_size = 8\nconv_stem = [16, 32]\n", "`model.conv_stem`: 2 stages, each halving the image, downsample by 4, not by patch_size 8; give it 3 entries (one per halving: log2 of patch_size 8)"),
         ("[data]\nimage_size = 30\n[model]\npatch_size = 6\nconv_stem = [16, 32]\n", "downsample by 4, not by patch_size 6; use a power-of-two patch_size (2, 4, 8, 16) with it, or remove conv_stem for patch_size 6"),
