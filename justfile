@@ -68,6 +68,12 @@ bench-distill:
 
 # The teacher cache: a 4-student distillation sweep without and with distill.cache (teacher
 # forwards and wall time; needs Fashion-MNIST).
+# The segmentation decoders (linear, conv, mask, unet) at about equal wall time, two seeds
+# (benches/decoders.sh; about 25 minutes on 2 cores).
+bench-decoders:
+    cargo build --release
+    benches/decoders.sh | tee target/bench-decoders.txt
+
 bench-teacher-cache:
     cargo build --release
     benches/teacher_cache.sh | tee target/bench-teacher-cache.txt

@@ -186,6 +186,7 @@ mod tests {
             .zip(&expected.data)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
+        eprintln!("mask transformer vs Segmenter: largest difference {worst:.2e}");
         assert!(worst < 1e-4, "largest difference {worst}");
     }
 }
