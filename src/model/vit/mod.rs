@@ -50,6 +50,34 @@ pub struct VitSpec {
 }
 
 impl VitSpec {
+    /// A plain ViT (patchify stem, class token, MLP ratio 2, no dropout) of `embed_dim`,
+    /// `depth` blocks and `num_heads` heads on `image_size`-pixel RGB images: the small models
+    /// of tests and examples.
+    pub fn plain(
+        image_size: usize,
+        patch_size: usize,
+        [embed_dim, depth, num_heads]: [usize; 3],
+    ) -> VitSpec {
+        VitSpec {
+            image_size,
+            in_channels: 3,
+            patch_size,
+            conv_stem: Vec::new(),
+            conv_stem_pool: false,
+            conv_stem_depth: 1,
+            conv_stem_batch_norm: false,
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_ratio: 2.0,
+            mean_pool: false,
+            distilled: false,
+            dropout: 0.0,
+            attn_dropout: 0.0,
+            drop_path: 0.0,
+        }
+    }
+
     /// Tokens before the patches (class, and distillation if any).
     pub fn num_prefix_tokens(&self) -> usize {
         1 + usize::from(self.distilled)

@@ -102,24 +102,7 @@ mod tests {
     /// first), scaled from the input to the image's own size.
     #[test]
     fn the_boxes_are_the_reports_at_the_images_size() {
-        let spec = VitSpec {
-            image_size: 16,
-            in_channels: 3,
-            patch_size: 4,
-            conv_stem: Vec::new(),
-            conv_stem_pool: false,
-            conv_stem_depth: 1,
-            conv_stem_batch_norm: false,
-            embed_dim: 16,
-            depth: 1,
-            num_heads: 2,
-            mlp_ratio: 2.0,
-            mean_pool: false,
-            distilled: false,
-            dropout: 0.0,
-            attn_dropout: 0.0,
-            drop_path: 0.0,
-        };
+        let spec = VitSpec::plain(16, 4, [16, 1, 2]);
         let device = Default::default();
         let shape = DetectionShape {
             queries: 5,

@@ -191,24 +191,7 @@ mod tests {
     use burn::tensor::Distribution;
 
     fn spec(patch: usize, size: usize) -> VitSpec {
-        VitSpec {
-            image_size: size,
-            in_channels: 3,
-            patch_size: patch,
-            conv_stem: Vec::new(),
-            conv_stem_pool: false,
-            conv_stem_depth: 1,
-            conv_stem_batch_norm: false,
-            embed_dim: 32,
-            depth: 2,
-            num_heads: 2,
-            mlp_ratio: 2.0,
-            mean_pool: false,
-            distilled: false,
-            dropout: 0.0,
-            attn_dropout: 0.0,
-            drop_path: 0.0,
-        }
+        VitSpec::plain(size, patch, [32, 2, 2])
     }
 
     /// Every decoder gives logits at the input's size for power-of-two and other patch sizes
