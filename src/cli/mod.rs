@@ -591,6 +591,48 @@ struct PredictArgs {
     runs: RunsDirArg,
 }
 
+/// Labels `volume` slice by slice and writes `<stem>.labels.nii.gz` (uint8, the input's grid
+/// and affine) under `dir`; returns the text and JSON lines.
+fn predict_volume(
+    predictor: &predict::Predictor,
+    volume: &Path,
+    dir: &Path,
+    options: &crate::task::PredictOptions,
+    batch: usize,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    use crate::data::volumes::volume_stem;
+    let (input, labels) = predictor.predict_volume(volume, options, batch)?;
+    let out = dir.join(format!("{}.labels.nii.gz", volume_stem(volume)));
+    crate::data::nifti::write_labels(&out, input.dims, &labels, &input.affine)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let classes = predictor.classes();
+    let mut areas = vec![0u64; classes.len()];
+    for &l in &labels {
+        if let Some(a) = areas.get_mut(usize::from(l)) {
+            *a += 1;
+        }
+    }
+    let [nx, ny, nz] = input.dims;
+    let text = format!(
+        "{}: volume {nx}×{ny}×{nz}, labels → {} ({})",
+        volume.display(),
+        out.display(),
+        classes
+            .iter()
+            .zip(&areas)
+            .map(|(c, a)| format!("{c} {a} voxels"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let json = serde_json::json!({
+        "image": volume.display().to_string(),
+        "size": input.dims,
+        "areas": classes.iter().zip(&areas).map(|(c, a)| (c.clone(), serde_json::Value::from(*a))).collect::<serde_json::Map<_, _>>(),
+        "files": {"labels": out.display().to_string()},
+    });
+    Ok((text, json))
+}
+
 /// The model `vitrun predict` and `vitrun explain` run: a trial id, experiment or sweep of the
 /// store, or a checkpoint described by `config` (default: the `config.toml` of the trial
 /// folder it is in).
@@ -665,7 +707,31 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
         .map(predictions::CocoIds::read)
         .transpose()?;
     let predictor = load_predictor(&args.target, args.config.as_deref(), &args.sets, &args.runs)?;
-    let files = images(&args.images)?;
+    let (volumes, files): (Vec<PathBuf>, Vec<PathBuf>) = images(&args.images)?
+        .into_iter()
+        .partition(|p| crate::data::volumes::is_volume(p));
+    anyhow::ensure!(
+        volumes.is_empty() || args.out.is_some(),
+        "{}: a volume's labels are written as a label volume; give them a folder with --out DIR",
+        volumes[0].display()
+    );
+    for volume in &volumes {
+        let dir = args.out.as_deref().expect("checked above");
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--out {}: cannot create the folder", dir.display()))?;
+        let line = predict_volume(&predictor, volume, dir, &options, args.batch)?;
+        println!(
+            "{}",
+            if args.json {
+                line.1.to_string()
+            } else {
+                line.0
+            }
+        );
+    }
+    if files.is_empty() && !volumes.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(
         "predicting {} images with {}{}; resize: {}",
         files.len(),

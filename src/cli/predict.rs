@@ -10,6 +10,8 @@ use rand::SeedableRng;
 
 use crate::config::Config;
 use crate::contract::{weights_in, RunsDir, TrialDir};
+use crate::data::nifti::{self, Volume};
+use crate::data::volumes::{is_volume, slice_images, stack, Slicing};
 use crate::data::{self, folder, Image, Pipeline, Targets};
 use crate::model::{apply_state_dict, state_dict, with_arch, Arch, ArchTask, Model, StateDict};
 use crate::plot::Fusion;
@@ -110,6 +112,8 @@ pub struct Predictor {
     loaded: Box<dyn Loaded>,
     pipeline: Pipeline,
     max_pixels: u64,
+    /// How volumes are cut into the slices the model was trained on.
+    slicing: Slicing,
     /// The input normalisation's mean and std, to undo for display.
     normalization: Option<(Vec<f64>, Vec<f64>)>,
     /// The weights file, for messages.
@@ -291,6 +295,7 @@ impl Predictor {
             pipeline: loaded.pipeline(validation),
             loaded,
             max_pixels: config.data.max_image_pixels,
+            slicing: Slicing::of(&config.data),
             normalization: crate::task::denorm(config).map(|(m, s)| (m.to_vec(), s.to_vec())),
             weights,
             trial,
@@ -300,6 +305,46 @@ impl Predictor {
     /// What `vitrun export` writes beside the weights; an error when the task cannot export.
     pub fn export_args(&self) -> anyhow::Result<serde_json::Value> {
         self.loaded.export_args()
+    }
+
+    /// Labels a NIfTI volume slice by slice (its windowing and slice axis as in training):
+    /// the label volume on its grid, x fastest, with its grid and affine.
+    pub fn predict_volume(
+        &self,
+        path: &Path,
+        options: &PredictOptions,
+        batch: usize,
+    ) -> anyhow::Result<(Volume, Vec<u8>)> {
+        let volume = nifti::read(path, self.max_pixels)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let slices = slice_images(&volume, self.slicing);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut labels = Vec::with_capacity(slices.len());
+        let (c, s) = (self.pipeline.channels, self.pipeline.size);
+        let options = PredictOptions {
+            probs: false,
+            ..*options
+        };
+        for chunk in slices.chunks(batch.max(1)) {
+            let data: Vec<f32> = chunk
+                .iter()
+                .flat_map(|img| self.pipeline.apply(img.clone(), &mut rng).image.data)
+                .collect();
+            let x = Tensor::from_data(
+                TensorData::new(data, [chunk.len(), c, s, s]),
+                &Default::default(),
+            );
+            for answer in self.loaded.answer(x, chunk, &options)? {
+                labels.push(answer.labels.with_context(|| {
+                    format!(
+                        "{}: a volume is labelled by a segmentation model, and this one does not label pixels",
+                        path.display()
+                    )
+                })?);
+            }
+        }
+        let stacked = stack(volume.dims, self.slicing.axis, &labels);
+        Ok((volume, stacked))
     }
 
     /// The normalisation to undo to show the model's input.
@@ -418,13 +463,15 @@ impl Predictor {
 }
 
 fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+    is_volume(path)
+        || path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }
 
 /// The image files the arguments name: files as given, folders searched recursively for
-/// `.png`/`.jpg`/`.jpeg`, in sorted order.
+/// `.png`/`.jpg`/`.jpeg` and NIfTI volumes (`.nii`, `.nii.gz`), in sorted order.
 pub fn images(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     use std::os::unix::fs::MetadataExt;
     /// Walks `dir`, each folder once however many links lead to it (`seen`: device and inode),

@@ -162,16 +162,7 @@ fn open_splits(config: &Config, wants: TargetKind) -> Result<Splits, DataError> 
             config.seed,
             caps,
             d.max_image_pixels,
-            volumes::Slicing {
-                axis: d.slice_axis,
-                window: match d.window {
-                    Some([lo, hi]) => volumes::Window::Range(lo, hi),
-                    None => volumes::Window::Percentiles(
-                        d.window_percentiles[0],
-                        d.window_percentiles[1],
-                    ),
-                },
-            },
+            volumes::Slicing::of(d),
         ),
         DatasetKind::MaskFolder => mask_folder::open(
             path(),

@@ -31,6 +31,35 @@ pub struct Slicing {
     pub window: Window,
 }
 
+impl Slicing {
+    /// The slicing `[data]` sets: `slice_axis`, and `window` or `window_percentiles`.
+    pub fn of(data: &crate::config::DataConfig) -> Slicing {
+        Slicing {
+            axis: data.slice_axis,
+            window: match data.window {
+                Some([lo, hi]) => Window::Range(lo, hi),
+                None => Window::Percentiles(data.window_percentiles[0], data.window_percentiles[1]),
+            },
+        }
+    }
+}
+
+/// Whether `path` names a NIfTI volume (`.nii` or `.nii.gz`).
+pub fn is_volume(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.ends_with(".nii") || name.ends_with(".nii.gz")
+}
+
+/// `path`'s file name without `.nii` or `.nii.gz`.
+pub fn volume_stem(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    name.trim_end_matches(".gz")
+        .trim_end_matches(".nii")
+        .to_string()
+}
+
 /// One volume's slices, windowed (16-bit) with their labels.
 struct Slices {
     rows: usize,
@@ -106,6 +135,59 @@ fn range(volume: &Volume, window: Window) -> (f64, f64) {
     }
 }
 
+/// Intensities `values` windowed from `lo` (times `scale`) into `0..=65535`.
+fn windowed(values: &[f32], lo: f64, scale: f64) -> Vec<u16> {
+    values
+        .iter()
+        .map(|&v| ((f64::from(v) - lo) * scale).clamp(0.0, 1.0))
+        .map(|v| (v * 65535.0).round() as u16)
+        .collect()
+}
+
+/// `volume`'s slices across `slicing.axis` as grey images, windowed as training windows them
+/// (what `vitrun predict` feeds a model trained on volumes).
+pub fn slice_images(volume: &Volume, slicing: Slicing) -> Vec<Image> {
+    let (lo, hi) = range(volume, slicing.window);
+    let scale = if hi > lo { 1.0 / (hi - lo) } else { 0.0 };
+    (0..volume.dims[slicing.axis])
+        .map(|k| {
+            let (rows, columns, values) = volume.slice(slicing.axis, k);
+            Image {
+                channels: 1,
+                height: rows,
+                width: columns,
+                data: windowed(&values, lo, scale)
+                    .into_iter()
+                    .map(|p| f32::from(p) / 65535.0)
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Per-slice labels (row-major, as [`Volume::slice`] lays slices out) placed back on the grid
+/// `dims`, x fastest: the inverse of slicing across `axis`.
+pub fn stack(dims: [usize; 3], axis: usize, slices: &[Vec<u8>]) -> Vec<u8> {
+    let [nx, ny, _] = dims;
+    let mut out = vec![0u8; dims.iter().product()];
+    for (k, slice) in slices.iter().enumerate() {
+        let columns = match axis {
+            0 => ny,
+            _ => nx,
+        };
+        for (i, &label) in slice.iter().enumerate() {
+            let (r, c) = (i / columns, i % columns);
+            let [x, y, z] = match axis {
+                0 => [k, c, r],
+                1 => [c, k, r],
+                _ => [c, r, k],
+            };
+            out[x + nx * (y + ny * z)] = label;
+        }
+    }
+    out
+}
+
 /// Where a dataset keeps its images and labels: `images`/`labels`, or the Decathlon's
 /// `imagesTr`/`labelsTr`.
 fn layout(root: &Path) -> Result<(PathBuf, PathBuf), DataError> {
@@ -132,7 +214,7 @@ fn volume_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             // The Decathlon's macOS copies carry `._NAME` resource files: not volumes.
-            !name.starts_with("._") && (name.ends_with(".nii") || name.ends_with(".nii.gz"))
+            !name.starts_with("._") && is_volume(p)
         })
         .collect();
     files.sort();
@@ -199,13 +281,7 @@ fn load(
         let (_, _, ids) = labels.slice(slicing.axis, k);
         slices.rows = rows;
         slices.columns = columns;
-        slices.images.push(
-            values
-                .iter()
-                .map(|&v| ((f64::from(v) - lo) * scale).clamp(0.0, 1.0))
-                .map(|v| (v * 65535.0).round() as u16)
-                .collect(),
-        );
+        slices.images.push(windowed(&values, lo, scale));
         slices.labels.push(ids.iter().map(|&l| l as u8).collect());
     }
     Ok(slices)
@@ -362,6 +438,29 @@ mod tests {
             cases(&splits.train).iter().all(|c| !c.contains(&first)),
             "{first} leaks into training"
         );
+    }
+
+    /// Stacking the slices of any axis gives the volume back.
+    #[test]
+    fn stacking_inverts_slicing() {
+        let volume = nifti::read(&fixtures().join("scans/images/case_a.nii.gz"), 1 << 20).unwrap();
+        let truth: Vec<u8> = volume
+            .voxels
+            .iter()
+            .map(|&v| (v as u32 % 251) as u8)
+            .collect();
+        let labels = Volume {
+            voxels: truth.iter().map(|&l| f32::from(l)).collect(),
+            ..volume.clone()
+        };
+        for axis in 0..3 {
+            let slices: Vec<Vec<u8>> = (0..labels.dims[axis])
+                .map(|k| labels.slice(axis, k).2.iter().map(|&v| v as u8).collect())
+                .collect();
+            assert_eq!(stack(labels.dims, axis, &slices), truth, "axis {axis}");
+        }
+        let images = slice_images(&volume, Z);
+        assert_eq!((images.len(), images[3].height, images[3].width), (4, 5, 6));
     }
 
     /// A fixed window maps its range to [0, 1]; the default percentiles reach both ends.

@@ -79,6 +79,9 @@ pub struct Answer {
     pub files: Vec<PredictFile>,
     /// The boxes found, for a task that finds boxes (the run's COCO results file).
     pub boxes: Option<Vec<FoundBox>>,
+    /// Each pixel's class id, row-major at the image's size, for a task that labels pixels
+    /// (a label volume stacks them).
+    pub labels: Option<Vec<u8>>,
 }
 
 /// One task's part of a model and a trial.

@@ -869,6 +869,57 @@ fn a_segmentation_trains_on_nifti_volumes() {
         2,
         "the default class names"
     );
+    // predict on a volume: a uint8 label volume on the input's grid with its affine.
+    let runs = tmp.path().join("runs").display().to_string();
+    let input = scans.join("images/case_b.nii");
+    let out = tmp.path().join("labelled");
+    let refused = vitrun(&["predict", "--runs-dir", &runs, &id, input.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(
+            "a volume's labels are written as a label volume; give them a folder with --out DIR"
+        ),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let run = vitrun(&[
+        "predict",
+        "--runs-dir",
+        &runs,
+        &id,
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&run.stdout).trim()).unwrap();
+    let areas: u64 = line["areas"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(areas, 6 * 5 * 4);
+    let labels = vitrun::data::nifti::read(&out.join("case_b.labels.nii.gz"), 1 << 20).unwrap();
+    let image = vitrun::data::nifti::read(&input, 1 << 20).unwrap();
+    assert_eq!(labels.dims, [6, 5, 4]);
+    assert_eq!(
+        labels.affine.map(|r| r.map(|v| v as f32)),
+        image.affine.map(|r| r.map(|v| v as f32))
+    );
+    assert!(labels
+        .voxels
+        .iter()
+        .all(|&v| v == 0.0 || v == 1.0 || v == 2.0));
 }
 
 /// Segmenter's mask transformer and the U-Net decoder (skips from both blocks; half the epochs,

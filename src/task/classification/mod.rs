@@ -273,6 +273,7 @@ impl Task for Classification {
                     }),
                     files: Vec::new(),
                     boxes: None,
+                    labels: None,
                 }
             })
             .collect())

@@ -88,6 +88,7 @@ fn answer(found: Vec<FoundBox>, size: [usize; 2], overlay: Vec<u8>) -> Answer {
             bytes: overlay,
         }],
         boxes: Some(found),
+        labels: None,
     }
 }
 

@@ -111,6 +111,7 @@ fn answer(classes: &[String], mask: &Mask, files: Vec<PredictFile>) -> Answer {
         }),
         files,
         boxes: None,
+        labels: Some(mask.labels.clone()),
     }
 }
 
