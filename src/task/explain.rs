@@ -11,10 +11,14 @@ use burn::tensor::Tensor;
 use crate::model::{Backbone, Features};
 use crate::plot::attention::{cls_to_patches, last_block_map, rollout};
 use crate::plot::Fusion;
-use crate::task::panels::host;
 
 /// The backend Grad-CAM differentiates on.
 pub type Grad = Autodiff<Flex>;
+
+/// A tensor's values on the host, flat.
+fn host<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap_or_default()
+}
 
 /// What `vitrun explain` draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
