@@ -700,6 +700,7 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
         top_k: args.top_k,
         probs: args.probs,
         threshold: args.threshold,
+        files: args.out.is_some(),
     };
     let coco = args
         .coco
@@ -710,13 +711,17 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
     let (volumes, files): (Vec<PathBuf>, Vec<PathBuf>) = images(&args.images)?
         .into_iter()
         .partition(|p| crate::data::volumes::is_volume(p));
-    anyhow::ensure!(
-        volumes.is_empty() || args.out.is_some(),
-        "{}: a volume's labels are written as a label volume; give them a folder with --out DIR",
-        volumes[0].display()
-    );
-    for volume in &volumes {
-        let dir = args.out.as_deref().expect("checked above");
+    if let Some(first) = volumes.first() {
+        anyhow::ensure!(
+            args.out.is_some(),
+            "{}: a volume's labels are written as a label volume; give them a folder with --out DIR",
+            first.display()
+        );
+    }
+    for (volume, dir) in volumes
+        .iter()
+        .zip(std::iter::repeat(args.out.as_deref()).flatten())
+    {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("--out {}: cannot create the folder", dir.display()))?;
         let line = predict_volume(&predictor, volume, dir, &options, args.batch)?;
@@ -757,13 +762,10 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
         for result in predictor.predict(chunk, &options)? {
             match result {
                 Ok(p) => {
-                    if out.is_none() && !p.answer.files.is_empty() && !noted {
+                    let dense = p.answer.labels.is_some() || p.answer.boxes.is_some();
+                    if out.is_none() && dense && !noted {
                         noted = true;
-                        let kinds: Vec<&str> = p.answer.files.iter().map(|f| f.suffix).collect();
-                        eprintln!(
-                            "note: --out DIR writes each image's {} files",
-                            kinds.join(", ")
-                        );
+                        eprintln!("note: --out DIR writes each image's mask or boxes and overlay");
                     }
                     let json = match &mut out {
                         Some(out) => out.write(&p.image, &p.answer)?,

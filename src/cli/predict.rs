@@ -323,6 +323,7 @@ impl Predictor {
         let (c, s) = (self.pipeline.channels, self.pipeline.size);
         let options = PredictOptions {
             probs: false,
+            files: false,
             ..*options
         };
         for chunk in slices.chunks(batch.max(1)) {

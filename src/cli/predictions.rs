@@ -136,8 +136,8 @@ impl OutDir {
     pub fn write(&mut self, image: &Path, answer: &Answer) -> anyhow::Result<serde_json::Value> {
         self.count += 1;
         let stem = self.stem(image);
-        let mut json = serde_json::json!({"image": image.display().to_string()});
-        let fields = json.as_object_mut().expect("an object");
+        let mut fields = serde_json::Map::new();
+        fields.insert("image".into(), image.display().to_string().into());
         if let serde_json::Value::Object(own) = &answer.json {
             fields.extend(own.clone());
         }
@@ -169,6 +169,7 @@ impl OutDir {
                 }));
             }
         }
+        let json = serde_json::Value::Object(fields);
         writeln!(self.lines, "{json}")?;
         Ok(json)
     }

@@ -161,7 +161,10 @@ pub fn parse(bytes: &[u8], max_voxels: u64) -> Result<Volume, String> {
     }
     let offset = offset as usize;
     let needed = count as usize * width;
-    let Some(data) = bytes.get(offset..offset + needed) else {
+    let Some(data) = offset
+        .checked_add(needed)
+        .and_then(|end| bytes.get(offset..end))
+    else {
         return Err(format!(
             "the header declares {needed} bytes of voxels from byte {offset} and the file has {}; it is truncated",
             bytes.len()
@@ -431,6 +434,19 @@ mod tests {
         assert!(parse(&bytes, 1 << 20)
             .unwrap_err()
             .contains("it is truncated"));
+        let mut far = bytes.clone();
+        let little = i32::from_le_bytes(far[..4].try_into().unwrap()) == 348;
+        let offset = if little {
+            1e30f32.to_le_bytes()
+        } else {
+            1e30f32.to_be_bytes()
+        };
+        far[108..112].copy_from_slice(&offset);
+        let e = parse(&far, 1 << 20).unwrap_err();
+        assert!(
+            e.contains("it is truncated"),
+            "an offset past any file: {e}"
+        );
         for cut in [0, 100, 347] {
             assert!(parse(&bytes[..cut], 1 << 20).is_err());
         }

@@ -47,6 +47,9 @@ pub struct PredictOptions {
     pub probs: bool,
     /// The lowest score of a box kept (detection); `None`: the trial's `head.score_threshold`.
     pub threshold: Option<f64>,
+    /// Whether the answers carry their files (masks, overlays, probability maps): only when
+    /// they are written (`--out`), so that nothing is encoded to be thrown away.
+    pub files: bool,
 }
 
 /// A file of one image's prediction: the suffix its name takes after the image's stem

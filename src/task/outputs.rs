@@ -17,7 +17,12 @@ pub fn mask_palette(classes: usize) -> Vec<[u8; 3]> {
 
 /// An 8-bit palette PNG of a `width × height` class mask: each pixel holds its class id, so
 /// NumPy/PIL read the ids back (`np.array(Image.open(f))`) and viewers show `palette`'s colours.
-pub fn mask_png(labels: &[u8], width: usize, height: usize, palette: &[[u8; 3]]) -> Vec<u8> {
+pub fn mask_png(
+    labels: &[u8],
+    width: usize,
+    height: usize,
+    palette: &[[u8; 3]],
+) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
     encoder.set_color(png::ColorType::Indexed);
@@ -28,12 +33,12 @@ pub fn mask_png(labels: &[u8], width: usize, height: usize, palette: &[[u8; 3]])
     encoder
         .write_header()
         .and_then(|mut w| w.write_image_data(labels))
-        .expect("a PNG of a mask the size it says encodes in memory");
-    bytes
+        .with_context(|| format!("cannot encode a {width}×{height} mask as PNG"))?;
+    Ok(bytes)
 }
 
 /// An RGB PNG of `picture`.
-pub fn rgb_png(picture: &Rgb) -> Vec<u8> {
+pub fn rgb_png(picture: &Rgb) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut encoder = png::Encoder::new(&mut bytes, picture.width as u32, picture.height as u32);
     encoder.set_color(png::ColorType::Rgb);
@@ -41,8 +46,13 @@ pub fn rgb_png(picture: &Rgb) -> Vec<u8> {
     encoder
         .write_header()
         .and_then(|mut w| w.write_image_data(&picture.pixels))
-        .expect("a PNG of a picture the size it says encodes in memory");
-    bytes
+        .with_context(|| {
+            format!(
+                "cannot encode a {}×{} picture as PNG",
+                picture.width, picture.height
+            )
+        })?;
+    Ok(bytes)
 }
 
 /// A little-endian float32 `.npy` array of `shape` holding `values` (C order).
@@ -71,7 +81,7 @@ mod tests {
     fn a_mask_png_holds_class_ids_and_the_palette() {
         let labels = [0u8, 1, 2, 2, 1, 0];
         let palette = mask_palette(3);
-        let bytes = mask_png(&labels, 3, 2, &palette);
+        let bytes = mask_png(&labels, 3, 2, &palette).unwrap();
         let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         decoder.set_transformations(png::Transformations::IDENTITY);
         let mut reader = decoder.read_info().unwrap();

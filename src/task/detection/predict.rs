@@ -33,10 +33,11 @@ pub fn answers<E: Backbone<Flex>>(
     threshold: f64,
     images: Tensor<Flex, 4>,
     originals: &[Image],
+    files: bool,
 ) -> anyhow::Result<Vec<Answer>> {
     let size = images.dims()[2];
     let last = LastLayer::of(model, images)?;
-    Ok(originals
+    originals
         .iter()
         .enumerate()
         .map(|(j, original)| {
@@ -47,8 +48,14 @@ pub fn answers<E: Backbone<Flex>>(
                 .into_iter()
                 .map(|b| (b.class, b.score, to_image(&b.corners, size, h, w)))
                 .collect();
-            let drawn: Vec<(usize, Corners)> = kept.iter().map(|&(c, _, k)| (c, k)).collect();
-            let overlay = boxed(&Rgb::from_image(original, None, 1), &drawn, 1);
+            let mut written = Vec::new();
+            if files {
+                let drawn: Vec<(usize, Corners)> = kept.iter().map(|&(c, _, k)| (c, k)).collect();
+                written.push(PredictFile {
+                    suffix: "overlay.png",
+                    bytes: rgb_png(&boxed(&Rgb::from_image(original, None, 1), &drawn, 1))?,
+                });
+            }
             let found: Vec<FoundBox> = kept
                 .iter()
                 .map(|&(class, score, k)| FoundBox {
@@ -58,12 +65,12 @@ pub fn answers<E: Backbone<Flex>>(
                     bbox: [k.x0, k.y0, k.x1 - k.x0, k.y1 - k.y0],
                 })
                 .collect();
-            answer(found, [h, w], rgb_png(&overlay))
+            Ok(answer(found, [h, w], written))
         })
-        .collect())
+        .collect()
 }
 
-fn answer(found: Vec<FoundBox>, size: [usize; 2], overlay: Vec<u8>) -> Answer {
+fn answer(found: Vec<FoundBox>, size: [usize; 2], files: Vec<PredictFile>) -> Answer {
     let text = if found.is_empty() {
         "no boxes".to_string()
     } else {
@@ -83,10 +90,7 @@ fn answer(found: Vec<FoundBox>, size: [usize; 2], overlay: Vec<u8>) -> Answer {
     Answer {
         text,
         json: serde_json::json!({"size": size, "boxes": boxes}),
-        files: vec![PredictFile {
-            suffix: "overlay.png",
-            bytes: overlay,
-        }],
+        files,
         boxes: Some(found),
         labels: None,
     }
@@ -119,7 +123,7 @@ mod tests {
             Tensor::<Flex, 4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
         let classes = ["car".to_string(), "tree".to_string()];
         let originals = [Image::new(3, 16, 16), Image::new(3, 32, 48)];
-        let answers = answers(&model, &classes, 0.0, images.clone(), &originals).unwrap();
+        let answers = answers(&model, &classes, 0.0, images.clone(), &originals, true).unwrap();
         let last = LastLayer::of(&model, images).unwrap();
         for (j, (answer, scale)) in answers.iter().zip([[1.0, 1.0], [3.0, 2.0]]).enumerate() {
             let reported = last.image(j).above(16, 0.0);

@@ -247,7 +247,14 @@ impl Task for Detection {
         options: &PredictOptions,
     ) -> anyhow::Result<Vec<Answer>> {
         let threshold = options.threshold.unwrap_or(self.score_threshold);
-        super::predict::answers(model, &self.classes, threshold, images, originals)
+        super::predict::answers(
+            model,
+            &self.classes,
+            threshold,
+            images,
+            originals,
+            options.files,
+        )
     }
 }
 

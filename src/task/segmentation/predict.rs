@@ -62,17 +62,19 @@ pub fn answers<E: Backbone<Flex>>(
                     .map(|l| l as u8)
                     .collect(),
             };
-            let mut files = vec![
-                PredictFile {
+            let mut files = Vec::new();
+            if options.files {
+                let overlay = masked(&Rgb::from_image(original, None, 1), &mask, 1);
+                files.push(PredictFile {
                     suffix: "mask.png",
-                    bytes: mask_png(&mask.labels, mask.width, mask.height, &palette),
-                },
-                PredictFile {
+                    bytes: mask_png(&mask.labels, mask.width, mask.height, &palette)?,
+                });
+                files.push(PredictFile {
                     suffix: "overlay.png",
-                    bytes: rgb_png(&masked(&Rgb::from_image(original, None, 1), &mask, 1)),
-                },
-            ];
-            if options.probs {
+                    bytes: rgb_png(&overlay)?,
+                });
+            }
+            if options.files && options.probs {
                 let shape = [classes.len(), size[0], size[1]];
                 files.push(PredictFile {
                     suffix: "probs.npy",
@@ -163,6 +165,7 @@ mod tests {
             top_k: 1,
             probs: true,
             threshold: None,
+            files: true,
         };
         let answers = answers(&model, &classes, images.clone(), &originals, &options).unwrap();
         let argmax = host(pixel_logits(&model, images).argmax(1).float());
