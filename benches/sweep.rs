@@ -100,7 +100,8 @@ fn fake_gpus(dir: &Path, trials: usize, per_gpu: usize, sleep: Duration) {
     let slots = schedule::layout(&devices, PerGpu::Count(per_gpu), 0);
     let n_slots = slots.len();
     let report = schedule::run(Sweep {
-        plan: &p,
+        plan: p.clone(),
+        proposals: None,
         file: path.clone(),
         store_path: dir.join("runs/vitrun.sqlite"),
         slots,
@@ -140,7 +141,8 @@ fn real_cpu(dir: &Path) {
         sweep: p.sweep.clone(),
     };
     let report = schedule::run(Sweep {
-        plan: &p,
+        plan: p.clone(),
+        proposals: None,
         file: path,
         store_path: dir.join("runs/vitrun.sqlite"),
         slots,

@@ -15,6 +15,7 @@ use crate::contract::TrialDir;
 use crate::plan::{plan, short_value, Plan};
 use crate::report::groups;
 use crate::schedule::{self, PerGpu, Sweep, SweepReport, TrialCommand};
+use crate::search::{Proposer, Space};
 use crate::track::Store;
 
 fn store_states(loaded: &Loaded) -> anyhow::Result<HashMap<String, crate::track::TrialState>> {
@@ -29,6 +30,9 @@ fn store_states(loaded: &Loaded) -> anyhow::Result<HashMap<String, crate::track:
 /// `vitrun plan`: every trial of the sweep with the values that vary and its status in the
 /// store; runs nothing.
 pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
+    if loaded.sweep.method.is_adaptive() {
+        return search_table(loaded);
+    }
     let plan = plan(loaded)?;
     let states = store_states(loaded)?;
     let status = |id: &str| states.get(id).map_or("new", |s| s.effective().as_str());
@@ -104,6 +108,50 @@ pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// `vitrun plan` of a search: what it has proposed so far, with each trial's status and the
+/// objective value the search sees.
+fn search_table(loaded: &Loaded) -> anyhow::Result<String> {
+    let proposer = Proposer::new(loaded)?;
+    let plan = start_plan(loaded, Some(&proposer))?;
+    let records = match loaded.config.store_path() {
+        path if path.exists() => proposer.records(&Store::open(&path)?)?,
+        _ => Vec::new(),
+    };
+    let history = proposer.history(&records);
+    let s = &loaded.sweep;
+    let objective = proposer.objective();
+    let mut out = format!(
+        "# {}: sweep {}, method {}, {} of {} trials proposed (search {}), objective {}\n",
+        loaded.file.display(),
+        plan.sweep,
+        s.method.as_str(),
+        plan.trials.len(),
+        s.trials,
+        proposer.search(),
+        objective.describe()
+    );
+    out.push_str(&format!(
+        "{:>4} {:<12} {:<9} {:>10}  values\n",
+        "#", "trial", "status", objective.metric
+    ));
+    for (r, t) in records.iter().zip(&plan.trials) {
+        let value = history
+            .iter()
+            .find(|o| o.number == r.number)
+            .and_then(|o| o.outcome.value())
+            .map_or("-".to_string(), |v| format!("{v:.4}"));
+        out.push_str(&format!(
+            "{:>4} {:<12} {:<9} {:>10}  {}\n",
+            r.number,
+            t.id,
+            r.status.as_str(),
+            value,
+            t.describe()
+        ));
+    }
+    Ok(out)
+}
+
 /// How `vitrun sweep` places trials.
 pub struct SweepOptions {
     /// `--devices`: overrides discovery (`cpu`, `cuda:0,cuda:1`, …).
@@ -155,16 +203,44 @@ fn slots_for(
         TrialsPerGpu::Auto => PerGpu::Count(1),
         TrialsPerGpu::Count(n) => PerGpu::Count(n),
     };
-    let cpu_trials = plan
-        .trials
-        .iter()
-        .filter(|t| devices.gpus.is_empty() || t.config.train.device.is_gpu() == Some(false))
-        .count();
+    let cpu_trials = if loaded.sweep.method.is_adaptive() {
+        loaded.sweep.trials
+    } else {
+        plan.trials
+            .iter()
+            .filter(|t| devices.gpus.is_empty() || t.config.train.device.is_gpu() == Some(false))
+            .count()
+    };
     let cpu_slots = options
         .cpu_slots
         .unwrap_or(devices.cpu_cores)
         .min(cpu_trials.max(1));
     Ok(schedule::layout(&devices, per_gpu, cpu_slots))
+}
+
+/// The trials a sweep starts from: the grid's, or those a search has proposed so far.
+fn start_plan(loaded: &Loaded, proposer: Option<&Proposer<'_>>) -> anyhow::Result<Plan> {
+    let Some(proposer) = proposer else {
+        return Ok(plan(loaded)?);
+    };
+    let path = loaded.config.store_path();
+    let trials = if path.exists() {
+        crate::track::sync_before_reading(Path::new(&loaded.config.train.runs_dir))?;
+        proposer.planned(&Store::open(&path)?)?
+    } else {
+        Vec::new()
+    };
+    Ok(Plan {
+        sweep: loaded.config.name.clone(),
+        axes: Space::of(&loaded.sweep)
+            .dims
+            .into_iter()
+            .map(|d| d.key)
+            .collect(),
+        points: loaded.sweep.trials,
+        not_applicable: 0,
+        trials,
+    })
 }
 
 /// `vitrun sweep`: plans the file's trials and runs those the store does not have done.
@@ -174,7 +250,11 @@ pub fn sweep(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<SweepReport> {
     crate::task::preflight(loaded)?;
-    let plan = plan(loaded)?;
+    let proposer = match loaded.sweep.method.is_adaptive() {
+        true => Some(Proposer::new(loaded)?),
+        false => None,
+    };
+    let plan = start_plan(loaded, proposer.as_ref())?;
     let exe = std::env::current_exe().context("cannot find the vitrun executable")?;
     let slots = slots_for(loaded, &plan, options, &exe)?;
     let launcher = TrialCommand {
@@ -185,7 +265,8 @@ pub fn sweep(
     };
     let mut view = schedule::Console::new();
     schedule::run(Sweep {
-        plan: &plan,
+        plan,
+        proposals: proposer.as_ref().map(|p| p as &dyn schedule::Proposals),
         file: loaded.file.clone(),
         store_path: loaded.config.store_path(),
         slots,
@@ -286,7 +367,24 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
         out.push_str(&note);
         out.push('\n');
     }
-    if !loaded.sweep.is_empty() {
+    if loaded.sweep.method.is_adaptive() {
+        let s = &loaded.sweep;
+        crate::plan::check_axes(loaded)?;
+        let space = Space::of(s);
+        let conditional = space.dims.iter().filter(|d| d.conditional).count();
+        out.push_str(&format!(
+            "# sweep: method {}, {} trials over {} axes ({conditional} conditional), objective {}{}, each axis value validated; `vitrun plan` lists what it has proposed\n",
+            s.method.as_str(),
+            s.trials,
+            space.dims.len(),
+            crate::task::objective(loaded)?.describe(),
+            if s.method == crate::config::Method::Tpe {
+                format!(", {} random trials first", s.startup)
+            } else {
+                String::new()
+            }
+        ));
+    } else if !loaded.sweep.is_empty() {
         let s = &loaded.sweep;
         let points = crate::plan::check_axes(loaded)?;
         out.push_str(&format!(

@@ -23,8 +23,8 @@ pub use load::{
 pub use schema::*;
 pub use slurm::{SlurmSpec, SLURM_KEYS};
 pub use sweep::{
-    EarlyStop, RandomAxis, StopCriterion, StopRule, SweepError, SweepSpec, TrialsPerGpu,
-    DEFAULT_MAX_TRIALS,
+    EarlyStop, Method, Objective, RandomAxis, StopCriterion, StopRule, SweepError, SweepSpec,
+    TrialsPerGpu, DEFAULT_MAX_TRIALS, DEFAULT_STARTUP,
 };
 pub use validate::{estimate_memory, is_safe_name, Limits, MemoryEstimate};
 

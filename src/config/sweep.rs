@@ -13,6 +13,9 @@ use crate::contract::{Goal, Status, TaskMetrics};
 /// The default of `[sweep] max_trials`: sweeps that expand to more points are refused.
 pub const DEFAULT_MAX_TRIALS: usize = 100_000;
 
+/// The default of `[sweep] startup`: random trials before TPE models the results (Optuna's).
+pub const DEFAULT_STARTUP: usize = 10;
+
 /// How many trials share one GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrialsPerGpu {
@@ -21,12 +24,43 @@ pub enum TrialsPerGpu {
     Auto,
 }
 
-/// A random axis: drawn `samples` times with the sweep seed.
+/// A random axis: drawn `samples` times with the sweep seed (or proposed by a search).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RandomAxis {
     LogUniform(f64, f64),
     Uniform(f64, f64),
+    /// A whole number from the first to the second, both included.
+    Int(i64, i64),
     Choice(Vec<toml::Value>),
+}
+
+/// How a sweep picks its trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The product of the grid axes times `samples` draws of the random axes, all planned
+    /// up front.
+    Grid,
+    /// `trials` points drawn at random from every axis (a list is a choice).
+    Random,
+    /// `trials` points, each proposed by the tree-structured Parzen estimator from the results
+    /// so far (random for the first `startup`).
+    Tpe,
+}
+
+impl Method {
+    /// The name `[sweep] method` spells.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Grid => "grid",
+            Method::Random => "random",
+            Method::Tpe => "tpe",
+        }
+    }
+
+    /// Whether trials are proposed one by one from the store instead of planned up front.
+    pub fn is_adaptive(self) -> bool {
+        self != Method::Grid
+    }
 }
 
 /// The parsed `[sweep]` table.
@@ -43,6 +77,14 @@ pub struct SweepSpec {
     pub when: BTreeMap<String, When>,
     pub samples: usize,
     pub seed: u64,
+    pub method: Method,
+    /// The budget of a proposing method: how many trials the search makes in all.
+    pub trials: usize,
+    /// `objective`: `split/name`, optionally `:max` or `:min` (the task's main metric when
+    /// unset; see `task::objective`).
+    pub objective: Option<String>,
+    /// Trials drawn at random before TPE models the results.
+    pub startup: usize,
     pub max_retries: usize,
     /// Which failures are relaunched (up to `max_retries` times in one sweep run).
     pub retry_on: Vec<Status>,
@@ -120,6 +162,66 @@ impl EarlyStop {
     }
 }
 
+/// What a proposing search optimises: a metric and its direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objective {
+    /// `split/name`, e.g. `val/top1`.
+    pub metric: String,
+    pub goal: Goal,
+}
+
+impl Objective {
+    /// `split/name` with `:max` or `:min` when the goal is not the metric's own.
+    pub fn describe(&self) -> String {
+        let word = match self.goal {
+            Goal::Maximize => "max",
+            Goal::Minimize => "min",
+        };
+        format!("{}:{word}", self.metric)
+    }
+}
+
+impl SweepSpec {
+    /// The objective for trials of a task that logs `metrics`: `objective` (with its `:max`
+    /// or `:min`), or the task's main metric; one the task never logs is an error naming
+    /// those it does.
+    pub fn resolve_objective(&self, metrics: &TaskMetrics) -> Result<Objective, SweepError> {
+        let Some(text) = &self.objective else {
+            let metric = metrics.main().key();
+            return Ok(Objective {
+                goal: Goal::of(&metric),
+                metric,
+            });
+        };
+        let (metric, goal) = match text.rsplit_once(':') {
+            Some((m, "max")) => (m, Some(Goal::Maximize)),
+            Some((m, "min")) => (m, Some(Goal::Minimize)),
+            Some((_, other)) => {
+                return Err(SweepError::new(
+                    "objective",
+                    format!("`:{other}` is not a direction; end the metric with `:max` or `:min`, or leave it off for the metric's own"),
+                ))
+            }
+            None => (text.as_str(), None),
+        };
+        let rankable = metrics.rankable();
+        if !rankable.iter().any(|k| k == metric) {
+            return Err(SweepError::new(
+                "objective",
+                format!(
+                    "`{metric}` is not a metric a {:?} trial logs; use one of {}",
+                    metrics.task,
+                    rankable.join(", ")
+                ),
+            ));
+        }
+        Ok(Objective {
+            metric: metric.to_string(),
+            goal: goal.unwrap_or_else(|| Goal::of(metric)),
+        })
+    }
+}
+
 impl Default for SweepSpec {
     fn default() -> Self {
         SweepSpec {
@@ -129,6 +231,10 @@ impl Default for SweepSpec {
             when: BTreeMap::new(),
             samples: 0,
             seed: 0,
+            method: Method::Grid,
+            trials: 0,
+            objective: None,
+            startup: DEFAULT_STARTUP,
             max_retries: 0,
             retry_on: vec![Status::Crashed, Status::Oom, Status::Stale],
             max_trials: DEFAULT_MAX_TRIALS,
@@ -164,7 +270,8 @@ impl SweepError {
     }
 
     /// The error placed at its key's `file:line` (`place_of` gives it, for the key or for
-    /// the axis of a `.when`), or at `file`.
+    /// the axis of a `.when`), or at the `[sweep]` table's (a key that is missing), or at
+    /// `file`.
     pub(crate) fn placed(
         self,
         file: &Path,
@@ -172,6 +279,7 @@ impl SweepError {
     ) -> ConfigError {
         let place = place_of(&self.key)
             .or_else(|| self.key.strip_suffix(".when").and_then(&place_of))
+            .or_else(|| place_of("sweep"))
             .unwrap_or_else(|| file.display().to_string());
         ConfigError::Invalid {
             place,
@@ -223,7 +331,11 @@ fn under_sections<'a>(
 
 /// The settings of `[sweep]` that hold one value (besides its `early_stop` and `slurm` tables;
 /// everything else in it is an axis).
-pub const SWEEP_SETTINGS: [&str; 7] = [
+pub const SWEEP_SETTINGS: [&str; 11] = [
+    "method",
+    "trials",
+    "objective",
+    "startup",
     "samples",
     "seed",
     "max_retries",
@@ -350,7 +462,7 @@ impl SweepSpec {
                     }
                 }
                 "seed" if v.is_array() => spec.grid.push((key.clone(), values(key, v)?)),
-                "samples" | "seed" | "max_retries" | "max_trials" => {
+                "samples" | "seed" | "max_retries" | "max_trials" | "trials" | "startup" => {
                     let n = v
                         .as_integer()
                         .filter(|n| *n >= 0)
@@ -359,10 +471,34 @@ impl SweepSpec {
                         "samples" => spec.samples = n as usize,
                         "seed" => spec.seed = n as u64,
                         "max_trials" => spec.max_trials = n as usize,
+                        "trials" => spec.trials = n as usize,
+                        "startup" => spec.startup = n as usize,
                         _ => spec.max_retries = n as usize,
                     }
                 }
                 "retry_on" => spec.retry_on = retry_on(v)?,
+                "method" => {
+                    spec.method = match v.as_str() {
+                        Some("grid") => Method::Grid,
+                        Some("random") => Method::Random,
+                        Some("tpe") => Method::Tpe,
+                        _ => {
+                            return Err(SweepError::new(
+                                key,
+                                "method = \"grid\", \"random\" or \"tpe\"",
+                            ))
+                        }
+                    }
+                }
+                "objective" => {
+                    let text = v.as_str().ok_or_else(|| {
+                        SweepError::new(
+                            key,
+                            "a metric as a string, e.g. \"val/top1\" or \"val/loss:min\"",
+                        )
+                    })?;
+                    spec.objective = Some(text.to_string());
+                }
                 "trials_per_gpu" => {
                     spec.trials_per_gpu = match (v.as_integer(), v.as_str()) {
                         (Some(n), _) if (1..=64).contains(&n) => TrialsPerGpu::Count(n as usize),
@@ -390,14 +526,56 @@ impl SweepSpec {
                 }
             }
         }
-        if !spec.random.is_empty() && spec.samples == 0 {
-            return Err(SweepError::new(
-                "samples",
-                "random axes need `samples = N` (how many points to draw)",
-            ));
+        if spec.method.is_adaptive() {
+            spec.check_search(table)?;
+        } else {
+            for key in ["trials", "objective", "startup"] {
+                if table.contains_key(key) {
+                    return Err(SweepError::new(
+                        key,
+                        format!("`{key}` is a setting of method = \"tpe\" or \"random\"; add one, or use `samples` for random axes of a grid"),
+                    ));
+                }
+            }
+            if !spec.random.is_empty() && spec.samples == 0 {
+                return Err(SweepError::new(
+                    "samples",
+                    "random axes need `samples = N` (how many points to draw)",
+                ));
+            }
         }
         spec.points()?;
         Ok(spec)
+    }
+
+    /// The rules of a proposing method: a budget, no planned-only forms.
+    fn check_search(&self, table: &toml::Table) -> Result<(), SweepError> {
+        let method = self.method.as_str();
+        if !self.zip.is_empty() {
+            return Err(SweepError::new(
+                "zip",
+                format!("[[sweep.zip]] is a grid-only form: method = \"{method}\" proposes each axis on its own; make the zipped settings one `choice` axis (e.g. over `extends` fragments), or use method = \"grid\""),
+            ));
+        }
+        if table.contains_key("samples") {
+            return Err(SweepError::new(
+                "samples",
+                format!("method = \"{method}\" takes its budget as `trials = N`, not `samples`"),
+            ));
+        }
+        if self.trials == 0 {
+            return Err(SweepError::new(
+                "trials",
+                format!("method = \"{method}\" needs `trials = N`: how many trials the search makes in all"),
+            ));
+        }
+        if self.is_empty() {
+            return Err(SweepError::new(
+                "method",
+                format!("method = \"{method}\" needs axes to search, e.g. `optimizer.lr = {{ log_uniform = [1e-4, 1e-2] }}`"),
+            ));
+        }
+        Ok(())
     }
 
     /// Adds the axis `key` written as `v`: a list (grid), or a table (`values` with `when`, or
@@ -435,6 +613,9 @@ impl SweepSpec {
     /// How many points the axes expand to, counted without expanding them; more than
     /// `max_trials` (or an overflow) is an error that gives the count.
     pub fn points(&self) -> Result<usize, SweepError> {
+        if self.method.is_adaptive() {
+            return Ok(self.trials);
+        }
         let sizes = self
             .grid
             .iter()
@@ -482,16 +663,30 @@ fn random_axis(key: &str, t: &toml::Table) -> Result<RandomAxis, SweepError> {
     let (Some((kind, v)), None) = (entries.next(), entries.next()) else {
         return Err(SweepError::new(
             key,
-            "a random axis has exactly one of log_uniform, uniform or choice",
+            "a random axis has exactly one of log_uniform, uniform, int or choice",
         ));
     };
     match kind.as_str() {
         "log_uniform" => bounds(key, v, true).map(|(a, b)| RandomAxis::LogUniform(a, b)),
         "uniform" => bounds(key, v, false).map(|(a, b)| RandomAxis::Uniform(a, b)),
+        "int" => int_bounds(key, v),
         "choice" => values(key, v).map(RandomAxis::Choice),
         other => Err(SweepError::new(
             key,
-            format!("unknown random axis `{other}`; use log_uniform, uniform or choice"),
+            format!("unknown random axis `{other}`; use log_uniform, uniform, int or choice"),
+        )),
+    }
+}
+
+fn int_bounds(key: &str, v: &toml::Value) -> Result<RandomAxis, SweepError> {
+    let pair: Option<Vec<i64>> = v
+        .as_array()
+        .and_then(|a| a.iter().map(toml::Value::as_integer).collect());
+    match pair.as_deref() {
+        Some([lo, hi]) if lo < hi => Ok(RandomAxis::Int(*lo, *hi)),
+        _ => Err(SweepError::new(
+            key,
+            "int takes [low, high], whole numbers with low < high (both included)",
         )),
     }
 }

@@ -109,6 +109,7 @@ fn draw(spec: &SweepSpec, index: usize) -> Vec<(String, toml::Value)> {
                     toml::Value::Float(rng.gen_range(lo.ln()..hi.ln()).exp())
                 }
                 RandomAxis::Uniform(lo, hi) => toml::Value::Float(rng.gen_range(*lo..*hi)),
+                RandomAxis::Int(lo, hi) => toml::Value::Integer(rng.gen_range(*lo..=*hi)),
                 RandomAxis::Choice(values) => values[rng.gen_range(0..values.len())].clone(),
             };
             (key.clone(), value)
@@ -119,6 +120,19 @@ fn draw(spec: &SweepSpec, index: usize) -> Vec<(String, toml::Value)> {
 /// Expands `loaded`'s sweep (a file without one is a single trial).
 pub fn plan(loaded: &Loaded) -> Result<Plan, ConfigError> {
     crate::task::check(loaded)?;
+    let method = loaded.sweep.method;
+    if method.is_adaptive() {
+        return Err(ConfigError::Invalid {
+            place: loaded
+                .place_of("sweep.method")
+                .unwrap_or_else(|| loaded.place_of_sweep()),
+            key: "sweep.method".into(),
+            reason: format!(
+                "method = \"{}\" proposes its trials one by one from the results so far, so they cannot be planned up front: `vitrun sweep` runs it on this machine's slots (a SLURM job array runs a planned sweep; use method = \"grid\" there)",
+                method.as_str()
+            ),
+        });
+    }
     let factors = factors(&loaded.sweep);
     let points: usize = factors.iter().map(Vec::len).product();
     let axes: Vec<String> = factors
@@ -219,6 +233,10 @@ pub fn check_axes(loaded: &Loaded) -> Result<usize, ConfigError> {
                 candidates.push(single(key, toml::Value::Float(*lo)));
                 candidates.push(single(key, toml::Value::Float(*hi)));
             }
+            RandomAxis::Int(lo, hi) => {
+                candidates.push(single(key, toml::Value::Integer(*lo)));
+                candidates.push(single(key, toml::Value::Integer(*hi)));
+            }
             RandomAxis::Choice(values) => {
                 candidates.extend(values.iter().map(|v| single(key, v.clone())));
             }
@@ -246,7 +264,7 @@ fn as_overrides(point: &[(String, toml::Value)]) -> Vec<Override> {
 
 /// The error for an invalid point: the one axis value that is invalid on its own (named with
 /// its line), or else the combination.
-fn blame(
+pub(crate) fn blame(
     loaded: &Loaded,
     resolver: &Resolver<'_>,
     point: &[Override],

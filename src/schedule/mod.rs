@@ -35,9 +35,26 @@ use crate::contract::{Event, Status};
 use crate::plan::{Plan, PlannedTrial};
 use crate::track::{hostname, QueuedTrial, Store};
 
+/// Where a proposing search's next trial comes from (see `search::Proposer`).
+pub trait Proposals {
+    /// The next trial, recorded in `store` as queued; none when the search has made its
+    /// budget of trials.
+    fn next(&self, store: &mut Store) -> anyhow::Result<Option<PlannedTrial>>;
+}
+
+impl Proposals for crate::search::Proposer<'_> {
+    fn next(&self, store: &mut Store) -> anyhow::Result<Option<PlannedTrial>> {
+        crate::search::Proposer::next(self, store)
+    }
+}
+
 /// Everything a sweep run needs.
 pub struct Sweep<'a> {
-    pub plan: &'a Plan,
+    /// The trials planned up front (for a search: those it proposed in earlier runs).
+    pub plan: Plan,
+    /// A search's source of further trials, asked whenever a slot is free and nothing is
+    /// queued.
+    pub proposals: Option<&'a dyn Proposals>,
     /// The experiment file (recorded with the experiment).
     pub file: PathBuf,
     pub store_path: PathBuf,
@@ -194,7 +211,8 @@ pub fn run(sweep: Sweep<'_>) -> anyhow::Result<SweepReport> {
 
 /// A sweep run in progress.
 struct Scheduler<'a> {
-    plan: &'a Plan,
+    plan: Plan,
+    proposals: Option<&'a dyn Proposals>,
     slots: Vec<Slot>,
     launcher: &'a dyn Launcher,
     view: &'a mut dyn SweepView,
@@ -212,6 +230,8 @@ struct Scheduler<'a> {
     launched: usize,
     skipped: usize,
     stopping: bool,
+    /// The search has made its budget of trials (or has no new point).
+    spent: bool,
 }
 
 impl<'a> Scheduler<'a> {
@@ -219,10 +239,11 @@ impl<'a> Scheduler<'a> {
     fn new(sweep: Sweep<'a>) -> anyhow::Result<Self> {
         let started = Instant::now();
         let plan = sweep.plan;
-        let Some(first) = plan.trials.first() else {
-            anyhow::bail!("the sweep has no trials");
+        let experiment = match plan.trials.first() {
+            Some(first) => first.config.name.clone(),
+            None if sweep.proposals.is_some() => plan.sweep.clone(),
+            None => anyhow::bail!("the sweep has no trials"),
         };
-        let experiment = first.config.name.clone();
         if let Some(runs_dir) = sweep.store_path.parent() {
             crate::track::sync_before_reading(runs_dir)?;
         }
@@ -231,7 +252,7 @@ impl<'a> Scheduler<'a> {
             &plan.sweep,
             &experiment,
             &sweep.file.display().to_string(),
-            &queued(plan),
+            &queued(&plan),
         )?;
         let have_gpu = sweep.slots.iter().any(|s| s.gpu.is_some());
         let have_cpu = sweep.slots.iter().any(|s| s.gpu.is_none());
@@ -248,8 +269,15 @@ impl<'a> Scheduler<'a> {
         }
         let logged = store.val_epochs(&experiment)?;
         let busy = vec![false; sweep.slots.len()];
+        let total = plan.trials.len();
+        let epochs_done = plan
+            .trials
+            .iter()
+            .map(|t| logged.get(&t.id).copied().unwrap_or(0))
+            .collect();
         let mut scheduler = Scheduler {
             plan,
+            proposals: sweep.proposals,
             slots: sweep.slots,
             launcher: sweep.launcher,
             view: sweep.view,
@@ -264,18 +292,15 @@ impl<'a> Scheduler<'a> {
             busy,
             tally: Tally {
                 done: 0,
-                total: plan.trials.len(),
+                total,
                 progressed: 0,
-                epochs_done: plan
-                    .trials
-                    .iter()
-                    .map(|t| logged.get(&t.id).copied().unwrap_or(0))
-                    .collect(),
+                epochs_done,
                 started,
             },
             launched: 0,
             skipped: 0,
             stopping: false,
+            spent: false,
         };
         scheduler.triage(&experiment)?;
         Ok(scheduler)
@@ -333,11 +358,16 @@ impl<'a> Scheduler<'a> {
         self.tally.done = self.skipped;
         let slots: Vec<&str> = self.slots.iter().map(|s| s.label.as_str()).collect();
         self.view.note(&format!(
-            "sweep {}: {} trials ({} already done, {} to run) on {} slots: {}",
+            "sweep {}: {} trials ({} already done, {} to run{}) on {} slots: {}",
             self.plan.sweep,
             self.plan.trials.len(),
             self.skipped,
             self.queue.len() + self.external.len(),
+            if self.proposals.is_some() {
+                ", more as the search proposes them"
+            } else {
+                ""
+            },
             slots.len(),
             slots.join(", ")
         ));
@@ -372,8 +402,10 @@ impl<'a> Scheduler<'a> {
                 last_view = Instant::now();
                 self.poll()?;
             }
+            let searching = self.proposals.is_some() && !self.spent;
             if self.active.is_empty()
-                && (self.stopping || (self.queue.is_empty() && self.external.is_empty()))
+                && (self.stopping
+                    || (self.queue.is_empty() && self.external.is_empty() && !searching))
             {
                 break;
             }
@@ -381,7 +413,7 @@ impl<'a> Scheduler<'a> {
         }
         self.view.finish();
         Ok(SweepReport {
-            results: results(&self.store, self.plan)?,
+            results: results(&self.store, &self.plan)?,
             launched: self.launched,
             skipped: self.skipped,
             interrupted: self.stopping,
@@ -405,14 +437,21 @@ impl<'a> Scheduler<'a> {
             if self.busy[s] {
                 continue;
             }
-            let slot = &self.slots[s];
-            let fits = |j: &Job| {
-                wants_gpu(&self.plan.trials[j.index], self.have_gpu) == slot.gpu.is_some()
-            };
-            let Some(pos) = self.queue.iter().position(fits) else {
+            let on_gpu = self.slots[s].gpu.is_some();
+            let have_gpu = self.have_gpu;
+            let fits = |plan: &Plan, j: &Job| wants_gpu(&plan.trials[j.index], have_gpu) == on_gpu;
+            if !self.queue.iter().any(|j| fits(&self.plan, j)) {
+                if let Some(job) = self.propose()? {
+                    self.queue.push_back(job);
+                }
+            }
+            let Some(pos) = self.queue.iter().position(|j| fits(&self.plan, j)) else {
                 continue;
             };
-            let job = self.queue.remove(pos).expect("position is in range");
+            let Some(job) = self.queue.remove(pos) else {
+                continue;
+            };
+            let slot = &self.slots[s];
             let trial = &self.plan.trials[job.index];
             if let Some(state) = self.store.trial_states_of(&trial.id)? {
                 if state.status.is_done() {
@@ -437,7 +476,7 @@ impl<'a> Scheduler<'a> {
             }
             let start_epoch = self.tally.epochs_done[job.index];
             let oom_kills = oom_kills();
-            let child = spawn(self.plan, self.launcher, &job, slot)?;
+            let child = spawn(&self.plan, self.launcher, &job, slot)?;
             self.view.note(&format!(
                 "start  {} on {} (attempt {}): {}",
                 trial.id,
@@ -456,6 +495,24 @@ impl<'a> Scheduler<'a> {
             });
         }
         Ok(())
+    }
+
+    /// The search's next trial as a job, when the sweep has a search with budget left.
+    fn propose(&mut self) -> anyhow::Result<Option<Job>> {
+        let Some(proposals) = self.proposals.filter(|_| !self.spent) else {
+            return Ok(None);
+        };
+        let Some(trial) = proposals.next(&mut self.store)? else {
+            self.spent = true;
+            return Ok(None);
+        };
+        self.view
+            .note(&format!("proposed {}: {}", trial.id, trial.describe()));
+        let index = self.plan.trials.len();
+        self.plan.trials.push(trial);
+        self.tally.epochs_done.push(0);
+        self.tally.total += 1;
+        Ok(Some(Job { index, attempt: 1 }))
     }
 
     /// Collects exited trial processes: records what they could not, retries or counts them.
@@ -570,7 +627,7 @@ impl<'a> Scheduler<'a> {
         self.external = still;
         let board = board(
             &self.store,
-            self.plan,
+            &self.plan,
             &self.active,
             &self.queue,
             &self.slots,

@@ -19,7 +19,7 @@ use burn::backend::Flex;
 use burn::module::{Module, ModuleDisplay};
 use burn::tensor::Tensor;
 
-use crate::config::{Config, ConfigError, Loaded, StopCriterion, TaskKind};
+use crate::config::{Config, ConfigError, Loaded, Objective, StopCriterion, TaskKind};
 use crate::contract::TaskMetrics;
 use crate::data::{Batch, BatchTransform, Image, Pipeline, Targets};
 use crate::kernels::{TrainBackend, VitKernels};
@@ -264,10 +264,22 @@ pub fn stop_criterion(loaded: &Loaded) -> Result<Option<StopCriterion>, ConfigEr
         .map_err(|e| loaded.sweep_error(e))
 }
 
+/// The objective of `loaded`'s search (the task's main metric unless `[sweep] objective`
+/// names another it logs), placed at its line when invalid.
+pub fn objective(loaded: &Loaded) -> Result<Objective, ConfigError> {
+    loaded
+        .sweep
+        .resolve_objective(metrics(loaded.config.head.task))
+        .map_err(|e| loaded.sweep_error(e))
+}
+
 /// The checks of an experiment that need its task's facts; what loads an experiment to plan
 /// or run it calls this after `config::load`.
 pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
     stop_criterion(loaded)?;
+    if loaded.sweep.method.is_adaptive() {
+        objective(loaded)?;
+    }
     struct Check<'a>(&'a Config);
     impl TaskWork for Check<'_> {
         type Output = Result<(), (&'static str, String)>;

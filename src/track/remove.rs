@@ -6,7 +6,8 @@ use rusqlite::OptionalExtension;
 use super::{sql_error, Result, Status, Store};
 
 /// Every table with a `trial` column, children of `trials` first.
-const TRIAL_TABLES: [&str; 7] = [
+const TRIAL_TABLES: [&str; 8] = [
+    "proposals",
     "params",
     "metrics",
     "artifacts",

@@ -1,7 +1,7 @@
 //! The run store's schema, versioned in `PRAGMA user_version` with forward migrations.
 
 /// Migrations in order; migration `i` brings the store from version `i` to `i + 1`.
-pub const MIGRATIONS: [&str; 5] = [
+pub const MIGRATIONS: [&str; 6] = [
     r#"
 CREATE TABLE experiments (
     name        TEXT PRIMARY KEY,
@@ -168,6 +168,23 @@ CREATE TABLE shard_progress (
     records    INTEGER NOT NULL,
     folded_at  TEXT NOT NULL
 );
+"#,
+    // 6: proposing searches (`method = "tpe"` or `"random"`). Each proposal of a sweep is
+    // numbered, belongs to one search (the fingerprint of the experiment's base config, space,
+    // method, objective and seed: editing them starts a new search), and keeps its point and the
+    // history it was made from (JSON), so that it replays exactly.
+    r#"
+CREATE TABLE proposals (
+    sweep        TEXT NOT NULL,
+    number       INTEGER NOT NULL,
+    search       TEXT NOT NULL,
+    trial        TEXT NOT NULL REFERENCES trials(id),
+    point        TEXT NOT NULL,
+    history      TEXT NOT NULL,
+    proposed_at  TEXT NOT NULL,
+    PRIMARY KEY (sweep, number)
+);
+CREATE INDEX proposals_by_search ON proposals(search);
 "#,
 ];
 

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use vitrun::config::{load_with_env, Loaded, Place, Source, StopRule, TrialsPerGpu, SLURM_KEYS};
+use vitrun::config::{
+    load_with_env, Loaded, Method, Place, Source, StopRule, TrialsPerGpu, SLURM_KEYS,
+};
 use vitrun::plan::plan;
 
 /// Writes `files` (relative path, text) under a fresh folder; the folder and the first file.
@@ -345,6 +347,35 @@ fn every_sweep_key_can_be_set_from_the_command_line_and_the_environment() {
             assert!(!e.contains("unknown key"), "{set}: {e}");
         }
     }
+
+    let search = load(
+        &main,
+        &[
+            "sweep.method=\"tpe\"",
+            "sweep.trials=9",
+            "sweep.startup=3",
+            "sweep.objective=\"val/loss\"",
+        ],
+    )
+    .unwrap();
+    let s = &search.sweep;
+    assert_eq!(
+        (s.method, s.trials, s.startup, s.objective.as_deref()),
+        (Method::Tpe, 9, 3, Some("val/loss"))
+    );
+    let random = load_with_env(
+        &main,
+        &[],
+        vec![
+            ("VITRUN_SWEEP__METHOD".to_string(), "random".to_string()),
+            ("VITRUN_SWEEP__TRIALS".to_string(), "5".to_string()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (random.sweep.method, random.sweep.trials),
+        (Method::Random, 5)
+    );
 
     let env = vec![
         ("VITRUN_SWEEP__MAX_RETRIES".to_string(), "2".to_string()),

@@ -26,6 +26,7 @@ mod recipe;
 mod reliability;
 mod report;
 mod schedule;
+mod search;
 mod shards;
 mod slurm;
 mod sweep;

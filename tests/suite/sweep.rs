@@ -317,7 +317,8 @@ fn a_panicking_trial_is_retried_and_the_rest_finish() {
         2,
     );
     let report = schedule::run(Sweep {
-        plan: &plan,
+        plan: plan.clone(),
+        proposals: None,
         file: file.clone(),
         store_path: dir.path().join("runs/vitrun.sqlite"),
         slots,

@@ -1,0 +1,266 @@
+//! The proposer of a search: turns the store's record of a search into a history, asks the
+//! searcher for the next point (the unconditional axes, then the conditional ones that apply
+//! there), resolves it into a trial that is not already one of the search's, and records it.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+use super::history::{Observation, Outcome};
+use super::space::{Dim, Space};
+use super::{searcher, Ask, Searcher};
+use crate::config::{ConfigError, Loaded, Objective, Override, Resolver, Source};
+use crate::contract::{Goal, Status};
+use crate::plan::PlannedTrial;
+use crate::track::{NewProposal, ProposalRecord, QueuedTrial, SearchKey, Store};
+
+/// Proposes the trials of one experiment's search.
+pub struct Proposer<'a> {
+    loaded: &'a Loaded,
+    resolver: Resolver<'a>,
+    space: Space,
+    searcher: Box<dyn Searcher>,
+    objective: Objective,
+    /// The search's fingerprint.
+    search: String,
+    file: String,
+}
+
+impl<'a> Proposer<'a> {
+    /// The proposer of `loaded`'s search (`[sweep] method = "tpe"` or `"random"`).
+    pub fn new(loaded: &'a Loaded) -> Result<Proposer<'a>, ConfigError> {
+        crate::task::check(loaded)?;
+        let objective = crate::task::objective(loaded)?;
+        let resolver = loaded.resolver()?;
+        let space = Space::of(&loaded.sweep);
+        let base = resolver.resolve(&[])?.trial_id();
+        let spec = &loaded.sweep;
+        let identity = format!(
+            "{base}|{}|{}|{}|{}|{}",
+            spec.method.as_str(),
+            space.describe(),
+            objective.describe(),
+            spec.seed,
+            spec.startup
+        );
+        let search = hex::encode(&Sha256::digest(identity.as_bytes())[..6]);
+        Ok(Proposer {
+            loaded,
+            resolver,
+            searcher: searcher(spec.method, spec.startup),
+            space,
+            objective,
+            search,
+            file: loaded.file.display().to_string(),
+        })
+    }
+
+    /// The search's fingerprint: what the store files its proposals under.
+    pub fn search(&self) -> &str {
+        &self.search
+    }
+
+    pub fn objective(&self) -> &Objective {
+        &self.objective
+    }
+
+    fn key(&self) -> SearchKey<'_> {
+        SearchKey {
+            sweep: &self.loaded.config.name,
+            search: &self.search,
+            experiment: &self.loaded.config.name,
+            file: &self.file,
+            metric: &self.objective.metric,
+        }
+    }
+
+    /// The store's record of the search's proposals, in proposal order.
+    pub fn records(&self, store: &Store) -> anyhow::Result<Vec<ProposalRecord>> {
+        Ok(store.proposals(&self.key())?)
+    }
+
+    /// The search's proposals so far, as trials to run (resolved again from their points).
+    pub fn planned(&self, store: &Store) -> anyhow::Result<Vec<PlannedTrial>> {
+        self.records(store)?
+            .iter()
+            .map(|r| {
+                let mut point = point_of(&r.point)?;
+                point.sort_by_key(|(k, _)| self.space.dims.iter().position(|d| &d.key == k));
+                let trial = self.trial(point)?;
+                anyhow::ensure!(
+                    trial.id == r.trial,
+                    "proposal {} of sweep {} was trial {}, but its point resolves to {} today; the experiment changed under the search without changing its fingerprint (re-run with a new `[sweep] seed` to start a new search)",
+                    r.number,
+                    self.loaded.config.name,
+                    r.trial,
+                    trial.id
+                );
+                Ok(trial)
+            })
+            .collect()
+    }
+
+    /// Proposes the next trial and records it in `store` (queued), or none when the budget is
+    /// spent or every point of the space is a trial of the search already.
+    pub fn next(&self, store: &mut Store) -> anyhow::Result<Option<PlannedTrial>> {
+        let mut made = None;
+        let budget = self.loaded.sweep.trials;
+        store.propose(&self.key(), |records, number| {
+            if records.len() >= budget {
+                return Ok(None);
+            }
+            let history = self.history(records);
+            let taken: HashSet<String> = records.iter().map(|r| r.trial.clone()).collect();
+            let Some(trial) = self.propose(number, &history, &taken)? else {
+                return Ok(None);
+            };
+            let point: BTreeMap<&str, &toml::Value> =
+                trial.point.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let proposal = NewProposal {
+                trial: QueuedTrial {
+                    id: trial.id.clone(),
+                    config_json: serde_json::to_string(&trial.config)?,
+                    seed: trial.config.seed,
+                },
+                point: serde_json::to_string(&point)?,
+                history: serde_json::to_string(&history)?,
+            };
+            made = Some(trial);
+            Ok(Some(proposal))
+        })?;
+        Ok(made)
+    }
+
+    /// The history the store's records give: each proposal's point in today's space and its
+    /// trial's outcome (a trial that diverged or finished without the objective is left out).
+    pub fn history(&self, records: &[ProposalRecord]) -> Vec<Observation> {
+        records
+            .iter()
+            .filter_map(|r| {
+                let outcome = outcome(r, self.objective.goal)?;
+                let point: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&r.point).ok()?;
+                let values = point
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), self.space.dim(k)?.domain.internal(v)?)))
+                    .collect();
+                Some(Observation {
+                    number: r.number,
+                    values,
+                    outcome,
+                })
+            })
+            .collect()
+    }
+
+    /// Proposal `number` made from `history`: the first candidate whose trial is not in
+    /// `taken`. The same number and history give the same proposal.
+    pub fn propose(
+        &self,
+        number: usize,
+        history: &[Observation],
+        taken: &HashSet<String>,
+    ) -> Result<Option<PlannedTrial>, ConfigError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.loaded.sweep.seed);
+        rng.set_stream(number as u64);
+        let ask = Ask {
+            space: &self.space,
+            searcher: self.searcher.as_ref(),
+            goal: self.objective.goal,
+        };
+        ask.point(
+            history,
+            &mut rng,
+            |point| self.applicable(point),
+            |point| {
+                let trial = self.trial(point)?;
+                Ok((!taken.contains(&trial.id)).then_some(trial))
+            },
+        )
+    }
+
+    /// The conditional dimensions whose condition holds on the config `point` gives.
+    fn applicable(&self, point: &[(String, toml::Value)]) -> Result<Vec<&Dim>, ConfigError> {
+        let conditional: Vec<&Dim> = self.space.dims.iter().filter(|d| d.conditional).collect();
+        if conditional.is_empty() {
+            return Ok(conditional);
+        }
+        let config = self.resolver.resolve(&overrides(point))?;
+        let config = serde_json::to_value(&config).expect("a config serialises");
+        Ok(conditional
+            .into_iter()
+            .filter(|d| {
+                self.loaded
+                    .sweep
+                    .when
+                    .get(&d.key)
+                    .is_none_or(|w| w.holds(&config))
+            })
+            .collect())
+    }
+
+    /// The trial a point makes, resolved and validated like the file (an invalid point is
+    /// the planner's error, naming the axis value or the combination).
+    fn trial(&self, point: Vec<(String, toml::Value)>) -> Result<PlannedTrial, ConfigError> {
+        let overrides = overrides(&point);
+        let mut config = self
+            .resolver
+            .resolve(&overrides)
+            .map_err(|e| crate::plan::blame(self.loaded, &self.resolver, &overrides, e))?;
+        let id = config.trial_id();
+        config.sweep = self.loaded.config.sweep.clone();
+        Ok(PlannedTrial { id, point, config })
+    }
+}
+
+/// A trial's outcome for the search: finished with the best objective value it logged, pruned
+/// with the value at its last epoch, pending while it may still run; none for a trial that
+/// diverged or finished without the objective.
+fn outcome(r: &ProposalRecord, goal: Goal) -> Option<Outcome> {
+    match r.status {
+        Status::Finished => {
+            let best = r
+                .objective
+                .iter()
+                .map(|(_, v)| *v)
+                .filter(|v| v.is_finite())
+                .reduce(|a, b| if goal.better(b, a) { b } else { a })?;
+            Some(Outcome::Complete { value: best })
+        }
+        Status::Pruned => Some(Outcome::Pruned {
+            step: r.objective.last().map_or(0, |(e, _)| *e),
+            value: r.objective.last().map(|(_, v)| *v),
+        }),
+        Status::Diverged | Status::Failed => None,
+        _ => Some(Outcome::Pending),
+    }
+}
+
+fn overrides(point: &[(String, toml::Value)]) -> Vec<Override> {
+    point
+        .iter()
+        .map(|(k, v)| Override {
+            path: k.clone(),
+            value: v.clone(),
+            source: Source::Sweep,
+        })
+        .collect()
+}
+
+/// A recorded point read back as `(key, value)` pairs.
+fn point_of(json: &str) -> anyhow::Result<Vec<(String, toml::Value)>> {
+    let map: BTreeMap<String, toml::Value> = serde_json::from_str(json)?;
+    Ok(map.into_iter().collect())
+}
+
+/// The trials `loaded`'s search has proposed so far (none before the store exists).
+pub fn planned(loaded: &Loaded) -> anyhow::Result<Vec<PlannedTrial>> {
+    let path = loaded.config.store_path();
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let store = Store::open(&path)?;
+    Proposer::new(loaded)?.planned(&store)
+}

@@ -1,0 +1,158 @@
+//! Proposals of searches: read with their trials' states and objective values, and written
+//! under the store's write lock, so that concurrent proposers see each other's pending trials
+//! and never make the same proposal twice.
+
+use rusqlite::{params, Connection};
+
+use super::{now, sql_error, upsert_experiment, QueuedTrial, Status, Store};
+
+/// One recorded proposal with what its trial has logged of the objective.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposalRecord {
+    pub number: usize,
+    pub trial: String,
+    /// The point as JSON: `{key: value}`.
+    pub point: String,
+    /// The trial's status, a dead local process's `running` read as `stale`.
+    pub status: Status,
+    /// The objective's values as (epoch, value), in epoch order.
+    pub objective: Vec<(i64, f64)>,
+}
+
+/// A proposal to record: its trial (new ones are queued), point and history (both JSON).
+#[derive(Debug, Clone)]
+pub struct NewProposal {
+    pub trial: QueuedTrial,
+    pub point: String,
+    pub history: String,
+}
+
+/// Where a proposal is recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchKey<'a> {
+    pub sweep: &'a str,
+    /// The search's fingerprint.
+    pub search: &'a str,
+    pub experiment: &'a str,
+    /// The experiment file (recorded with the experiment).
+    pub file: &'a str,
+    /// The objective, `split/name`.
+    pub metric: &'a str,
+}
+
+fn records(conn: &Connection, key: &SearchKey<'_>) -> rusqlite::Result<Vec<ProposalRecord>> {
+    let (split, name) = key.metric.split_once('/').unwrap_or(("val", key.metric));
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.number, p.trial, p.point, t.status, t.pid, t.host, m.epoch, m.value
+         FROM proposals p JOIN trials t ON t.id = p.trial
+         LEFT JOIN metrics m ON m.trial = p.trial AND m.split = ?3 AND m.name = ?4
+         WHERE p.sweep = ?1 AND p.search = ?2
+         ORDER BY p.number, m.epoch, m.step",
+    )?;
+    let mut rows = stmt.query(params![key.sweep, key.search, split, name])?;
+    let mut out: Vec<ProposalRecord> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let number = r.get::<_, i64>(0)? as usize;
+        if out.last().is_none_or(|p| p.number != number) {
+            let status: Status = r.get(3)?;
+            out.push(ProposalRecord {
+                number,
+                trial: r.get(1)?,
+                point: r.get(2)?,
+                status: super::effective_status(
+                    status,
+                    r.get(4)?,
+                    r.get::<_, Option<String>>(5)?.as_deref(),
+                ),
+                objective: Vec::new(),
+            });
+        }
+        if let (Some(epoch), Some(value)) =
+            (r.get::<_, Option<i64>>(6)?, r.get::<_, Option<f64>>(7)?)
+        {
+            if let Some(p) = out.last_mut() {
+                p.objective.push((epoch, value));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// The proposals of one search, in proposal order.
+    pub fn proposals(&self, key: &SearchKey<'_>) -> super::Result<Vec<ProposalRecord>> {
+        records(&self.conn, key).map_err(|e| self.wrap(e))
+    }
+
+    /// Makes and records the next proposal of a search under the store's write lock: `make`
+    /// gets the search's proposals so far and the next free number, and returns the proposal
+    /// (or none: the budget is spent, or the space has no new point). One transaction, so
+    /// proposers on other processes wait and then see this one as pending.
+    pub fn propose(
+        &mut self,
+        key: &SearchKey<'_>,
+        make: impl FnOnce(&[ProposalRecord], usize) -> anyhow::Result<Option<NewProposal>>,
+    ) -> anyhow::Result<Option<NewProposal>> {
+        let path = self.path.clone();
+        let wrap = sql_error(&path);
+        let tx = self.begin()?;
+        let so_far = records(&tx, key).map_err(&wrap)?;
+        let number: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(number), -1) + 1 FROM proposals WHERE sweep = ?1",
+                [key.sweep],
+                |r| r.get(0),
+            )
+            .map_err(&wrap)?;
+        let Some(proposal) = make(&so_far, number as usize)? else {
+            return Ok(None);
+        };
+        let time = now();
+        upsert_experiment(&tx, key.experiment, key.file, &time).map_err(&wrap)?;
+        let t = &proposal.trial;
+        tx.execute(
+            "INSERT INTO trials(id, experiment, config, seed, status, attempts, created_at)
+             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5) ON CONFLICT(id) DO NOTHING",
+            params![t.id, key.experiment, t.config_json, t.seed as i64, time],
+        )
+        .map_err(&wrap)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO sweep_trials(sweep, trial) VALUES (?1, ?2)",
+            params![key.sweep, t.id],
+        )
+        .map_err(&wrap)?;
+        tx.execute(
+            "INSERT INTO proposals(sweep, number, search, trial, point, history, proposed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                key.sweep,
+                number,
+                key.search,
+                t.id,
+                proposal.point,
+                proposal.history,
+                time
+            ],
+        )
+        .map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(Some(proposal))
+    }
+
+    /// The history (JSON) proposal `number` of `sweep` was made from, and its point.
+    pub fn proposal_history(
+        &self,
+        sweep: &str,
+        number: usize,
+    ) -> super::Result<Option<(String, String)>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(
+                "SELECT history, point FROM proposals WHERE sweep = ?1 AND number = ?2",
+                params![sweep, number as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.wrap(e))
+    }
+}
