@@ -44,6 +44,15 @@ bench:
 bench-sweep:
     cargo bench --bench sweep
 
+# TPE against random search and Optuna's TPE (trials to a target, 50 seeds), and the time of a
+# proposal with 1,000 finished trials (benches/search.sh; Optuna from PyPI in the bench venv).
+bench-search:
+    benches/search.sh
+
+# A TPE sweep of the flagship against a random one, 24 trials each (about 50 minutes on 2 cores).
+bench-search-flagship:
+    benches/search_flagship.sh
+
 # The 224-px JPEG input pipeline on one core against torchvision's.
 bench-loader:
     cargo bench --bench loader

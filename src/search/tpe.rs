@@ -120,7 +120,9 @@ impl Searcher for Tpe {
             .iter()
             .filter(|o| o.point(&keys).is_some())
             .collect();
-        if relevant.iter().filter(|o| o.is_scored()).count() < self.startup.max(1) {
+        // As Optuna: the random start counts every scored trial, also those without these
+        // dimensions (a conditional axis is modelled from the first trials that have it).
+        if history.iter().filter(|o| o.is_scored()).count() < self.startup.max(1) {
             return Uniform.candidates(dims, history, goal, rng);
         }
         let (below, above) = split(&relevant, goal);
