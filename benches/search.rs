@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use vitrun::config::load_with_env;
 use vitrun::contract::{Goal, Status};
+use vitrun::search::study::Condition;
 use vitrun::search::{Dim, Domain, Point, Proposer, Searcher, Space, Study, Tpe, Uniform};
 use vitrun::track::{MetricRow, Store, TrialStart};
 
@@ -47,7 +48,7 @@ fn number(point: &Point, key: &str) -> f64 {
 struct Problem {
     name: &'static str,
     space: Space,
-    condition: Box<dyn Fn(&Point, &Dim) -> bool>,
+    condition: Box<Condition>,
     objective: Box<dyn Fn(&Point) -> f64>,
     goal: Goal,
     target: f64,
