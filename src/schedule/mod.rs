@@ -40,11 +40,18 @@ pub trait Proposals {
     /// The next trial, recorded in `store` as queued; none when the search has made its
     /// budget of trials.
     fn next(&self, store: &mut Store) -> anyhow::Result<Option<PlannedTrial>>;
+
+    /// How many trials the search makes in all.
+    fn budget(&self) -> usize;
 }
 
 impl Proposals for crate::search::Proposer<'_> {
     fn next(&self, store: &mut Store) -> anyhow::Result<Option<PlannedTrial>> {
         crate::search::Proposer::next(self, store)
+    }
+
+    fn budget(&self) -> usize {
+        crate::search::Proposer::budget(self)
     }
 }
 
@@ -269,7 +276,8 @@ impl<'a> Scheduler<'a> {
         }
         let logged = store.val_epochs(&experiment)?;
         let busy = vec![false; sweep.slots.len()];
-        let total = plan.trials.len();
+        let budget = sweep.proposals.map_or(0, |p| p.budget());
+        let total = plan.trials.len().max(budget);
         let epochs_done = plan
             .trials
             .iter()
@@ -504,6 +512,7 @@ impl<'a> Scheduler<'a> {
         };
         let Some(trial) = proposals.next(&mut self.store)? else {
             self.spent = true;
+            self.tally.total = self.plan.trials.len();
             return Ok(None);
         };
         self.view
@@ -511,7 +520,7 @@ impl<'a> Scheduler<'a> {
         let index = self.plan.trials.len();
         self.plan.trials.push(trial);
         self.tally.epochs_done.push(0);
-        self.tally.total += 1;
+        self.tally.total = self.tally.total.max(self.plan.trials.len());
         Ok(Some(Job { index, attempt: 1 }))
     }
 

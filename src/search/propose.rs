@@ -62,6 +62,12 @@ impl<'a> Proposer<'a> {
         &self.search
     }
 
+    /// How many trials the search makes in all (`[sweep] trials`).
+    pub fn budget(&self) -> usize {
+        self.loaded.sweep.trials
+    }
+
+    /// What the search optimises.
     pub fn objective(&self) -> &Objective {
         &self.objective
     }
@@ -106,7 +112,7 @@ impl<'a> Proposer<'a> {
     /// spent or every point of the space is a trial of the search already.
     pub fn next(&self, store: &mut Store) -> anyhow::Result<Option<PlannedTrial>> {
         let mut made = None;
-        let budget = self.loaded.sweep.trials;
+        let budget = self.budget();
         store.propose(&self.key(), |records, number| {
             if records.len() >= budget {
                 return Ok(None);
