@@ -170,7 +170,7 @@ fn trials_to_target(problem: &Problem, searcher: &dyn Searcher, seed: u64) -> us
     let mut study = Study::new(
         &problem.space,
         searcher,
-        problem.goal,
+        vec![problem.goal],
         seed,
         problem.condition.as_ref(),
     );
@@ -179,7 +179,7 @@ fn trials_to_target(problem: &Problem, searcher: &dyn Searcher, seed: u64) -> us
             break;
         };
         let value = (problem.objective)(&point);
-        study.tell(value);
+        study.tell(vec![value]);
         let reached = match problem.goal {
             Goal::Minimize => value <= problem.target,
             Goal::Maximize => value >= problem.target,
@@ -223,13 +223,13 @@ fn proposal_in_memory(n: usize) -> f64 {
     let mut study = Study::new(
         &problem.space,
         &tpe,
-        problem.goal,
+        vec![problem.goal],
         1,
         problem.condition.as_ref(),
     );
     for _ in 0..n {
         let point = study.ask().expect("a continuous space never runs out");
-        study.tell((problem.objective)(&point));
+        study.tell(vec![(problem.objective)(&point)]);
     }
     let started = Instant::now();
     study.ask();

@@ -109,7 +109,8 @@ pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
 }
 
 /// `vitrun plan` of a search: what it has proposed so far, with each trial's status and the
-/// objective value the search sees.
+/// objective values the search sees (with several objectives, `*` marks the Pareto front of
+/// the finished trials).
 fn search_table(loaded: &Loaded) -> anyhow::Result<String> {
     let proposer = Proposer::new(loaded)?;
     let plan = start_plan(loaded, Some(&proposer))?;
@@ -119,35 +120,64 @@ fn search_table(loaded: &Loaded) -> anyhow::Result<String> {
     };
     let history = proposer.history(&records);
     let s = &loaded.sweep;
-    let objective = proposer.objective();
+    let objectives = proposer.objectives();
     let mut out = format!(
-        "# {}: sweep {}, method {}, {} of {} trials proposed (search {}), objective {}\n",
+        "# {}: sweep {}, method {}, {} of {} trials proposed (search {}), {} {}\n",
         loaded.file.display(),
         plan.sweep,
         s.method.as_str(),
         plan.trials.len(),
         s.trials,
         proposer.search(),
-        objective.describe()
+        if objectives.len() > 1 {
+            "objectives"
+        } else {
+            "objective"
+        },
+        crate::search::propose::describe(objectives)
     );
-    out.push_str(&format!(
-        "{:>4} {:<12} {:<9} {:>10}  values\n",
-        "#", "trial", "status", objective.metric
-    ));
+    let goals: Vec<_> = objectives.iter().map(|o| o.goal).collect();
+    let finished: Vec<&crate::search::Observation> = history
+        .iter()
+        .filter(|o| matches!(o.outcome, crate::search::Outcome::Complete { .. }))
+        .collect();
+    let values: Vec<Vec<f64>> = finished
+        .iter()
+        .map(|o| o.outcome.values().to_vec())
+        .collect();
+    let on_front: Vec<usize> = crate::search::pareto::front(&values, &goals)
+        .into_iter()
+        .zip(&finished)
+        .filter(|(front, _)| *front)
+        .map(|(_, o)| o.number)
+        .collect();
+    let widths: Vec<usize> = objectives.iter().map(|o| o.metric.len().max(10)).collect();
+    let mut header = format!("{:>4} {:<12} {:<9}", "#", "trial", "status");
+    for (o, w) in objectives.iter().zip(&widths) {
+        header.push_str(&format!(" {:>w$}", o.metric));
+    }
+    if objectives.len() > 1 {
+        header.push_str(" pareto");
+    }
+    out.push_str(&format!("{header}  values\n"));
     for (r, t) in records.iter().zip(&plan.trials) {
-        let value = history
-            .iter()
-            .find(|o| o.number == r.number)
-            .and_then(|o| o.outcome.value())
-            .map_or("-".to_string(), |v| format!("{v:.4}"));
-        out.push_str(&format!(
-            "{:>4} {:<12} {:<9} {:>10}  {}\n",
-            r.number,
-            t.id,
-            r.status.as_str(),
-            value,
-            t.describe()
-        ));
+        let seen = history.iter().find(|o| o.number == r.number);
+        let mut row = format!("{:>4} {:<12} {:<9}", r.number, t.id, r.status.as_str());
+        for (k, w) in widths.iter().enumerate() {
+            let value = seen
+                .and_then(|o| o.outcome.values().get(k).copied())
+                .map_or("-".to_string(), |v| format!("{v:.4}"));
+            row.push_str(&format!(" {value:>w$}"));
+        }
+        if objectives.len() > 1 {
+            let mark = if on_front.contains(&r.number) {
+                "*"
+            } else {
+                ""
+            };
+            row.push_str(&format!(" {mark:>6}"));
+        }
+        out.push_str(&format!("{row}  {}\n", t.describe()));
     }
     Ok(out)
 }
@@ -373,11 +403,14 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
         let space = Space::of(s);
         let conditional = space.dims.iter().filter(|d| d.conditional).count();
         out.push_str(&format!(
-            "# sweep: method {}, {} trials over {} axes ({conditional} conditional), objective {}{}, each axis value validated; `vitrun plan` lists what it has proposed\n",
+            "# sweep: method {}, {} trials over {} axes ({conditional} conditional), {}{}, each axis value validated; `vitrun plan` lists what it has proposed\n",
             s.method.as_str(),
             s.trials,
             space.dims.len(),
-            crate::task::objective(loaded)?.describe(),
+            match crate::task::objectives(loaded)?.as_slice() {
+                [one] => format!("objective {}", one.describe()),
+                many => format!("objectives {}", crate::search::propose::describe(many)),
+            },
             if s.method == crate::config::Method::Tpe {
                 format!(", {} random trials first", s.startup)
             } else {

@@ -1,6 +1,7 @@
 //! `vitrun ls`: the store's trials as a table (aligned, statuses coloured on a terminal unless
 //! `NO_COLOR` is set) or as JSON, filtered by status, sorted and cut to a count.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -112,8 +113,9 @@ fn select(mut trials: Vec<TrialSummary>, o: &LsOptions, now: DateTime<Utc>) -> V
     trials
 }
 
-/// One trial as a JSON object (times as stored, duration in seconds).
-fn json_row(t: &TrialSummary, now: DateTime<Utc>) -> serde_json::Value {
+/// One trial as a JSON object (times as stored, duration in seconds); `pareto` whether it is on
+/// the Pareto front of its multi-objective search.
+fn json_row(t: &TrialSummary, now: DateTime<Utc>, pareto: bool) -> serde_json::Value {
     serde_json::json!({
         "id": t.id,
         "experiment": t.experiment,
@@ -128,15 +130,25 @@ fn json_row(t: &TrialSummary, now: DateTime<Utc>) -> serde_json::Value {
         "ended_at": t.ended_at,
         "duration_s": duration(t, now).map(|d| d.num_milliseconds() as f64 / 1e3),
         "error": t.error,
+        "pareto": pareto,
     })
 }
 
-/// The listing of `trials` as `options` asks; `footer` (already printable) ends a table.
-pub fn render(trials: Vec<TrialSummary>, options: &LsOptions, footer: Option<String>) -> String {
+/// The listing of `trials` as `options` asks; those in `pareto` (the Pareto fronts of
+/// multi-objective searches) are marked; `footer` (already printable) ends a table.
+pub fn render(
+    trials: Vec<TrialSummary>,
+    options: &LsOptions,
+    pareto: &HashSet<String>,
+    footer: Option<String>,
+) -> String {
     let now = Utc::now();
     let rows = select(trials, options, now);
     if options.json {
-        let rows: Vec<_> = rows.iter().map(|t| json_row(t, now)).collect();
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|t| json_row(t, now, pareto.contains(&t.id)))
+            .collect();
         return format!("{}\n", serde_json::Value::Array(rows));
     }
     let mut out = format!(
@@ -154,7 +166,7 @@ pub fn render(trials: Vec<TrialSummary>, options: &LsOptions, footer: Option<Str
     for t in &rows {
         let status = format!("{:<11}", t.status.as_str());
         out.push_str(&format!(
-            "{:<12} {:<20} {} {:>6} {:>12} {:>9} {:>8} {:<10} {}{}\n",
+            "{:<12} {:<20} {} {:>6} {:>12} {:>9} {:>8} {:<10} {}{}{}\n",
             printable(&t.id),
             printable(&t.experiment),
             if options.color {
@@ -172,6 +184,11 @@ pub fn render(trials: Vec<TrialSummary>, options: &LsOptions, footer: Option<Str
             duration(t, now).map_or("-".into(), short_duration),
             printable(t.device.as_deref().unwrap_or_default()),
             t.started_at.as_deref().map(short_time).unwrap_or_default(),
+            if pareto.contains(&t.id) {
+                "  [pareto front]"
+            } else {
+                ""
+            },
             t.error
                 .as_deref()
                 .map(|e| format!("  ({})", printable(e)))
@@ -183,6 +200,9 @@ pub fn render(trials: Vec<TrialSummary>, options: &LsOptions, footer: Option<Str
         "# {shown} {}\n",
         if shown == 1 { "trial" } else { "trials" }
     ));
+    if rows.iter().any(|t| pareto.contains(&t.id)) {
+        out.push_str("# [pareto front]: no other finished trial of its search is as good in every objective and better in one\n");
+    }
     if let Some(footer) = footer {
         out.push_str(&footer);
     }
@@ -193,10 +213,11 @@ pub fn render(trials: Vec<TrialSummary>, options: &LsOptions, footer: Option<Str
 pub fn ls(runs_dir: &Path, options: &LsOptions) -> anyhow::Result<String> {
     let store = super::commands::open_store(runs_dir)?;
     let trials = store.trials(options.experiment.as_deref())?;
+    let pareto = crate::search::fronts::on_front(&crate::search::fronts::fronts(&store, &trials)?);
     let footer = store
         .teacher_work(options.experiment.as_deref())?
         .map(|work| format!("# {}\n", printable(&work.describe())));
-    Ok(render(trials, options, footer))
+    Ok(render(trials, options, &pareto, footer))
 }
 
 #[cfg(test)]
@@ -245,7 +266,7 @@ mod tests {
         o.status = vec![Status::Finished];
         o.limit = None;
         assert_eq!(ids(&o), ["c", "a"]);
-        let table = render(trials.clone(), &o, None);
+        let table = render(trials.clone(), &o, &HashSet::new(), None);
         assert!(
             table.contains(" 1h02m ") && table.contains(" 3m00s "),
             "{table}"
@@ -255,7 +276,7 @@ mod tests {
             "{table}"
         );
         o.status = vec![Status::Failed];
-        assert!(render(trials, &o, None).ends_with("# 1 trial\n"));
+        assert!(render(trials, &o, &HashSet::new(), None).ends_with("# 1 trial\n"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::error::ConfigError;
 use super::schema::EXECUTION_KEYS;
 use super::slurm::SlurmSpec;
 use super::suggest::nearest;
-use crate::contract::{Goal, Status, TaskMetrics};
+use crate::contract::{Goal, Metric, Status, TaskMetrics};
 
 /// The default of `[sweep] max_trials`: sweeps that expand to more points are refused.
 pub const DEFAULT_MAX_TRIALS: usize = 100_000;
@@ -80,9 +80,10 @@ pub struct SweepSpec {
     pub method: Method,
     /// The budget of a proposing method: how many trials the search makes in all.
     pub trials: usize,
-    /// `objective`: `split/name`, optionally `:max` or `:min` (the task's main metric when
-    /// unset; see `task::objective`).
-    pub objective: Option<String>,
+    /// `objective`, or each of `objectives`: `split/name`, optionally `:max` or `:min`, or
+    /// `params` or `peak_rss` (the task's main metric when none is set; see
+    /// `task::objectives`).
+    pub objectives: Vec<String>,
     /// Trials drawn at random before TPE models the results.
     pub startup: usize,
     pub max_retries: usize,
@@ -182,44 +183,71 @@ impl Objective {
 }
 
 impl SweepSpec {
-    /// The objective for trials of a task that logs `metrics`: `objective` (with its `:max`
-    /// or `:min`), or the task's main metric; one the task never logs is an error naming
+    /// What a search optimises for trials of a task that logs `metrics`: each of `objectives`
+    /// (with its `:max` or `:min`; `params` and `peak_rss` name the parameter count and the
+    /// peak memory), or the task's main metric; one the task never logs is an error naming
     /// those it does.
-    pub fn resolve_objective(&self, metrics: &TaskMetrics) -> Result<Objective, SweepError> {
-        let Some(text) = &self.objective else {
+    pub fn resolve_objectives(&self, metrics: &TaskMetrics) -> Result<Vec<Objective>, SweepError> {
+        if self.objectives.is_empty() {
             let metric = metrics.main().key();
-            return Ok(Objective {
+            return Ok(vec![Objective {
                 goal: Goal::of(&metric),
                 metric,
-            });
-        };
-        let (metric, goal) = match text.rsplit_once(':') {
-            Some((m, "max")) => (m, Some(Goal::Maximize)),
-            Some((m, "min")) => (m, Some(Goal::Minimize)),
-            Some((_, other)) => {
-                return Err(SweepError::new(
-                    "objective",
-                    format!("`:{other}` is not a direction; end the metric with `:max` or `:min`, or leave it off for the metric's own"),
-                ))
-            }
-            None => (text.as_str(), None),
-        };
-        let rankable = metrics.rankable();
-        if !rankable.iter().any(|k| k == metric) {
-            return Err(SweepError::new(
-                "objective",
-                format!(
-                    "`{metric}` is not a metric a {:?} trial logs; use one of {}",
-                    metrics.task,
-                    rankable.join(", ")
-                ),
-            ));
+            }]);
         }
-        Ok(Objective {
-            metric: metric.to_string(),
-            goal: goal.unwrap_or_else(|| Goal::of(metric)),
-        })
+        let key = if self.objectives.len() == 1 {
+            "objective"
+        } else {
+            "objectives"
+        };
+        let mut out: Vec<Objective> = Vec::new();
+        for text in &self.objectives {
+            let objective = parse_objective(key, text, metrics)?;
+            if out.iter().any(|o| o.metric == objective.metric) {
+                return Err(SweepError::new(
+                    key,
+                    format!("`{}` is listed twice", objective.metric),
+                ));
+            }
+            out.push(objective);
+        }
+        Ok(out)
     }
+}
+
+/// One objective as written: an alias or `split/name`, then an optional direction.
+fn parse_objective(key: &str, text: &str, metrics: &TaskMetrics) -> Result<Objective, SweepError> {
+    let (metric, goal) = match text.rsplit_once(':') {
+        Some((m, "max")) => (m, Some(Goal::Maximize)),
+        Some((m, "min")) => (m, Some(Goal::Minimize)),
+        Some((_, other)) => {
+            return Err(SweepError::new(
+                key,
+                format!("`:{other}` is not a direction; end the metric with `:max` or `:min`, or leave it off for the metric's own"),
+            ))
+        }
+        None => (text, None),
+    };
+    let metric = match metric {
+        "params" => Metric::TRAIN_PARAMS.key(),
+        "peak_rss" => Metric::TRAIN_PEAK_RSS.key(),
+        other => other.to_string(),
+    };
+    let rankable = metrics.rankable();
+    if !rankable.contains(&metric) {
+        return Err(SweepError::new(
+            key,
+            format!(
+                "`{metric}` is not a metric a {:?} trial logs; use one of {}, or params, peak_rss",
+                metrics.task,
+                rankable.join(", ")
+            ),
+        ));
+    }
+    Ok(Objective {
+        goal: goal.unwrap_or_else(|| Goal::of(&metric)),
+        metric,
+    })
 }
 
 impl Default for SweepSpec {
@@ -233,7 +261,7 @@ impl Default for SweepSpec {
             seed: 0,
             method: Method::Grid,
             trials: 0,
-            objective: None,
+            objectives: Vec::new(),
             startup: DEFAULT_STARTUP,
             max_retries: 0,
             retry_on: vec![Status::Crashed, Status::Oom, Status::Stale],
@@ -331,10 +359,11 @@ fn under_sections<'a>(
 
 /// The settings of `[sweep]` that hold one value (besides its `early_stop` and `slurm` tables;
 /// everything else in it is an axis).
-pub const SWEEP_SETTINGS: [&str; 11] = [
+pub const SWEEP_SETTINGS: [&str; 12] = [
     "method",
     "trials",
     "objective",
+    "objectives",
     "startup",
     "samples",
     "seed",
@@ -497,7 +526,19 @@ impl SweepSpec {
                             "a metric as a string, e.g. \"val/top1\" or \"val/loss:min\"",
                         )
                     })?;
-                    spec.objective = Some(text.to_string());
+                    spec.objectives = vec![text.to_string()];
+                }
+                "objectives" => {
+                    let texts: Option<Vec<String>> = v
+                        .as_array()
+                        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect());
+                    spec.objectives = match texts {
+                        Some(t) if t.len() >= 2 => t,
+                        _ => return Err(SweepError::new(
+                            key,
+                            "two or more metrics, e.g. [\"val/top1:max\", \"params\"] (one is `objective`)",
+                        )),
+                    };
                 }
                 "trials_per_gpu" => {
                     spec.trials_per_gpu = match (v.as_integer(), v.as_str()) {
@@ -529,7 +570,7 @@ impl SweepSpec {
         if spec.method.is_adaptive() {
             spec.check_search(table)?;
         } else {
-            for key in ["trials", "objective", "startup"] {
+            for key in ["trials", "objective", "objectives", "startup"] {
                 if table.contains_key(key) {
                     return Err(SweepError::new(
                         key,
@@ -551,6 +592,12 @@ impl SweepSpec {
     /// The rules of a proposing method: a budget, no planned-only forms.
     fn check_search(&self, table: &toml::Table) -> Result<(), SweepError> {
         let method = self.method.as_str();
+        if table.contains_key("objective") && table.contains_key("objectives") {
+            return Err(SweepError::new(
+                "objectives",
+                "give `objective` (one metric) or `objectives` (several), not both",
+            ));
+        }
         if !self.zip.is_empty() {
             return Err(SweepError::new(
                 "zip",

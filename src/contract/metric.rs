@@ -67,6 +67,10 @@ impl Metric {
     pub const TRAIN_IMAGES_PER_SEC: Metric =
         metric(Split::Train, "images_per_sec", Goal::Maximize, true);
     pub const TRAIN_SKIPPED: Metric = metric(Split::Train, "skipped_images", Goal::Minimize, false);
+    /// The model's parameter count (every epoch, so a search can rank by it).
+    pub const TRAIN_PARAMS: Metric = metric(Split::Train, "params", Goal::Minimize, true);
+    /// The trial process's peak resident memory so far, in MiB.
+    pub const TRAIN_PEAK_RSS: Metric = metric(Split::Train, "peak_rss_mib", Goal::Minimize, true);
     pub const VAL_LOSS: Metric = metric(Split::Val, "loss", Goal::Minimize, true);
     /// A classification trial's top-1 (trials recorded before tasks existed all logged it).
     pub const VAL_TOP1: Metric = metric(Split::Val, "top1", Goal::Maximize, true);
@@ -89,12 +93,14 @@ impl Metric {
 
     /// Every metric every trial logs under a fixed name, whatever its task (each task's own
     /// figures are its [`TaskMetrics`]).
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 16] = [
         Metric::TRAIN_LOSS,
         Metric::TRAIN_STEP_LOSS,
         Metric::TRAIN_LR,
         Metric::TRAIN_IMAGES_PER_SEC,
         Metric::TRAIN_SKIPPED,
+        Metric::TRAIN_PARAMS,
+        Metric::TRAIN_PEAK_RSS,
         Metric::VAL_LOSS,
         Metric::VAL_SKIPPED,
         Metric::VAL_EMA_LOSS,
@@ -170,6 +176,8 @@ impl TaskMetrics {
             Metric::TRAIN_LOSS.key(),
             format!("train/{}", self.train),
             Metric::TRAIN_IMAGES_PER_SEC.key(),
+            Metric::TRAIN_PARAMS.key(),
+            Metric::TRAIN_PEAK_RSS.key(),
             Metric::VAL_LOSS.key(),
         ];
         out.extend(self.val.iter().map(|v| format!("val/{v}")));

@@ -689,3 +689,58 @@ mod tests {
         assert_eq!(long - short, 15 * (lines.len() as u32 - 2));
     }
 }
+
+/// One trial in a Pareto chart: its two objective values and whether it is on the front.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrontDot {
+    pub x: f64,
+    pub y: f64,
+    pub on_front: bool,
+}
+
+/// A scatter of two objectives: trials behind the front in grey, the front in colour and
+/// joined in order of `x`.
+pub fn front<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    dots: &[FrontDot],
+) -> Drawn
+where
+    DB::ErrorType: 'static,
+{
+    let xs: Vec<f64> = dots.iter().map(|d| d.x).collect();
+    let ys: Vec<f64> = dots.iter().map(|d| d.y).collect();
+    let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (x0, x1) = padded(lo(&xs), hi(&xs));
+    let (y0, y1) = padded(lo(&ys), hi(&ys));
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 14))
+        .draw()?;
+    let grey = RGBColor(170, 170, 170);
+    chart.draw_series(
+        dots.iter()
+            .filter(|d| !d.on_front)
+            .map(|d| Circle::new((d.x, d.y), 4, grey.filled())),
+    )?;
+    let mut line: Vec<(f64, f64)> = dots
+        .iter()
+        .filter(|d| d.on_front)
+        .map(|d| (d.x, d.y))
+        .collect();
+    line.sort_by(|a, b| a.0.total_cmp(&b.0));
+    chart.draw_series(LineSeries::new(line.clone(), PALETTE[0].stroke_width(2)))?;
+    chart.draw_series(line.iter().map(|p| Circle::new(*p, 5, PALETTE[1].filled())))?;
+    Ok(())
+}

@@ -57,8 +57,14 @@ fn safe(text: &str) -> String {
 /// Draws every metric chart of the selection into `out` (PNG and SVG).
 pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
     let mut metrics: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // The parameter count is a figure, not a curve: the sweep table and Pareto chart show it.
+    let flat = crate::contract::Metric::TRAIN_PARAMS;
     for t in &sel.trials {
-        for m in &t.metrics {
+        for m in t
+            .metrics
+            .iter()
+            .filter(|m| !(m.split == flat.split.as_str() && m.name == flat.name))
+        {
             metrics
                 .entry(m.name.clone())
                 .or_default()

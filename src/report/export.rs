@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 
 use super::compare::swept;
@@ -29,6 +29,7 @@ pub enum Values {
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
     Text(Vec<Option<String>>),
+    Bool(Vec<Option<bool>>),
 }
 
 /// A named, typed column.
@@ -51,6 +52,7 @@ impl Frame {
             Values::Int(v) => v.len(),
             Values::Float(v) => v.len(),
             Values::Text(v) => v.len(),
+            Values::Bool(v) => v.len(),
         })
     }
 
@@ -63,6 +65,7 @@ impl Frame {
             Values::Text(v) => v[row]
                 .clone()
                 .map_or(serde_json::Value::Null, serde_json::Value::String),
+            Values::Bool(v) => v[row].map_or(serde_json::Value::Null, serde_json::Value::Bool),
         }
     }
 }
@@ -110,9 +113,13 @@ fn text(name: &str, values: Vec<String>) -> Column {
     }
 }
 
-/// One row per (trial, split, name, step): `trial, experiment, status, <swept params…>, split,
-/// name, step, epoch, value, wall_time`.
-pub fn long(sel: &Selection) -> Frame {
+/// Whether each trial is on the Pareto front of its multi-objective search (none for a trial
+/// of no such search), by trial id.
+pub type Pareto = std::collections::HashMap<String, bool>;
+
+/// One row per (trial, split, name, step): `trial, experiment, status, pareto, <swept
+/// params…>, split, name, step, epoch, value, wall_time`.
+pub fn long(sel: &Selection, pareto: &Pareto) -> Frame {
     let params = parameters(sel);
     let mut owner = Vec::new();
     let (mut split, mut name, mut step, mut epoch, mut value, mut wall) =
@@ -136,6 +143,15 @@ pub fn long(sel: &Selection) -> Frame {
             of(&|i| sel.trials[i].summary.experiment.clone()),
         ),
         text("status", of(&|i| sel.trials[i].summary.status.to_string())),
+        Column {
+            name: "pareto".into(),
+            values: Values::Bool(
+                owner
+                    .iter()
+                    .map(|&i| pareto.get(&sel.trials[i].summary.id).copied())
+                    .collect(),
+            ),
+        },
     ];
     for (key, values) in &params {
         columns.push(typed(
@@ -166,10 +182,10 @@ pub fn long(sel: &Selection) -> Frame {
     Frame { columns }
 }
 
-/// One row per trial: `trial, experiment, status, epochs, <swept params…>`, then for every
-/// metric `<split>_<name>_final` (its last value) and `<split>_<name>_best` (lowest for losses,
-/// highest otherwise).
-pub fn wide(sel: &Selection) -> Frame {
+/// One row per trial: `trial, experiment, status, pareto, epochs, <swept params…>`, then for
+/// every metric `<split>_<name>_final` (its last value) and `<split>_<name>_best` (lowest for
+/// losses, highest otherwise).
+pub fn wide(sel: &Selection, pareto: &Pareto) -> Frame {
     let params = parameters(sel);
     let trials = &sel.trials;
     let column = |f: &dyn Fn(usize) -> String| (0..trials.len()).map(f).collect::<Vec<_>>();
@@ -180,6 +196,15 @@ pub fn wide(sel: &Selection) -> Frame {
             column(&|i| trials[i].summary.experiment.clone()),
         ),
         text("status", column(&|i| trials[i].summary.status.to_string())),
+        Column {
+            name: "pareto".into(),
+            values: Values::Bool(
+                trials
+                    .iter()
+                    .map(|t| pareto.get(&t.summary.id).copied())
+                    .collect(),
+            ),
+        },
         Column {
             name: "epochs".into(),
             values: Values::Int(trials.iter().map(|t| t.summary.epochs).collect()),
@@ -294,6 +319,7 @@ fn write_parquet(frame: &Frame, file: impl std::io::Write + Send) -> anyhow::Res
             Values::Int(v) => (DataType::Int64, Arc::new(Int64Array::from(v.clone()))),
             Values::Float(v) => (DataType::Float64, Arc::new(Float64Array::from(v.clone()))),
             Values::Text(v) => (DataType::Utf8, Arc::new(StringArray::from(v.clone()))),
+            Values::Bool(v) => (DataType::Boolean, Arc::new(BooleanArray::from(v.clone()))),
         };
         fields.push(Field::new(&c.name, kind, true));
         arrays.push(array);

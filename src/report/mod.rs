@@ -7,6 +7,7 @@ mod curves;
 pub mod diff;
 pub mod export;
 pub mod groups;
+mod pareto;
 mod select;
 
 pub use crate::plot::Fusion;
@@ -224,10 +225,16 @@ pub fn export_metrics(
 ) -> anyhow::Result<usize> {
     let (store, _) = open_store(runs_dir)?;
     let sel = select(&store, runs_dir, target, None)?;
+    // Fronts over every trial of the searches, also those the selection leaves out.
+    let pareto: export::Pareto = crate::search::fronts::fronts(&store, &store.trials(None)?)?
+        .into_iter()
+        .flat_map(|f| f.points)
+        .map(|p| (p.trial, p.on_front))
+        .collect();
     let frame = if wide {
-        export::wide(&sel)
+        export::wide(&sel, &pareto)
     } else {
-        export::long(&sel)
+        export::long(&sel, &pareto)
     };
     export::write(&frame, format, out)?;
     Ok(frame.rows())
@@ -306,6 +313,9 @@ pub fn build(
         }
         sweep.figures.extend(chart);
         sections.push(sweep);
+        if let Some(section) = pareto::section(&store, &sel, &out)? {
+            sections.push(section);
+        }
         if let Some(section) = replicates_section(&sel, &out)? {
             sections.push(section);
         }

@@ -20,7 +20,8 @@ pub type Point = Vec<(String, toml::Value)>;
 pub struct Ask<'s> {
     pub space: &'s Space,
     pub searcher: &'s dyn Searcher,
-    pub goal: Goal,
+    /// The objectives' goals.
+    pub goals: Vec<Goal>,
 }
 
 impl Ask<'_> {
@@ -41,13 +42,13 @@ impl Ask<'_> {
             } else {
                 &Uniform
             };
-            for first in method.candidates(&fixed, history, self.goal, rng) {
+            for first in method.candidates(&fixed, history, &self.goals, rng) {
                 let mut point = values(&fixed, &first);
                 let extra = applicable(&point)?;
                 let seconds = if extra.is_empty() {
                     vec![Vec::new()]
                 } else {
-                    method.candidates(&extra, history, self.goal, rng)
+                    method.candidates(&extra, history, &self.goals, rng)
                 };
                 let base = point.len();
                 for second in seconds {

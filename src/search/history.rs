@@ -8,26 +8,32 @@ use serde::{Deserialize, Serialize};
 use crate::contract::Goal;
 
 /// How an earlier proposal's trial stands.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum Outcome {
-    /// Finished with this objective value.
-    Complete { value: f64 },
-    /// Stopped early at epoch `step` with the objective's value there (none when it stopped
+    /// Finished with these objective values (one per objective).
+    Complete {
+        #[serde(rename = "objectives")]
+        values: Vec<f64>,
+    },
+    /// Stopped early at epoch `step` with the objectives' values there (none when it stopped
     /// before its first validation).
-    Pruned { step: i64, value: Option<f64> },
+    Pruned {
+        step: i64,
+        #[serde(rename = "objectives")]
+        values: Vec<f64>,
+    },
     /// Queued or running: counted among the worse trials (the "constant liar"), so that
     /// parallel workers do not propose next to it.
     Pending,
 }
 
 impl Outcome {
-    /// The objective value the search ranks the trial by (none while pending).
-    pub fn value(&self) -> Option<f64> {
+    /// The objective values the search ranks the trial by (none while pending).
+    pub fn values(&self) -> &[f64] {
         match self {
-            Outcome::Complete { value } => Some(*value),
-            Outcome::Pruned { value, .. } => *value,
-            Outcome::Pending => None,
+            Outcome::Complete { values } | Outcome::Pruned { values, .. } => values,
+            Outcome::Pending => &[],
         }
     }
 }

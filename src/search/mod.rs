@@ -5,7 +5,9 @@
 //! its lock, with the history it was made from.
 
 mod ask;
+pub mod fronts;
 pub mod history;
+pub mod pareto;
 pub mod parzen;
 pub mod propose;
 pub mod space;
@@ -27,12 +29,12 @@ use crate::contract::Goal;
 /// A search method: proposes values for some dimensions from the history.
 pub trait Searcher {
     /// Candidate points for `dims` (an internal number per dimension), the most promising
-    /// first; the proposer takes the first that is not a trial of the search already.
+    /// first, for objectives with these `goals`; the proposer takes the first that is not a trial of the search already.
     fn candidates(
         &self,
         dims: &[&Dim],
         history: &[Observation],
-        goal: Goal,
+        goals: &[Goal],
         rng: &mut ChaCha8Rng,
     ) -> Vec<Vec<f64>>;
 }
@@ -45,7 +47,7 @@ impl Searcher for Uniform {
         &self,
         dims: &[&Dim],
         _history: &[Observation],
-        _goal: Goal,
+        _goals: &[Goal],
         rng: &mut ChaCha8Rng,
     ) -> Vec<Vec<f64>> {
         vec![dims.iter().map(|d| d.domain.uniform(rng)).collect()]

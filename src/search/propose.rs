@@ -22,7 +22,9 @@ pub struct Proposer<'a> {
     resolver: Resolver<'a>,
     space: Space,
     searcher: Box<dyn Searcher>,
-    objective: Objective,
+    objectives: Vec<Objective>,
+    /// The objectives' metrics, `split/name` each.
+    metrics: Vec<String>,
     /// The search's fingerprint.
     search: String,
     file: String,
@@ -32,7 +34,7 @@ impl<'a> Proposer<'a> {
     /// The proposer of `loaded`'s search (`[sweep] method = "tpe"` or `"random"`).
     pub fn new(loaded: &'a Loaded) -> Result<Proposer<'a>, ConfigError> {
         crate::task::check(loaded)?;
-        let objective = crate::task::objective(loaded)?;
+        let objectives = crate::task::objectives(loaded)?;
         let resolver = loaded.resolver()?;
         let space = Space::of(&loaded.sweep);
         let base = resolver.resolve(&[])?.trial_id();
@@ -41,7 +43,7 @@ impl<'a> Proposer<'a> {
             "{base}|{}|{}|{}|{}|{}",
             spec.method.as_str(),
             space.describe(),
-            objective.describe(),
+            describe(&objectives),
             spec.seed,
             spec.startup
         );
@@ -51,7 +53,8 @@ impl<'a> Proposer<'a> {
             resolver,
             searcher: searcher(spec.method, spec.startup),
             space,
-            objective,
+            metrics: objectives.iter().map(|o| o.metric.clone()).collect(),
+            objectives,
             search,
             file: loaded.file.display().to_string(),
         })
@@ -68,8 +71,12 @@ impl<'a> Proposer<'a> {
     }
 
     /// What the search optimises.
-    pub fn objective(&self) -> &Objective {
-        &self.objective
+    pub fn objectives(&self) -> &[Objective] {
+        &self.objectives
+    }
+
+    fn goals(&self) -> Vec<Goal> {
+        self.objectives.iter().map(|o| o.goal).collect()
     }
 
     fn key(&self) -> SearchKey<'_> {
@@ -78,7 +85,7 @@ impl<'a> Proposer<'a> {
             search: &self.search,
             experiment: &self.loaded.config.name,
             file: &self.file,
-            metric: &self.objective.metric,
+            metrics: &self.metrics,
         }
     }
 
@@ -145,7 +152,7 @@ impl<'a> Proposer<'a> {
         records
             .iter()
             .filter_map(|r| {
-                let outcome = outcome(r, self.objective.goal)?;
+                let outcome = outcome(r, &self.goals())?;
                 let point: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(&r.point).ok()?;
                 let values = point
@@ -174,7 +181,7 @@ impl<'a> Proposer<'a> {
         let ask = Ask {
             space: &self.space,
             searcher: self.searcher.as_ref(),
-            goal: self.objective.goal,
+            goals: self.goals(),
         };
         ask.point(
             history,
@@ -221,27 +228,56 @@ impl<'a> Proposer<'a> {
     }
 }
 
-/// A trial's outcome for the search: finished with the best objective value it logged, pruned
-/// with the value at its last epoch, pending while it may still run; none for a trial that
-/// diverged or finished without the objective.
-fn outcome(r: &ProposalRecord, goal: Goal) -> Option<Outcome> {
+/// A trial's outcome for the search: finished with the best value it logged of each
+/// objective, pruned with the values at its last epoch, pending while it may still run; none
+/// for a trial that diverged or finished without every objective.
+fn outcome(r: &ProposalRecord, goals: &[Goal]) -> Option<Outcome> {
     match r.status {
         Status::Finished => {
-            let best = r
-                .objective
+            let values = r
+                .objectives
                 .iter()
-                .map(|(_, v)| *v)
-                .filter(|v| v.is_finite())
-                .reduce(|a, b| if goal.better(b, a) { b } else { a })?;
-            Some(Outcome::Complete { value: best })
+                .zip(goals)
+                .map(|(series, goal)| {
+                    series
+                        .iter()
+                        .map(|(_, v)| *v)
+                        .filter(|v| v.is_finite())
+                        .reduce(|a, b| if goal.better(b, a) { b } else { a })
+                })
+                .collect::<Option<Vec<f64>>>()?;
+            Some(Outcome::Complete { values })
         }
-        Status::Pruned => Some(Outcome::Pruned {
-            step: r.objective.last().map_or(0, |(e, _)| *e),
-            value: r.objective.last().map(|(_, v)| *v),
-        }),
+        Status::Pruned => {
+            let step = r
+                .objectives
+                .iter()
+                .filter_map(|s| s.last())
+                .map(|(e, _)| *e)
+                .max();
+            let values = r
+                .objectives
+                .iter()
+                .map(|s| s.last().filter(|(e, _)| Some(*e) == step).map(|(_, v)| *v))
+                .collect::<Option<Vec<f64>>>()
+                .unwrap_or_default();
+            Some(Outcome::Pruned {
+                step: step.unwrap_or(0),
+                values,
+            })
+        }
         Status::Diverged | Status::Failed => None,
         _ => Some(Outcome::Pending),
     }
+}
+
+/// Objectives as `vitrun plan` and the fingerprint spell them: `metric:max, metric:min`.
+pub fn describe(objectives: &[Objective]) -> String {
+    objectives
+        .iter()
+        .map(Objective::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn overrides(point: &[(String, toml::Value)]) -> Vec<Override> {

@@ -28,7 +28,7 @@ impl<'s> Study<'s> {
     pub fn new(
         space: &'s Space,
         searcher: &'s dyn Searcher,
-        goal: Goal,
+        goals: Vec<Goal>,
         seed: u64,
         condition: &'s Condition,
     ) -> Study<'s> {
@@ -36,7 +36,7 @@ impl<'s> Study<'s> {
             ask: Ask {
                 space,
                 searcher,
-                goal,
+                goals,
             },
             seed,
             condition,
@@ -84,10 +84,10 @@ impl<'s> Study<'s> {
         Some(point)
     }
 
-    /// Records the value of the point the last `ask` gave.
-    pub fn tell(&mut self, value: f64) {
+    /// Records the objective values of the point the last `ask` gave.
+    pub fn tell(&mut self, values: Vec<f64>) {
         if let Some(last) = self.history.last_mut() {
-            last.outcome = Outcome::Complete { value };
+            last.outcome = Outcome::Complete { values };
         }
     }
 

@@ -264,12 +264,12 @@ pub fn stop_criterion(loaded: &Loaded) -> Result<Option<StopCriterion>, ConfigEr
         .map_err(|e| loaded.sweep_error(e))
 }
 
-/// The objective of `loaded`'s search (the task's main metric unless `[sweep] objective`
-/// names another it logs), placed at its line when invalid.
-pub fn objective(loaded: &Loaded) -> Result<Objective, ConfigError> {
+/// The objectives of `loaded`'s search (the task's main metric unless `[sweep] objective` or
+/// `objectives` names others it logs), placed at their line when invalid.
+pub fn objectives(loaded: &Loaded) -> Result<Vec<Objective>, ConfigError> {
     loaded
         .sweep
-        .resolve_objective(metrics(loaded.config.head.task))
+        .resolve_objectives(metrics(loaded.config.head.task))
         .map_err(|e| loaded.sweep_error(e))
 }
 
@@ -278,7 +278,7 @@ pub fn objective(loaded: &Loaded) -> Result<Objective, ConfigError> {
 pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
     stop_criterion(loaded)?;
     if loaded.sweep.method.is_adaptive() {
-        objective(loaded)?;
+        objectives(loaded)?;
     }
     struct Check<'a>(&'a Config);
     impl TaskWork for Check<'_> {

@@ -2,6 +2,8 @@
 //! under the store's write lock, so that concurrent proposers see each other's pending trials
 //! and never make the same proposal twice.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection};
 
 use super::{now, sql_error, upsert_experiment, QueuedTrial, Status, Store};
@@ -15,8 +17,9 @@ pub struct ProposalRecord {
     pub point: String,
     /// The trial's status, a dead local process's `running` read as `stale`.
     pub status: Status,
-    /// The objective's values as (epoch, value), in epoch order.
-    pub objective: Vec<(i64, f64)>,
+    /// Each objective's values as (epoch, value), in epoch order (one list per metric of the
+    /// key, in its order).
+    pub objectives: Vec<Vec<(i64, f64)>>,
 }
 
 /// A proposal to record: its trial (new ones are queued), point and history (both JSON).
@@ -36,27 +39,21 @@ pub struct SearchKey<'a> {
     pub experiment: &'a str,
     /// The experiment file (recorded with the experiment).
     pub file: &'a str,
-    /// The objective, `split/name`.
-    pub metric: &'a str,
+    /// The objectives, `split/name` each.
+    pub metrics: &'a [String],
 }
 
 fn records(conn: &Connection, key: &SearchKey<'_>) -> rusqlite::Result<Vec<ProposalRecord>> {
-    let (split, name) = key.metric.split_once('/').unwrap_or(("val", key.metric));
     let mut stmt = conn.prepare_cached(
-        "SELECT p.number, p.trial, p.point, t.status, t.pid, t.host, m.epoch, m.value
+        "SELECT p.number, p.trial, p.point, t.status, t.pid, t.host
          FROM proposals p JOIN trials t ON t.id = p.trial
-         LEFT JOIN metrics m ON m.trial = p.trial AND m.split = ?3 AND m.name = ?4
-         WHERE p.sweep = ?1 AND p.search = ?2
-         ORDER BY p.number, m.epoch, m.step",
+         WHERE p.sweep = ?1 AND p.search = ?2 ORDER BY p.number",
     )?;
-    let mut rows = stmt.query(params![key.sweep, key.search, split, name])?;
-    let mut out: Vec<ProposalRecord> = Vec::new();
-    while let Some(r) = rows.next()? {
-        let number = r.get::<_, i64>(0)? as usize;
-        if out.last().is_none_or(|p| p.number != number) {
+    let mut out = stmt
+        .query_map(params![key.sweep, key.search], |r| {
             let status: Status = r.get(3)?;
-            out.push(ProposalRecord {
-                number,
+            Ok(ProposalRecord {
+                number: r.get::<_, i64>(0)? as usize,
                 trial: r.get(1)?,
                 point: r.get(2)?,
                 status: super::effective_status(
@@ -64,14 +61,22 @@ fn records(conn: &Connection, key: &SearchKey<'_>) -> rusqlite::Result<Vec<Propo
                     r.get(4)?,
                     r.get::<_, Option<String>>(5)?.as_deref(),
                 ),
-                objective: Vec::new(),
-            });
-        }
-        if let (Some(epoch), Some(value)) =
-            (r.get::<_, Option<i64>>(6)?, r.get::<_, Option<f64>>(7)?)
-        {
-            if let Some(p) = out.last_mut() {
-                p.objective.push((epoch, value));
+                objectives: vec![Vec::new(); key.metrics.len()],
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let at: HashMap<usize, usize> = out.iter().enumerate().map(|(i, r)| (r.number, i)).collect();
+    let mut values = conn.prepare_cached(
+        "SELECT p.number, m.epoch, m.value FROM proposals p
+         JOIN metrics m ON m.trial = p.trial AND m.split = ?3 AND m.name = ?4
+         WHERE p.sweep = ?1 AND p.search = ?2 ORDER BY p.number, m.epoch, m.step",
+    )?;
+    for (k, metric) in key.metrics.iter().enumerate() {
+        let (split, name) = metric.split_once('/').unwrap_or(("val", metric));
+        let mut rows = values.query(params![key.sweep, key.search, split, name])?;
+        while let Some(r) = rows.next()? {
+            if let Some(&i) = at.get(&(r.get::<_, i64>(0)? as usize)) {
+                out[i].objectives[k].push((r.get(1)?, r.get(2)?));
             }
         }
     }

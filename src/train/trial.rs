@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use burn::module::Module;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::checkpoint::{self, PartialEpoch, Progress, Weights};
@@ -931,9 +932,13 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             row(Metric::TRAIN_LR, s, epoch, stats.lr),
             row(Metric::TRAIN_IMAGES_PER_SEC, s, epoch, stats.images_per_sec),
             row(Metric::TRAIN_SKIPPED, s, epoch, stats.skipped as f64),
+            row(Metric::TRAIN_PARAMS, s, epoch, model.num_params() as f64),
             row(Metric::VAL_LOSS, s, epoch, eval.loss),
             row(Metric::VAL_SKIPPED, s, epoch, eval.skipped as f64),
         ]);
+        if let Some(mib) = peak_rss_mib() {
+            rows.push(row(Metric::TRAIN_PEAK_RSS, s, epoch, mib));
+        }
         for (name, value) in &stats.parts {
             rows.push(named_row(Split::Train, name, s, epoch, *value));
         }
@@ -1076,4 +1081,12 @@ pub fn evaluate<B: VitKernels, E: crate::model::Backbone<B>, T: Task>(
         skipped: skipped.len(),
         teacher: teacher.map(Teacher::take_tally),
     })
+}
+
+/// This process's peak resident memory so far in MiB (`getrusage`), if the kernel gives it.
+fn peak_rss_mib() -> Option<f64> {
+    // SAFETY: getrusage fills the struct it is given and reads nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0;
+    (ok && usage.ru_maxrss > 0).then(|| usage.ru_maxrss as f64 / 1024.0)
 }

@@ -360,8 +360,8 @@ fn every_sweep_key_can_be_set_from_the_command_line_and_the_environment() {
     .unwrap();
     let s = &search.sweep;
     assert_eq!(
-        (s.method, s.trials, s.startup, s.objective.as_deref()),
-        (Method::Tpe, 9, 3, Some("val/loss"))
+        (s.method, s.trials, s.startup, s.objectives.clone()),
+        (Method::Tpe, 9, 3, vec!["val/loss".to_string()])
     );
     let random = load_with_env(
         &main,
