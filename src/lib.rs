@@ -11,11 +11,12 @@
 //! 5. `model`, `plot`: backbones (the ViT) and checkpoints; charts, rasters, the HTML page.
 //! 6. `task`: classification, segmentation, detection — each one's targets, head, loss,
 //!    metrics, report panels and predictions.
-//! 7. `plan`, `search`, `train`: sweeps expanded into trials, or proposed one by one from the
-//!    results so far; one trial's loop and its process.
-//! 8. `schedule`: trials launched as processes, locally or on SLURM.
-//! 9. `report`: reports of trials, experiments and sweeps.
-//! 10. `cli`: the command line.
+//! 7. `plan`, `train`: sweeps expanded into trials; one trial's loop and its process.
+//! 8. `search`: searches that propose trials one by one from the results so far (TPE,
+//!    random), and Pareto fronts of several objectives.
+//! 9. `schedule`: trials launched as processes, locally or on SLURM.
+//! 10. `report`: reports of trials, experiments and sweeps.
+//! 11. `cli`: the command line.
 
 pub mod alloc;
 pub mod contract;
@@ -33,8 +34,9 @@ pub mod plot;
 pub mod task;
 
 pub mod plan;
-pub mod search;
 pub mod train;
+
+pub mod search;
 
 pub mod schedule;
 

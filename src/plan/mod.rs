@@ -251,7 +251,8 @@ pub fn check_axes(loaded: &Loaded) -> Result<usize, ConfigError> {
     Ok(points)
 }
 
-fn as_overrides(point: &[(String, toml::Value)]) -> Vec<Override> {
+/// A point's values as sweep overrides.
+pub(crate) fn as_overrides(point: &[(String, toml::Value)]) -> Vec<Override> {
     point
         .iter()
         .map(|(k, v)| Override {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::history::{Observation, Outcome};
 use super::space::{Dim, Space};
 use super::{searcher, Ask, Searcher};
-use crate::config::{ConfigError, Loaded, Objective, Override, Resolver, Source};
+use crate::config::{ConfigError, Loaded, Objective, Resolver};
 use crate::contract::{Goal, Status};
 use crate::plan::PlannedTrial;
 use crate::track::{NewProposal, ProposalRecord, QueuedTrial, SearchKey, Store};
@@ -200,7 +200,7 @@ impl<'a> Proposer<'a> {
         if conditional.is_empty() {
             return Ok(conditional);
         }
-        let config = self.resolver.resolve(&overrides(point))?;
+        let config = self.resolver.resolve(&crate::plan::as_overrides(point))?;
         let config = serde_json::to_value(&config).expect("a config serialises");
         Ok(conditional
             .into_iter()
@@ -217,7 +217,7 @@ impl<'a> Proposer<'a> {
     /// The trial a point makes, resolved and validated like the file (an invalid point is
     /// the planner's error, naming the axis value or the combination).
     fn trial(&self, point: Vec<(String, toml::Value)>) -> Result<PlannedTrial, ConfigError> {
-        let overrides = overrides(&point);
+        let overrides = crate::plan::as_overrides(&point);
         let mut config = self
             .resolver
             .resolve(&overrides)
@@ -278,17 +278,6 @@ pub fn describe(objectives: &[Objective]) -> String {
         .map(Objective::describe)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn overrides(point: &[(String, toml::Value)]) -> Vec<Override> {
-    point
-        .iter()
-        .map(|(k, v)| Override {
-            path: k.clone(),
-            value: v.clone(),
-            source: Source::Sweep,
-        })
-        .collect()
 }
 
 /// A recorded point read back as `(key, value)` pairs.
