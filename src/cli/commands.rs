@@ -284,7 +284,16 @@ pub fn sweep(
         true => Some(Proposer::new(loaded)?),
         false => None,
     };
-    let plan = start_plan(loaded, proposer.as_ref())?;
+    let mut plan = start_plan(loaded, proposer.as_ref())?;
+    if proposer.is_some() && plan.trials.len() > loaded.sweep.trials {
+        say!(
+            "note: the search has {} proposals and trials = {}; running the first {}",
+            plan.trials.len(),
+            loaded.sweep.trials,
+            loaded.sweep.trials
+        );
+        plan.trials.truncate(loaded.sweep.trials);
+    }
     let exe = std::env::current_exe().context("cannot find the vitrun executable")?;
     let slots = slots_for(loaded, &plan, options, &exe)?;
     let launcher = TrialCommand {

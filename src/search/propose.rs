@@ -99,7 +99,14 @@ impl<'a> Proposer<'a> {
         self.records(store)?
             .iter()
             .map(|r| {
-                let mut point = point_of(&r.point)?;
+                let mut point = point_of(&r.point).map_err(|e| {
+                    anyhow::anyhow!(
+                        "proposal {} of sweep {} in the store has an unreadable point ({e}); remove its trial {} with `vitrun rm` to propose again",
+                        r.number,
+                        self.loaded.config.name,
+                        r.trial
+                    )
+                })?;
                 point.sort_by_key(|(k, _)| self.space.dims.iter().position(|d| &d.key == k));
                 let trial = self.trial(point)?;
                 anyhow::ensure!(

@@ -514,6 +514,14 @@ fn a_tpe_sweep_runs_resumes_and_grows_from_the_command_line() {
         "{text}"
     );
 
+    let (ok, text) = sweep(&["--set", "sweep.trials=2"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("note: the search has 4 proposals and trials = 2; running the first 2")
+            && text.contains("2 trials, 2 already done before this run, 0 processes started"),
+        "{text}"
+    );
+
     let (ok, text) = sweep(&["--launcher", "slurm"]);
     assert!(!ok, "{text}");
     assert!(
