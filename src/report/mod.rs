@@ -8,6 +8,7 @@ pub mod diff;
 pub mod export;
 pub mod groups;
 mod pareto;
+mod progress;
 mod select;
 
 pub use crate::plot::Fusion;
@@ -313,6 +314,9 @@ pub fn build(
         }
         sweep.figures.extend(chart);
         sections.push(sweep);
+        if let Some(section) = progress::section(&store, &sel, &out)? {
+            sections.push(section);
+        }
         if let Some(section) = pareto::section(&store, &sel, &out)? {
             sections.push(section);
         }

@@ -161,3 +161,18 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 }
+
+impl Store {
+    /// Every proposal of `sweep` (of any search) as (number, trial), in proposal order.
+    pub fn proposed_trials(&self, sweep: &str) -> super::Result<Vec<(usize, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT number, trial FROM proposals WHERE sweep = ?1 ORDER BY number")
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([sweep], |r| Ok((r.get::<_, i64>(0)? as usize, r.get(1)?)))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.wrap(e))
+    }
+}

@@ -737,4 +737,5 @@ fn a_multi_objective_search_marks_its_front_in_ls_export_and_the_report() {
     ]);
     let page = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(page.contains("Pareto front") && report.join("pareto.png").exists());
+    assert!(page.contains("Search progress") && report.join("search_progress.png").exists());
 }
