@@ -661,6 +661,15 @@ impl SweepSpec {
     /// `max_trials` (or an overflow) is an error that gives the count.
     pub fn points(&self) -> Result<usize, SweepError> {
         if self.method.is_adaptive() {
+            if self.trials > self.max_trials {
+                return Err(SweepError::new(
+                    "trials",
+                    format!(
+                        "trials = {} is above max_trials = {}; lower it, or raise sweep.max_trials",
+                        self.trials, self.max_trials
+                    ),
+                ));
+            }
             return Ok(self.trials);
         }
         let sizes = self

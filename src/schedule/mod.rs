@@ -513,6 +513,12 @@ impl<'a> Scheduler<'a> {
         let Some(trial) = proposals.next(&mut self.store)? else {
             self.spent = true;
             self.tally.total = self.plan.trials.len();
+            if self.plan.trials.len() < proposals.budget() {
+                self.view.note(&format!(
+                    "the search proposes no more: every point it found is already one of its {} trials (a small space, or one the search has covered)",
+                    self.plan.trials.len()
+                ));
+            }
             return Ok(None);
         };
         self.view

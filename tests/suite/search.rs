@@ -442,6 +442,10 @@ fn search_settings_give_named_errors() {
             format!("method = \"tpe\"\ntrials = 8\nobjectives = [\"val/top1\", \"val/top1:max\"]\n{lr}"),
             "search.toml:21: `sweep.objectives`: `val/top1` is listed twice",
         ),
+        (
+            format!("method = \"tpe\"\ntrials = 80\nmax_trials = 50\n{lr}"),
+            "search.toml:20: `sweep.trials`: trials = 80 is above max_trials = 50; lower it, or raise sweep.max_trials",
+        ),
     ];
     let wrong: Vec<String> = cases
         .iter()
@@ -738,4 +742,29 @@ fn a_multi_objective_search_marks_its_front_in_ls_export_and_the_report() {
     let page = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(page.contains("Pareto front") && report.join("pareto.png").exists());
     assert!(page.contains("Search progress") && report.join("search_progress.png").exists());
+}
+
+#[test]
+fn a_search_of_a_small_space_ends_when_every_point_is_a_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = std::fs::read_to_string(crate::common::config("micro.toml")).unwrap()
+        + "[sweep]\nmethod = \"random\"\ntrials = 5\n\"model.embed_dim\" = [16, 24]\n";
+    let file = crate::common::experiment(dir.path(), "small", &body);
+    let runs = dir.path().join("runs");
+    let out = crate::common::vitrun(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let text = crate::common::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "the search proposes no more: every point it found is already one of its 2 trials"
+        ) && text.contains("2 trials, 0 already done before this run, 2 processes started"),
+        "{text}"
+    );
 }
