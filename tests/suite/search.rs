@@ -768,3 +768,41 @@ fn a_search_of_a_small_space_ends_when_every_point_is_a_trial() {
         "{text}"
     );
 }
+
+#[test]
+fn two_sweep_processes_of_one_search_share_its_budget_without_a_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = std::fs::read_to_string(crate::common::config("micro.toml")).unwrap()
+        + "[sweep]\nmethod = \"tpe\"\ntrials = 8\nstartup = 3\n\"optimizer.lr\" = { log_uniform = [1e-4, 1e-1] }\n\"model.embed_dim\" = [16, 24]\n";
+    let file = crate::common::experiment(dir.path(), "shared", &body);
+    let runs = dir.path().join("runs");
+    let args = [
+        "sweep",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--cpu-slots",
+        "2",
+    ];
+    // Both run at once: each proposes under the store's lock whenever one of its slots is free.
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            crate::common::vitrun(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", crate::common::text(&out));
+    }
+    let loaded = load(&file, &runs, &[]);
+    let store = Store::open(&loaded.config.store_path()).unwrap();
+    let records = Proposer::new(&loaded).unwrap().records(&store).unwrap();
+    let trials: HashSet<&String> = records.iter().map(|r| &r.trial).collect();
+    assert_eq!(records.len(), 8, "the budget is shared");
+    assert_eq!(trials.len(), 8, "no trial proposed twice");
+    assert!(records.iter().all(|r| r.status == Status::Finished));
+}
