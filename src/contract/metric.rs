@@ -20,6 +20,13 @@ impl Goal {
         }
     }
 
+    /// The best of `values` (the first of equals), if there is one.
+    pub fn best(self, values: impl IntoIterator<Item = f64>) -> Option<f64> {
+        values
+            .into_iter()
+            .reduce(|a, b| if self.better(b, a) { b } else { a })
+    }
+
     /// +1 when larger is better, −1 when smaller is: multiplying by it makes larger better.
     pub fn sign(self) -> f64 {
         match self {

@@ -227,11 +227,7 @@ pub fn wide(sel: &Selection, pareto: &Pareto) -> Frame {
                 .filter(|m| m.split == split && m.name == name)
                 .collect();
             finals.push(rows.iter().max_by_key(|m| m.step).map(|m| m.value));
-            bests.push(
-                rows.iter()
-                    .map(|m| m.value)
-                    .reduce(|a, b| if goal.better(b, a) { b } else { a }),
-            );
+            bests.push(goal.best(rows.iter().map(|m| m.value)));
         }
         columns.push(Column {
             name: format!("{split}_{name}_final"),

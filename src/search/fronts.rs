@@ -69,11 +69,8 @@ pub fn fronts(store: &Store, trials: &[TrialSummary]) -> anyhow::Result<Vec<Fron
                 .iter()
                 .map(|o| -> anyhow::Result<Option<f64>> {
                     let rows = store.metric_rows(&t.id, &o.metric)?;
-                    Ok(rows
-                        .iter()
-                        .map(|(_, v)| *v)
-                        .filter(|v| v.is_finite())
-                        .reduce(|a, b| if o.goal.better(b, a) { b } else { a }))
+                    Ok(o.goal
+                        .best(rows.iter().map(|(_, v)| *v).filter(|v| v.is_finite())))
                 })
                 .collect::<anyhow::Result<Option<Vec<f64>>>>()?;
             if let Some(values) = values {

@@ -156,10 +156,11 @@ impl<'a> Proposer<'a> {
     /// The history the store's records give: each proposal's point in today's space and its
     /// trial's outcome (a trial that diverged or finished without the objective is left out).
     pub fn history(&self, records: &[ProposalRecord]) -> Vec<Observation> {
+        let goals = self.goals();
         records
             .iter()
             .filter_map(|r| {
-                let outcome = outcome(r, &self.goals())?;
+                let outcome = outcome(r, &goals)?;
                 let point: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(&r.point).ok()?;
                 let values = point
@@ -246,11 +247,7 @@ fn outcome(r: &ProposalRecord, goals: &[Goal]) -> Option<Outcome> {
                 .iter()
                 .zip(goals)
                 .map(|(series, goal)| {
-                    series
-                        .iter()
-                        .map(|(_, v)| *v)
-                        .filter(|v| v.is_finite())
-                        .reduce(|a, b| if goal.better(b, a) { b } else { a })
+                    goal.best(series.iter().map(|(_, v)| *v).filter(|v| v.is_finite()))
                 })
                 .collect::<Option<Vec<f64>>>()?;
             Some(Outcome::Complete { values })

@@ -457,12 +457,17 @@ fn search_settings_give_named_errors() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// `tests/configs/micro.toml` with `sweep` as its `[sweep]` table, written as `NAME.toml` in
+/// `dir`: a search whose trials take a fraction of a second.
+fn micro_search(dir: &std::path::Path, name: &str, sweep: &str) -> std::path::PathBuf {
+    let body = std::fs::read_to_string(crate::common::config("micro.toml")).unwrap();
+    crate::common::experiment(dir, name, &format!("{body}[sweep]\n{sweep}"))
+}
+
 #[test]
 fn a_tpe_sweep_runs_resumes_and_grows_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let body = std::fs::read_to_string(crate::common::config("micro.toml")).unwrap()
-        + "[sweep]\nmethod = \"tpe\"\ntrials = 3\nstartup = 2\n\"optimizer.lr\" = { log_uniform = [1e-4, 1e-1] }\n\"model.depth\" = { int = [1, 2] }\n";
-    let file = crate::common::experiment(dir.path(), "tpe", &body);
+    let file = micro_search(dir.path(), "tpe", "method = \"tpe\"\ntrials = 3\nstartup = 2\n\"optimizer.lr\" = { log_uniform = [1e-4, 1e-1] }\n\"model.depth\" = { int = [1, 2] }\n");
     let runs = dir.path().join("runs");
     let sweep = |extra: &[&str]| {
         let mut args = vec![
@@ -664,9 +669,7 @@ fn multi_objective_tpe_finds_a_better_front_than_random_search() {
 #[test]
 fn a_multi_objective_search_marks_its_front_in_ls_export_and_the_report() {
     let dir = tempfile::tempdir().unwrap();
-    let body = std::fs::read_to_string(crate::common::config("micro.toml")).unwrap()
-        + "[sweep]\nmethod = \"tpe\"\ntrials = 4\nstartup = 3\nobjectives = [\"val/top1\", \"params\", \"peak_rss\"]\n\"model.embed_dim\" = [16, 24, 32]\n\"optimizer.lr\" = { log_uniform = [1e-4, 1e-1] }\n";
-    let file = crate::common::experiment(dir.path(), "multi", &body);
+    let file = micro_search(dir.path(), "multi", "method = \"tpe\"\ntrials = 4\nstartup = 3\nobjectives = [\"val/top1\", \"params\", \"peak_rss\"]\n\"model.embed_dim\" = [16, 24, 32]\n\"optimizer.lr\" = { log_uniform = [1e-4, 1e-1] }\n");
     let loaded = load(&file, &dir.path().join("runs"), &[]);
     let objectives = vitrun::task::objectives(&loaded).unwrap();
     let described: Vec<String> = objectives.iter().map(|o| o.describe()).collect();
@@ -747,9 +750,11 @@ fn a_multi_objective_search_marks_its_front_in_ls_export_and_the_report() {
 #[test]
 fn a_search_of_a_small_space_ends_when_every_point_is_a_trial() {
     let dir = tempfile::tempdir().unwrap();
-    let body = std::fs::read_to_string(crate::common::config("micro.toml")).unwrap()
-        + "[sweep]\nmethod = \"random\"\ntrials = 5\n\"model.embed_dim\" = [16, 24]\n";
-    let file = crate::common::experiment(dir.path(), "small", &body);
+    let file = micro_search(
+        dir.path(),
+        "small",
+        "method = \"random\"\ntrials = 5\n\"model.embed_dim\" = [16, 24]\n",
+    );
     let runs = dir.path().join("runs");
     let out = crate::common::vitrun(&[
         "sweep",
@@ -772,9 +777,7 @@ fn a_search_of_a_small_space_ends_when_every_point_is_a_trial() {
 #[test]
 fn two_sweep_processes_of_one_search_share_its_budget_without_a_repeat() {
     let dir = tempfile::tempdir().unwrap();
-    let body = std::fs::read_to_string(crate::common::config("micro.toml")).unwrap()
-        + "[sweep]\nmethod = \"tpe\"\ntrials = 8\nstartup = 3\n\"optimizer.lr\" = { log_uniform = [1e-4, 1e-1] }\n\"model.embed_dim\" = [16, 24]\n";
-    let file = crate::common::experiment(dir.path(), "shared", &body);
+    let file = micro_search(dir.path(), "shared", "method = \"tpe\"\ntrials = 8\nstartup = 3\n\"optimizer.lr\" = { log_uniform = [1e-4, 1e-1] }\n\"model.embed_dim\" = [16, 24]\n");
     let runs = dir.path().join("runs");
     let args = [
         "sweep",
