@@ -121,7 +121,7 @@ fn bench(lrs: usize, decays: usize, seeds: usize) {
     let started = Instant::now();
     let report = build(
         &runs,
-        Some("bench"),
+        &["bench".to_string()],
         None,
         Some(Ranking::new("val/top1")),
         &options,

@@ -7,6 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::contract::Status;
+use crate::track::timing::{duration, short_duration, short_time};
 use crate::track::TrialSummary;
 
 use super::out::printable;
@@ -45,40 +46,6 @@ pub struct LsOptions {
 pub fn color_wanted() -> bool {
     use std::io::IsTerminal;
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// How long a trial ran: to its end, or to `now` while it runs.
-fn duration(t: &TrialSummary, now: DateTime<Utc>) -> Option<chrono::Duration> {
-    let at = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|d| d.with_timezone(&Utc))
-    };
-    let start = at(&t.started_at)?;
-    let end = match at(&t.ended_at) {
-        Some(end) if t.status != Status::Running => end,
-        _ if t.status == Status::Running => now,
-        _ => return None,
-    };
-    Some(end - start)
-}
-
-/// `45s`, `3m04s`, `1h02m`, `2d03h`.
-pub fn short_duration(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
-/// `2026-12-06 23:10` (UTC) from a stored RFC 3339 time; the text itself if it is not one.
-fn short_time(stored: &str) -> String {
-    DateTime::parse_from_rfc3339(stored)
-        .map(|d| d.with_timezone(&Utc).format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_else(|_| stored.to_string())
 }
 
 /// The ANSI colour of a status.
@@ -239,6 +206,8 @@ mod tests {
             last_val_loss: None,
             epochs: Some(1),
             error: None,
+            host: None,
+            git_commit: None,
         }
     }
 

@@ -271,10 +271,11 @@ enum Command {
         #[command(flatten)]
         runs: RunsDirArg,
     },
-    /// Draw charts and an HTML report of a trial, experiment or sweep (default: the latest).
+    /// Draw charts and an HTML report of a trial, experiment or sweep (default: the latest); several overlay their trials: vitrun report 1ce1b0 7f3a2c
     Report {
-        /// A trial id (or unique prefix), an experiment name or a sweep name.
-        target: Option<String>,
+        /// Trial ids (or unique prefixes), experiment or sweep names; two or more are compared
+        /// in one report (runs/<experiment>/report/compare-<targets>/).
+        targets: Vec<String>,
         /// Where to write (default: runs/<experiment>/report/ or the trial's report/).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -1028,7 +1029,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report {
-            target,
+            targets,
             out,
             runs,
             fusion,
@@ -1042,7 +1043,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             );
             let report = crate::report::build(
                 &runs.resolve(),
-                target.as_deref(),
+                &targets,
                 out.as_deref(),
                 metric.as_deref().map(crate::report::Ranking::new),
                 &crate::report::PanelOptions {

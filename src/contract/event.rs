@@ -18,6 +18,8 @@ pub enum Event {
     FreshOptimizer,
     /// Resumed without the weight average's state (`--force`).
     FreshEma,
+    /// The trial's process started, with its command line.
+    Started,
     /// Unreadable images skipped under `data.skip_bad`.
     Skipped,
     /// An early-stopping decision (continue or prune) with its reason.
@@ -40,6 +42,7 @@ impl Event {
             Event::Resume => "resume",
             Event::FreshOptimizer => "fresh_optimizer",
             Event::FreshEma => "fresh_ema",
+            Event::Started => "started",
             Event::Skipped => "skipped",
             Event::EarlyStop => "early_stop",
             Event::Retry => "retry",

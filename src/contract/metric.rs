@@ -71,6 +71,8 @@ impl Metric {
     pub const TRAIN_LOSS: Metric = metric(Split::Train, "loss", Goal::Minimize, true);
     pub const TRAIN_STEP_LOSS: Metric = metric(Split::Train, "step_loss", Goal::Minimize, false);
     pub const TRAIN_LR: Metric = metric(Split::Train, "lr", Goal::Maximize, false);
+    /// The learning rate at the steps `step_loss` is logged at (the warmup, visible).
+    pub const TRAIN_STEP_LR: Metric = metric(Split::Train, "step_lr", Goal::Maximize, false);
     pub const TRAIN_IMAGES_PER_SEC: Metric =
         metric(Split::Train, "images_per_sec", Goal::Maximize, true);
     pub const TRAIN_SKIPPED: Metric = metric(Split::Train, "skipped_images", Goal::Minimize, false);
@@ -100,9 +102,10 @@ impl Metric {
 
     /// Every metric every trial logs under a fixed name, whatever its task (each task's own
     /// figures are its [`TaskMetrics`]).
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 17] = [
         Metric::TRAIN_LOSS,
         Metric::TRAIN_STEP_LOSS,
+        Metric::TRAIN_STEP_LR,
         Metric::TRAIN_LR,
         Metric::TRAIN_IMAGES_PER_SEC,
         Metric::TRAIN_SKIPPED,

@@ -133,6 +133,31 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// A tick of an axis that counts (epochs, steps): whole numbers only, others unlabelled.
+fn whole_tick(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{}", x.round() as i64)
+    } else {
+        String::new()
+    }
+}
+
+/// A value tick: at most six significant digits, without a sign on zero (`-0.0`).
+fn tick(y: f64) -> String {
+    let y = if y == 0.0 { 0.0 } else { y };
+    let text = format!("{:.6}", y);
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    if y.abs() >= 1e6 || (y != 0.0 && y.abs() < 1e-4) {
+        format!("{y:.2e}")
+    } else {
+        text
+    }
+}
+
 /// Draws a [`LineChart`]: faint grey lines for the rest, bold colours for emphasised series.
 pub fn lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &LineChart) -> Drawn
 where
@@ -166,6 +191,8 @@ where
         .configure_mesh()
         .x_desc(&c.x_label)
         .y_desc(&c.y_label)
+        .x_label_formatter(&whole_tick)
+        .y_label_formatter(&|y| tick(*y))
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 15))
         .draw()?;
@@ -667,6 +694,15 @@ pub fn image_grid(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_count_in_whole_numbers_and_zero_has_no_sign() {
+        assert_eq!(whole_tick(&3.0), "3");
+        assert_eq!(whole_tick(&2.5), "");
+        assert_eq!(tick(-0.0), "0");
+        assert_eq!(tick(0.9799999999), "0.98");
+        assert_eq!(tick(1.5e-6), "1.50e-6");
+    }
 
     fn height_with(caption: &str) -> u32 {
         let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,8 @@
 //! The report's `index.html`: plain HTML and CSS, relative image paths (works from `file://`),
-//! and every string from a user file escaped.
+//! interactive charts inlined ([`super::interactive`]), and every string from a user file
+//! escaped.
+
+use super::interactive;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -33,6 +36,8 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
     /// Sortable by a click on a header, with a filter box above (a few lines of inline JS).
     pub interactive: bool,
+    /// A column whose cells link to `prefix + cell` (a trial's view: `#trial-<id>`).
+    pub link: Option<(usize, String)>,
 }
 
 /// Sorting (numbers as numbers, `%` ignored) and filtering for tables marked interactive.
@@ -48,14 +53,28 @@ box.addEventListener('input',function(){var q=box.value.toLowerCase();var shown=
 var keep=r.textContent.toLowerCase().indexOf(q)>=0;r.style.display=keep?'':'none';if(keep){shown++;}});
 document.getElementById(box.dataset.table+'-count').textContent=shown+' of '+t.tBodies[0].rows.length+' rows';});});";
 
+/// An interactive chart's place on the page; its data is in the page's [`interactive::Page`].
+#[derive(Debug, Clone)]
+pub struct ChartCard {
+    /// The [`interactive::Chart`]'s id.
+    pub chart: String,
+    pub title: String,
+    /// Its static renderings (PNG, SVG), linked under it.
+    pub files: Vec<String>,
+}
+
 /// A section of the page.
 #[derive(Debug, Clone)]
 pub struct Section {
     pub id: String,
     pub title: String,
+    /// Problems shown first, in red (a failed trial's error).
+    pub alerts: Vec<String>,
     /// Paragraphs of plain text.
     pub notes: Vec<String>,
     pub tables: Vec<Table>,
+    /// Interactive charts, in a grid before the figures.
+    pub charts: Vec<ChartCard>,
     pub figures: Vec<Figure>,
 }
 
@@ -64,8 +83,10 @@ impl Section {
         Section {
             id: id.into(),
             title: title.into(),
+            alerts: Vec::new(),
             notes: Vec::new(),
             tables: Vec::new(),
+            charts: Vec::new(),
             figures: Vec::new(),
         }
     }
@@ -96,7 +117,14 @@ fn table(t: &Table, id: &str) -> String {
     for row in &t.rows {
         out.push_str("<tr>");
         for (i, cell) in row.iter().enumerate() {
-            if Some(i) == status {
+            if let Some((_, prefix)) = t.link.as_ref().filter(|(column, _)| *column == i) {
+                out.push_str(&format!(
+                    "<td><a href=\"{}{}\">{}</a></td>",
+                    escape(prefix),
+                    escape(cell),
+                    escape(cell)
+                ));
+            } else if Some(i) == status {
                 out.push_str(&format!(
                     "<td class=\"status-{}\">{}</td>",
                     escape(cell),
@@ -112,11 +140,41 @@ fn table(t: &Table, id: &str) -> String {
     out
 }
 
-/// Renders the page.
-pub fn page(title: &str, subtitle: &str, sections: &[Section]) -> String {
+fn card(c: &ChartCard) -> String {
+    let files: Vec<String> = c
+        .files
+        .iter()
+        .map(|f| {
+            let kind = f.rsplit('.').next().unwrap_or("file").to_uppercase();
+            format!("<a href=\"{}\">{kind}</a>", escape(f))
+        })
+        .collect();
+    format!(
+        "<div class=\"vr-card\"><h3>{}</h3><div class=\"vr-chart\" data-chart=\"{}\"></div>{}</div>\n",
+        escape(&c.title),
+        escape(&c.chart),
+        if files.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p class=\"vr-files\">static: {}</p>",
+                files.join(" · ")
+            )
+        }
+    )
+}
+
+/// Renders the page; `charts` holds the data of the sections' chart cards and trial views.
+pub fn page(
+    title: &str,
+    subtitle: &str,
+    sections: &[Section],
+    charts: &interactive::Page,
+) -> String {
     let mut out = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{}</h1>\n<p class=\"note\">{}</p>\n<nav>",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}\n{}</style>\n</head>\n<body>\n<h1>{}</h1>\n<p class=\"note\">{}</p>\n<nav>",
         escape(title),
+        interactive::style(),
         escape(title),
         escape(subtitle)
     );
@@ -128,18 +186,31 @@ pub fn page(title: &str, subtitle: &str, sections: &[Section]) -> String {
         ));
     }
     out.push_str("</nav>\n");
+    if !charts.trials.is_empty() {
+        out.push_str("<section id=\"vr-trial\" hidden></section>\n");
+    }
     for s in sections {
         out.push_str(&format!(
             "<section id=\"{}\">\n<h2>{}</h2>\n",
             escape(&s.id),
             escape(&s.title)
         ));
+        for a in &s.alerts {
+            out.push_str(&format!("<p class=\"error\">{}</p>\n", escape(a)));
+        }
         for n in &s.notes {
             out.push_str(&format!("<p class=\"note\">{}</p>\n", escape(n)));
         }
         for (i, t) in s.tables.iter().enumerate() {
             out.push_str(&table(t, &format!("{}-table-{i}", escape(&s.id))));
             out.push('\n');
+        }
+        if !s.charts.is_empty() {
+            out.push_str("<div class=\"vr-grid\">\n");
+            for c in &s.charts {
+                out.push_str(&card(c));
+            }
+            out.push_str("</div>\n");
         }
         for f in &s.figures {
             out.push_str(&format!(
@@ -158,6 +229,9 @@ pub fn page(title: &str, subtitle: &str, sections: &[Section]) -> String {
         .any(|t| t.interactive)
     {
         out.push_str(&format!("<script>{SCRIPT}</script>\n"));
+    }
+    if !charts.charts.is_empty() || !charts.trials.is_empty() {
+        out.push_str(&interactive::scripts(charts));
     }
     out.push_str("</body>\n</html>\n");
     out

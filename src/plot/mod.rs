@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod charts;
 pub mod html;
+pub mod interactive;
 pub mod pca;
 pub mod raster;
 

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::curves::shown;
 use super::select::Selection;
 use crate::contract::Status;
 use crate::plot::charts::{self, ParamChart, ParamPoint};
@@ -34,15 +35,6 @@ pub fn swept(sel: &Selection) -> BTreeMap<String, Vec<String>> {
             (distinct.len() > 1).then(|| (k.clone(), values))
         })
         .collect()
-}
-
-/// A metric value as shown: percentages for accuracies.
-pub fn shown(metric: &str, v: Option<f64>) -> String {
-    match v {
-        Some(v) if metric.contains("top") => format!("{:.2}%", v * 100.0),
-        Some(v) => format!("{v:.4}"),
-        None => "-".into(),
-    }
 }
 
 /// The comparison table, best first.
@@ -86,6 +78,7 @@ pub fn table(sel: &Selection, swept: &BTreeMap<String, Vec<String>>) -> Table {
         header,
         rows,
         interactive: true,
+        link: None,
     }
 }
 
@@ -166,6 +159,7 @@ pub fn draw_importance(
             .map(|(k, eta, n)| vec![k.clone(), format!("{eta:.3}"), n.to_string()])
             .collect(),
         interactive: false,
+        link: None,
     };
     if ranked.is_empty() {
         return Ok((table, None));
@@ -192,6 +186,9 @@ pub fn draw_importance(
     ))
 }
 
+/// Parameters with at most this many distinct values get a categorical axis.
+const CATEGORICAL_MAX: usize = 5;
+
 fn lr_like(key: &str) -> bool {
     key.ends_with("lr") || key.ends_with("weight_decay") || key.ends_with("eps")
 }
@@ -215,20 +212,24 @@ pub fn draw(
                 .fold((f64::INFINITY, 0f64), |(a, b), v| (a.min(*v), b.max(*v)));
             hi / lo
         });
-        let log_x = positive && (lr_like(key) || spread >= 20.0);
-        let mut categories: Vec<String> = Vec::new();
-        if numbers.is_none() {
-            categories = values
-                .iter()
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
+        let mut distinct: Vec<&String> =
+            values.iter().collect::<BTreeSet<_>>().into_iter().collect();
+        // A few values are categories, evenly spaced and labelled (numbers in their order).
+        let categorical = numbers.is_none() || distinct.len() <= CATEGORICAL_MAX;
+        if let Some(n) = numbers.as_ref().filter(|_| categorical) {
+            let value = |v: &String| n[values.iter().position(|x| x == v).unwrap_or(0)];
+            distinct.sort_by(|a, b| value(a).total_cmp(&value(b)));
         }
+        let log_x = !categorical && positive && (lr_like(key) || spread >= 20.0);
+        let categories: Vec<String> = if categorical {
+            distinct.into_iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
         let x_of = |v: &String| match &numbers {
+            _ if categorical => categories.iter().position(|c| c == v).unwrap_or(0) as f64,
             Some(_) if log_x => v.parse::<f64>().unwrap_or(1.0).log10(),
-            Some(_) => v.parse().unwrap_or(0.0),
-            None => categories.iter().position(|c| c == v).unwrap_or(0) as f64,
+            _ => v.parse().unwrap_or(0.0),
         };
         let mut at_value: BTreeMap<&String, Vec<f64>> = BTreeMap::new();
         for (t, v) in sel.trials.iter().zip(values) {
@@ -249,11 +250,7 @@ pub fn draw(
             .iter()
             .zip(values)
             .map(|(t, v)| ParamPoint {
-                x: match &numbers {
-                    Some(_) if log_x => v.parse::<f64>().unwrap_or(1.0).log10(),
-                    Some(_) => v.parse().unwrap_or(0.0),
-                    None => categories.iter().position(|c| c == v).unwrap_or(0) as f64,
-                },
+                x: x_of(v),
                 y: sel.score(t).map(|v| v * scale),
                 status: t.summary.status,
                 best: t.summary.id == best,

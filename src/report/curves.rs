@@ -1,33 +1,74 @@
-//! Metric curves: one chart per metric, against epoch (or optimizer step for per-step metrics);
-//! a single trial's splits together, a sweep's trials overlaid with the best highlighted.
+//! Metric curves: the charts of the curves section, in the browser (every point, hover,
+//! zoom, smoothing) and as static PNG/SVG for papers. The task's main metric comes first, then
+//! the loss and the learning rate; a single trial's splits share a chart; a sweep's trials are
+//! one colour each, named by their swept values; constant series are folded into a list.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::select::{Selection, TrialRecord};
 use crate::plot::charts::{self, Band, LineChart, Series};
-use crate::plot::html::Figure;
+use crate::plot::html::{ChartCard, Figure};
+use crate::plot::interactive::{self, Chart, Line};
+use crate::track::MetricRow;
 
 /// Trials drawn one by one; beyond `TOP_K + 1` the best `TOP_K` are lines and the rest a density.
 pub const TOP_K: usize = 5;
+/// The most trials a browser chart draws (the best by the ranking metric).
+pub const MAX_LINES: usize = 50;
 
-/// The axis label and display scale of a metric, by its name in the store.
-pub fn unit(name: &str) -> (String, f64) {
-    match name {
-        "loss" | "step_loss" => ("cross-entropy loss (nats)".into(), 1.0),
-        "top1" | "top1_cls" | "top1_dist" | "teacher_top1" => ("top-1 accuracy (%)".into(), 100.0),
-        "teacher_agreement" => ("answers agreeing with the teacher's (%)".into(), 100.0),
-        "loss_cls" | "loss_dist" => ("loss (nats)".into(), 1.0),
-        "top5" => ("top-5 accuracy (%)".into(), 100.0),
-        "lr" => ("learning rate".into(), 1.0),
-        "images_per_sec" => ("throughput (images/s)".into(), 1.0),
-        "skipped_images" => ("unreadable images skipped (count)".into(), 1.0),
-        other => (other.to_string(), 1.0),
+/// Whether a metric is a fraction shown as a percentage.
+pub fn percent(name: &str) -> bool {
+    name.starts_with("top")
+        || name.starts_with("iou_")
+        || name.starts_with("ap50_")
+        || matches!(
+            name,
+            "teacher_top1"
+                | "teacher_agreement"
+                | "miou"
+                | "pixel_acc"
+                | "dice"
+                | "map"
+                | "map50"
+                | "map75"
+        )
+}
+
+/// A value of `metric` (`split/name` or `name`) as shown: percentages for fractions (two
+/// decimals), whole numbers as such, small values in scientific notation, else four decimals.
+pub fn shown(metric: &str, v: Option<f64>) -> String {
+    let name = metric.rsplit('/').next().unwrap_or(metric);
+    match v {
+        Some(v) if percent(name) => format!("{:.2}%", v * 100.0),
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
+        Some(v) if v != 0.0 && v.abs() < 1e-3 => format!("{v:.3e}"),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.4}"),
+        None => "-".into(),
     }
 }
 
+/// The axis label and display scale of a metric, by its name in the store.
+pub fn unit(name: &str) -> (String, f64) {
+    let label = match name {
+        "loss" | "step_loss" => "cross-entropy loss (nats)",
+        "top1" | "top1_cls" | "top1_dist" | "teacher_top1" => "top-1 accuracy (%)",
+        "teacher_agreement" => "answers agreeing with the teacher's (%)",
+        "loss_cls" | "loss_dist" => "loss (nats)",
+        "top5" => "top-5 accuracy (%)",
+        "lr" | "step_lr" => "learning rate",
+        "images_per_sec" => "throughput (images/s)",
+        "skipped_images" => "unreadable images skipped (count)",
+        "peak_rss_mib" => "peak resident memory (MiB)",
+        other if percent(other) => return (format!("{other} (%)"), 100.0),
+        other => other,
+    };
+    (label.to_string(), if percent(name) { 100.0 } else { 1.0 })
+}
+
 /// Whether a metric is logged more than once per epoch (then its x axis is the step).
-fn per_step(trials: &[TrialRecord], split: &str, name: &str) -> bool {
+fn per_step(trials: &[&TrialRecord], split: &str, name: &str) -> bool {
     trials.iter().any(|t| {
         let mut epochs = BTreeSet::new();
         t.metrics
@@ -37,10 +78,18 @@ fn per_step(trials: &[TrialRecord], split: &str, name: &str) -> bool {
     })
 }
 
-fn points(t: &TrialRecord, split: &str, name: &str, by_step: bool, scale: f64) -> Vec<(f64, f64)> {
+fn rows<'a>(
+    t: &'a TrialRecord,
+    split: &'a str,
+    name: &'a str,
+) -> impl Iterator<Item = &'a MetricRow> {
     t.metrics
         .iter()
-        .filter(|m| m.split == split && m.name == name)
+        .filter(move |m| m.split == split && m.name == name)
+}
+
+fn points(t: &TrialRecord, split: &str, name: &str, by_step: bool, scale: f64) -> Vec<(f64, f64)> {
+    rows(t, split, name)
         .map(|m| {
             let x = if by_step { m.step } else { m.epoch } as f64;
             (x, m.value * scale)
@@ -54,97 +103,324 @@ fn safe(text: &str) -> String {
         .collect()
 }
 
-/// Draws every metric chart of the selection into `out` (PNG and SVG).
-pub fn draw(sel: &Selection, out: &Path) -> anyhow::Result<Vec<Figure>> {
-    let mut metrics: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    // The parameter count is a figure, not a curve: the sweep table and Pareto chart show it.
-    let flat = crate::contract::Metric::TRAIN_PARAMS;
-    for t in &sel.trials {
-        for m in t
+/// Where a trial's points sit on the browser's three x axes: epochs are whole at an epoch's
+/// end (its last step) and fractional between, from the steps that ended each epoch.
+struct Clock {
+    /// Step at the end of each epoch, from the epoch-level rows.
+    ends: BTreeMap<i64, i64>,
+    /// Wall time the trial started (seconds since 1970).
+    start: f64,
+}
+
+impl Clock {
+    fn of(t: &TrialRecord) -> Clock {
+        let mut ends = BTreeMap::new();
+        for m in rows(t, "train", "loss") {
+            ends.insert(m.epoch, m.step);
+        }
+        let first = t
             .metrics
             .iter()
-            .filter(|m| !(m.split == flat.split.as_str() && m.name == flat.name))
-        {
-            metrics
-                .entry(m.name.clone())
-                .or_default()
-                .insert(m.split.clone());
+            .map(|m| m.wall_time)
+            .fold(f64::INFINITY, f64::min);
+        let started = t
+            .summary
+            .started_at
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.timestamp_millis() as f64 / 1000.0);
+        Clock {
+            ends,
+            start: started.map_or(first, |s| s.min(first)),
         }
     }
-    let single = sel.trials.len() == 1;
-    let mut figures = Vec::new();
-    for (name, splits) in &metrics {
-        let groups: Vec<Vec<&String>> = if single {
-            vec![splits.iter().collect()]
-        } else {
-            splits.iter().map(|s| vec![s]).collect()
+
+    /// The fractional epoch of a row logged at `step` during `epoch` (1-based).
+    fn epoch(&self, epoch: i64, step: i64) -> f64 {
+        let before = self.ends.get(&(epoch - 1)).copied().unwrap_or(0);
+        let length = match self.ends.get(&epoch) {
+            Some(&end) => end - before,
+            // The epoch is still running: as long as the one before.
+            None => self.ends.get(&(epoch - 1)).map_or(0, |&end| {
+                end - self.ends.get(&(epoch - 2)).copied().unwrap_or(0)
+            }),
         };
-        for group in groups {
-            let by_step = group.iter().any(|s| per_step(&sel.trials, s, name));
-            let (y_label, scale) = unit(name);
-            let mut series = Vec::new();
-            let mut chart_bands = Vec::new();
-            for split in &group {
-                if single {
-                    series.push(Series {
-                        label: format!("{split}/{name}"),
-                        points: points(&sel.trials[0], split, name, by_step, scale),
-                        emphasis: true,
-                    });
-                    continue;
-                }
-                let (lines, bands) = many(sel, split, name, by_step, scale);
-                series.extend(lines);
-                chart_bands.extend(bands);
-            }
-            let what = group
+        if length <= 0 {
+            return epoch as f64;
+        }
+        ((epoch - 1) as f64 + (step - before) as f64 / length as f64).min(epoch as f64)
+    }
+}
+
+/// One chart: which metrics of which trials.
+struct Panel {
+    title: String,
+    /// `(split, name)` of its series.
+    keys: Vec<(String, String)>,
+    /// Trial indices into the selection, best first.
+    trials: Vec<usize>,
+    /// File stem of its static renderings.
+    stem: String,
+}
+
+/// The order of the charts: the ranking metric, loss, learning rate, the rest by name, then
+/// the per-class figures. A family is what one chart of a single trial holds.
+fn family(name: &str, main: &str, per_class: Option<&str>) -> (u8, String) {
+    match name {
+        n if n == main => (0, n.to_string()),
+        "loss" | "step_loss" => (1, "loss".into()),
+        "lr" | "step_lr" => (2, "lr".into()),
+        n if per_class.is_some_and(|p| n.starts_with(p)) => (
+            9,
+            format!(
+                "per-class {}",
+                per_class.unwrap_or_default().trim_end_matches('_')
+            ),
+        ),
+        n => (5, n.to_string()),
+    }
+}
+
+fn split_rank(split: &str) -> u8 {
+    match split {
+        "val" => 0,
+        "val_ema" => 1,
+        "train" => 2,
+        _ => 3,
+    }
+}
+
+/// The metrics every value of which (over all trials, two or more values) is the same, with
+/// that value; they are listed, not drawn.
+fn constants(sel: &Selection, keys: &BTreeSet<(String, String)>) -> Vec<(String, f64)> {
+    keys.iter()
+        .filter_map(|(split, name)| {
+            let values: Vec<f64> = sel
+                .trials
                 .iter()
-                .map(|s| format!("{s}/{name}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let chart = LineChart {
-                title: what.clone(),
-                x_label: if by_step { "optimizer step" } else { "epoch" }.into(),
-                y_label,
-                series,
-                bands: chart_bands,
-            };
-            let stem = if single {
-                format!("curve_{}", safe(name))
+                .flat_map(|t| rows(t, split, name).map(|m| m.value))
+                .collect();
+            let first = *values.first()?;
+            (values.len() > 1 && values.iter().all(|v| v.to_bits() == first.to_bits()))
+                .then(|| (format!("{split}/{name}"), first))
+        })
+        .collect()
+}
+
+/// The charts of the selection, in order; constant metrics returned apart.
+fn plan(sel: &Selection) -> (Vec<Panel>, Vec<(String, f64)>) {
+    let flat = crate::contract::Metric::TRAIN_PARAMS;
+    let mut keys: BTreeSet<(String, String)> = sel
+        .trials
+        .iter()
+        .flat_map(|t| t.metrics.iter().map(|m| (m.split.clone(), m.name.clone())))
+        .filter(|(split, name)| !(split == flat.split.as_str() && name == flat.name))
+        .collect();
+    // The per-step learning rate shows the warmup; the per-epoch one adds nothing beside it.
+    if keys.contains(&("train".into(), "step_lr".into())) {
+        keys.remove(&("train".to_string(), "lr".to_string()));
+    }
+    let folded = constants(sel, &keys);
+    for (key, _) in &folded {
+        if let Some((split, name)) = key.split_once('/') {
+            keys.remove(&(split.to_string(), name.to_string()));
+        }
+    }
+    let main = sel
+        .ranking
+        .metric
+        .split_once('/')
+        .map_or(sel.ranking.metric.as_str(), |(_, n)| n);
+    let per_class = crate::task::metrics(sel.best().config.head.task).per_class;
+    let ranked = sel.ranked();
+    let shown: Vec<usize> = ranked.iter().copied().take(MAX_LINES).collect();
+    let single = sel.trials.len() == 1;
+    let mut ordered: Vec<((u8, String), (String, String))> = keys
+        .into_iter()
+        .map(|(split, name)| (family(&name, main, per_class), (split, name)))
+        .collect();
+    ordered.sort_by(|(fa, (sa, na)), (fb, (sb, nb))| {
+        (fa, split_rank(sa), na).cmp(&(fb, split_rank(sb), nb))
+    });
+    let mut panels: Vec<Panel> = Vec::new();
+    for ((rank, fam), (split, name)) in ordered {
+        let is_per_class = rank == 9;
+        // A single trial's family shares a chart; per-class figures share one per split.
+        let shared = if is_per_class {
+            Some(format!("{split}/{fam}"))
+        } else if single {
+            Some(fam.clone())
+        } else {
+            None
+        };
+        if let Some(title) = &shared {
+            if let Some(p) = panels
+                .iter_mut()
+                .find(|p| p.stem == format!("curve_{}", safe(title)))
+            {
+                p.keys.push((split, name));
+                continue;
+            }
+        }
+        let title = shared.unwrap_or_else(|| format!("{split}/{name}"));
+        panels.push(Panel {
+            stem: format!("curve_{}", safe(&title)),
+            title: if title == "lr" {
+                "learning rate".into()
             } else {
-                format!("curve_{}_{}", safe(group[0]), safe(name))
-            };
-            draw_lines(out, &stem, &chart)?;
-            figures.push(Figure {
-                file: format!("{stem}.png"),
-                title: what,
-                caption: if single {
-                    format!("per {}", chart.x_label)
+                title
+            },
+            keys: vec![(split, name)],
+            // A sweep's per-class figures are its best trial's.
+            trials: if is_per_class {
+                vec![ranked[0]]
+            } else {
+                shown.clone()
+            },
+        });
+    }
+    (panels, folded)
+}
+
+/// The browser chart of a panel.
+fn chart(sel: &Selection, panel: &Panel, labels: &[String], id: String) -> Chart {
+    let single = panel.trials.len() == 1;
+    let trials: Vec<&TrialRecord> = panel.trials.iter().map(|&i| &sel.trials[i]).collect();
+    let step_level = panel
+        .keys
+        .iter()
+        .any(|(split, name)| per_step(&trials, split, name));
+    let (y_label, _) = unit(&panel.keys[0].1);
+    let mut lines = Vec::new();
+    for (rank, (&i, t)) in panel.trials.iter().zip(&trials).enumerate() {
+        let clock = Clock::of(t);
+        for (k, (split, name)) in panel.keys.iter().enumerate() {
+            let (_, scale) = unit(name);
+            let fine = per_step(&[t], split, name);
+            let mut line = Line {
+                label: if single {
+                    format!("{split}/{name}")
                 } else {
-                    format!(
-                        "{} trials; {} by {} in colour ({}){}",
-                        sel.trials.len(),
-                        if sel.trials.len() > TOP_K + 1 {
-                            format!("the top {TOP_K}")
-                        } else {
-                            "the best".into()
-                        },
-                        sel.ranking.metric,
-                        chart.x_label,
-                        if sel.trials.len() > TOP_K + 1 {
-                            "; the rest as their median and 25–75 % and 10–90 % bands"
-                        } else {
-                            ""
-                        }
-                    )
+                    labels[i].clone()
                 },
+                trial: t.summary.id.clone(),
+                key: format!("{split}/{name}"),
+                colour: interactive::colour(if single { k } else { rank }),
+                width: match (single, rank) {
+                    (true, _) if fine => 1.0,
+                    (true, _) => 2.0,
+                    (false, 0) => 2.5,
+                    _ => 1.5,
+                },
+                dash: single && split == "train" && !fine && panel.keys.len() > 1,
+                step: Vec::new(),
+                epoch: Vec::new(),
+                wall: Vec::new(),
+                y: Vec::new(),
+            };
+            for m in rows(t, split, name) {
+                line.step.push(m.step as f64);
+                line.epoch.push(if fine {
+                    clock.epoch(m.epoch, m.step)
+                } else {
+                    m.epoch as f64
+                });
+                line.wall.push(m.wall_time - clock.start);
+                line.y.push(m.value * scale);
+            }
+            lines.push(line);
+        }
+    }
+    let integer = lines
+        .iter()
+        .flat_map(|l| &l.y)
+        .all(|v| !v.is_finite() || v.fract() == 0.0);
+    Chart {
+        id,
+        title: panel.title.clone(),
+        y_label,
+        percent: percent(&panel.keys[0].1),
+        integer,
+        per_step: step_level,
+        files: vec![format!("{}.png", panel.stem), format!("{}.svg", panel.stem)],
+        lines,
+    }
+}
+
+/// The static rendering of a panel: a single trial's series in colour; a sweep's best in
+/// colour and the rest grey, or its top `TOP_K` and the rest as quantile bands.
+fn static_chart(sel: &Selection, panel: &Panel) -> LineChart {
+    let trials: Vec<&TrialRecord> = panel.trials.iter().map(|&i| &sel.trials[i]).collect();
+    let by_step = panel
+        .keys
+        .iter()
+        .any(|(split, name)| per_step(&trials, split, name));
+    let (y_label, scale) = unit(&panel.keys[0].1);
+    let mut series = Vec::new();
+    let mut bands = Vec::new();
+    if panel.trials.len() == 1 {
+        for (split, name) in &panel.keys {
+            series.push(Series {
+                label: format!("{split}/{name}"),
+                points: points(trials[0], split, name, by_step, scale),
+                emphasis: true,
             });
         }
+    } else {
+        let (split, name) = &panel.keys[0];
+        let (lines, b) = many(sel, split, name, by_step, scale);
+        series = lines;
+        bands = b;
     }
-    if single {
-        figures.extend(heads(&sel.trials[0], out)?);
+    LineChart {
+        title: panel.title.clone(),
+        x_label: if by_step { "optimizer step" } else { "epoch" }.into(),
+        y_label,
+        series,
+        bands,
     }
-    Ok(figures)
+}
+
+/// What the curves section shows.
+pub struct Curves {
+    pub cards: Vec<ChartCard>,
+    pub charts: Vec<Chart>,
+    /// Static figures with no browser chart (a distilled trial's heads).
+    pub figures: Vec<Figure>,
+    /// Metrics that never changed, with their value as shown.
+    pub constants: Vec<(String, String)>,
+}
+
+/// The curves of the selection: browser charts (trials named by `labels`, one per trial of
+/// the selection) with their static PNG/SVG written into `out`.
+pub fn draw(sel: &Selection, labels: &[String], out: &Path) -> anyhow::Result<Curves> {
+    let (panels, folded) = plan(sel);
+    let mut curves = Curves {
+        cards: Vec::new(),
+        charts: Vec::new(),
+        figures: Vec::new(),
+        constants: folded
+            .into_iter()
+            .map(|(key, v)| {
+                let shown = shown(&key, Some(v));
+                (key, shown)
+            })
+            .collect(),
+    };
+    for (k, panel) in panels.iter().enumerate() {
+        draw_lines(out, &panel.stem, &static_chart(sel, panel))?;
+        let chart = chart(sel, panel, labels, format!("curve-{k}"));
+        curves.cards.push(ChartCard {
+            chart: chart.id.clone(),
+            title: chart.title.clone(),
+            files: chart.files.clone(),
+        });
+        curves.charts.push(chart);
+    }
+    if sel.trials.len() == 1 {
+        curves.figures.extend(heads(&sel.trials[0], out)?);
+    }
+    Ok(curves)
 }
 
 /// A distilled trial's heads on one chart: the model's answer (both heads averaged), each
@@ -364,4 +640,151 @@ pub fn replicates(
             TOP_K.min(ranked.len())
         ),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::contract::Status;
+    use crate::track::TrialSummary;
+
+    fn row(split: &str, name: &str, step: i64, epoch: i64, value: f64) -> MetricRow {
+        MetricRow {
+            split: split.into(),
+            name: name.into(),
+            step,
+            epoch,
+            value,
+            wall_time: 1000.0 + step as f64,
+        }
+    }
+
+    /// A trial of two epochs of 4 steps: losses and top-1 per epoch, the step loss and
+    /// learning rate every 2 steps, and an all-zero skipped count.
+    fn trial(id: &str, lr: f64, top1: [f64; 2]) -> TrialRecord {
+        let mut config = Config::default();
+        config.optimizer.lr = lr;
+        let mut metrics = Vec::new();
+        for epoch in 1..=2 {
+            let end = epoch * 4;
+            for step in [end - 2, end] {
+                metrics.push(row("train", "step_loss", step, epoch, 1.0 / step as f64));
+                metrics.push(row("train", "step_lr", step, epoch, lr * step as f64));
+            }
+            metrics.push(row("train", "loss", end, epoch, 1.0 / epoch as f64));
+            metrics.push(row("train", "lr", end, epoch, lr));
+            metrics.push(row("val", "loss", end, epoch, 1.5 / epoch as f64));
+            metrics.push(row("val", "top1", end, epoch, top1[epoch as usize - 1]));
+            metrics.push(row("val", "skipped_images", end, epoch, 0.0));
+            metrics.push(row("train", "params", end, epoch, 1234.0));
+        }
+        TrialRecord {
+            summary: TrialSummary {
+                id: id.into(),
+                experiment: "e".into(),
+                status: Status::Finished,
+                attempts: 1,
+                device: None,
+                started_at: Some("1970-01-01T00:16:30Z".into()),
+                ended_at: None,
+                best: None,
+                best_metric: "top1".into(),
+                last_val_loss: None,
+                epochs: Some(2),
+                error: None,
+                host: None,
+                git_commit: None,
+            },
+            config,
+            metrics,
+            command: None,
+        }
+    }
+
+    fn selection(trials: Vec<TrialRecord>) -> Selection {
+        Selection {
+            kind: "sweep",
+            name: "s".into(),
+            trials,
+            default_out: "out".into(),
+            ranking: super::super::select::Ranking::new("val/top1"),
+        }
+    }
+
+    #[test]
+    fn a_single_trial_charts_the_main_metric_then_loss_then_learning_rate() {
+        let sel = selection(vec![trial("a", 0.1, [0.5, 0.6])]);
+        let (panels, constants) = plan(&sel);
+        let titles: Vec<&str> = panels.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(titles, ["top1", "loss", "learning rate"]);
+        assert_eq!(
+            panels[1].keys,
+            [
+                ("val".to_string(), "loss".to_string()),
+                ("train".into(), "loss".into()),
+                ("train".into(), "step_loss".into())
+            ]
+        );
+        assert_eq!(
+            panels[2].keys,
+            [("train".to_string(), "step_lr".to_string())],
+            "the per-step learning rate replaces the per-epoch one"
+        );
+        assert_eq!(constants, [("val/skipped_images".to_string(), 0.0)]);
+    }
+
+    #[test]
+    fn a_sweep_charts_each_metric_with_one_line_per_trial() {
+        let sel = selection(vec![
+            trial("a", 0.1, [0.5, 0.6]),
+            trial("b", 0.2, [0.5, 0.9]),
+        ]);
+        let (panels, _) = plan(&sel);
+        let titles: Vec<&str> = panels.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "val/top1",
+                "val/loss",
+                "train/loss",
+                "train/step_loss",
+                "train/step_lr"
+            ]
+        );
+        assert_eq!(panels[0].trials, [1, 0], "best first");
+        let labels = vec!["lr=0.1".to_string(), "lr=0.2".to_string()];
+        let top1 = chart(&sel, &panels[0], &labels, "c".into());
+        assert!(top1.percent && !top1.per_step);
+        assert_eq!(top1.lines[0].label, "lr=0.2");
+        assert_eq!(top1.lines[0].y, [50.0, 90.0]);
+        assert!(
+            top1.lines[0].width > top1.lines[1].width,
+            "the best is bold"
+        );
+        assert_ne!(top1.lines[0].colour, top1.lines[1].colour);
+        let steps = chart(&sel, &panels[3], &labels, "d".into());
+        assert!(steps.per_step);
+        assert_eq!(steps.lines[0].epoch, [0.5, 1.0, 1.5, 2.0]);
+        assert_eq!(steps.lines[0].wall, [12.0, 14.0, 16.0, 18.0]);
+    }
+
+    #[test]
+    fn a_running_epoch_is_measured_by_the_one_before() {
+        let t = trial("a", 0.1, [0.5, 0.6]);
+        let clock = Clock::of(&t);
+        assert_eq!(clock.epoch(3, 10), 2.5);
+        assert_eq!(clock.epoch(1, 3), 0.75);
+    }
+
+    #[test]
+    fn values_are_shown_as_people_read_them() {
+        assert_eq!(shown("val/top1", Some(0.98)), "98.00%");
+        assert_eq!(shown("val/miou", Some(0.5)), "50.00%");
+        assert_eq!(shown("train/skipped_images", Some(0.0)), "0");
+        assert_eq!(shown("train/lr", Some(3e-5)), "3.000e-5");
+        assert_eq!(shown("train/images_per_sec", Some(1234.567)), "1234.6");
+        assert_eq!(shown("val/loss", Some(0.123456)), "0.1235");
+        assert_eq!(shown("val/loss", None), "-");
+    }
 }

@@ -10,10 +10,11 @@ pub mod groups;
 mod pareto;
 mod progress;
 mod select;
+mod views;
 
 pub use crate::plot::Fusion;
 pub use crate::task::PanelOptions;
-pub use select::{select, Ranking, Selection, TrialRecord};
+pub use select::{select, select_many, Ranking, Selection, TrialRecord};
 
 use std::path::{Path, PathBuf};
 
@@ -56,53 +57,92 @@ fn teacher_work(sel: &Selection) -> Option<crate::track::TeacherWork> {
     })
 }
 
-fn summary_section(sel: &Selection) -> Section {
+fn summary_section(sel: &Selection, constants: &[(String, String)]) -> Section {
     let best = sel.best();
     let mut s = Section::new("summary", "Summary");
     let t = &best.summary;
-    s.notes.push(format!(
-        "{} {}: {} trial(s); {} trial {} ({}), best {} {}.",
-        sel.kind,
-        sel.name,
-        sel.trials.len(),
-        if sel.trials.len() > 1 { "best" } else { "the" },
-        t.id,
-        t.status,
-        sel.ranking.metric,
-        compare::shown(&sel.ranking.metric, sel.score(best))
-    ));
+    let failed: Vec<&TrialRecord> = sel
+        .trials
+        .iter()
+        .filter(|t| t.summary.status.is_failure())
+        .collect();
+    if sel.trials.len() == 1 {
+        if let Some(error) = failed.first().and_then(|t| t.summary.error.as_ref()) {
+            s.alerts.push(format!("This trial {}: {error}", t.status));
+        }
+    } else if !failed.is_empty() {
+        s.alerts.push(format!(
+            "{} of {} trials ended without finishing: {} (their errors are in the sweep table and each trial's view).",
+            failed.len(),
+            sel.trials.len(),
+            failed
+                .iter()
+                .map(|t| format!("{} ({})", t.summary.id, t.summary.status))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let best_value = curves::shown(&sel.ranking.metric, sel.score(best));
+    s.notes.push(if sel.trials.len() == 1 {
+        format!(
+            "trial {} ({}): best {} {best_value}.",
+            t.id, t.status, sel.ranking.metric
+        )
+    } else {
+        format!(
+            "{} {}: {}; best trial {} ({}), best {} {best_value}. The tables below are the best trial's.",
+            sel.kind,
+            sel.name,
+            views::count(sel.trials.len(), "trial"),
+            t.id,
+            t.status,
+            sel.ranking.metric,
+        )
+    });
     if let Some(work) = teacher_work(sel) {
         s.notes.push(format!("{}.", work.describe()));
     }
-    let last = |split: &str, name: &str| {
-        best.metrics
-            .iter()
-            .filter(|m| m.split == split && m.name == name)
-            .max_by_key(|m| m.step)
-            .map(|m| (m.epoch, m.value))
-    };
-    let mut metrics = Table {
-        header: vec!["metric".into(), "epoch".into(), "final value".into()],
-        rows: Vec::new(),
-        interactive: false,
-    };
-    let mut names: Vec<(String, String)> = best
-        .metrics
-        .iter()
-        .map(|m| (m.split.clone(), m.name.clone()))
-        .collect();
-    names.sort();
-    names.dedup();
-    for (split, name) in names {
-        if let Some((epoch, value)) = last(&split, &name) {
-            metrics.rows.push(vec![
-                format!("{split}/{name}"),
-                epoch.to_string(),
-                format!("{value:.6}"),
-            ]);
-        }
+    s.tables.push(Table {
+        header: vec!["fact".into(), "value".into()],
+        rows: views::facts(best)
+            .into_iter()
+            .map(|(k, v)| vec![k, v])
+            .collect(),
+        ..Table::default()
+    });
+    s.tables.push(Table {
+        header: ["metric", "best", "at epoch", "final", "at epoch"]
+            .map(String::from)
+            .to_vec(),
+        rows: views::metric_summaries(best)
+            .into_iter()
+            .map(|m| {
+                vec![
+                    m.key,
+                    m.best,
+                    m.best_epoch.to_string(),
+                    m.last,
+                    m.last_epoch.to_string(),
+                ]
+            })
+            .collect(),
+        ..Table::default()
+    });
+    if !constants.is_empty() {
+        s.notes.push(format!(
+            "Constant over every epoch{} (not charted): {}.",
+            if sel.trials.len() > 1 {
+                " and trial"
+            } else {
+                ""
+            },
+            constants
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
-    s.tables.push(metrics);
     s
 }
 
@@ -127,7 +167,7 @@ fn replicates_section(sel: &Selection, out: &Path) -> anyhow::Result<Option<Sect
                 .filter_map(|&i| sel.score(&sel.trials[i]))
                 .collect();
             let stats = groups::stats(&scores);
-            let shown = |v: f64| compare::shown(metric, Some(v));
+            let shown = |v: f64| curves::shown(metric, Some(v));
             let key = stats
                 .as_ref()
                 .map_or(f64::NEG_INFINITY, |s| sel.ranking.goal.sign() * s.mean);
@@ -169,6 +209,7 @@ fn replicates_section(sel: &Selection, out: &Path) -> anyhow::Result<Option<Sect
         ],
         rows: rows.into_iter().map(|(_, r)| r).collect(),
         interactive: true,
+        link: None,
     });
     section
         .figures
@@ -180,25 +221,23 @@ fn config_section(sel: &Selection) -> Section {
     let best = sel.best();
     let t = &best.summary;
     let mut s = Section::new("config", "Resolved config");
-    let mut config = Table {
-        header: vec!["config key".into(), "value".into()],
-        rows: Vec::new(),
-        interactive: false,
+    let config = Table {
+        header: vec!["config key".into(), "value".into(), "vs default".into()],
+        rows: views::config_entries(&best.config)
+            .into_iter()
+            .map(|c| {
+                let mark = if c.changed { "changed" } else { "" };
+                vec![c.key, c.value, mark.into()]
+            })
+            .collect(),
+        interactive: true,
+        link: None,
     };
-    for (k, v) in best.config.flat_params() {
-        if !k.starts_with("sweep.") {
-            config.rows.push(vec![k, v]);
-        }
-    }
     s.notes.push(format!(
-        "Resolved config of trial {} (device {}, {} attempt(s)){}",
+        "Resolved config of trial {} (device {}, {}); keys whose value differs from vitrun's default are marked changed.",
         t.id,
         t.device.clone().unwrap_or_else(|| "-".into()),
-        t.attempts,
-        t.error
-            .as_ref()
-            .map(|e| format!("; {e}"))
-            .unwrap_or_default()
+        views::count(t.attempts.max(0) as usize, "attempt"),
     ));
     s.tables.push(config);
     s
@@ -247,18 +286,22 @@ pub fn diff_trials(runs_dir: &Path, a: &str, b: &str) -> anyhow::Result<String> 
     diff::diff(&store, a, b)
 }
 
-/// Builds the report of `target` (a trial id or prefix, an experiment or a sweep; the latest
-/// experiment when `None`) from the store under `runs_dir`, into `out` (default: the
-/// experiment's or trial's `report/` folder).
+/// Builds the report of `targets` (trial ids or prefixes, experiments or sweeps; several are
+/// compared in one report; the latest experiment when empty) from the store under
+/// `runs_dir`, into `out` (default: the experiment's or trial's `report/` folder).
 pub fn build(
     runs_dir: &Path,
-    target: Option<&str>,
+    targets: &[String],
     out: Option<&Path>,
     ranking: Option<Ranking>,
     options: &PanelOptions,
 ) -> anyhow::Result<Report> {
     let (store, store_path) = open_store(runs_dir)?;
-    let sel = select(&store, runs_dir, target, ranking)?;
+    let sel = if targets.is_empty() {
+        select(&store, runs_dir, None, ranking)?
+    } else {
+        select_many(&store, runs_dir, targets, ranking)?
+    };
     let logged: std::collections::BTreeSet<String> = sel
         .trials
         .iter()
@@ -276,17 +319,31 @@ pub fn build(
         .map(Path::to_path_buf)
         .unwrap_or(sel.default_out.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut sections = vec![summary_section(&sel)];
+    let labels = views::labels(&sel);
+    let drawn = curves::draw(&sel, &labels, &out)?;
+    let mut sections = vec![summary_section(&sel, &drawn.constants)];
     let mut skipped = Vec::new();
 
     let mut curves = Section::new("curves", "Curves");
-    curves.figures = curves::draw(&sel, &out)?;
-    if curves.figures.is_empty() {
+    curves.charts = drawn.cards;
+    curves.figures = drawn.figures;
+    if curves.charts.is_empty() && curves.figures.is_empty() {
         curves
             .notes
             .push("No metrics are stored yet for these trials.".into());
+    } else if sel.trials.len() > curves::MAX_LINES {
+        curves.notes.push(format!(
+            "The charts draw the best {} of {} trials by {}; the static PNG/SVG show the rest as bands.",
+            curves::MAX_LINES,
+            sel.trials.len(),
+            sel.ranking.metric
+        ));
     }
     sections.push(curves);
+    let mut page = crate::plot::interactive::Page {
+        charts: drawn.charts,
+        trials: Vec::new(),
+    };
 
     if sel.trials.len() > 1 {
         let swept = compare::swept(&sel);
@@ -301,9 +358,32 @@ pub fn build(
                 swept.keys().cloned().collect::<Vec<_>>().join(", ")
             }
         ));
-        sweep.tables.push(compare::table(&sel, &swept));
-        sweep.figures = compare::draw(&sel, &swept, &out)?;
-        let ranked = compare::importance(&sel, &swept);
+        let mut table = compare::table(&sel, &swept);
+        table.link = Some((1, "#trial-".into()));
+        sweep.tables.push(table);
+        sweep.notes.push(
+            "A trial's id opens its view: facts, best and final metrics, its curves and its config."
+                .into(),
+        );
+        page.trials = sel
+            .trials
+            .iter()
+            .zip(&labels)
+            .map(|(t, label)| views::view(t, label))
+            .collect();
+        // Seed is the replicate axis where some configuration ran with several seeds: its
+        // spread is the noise the other parameters are judged against, not a factor.
+        let configs: Vec<&crate::config::Config> = sel.trials.iter().map(|t| &t.config).collect();
+        let mut factors = swept.clone();
+        if groups::replicates(&configs).iter().any(|g| g.len() > 1)
+            && factors.remove("seed").is_some()
+        {
+            sweep.notes.push(
+                "seed is the replicate axis: it is left out of the parameter charts and the importance (the Replicates section groups the seeds).".into(),
+            );
+        }
+        sweep.figures = compare::draw(&sel, &factors, &out)?;
+        let ranked = compare::importance(&sel, &factors);
         let (importance, chart) = compare::draw_importance(&sel, &ranked, &out)?;
         if !importance.rows.is_empty() {
             sweep.notes.push(format!(
@@ -333,7 +413,11 @@ pub fn build(
 
     let files = sections
         .iter()
-        .flat_map(|s| s.figures.iter().map(|f| out.join(&f.file)))
+        .flat_map(|s| {
+            let charts = s.charts.iter().flat_map(|c| c.files.iter());
+            s.figures.iter().map(|f| &f.file).chain(charts)
+        })
+        .map(|f| out.join(f))
         .collect();
     let title = format!("vitrun report: {} {}", sel.kind, sel.name);
     let subtitle = format!(
@@ -342,7 +426,7 @@ pub fn build(
         store_path.display()
     );
     let index = out.join("index.html");
-    std::fs::write(&index, html::page(&title, &subtitle, &sections))
+    std::fs::write(&index, html::page(&title, &subtitle, &sections, &page))
         .with_context(|| format!("cannot write {}", index.display()))?;
     Ok(Report {
         index,

@@ -43,6 +43,7 @@ pub fn section(store: &Store, sel: &Selection, out: &Path) -> anyhow::Result<Opt
             .collect(),
         rows,
         interactive: true,
+        link: None,
     });
     section.figures.push(draw(&front, out)?);
     Ok(Some(section))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::config::{is_safe_name, Config};
-use crate::contract::Goal;
+use crate::contract::{Event, Goal};
 use crate::track::{MetricRow, Store, TrialLookup, TrialSummary};
 
 /// One trial with everything the report reads from the store.
@@ -15,6 +15,8 @@ pub struct TrialRecord {
     pub summary: TrialSummary,
     pub config: Config,
     pub metrics: Vec<MetricRow>,
+    /// The command line of its latest attempt's process (`started` event), where recorded.
+    pub command: Option<String>,
 }
 
 /// The metric trials are ranked by: `split/name`, and whether larger is better.
@@ -99,7 +101,46 @@ fn record(store: &Store, summaries: &[TrialSummary], id: &str) -> anyhow::Result
     Ok(TrialRecord {
         summary,
         metrics: store.metrics(id)?,
+        command: store.events(id, Event::Started)?.pop(),
         config,
+    })
+}
+
+/// Resolves several targets into one comparison: their trials together (each once), named by
+/// the targets, reported into the first trial's experiment's `report/compare-<targets>/`.
+pub fn select_many(
+    store: &Store,
+    runs_dir: &Path,
+    targets: &[String],
+    ranking: Option<Ranking>,
+) -> anyhow::Result<Selection> {
+    if let [one] = targets {
+        return select(store, runs_dir, Some(one), ranking);
+    }
+    let mut trials: Vec<TrialRecord> = Vec::new();
+    let mut first_ranking = None;
+    let mut first_out = None;
+    for target in targets {
+        let sel = select(store, runs_dir, Some(target), ranking.clone())?;
+        first_ranking.get_or_insert(sel.ranking.clone());
+        first_out.get_or_insert(sel.default_out.clone());
+        for t in sel.trials {
+            if !trials.iter().any(|k| k.summary.id == t.summary.id) {
+                trials.push(t);
+            }
+        }
+    }
+    let name = targets.join("+");
+    let experiment =
+        crate::contract::RunsDir::new(runs_dir).experiment(&trials[0].summary.experiment);
+    let mut folder = format!("compare-{}", targets.join("-"));
+    folder.truncate(100);
+    Ok(Selection {
+        kind: "comparison",
+        name,
+        trials,
+        default_out: experiment.report().join(folder),
+        ranking: first_ranking.unwrap_or_else(|| Ranking::new("val/loss")),
     })
 }
 

@@ -16,6 +16,7 @@ mod schema;
 pub mod shard;
 mod sharded;
 mod sweeps;
+pub mod timing;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -136,6 +137,10 @@ pub struct TrialSummary {
     pub last_val_loss: Option<f64>,
     pub epochs: Option<i64>,
     pub error: Option<String>,
+    /// The machine its process ran on.
+    pub host: Option<String>,
+    /// The git commit of the working tree it was started from.
+    pub git_commit: Option<String>,
 }
 
 /// The crate and burn versions written with every trial.
@@ -500,7 +505,7 @@ impl Store {
                     (SELECT value FROM metrics m WHERE m.trial = t.id AND m.split = ?2 AND m.name = ?3
                         ORDER BY step DESC LIMIT 1),
                     (SELECT MAX(epoch) FROM metrics m WHERE m.trial = t.id AND m.split = ?2),
-                    t.error, t.pid, t.host, {main_metric}
+                    t.error, t.pid, t.host, {main_metric}, t.git_commit
                  FROM trials t WHERE (?1 IS NULL OR t.experiment = ?1)
                  ORDER BY t.started_at DESC"
             ))
@@ -522,6 +527,8 @@ impl Store {
                     epochs: r.get(9)?,
                     error: r.get(10)?,
                     best_metric: r.get(13)?,
+                    host,
+                    git_commit: r.get(14)?,
                 })
             })
             .map_err(|e| self.wrap(e))?;

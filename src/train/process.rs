@@ -157,6 +157,10 @@ impl BackendTask for TrainTask<'_> {
             }
             Claim::Taken { .. } => {}
         }
+        let args: Vec<String> = std::env::args().collect();
+        let command =
+            shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "));
+        recorder.log_event(&id, Event::Started, &command)?;
         let start_epoch = if resume {
             super::checkpoint::progress_of(&config.trial_dir(&id)).map_or(0, |p| p.epoch)
         } else {

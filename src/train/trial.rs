@@ -734,12 +734,9 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                     ips,
                 );
                 if (i + 1) % log_every == 0 {
-                    rows.push(row(
-                        Metric::TRAIN_STEP_LOSS,
-                        self.progress.step,
-                        epoch,
-                        loss_value,
-                    ));
+                    let step = self.progress.step;
+                    rows.push(row(Metric::TRAIN_STEP_LOSS, step, epoch, loss_value));
+                    rows.push(row(Metric::TRAIN_STEP_LR, step, epoch, lr));
                 }
             }
             // Gradients half accumulated cannot be saved: the stop waits for the step.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{chromium, probe_page};
+use crate::common::{browser_dom, chromium, probe_page};
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
@@ -256,7 +256,6 @@ fn report_of_a_trained_run_has_every_file_and_loads_in_a_browser() {
         ("curve_loss.png", Some((800, 480))),
         ("curve_top1.png", Some((800, 480))),
         ("curve_lr.png", Some((800, 480))),
-        ("curve_step_loss.png", Some((800, 480))),
         ("augmentations.png", None),
         ("attention.png", None),
         ("predictions.png", Some((760, 6 * 170))),
@@ -272,6 +271,10 @@ fn report_of_a_trained_run_has_every_file_and_loads_in_a_browser() {
     }
     assert!(out.join("curve_loss.svg").exists());
     assert!(
+        !out.join("curve_step_loss.png").exists() && !out.join("curve_skipped_images.png").exists(),
+        "the step loss shares the loss chart; the all-zero skipped count is not a chart"
+    );
+    assert!(
         !out.join("mixed.png").exists(),
         "no Mixup/CutMix, no mixed batches"
     );
@@ -286,6 +289,51 @@ fn report_of_a_trained_run_has_every_file_and_loads_in_a_browser() {
         html.contains("optimizer.lr") && html.contains("val/top1"),
         "config and final metrics are shown"
     );
+    assert!(
+        html.contains("(not charted): train/skipped_images = 0, val/skipped_images = 0"),
+        "constant series are folded into the summary"
+    );
+    let charts = page_data(&html);
+    let titles: Vec<&str> = charts["charts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &titles[..3],
+        ["top1", "loss", "learning rate"],
+        "the main metric, the loss and the learning rate come first"
+    );
+    let loss = &charts["charts"][1];
+    let keys: Vec<&str> = loss["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["val/loss", "train/loss", "train/step_loss"]);
+    assert_eq!(loss["per_step"], true);
+    let top1 = &charts["charts"][0];
+    assert_eq!(top1["percent"], true);
+    assert!(top1["lines"][0]["y"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| (0.0..=100.0).contains(&v.as_f64().unwrap())));
+    let lr = &charts["charts"][2]["lines"][0];
+    assert_eq!(lr["key"], "train/step_lr", "the learning rate per step");
+    let epochs: Vec<f64> = lr["epoch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        epochs.windows(2).all(|w| w[0] < w[1]) && epochs.iter().any(|e| e.fract() != 0.0),
+        "per-step points sit at fractional epochs: {epochs:?}"
+    );
+    assert!(html.contains("<th>fact</th>") && html.contains("command"));
     for src in html
         .split("src=\"")
         .skip(1)
@@ -341,8 +389,38 @@ fn a_mixing_trial_reports_its_mixed_batches_and_its_weight_average() {
     );
 }
 
+/// The JSON a report page embeds for its charts.
+pub fn page_data(html: &str) -> serde_json::Value {
+    let start = html
+        .find("id=\"vitrun-data\">")
+        .expect("the page embeds its chart data")
+        + "id=\"vitrun-data\">".len();
+    let end = start + html[start..].find("</script>").unwrap();
+    serde_json::from_str(&html[start..end]).unwrap()
+}
+
+/// What the probe found on the page's charts: how many uPlot charts run, how many canvases
+/// have drawn pixels, and the legend's values after the pointer moves over the first chart.
+const CHART_PROBE: &str = r#"const win = document.getElementById('page').contentWindow;
+  const plots = doc.querySelectorAll('.uplot');
+  const drawn = Array.from(doc.querySelectorAll('.uplot canvas')).filter(c => {
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 3; i < px.length; i += 4) { if (px[i] !== 0) { return true; } }
+    return false;
+  }).length;
+  const over = doc.querySelector('.uplot .u-over');
+  let hover = 'none';
+  if (over) {
+    const r = over.getBoundingClientRect();
+    const at = { clientX: r.left + r.width * 0.6, clientY: r.top + r.height / 2, bubbles: true };
+    over.dispatchEvent(new win.MouseEvent('mouseenter', at));
+    over.dispatchEvent(new win.MouseEvent('mousemove', at));
+    hover = Array.from(plots[0].querySelectorAll('.u-legend .u-value')).map(v => v.textContent.replace(/\s/g, '')).join('|');
+  }"#;
+
 /// Loads the page from `file://` in headless Chromium: every image decodes (naturalWidth > 0),
-/// the console stays silent; a screenshot is kept in `target/tmp/`.
+/// the charts run (uPlot drew them; hovering the first shows values), the console stays
+/// silent; a screenshot is kept in `target/tmp/`.
 pub fn browser_check(out: &Path) {
     let Some(browser) = chromium() else {
         assert!(
@@ -357,9 +435,12 @@ pub fn browser_check(out: &Path) {
     let probe = out.join("check.html");
     probe_page(
         &probe,
-        r#"const images = Array.from(doc.images);
+        &format!(
+            r#"{CHART_PROBE}
+  const images = Array.from(doc.images);
   const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'));
-  out('IMAGES ' + images.length + ' BROKEN ' + JSON.stringify(broken));"#,
+  out('CHARTS ' + plots.length + ' DRAWN ' + drawn + ' HOVER ' + hover + ' IMAGES ' + images.length + ' BROKEN ' + JSON.stringify(broken));"#
+        ),
     );
     let base = [
         "--headless",
@@ -381,7 +462,19 @@ pub fn browser_check(out: &Path) {
         .nth(1)
         .unwrap_or_else(|| panic!("the probe page did not run: {dom}"));
     let count: usize = images.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(count >= 10, "{images}");
+    assert!(count >= 5, "{images}");
+    let found = dom.split("CHARTS ").nth(1).unwrap();
+    let words: Vec<&str> = found.split_whitespace().collect();
+    let charts: usize = words[0].parse().unwrap();
+    let drawn: usize = words[2].parse().unwrap();
+    assert!(charts >= 4, "uPlot charts on the page: {found}");
+    assert!(drawn >= charts, "every chart drew pixels: {found}");
+    let hover = words[4];
+    let values: Vec<&str> = hover.split('|').collect();
+    assert!(
+        values.len() >= 2 && values.iter().all(|v| *v != "–") && values[1].ends_with('%'),
+        "hovering the main metric's chart shows its epoch and percentages: {hover}"
+    );
     assert!(
         images.contains("BROKEN []"),
         "images that did not load: {images}"
@@ -405,6 +498,44 @@ pub fn browser_check(out: &Path) {
         size_of(&shot).0 >= 1280,
         "screenshot kept at {}",
         shot.display()
+    );
+}
+
+/// Opens trial `id`'s view (`#trial-<id>`) of the report in `out` in headless Chromium: it
+/// shows the trial's error and draws its charts.
+fn trial_view_check(out: &Path, id: &str) {
+    let probe = out.join("trial-view.html");
+    probe_page(
+        &probe,
+        &format!(
+            r#"const win = document.getElementById('page').contentWindow;
+  win.location.hash = '#trial-{id}';
+  setTimeout(() => {{
+    const view = doc.getElementById('vr-trial');
+    const error = view.querySelector('pre.vr-error');
+    out('VIEW hidden=' + view.hidden + ' charts=' + view.querySelectorAll('.uplot').length + ' error=' + (error ? error.textContent : '') + ' END');
+  }}, 500);"#
+        ),
+    );
+    let Some(dom) = browser_dom(&probe) else {
+        return;
+    };
+    let view = dom
+        .split("VIEW ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the probe did not run: {dom}"));
+    let view = &view[..view.find(" END").unwrap()];
+    assert!(view.starts_with("hidden=false"), "{view}");
+    let charts: usize = view
+        .split("charts=")
+        .nth(1)
+        .and_then(|c| c.split_whitespace().next())
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    assert!(charts >= 3, "the trial's charts are drawn: {view}");
+    assert!(
+        view.contains("error=pruned: test"),
+        "its error first: {view}"
     );
 }
 
@@ -447,6 +578,59 @@ fn sweep_report_compares_trials_and_marks_pruned_ones() {
     assert!(
         html.contains("<td class=\"status-pruned\">pruned</td>"),
         "pruned trials are visible as such"
+    );
+    assert!(
+        html.contains(&format!("<a href=\"#trial-{pruned}\">{pruned}</a>")),
+        "the sweep table links each trial to its view"
+    );
+    let data = page_data(&html);
+    let main = &data["charts"][0];
+    assert_eq!(
+        main["title"], "val/top1",
+        "the ranking metric's chart first"
+    );
+    let lines = main["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 6, "one line per trial");
+    let colours: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .map(|l| l["colour"].as_str().unwrap())
+        .collect();
+    assert_eq!(colours.len(), 6, "one colour per trial");
+    for l in lines {
+        let label = l["label"].as_str().unwrap();
+        assert!(
+            label.contains("optimizer.lr=") && label.contains("model.pooling="),
+            "legend entries name the swept values: {label}"
+        );
+    }
+    assert_eq!(data["trials"].as_array().unwrap().len(), 6);
+    trial_view_check(&out, &pruned);
+    let ids: Vec<String> = lines
+        .iter()
+        .take(2)
+        .map(|l| l["trial"].as_str().unwrap().to_string())
+        .collect();
+    vitrun(&[
+        "report",
+        &ids[0],
+        &ids[1],
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ]);
+    let compared = out.join(format!("compare-{}-{}", ids[0], ids[1]));
+    let html = std::fs::read_to_string(compared.join("index.html")).unwrap();
+    assert!(html.contains(&format!("comparison {}+{}", ids[0], ids[1])));
+    let compared = page_data(&html);
+    let overlaid: std::collections::BTreeSet<&str> = compared["charts"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["trial"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        overlaid,
+        ids.iter().map(String::as_str).collect(),
+        "`report A B` overlays just the chosen trials"
     );
     vitrun(&[
         "report",
