@@ -16,7 +16,8 @@
 //!    random), and Pareto fronts of several objectives.
 //! 9. `schedule`: trials launched as processes, locally or on SLURM.
 //! 10. `report`: reports of trials, experiments and sweeps.
-//! 11. `cli`: the command line.
+//! 11. `serve`: the reports over HTTP, live while trials run.
+//! 12. `cli`: the command line.
 
 pub mod alloc;
 pub mod contract;
@@ -41,5 +42,7 @@ pub mod search;
 pub mod schedule;
 
 pub mod report;
+
+pub mod serve;
 
 pub mod cli;

@@ -243,7 +243,10 @@
     });
     view.appendChild(grid);
     grid.querySelectorAll('[data-chart]').forEach(mount);
-    view.appendChild(text('h3', 'Config (keys that differ from vitrun\'s defaults in bold)'));
+    if (!grid.firstChild) {
+      view.appendChild(text('p', 'Its curves are not on this page: the charts draw the best trials only. `vitrun report ' + t.id + '` draws them.', 'note'));
+    }
+    view.appendChild(text('h3', 'Config: the keys that differ from vitrun\'s defaults'));
     view.appendChild(table(['config key', 'value'], t.config.map(function (c) { return [c.key, c.value]; }),
       t.config.map(function (c) { return c.changed; })));
     view.scrollIntoView();
@@ -274,5 +277,30 @@
       });
     }, 100);
   });
+  // A live page (vitrun serve) hands new data here: each chart gets its new points, keeping
+  // the x axis, smoothing and log-y chosen; a chart whose lines changed is drawn again.
+  window.vitrunUpdate = function (next) {
+    data = next;
+    charts = {};
+    data.charts.forEach(function (c) { charts[c.id] = c; });
+    trials = {};
+    data.trials.forEach(function (t) { trials[t.id] = t; });
+    live.forEach(function (e) {
+      var chart = charts[e.chart.id];
+      if (!chart) { return; }
+      var trial = e.el.getAttribute('data-trial');
+      var lines = chart.lines.filter(function (l) { return !trial || l.trial === trial; });
+      var same = lines.length === e.lines.length && lines.every(function (l, i) {
+        return l.trial === e.lines[i].trial && l.key === e.lines[i].key;
+      });
+      e.chart = chart;
+      e.lines = lines;
+      if (same) {
+        e.plot.setData(aligned(chart, lines));
+      } else {
+        draw(e);
+      }
+    });
+  };
   window.vitrunCharts = live;
 })();

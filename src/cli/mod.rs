@@ -271,6 +271,18 @@ enum Command {
         #[command(flatten)]
         runs: RunsDirArg,
     },
+    /// Serve the reports over HTTP, live while trials run (read-only; localhost unless --bind says otherwise): vitrun serve --port 8080
+    Serve {
+        /// The port to listen on (0: any free one, printed at start).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on; 0.0.0.0 lets other machines read every trial (use an SSH
+        /// tunnel instead: ssh -L 8080:localhost:8080 login-node).
+        #[arg(long, default_value = "127.0.0.1", value_name = "ADDRESS")]
+        bind: std::net::IpAddr,
+        #[command(flatten)]
+        runs: RunsDirArg,
+    },
     /// Draw charts and an HTML report of a trial, experiment or sweep (default: the latest); several overlay their trials: vitrun report 1ce1b0 7f3a2c
     Report {
         /// Trial ids (or unique prefixes), experiment or sweep names; two or more are compared
@@ -1026,6 +1038,24 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 say!("export: {} ({rows} rows)", out.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { port, bind, runs } => {
+            let stop = stop_flag("the server")?;
+            let options = crate::serve::Options {
+                runs_dir: runs.resolve(),
+                bind,
+                port,
+            };
+            if !bind.is_loopback() {
+                say!("warning: listening on {bind}: anyone who can reach it can read every trial in the store");
+            }
+            crate::serve::serve(&options, &stop, |address| {
+                say!(
+                    "vitrun serve: http://{address}/ over {} (read-only; Ctrl-C stops)",
+                    options.runs_dir.display()
+                );
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Report {

@@ -36,7 +36,8 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
     /// Sortable by a click on a header, with a filter box above (a few lines of inline JS).
     pub interactive: bool,
-    /// A column whose cells link to `prefix + cell` (a trial's view: `#trial-<id>`).
+    /// A column whose cells are links: the template with `{}` replaced by the cell
+    /// (`#trial-{}`: a trial's view).
     pub link: Option<(usize, String)>,
 }
 
@@ -117,11 +118,10 @@ fn table(t: &Table, id: &str) -> String {
     for row in &t.rows {
         out.push_str("<tr>");
         for (i, cell) in row.iter().enumerate() {
-            if let Some((_, prefix)) = t.link.as_ref().filter(|(column, _)| *column == i) {
+            if let Some((_, template)) = t.link.as_ref().filter(|(column, _)| *column == i) {
                 out.push_str(&format!(
-                    "<td><a href=\"{}{}\">{}</a></td>",
-                    escape(prefix),
-                    escape(cell),
+                    "<td><a href=\"{}\">{}</a></td>",
+                    escape(&template.replace("{}", cell)),
                     escape(cell)
                 ));
             } else if Some(i) == status {
@@ -172,7 +172,7 @@ pub fn page(
     charts: &interactive::Page,
 ) -> String {
     let mut out = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}\n{}</style>\n</head>\n<body>\n<h1>{}</h1>\n<p class=\"note\">{}</p>\n<nav>",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<link rel=\"icon\" href=\"data:,\">\n<title>{}</title>\n<style>{STYLE}\n{}</style>\n</head>\n<body>\n<h1>{}</h1>\n<p class=\"note\">{}</p>\n<nav>",
         escape(title),
         interactive::style(),
         escape(title),

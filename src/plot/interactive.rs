@@ -83,6 +83,7 @@ pub struct TrialView {
     /// `key: value` facts in order: started, duration, host, device, command, commit, …
     pub facts: Vec<(String, String)>,
     pub metrics: Vec<MetricSummary>,
+    /// Its config, or the part of it the page has room for (marked entries).
     pub config: Vec<ConfigEntry>,
 }
 

@@ -220,7 +220,11 @@ fn plan(sel: &Selection) -> (Vec<Panel>, Vec<(String, f64)>) {
     if keys.contains(&("train".into(), "step_lr".into())) {
         keys.remove(&("train".to_string(), "lr".to_string()));
     }
-    let folded = constants(sel, &keys);
+    // The ranking metric is always drawn, constant or not.
+    let folded: Vec<(String, f64)> = constants(sel, &keys)
+        .into_iter()
+        .filter(|(key, _)| *key != sel.ranking.metric)
+        .collect();
     for (key, _) in &folded {
         if let Some((split, name)) = key.split_once('/') {
             keys.remove(&(split.to_string(), name.to_string()));
@@ -392,8 +396,9 @@ pub struct Curves {
 }
 
 /// The curves of the selection: browser charts (trials named by `labels`, one per trial of
-/// the selection) with their static PNG/SVG written into `out`.
-pub fn draw(sel: &Selection, labels: &[String], out: &Path) -> anyhow::Result<Curves> {
+/// the selection) with their static PNG/SVG written into `out` (none without it: a live
+/// page's data).
+pub fn draw(sel: &Selection, labels: &[String], out: Option<&Path>) -> anyhow::Result<Curves> {
     let (panels, folded) = plan(sel);
     let mut curves = Curves {
         cards: Vec::new(),
@@ -407,9 +412,12 @@ pub fn draw(sel: &Selection, labels: &[String], out: &Path) -> anyhow::Result<Cu
             })
             .collect(),
     };
-    for (k, panel) in panels.iter().enumerate() {
-        draw_lines(out, &panel.stem, &static_chart(sel, panel))?;
-        let chart = chart(sel, panel, labels, format!("curve-{k}"));
+    for panel in &panels {
+        let mut chart = chart(sel, panel, labels, panel.stem.clone());
+        match out {
+            Some(out) => draw_lines(out, &panel.stem, &static_chart(sel, panel))?,
+            None => chart.files.clear(),
+        }
         curves.cards.push(ChartCard {
             chart: chart.id.clone(),
             title: chart.title.clone(),
@@ -417,8 +425,8 @@ pub fn draw(sel: &Selection, labels: &[String], out: &Path) -> anyhow::Result<Cu
         });
         curves.charts.push(chart);
     }
-    if sel.trials.len() == 1 {
-        curves.figures.extend(heads(&sel.trials[0], out)?);
+    if let (Some(out), [trial]) = (out, sel.trials.as_slice()) {
+        curves.figures.extend(heads(trial, out)?);
     }
     Ok(curves)
 }

@@ -7,6 +7,7 @@ mod curves;
 pub mod diff;
 pub mod export;
 pub mod groups;
+pub mod live;
 mod pareto;
 mod progress;
 mod select;
@@ -243,7 +244,8 @@ fn config_section(sel: &Selection) -> Section {
     s
 }
 
-fn open_store(runs_dir: &Path) -> anyhow::Result<(Store, PathBuf)> {
+/// The store under `runs_dir`, with the shards of cluster trials folded in first.
+pub fn open_store(runs_dir: &Path) -> anyhow::Result<(Store, PathBuf)> {
     let store_path = crate::contract::RunsDir::new(runs_dir).store();
     anyhow::ensure!(
         store_path.exists(),
@@ -320,7 +322,7 @@ pub fn build(
         .unwrap_or(sel.default_out.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let labels = views::labels(&sel);
-    let drawn = curves::draw(&sel, &labels, &out)?;
+    let drawn = curves::draw(&sel, &labels, Some(&out))?;
     let mut sections = vec![summary_section(&sel, &drawn.constants)];
     let mut skipped = Vec::new();
 
@@ -359,7 +361,7 @@ pub fn build(
             }
         ));
         let mut table = compare::table(&sel, &swept);
-        table.link = Some((1, "#trial-".into()));
+        table.link = Some((1, "#trial-{}".into()));
         sweep.tables.push(table);
         sweep.notes.push(
             "A trial's id opens its view: facts, best and final metrics, its curves and its config."

@@ -133,7 +133,8 @@ pub fn config_entries(config: &Config) -> Vec<ConfigEntry> {
         .collect()
 }
 
-/// A trial's view, named `label` (its legend name).
+/// A trial's view, named `label` (its legend name); its config is the keys it changed from
+/// vitrun's defaults (a sweep of a thousand trials embeds a thousand views).
 pub fn view(t: &TrialRecord, label: &str) -> TrialView {
     TrialView {
         id: t.summary.id.clone(),
@@ -146,7 +147,10 @@ pub fn view(t: &TrialRecord, label: &str) -> TrialView {
             .filter(|_| t.summary.status != crate::contract::Status::Finished),
         facts: facts(t),
         metrics: metric_summaries(t),
-        config: config_entries(&t.config),
+        config: config_entries(&t.config)
+            .into_iter()
+            .filter(|c| c.changed)
+            .collect(),
     }
 }
 

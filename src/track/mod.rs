@@ -457,6 +457,21 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 
+    /// A trial's events of one kind with their times (RFC 3339), oldest first.
+    pub fn timed_events(&self, trial: &str, kind: Event) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT time, message FROM events WHERE trial = ?1 AND kind = ?2 ORDER BY rowid",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([trial, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.wrap(e))
+    }
+
     /// A trial's status as stored, if the store has it.
     pub fn status(&self, trial: &str) -> Result<Option<Status>> {
         self.conn

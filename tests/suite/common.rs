@@ -185,3 +185,13 @@ pub fn assert_same_series(
         assert_eq!(x, series(b, id, split, name), "{split}/{name}");
     }
 }
+
+/// The JSON a report page embeds for its charts.
+pub fn page_data(html: &str) -> serde_json::Value {
+    let start = html
+        .find("id=\"vitrun-data\">")
+        .expect("the page embeds its chart data")
+        + "id=\"vitrun-data\">".len();
+    let end = start + html[start..].find("</script>").unwrap();
+    serde_json::from_str(&html[start..end]).unwrap()
+}

@@ -27,6 +27,7 @@ mod reliability;
 mod report;
 mod schedule;
 mod search;
+mod serve;
 mod shards;
 mod slurm;
 mod sweep;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{browser_dom, chromium, probe_page};
+use crate::common::{browser_dom, chromium, page_data, probe_page};
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
@@ -289,9 +289,15 @@ fn report_of_a_trained_run_has_every_file_and_loads_in_a_browser() {
         html.contains("optimizer.lr") && html.contains("val/top1"),
         "config and final metrics are shown"
     );
+    let folded = html
+        .split("(not charted): ")
+        .nth(1)
+        .map(|rest| &rest[..rest.find('<').unwrap()]);
     assert!(
-        html.contains("(not charted): train/skipped_images = 0, val/skipped_images = 0"),
-        "constant series are folded into the summary"
+        folded.is_some_and(
+            |f| f.contains("train/skipped_images = 0") && f.contains("val/skipped_images = 0")
+        ),
+        "constant series are folded into the summary: {folded:?}"
     );
     let charts = page_data(&html);
     let titles: Vec<&str> = charts["charts"]
@@ -389,16 +395,6 @@ fn a_mixing_trial_reports_its_mixed_batches_and_its_weight_average() {
     );
 }
 
-/// The JSON a report page embeds for its charts.
-pub fn page_data(html: &str) -> serde_json::Value {
-    let start = html
-        .find("id=\"vitrun-data\">")
-        .expect("the page embeds its chart data")
-        + "id=\"vitrun-data\">".len();
-    let end = start + html[start..].find("</script>").unwrap();
-    serde_json::from_str(&html[start..end]).unwrap()
-}
-
 /// What the probe found on the page's charts: how many uPlot charts run, how many canvases
 /// have drawn pixels, and the legend's values after the pointer moves over the first chart.
 const CHART_PROBE: &str = r#"const win = document.getElementById('page').contentWindow;
@@ -462,7 +458,7 @@ pub fn browser_check(out: &Path) {
         .nth(1)
         .unwrap_or_else(|| panic!("the probe page did not run: {dom}"));
     let count: usize = images.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(count >= 5, "{images}");
+    assert!(count >= 3, "{images}");
     let found = dom.split("CHARTS ").nth(1).unwrap();
     let words: Vec<&str> = found.split_whitespace().collect();
     let charts: usize = words[0].parse().unwrap();
