@@ -32,6 +32,10 @@ plan file="experiments/deit_vehicles_sweep.toml" *args="":
 report *args="":
     cargo run --release -- report {{args}}
 
+# The reports over HTTP, live while trials run (http://127.0.0.1:8080/).
+serve *args="":
+    cargo run --release -- serve {{args}}
+
 # The test suite (what CI runs).
 test:
     cargo test

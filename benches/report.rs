@@ -117,6 +117,7 @@ fn bench(lrs: usize, decays: usize, seeds: usize) {
         fusion: Fusion::Mean,
         discard: 0.9,
         samples: 6,
+        score_threshold: None,
     };
     let started = Instant::now();
     let report = build(

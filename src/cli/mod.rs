@@ -302,6 +302,10 @@ enum Command {
         /// Validation images in the attention and prediction figures.
         #[arg(long, default_value_t = 6)]
         samples: usize,
+        /// Detection: the least score of a box drawn, e.g. --score-threshold 0.2 (display only;
+        /// the trial and its id are unchanged) [default: the trial's head.score_threshold]
+        #[arg(long, value_name = "SCORE")]
+        score_threshold: Option<f64>,
         /// The metric trials are ranked by (split/name; losses rank lowest first); default: the
         /// task's main one (val/top1, segmentation val/miou).
         #[arg(long)]
@@ -1065,12 +1069,19 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             fusion,
             discard,
             samples,
+            score_threshold,
             metric,
         } => {
             anyhow::ensure!(
                 (0.0..1.0).contains(&discard),
                 "--discard {discard}: use a fraction in [0, 1), e.g. --discard 0.9"
             );
+            if let Some(t) = score_threshold {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&t),
+                    "--score-threshold {t}: use a score in [0, 1], e.g. --score-threshold 0.2"
+                );
+            }
             let report = crate::report::build(
                 &runs.resolve(),
                 &targets,
@@ -1080,6 +1091,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     fusion,
                     discard,
                     samples,
+                    score_threshold,
                 },
             )?;
             for why in &report.skipped {

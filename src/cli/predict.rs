@@ -72,8 +72,8 @@ impl<A: Arch, T: Task> Loaded for Trained<A, T> {
                 &self.model.encoder,
                 images,
                 request.method,
-                request.fusion,
-                request.discard,
+                (request.fusion, request.discard),
+                &self.config,
             )
             .context("this backbone has no attention to draw; use --method gradcam");
         }

@@ -2,6 +2,36 @@
 //! patch grid, and attention rollout across all blocks (Abnar & Zuidema 2020). Matrices are
 //! row-major `tokens × tokens`; a block's attention is `heads` such matrices back to back.
 
+use crate::config::{Config, Pooling, TaskKind};
+
+/// Whose attention a map shows: the token the model's head reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The class token's row: a CLS-pooled classifier (timm's `global_pool="token"`).
+    Cls,
+    /// The mean of the patch tokens' rows: a mean-pooled classifier (`global_pool="avg"`) and
+    /// the dense heads, which read every patch token.
+    Patches,
+}
+
+impl Reader {
+    /// What `config`'s head reads (a model without a class token has only patches).
+    pub fn of(config: &Config, prefix: usize) -> Reader {
+        match (config.head.task, config.model.pooling) {
+            (TaskKind::Classification, Pooling::Cls) if prefix > 0 => Reader::Cls,
+            _ => Reader::Patches,
+        }
+    }
+
+    /// How a caption names the map.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reader::Cls => "CLS attention",
+            Reader::Patches => "mean attention of the patch tokens",
+        }
+    }
+}
+
 /// How the heads of one block are combined into one matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fusion {
@@ -99,26 +129,59 @@ pub fn rollout(
     flow
 }
 
-/// The CLS token's row of an `n × n` matrix, over the patch tokens only (the `prefix` tokens —
-/// CLS and, in DeiT, the distillation token — come first and are left out), as a `grid × grid`
-/// map scaled to a maximum of 1.
-pub fn cls_to_patches(matrix: &[f32], n: usize, prefix: usize) -> Vec<f32> {
-    let row = &matrix[..n];
-    let patches = &row[prefix..];
+/// The reader's row of an `n × n` matrix (the CLS token's, or the mean of the patch tokens'),
+/// over the patch tokens only (the `prefix` tokens — CLS and, in DeiT, the distillation token
+/// — come first and are left out), as a `grid × grid` map scaled to a maximum of 1.
+pub fn to_patches(matrix: &[f32], n: usize, prefix: usize, reader: Reader) -> Vec<f32> {
+    let patches: Vec<f32> = match reader {
+        Reader::Cls => matrix[prefix..n].to_vec(),
+        Reader::Patches => {
+            let rows = (n - prefix).max(1) as f32;
+            (prefix..n)
+                .map(|c| (prefix..n).map(|r| matrix[r * n + c]).sum::<f32>() / rows)
+                .collect()
+        }
+    };
     let max = patches.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
     patches.iter().map(|v| v / max).collect()
 }
 
-/// The last block's CLS attention over the patches, heads fused and lowest weights discarded.
+/// The last block's attention of `reader` over the patches, heads fused and lowest weights
+/// discarded.
 pub fn last_block_map(
     last: &[f32],
-    heads: usize,
-    n: usize,
-    prefix: usize,
+    (heads, n, prefix): (usize, usize, usize),
+    reader: Reader,
     fusion: Fusion,
     discard: f32,
 ) -> Vec<f32> {
     let mut a = fuse(last, heads, n, fusion);
     discard_lowest(&mut a, n, discard);
-    cls_to_patches(&a, n, prefix)
+    to_patches(&a, n, prefix, reader)
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+
+    #[test]
+    fn a_mean_pooled_map_reads_the_patch_tokens_not_the_class_token() {
+        // Tokens: CLS, patch a, patch b. CLS looks at a; both patches look at b.
+        let matrix = [
+            0.1, 0.8, 0.1, //
+            0.1, 0.2, 0.7, //
+            0.0, 0.1, 0.9,
+        ];
+        assert_eq!(to_patches(&matrix, 3, 1, Reader::Cls), [1.0, 0.125]);
+        let pooled = to_patches(&matrix, 3, 1, Reader::Patches);
+        assert!(
+            pooled[1] == 1.0 && (pooled[0] - 0.15 / 0.8).abs() < 1e-6,
+            "{pooled:?}"
+        );
+        let mut config = Config::default();
+        assert_eq!(Reader::of(&config, 1), Reader::Cls);
+        assert_eq!(Reader::of(&config, 0), Reader::Patches, "no class token");
+        config.model.pooling = Pooling::Mean;
+        assert_eq!(Reader::of(&config, 1), Reader::Patches);
+    }
 }

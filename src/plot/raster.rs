@@ -69,20 +69,26 @@ pub fn upsample(map: &[f32], grid: usize, size: usize) -> Vec<f32> {
     out
 }
 
-/// The "turbo"-like colour of `v` in `[0, 1]` (blue → green → yellow → red).
+/// Viridis (matplotlib's default map) at nine stops: perceptually uniform, its lightness rising
+/// steadily from dark purple to yellow, and readable in grey and by colour-blind readers.
+const VIRIDIS: [[f32; 3]; 9] = [
+    [68.0, 1.0, 84.0],
+    [71.0, 44.0, 122.0],
+    [59.0, 81.0, 139.0],
+    [44.0, 113.0, 142.0],
+    [33.0, 144.0, 141.0],
+    [39.0, 173.0, 129.0],
+    [92.0, 200.0, 99.0],
+    [170.0, 220.0, 50.0],
+    [253.0, 231.0, 37.0],
+];
+
+/// The viridis colour of `v` in `[0, 1]` (low: dark purple, high: yellow).
 pub fn heat(v: f32) -> [u8; 3] {
-    const STOPS: [(f32, [f32; 3]); 5] = [
-        (0.0, [48.0, 18.0, 59.0]),
-        (0.25, [40.0, 150.0, 230.0]),
-        (0.5, [60.0, 220.0, 110.0]),
-        (0.75, [250.0, 190.0, 40.0]),
-        (1.0, [180.0, 20.0, 10.0]),
-    ];
-    let v = v.clamp(0.0, 1.0);
-    let i = STOPS.iter().rposition(|(s, _)| *s <= v).unwrap_or(0).min(3);
-    let (s0, c0) = STOPS[i];
-    let (s1, c1) = STOPS[i + 1];
-    let t = (v - s0) / (s1 - s0);
+    let at = v.clamp(0.0, 1.0) * (VIRIDIS.len() - 1) as f32;
+    let i = (at.floor() as usize).min(VIRIDIS.len() - 2);
+    let t = at - i as f32;
+    let (c0, c1) = (VIRIDIS[i], VIRIDIS[i + 1]);
     [0, 1, 2].map(|k| (c0[k] + (c1[k] - c0[k]) * t).round() as u8)
 }
 
@@ -196,5 +202,22 @@ pub fn grey(image: &Rgb) -> Rgb {
     Rgb {
         pixels,
         ..image.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heat_map_gets_lighter_all_the_way_up() {
+        let luma = |v: f32| {
+            let [r, g, b] = heat(v);
+            0.2126 * r as f32 + 0.7152 * g as f32 + 0.0722 * b as f32
+        };
+        let steps: Vec<f32> = (0..=100).map(|i| luma(i as f32 / 100.0)).collect();
+        assert!(steps.windows(2).all(|w| w[1] >= w[0]), "{steps:?}");
+        assert_eq!(heat(-1.0), heat(0.0));
+        assert_eq!(heat(2.0), [253, 231, 37]);
     }
 }

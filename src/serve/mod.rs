@@ -187,6 +187,7 @@ fn page(state: &State, part: &str, names: &[String]) -> Answer {
             fusion: crate::report::Fusion::Mean,
             discard: 0.0,
             samples: 6,
+            score_threshold: None,
         },
     );
     match built.and_then(|report| {

@@ -9,7 +9,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::Tensor;
 
 use crate::model::{Backbone, Features};
-use crate::plot::attention::{cls_to_patches, last_block_map, rollout};
+use crate::plot::attention::{last_block_map, rollout, to_patches, Reader};
 use crate::plot::Fusion;
 
 /// The backend Grad-CAM differentiates on.
@@ -176,13 +176,14 @@ pub fn attention_maps<E: Backbone<Flex>>(
     encoder: &E,
     images: Tensor<Flex, 4>,
     method: Method,
-    fusion: Fusion,
-    discard: f32,
+    (fusion, discard): (Fusion, f32),
+    config: &crate::config::Config,
 ) -> Option<Vec<Map>> {
     let [b, _, h, w] = images.dims();
     let trace = encoder.trace(images);
     let first = trace.attentions.first()?;
     let [_, heads, n, _] = first.dims();
+    let reader = Reader::of(config, trace.prefix);
     let blocks: Vec<Vec<f32>> = trace.attentions.iter().map(|a| host(a.clone())).collect();
     let per = heads * n * n;
     Some(
@@ -198,13 +199,12 @@ pub fn attention_maps<E: Backbone<Flex>>(
                             fusion,
                             discard,
                         );
-                        cls_to_patches(&flow, n, trace.prefix)
+                        to_patches(&flow, n, trace.prefix, reader)
                     }
                     _ => last_block_map(
                         &own(&blocks[blocks.len() - 1]),
-                        heads,
-                        n,
-                        trace.prefix,
+                        (heads, n, trace.prefix),
+                        reader,
                         fusion,
                         discard,
                     ),

@@ -27,6 +27,9 @@ pub struct PanelOptions {
     pub discard: f32,
     /// Validation images shown in attention maps and predictions.
     pub samples: usize,
+    /// The least score of a box drawn (detection; display only, never part of a trial id);
+    /// `None`: the trial's `head.score_threshold`.
+    pub score_threshold: Option<f64>,
 }
 
 /// What a task's panels draw from.
@@ -275,7 +278,15 @@ pub(crate) fn dense_attention<E: Backbone<Flex>>(
 ) -> anyhow::Result<Option<Figure>> {
     let options = input.options;
     let x = batch::<Flex>(images, &Default::default());
-    let maps = |method| attention_maps(encoder, x.clone(), method, options.fusion, options.discard);
+    let maps = |method| {
+        attention_maps(
+            encoder,
+            x.clone(),
+            method,
+            (options.fusion, options.discard),
+            input.config,
+        )
+    };
     let (Some(last), Some(flow)) = (maps(Method::Attention), maps(Method::Rollout)) else {
         return Ok(None);
     };
@@ -287,16 +298,13 @@ pub(crate) fn dense_attention<E: Backbone<Flex>>(
         let base = Rgb::from_image(image, denorm(input.config), scale);
         let up = |m: &Map| resize_bilinear(&m.values, m.size, shown);
         tiles.push((base.clone(), "validation image".into()));
-        tiles.push((
-            overlay(&base, &up(last), 0.55),
-            "last block CLS attention".into(),
-        ));
+        tiles.push((overlay(&base, &up(last), 0.55), "last block".into()));
         tiles.push((overlay(&base, &up(flow), 0.55), "attention rollout".into()));
     }
     let file = "attention.png";
     charts::image_grid(
         &input.out.join(file),
-        "Encoder CLS attention",
+        "Encoder attention: the mean attention of the patch tokens (what the decoder reads)",
         3,
         &tiles,
         2,
@@ -305,6 +313,6 @@ pub(crate) fn dense_attention<E: Backbone<Flex>>(
     Ok(Some(Figure {
         file: file.into(),
         title: "Attention maps".into(),
-        caption: "the encoder's last-block CLS-token attention and the rollout through all blocks (Abnar & Zuidema 2020) over validation images; `vitrun explain --method gradcam` maps a class".into(),
+        caption: "the encoder's last-block attention and the rollout through all blocks (Abnar & Zuidema 2020), averaged over the patch tokens (the decoder reads every patch, not a class token), over validation images; `vitrun explain --method gradcam` maps a class".into(),
     }))
 }

@@ -11,7 +11,7 @@ use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use vitrun::model::{apply_state_dict, state_dict, Vit, VitSpec};
 use vitrun::plot::attention::{
-    cls_to_patches, discard_lowest, fuse, last_block_map, rollout, Fusion,
+    discard_lowest, fuse, last_block_map, rollout, to_patches, Fusion, Reader,
 };
 use vitrun::task::classification::{vit_classifier, Classifier};
 
@@ -181,13 +181,13 @@ fn attention_of_a_model_built_to_focus_on_one_patch_peaks_there() {
         let attn: Vec<f32> = trace.attentions[0].clone().into_data().to_vec().unwrap();
         let argmax = |m: &[f32]| (0..m.len()).fold(0, |b, i| if m[i] > m[b] { i } else { b });
         for fusion in [Fusion::Mean, Fusion::Max, Fusion::Min] {
-            let map = last_block_map(&attn, heads, n, prefix, fusion, 0.5);
+            let map = last_block_map(&attn, (heads, n, prefix), Reader::Cls, fusion, 0.5);
             assert_eq!(map.len(), grid * grid, "a map over the patch grid only");
             assert_eq!(argmax(&map), target, "distilled {distilled}: {map:?}");
             assert_eq!(map[target], 1.0, "scaled to a maximum of 1");
         }
         let flow = rollout(std::slice::from_ref(&attn), heads, n, Fusion::Mean, 0.0);
-        assert_eq!(argmax(&cls_to_patches(&flow, n, prefix)), target);
+        assert_eq!(argmax(&to_patches(&flow, n, prefix, Reader::Cls)), target);
     }
 }
 

@@ -1187,6 +1187,30 @@ fn a_tiny_detection_learns_scene_boxes() {
         assert!(report_dir.join(panel).is_file(), "{panel}");
     }
     crate::report::browser_check(&report_dir);
+    let html = |extra: &[&str]| {
+        let mut args = vec!["report", "--runs-dir", &runs, "--samples", "3"];
+        args.extend_from_slice(extra);
+        let out = vitrun(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(report_dir.join("index.html")).unwrap()
+    };
+    assert!(
+        html(&["--score-threshold", "1"]).contains(
+            "Boxes scoring ≥ 1 are drawn (--score-threshold; display only). 3 of 3 images had none"
+        ),
+        "no box scores 1: each image shows its best one"
+    );
+    assert!(html(&["--score-threshold", "0"]).contains("0 of 3 images had none"));
+    let bad = vitrun(&["report", "--runs-dir", &runs, "--score-threshold", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("--score-threshold 1.5: use a score in [0, 1], e.g. --score-threshold 0.2"));
     predict_writes_coco_results(tmp.path(), &id);
 }
 

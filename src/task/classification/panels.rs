@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::data::augment::sample_rng;
 use crate::data::{Batch, Dataset, Image, Labels, Mixer, Pipeline, Sample, Splits};
 use crate::model::{Backbone, Model};
-use crate::plot::attention::{cls_to_patches, last_block_map, rollout};
+use crate::plot::attention::{last_block_map, rollout, to_patches, Reader};
 use crate::plot::charts::{self, image_grid};
 use crate::plot::pca;
 use crate::plot::raster::{cells, grid_lines, overlay, upsample, Rgb};
@@ -262,17 +262,24 @@ pub fn model_panels<E: Backbone<Cpu>>(
         options.fusion, options.discard
     )
     .to_lowercase();
+    let reader = Reader::of(config, prefix);
     for (j, image) in images.iter().enumerate() {
         let base = Rgb::from_image(image, denorm(config), scale);
         let per = heads * n * n;
         let last = &blocks[blocks.len() - 1][j * per..(j + 1) * per];
-        let last_map = last_block_map(last, heads, n, prefix, options.fusion, options.discard);
+        let last_map = last_block_map(
+            last,
+            (heads, n, prefix),
+            reader,
+            options.fusion,
+            options.discard,
+        );
         let own: Vec<Vec<f32>> = blocks
             .iter()
             .map(|b| b[j * per..(j + 1) * per].to_vec())
             .collect();
         let flow = rollout(&own, heads, n, options.fusion, options.discard);
-        let roll_map = cls_to_patches(&flow, n, prefix);
+        let roll_map = to_patches(&flow, n, prefix, reader);
         let predicted = argmax(&probs[j * classes..(j + 1) * classes]);
         tiles.push((
             base.clone(),
@@ -283,7 +290,7 @@ pub fn model_panels<E: Backbone<Cpu>>(
         ));
         tiles.push((
             overlay(&base, &upsample(&last_map, grid, shown), 0.55),
-            "last block CLS attention".into(),
+            format!("last block {}", reader.describe()),
         ));
         tiles.push((
             overlay(&base, &upsample(&roll_map, grid, shown), 0.55),
@@ -292,7 +299,10 @@ pub fn model_panels<E: Backbone<Cpu>>(
     }
     image_grid(
         &out.join("attention.png"),
-        &format!("CLS attention over the {grid}×{grid} patch grid ({setting})"),
+        &format!(
+            "{} over the {grid}×{grid} patch grid ({setting})",
+            reader.describe()
+        ),
         3,
         &tiles,
         2,

@@ -42,8 +42,9 @@ pub fn augmentations(input: &PanelInput<'_>) -> anyhow::Result<Panels> {
     )
 }
 
-/// The validation images' ground-truth boxes beside the predicted ones scoring at least
-/// `head.score_threshold`, and AP@0.5 per class.
+/// The validation images' ground-truth boxes beside the predicted ones scoring at least the
+/// report's `--score-threshold` (default `head.score_threshold`; an image with none shows its
+/// best box, marked as below), and AP@0.5 per class.
 pub fn panels<E: Backbone<Flex>>(
     model: &Model<Flex, E, DetectionHead<Flex>>,
     input: &PanelInput<'_>,
@@ -52,17 +53,27 @@ pub fn panels<E: Backbone<Flex>>(
     let names_of = &input.splits.classes;
     let (images, targets) = val_samples(config, input.splits, input.options.samples.max(1))?;
     let last = LastLayer::of(model, batch(&images, &Default::default()))?;
-    let threshold = config.head.detection().score_threshold;
+    let threshold = input
+        .options
+        .score_threshold
+        .unwrap_or(config.head.detection().score_threshold);
     let size = config.data.image_size;
     let scale = display_scale(size);
     let mut tiles = Vec::new();
+    let mut below_count = 0;
     for (j, (image, target)) in images.iter().zip(&targets).enumerate() {
         let base = Rgb::from_image(image, denorm(config), scale);
         let truth: &[ObjectBox] = match target {
             Target::Objects(objects) => objects,
             _ => &[],
         };
-        let predicted: Vec<PredictedBox> = last.image(j).above(size, threshold);
+        let mut predicted: Vec<PredictedBox> = last.image(j).above(size, threshold);
+        // Nothing clears the threshold: the best box still says what the model saw.
+        let below = predicted.is_empty();
+        if below {
+            below_count += 1;
+            predicted.extend(last.image(j).above(size, 0.0).into_iter().take(1));
+        }
         let truth_boxes: Vec<_> = truth.iter().map(|o| (o.class, o.corners)).collect();
         tiles.push((
             boxed(&base, &truth_boxes, scale),
@@ -75,7 +86,12 @@ pub fn panels<E: Backbone<Flex>>(
         tiles.push((
             boxed(&base, &predicted_boxes, scale),
             format!(
-                "predicted: {}",
+                "{}: {}",
+                if below {
+                    "best box, below the threshold"
+                } else {
+                    "predicted"
+                },
                 names(
                     predicted
                         .iter()
@@ -89,6 +105,15 @@ pub fn panels<E: Backbone<Flex>>(
     );
     let bars = class_bars(input, Detection::METRICS.main(), "ap50_", "AP@0.5")?;
     let mut panels = dense_figures(input, &tiles, &title, bars)?;
+    panels.notes.push(format!(
+        "Boxes scoring ≥ {threshold} are drawn ({}; display only). {below_count} of {} images had none: each shows its best box, captioned as below the threshold.",
+        if input.options.score_threshold.is_some() {
+            "--score-threshold"
+        } else {
+            "the trial's head.score_threshold; --score-threshold changes it"
+        },
+        images.len()
+    ));
     panels
         .figures
         .extend(dense_attention(&model.encoder, &images, input)?);
