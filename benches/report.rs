@@ -116,7 +116,7 @@ fn bench(lrs: usize, decays: usize, seeds: usize) {
     let options = PanelOptions {
         fusion: Fusion::Mean,
         discard: 0.9,
-        samples: 6,
+        samples: "6".parse().expect("a sample count"),
         score_threshold: None,
     };
     let started = Instant::now();

@@ -299,9 +299,10 @@ enum Command {
         /// Fraction of the lowest attention weights dropped per row (0 keeps all).
         #[arg(long, default_value_t = 0.0)]
         discard: f32,
-        /// Validation images in the attention and prediction figures.
-        #[arg(long, default_value_t = 6)]
-        samples: usize,
+        /// Validation images in the attention and prediction figures: a count (6), or first,
+        /// random or worst (highest loss) with an optional count, e.g. --samples worst:8
+        #[arg(long, default_value = "6", value_name = "WHICH")]
+        samples: crate::report::Samples,
         /// Detection: the least score of a box drawn, e.g. --score-threshold 0.2 (display only;
         /// the trial and its id are unchanged) [default: the trial's head.score_threshold]
         #[arg(long, value_name = "SCORE")]

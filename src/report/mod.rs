@@ -10,11 +10,12 @@ pub mod groups;
 pub mod live;
 mod pareto;
 mod progress;
+mod samples;
 mod select;
 mod views;
 
 pub use crate::plot::Fusion;
-pub use crate::task::PanelOptions;
+pub use crate::task::{PanelOptions, SampleOrder, Samples};
 pub use select::{select, select_many, Ranking, Selection, TrialRecord};
 
 use std::path::{Path, PathBuf};
@@ -493,12 +494,13 @@ fn task_sections(
                 }
             };
             let task = T::new(config, &splits.classes)?;
-            let input = PanelInput {
+            let mut input = PanelInput {
                 config,
                 trial: id,
                 splits: &splits,
                 metrics: &best.metrics,
                 options,
+                chosen: None,
                 out,
             };
             let data = section("data", task.data_panels(&input)?);
@@ -519,7 +521,12 @@ fn task_sections(
                 &path,
                 &device,
             )?;
+            let chosen = samples::choose(&task, &model, config, &splits, options.samples)?;
+            input.chosen = chosen.as_ref();
             let mut panels = task.model_panels(&model, &input)?;
+            if let Some(c) = &chosen {
+                panels.notes.insert(0, c.what.clone());
+            }
             panels.notes.insert(
                 0,
                 format!("Weights: {} (trial {id}), on the CPU.", path.display()),

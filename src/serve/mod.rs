@@ -186,7 +186,10 @@ fn page(state: &State, part: &str, names: &[String]) -> Answer {
         &crate::report::PanelOptions {
             fusion: crate::report::Fusion::Mean,
             discard: 0.0,
-            samples: 6,
+            samples: crate::report::Samples {
+                order: crate::report::SampleOrder::First,
+                count: 6,
+            },
             score_threshold: None,
         },
     );

@@ -11,7 +11,10 @@ mod panels;
 pub mod segmentation;
 
 pub use outputs::npy_f32;
-pub use panels::{denorm, PanelInput, PanelOptions, Panels};
+pub(crate) use panels::batch as images_tensor;
+pub use panels::{
+    denorm, val_samples, Chosen, PanelInput, PanelOptions, Panels, SampleOrder, Samples, WORST_POOL,
+};
 
 use std::sync::Arc;
 

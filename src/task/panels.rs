@@ -18,6 +18,66 @@ use crate::plot::{Figure, Fusion};
 use crate::task::explain::{attention_maps, resize_bilinear, Map, Method};
 use crate::track::MetricRow;
 
+/// In what order the report picks the validation images it draws predictions of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleOrder {
+    /// The task's own choice: a classifier's first image of each class, a dense task's first
+    /// images.
+    First,
+    /// Drawn at random (seeded by the trial's seed).
+    Random,
+    /// The highest validation loss first, among the first [`WORST_POOL`] images.
+    Worst,
+}
+
+/// How many validation images the report scores for `--samples worst`.
+pub const WORST_POOL: usize = 256;
+
+/// `--samples`: which validation images, and how many (`6`, `worst`, `random:8`, `first:4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Samples {
+    pub order: SampleOrder,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Samples {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Samples, String> {
+        let bad = || {
+            format!("{s:?}: use a count (6), or first, random or worst with an optional count (worst, worst:8)")
+        };
+        let (order, count) = match s.split_once(':') {
+            Some((order, count)) => (order, Some(count)),
+            None if s.parse::<usize>().is_ok() => ("first", Some(s)),
+            None => (s, None),
+        };
+        let order = match order {
+            "first" => SampleOrder::First,
+            "random" => SampleOrder::Random,
+            "worst" => SampleOrder::Worst,
+            _ => return Err(bad()),
+        };
+        let count = match count {
+            Some(c) => c
+                .parse::<usize>()
+                .ok()
+                .filter(|c| (1..=64).contains(c))
+                .ok_or_else(|| format!("{s:?}: the count is a whole number from 1 to 64"))?,
+            None => 6,
+        };
+        Ok(Samples { order, count })
+    }
+}
+
+/// Validation images the report chose (for `--samples random` and `worst`), with how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chosen {
+    pub indices: Vec<usize>,
+    /// A sentence for the report: which images these are.
+    pub what: String,
+}
+
 /// How the report draws a trial's panels (`vitrun report --fusion … --discard … --samples …`).
 #[derive(Debug, Clone, Copy)]
 pub struct PanelOptions {
@@ -26,7 +86,7 @@ pub struct PanelOptions {
     /// Fraction of the lowest attention weights dropped per row, in `[0, 1)`.
     pub discard: f32,
     /// Validation images shown in attention maps and predictions.
-    pub samples: usize,
+    pub samples: Samples,
     /// The least score of a box drawn (detection; display only, never part of a trial id);
     /// `None`: the trial's `head.score_threshold`.
     pub score_threshold: Option<f64>,
@@ -41,8 +101,24 @@ pub struct PanelInput<'a> {
     /// The trial's stored metrics.
     pub metrics: &'a [MetricRow],
     pub options: &'a PanelOptions,
+    /// The validation images to draw, when the report chose them; `None`: the task's own
+    /// choice of `options.samples.count`.
+    pub chosen: Option<&'a Chosen>,
     /// The folder the figures are written to.
     pub out: &'a Path,
+}
+
+impl PanelInput<'_> {
+    /// The validation images to draw: the report's choice, else `first(count)`.
+    pub fn picks(
+        &self,
+        first: impl FnOnce(usize) -> anyhow::Result<Vec<usize>>,
+    ) -> anyhow::Result<Vec<usize>> {
+        match self.chosen {
+            Some(c) => Ok(c.indices.clone()),
+            None => first(self.options.samples.count.max(1)),
+        }
+    }
 }
 
 /// A section of figures a task contributes to a report.
@@ -99,10 +175,10 @@ pub(crate) fn names(items: impl Iterator<Item = String>) -> String {
 
 /// The first `count` validation images through the validation pipeline, with their targets
 /// moved as the pipeline moved the pixels.
-pub(crate) fn val_samples(
+pub fn val_samples(
     config: &Config,
     splits: &Splits,
-    count: usize,
+    indices: &[usize],
 ) -> anyhow::Result<(Vec<Image>, Vec<Target>)> {
     let pipeline = Pipeline::val(
         &config.augment,
@@ -111,7 +187,7 @@ pub(crate) fn val_samples(
     )
     .with_interpolation(config.data.interpolation);
     let (mut images, mut targets) = (Vec::new(), Vec::new());
-    for i in 0..count.min(splits.val.len()) {
+    for &i in indices.iter().filter(|&&i| i < splits.val.len()) {
         let sample = splits.val.get(i)?;
         let (h, w) = (sample.image.height, sample.image.width);
         let out = pipeline.apply(sample.image, &mut sample_rng(config.seed, 0, i));
@@ -180,8 +256,7 @@ pub(crate) fn dense_figures(
         file: file.into(),
         title: "Predictions".into(),
         caption: format!(
-            "the first {} validation images through the validation pipeline; colours are classes ({})",
-            input.options.samples.max(1),
+            "validation images through the validation pipeline (`--samples` picks them); colours are classes ({})",
             input.splits.classes.join(", ")
         ),
     }];
@@ -315,4 +390,22 @@ pub(crate) fn dense_attention<E: Backbone<Flex>>(
         title: "Attention maps".into(),
         caption: "the encoder's last-block attention and the rollout through all blocks (Abnar & Zuidema 2020), averaged over the patch tokens (the decoder reads every patch, not a class token), over validation images; `vitrun explain --method gradcam` maps a class".into(),
     }))
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    #[test]
+    fn samples_read_a_count_an_order_or_both() {
+        let read = |s: &str| s.parse::<Samples>();
+        let of = |order, count| Ok(Samples { order, count });
+        assert_eq!(read("6"), of(SampleOrder::First, 6));
+        assert_eq!(read("worst"), of(SampleOrder::Worst, 6));
+        assert_eq!(read("random:8"), of(SampleOrder::Random, 8));
+        assert_eq!(read("first:1"), of(SampleOrder::First, 1));
+        assert!(read("0").unwrap_err().contains("from 1 to 64"));
+        assert!(read("best").unwrap_err().contains("first, random or worst"));
+        assert!(read("worst:-1").is_err() && read("").is_err());
+    }
 }

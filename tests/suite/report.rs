@@ -237,6 +237,41 @@ fn report_of_a_trained_run_has_every_file_and_loads_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let runs = trained(dir.path(), "<b>&\"co\"</b>");
     let out = dir.path().join("report");
+    let worst = dir.path().join("worst");
+    vitrun(&[
+        "report",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--out",
+        worst.to_str().unwrap(),
+        "--samples",
+        "worst:3",
+    ]);
+    let page = std::fs::read_to_string(worst.join("index.html")).unwrap();
+    let note = page
+        .split("Validation images: the 3 with the highest loss of the first 200 (losses ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("--samples worst says what it drew: {page}"));
+    let losses: Vec<f64> = note[..note.find(')').unwrap()]
+        .split(", ")
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(
+        losses.len() == 3 && losses.windows(2).all(|w| w[0] >= w[1]),
+        "the highest losses, worst first: {losses:?}"
+    );
+    let bad = Command::new(EXE)
+        .args([
+            "report",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--samples",
+            "worst:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("\"worst:0\": the count is a whole number from 1 to 64"));
     let stdout = vitrun(&[
         "report",
         "--runs-dir",

@@ -218,7 +218,7 @@ pub fn model_panels<E: Backbone<Cpu>>(
     let size = config.data.image_size;
     let pipeline = Pipeline::val(&config.augment, size, config.data.channels)
         .with_interpolation(config.data.interpolation);
-    let picks = distinct_classes(splits.val.as_ref(), options.samples.max(1))?;
+    let picks = input.picks(|count| distinct_classes(splits.val.as_ref(), count))?;
     let (images, labels) = val_images(splits, &pipeline, config, &picks)?;
     let trace = model.trace(batch(&images, &device));
     let mut figures = Vec::new();

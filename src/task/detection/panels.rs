@@ -51,7 +51,8 @@ pub fn panels<E: Backbone<Flex>>(
 ) -> anyhow::Result<Panels> {
     let config = input.config;
     let names_of = &input.splits.classes;
-    let (images, targets) = val_samples(config, input.splits, input.options.samples.max(1))?;
+    let picks = input.picks(|count| Ok((0..count).collect()))?;
+    let (images, targets) = val_samples(config, input.splits, &picks)?;
     let last = LastLayer::of(model, batch(&images, &Default::default()))?;
     let threshold = input
         .options
