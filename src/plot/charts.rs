@@ -24,6 +24,8 @@ pub struct ChartError {
 }
 
 const FONT: &str = "sans-serif";
+/// DejaVu Sans, shipped in `assets/fonts/` (its licence beside it).
+pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 /// Distinct colours for highlighted series (colour-blind-safe Okabe–Ito).
 pub const PALETTE: [RGBColor; 6] = [
     RGBColor(0, 114, 178),
@@ -37,9 +39,8 @@ pub const PALETTE: [RGBColor; 6] = [
 fn fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
         assert!(
-            register_font(FONT, FontStyle::Normal, bytes).is_ok(),
+            register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok(),
             "the bundled font parses"
         );
     });

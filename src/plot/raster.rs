@@ -135,6 +135,78 @@ pub fn cells(values: &[[f32; 3]], grid: usize, cell: usize) -> Rgb {
 
 /// Draws the outline of `corners` (in input pixels, drawn `scale` times larger) onto `image`,
 /// two pixels thick and clipped to it.
+/// Writes `text` `height` pixels tall in `ink` on a filled box of `paper` whose top-left corner
+/// is `(x, y)` (moved inside the image where it would leave it): a box's label.
+pub fn label(
+    image: &mut Rgb,
+    (x, y): (i64, i64),
+    text: &str,
+    height: f32,
+    ink: [u8; 3],
+    paper: [u8; 3],
+) {
+    use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
+    let Ok(font) = FontRef::try_from_slice(super::charts::FONT_BYTES) else {
+        return;
+    };
+    let scale = PxScale::from(height);
+    let scaled = font.as_scaled(scale);
+    let width: f32 = text
+        .chars()
+        .map(|c| scaled.h_advance(font.glyph_id(c)))
+        .sum::<f32>()
+        + 4.0;
+    let (w, h) = (image.width as i64, image.height as i64);
+    let (bw, bh) = (width.ceil() as i64, (height + 2.0).ceil() as i64);
+    let x = x.clamp(0, (w - bw).max(0));
+    let y = y.clamp(0, (h - bh).max(0));
+    let mut blend = |px: i64, py: i64, colour: [u8; 3], alpha: f32| {
+        if (0..w).contains(&px) && (0..h).contains(&py) {
+            let i = 3 * (py * w + px) as usize;
+            for (value, target) in image.pixels[i..i + 3].iter_mut().zip(colour) {
+                let old = f32::from(*value);
+                *value = (old + (f32::from(target) - old) * alpha).round() as u8;
+            }
+        }
+    };
+    for py in y..y + bh {
+        for px in x..x + bw {
+            blend(px, py, paper, 1.0);
+        }
+    }
+    let mut caret = x as f32 + 2.0;
+    for c in text.chars() {
+        let id = font.glyph_id(c);
+        let glyph = id.with_scale_and_position(
+            scale,
+            ab_glyph::point(caret, y as f32 + 1.0 + scaled.ascent()),
+        );
+        caret += scaled.h_advance(id);
+        if let Some(shape) = font.outline_glyph(glyph) {
+            let bounds = shape.px_bounds();
+            shape.draw(|gx, gy, coverage| {
+                blend(
+                    bounds.min.x as i64 + i64::from(gx),
+                    bounds.min.y as i64 + i64::from(gy),
+                    ink,
+                    coverage.min(1.0),
+                );
+            });
+        }
+    }
+}
+
+/// Black or white, whichever reads better on `paper`.
+pub fn ink_on(paper: [u8; 3]) -> [u8; 3] {
+    let luma =
+        0.2126 * f32::from(paper[0]) + 0.7152 * f32::from(paper[1]) + 0.0722 * f32::from(paper[2]);
+    if luma > 140.0 {
+        [0, 0, 0]
+    } else {
+        [255, 255, 255]
+    }
+}
+
 pub fn outline(
     image: &mut Rgb,
     corners: &crate::data::boxes::Corners,
@@ -208,6 +280,38 @@ pub fn grey(image: &Rgb) -> Rgb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_writes_ink_on_its_swatch_inside_the_image() {
+        let mut image = Rgb {
+            width: 60,
+            height: 30,
+            pixels: vec![0; 60 * 30 * 3],
+        };
+        // Asked for above the top edge: drawn at the top instead.
+        label(
+            &mut image,
+            (10, -20),
+            "car 0.87",
+            12.0,
+            [0, 0, 0],
+            [250, 250, 250],
+        );
+        let px = |x: usize, y: usize| &image.pixels[3 * (y * 60 + x)..3 * (y * 60 + x) + 3];
+        assert_eq!(
+            px(10, 0),
+            [250, 250, 250],
+            "the swatch starts at the clamped corner"
+        );
+        assert_eq!(px(5, 5), [0, 0, 0], "nothing left of it");
+        let inked = (0..14)
+            .flat_map(|y| (10..60).map(move |x| (x, y)))
+            .filter(|&(x, y)| px(x, y)[0] < 128)
+            .count();
+        assert!(inked > 20, "the text is drawn: {inked} dark pixels");
+        assert_eq!(ink_on([250, 250, 250]), [0, 0, 0]);
+        assert_eq!(ink_on([0, 114, 178]), [255, 255, 255]);
+    }
 
     #[test]
     fn the_heat_map_gets_lighter_all_the_way_up() {

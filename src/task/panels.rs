@@ -246,12 +246,12 @@ pub(crate) fn class_bars(
 /// per-class bars.
 pub(crate) fn dense_figures(
     input: &PanelInput<'_>,
-    tiles: &[(crate::plot::raster::Rgb, String)],
+    (tiles, columns): (&[(crate::plot::raster::Rgb, String)], usize),
     title: &str,
     bars: Option<Figure>,
 ) -> anyhow::Result<Panels> {
     let file = "predictions.png";
-    charts::image_grid(&input.out.join(file), title, 4, tiles, 3, None)?;
+    charts::image_grid(&input.out.join(file), title, columns, tiles, 3, None)?;
     let mut figures = vec![Figure {
         file: file.into(),
         title: "Predictions".into(),

@@ -8,22 +8,34 @@ use super::Detection;
 use crate::data::geometry::ObjectBox;
 use crate::data::Target;
 use crate::model::{Backbone, Model};
-use crate::plot::raster::{outline, Rgb};
+use crate::plot::raster::{ink_on, label, outline, Rgb};
 use crate::task::panels::{
     batch, class_bars, colour, denorm, dense_attention, dense_augmentations, dense_figures,
     display_scale, names, val_samples,
 };
 use crate::task::{PanelInput, Panels, Task};
 
-/// A copy of `base` with each box outlined in its class's colour.
+/// A copy of `base` with each box outlined in its class's colour and, where given, its label
+/// (`car 0.87`) on a swatch of that colour above its top-left corner.
 pub(super) fn boxed(
     base: &Rgb,
-    boxes: &[(usize, crate::data::boxes::Corners)],
+    boxes: &[(usize, crate::data::boxes::Corners, Option<String>)],
     scale: usize,
 ) -> Rgb {
     let mut image = base.clone();
-    for (class, corners) in boxes {
+    for (class, corners, _) in boxes {
         outline(&mut image, corners, scale as f64, colour(*class));
+    }
+    let height = (image.height as f32 / 16.0).clamp(9.0, 14.0);
+    for (class, corners, text) in boxes {
+        if let Some(text) = text {
+            let swatch = colour(*class);
+            let at = (
+                (corners.x0 * scale as f64).round() as i64,
+                (corners.y0 * scale as f64).round() as i64 - (height + 2.0).ceil() as i64,
+            );
+            label(&mut image, at, text, height, ink_on(swatch), swatch);
+        }
     }
     image
 }
@@ -34,7 +46,7 @@ pub fn augmentations(input: &PanelInput<'_>) -> anyhow::Result<Panels> {
         input,
         &|image: &Rgb, target: &Target, scale: usize| match target {
             Target::Objects(objects) => {
-                let boxes: Vec<_> = objects.iter().map(|o| (o.class, o.corners)).collect();
+                let boxes: Vec<_> = objects.iter().map(|o| (o.class, o.corners, None)).collect();
                 boxed(image, &boxes, scale)
             }
             _ => image.clone(),
@@ -75,7 +87,11 @@ pub fn panels<E: Backbone<Flex>>(
             below_count += 1;
             predicted.extend(last.image(j).above(size, 0.0).into_iter().take(1));
         }
-        let truth_boxes: Vec<_> = truth.iter().map(|o| (o.class, o.corners)).collect();
+        let truth_boxes: Vec<_> = truth
+            .iter()
+            .map(|o| (o.class, o.corners, Some(names_of[o.class].clone())))
+            .collect();
+        tiles.push((base.clone(), "validation image".into()));
         tiles.push((
             boxed(&base, &truth_boxes, scale),
             format!(
@@ -83,7 +99,13 @@ pub fn panels<E: Backbone<Flex>>(
                 names(truth.iter().map(|o| names_of[o.class].clone()))
             ),
         ));
-        let predicted_boxes: Vec<_> = predicted.iter().map(|b| (b.class, b.corners)).collect();
+        let predicted_boxes: Vec<_> = predicted
+            .iter()
+            .map(|b| {
+                let text = format!("{} {:.2}", names_of[b.class], b.score);
+                (b.class, b.corners, Some(text))
+            })
+            .collect();
         tiles.push((
             boxed(&base, &predicted_boxes, scale),
             format!(
@@ -101,11 +123,10 @@ pub fn panels<E: Backbone<Flex>>(
             ),
         ));
     }
-    let title = format!(
-        "Validation boxes: ground truth (left) and predictions scoring ≥ {threshold} (right)"
-    );
+    let title =
+        format!("Validation boxes: image, ground truth, and predictions scoring ≥ {threshold}");
     let bars = class_bars(input, Detection::METRICS.main(), "ap50_", "AP@0.5")?;
-    let mut panels = dense_figures(input, &tiles, &title, bars)?;
+    let mut panels = dense_figures(input, (&tiles, 3), &title, bars)?;
     panels.notes.push(format!(
         "Boxes scoring ≥ {threshold} are drawn ({}; display only). {below_count} of {} images had none: each shows its best box, captioned as below the threshold.",
         if input.options.score_threshold.is_some() {

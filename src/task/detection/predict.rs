@@ -50,7 +50,10 @@ pub fn answers<E: Backbone<Flex>>(
                 .collect();
             let mut written = Vec::new();
             if files {
-                let drawn: Vec<(usize, Corners)> = kept.iter().map(|&(c, _, k)| (c, k)).collect();
+                let drawn: Vec<(usize, Corners, Option<String>)> = kept
+                    .iter()
+                    .map(|&(c, score, k)| (c, k, Some(format!("{} {score:.2}", classes[c]))))
+                    .collect();
                 written.push(PredictFile {
                     suffix: "overlay.png",
                     bytes: rgb_png(&boxed(&Rgb::from_image(original, None, 1), &drawn, 1))?,

@@ -26,6 +26,39 @@ pub(super) fn masked(base: &Rgb, mask: &Mask, scale: usize) -> Rgb {
     tint(&grey(base), &colours, mask.width, scale, 0.7)
 }
 
+/// Where `predicted` is wrong against `truth`: a foreground class predicted where it is not
+/// (a false positive, or the wrong class) in red, a foreground pixel predicted as background
+/// (a false negative) in blue, right and ignored pixels untinted; with the share of pixels
+/// wrong (among those that count).
+pub(super) fn errors(base: &Rgb, truth: &Mask, predicted: &Mask, scale: usize) -> (Rgb, f64) {
+    const FALSE_POSITIVE: [u8; 3] = [220, 30, 30];
+    const FALSE_NEGATIVE: [u8; 3] = [30, 90, 230];
+    let mut counted = 0usize;
+    let mut wrong = 0usize;
+    let colours: Vec<Option<[u8; 3]>> = truth
+        .labels
+        .iter()
+        .zip(&predicted.labels)
+        .map(|(&t, &p)| {
+            if t == IGNORE_LABEL {
+                return None;
+            }
+            counted += 1;
+            if t == p {
+                return None;
+            }
+            wrong += 1;
+            Some(if p == 0 {
+                FALSE_NEGATIVE
+            } else {
+                FALSE_POSITIVE
+            })
+        })
+        .collect();
+    let share = wrong as f64 / counted.max(1) as f64;
+    (tint(&grey(base), &colours, truth.width, scale, 0.8), share)
+}
+
 /// Training images and augmentations of them with their masks.
 pub fn augmentations(input: &PanelInput<'_>) -> anyhow::Result<Panels> {
     dense_augmentations(
@@ -75,25 +108,57 @@ pub fn panels<E: Backbone<Flex>>(
                     .filter_map(|l| classes.get(usize::from(l)).cloned()),
             )
         };
-        if let Target::Mask(truth) = target {
-            tiles.push((
-                masked(&base, truth, scale),
-                format!("truth: {}", present(truth)),
-            ));
-        }
+        let Target::Mask(truth) = target else {
+            continue;
+        };
+        tiles.push((base.clone(), "validation image".into()));
+        tiles.push((
+            masked(&base, truth, scale),
+            format!("truth: {}", present(truth)),
+        ));
         tiles.push((
             masked(&base, &predicted, scale),
             format!("predicted: {}", present(&predicted)),
         ));
+        let (wrong, share) = errors(&base, truth, &predicted, scale);
+        tiles.push((wrong, format!("errors: {:.1}% of pixels", share * 100.0)));
     }
     let title = format!(
-        "Validation masks: ground truth (left) and prediction (right); {} is left untinted",
+        "Validation masks: image, ground truth, prediction ({} untinted), errors (red: a class predicted where it is not; blue: missed)",
         classes.first().map_or("class 0", String::as_str)
     );
     let bars = class_bars(input, Segmentation::METRICS.main(), "iou_", "IoU")?;
-    let mut panels = dense_figures(input, &tiles, &title, bars)?;
+    let mut panels = dense_figures(input, (&tiles, 4), &title, bars)?;
     panels
         .figures
         .extend(dense_attention(&model.encoder, &images, input)?);
     Ok(panels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_mark_false_positives_red_and_misses_blue_and_skip_ignored_pixels() {
+        let base = Rgb {
+            width: 4,
+            height: 1,
+            pixels: vec![128; 12],
+        };
+        let mask = |labels: Vec<u8>| Mask {
+            height: 1,
+            width: 4,
+            labels,
+        };
+        // right, false positive, missed, ignored.
+        let truth = mask(vec![1, 0, 2, IGNORE_LABEL]);
+        let predicted = mask(vec![1, 2, 0, 1]);
+        let (image, share) = errors(&base, &truth, &predicted, 1);
+        assert!((share - 2.0 / 3.0).abs() < 1e-12, "{share}");
+        let px = |i: usize| &image.pixels[i * 3..i * 3 + 3];
+        assert_eq!(px(0), px(3), "right and ignored pixels stay grey");
+        assert!(px(1)[0] > px(1)[2], "false positive: red");
+        assert!(px(2)[2] > px(2)[0], "missed: blue");
+    }
 }
