@@ -141,6 +141,19 @@ fn bench(lrs: usize, decays: usize, seeds: usize) {
         report.files.len(),
         report.index.display()
     );
+    // What a live page (`vitrun serve`) asks for every two seconds.
+    let started = Instant::now();
+    let polls = 5;
+    let mut bytes = 0;
+    for _ in 0..polls {
+        let live = vitrun::report::live::live(&runs, &["bench".to_string()]).unwrap();
+        bytes = serde_json::to_vec(&live).unwrap().len();
+    }
+    println!(
+        "live poll of the same sweep (/api/r/bench): {:.0} ms each, {} KiB of JSON",
+        started.elapsed().as_secs_f64() * 1000.0 / polls as f64,
+        bytes / 1024
+    );
     if std::env::var_os("REPORT_KEEP").is_some() {
         let _ = dir.keep();
     }

@@ -278,7 +278,7 @@
     }, 100);
   });
   // A live page (vitrun serve) hands new data here: each chart gets its new points, keeping
-  // the x axis, smoothing and log-y chosen; a chart whose lines changed is drawn again.
+  // the x axis, smoothing, log-y and zoom chosen; a chart whose lines changed is drawn again.
   window.vitrunUpdate = function (next) {
     data = next;
     charts = {};
@@ -296,7 +296,11 @@
       e.chart = chart;
       e.lines = lines;
       if (same) {
-        e.plot.setData(aligned(chart, lines));
+        // A chart the reader zoomed into keeps its window; the others follow the new points.
+        var xs = e.plot.data[0];
+        var scale = e.plot.scales.x;
+        var zoomed = xs.length > 1 && (scale.min > xs[0] || scale.max < xs[xs.length - 1]);
+        e.plot.setData(aligned(chart, lines), !zoomed);
       } else {
         draw(e);
       }

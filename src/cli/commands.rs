@@ -357,6 +357,48 @@ pub fn sweep_summary(report: &SweepReport) -> String {
 
 /// `vitrun check`: the resolved config, each value with where it came from (and, for a sweep,
 /// how many trials it plans; an invalid point is an error here too).
+/// Every resolved key with its value and where it came from (keys inside an unset table — a
+/// teacher given by name — and `[sweep]` left out).
+fn resolved_keys<'a>(
+    loaded: &'a Loaded,
+    json: &'a serde_json::Value,
+) -> impl Iterator<Item = (&'a String, &'a serde_json::Value, String)> {
+    loaded.sources.iter().filter_map(move |(path, source)| {
+        if path == "sweep" {
+            return None;
+        }
+        let value = path.split('.').try_fold(json, |node, key| node.get(key))?;
+        Some((path, value, source.to_string()))
+    })
+}
+
+/// `vitrun check --json`: what `check` validates, then the trial id, the files it extends
+/// and every key as `{"value", "source"}`.
+pub fn check_json(loaded: &Loaded) -> anyhow::Result<String> {
+    crate::task::preflight(loaded)?;
+    crate::train::backend::supports(loaded.config.train.device)
+        .map_err(|e| crate::train::backend::in_experiment(loaded, e))?;
+    if !loaded.sweep.is_empty() {
+        crate::plan::check_axes(loaded)?;
+    }
+    let json = serde_json::to_value(&loaded.config)?;
+    let keys: serde_json::Map<String, serde_json::Value> = resolved_keys(loaded, &json)
+        .map(|(path, value, source)| {
+            (
+                path.clone(),
+                serde_json::json!({ "value": value, "source": source }),
+            )
+        })
+        .collect();
+    let answer = serde_json::json!({
+        "file": loaded.file.display().to_string(),
+        "trial_id": loaded.config.trial_id(),
+        "extends": loaded.bases().iter().map(|b| b.display().to_string()).collect::<Vec<_>>(),
+        "keys": keys,
+    });
+    Ok(format!("{}\n", serde_json::to_string_pretty(&answer)?))
+}
+
 pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
     crate::task::preflight(loaded)?;
     crate::train::backend::supports(loaded.config.train.device)
@@ -379,20 +421,10 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
         ));
     }
     let width = loaded.sources.keys().map(String::len).max().unwrap_or(0);
-    for (path, source) in &loaded.sources {
-        if path == "sweep" {
-            continue;
-        }
-        // Keys inside an unset table (a teacher_model given by name) are not shown.
-        let Some(value) = path
-            .split('.')
-            .try_fold(&json, |node, key| node.get(key))
-            .map(|v| match v {
-                serde_json::Value::Null => "(unset)".to_string(),
-                other => other.to_string(),
-            })
-        else {
-            continue;
+    for (path, value, source) in resolved_keys(loaded, &json) {
+        let value = match value {
+            serde_json::Value::Null => "(unset)".to_string(),
+            other => other.to_string(),
         };
         out.push_str(&format!("{path:<width$} = {value:<24} # {source}\n"));
     }
@@ -453,8 +485,9 @@ pub(super) fn open_store(runs_dir: &Path) -> anyhow::Result<Store> {
 }
 
 /// `vitrun ls --group`: trials that differ only in `seed` as one line per group, ranked by the
-/// mean of their best val top-1, with the standard deviation and a 95 % interval (n ≥ 3).
-pub fn ls_groups(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
+/// mean of their best main metric (each row names it: `top1`, `miou`, `map50`), with the
+/// standard deviation and a 95 % interval (n ≥ 3); with `json`, one array of objects.
+pub fn ls_groups(runs_dir: &Path, experiment: Option<&str>, json: bool) -> anyhow::Result<String> {
     let store = open_store(runs_dir)?;
     let summaries = store.trials(experiment)?;
     let mut configs = Vec::new();
@@ -468,48 +501,70 @@ pub fn ls_groups(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<St
     let groups = groups::replicates(&refs);
     let representatives: Vec<&crate::config::Config> = groups.iter().map(|g| refs[g[0]]).collect();
     let differing = groups::labels(&representatives);
-    let mut rows: Vec<(Option<groups::Stats>, String)> = groups
+    struct Row<'a> {
+        stats: Option<groups::Stats>,
+        metric: &'a str,
+        values: &'a str,
+        trials: Vec<&'a str>,
+    }
+    let mut rows: Vec<Row> = groups
         .iter()
-        .enumerate()
-        .map(|(g, members)| {
-            let values: Vec<f64> = members.iter().filter_map(|&i| summaries[i].best).collect();
-            let ids: Vec<&str> = members.iter().map(|&i| summaries[i].id.as_str()).collect();
-            let stats = groups::stats(&values);
-            let pct = |v: f64| format!("{:.2}%", v * 100.0);
-            let line = format!(
-                "{:>3} {:>9} {:>8} {:<19} {:<width$}  {}\n",
-                members.len(),
-                stats.as_ref().map_or("-".into(), |s| pct(s.mean)),
-                stats
-                    .as_ref()
-                    .and_then(|s| s.std)
-                    .map_or("-".into(), |s| format!("± {:.2}", s * 100.0)),
-                stats
-                    .as_ref()
-                    .and_then(|s| s.ci95)
-                    .map_or("-".into(), |(lo, hi)| format!(
-                        "[{:.2}, {:.2}]",
-                        lo * 100.0,
-                        hi * 100.0
-                    )),
-                differing[g],
-                ids.join(","),
-                width = differing.iter().map(String::len).max().unwrap_or(0).max(6)
-            );
-            (stats, line)
+        .zip(&differing)
+        .map(|(members, values)| Row {
+            stats: groups::stats(
+                &members
+                    .iter()
+                    .filter_map(|&i| summaries[i].best)
+                    .collect::<Vec<_>>(),
+            ),
+            metric: &summaries[members[0]].best_metric,
+            values,
+            trials: members.iter().map(|&i| summaries[i].id.as_str()).collect(),
         })
         .collect();
-    rows.sort_by(|a, b| {
-        let mean = |s: &Option<groups::Stats>| s.as_ref().map_or(f64::NEG_INFINITY, |s| s.mean);
-        mean(&b.0).total_cmp(&mean(&a.0))
-    });
+    let mean = |s: &Option<groups::Stats>| s.as_ref().map_or(f64::NEG_INFINITY, |s| s.mean);
+    rows.sort_by(|a, b| mean(&b.stats).total_cmp(&mean(&a.stats)));
+    if json {
+        let objects: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "n": r.trials.len(),
+                    "metric": format!("val/{}", r.metric),
+                    "mean": r.stats.as_ref().map(|s| s.mean),
+                    "std": r.stats.as_ref().and_then(|s| s.std),
+                    "ci95": r.stats.as_ref().and_then(|s| s.ci95).map(|(lo, hi)| [lo, hi]),
+                    "values": r.values,
+                    "trials": r.trials,
+                })
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&objects)?));
+    }
     let width = differing.iter().map(String::len).max().unwrap_or(0).max(6);
+    let pct = |v: f64| format!("{:.2}%", v * 100.0);
     let mut out = format!(
-        "{:>3} {:>9} {:>8} {:<19} {:<width$}  {}\n",
-        "n", "mean top1", "std", "95% CI (n >= 3)", "values", "trials"
+        "{:>3} {:<8} {:>8} {:>8} {:<19} {:<width$}  {}\n",
+        "n", "metric", "mean", "std", "95% CI (n >= 3)", "values", "trials"
     );
-    for (_, line) in rows {
-        out.push_str(&line);
+    for r in rows {
+        let s = r.stats.as_ref();
+        out.push_str(&format!(
+            "{:>3} {:<8} {:>8} {:>8} {:<19} {:<width$}  {}\n",
+            r.trials.len(),
+            r.metric,
+            s.map_or("-".into(), |s| pct(s.mean)),
+            s.and_then(|s| s.std)
+                .map_or("-".into(), |v| format!("± {:.2}", v * 100.0)),
+            s.and_then(|s| s.ci95)
+                .map_or("-".into(), |(lo, hi)| format!(
+                    "[{:.2}, {:.2}]",
+                    lo * 100.0,
+                    hi * 100.0
+                )),
+            r.values,
+            r.trials.join(","),
+        ));
     }
     Ok(out)
 }

@@ -142,6 +142,10 @@ enum Command {
         file: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// One JSON object: the trial id, the files it extends, and every key's value and
+        /// source, e.g. vitrun check exp.toml --json | jq '.keys["optimizer.lr"]'
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         runs: RunsDirArg,
     },
@@ -152,8 +156,9 @@ enum Command {
         experiment: Option<String>,
         #[command(flatten)]
         runs: RunsDirArg,
-        /// One line per group of trials that differ only in seed: mean ± std and a 95 % CI.
-        #[arg(long, conflicts_with_all = ["json", "status", "sort", "limit"])]
+        /// One line per group of trials that differ only in seed: its metric, mean ± std and a
+        /// 95 % CI (with --json: one array of groups).
+        #[arg(long, conflicts_with_all = ["status", "sort", "limit"])]
         group: bool,
         /// One JSON array of trials (times as stored, duration in seconds) instead of a table.
         #[arg(long)]
@@ -876,8 +881,18 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             )?));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { file, sets, runs } => {
-            out::text(&commands::check(&runs.load(&file, &sets)?.0)?);
+        Command::Check {
+            file,
+            sets,
+            json,
+            runs,
+        } => {
+            let loaded = runs.load(&file, &sets)?.0;
+            out::text(&if json {
+                commands::check_json(&loaded)?
+            } else {
+                commands::check(&loaded)?
+            });
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls {
@@ -890,7 +905,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             limit,
         } => {
             if group {
-                let groups = commands::ls_groups(&runs.resolve(), experiment.as_deref())?;
+                let groups = commands::ls_groups(&runs.resolve(), experiment.as_deref(), json)?;
                 out::text(&out::printable(&groups));
             } else {
                 let options = listing::LsOptions {

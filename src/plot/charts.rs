@@ -24,8 +24,6 @@ pub struct ChartError {
 }
 
 const FONT: &str = "sans-serif";
-/// DejaVu Sans, shipped in `assets/fonts/` (its licence beside it).
-pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 /// Distinct colours for highlighted series (colour-blind-safe Okabe–Ito).
 pub const PALETTE: [RGBColor; 6] = [
     RGBColor(0, 114, 178),
@@ -40,7 +38,7 @@ fn fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         assert!(
-            register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok(),
+            register_font(FONT, FontStyle::Normal, super::font::DEJAVU_SANS).is_ok(),
             "the bundled font parses"
         );
     });

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod charts;
+mod font;
 pub mod html;
 pub mod interactive;
 pub mod pca;

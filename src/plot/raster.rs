@@ -146,7 +146,7 @@ pub fn label(
     paper: [u8; 3],
 ) {
     use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
-    let Ok(font) = FontRef::try_from_slice(super::charts::FONT_BYTES) else {
+    let Ok(font) = FontRef::try_from_slice(super::font::DEJAVU_SANS) else {
         return;
     };
     let scale = PxScale::from(height);

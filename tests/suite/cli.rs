@@ -127,6 +127,22 @@ fn the_store_is_found_from_a_subfolder_the_variable_and_the_flag() {
         line.contains("\"/y/runs\""),
         "an explicit --set wins: {line}"
     );
+    let out = vitrun(&["check", "exp.toml", "--json", "--set", "optimizer.lr=0.002"])
+        .current_dir(&deep)
+        .env("VITRUN_RUNS_DIR", "/data/runs")
+        .output()
+        .unwrap();
+    let checked: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(checked["keys"]["optimizer.lr"]["value"], 0.002);
+    assert_eq!(checked["keys"]["optimizer.lr"]["source"], "--set");
+    assert_eq!(checked["keys"]["name"]["value"], "found");
+    assert!(checked["keys"]["name"]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("exp.toml:1"));
+    assert_eq!(checked["keys"]["train.runs_dir"]["value"], "/data/runs");
+    assert_eq!(checked["trial_id"].as_str().unwrap().len(), 12);
 }
 
 #[test]

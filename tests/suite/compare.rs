@@ -120,6 +120,27 @@ fn seeds_group_into_replicates_with_mean_std_and_interval() {
         lines[3].contains("60.00%") && lines[3].starts_with("  1"),
         "{listing}"
     );
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.split_whitespace().nth(1) == Some("top1")),
+        "each row names its metric: {listing}"
+    );
+    let out = vitrun(&[
+        "ls",
+        "--group",
+        "--json",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let groups: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(groups[0]["n"], 3);
+    assert_eq!(groups[0]["metric"], "val/top1");
+    assert!((groups[0]["mean"].as_f64().unwrap() - 0.82).abs() < 1e-9);
+    assert_eq!(groups[0]["trials"].as_array().unwrap().len(), 3);
+    assert!(groups[2]["ci95"].is_null() && groups[2]["std"].is_null());
 }
 
 fn export(runs: &Path, args: &[&str]) -> PathBuf {
