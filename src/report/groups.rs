@@ -122,9 +122,11 @@ pub fn labels(configs: &[&Config]) -> Vec<String> {
         .map(|c| c.flat_params().into_iter().collect())
         .collect();
     let placement = crate::config::EXECUTION_KEYS;
-    let keys: BTreeSet<&String> = params
-        .iter()
-        .flat_map(|p| p.keys())
+    // Every key once, then only those that differ (each key checked once, not once per
+    // config that has it: a thousand configs stay linear).
+    let all: BTreeSet<&String> = params.iter().flat_map(|p| p.keys()).collect();
+    let keys: BTreeSet<&String> = all
+        .into_iter()
         .filter(|k| *k != "seed" && !k.starts_with("sweep") && !placement.contains(&k.as_str()))
         .filter(|k| {
             let first = params[0].get(*k);
