@@ -127,8 +127,7 @@ impl Clock {
             .summary
             .started_at
             .as_deref()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-            .map(|d| d.timestamp_millis() as f64 / 1000.0);
+            .and_then(crate::track::timing::seconds);
         Clock {
             ends,
             start: started.map_or(first, |s| s.min(first)),
@@ -654,8 +653,6 @@ pub fn replicates(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::contract::Status;
-    use crate::track::TrialSummary;
 
     fn row(split: &str, name: &str, step: i64, epoch: i64, value: f64) -> MetricRow {
         MetricRow {
@@ -687,27 +684,10 @@ mod tests {
             metrics.push(row("val", "skipped_images", end, epoch, 0.0));
             metrics.push(row("train", "params", end, epoch, 1234.0));
         }
-        TrialRecord {
-            summary: TrialSummary {
-                id: id.into(),
-                experiment: "e".into(),
-                status: Status::Finished,
-                attempts: 1,
-                device: None,
-                started_at: Some("1970-01-01T00:16:30Z".into()),
-                ended_at: None,
-                best: None,
-                best_metric: "top1".into(),
-                last_val_loss: None,
-                epochs: Some(2),
-                error: None,
-                host: None,
-                git_commit: None,
-            },
-            config,
-            metrics,
-            command: None,
-        }
+        let mut record = TrialRecord::example(id, config, metrics);
+        record.summary.started_at = Some("1970-01-01T00:16:30Z".into());
+        record.summary.epochs = Some(2);
+        record
     }
 
     fn selection(trials: Vec<TrialRecord>) -> Selection {

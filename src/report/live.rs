@@ -58,8 +58,7 @@ fn progress(t: &TrialRecord, label: &str) -> Progress {
         .summary
         .started_at
         .as_deref()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|d| d.timestamp_millis() as f64 / 1000.0);
+        .and_then(crate::track::timing::seconds);
     let last_end = epoch_ends.iter().map(|m| m.wall_time).reduce(f64::max);
     let eta_s = match (started, last_end) {
         (Some(start), Some(end)) if epoch > 0 && end > start => {

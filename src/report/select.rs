@@ -19,6 +19,34 @@ pub struct TrialRecord {
     pub command: Option<String>,
 }
 
+#[cfg(test)]
+impl TrialRecord {
+    /// A finished trial of experiment `e` with `config` and `metrics`, for tests.
+    pub(crate) fn example(id: &str, config: Config, metrics: Vec<MetricRow>) -> TrialRecord {
+        TrialRecord {
+            summary: TrialSummary {
+                id: id.into(),
+                experiment: "e".into(),
+                status: crate::contract::Status::Finished,
+                attempts: 1,
+                device: None,
+                started_at: None,
+                ended_at: None,
+                best: None,
+                best_metric: "top1".into(),
+                last_val_loss: None,
+                epochs: None,
+                error: None,
+                host: None,
+                git_commit: None,
+            },
+            config,
+            metrics,
+            command: None,
+        }
+    }
+}
+
 /// The metric trials are ranked by: `split/name`, and whether larger is better.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranking {

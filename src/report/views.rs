@@ -166,34 +166,12 @@ pub fn count(n: usize, noun: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::Status;
-    use crate::track::TrialSummary;
 
     fn record(id: &str, lr: f64, seed: u64) -> TrialRecord {
         let mut config = Config::default();
         config.optimizer.lr = lr;
         config.seed = seed;
-        TrialRecord {
-            summary: TrialSummary {
-                id: id.into(),
-                experiment: "e".into(),
-                status: Status::Finished,
-                attempts: 1,
-                device: None,
-                started_at: None,
-                ended_at: None,
-                best: None,
-                best_metric: "top1".into(),
-                last_val_loss: None,
-                epochs: None,
-                error: None,
-                host: None,
-                git_commit: None,
-            },
-            config,
-            metrics: Vec::new(),
-            command: None,
-        }
+        TrialRecord::example(id, config, Vec::new())
     }
 
     #[test]

@@ -21,6 +21,13 @@ pub fn duration(t: &TrialSummary, now: DateTime<Utc>) -> Option<chrono::Duration
     Some(end - start)
 }
 
+/// A stored RFC 3339 time as seconds since 1970 (what metric rows' wall times count).
+pub fn seconds(stored: &str) -> Option<f64> {
+    DateTime::parse_from_rfc3339(stored)
+        .ok()
+        .map(|d| d.timestamp_millis() as f64 / 1000.0)
+}
+
 /// `45s`, `3m04s`, `1h02m`, `2d03h`.
 pub fn short_duration(d: chrono::Duration) -> String {
     let s = d.num_seconds().max(0);

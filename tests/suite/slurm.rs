@@ -384,8 +384,12 @@ fn a_time_limit_stops_the_trial_before_slurm_kills_it_and_requeues_it() {
             .is_some_and(|d| ShardView::read(&d).unwrap().preemptions >= 1)
     });
     assert!(started.elapsed() < Duration::from_secs(50));
-    let log =
-        std::fs::read_to_string(cluster_trial(&runs, "limited").unwrap().join("log.txt")).unwrap();
+    // The shard records the preemption before the process prints it: wait for the line.
+    let log_file = cluster_trial(&runs, "limited").unwrap().join("log.txt");
+    let said =
+        || std::fs::read_to_string(&log_file).is_ok_and(|log| log.contains("preempted in epoch"));
+    poll(10, "the log to say the trial was preempted", said);
+    let log = std::fs::read_to_string(&log_file).unwrap();
     assert!(log.contains("preempted in epoch"), "{log}");
     let status = run(&["status", "limited", "--runs-dir", runs.to_str().unwrap()]);
     assert!(
