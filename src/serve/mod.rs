@@ -217,8 +217,12 @@ fn static_file(dir: &Path, file: &str) -> Answer {
         Some("html") => "text/html; charset=utf-8",
         _ => "application/octet-stream",
     };
+    let missing = || Answer::text(404, format!("no file {file:?}; open the page first"));
+    if !plain {
+        return missing();
+    }
     match std::fs::read(dir.join(file)) {
-        Ok(bytes) if plain => Answer::ok(kind, bytes),
-        _ => Answer::text(404, format!("no file {file:?}; open the page first")),
+        Ok(bytes) => Answer::ok(kind, bytes),
+        Err(_) => missing(),
     }
 }
