@@ -120,7 +120,9 @@ pub fn facts(t: &TrialRecord) -> Vec<(String, String)> {
 /// The trial's resolved config (without `sweep.*`), each key marked when its value differs
 /// from vitrun's default.
 pub fn config_entries(config: &Config) -> Vec<ConfigEntry> {
-    let defaults: BTreeMap<String, String> = Config::default().flat_params().into_iter().collect();
+    // Built once: a live page of a thousand trials asks for a thousand views every poll.
+    static DEFAULTS: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+    let defaults = DEFAULTS.get_or_init(|| Config::default().flat_params().into_iter().collect());
     config
         .flat_params()
         .into_iter()
