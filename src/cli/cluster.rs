@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::out::say;
+use super::out::{say, Form};
 
 use super::commands::{distinct, SweepOptions};
 use super::Console;
@@ -120,8 +120,30 @@ pub fn sweep(
     ))
 }
 
-/// `vitrun status [EXPERIMENT]`: every trial's store status joined with its SLURM task.
-pub fn status(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<String> {
+/// One trial of `vitrun status`: its store record joined with its SLURM array task.
+#[derive(serde::Serialize)]
+struct StatusRow {
+    experiment: String,
+    id: String,
+    status: String,
+    /// `job_task`, where a task ran it.
+    slurm_task: Option<String>,
+    /// The task's state (`RUNNING on n1`), `gone` once SLURM forgot it.
+    slurm_state: Option<String>,
+    attempts: i64,
+    requeues: usize,
+    epochs: Option<i64>,
+    metric: String,
+    best: Option<f64>,
+    error: Option<String>,
+    /// The last lines of a failed trial's log.
+    #[serde(skip)]
+    tail: Option<String>,
+}
+
+/// `vitrun status [EXPERIMENT]`: every trial's store status joined with its SLURM task, as a
+/// table (`--json`: `{"jobs", "trials"}`; `--quiet`: the trial ids).
+pub fn status(runs_dir: &Path, experiment: Option<&str>, form: Form) -> anyhow::Result<String> {
     let path = crate::contract::RunsDir::new(runs_dir).store();
     anyhow::ensure!(
         path.exists(),
@@ -135,9 +157,12 @@ pub fn status(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<Strin
         None => distinct(store.jobs(None)?.into_iter().map(|j| j.experiment)),
     };
     let mut out = String::new();
+    let mut all_jobs = Vec::new();
+    let mut all_rows = Vec::new();
     for exp in experiments {
         let tasks = slurm::refresh(&mut store, runs_dir, &exp)?;
-        for job in store.jobs(Some(&exp))? {
+        let jobs = store.jobs(Some(&exp))?;
+        for job in &jobs {
             out.push_str(&format!(
                 "# {exp}: job {} ({} tasks, sweep {}, submitted {}{}) in {}\n",
                 job.job,
@@ -145,66 +170,103 @@ pub fn status(runs_dir: &Path, experiment: Option<&str>) -> anyhow::Result<Strin
                 job.sweep,
                 job.submitted_at,
                 job.cancelled_at
+                    .as_ref()
                     .map(|c| format!(", cancelled {c}"))
                     .unwrap_or_default(),
                 job.dir
             ));
         }
+        all_jobs.extend(jobs.iter().map(|job| {
+            serde_json::json!({
+                "experiment": exp,
+                "job": job.job,
+                "tasks": job.tasks,
+                "sweep": job.sweep,
+                "submitted_at": job.submitted_at,
+                "cancelled_at": job.cancelled_at,
+                "dir": job.dir,
+            })
+        }));
         out.push_str(&format!(
             "{:<12} {:<11} {:<34} {:>8} {:>8} {:>6} {:>9}\n",
             "trial", "status", "slurm", "attempts", "requeues", "epochs", "best"
         ));
         let dir = runs_dir.join(&exp);
         for t in store.trials(Some(&exp))? {
-            let slurm = tasks.get(&t.id).map_or("-".to_string(), |(task, state)| {
-                format!(
-                    "{task} {}",
-                    state
-                        .as_ref()
-                        .map_or("gone".to_string(), TaskState::describe)
-                )
-            });
+            let task = tasks.get(&t.id);
+            let state = task.and_then(|(_, state)| state.as_ref());
             // Requeues the trial made (preemptions) or SLURM made on its own (node failure,
             // `scontrol requeue`): whichever count is larger.
             let preemptions = ShardView::read(&dir.join(&t.id))
                 .map(|v| v.preemptions)
                 .unwrap_or(0);
-            let restarts = tasks
-                .get(&t.id)
-                .and_then(|(_, state)| state.as_ref())
-                .map_or(0, |s| s.restarts as usize);
-            let requeues = preemptions.max(restarts);
-            out.push_str(&format!(
-                "{:<12} {:<11} {:<34} {:>8} {:>8} {:>6} {:>9}{}\n",
-                t.id,
-                t.status,
-                slurm,
-                t.attempts,
-                requeues,
-                t.epochs.map_or("-".into(), |e| e.to_string()),
-                t.best.map_or("-".into(), |v| {
-                    format!("{} {:.1}%", t.best_metric, v * 100.0)
-                }),
-                t.error.map(|e| format!("  ({e})")).unwrap_or_default()
-            ));
-            let task_failed = tasks
-                .get(&t.id)
-                .and_then(|(_, state)| state.as_ref())
-                .is_some_and(|s| !s.is_live() && s.state != "COMPLETED");
-            if t.status.is_failure() || (task_failed && !t.status.is_done()) {
-                let folder = crate::contract::ExperimentDir::at(&dir).trial(&t.id);
-                if let Some(tail) = super::commands::log_tail(&folder, 3) {
-                    for line in tail.lines() {
-                        out.push_str(&format!("    | {}\n", super::out::printable(line)));
-                    }
-                }
-            }
+            let restarts = state.map_or(0, |s| s.restarts as usize);
+            let task_failed = state.is_some_and(|s| !s.is_live() && s.state != "COMPLETED");
+            let tail = (t.status.is_failure() || (task_failed && !t.status.is_done()))
+                .then(|| {
+                    let folder = crate::contract::ExperimentDir::at(&dir).trial(&t.id);
+                    super::commands::log_tail(&folder, 3)
+                })
+                .flatten();
+            let row = StatusRow {
+                experiment: exp.clone(),
+                slurm_task: task.map(|(task, _)| task.to_string()),
+                slurm_state: task.map(|_| state.map_or("gone".to_string(), TaskState::describe)),
+                attempts: t.attempts,
+                requeues: preemptions.max(restarts),
+                epochs: t.epochs,
+                metric: format!("val/{}", t.best_metric),
+                best: t.best,
+                error: t.error.clone(),
+                status: t.status.to_string(),
+                id: t.id,
+                tail,
+            };
+            out.push_str(&status_line(&row));
+            all_rows.push(row);
         }
     }
-    if out.is_empty() {
-        out.push_str("no SLURM submissions in this run store\n");
+    Ok(match form {
+        Form::Quiet => super::out::lines(all_rows.iter().map(|r| &r.id)),
+        Form::Json => super::out::json(&serde_json::json!({
+            "jobs": all_jobs,
+            "trials": all_rows,
+        })),
+        Form::Text if out.is_empty() => "no SLURM submissions in this run store\n".to_string(),
+        Form::Text => out,
+    })
+}
+
+/// A `vitrun status` row, with a failed trial's log tail under it.
+fn status_line(row: &StatusRow) -> String {
+    let slurm = match (&row.slurm_task, &row.slurm_state) {
+        (Some(task), Some(state)) => format!("{task} {state}"),
+        _ => "-".to_string(),
+    };
+    let mut line = format!(
+        "{:<12} {:<11} {:<34} {:>8} {:>8} {:>6} {:>9}{}\n",
+        row.id,
+        row.status,
+        slurm,
+        row.attempts,
+        row.requeues,
+        row.epochs.map_or("-".into(), |e| e.to_string()),
+        row.best.map_or("-".into(), |v| {
+            format!(
+                "{} {:.1}%",
+                row.metric.trim_start_matches("val/"),
+                v * 100.0
+            )
+        }),
+        row.error
+            .as_ref()
+            .map(|e| format!("  ({e})"))
+            .unwrap_or_default()
+    );
+    for tail in row.tail.iter().flat_map(|t| t.lines()) {
+        line.push_str(&format!("    | {}\n", super::out::printable(tail)));
     }
-    Ok(out)
+    line
 }
 
 /// `vitrun sync`: folds every shard under the runs folder into the store.

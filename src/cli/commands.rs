@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::out::{self, say};
+use super::out::{self, say, Form};
 
 use crate::config::{Loaded, TrialsPerGpu};
 use crate::contract::Status;
@@ -27,15 +27,53 @@ fn store_states(loaded: &Loaded) -> anyhow::Result<HashMap<String, crate::track:
     Ok(Store::open(&path)?.trial_states(&loaded.config.name)?)
 }
 
+/// A trial's swept values as a JSON object (`key: value`, TOML values as JSON).
+fn point_json(point: &[(String, toml::Value)]) -> serde_json::Value {
+    point
+        .iter()
+        .map(|(k, v)| {
+            let value = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+            (k.clone(), value)
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// `vitrun plan`: every trial of the sweep with the values that vary and its status in the
-/// store; runs nothing.
-pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
+/// store; runs nothing. `--json` gives one object with a `trials` array, `--quiet` the ids.
+pub fn plan_table(loaded: &Loaded, form: Form) -> anyhow::Result<String> {
     if loaded.sweep.method.is_adaptive() {
-        return search_table(loaded);
+        return search_table(loaded, form);
     }
     let plan = plan(loaded)?;
     let states = store_states(loaded)?;
     let status = |id: &str| states.get(id).map_or("new", |s| s.effective().as_str());
+    match form {
+        Form::Quiet => return Ok(out::lines(plan.trials.iter().map(|t| &t.id))),
+        Form::Json => {
+            let trials: Vec<serde_json::Value> = plan
+                .trials
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "id": t.id,
+                        "status": status(&t.id),
+                        "values": point_json(&t.point),
+                    })
+                })
+                .collect();
+            return Ok(out::json(&serde_json::json!({
+                "file": loaded.file.display().to_string(),
+                "sweep": plan.sweep,
+                "method": loaded.sweep.method.as_str(),
+                "axes": plan.axes,
+                "points": plan.points,
+                "not_applicable": plan.not_applicable,
+                "trials": trials,
+            })));
+        }
+        Form::Text => {}
+    }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &plan.trials {
         *counts.entry(status(&t.id)).or_default() += 1;
@@ -111,9 +149,12 @@ pub fn plan_table(loaded: &Loaded) -> anyhow::Result<String> {
 /// `vitrun plan` of a search: what it has proposed so far, with each trial's status and the
 /// objective values the search sees (with several objectives, `*` marks the Pareto front of
 /// the finished trials).
-fn search_table(loaded: &Loaded) -> anyhow::Result<String> {
+fn search_table(loaded: &Loaded, form: Form) -> anyhow::Result<String> {
     let proposer = Proposer::new(loaded)?;
     let plan = start_plan(loaded, Some(&proposer))?;
+    if form == Form::Quiet {
+        return Ok(out::lines(plan.trials.iter().map(|t| &t.id)));
+    }
     let records = match loaded.config.store_path() {
         path if path.exists() => proposer.records(&Store::open(&path)?)?,
         _ => Vec::new(),
@@ -151,6 +192,40 @@ fn search_table(loaded: &Loaded) -> anyhow::Result<String> {
         .filter(|(front, _)| *front)
         .map(|(_, o)| o.number)
         .collect();
+    if form == Form::Json {
+        let trials: Vec<serde_json::Value> = records
+            .iter()
+            .zip(&plan.trials)
+            .map(|(r, t)| {
+                let seen = history.iter().find(|o| o.number == r.number);
+                let values: serde_json::Map<String, serde_json::Value> = objectives
+                    .iter()
+                    .enumerate()
+                    .map(|(k, o)| {
+                        let v = seen.and_then(|o| o.outcome.values().get(k).copied());
+                        (o.metric.clone(), serde_json::json!(v))
+                    })
+                    .collect();
+                serde_json::json!({
+                    "number": r.number,
+                    "id": t.id,
+                    "status": r.status.as_str(),
+                    "objectives": values,
+                    "pareto": on_front.contains(&r.number),
+                    "values": point_json(&t.point),
+                })
+            })
+            .collect();
+        return Ok(out::json(&serde_json::json!({
+            "file": loaded.file.display().to_string(),
+            "sweep": plan.sweep,
+            "method": s.method.as_str(),
+            "budget": s.trials,
+            "search": proposer.search().to_string(),
+            "objectives": objectives.iter().map(|o| o.describe()).collect::<Vec<_>>(),
+            "trials": trials,
+        })));
+    }
     let widths: Vec<usize> = objectives.iter().map(|o| o.metric.len().max(10)).collect();
     let mut header = format!("{:>4} {:<12} {:<9}", "#", "trial", "status");
     for (o, w) in objectives.iter().zip(&widths) {
@@ -372,15 +447,9 @@ fn resolved_keys<'a>(
     })
 }
 
-/// `vitrun check --json`: what `check` validates, then the trial id, the files it extends
-/// and every key as `{"value", "source"}`.
-pub fn check_json(loaded: &Loaded) -> anyhow::Result<String> {
-    crate::task::preflight(loaded)?;
-    crate::train::backend::supports(loaded.config.train.device)
-        .map_err(|e| crate::train::backend::in_experiment(loaded, e))?;
-    if !loaded.sweep.is_empty() {
-        crate::plan::check_axes(loaded)?;
-    }
+/// `vitrun check --json`: the trial id, the files it extends and every key as
+/// `{"value", "source"}`.
+fn check_json(loaded: &Loaded) -> anyhow::Result<String> {
     let json = serde_json::to_value(&loaded.config)?;
     let keys: serde_json::Map<String, serde_json::Value> = resolved_keys(loaded, &json)
         .map(|(path, value, source)| {
@@ -399,10 +468,25 @@ pub fn check_json(loaded: &Loaded) -> anyhow::Result<String> {
     Ok(format!("{}\n", serde_json::to_string_pretty(&answer)?))
 }
 
-pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
+/// `vitrun check`: validates what a run would (data paths, the device, every sweep axis
+/// value), then prints the resolved config with each key's source (`--json`: one object;
+/// `--quiet`: the trial id).
+pub fn check(loaded: &Loaded, form: Form) -> anyhow::Result<String> {
     crate::task::preflight(loaded)?;
     crate::train::backend::supports(loaded.config.train.device)
         .map_err(|e| crate::train::backend::in_experiment(loaded, e))?;
+    if !loaded.sweep.is_empty() {
+        crate::plan::check_axes(loaded)?;
+    }
+    match form {
+        Form::Text => check_text(loaded),
+        Form::Json => check_json(loaded),
+        Form::Quiet => Ok(format!("{}\n", loaded.config.trial_id())),
+    }
+}
+
+/// `vitrun check`'s table.
+fn check_text(loaded: &Loaded) -> anyhow::Result<String> {
     let json = serde_json::to_value(&loaded.config).expect("config serialises");
     let mut out = format!(
         "# {} — trial id {}\n",
@@ -440,7 +524,6 @@ pub fn check(loaded: &Loaded) -> anyhow::Result<String> {
     }
     if loaded.sweep.method.is_adaptive() {
         let s = &loaded.sweep;
-        crate::plan::check_axes(loaded)?;
         let space = Space::of(s);
         let conditional = space.dims.iter().filter(|d| d.conditional).count();
         out.push_str(&format!(

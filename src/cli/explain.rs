@@ -20,39 +20,43 @@ use crate::task::explain::Method;
 #[derive(clap::Args)]
 pub struct ExplainArgs {
     /// A trial id or prefix, an experiment or sweep (its best trial), or a checkpoint file or
-    /// trial folder (its trial's config.toml describes it, or --config).
+    /// trial folder (its trial's config.toml describes it, or --config), e.g. 1ce1b0 or
+    /// runs/deit_vehicles/1ce1b0…/checkpoints/best.mpk
     pub target: String,
-    /// Image files or folders (searched recursively for .png/.jpg/.jpeg).
+    /// Image files or folders (searched recursively for .png/.jpg/.jpeg), e.g. cat.jpg
+    /// photos/
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// attention (the last block's CLS attention), rollout (attention rollout through every
-    /// block) or gradcam (Grad-CAM of a class's score, as pytorch-grad-cam).
+    /// block) or gradcam (Grad-CAM of a class's score, as pytorch-grad-cam), e.g. --method
+    /// rollout
     #[arg(long, value_parser = parse_method)]
     pub method: Method,
     /// The class whose score Grad-CAM explains (default: the model's answer: a classifier's
-    /// top class, a segmenter's largest class other than the first).
+    /// top class, a segmenter's largest class other than the first), e.g. --class truck
     #[arg(long, value_name = "NAME")]
     pub class: Option<String>,
-    /// Where the maps are written.
+    /// Where the maps are written, e.g. --out maps/
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// How attention heads are combined: mean, max or min.
+    /// How attention heads are combined: mean, max or min, e.g. --fusion max
     #[arg(long, default_value = "mean")]
     pub fusion: Fusion,
-    /// Fraction of the lowest attention weights dropped per row (0 keeps all).
-    #[arg(long, default_value_t = 0.0)]
+    /// Fraction of the lowest attention weights dropped per row (0 keeps all), e.g.
+    /// --discard 0.9
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     pub discard: f32,
     /// One JSON object per image instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
+    /// Images per forward pass, e.g. --batch 64
+    #[arg(long, default_value_t = 16, value_name = "N")]
     pub batch: usize,
     /// The experiment file of a checkpoint given as TARGET (default: the config.toml of the
-    /// trial folder it is in).
-    #[arg(long)]
+    /// trial folder it is in), e.g. --config experiments/deit_vehicles.toml
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Overrides for --config's file.
+    /// Overrides for --config's file, e.g. --set model.depth=6 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
     #[command(flatten)]

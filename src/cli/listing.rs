@@ -10,7 +10,7 @@ use crate::contract::Status;
 use crate::track::timing::{duration, short_duration, short_time};
 use crate::track::TrialSummary;
 
-use super::out::printable;
+use super::out::{printable, Form};
 
 /// How `vitrun ls` orders its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -37,7 +37,8 @@ pub struct LsOptions {
     pub sort: SortKey,
     /// At most this many rows (after sorting).
     pub limit: Option<usize>,
-    pub json: bool,
+    /// A table, a JSON array, or the ids.
+    pub form: Form,
     /// Colour the statuses (a terminal without `NO_COLOR`).
     pub color: bool,
 }
@@ -111,7 +112,10 @@ pub fn render(
 ) -> String {
     let now = Utc::now();
     let rows = select(trials, options, now);
-    if options.json {
+    if options.form == Form::Quiet {
+        return super::out::lines(rows.iter().map(|t| printable(&t.id)));
+    }
+    if options.form == Form::Json {
         let rows: Vec<_> = rows
             .iter()
             .map(|t| json_row(t, now, pareto.contains(&t.id)))

@@ -56,8 +56,9 @@ fn version() -> &'static str {
 /// What `run` and `trial` share.
 #[derive(clap::Args)]
 struct TrainArgs {
+    /// The experiment file, e.g. experiments/deit_vehicles.toml
     file: PathBuf,
-    /// Override a key: --set optimizer.lr=3e-4 (TOML value syntax; repeatable).
+    /// Override a key, e.g. --set optimizer.lr=3e-4 (TOML value syntax; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// Continue the trial from its last checkpoint.
@@ -87,7 +88,7 @@ enum Command {
     /// Continue an interrupted, failed or preempted trial from its last checkpoint, with the
     /// config it was started with (no file or --set needed): vitrun resume 1ce1b0
     Resume {
-        /// The trial's id, or a unique prefix of it.
+        /// The trial's id, or a unique prefix of it, e.g. 1ce1b0
         trial: String,
         #[command(flatten)]
         runs: RunsDirArg,
@@ -100,7 +101,7 @@ enum Command {
     },
     /// Print the output of a trial a sweep or a SLURM task ran (its log.txt): vitrun logs 1ce1b0
     Logs {
-        /// The trial's id, or a unique prefix of it.
+        /// The trial's id, or a unique prefix of it, e.g. 1ce1b0
         trial: String,
         #[command(flatten)]
         runs: RunsDirArg,
@@ -131,42 +132,46 @@ enum Command {
     },
     /// Print the trials FILE's [sweep] expands into, with their status in the store.
     Plan {
+        /// The experiment file, e.g. experiments/deit_vehicles_sweep.toml
         file: PathBuf,
+        /// Override a key, e.g. --set optimizer.lr=3e-4 (TOML value syntax; repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        #[command(flatten)]
+        form: out::FormArgs,
         #[command(flatten)]
         runs: RunsDirArg,
     },
     /// Print the resolved config, each value with where it came from.
     Check {
+        /// The experiment file, e.g. experiments/deit_vehicles.toml
         file: PathBuf,
+        /// Override a key, e.g. --set optimizer.lr=3e-4 (TOML value syntax; repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
-        /// One JSON object: the trial id, the files it extends, and every key's value and
-        /// source, e.g. vitrun check exp.toml --json | jq '.keys["optimizer.lr"]'
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        form: out::FormArgs,
         #[command(flatten)]
         runs: RunsDirArg,
     },
     /// List trials in the run store with status, best metric and duration: vitrun ls --status
     /// failed,crashed --sort best --limit 10
     Ls {
-        /// Only this experiment's trials.
+        /// Only this experiment's trials, e.g. vitrun ls deit_vehicles
         experiment: Option<String>,
         #[command(flatten)]
         runs: RunsDirArg,
         /// One line per group of trials that differ only in seed: its metric, mean ± std and a
         /// 95 % CI (with --json: one array of groups).
-        #[arg(long, conflicts_with_all = ["status", "sort", "limit"])]
+        #[arg(long, conflicts_with_all = ["status", "sort", "limit", "quiet"])]
         group: bool,
-        /// One JSON array of trials (times as stored, duration in seconds) instead of a table.
-        #[arg(long)]
-        json: bool,
+        /// --json: one JSON array of trials (times as stored, duration in seconds).
+        #[command(flatten)]
+        form: out::FormArgs,
         /// Only trials with these statuses, e.g. --status failed,crashed,oom.
         #[arg(long, value_delimiter = ',', value_name = "STATUS")]
         status: Vec<crate::contract::Status>,
-        /// Row order: started (newest first), best, duration, status or id.
+        /// Row order: started (newest first), best, duration, status or id, e.g. --sort best
         #[arg(long, value_enum, default_value_t)]
         sort: listing::SortKey,
         /// At most N rows (after sorting), e.g. --limit 20.
@@ -176,7 +181,7 @@ enum Command {
     /// Remove trials from the run store with their folders (a running or queued trial is
     /// refused and kept): vitrun rm 1ce1b0 7f3a
     Rm {
-        /// Trial ids or unique prefixes.
+        /// Trial ids or unique prefixes, e.g. vitrun rm 1ce1b0 7f3a
         #[arg(required = true)]
         trials: Vec<String>,
         #[command(flatten)]
@@ -184,32 +189,38 @@ enum Command {
     },
     /// Print a shell completion script: vitrun completions bash > ~/.local/share/bash-completion/completions/vitrun
     Completions {
-        /// bash, zsh, fish, elvish or powershell.
+        /// bash, zsh, fish, elvish or powershell, e.g. vitrun completions zsh > ~/.zfunc/_vitrun
         shell: clap_complete::Shell,
     },
     /// Run every trial of FILE's [sweep] that the store does not have done.
     Sweep {
+        /// The experiment file with a [sweep] table, e.g. experiments/deit_vehicles_sweep.toml
         #[arg(default_value = "experiments/deit_vehicles_sweep.toml")]
         file: PathBuf,
+        /// Override a key in every trial, e.g. --set train.epochs=5 (TOML value syntax;
+        /// repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
-        /// Devices to use instead of the discovered ones: cpu, cuda:0,cuda:1, …
+        /// Devices to use instead of the discovered ones, e.g. --devices cpu or --devices
+        /// cuda:0,cuda:1
         #[arg(long)]
         devices: Option<String>,
-        /// CPU trials at once (default: one per core); the cores are split between them.
-        #[arg(long = "cpu-slots")]
+        /// CPU trials at once (default: one per core); the cores are split between them, e.g.
+        /// --cpu-slots 2
+        #[arg(long = "cpu-slots", value_name = "N")]
         cpu_slots: Option<usize>,
-        /// Where trials run: local processes, or one SLURM job array ([sweep.slurm]).
+        /// Where trials run: local processes, or one SLURM job array ([sweep.slurm]), e.g.
+        /// --launcher slurm
         #[arg(long, value_enum, default_value = "local")]
         launcher: LauncherKind,
         /// With --launcher slurm: follow the job array until no task is left.
         #[arg(long)]
         wait: bool,
-        /// How often --wait looks at the cluster, in seconds.
-        #[arg(long, default_value_t = 5)]
+        /// How often --wait looks at the cluster, in seconds, e.g. --poll-seconds 30
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
         poll_seconds: u64,
-        /// With --launcher slurm: start after these jobs (`afterok:1234`), in place of
-        /// [sweep.slurm] after.
+        /// With --launcher slurm: start after these jobs, in place of [sweep.slurm] after, e.g.
+        /// --dependency afterok:1234
         #[arg(long, value_name = "TYPE:JOB")]
         dependency: Option<String>,
         #[command(flatten)]
@@ -217,13 +228,17 @@ enum Command {
     },
     /// Trials of SLURM sweeps: store status joined with each array task's state.
     Status {
-        /// Only this experiment (default: every experiment with a SLURM submission).
+        /// Only this experiment (default: every experiment with a SLURM submission), e.g.
+        /// vitrun status deit_vehicles_sweep
         experiment: Option<String>,
+        #[command(flatten)]
+        form: out::FormArgs,
         #[command(flatten)]
         runs: RunsDirArg,
     },
     /// Cancel an experiment's SLURM job arrays (scancel); unfinished trials become interrupted.
     Cancel {
+        /// The experiment whose arrays to cancel, e.g. vitrun cancel deit_vehicles_sweep
         experiment: String,
         #[command(flatten)]
         runs: RunsDirArg,
@@ -243,31 +258,33 @@ enum Command {
     /// Write a trial's weights as a timm state dict (.safetensors) with its timm model arguments
     /// (.json beside it).
     Export {
-        /// A trial id or prefix, or an experiment or sweep (its best trial).
+        /// A trial id or prefix, or an experiment or sweep (its best trial), e.g. 1ce1b0
         target: String,
-        /// The .safetensors file to write.
-        #[arg(long)]
+        /// The .safetensors file to write, e.g. --out deit_tiny.safetensors
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
         #[command(flatten)]
         runs: RunsDirArg,
     },
     /// Print what differs between two trials: config keys, provenance, final metrics.
     Diff {
-        /// A trial id or unique prefix.
+        /// A trial id or unique prefix, e.g. vitrun diff 1ce1b0 7f3a
         a: String,
-        /// Another trial id or unique prefix.
+        /// Another trial id or unique prefix, e.g. 7f3a
         b: String,
+        #[command(flatten)]
+        form: out::FormArgs,
         #[command(flatten)]
         runs: RunsDirArg,
     },
     /// Write the metrics of a trial, experiment or sweep (default: the latest) to a file.
     ExportMetrics {
-        /// A trial id (or unique prefix), an experiment name or a sweep name.
+        /// A trial id (or unique prefix), an experiment name or a sweep name, e.g. deit_vehicles
         target: Option<String>,
-        /// The file to write; `-` writes to stdout (with --format).
-        #[arg(long)]
+        /// The file to write; `-` writes to stdout (with --format), e.g. --out metrics.parquet
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// csv, json or parquet (default: from the --out extension).
+        /// csv, json or parquet (default: from the --out extension), e.g. --format csv
         #[arg(long)]
         format: Option<crate::report::export::Format>,
         /// One row per trial with each metric's final and best value.
@@ -278,11 +295,11 @@ enum Command {
     },
     /// Serve the reports over HTTP, live while trials run (read-only; localhost unless --bind says otherwise): vitrun serve --port 8080
     Serve {
-        /// The port to listen on (0: any free one, printed at start).
+        /// The port to listen on (0: any free one, printed at start), e.g. --port 9000
         #[arg(long, default_value_t = 8080)]
         port: u16,
-        /// The address to listen on; 0.0.0.0 lets other machines read every trial (use an SSH
-        /// tunnel instead: ssh -L 8080:localhost:8080 login-node).
+        /// The address to listen on, e.g. --bind 127.0.0.1; 0.0.0.0 lets other machines read
+        /// every trial (use an SSH tunnel instead: ssh -L 8080:localhost:8080 login-node).
         #[arg(long, default_value = "127.0.0.1", value_name = "ADDRESS")]
         bind: std::net::IpAddr,
         #[command(flatten)]
@@ -291,18 +308,20 @@ enum Command {
     /// Draw charts and an HTML report of a trial, experiment or sweep (default: the latest); several overlay their trials: vitrun report 1ce1b0 7f3a2c
     Report {
         /// Trial ids (or unique prefixes), experiment or sweep names; two or more are compared
-        /// in one report (runs/<experiment>/report/compare-<targets>/).
+        /// in one report (runs/<experiment>/report/compare-<targets>/), e.g. 1ce1b0 7f3a2c
         targets: Vec<String>,
-        /// Where to write (default: runs/<experiment>/report/ or the trial's report/).
-        #[arg(long)]
+        /// Where to write (default: runs/<experiment>/report/ or the trial's report/), e.g.
+        /// --out /tmp/report
+        #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         #[command(flatten)]
         runs: RunsDirArg,
-        /// How attention heads are combined: mean, max or min.
+        /// How attention heads are combined: mean, max or min, e.g. --fusion max
         #[arg(long, default_value = "mean")]
         fusion: crate::report::Fusion,
-        /// Fraction of the lowest attention weights dropped per row (0 keeps all).
-        #[arg(long, default_value_t = 0.0)]
+        /// Fraction of the lowest attention weights dropped per row (0 keeps all), e.g.
+        /// --discard 0.9
+        #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
         discard: f32,
         /// Validation images in the attention and prediction figures: a count (6), or first,
         /// random or worst (highest loss) with an optional count, e.g. --samples worst:8
@@ -313,8 +332,8 @@ enum Command {
         #[arg(long, value_name = "SCORE")]
         score_threshold: Option<f64>,
         /// The metric trials are ranked by (split/name; losses rank lowest first); default: the
-        /// task's main one (val/top1, segmentation val/miou).
-        #[arg(long)]
+        /// task's main one (val/top1, segmentation val/miou), e.g. --metric val/loss
+        #[arg(long, value_name = "SPLIT/NAME")]
         metric: Option<String>,
     },
 }
@@ -572,42 +591,45 @@ fn sweep(
 #[derive(clap::Args)]
 struct PredictArgs {
     /// A trial id or prefix, an experiment or sweep (its best trial), or a checkpoint file or
-    /// trial folder (its trial's config.toml describes it, or --config).
+    /// trial folder (its trial's config.toml describes it, or --config), e.g. 1ce1b0 or
+    /// runs/deit_vehicles/1ce1b0…/checkpoints/best.mpk
     target: String,
-    /// Image files or folders (searched recursively for .png/.jpg/.jpeg).
+    /// Image files or folders (searched recursively for .png/.jpg/.jpeg), e.g. cat.jpg
+    /// photos/
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// How many classes to print per image (classification).
-    #[arg(long, default_value_t = 5)]
+    /// How many classes to print per image (classification), e.g. --top-k 1
+    #[arg(long, default_value_t = 5, value_name = "K")]
     top_k: usize,
     /// One JSON object per image instead of text.
     #[arg(long)]
     json: bool,
     /// A folder for each image's files (a segmenter's class mask, overlay and probability
     /// maps; a detector's overlay and the run's COCO results, detections.json) and
-    /// predictions.jsonl.
+    /// predictions.jsonl, e.g. --out predictions/
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// A segmenter's per-class probability maps too (<image>.probs.npy, float32
     /// [classes, height, width]); needs --out.
     #[arg(long)]
     probs: bool,
-    /// The lowest score of a box kept (a detector; default: the trial's head.score_threshold).
-    #[arg(long)]
+    /// The lowest score of a box kept (a detector; default: the trial's head.score_threshold),
+    /// e.g. --threshold 0.3
+    #[arg(long, value_name = "SCORE")]
     threshold: Option<f64>,
     /// A COCO annotation file whose image ids (by file_name) and category ids (by name)
     /// detections.json uses (default: images numbered from 1 in order, categories the class
-    /// index + 1).
+    /// index + 1), e.g. --coco instances_val.json
     #[arg(long, value_name = "FILE")]
     coco: Option<PathBuf>,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
+    /// Images per forward pass, e.g. --batch 64
+    #[arg(long, default_value_t = 32, value_name = "N")]
     batch: usize,
     /// The experiment file of a checkpoint given as TARGET (default: the config.toml of the
-    /// trial folder it is in).
-    #[arg(long)]
+    /// trial folder it is in), e.g. --config experiments/deit_vehicles.toml
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Overrides for --config's file.
+    /// Overrides for --config's file, e.g. --set model.depth=6 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     #[command(flatten)]
@@ -875,36 +897,39 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             say!("probe: 3 steps, last loss {loss:.4}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { file, sets, runs } => {
+        Command::Plan {
+            file,
+            sets,
+            form,
+            runs,
+        } => {
             out::text(&out::printable(&commands::plan_table(
                 &runs.load(&file, &sets)?.0,
+                form.form(),
             )?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {
             file,
             sets,
-            json,
+            form,
             runs,
         } => {
-            let loaded = runs.load(&file, &sets)?.0;
-            out::text(&if json {
-                commands::check_json(&loaded)?
-            } else {
-                commands::check(&loaded)?
-            });
+            out::text(&commands::check(&runs.load(&file, &sets)?.0, form.form())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls {
             experiment,
             runs,
             group,
-            json,
+            form,
             status,
             sort,
             limit,
         } => {
+            let form = form.form();
             if group {
+                let json = form == out::Form::Json;
                 let groups = commands::ls_groups(&runs.resolve(), experiment.as_deref(), json)?;
                 out::text(&out::printable(&groups));
             } else {
@@ -913,8 +938,8 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     status,
                     sort,
                     limit,
-                    json,
-                    color: !json && listing::color_wanted(),
+                    form,
+                    color: form == out::Form::Text && listing::color_wanted(),
                 };
                 // Stored strings in the rows are made printable one by one (the colours stay).
                 out::text(&listing::ls(&runs.resolve(), &options)?);
@@ -959,10 +984,15 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             wait,
             poll_seconds,
         ),
-        Command::Status { experiment, runs } => {
+        Command::Status {
+            experiment,
+            form,
+            runs,
+        } => {
             out::text(&out::printable(&cluster::status(
                 &runs.resolve(),
                 experiment.as_deref(),
+                form.form(),
             )?));
             Ok(ExitCode::SUCCESS)
         }
@@ -1022,12 +1052,13 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Diff { a, b, runs } => {
-            out::text(&out::printable(&crate::report::diff_trials(
-                &runs.resolve(),
-                &a,
-                &b,
-            )?));
+        Command::Diff { a, b, form, runs } => {
+            let diff = crate::report::diff_trials(&runs.resolve(), &a, &b)?;
+            out::text(&out::printable(&match form.form() {
+                out::Form::Text => diff.text(),
+                out::Form::Json => out::json(&serde_json::to_value(&diff)?),
+                out::Form::Quiet => out::lines(diff.config.iter().map(|k| &k.key)),
+            }));
             Ok(ExitCode::SUCCESS)
         }
         Command::ExportMetrics {
@@ -1120,5 +1151,34 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand a user sees has help, and every one that takes a
+    /// value shows an example of it ("e.g.").
+    #[test]
+    fn every_argument_has_help_with_an_example() {
+        let cli = super::Cli::command();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands().filter(|c| !c.is_hide_set()) {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if help.is_empty() || (arg.get_action().takes_values() && !help.contains("e.g.")) {
+                    missing.push(format!("vitrun {} {id}", sub.get_name()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "without help or an example: {missing:#?}"
+        );
     }
 }

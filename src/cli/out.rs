@@ -39,6 +39,53 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// How a read command prints: its table, one JSON document, or only the names a script
+/// pipes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Form {
+    #[default]
+    Text,
+    Json,
+    Quiet,
+}
+
+/// `--json` and `--quiet`, the same on every read command (`ls`, `plan`, `status`, `check`,
+/// `diff`).
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct FormArgs {
+    /// One JSON document instead of the table, e.g. vitrun ls --json | jq '.[].id'
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+    /// Only what a script pipes on, one per line: trial ids (check: the trial id; diff: the
+    /// keys that differ), e.g. vitrun ls -q --status failed | xargs vitrun rm
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl FormArgs {
+    /// The form asked for.
+    pub fn form(self) -> Form {
+        match (self.json, self.quiet) {
+            (true, _) => Form::Json,
+            (_, true) => Form::Quiet,
+            _ => Form::Text,
+        }
+    }
+}
+
+/// `items`, one per line (what `--quiet` prints).
+pub fn lines<I: IntoIterator<Item = S>, S: std::fmt::Display>(items: I) -> String {
+    items.into_iter().map(|i| format!("{i}\n")).collect()
+}
+
+/// `value` as the one JSON document a `--json` command prints.
+pub fn json(value: &serde_json::Value) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(value).expect("a JSON value serialises")
+    )
+}
+
 /// `println!` for the command line's output, through [`line`].
 macro_rules! say {
     ($($arg:tt)*) => {

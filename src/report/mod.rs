@@ -284,7 +284,7 @@ pub fn export_metrics(
 }
 
 /// `vitrun diff A B`.
-pub fn diff_trials(runs_dir: &Path, a: &str, b: &str) -> anyhow::Result<String> {
+pub fn diff_trials(runs_dir: &Path, a: &str, b: &str) -> anyhow::Result<diff::Diff> {
     let (store, _) = open_store(runs_dir)?;
     diff::diff(&store, a, b)
 }

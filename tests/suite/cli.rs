@@ -143,6 +143,15 @@ fn the_store_is_found_from_a_subfolder_the_variable_and_the_flag() {
         .ends_with("exp.toml:1"));
     assert_eq!(checked["keys"]["train.runs_dir"]["value"], "/data/runs");
     assert_eq!(checked["trial_id"].as_str().unwrap().len(), 12);
+    let out = vitrun(&["check", "exp.toml", "-q", "--set", "optimizer.lr=0.002"])
+        .current_dir(&deep)
+        .env("VITRUN_RUNS_DIR", "/data/runs")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", checked["trial_id"].as_str().unwrap())
+    );
 }
 
 #[test]
@@ -243,6 +252,11 @@ fn rm_removes_a_trials_rows_and_folder_and_keeps_a_queued_one() {
         .sum()
     };
     assert!(rows(&conn) > 10);
+    // `ls -q` lists the ids a script pipes into `vitrun rm`.
+    let out = vitrun(&["ls", "-q", "--runs-dir", runs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{id}\n"));
     let rm = |prefix: &str| {
         vitrun(&["rm", prefix, "--runs-dir", runs.to_str().unwrap()])
             .output()

@@ -417,6 +417,35 @@ fn diff_shows_only_what_differs() {
         diff.contains("val/top1") && diff.contains("(A better)"),
         "{diff}"
     );
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = vitrun(args).output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+    };
+    let runs_arg = runs.to_str().unwrap();
+    let d = json(&["diff", &a[..6], &b[..6], "--json", "--runs-dir", runs_arg]);
+    assert_eq!(
+        (d["a"].as_str(), d["b"].as_str()),
+        (Some(&a[..]), Some(&b[..]))
+    );
+    let keys: Vec<&str> = d["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["optimizer.lr", "seed"]);
+    let top1 = d["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "val/top1")
+        .unwrap();
+    assert_eq!(top1["better"], "a");
+    assert!(top1["a"].as_f64().unwrap() > top1["b"].as_f64().unwrap());
+    let out = vitrun(&["diff", &a[..6], &b[..6], "-q", "--runs-dir", runs_arg])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out), "optimizer.lr\nseed\n");
     let out = vitrun(&[
         "diff",
         "zzzz",
@@ -476,6 +505,37 @@ fn conditional_axes_create_only_the_points_that_apply() {
         "{}",
         text(&out)
     );
+    // --json: the same trials with their values; --quiet: only their ids, in plan order.
+    let out = vitrun(&["plan", file.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["not_applicable"], 12);
+    let rows = json["trials"].as_array().unwrap();
+    assert_eq!(rows.len(), 12);
+    for (row, t) in rows.iter().zip(&p.trials) {
+        assert_eq!(row["id"], t.id.as_str());
+        assert_eq!(row["status"], "new");
+        let values = row["values"].as_object().unwrap();
+        assert_eq!(values.len(), t.point.len(), "{row}");
+        assert_eq!(
+            values["optimizer.name"].as_str().unwrap(),
+            t.point
+                .iter()
+                .find(|(k, _)| k == "optimizer.name")
+                .and_then(|(_, v)| v.as_str())
+                .unwrap()
+        );
+    }
+    let out = vitrun(&["plan", file.to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    let ids: Vec<&str> = p.trials.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(text(&out), format!("{}\n", ids.join("\n")));
+    let out = vitrun(&["plan", file.to_str().unwrap(), "-q", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--quiet and --json conflict");
 
     for (when, expect) in [
         (

@@ -216,7 +216,7 @@ fn exercise(file: &Path, sets: &[String]) -> Vec<String> {
         Err(e) => return vec![e.to_string()],
     };
     let mut errors = Vec::new();
-    if let Err(e) = vitrun::cli::commands::check(&loaded) {
+    if let Err(e) = vitrun::cli::commands::check(&loaded, vitrun::cli::out::Form::Text) {
         errors.push(format!("{e:#}"));
     }
     if loaded.sweep.points().is_ok_and(|n| n <= 64) {

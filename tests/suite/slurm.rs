@@ -397,6 +397,34 @@ fn a_time_limit_stops_the_trial_before_slurm_kills_it_and_requeues_it() {
             || status.contains("preempted (the job's deadline)"),
         "{status}"
     );
+    let out = vitrun(&[
+        "status",
+        "limited",
+        "--json",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let trial = &json["trials"][0];
+    assert_eq!(json["jobs"][0]["experiment"], "limited", "{json}");
+    assert_eq!(trial["experiment"], "limited", "{json}");
+    assert!(trial["requeues"].as_u64().unwrap() >= 1, "{json}");
+    assert!(
+        trial["slurm_task"].as_str().unwrap().contains('_'),
+        "{json}"
+    );
+    let id = trial["id"].as_str().unwrap();
+    let quiet = run(&[
+        "status",
+        "limited",
+        "-q",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ]);
+    assert_eq!(quiet, format!("{id}\n"));
     run(&["cancel", "limited", "--runs-dir", runs.to_str().unwrap()]);
 }
 
