@@ -1204,7 +1204,23 @@ fn a_tiny_detection_learns_scene_boxes() {
         ),
         "no box scores 1: each image shows its best one"
     );
-    assert!(html(&["--score-threshold", "0"]).contains("0 of 3 images had none"));
+    let all = html(&["--score-threshold", "0"]);
+    assert!(all.contains("0 of 3 images had none"));
+    // Every box drawn is matched or a false positive; every object found or missed.
+    let errors = all
+        .split("over these 3 images: ")
+        .nth(1)
+        .and_then(|rest| rest.split('.').next())
+        .unwrap_or_else(|| panic!("no errors note: {all}"));
+    let numbers: Vec<usize> = errors
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [found, objects, false_positives, missed] = numbers[..] else {
+        panic!("{errors}")
+    };
+    assert_eq!(found + missed, objects, "{errors}");
+    assert!(objects >= 1 && false_positives > 0, "{errors}");
     let bad = vitrun(&["report", "--runs-dir", &runs, "--score-threshold", "1.5"])
         .output()
         .unwrap();

@@ -5,10 +5,11 @@ use burn::backend::Flex;
 
 use super::head::{DetectionHead, LastLayer, PredictedBox};
 use super::Detection;
+use crate::data::boxes::Corners;
 use crate::data::geometry::ObjectBox;
 use crate::data::Target;
 use crate::model::{Backbone, Model};
-use crate::plot::raster::{ink_on, label, outline, Rgb};
+use crate::plot::raster::{grey, ink_on, label, outline, Rgb};
 use crate::task::panels::{
     batch, class_bars, colour, denorm, dense_attention, dense_augmentations, dense_figures,
     display_scale, names, val_samples,
@@ -17,19 +18,25 @@ use crate::task::{PanelInput, Panels, Task};
 
 /// A copy of `base` with each box outlined in its class's colour and, where given, its label
 /// (`car 0.87`) on a swatch of that colour above its top-left corner.
-pub(super) fn boxed(
-    base: &Rgb,
-    boxes: &[(usize, crate::data::boxes::Corners, Option<String>)],
-    scale: usize,
-) -> Rgb {
+pub(super) fn boxed(base: &Rgb, boxes: &[(usize, Corners, Option<String>)], scale: usize) -> Rgb {
+    let painted: Vec<_> = boxes
+        .iter()
+        .map(|(class, corners, text)| (colour(*class), *corners, text.clone()))
+        .collect();
+    painted_boxes(base, &painted, scale)
+}
+
+/// A copy of `base` with each box outlined in its colour and, where given, its label on a
+/// swatch of that colour above its top-left corner.
+fn painted_boxes(base: &Rgb, boxes: &[([u8; 3], Corners, Option<String>)], scale: usize) -> Rgb {
     let mut image = base.clone();
-    for (class, corners, _) in boxes {
-        outline(&mut image, corners, scale as f64, colour(*class));
+    for (swatch, corners, _) in boxes {
+        outline(&mut image, corners, scale as f64, *swatch);
     }
     let height = (image.height as f32 / 16.0).clamp(9.0, 14.0);
-    for (class, corners, text) in boxes {
+    for (swatch, corners, text) in boxes {
         if let Some(text) = text {
-            let swatch = colour(*class);
+            let swatch = *swatch;
             let at = (
                 (corners.x0 * scale as f64).round() as i64,
                 (corners.y0 * scale as f64).round() as i64 - (height + 2.0).ceil() as i64,
@@ -38,6 +45,69 @@ pub(super) fn boxed(
         }
     }
     image
+}
+
+/// Which predictions found an object and which objects were found, matched as COCO matches at
+/// IoU 0.5: in descending score, each prediction takes the unmatched ground-truth box of its
+/// class with the highest IoU ≥ 0.5.
+pub(super) fn matches(truth: &[ObjectBox], predicted: &[PredictedBox]) -> (Vec<bool>, Vec<bool>) {
+    let mut found = vec![false; truth.len()];
+    let mut hit = vec![false; predicted.len()];
+    let mut order: Vec<usize> = (0..predicted.len()).collect();
+    order.sort_by(|&a, &b| predicted[b].score.total_cmp(&predicted[a].score));
+    for p in order {
+        let best = truth
+            .iter()
+            .enumerate()
+            .filter(|(t, o)| !found[*t] && o.class == predicted[p].class)
+            .map(|(t, o)| (t, o.corners.iou(&predicted[p].corners)))
+            .filter(|(_, iou)| *iou >= 0.5)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((t, _)) = best {
+            found[t] = true;
+            hit[p] = true;
+        }
+    }
+    (hit, found)
+}
+
+/// The errors of an image's predictions on a grey copy of it: true positives in green, false
+/// positives in red (`FP car 0.41`), missed objects in blue (`missed truck`); with the counts
+/// (true positives, false positives, misses).
+pub(super) fn errors(
+    base: &Rgb,
+    truth: &[ObjectBox],
+    predicted: &[PredictedBox],
+    classes: &[String],
+    scale: usize,
+) -> (Rgb, [usize; 3]) {
+    const TRUE_POSITIVE: [u8; 3] = [40, 160, 60];
+    const FALSE_POSITIVE: [u8; 3] = [220, 30, 30];
+    const MISSED: [u8; 3] = [30, 90, 230];
+    let (hit, found) = matches(truth, predicted);
+    let mut boxes = Vec::new();
+    for (o, _) in truth.iter().zip(&found).filter(|(_, f)| !**f) {
+        boxes.push((
+            MISSED,
+            o.corners,
+            Some(format!("missed {}", classes[o.class])),
+        ));
+    }
+    for (b, &h) in predicted.iter().zip(&hit) {
+        let name = &classes[b.class];
+        boxes.push(if h {
+            (TRUE_POSITIVE, b.corners, None)
+        } else {
+            (
+                FALSE_POSITIVE,
+                b.corners,
+                Some(format!("FP {name} {:.2}", b.score)),
+            )
+        });
+    }
+    let tp = hit.iter().filter(|h| **h).count();
+    let counts = [tp, predicted.len() - tp, truth.len() - tp];
+    (painted_boxes(&grey(base), &boxes, scale), counts)
 }
 
 /// Training images and augmentations of them with their boxes.
@@ -74,6 +144,7 @@ pub fn panels<E: Backbone<Flex>>(
     let scale = display_scale(size);
     let mut tiles = Vec::new();
     let mut below_count = 0;
+    let mut totals = [0usize; 3];
     for (j, (image, target)) in images.iter().zip(&targets).enumerate() {
         let base = Rgb::from_image(image, denorm(config), scale);
         let truth: &[ObjectBox] = match target {
@@ -106,6 +177,11 @@ pub fn panels<E: Backbone<Flex>>(
                 (b.class, b.corners, Some(text))
             })
             .collect();
+        let (wrong, counts) = errors(&base, truth, &predicted, names_of, scale);
+        let [tp, fp, missed] = counts;
+        for (total, n) in totals.iter_mut().zip(counts) {
+            *total += n;
+        }
         tiles.push((
             boxed(&base, &predicted_boxes, scale),
             format!(
@@ -122,11 +198,16 @@ pub fn panels<E: Backbone<Flex>>(
                 )
             ),
         ));
+        tiles.push((
+            wrong,
+            format!("errors at IoU 0.5: {tp} found, {fp} false positive, {missed} missed"),
+        ));
     }
-    let title =
-        format!("Validation boxes: image, ground truth, and predictions scoring ≥ {threshold}");
+    let title = format!(
+        "Validation boxes: image, ground truth, predictions scoring ≥ {threshold}, errors (green: found; red: false positive; blue: missed)"
+    );
     let bars = class_bars(input, Detection::METRICS.main(), "ap50_", "AP@0.5")?;
-    let mut panels = dense_figures(input, (&tiles, 3), &title, bars)?;
+    let mut panels = dense_figures(input, (&tiles, 4), &title, bars)?;
     panels.notes.push(format!(
         "Boxes scoring ≥ {threshold} are drawn ({}; display only). {below_count} of {} images had none: each shows its best box, captioned as below the threshold.",
         if input.options.score_threshold.is_some() {
@@ -136,8 +217,72 @@ pub fn panels<E: Backbone<Flex>>(
         },
         images.len()
     ));
+    let [tp, fp, missed] = totals;
+    panels.notes.push(format!(
+        "Errors at IoU 0.5 (COCO's matching: by descending score, each box takes the best unmatched object of its class) over these {} images: {tp} of {} objects found, {fp} false positives, {missed} missed.",
+        images.len(),
+        tp + missed
+    ));
     panels
         .figures
         .extend(dense_attention(&model.encoder, &images, input)?);
     Ok(panels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(class: usize, x0: f64) -> ObjectBox {
+        ObjectBox {
+            class,
+            corners: Corners {
+                x0,
+                y0: 40.0,
+                x1: x0 + 10.0,
+                y1: 50.0,
+            },
+        }
+    }
+
+    fn guess(class: usize, x0: f64, score: f64) -> PredictedBox {
+        let o = object(class, x0);
+        PredictedBox {
+            class,
+            score,
+            corners: o.corners,
+        }
+    }
+
+    /// COCO's rule: the higher score takes an object first, a duplicate of it is a false
+    /// positive, the wrong class or IoU < 0.5 never matches, and an object nobody takes is
+    /// missed.
+    #[test]
+    fn predictions_match_objects_by_score_class_and_iou() {
+        let truth = [object(0, 0.0), object(1, 20.0), object(0, 40.0)];
+        let predicted = [
+            guess(0, 1.0, 0.6),  // IoU 9/11 with the first object, but second in score
+            guess(0, 0.0, 0.9),  // the first object, exactly
+            guess(0, 20.0, 0.8), // the second object's place, the wrong class
+            guess(0, 46.0, 0.7), // IoU 4/16 with the third object
+        ];
+        let (hit, found) = matches(&truth, &predicted);
+        assert_eq!(hit, [false, true, false, false]);
+        assert_eq!(found, [true, false, false]);
+        let base = Rgb {
+            width: 64,
+            height: 64,
+            pixels: vec![128; 64 * 64 * 3],
+        };
+        let classes = ["car".to_string(), "truck".to_string()];
+        let (image, counts) = errors(&base, &truth, &predicted, &classes, 1);
+        assert_eq!(counts, [1, 3, 2]);
+        let at = |x: usize, y: usize| image.pixels[3 * (y * 64 + x)..3 * (y * 64 + x) + 3].to_vec();
+        // The found object's box is green; the far right edge of the 0.7 guess is red; the
+        // third object's left edge (not covered by any guess) is blue.
+        // (Labels sit above the boxes, clear of these pixels.)
+        assert_eq!(at(0, 48), [40, 160, 60]);
+        assert_eq!(at(56, 48), [220, 30, 30]);
+        assert_eq!(at(40, 45), [30, 90, 230]);
+    }
 }

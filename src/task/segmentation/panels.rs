@@ -15,15 +15,39 @@ use crate::task::panels::{
 };
 use crate::task::{PanelInput, Panels, Task};
 
-/// A grey copy of `base` with each pixel of a class other than the first painted in its
-/// colour (grey first, so that the classes' colours stand out from the image's own).
+/// A grey copy of `base` with each region of a class other than the first filled with its
+/// colour at half strength and outlined in it (grey first, so that the classes' colours stand
+/// out from the image's own).
 pub(super) fn masked(base: &Rgb, mask: &Mask, scale: usize) -> Rgb {
     let colours: Vec<Option<[u8; 3]>> = mask
         .labels
         .iter()
         .map(|&l| (l != 0 && l != IGNORE_LABEL).then(|| colour(usize::from(l) - 1)))
         .collect();
-    tint(&grey(base), &colours, mask.width, scale, 0.7)
+    let edges: Vec<Option<[u8; 3]>> = colours
+        .iter()
+        .zip(boundary(mask))
+        .map(|(c, edge)| c.filter(|_| edge))
+        .collect();
+    let filled = tint(&grey(base), &colours, mask.width, scale, 0.5);
+    tint(&filled, &edges, mask.width, scale, 1.0)
+}
+
+/// Whether each pixel of `mask` lies on the edge of its region: a 4-neighbour has another
+/// label (the image's border is not an edge).
+pub(super) fn boundary(mask: &Mask) -> Vec<bool> {
+    let (w, h) = (mask.width, mask.height);
+    let label = |x: usize, y: usize| mask.labels[y * w + x];
+    (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| {
+            let here = label(x, y);
+            (x > 0 && label(x - 1, y) != here)
+                || (x + 1 < w && label(x + 1, y) != here)
+                || (y > 0 && label(x, y - 1) != here)
+                || (y + 1 < h && label(x, y + 1) != here)
+        })
+        .collect()
 }
 
 /// Where `predicted` is wrong against `truth`: a foreground class predicted where it is not
@@ -138,6 +162,39 @@ pub fn panels<E: Backbone<Flex>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A square's ring of edge pixels is outlined at full colour, its inside at half.
+    #[test]
+    fn masks_are_filled_and_outlined() {
+        let mut labels = vec![0u8; 36];
+        for y in 1..5 {
+            for x in 1..5 {
+                labels[y * 6 + x] = 1;
+            }
+        }
+        let mask = Mask {
+            height: 6,
+            width: 6,
+            labels,
+        };
+        let edge = boundary(&mask);
+        assert!(edge[6 + 1] && edge[4 * 6 + 4] && edge[6 + 3]);
+        assert!(!edge[2 * 6 + 2] && !edge[3 * 6 + 3], "inside");
+        assert!(
+            edge[0 * 6 + 1] && !edge[0],
+            "background beside the square, not the corner"
+        );
+        let base = Rgb {
+            width: 6,
+            height: 6,
+            pixels: vec![200; 108],
+        };
+        let shown = masked(&base, &mask, 1);
+        let px = |i: usize| shown.pixels[3 * i..3 * i + 3].to_vec();
+        assert_eq!(px(6 + 1), colour(0).to_vec(), "edge at full colour");
+        assert_ne!(px(2 * 6 + 2), colour(0).to_vec(), "inside blended");
+        assert_ne!(px(2 * 6 + 2), px(0), "inside tinted");
+    }
 
     #[test]
     fn errors_mark_false_positives_red_and_misses_blue_and_skip_ignored_pixels() {
