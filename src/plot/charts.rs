@@ -8,6 +8,7 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
 use crate::contract::Status;
@@ -180,7 +181,43 @@ where
     };
     let (x0, x1) = padded(fold(&xs).0, fold(&xs).1);
     let (y0, y1) = padded(fold(&ys).0, fold(&ys).1);
-    let mut chart = ChartBuilder::on(root)
+    let grey = RGBColor(185, 185, 185);
+    let band_colour = |b: &Band| {
+        b.colour
+            .map_or(RGBColor(120, 120, 120), |i| PALETTE[i % PALETTE.len()])
+    };
+    let styles: Vec<ShapeStyle> = c
+        .series
+        .iter()
+        .scan(0, |colour, s| {
+            Some(if s.emphasis {
+                *colour += 1;
+                PALETTE[(*colour - 1) % PALETTE.len()].stroke_width(3)
+            } else {
+                grey.stroke_width(1)
+            })
+        })
+        .collect();
+    let entries: Vec<(String, Mark)> = c
+        .bands
+        .iter()
+        .filter(|b| !b.label.is_empty())
+        .map(|b| {
+            (
+                b.label.clone(),
+                Mark::Fill(band_colour(b).mix(b.alpha).filled()),
+            )
+        })
+        .chain(
+            c.series
+                .iter()
+                .zip(&styles)
+                .filter(|(s, _)| !s.label.is_empty())
+                .map(|(s, style)| (s.label.clone(), Mark::Line(*style))),
+        )
+        .collect();
+    let (plot, key) = legend_column(root, &entries);
+    let mut chart = ChartBuilder::on(&plot)
         .caption(&c.title, (FONT, 22))
         .margin(14)
         .x_label_area_size(42)
@@ -196,37 +233,17 @@ where
         .axis_desc_style((FONT, 15))
         .draw()?;
     for b in &c.bands {
-        let colour = b
-            .colour
-            .map_or(RGBColor(120, 120, 120), |i| PALETTE[i % PALETTE.len()]);
-        let fill = colour.mix(b.alpha).filled();
+        let fill = band_colour(b).mix(b.alpha).filled();
         let outline: Vec<(f64, f64)> = b
             .points
             .iter()
             .map(|&(x, _, hi)| (x, hi))
             .chain(b.points.iter().rev().map(|&(x, lo, _)| (x, lo)))
             .collect();
-        let drawn = chart.draw_series([Polygon::new(outline, fill)])?;
-        if !b.label.is_empty() {
-            drawn
-                .label(&b.label)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], fill));
-        }
+        chart.draw_series([Polygon::new(outline, fill)])?;
     }
-    let mut colour = 0;
-    for s in &c.series {
-        let style = if s.emphasis {
-            colour += 1;
-            PALETTE[(colour - 1) % PALETTE.len()].stroke_width(3)
-        } else {
-            RGBColor(185, 185, 185).stroke_width(1)
-        };
-        let drawn = chart.draw_series(LineSeries::new(s.points.iter().copied(), style))?;
-        if !s.label.is_empty() {
-            drawn
-                .label(&s.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-        }
+    for (s, style) in c.series.iter().zip(&styles) {
+        chart.draw_series(LineSeries::new(s.points.iter().copied(), *style))?;
         if s.emphasis {
             chart.draw_series(
                 s.points
@@ -235,8 +252,7 @@ where
             )?;
         }
     }
-    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
-    Ok(())
+    draw_legend(key, &entries)
 }
 
 /// One trial in a sweep parameter chart.
@@ -284,7 +300,46 @@ where
     } else {
         padded(lo(&ys), hi(&ys))
     };
-    let mut chart = ChartBuilder::on(root)
+    let others: Vec<&ParamPoint> = c
+        .points
+        .iter()
+        .filter(|p| p.status != Status::Finished && p.status != Status::Pruned)
+        .collect();
+    let red = RGBColor(200, 30, 30);
+    let best = c
+        .points
+        .iter()
+        .find(|p| p.best)
+        .and_then(|p| Some((p.x, p.y?)));
+    let has = |status: Status| c.points.iter().any(|p| p.status == status);
+    let entries: Vec<(String, Mark)> = [
+        has(Status::Finished).then(|| ("finished", Mark::Dot(PALETTE[0].filled()))),
+        has(Status::Pruned).then(|| {
+            (
+                "pruned (early-stopped)",
+                Mark::Triangle(PALETTE[1].filled()),
+            )
+        }),
+        (!others.is_empty()).then(|| {
+            (
+                "failed / diverged / running",
+                Mark::Cross(red.stroke_width(2)),
+            )
+        }),
+        (!c.spreads.is_empty()).then(|| {
+            (
+                "mean ± std at this value",
+                Mark::Whisker(BLACK.stroke_width(2)),
+            )
+        }),
+        best.map(|_| ("best trial", Mark::Ring(PALETTE[2].stroke_width(3)))),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(label, mark)| (label.to_string(), mark))
+    .collect();
+    let (plot, key) = legend_column(root, &entries);
+    let mut chart = ChartBuilder::on(&plot)
         .caption(&c.title, (FONT, 20))
         .margin(14)
         .x_label_area_size(42)
@@ -318,77 +373,110 @@ where
     mesh.draw()?;
     let floor = y0 + (y1 - y0) * 0.03;
     let of = |status: Status| c.points.iter().filter(move |p| p.status == status);
-    if of(Status::Finished).next().is_some() {
-        chart
-            .draw_series(
-                of(Status::Finished)
-                    .filter_map(|p| Some(Circle::new((p.x, p.y?), 5, PALETTE[0].filled()))),
-            )?
-            .label("finished")
-            .legend(|(x, y)| Circle::new((x + 10, y), 5, PALETTE[0].filled()));
+    chart.draw_series(
+        of(Status::Finished).filter_map(|p| Some(Circle::new((p.x, p.y?), 5, PALETTE[0].filled()))),
+    )?;
+    chart.draw_series(
+        of(Status::Pruned)
+            .filter_map(|p| Some(TriangleMarker::new((p.x, p.y?), 6, PALETTE[1].filled()))),
+    )?;
+    chart.draw_series(
+        others
+            .iter()
+            .map(|p| Cross::new((p.x, p.y.unwrap_or(floor)), 6, red.stroke_width(2))),
+    )?;
+    chart.draw_series(c.spreads.iter().map(|&(x, m, sd)| {
+        ErrorBar::new_vertical(x, m - sd, m, m + sd, BLACK.stroke_width(2), 10)
+    }))?;
+    if let Some(at) = best {
+        chart.draw_series([Circle::new(at, 10, PALETTE[2].stroke_width(3))])?;
     }
-    if of(Status::Pruned).next().is_some() {
-        chart
-            .draw_series(
-                of(Status::Pruned)
-                    .filter_map(|p| Some(TriangleMarker::new((p.x, p.y?), 6, PALETTE[1].filled()))),
-            )?
-            .label("pruned (early-stopped)")
-            .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, PALETTE[1].filled()));
-    }
-    let others: Vec<&ParamPoint> = c
-        .points
-        .iter()
-        .filter(|p| p.status != Status::Finished && p.status != Status::Pruned)
-        .collect();
-    if !others.is_empty() {
-        let red = RGBColor(200, 30, 30);
-        chart
-            .draw_series(
-                others
-                    .iter()
-                    .map(|p| Cross::new((p.x, p.y.unwrap_or(floor)), 6, red.stroke_width(2))),
-            )?
-            .label("failed / diverged / running")
-            .legend(move |(x, y)| Cross::new((x + 10, y), 6, red.stroke_width(2)));
-    }
-    if !c.spreads.is_empty() {
-        let style = BLACK.stroke_width(2);
-        chart
-            .draw_series(
-                c.spreads
-                    .iter()
-                    .map(|&(x, m, sd)| ErrorBar::new_vertical(x, m - sd, m, m + sd, style, 10)),
-            )?
-            .label("mean ± std of the trials at this value")
-            .legend(move |(x, y)| PathElement::new(vec![(x + 10, y - 6), (x + 10, y + 6)], style));
-    }
-    if let Some(best) = c.points.iter().find(|p| p.best) {
-        if let Some(y) = best.y {
-            chart
-                .draw_series([Circle::new((best.x, y), 10, PALETTE[2].stroke_width(3))])?
-                .label("best trial")
-                .legend(|(x, y)| Circle::new((x + 10, y), 7, PALETTE[2].stroke_width(3)));
-        }
-    }
-    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
-    Ok(())
+    draw_legend(key, &entries)
 }
 
-/// The legend box every chart uses.
-fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>, position: SeriesLabelPosition) -> Drawn
+/// How a legend entry shows its series.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    Line(ShapeStyle),
+    Fill(ShapeStyle),
+    Dot(ShapeStyle),
+    Triangle(ShapeStyle),
+    Cross(ShapeStyle),
+    Whisker(ShapeStyle),
+    Ring(ShapeStyle),
+}
+
+/// Pixels of a legend line.
+const LEGEND_LINE: i32 = 20;
+/// About the width of a character of the legend's 13-pixel font.
+const LEGEND_CHAR: i32 = 7;
+
+/// `root` split into the plot and, when there are legend entries, a column right of it (sized
+/// to the longest label, at most a third of the width): legends sit outside the data.
+fn legend_column<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    entries: &[(String, Mark)],
+) -> (DrawingArea<DB, Shift>, Option<DrawingArea<DB, Shift>>) {
+    if entries.is_empty() {
+        return (root.clone(), None);
+    }
+    let (w, _) = root.dim_in_pixel();
+    let longest = entries
+        .iter()
+        .map(|(label, _)| label.chars().count() as i32)
+        .max()
+        .unwrap_or(0);
+    let wanted = 40 + longest * LEGEND_CHAR;
+    let column = wanted.min(w as i32 / 3).max(60);
+    let (plot, key) = root.split_horizontally(w as i32 - column);
+    (plot, Some(key))
+}
+
+/// The entries in `area`, one per line from the top of the plot: a mark, then the label (cut
+/// with `…` to the column; entries past its height counted in a last line).
+fn draw_legend<DB: DrawingBackend>(
+    area: Option<DrawingArea<DB, Shift>>,
+    entries: &[(String, Mark)],
+) -> Drawn
 where
-    DB: DrawingBackend + 'a,
     DB::ErrorType: 'static,
-    CT: CoordTranslate,
 {
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(position)
-        .draw()?;
+    let Some(area) = area else {
+        return Ok(());
+    };
+    let (w, h) = area.dim_in_pixel();
+    let top = 50;
+    let room = ((h as i32 - top - 50) / LEGEND_LINE).max(1) as usize;
+    let shown = if entries.len() > room {
+        room - 1
+    } else {
+        entries.len()
+    };
+    let fits = ((w as i32 - 34) / LEGEND_CHAR).max(4) as usize;
+    let style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, (label, mark)) in entries.iter().take(shown).enumerate() {
+        let y = top + i as i32 * LEGEND_LINE;
+        match *mark {
+            Mark::Line(s) => area.draw(&PathElement::new(vec![(4, y), (24, y)], s))?,
+            Mark::Fill(s) => area.draw(&Rectangle::new([(4, y - 5), (24, y + 5)], s))?,
+            Mark::Dot(s) => area.draw(&Circle::new((14, y), 5, s))?,
+            Mark::Triangle(s) => area.draw(&TriangleMarker::new((14, y), 6, s))?,
+            Mark::Cross(s) => area.draw(&Cross::new((14, y), 6, s))?,
+            Mark::Whisker(s) => area.draw(&PathElement::new(vec![(14, y - 6), (14, y + 6)], s))?,
+            Mark::Ring(s) => area.draw(&Circle::new((14, y), 7, s))?,
+        }
+        let text = if label.chars().count() > fits {
+            format!("{}…", label.chars().take(fits - 1).collect::<String>())
+        } else {
+            label.clone()
+        };
+        area.draw(&Text::new(text, (30, y), style.clone()))?;
+    }
+    if shown < entries.len() {
+        let y = top + shown as i32 * LEGEND_LINE;
+        let more = format!("… {} more", entries.len() - shown);
+        area.draw(&Text::new(more, (30, y), style))?;
+    }
     Ok(())
 }
 
@@ -460,7 +548,16 @@ where
     DB::ErrorType: 'static,
 {
     let n = bars.len();
-    let mut chart = ChartBuilder::on(root)
+    let entries: Vec<(String, Mark)> = [
+        ("prediction (top-1)", PALETTE[0]),
+        ("other classes", PALETTE[4]),
+    ]
+    .into_iter()
+    .take(n)
+    .map(|(label, colour)| (label.to_string(), Mark::Fill(colour.filled())))
+    .collect();
+    let (plot, key) = legend_column(root, &entries);
+    let mut chart = ChartBuilder::on(&plot)
         .caption(title, (FONT, 15))
         .margin(8)
         .x_label_area_size(34)
@@ -479,21 +576,10 @@ where
     for (rank, (_, p)) in bars.iter().enumerate() {
         let y = (n - 1 - rank) as f64;
         let colour = if rank == 0 { PALETTE[0] } else { PALETTE[4] };
-        let drawn = chart.draw_series([Rectangle::new(
+        chart.draw_series([Rectangle::new(
             [(0.0, y + 0.15), (*p, y + 0.85)],
             colour.filled(),
         )])?;
-        if rank < 2 {
-            drawn
-                .label(if rank == 0 {
-                    "prediction (top-1)"
-                } else {
-                    "other classes"
-                })
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
-                });
-        }
     }
     chart.draw_series(bars.iter().enumerate().map(|(rank, (_, p))| {
         let y = (n - 1 - rank) as f64 + 0.5;
@@ -503,8 +589,7 @@ where
             (FONT, 12),
         )
     }))?;
-    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
-    Ok(())
+    draw_legend(key, &entries)
 }
 
 /// A confusion matrix: rows are true classes, columns predictions; cells coloured by the

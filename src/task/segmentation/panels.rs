@@ -181,7 +181,7 @@ mod tests {
         assert!(edge[6 + 1] && edge[4 * 6 + 4] && edge[6 + 3]);
         assert!(!edge[2 * 6 + 2] && !edge[3 * 6 + 3], "inside");
         assert!(
-            edge[0 * 6 + 1] && !edge[0],
+            edge[1] && !edge[0],
             "background beside the square, not the corner"
         );
         let base = Rgb {
