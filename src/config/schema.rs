@@ -162,6 +162,17 @@ pub enum Interpolation {
     Area,
 }
 
+impl Interpolation {
+    /// The name the config uses (`bilinear`, `bicubic`, `area`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+            Interpolation::Area => "area",
+        }
+    }
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {

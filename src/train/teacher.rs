@@ -1,17 +1,18 @@
 //! The distillation teacher (`[distill] teacher`): a classifier of any backbone vitrun builds,
 //! loaded once before the trial is claimed, run without autodiff and in eval mode (BatchNorm on
 //! its running statistics) on the very images the student sees, resized to its own input size
-//! when that differs. Its weights are never updated: it is not a parameter of the student.
+//! when that differs, with the filter its own training images were resized with
+//! (`data.interpolation`). Its weights are never updated: it is not a parameter of the student.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::tensor::module::interpolate;
+use burn::tensor::module::{adaptive_avg_pool2d, interpolate};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Tensor, TensorData};
 
-use crate::config::{Config, ModelConfig};
+use crate::config::{Config, Interpolation, ModelConfig};
 use crate::kernels::VitKernels;
 use crate::model::{
     apply_state_dict, read_state_dict, with_arch, Arch, ArchTask, Backbone, Coverage, Model,
@@ -37,6 +38,8 @@ pub struct Teacher<K: VitKernels> {
     net: Box<dyn TeacherNet<K>>,
     /// The image side the teacher takes.
     image_size: usize,
+    /// The filter the student's images are resized to it with.
+    filter: Interpolation,
     /// Its classes (the student's, in the same order).
     pub classes: usize,
     /// What it is, for the log and the store: `teacher resnet50 at 32 px from runs/…`.
@@ -78,7 +81,7 @@ impl<K: VitKernels> Teacher<K> {
         }
         let runs_dir = Path::new(&config.train.runs_dir);
         let path = super::pretrained::source("distill.teacher", spec, store, runs_dir)?;
-        let (model, image_size, names) = if spec.starts_with("trial:") {
+        let (model, image_size, filter, names) = if spec.starts_with("trial:") {
             trial_teacher(spec, &path)?
         } else {
             let model = config
@@ -88,7 +91,7 @@ impl<K: VitKernels> Teacher<K> {
                 .distill
                 .teacher_image_size
                 .unwrap_or(config.data.image_size);
-            (model, size, None)
+            (model, size, config.data.interpolation, None)
         };
         if let Some(names) = &names {
             anyhow::ensure!(
@@ -127,7 +130,11 @@ impl<K: VitKernels> Teacher<K> {
         let arch = arch_name(&model);
         let describe = format!("teacher {arch} at {image_size} px from {}", path.display());
         let cache = if config.distill.cache {
-            let built = format!("{}|{image_size}", serde_json::to_string(&model)?);
+            let built = format!(
+                "{}|{image_size}|{}",
+                serde_json::to_string(&model)?,
+                filter.name()
+            );
             let key = teacher_key(&path, &built, &K::name(device))
                 .with_context(|| format!("distill.cache: cannot read {}", path.display()))?;
             let stored = Stored::for_kind(config.distill.kind);
@@ -145,6 +152,7 @@ impl<K: VitKernels> Teacher<K> {
         Ok(Some(Teacher {
             net,
             image_size,
+            filter,
             classes: classes.len(),
             describe,
             file: path,
@@ -193,24 +201,11 @@ impl<K: VitKernels> Teacher<K> {
         self.tally.take()
     }
 
-    /// The network's class logits of images `dims`, resized (bilinear) to its input size when
-    /// they differ.
+    /// The network's class logits of images `dims`, resized to its input size when they
+    /// differ.
     fn forward(&self, pixels: &[f32], dims: [usize; 4], device: &K::Device) -> Vec<f32> {
         let images = Tensor::<K, 4>::from_data(TensorData::new(pixels.to_vec(), dims), device);
-        let [_, _, h, w] = dims;
-        let size = self.image_size;
-        let images = if [h, w] == [size, size] {
-            images
-        } else {
-            interpolate(
-                images,
-                [size, size],
-                InterpolateOptions {
-                    mode: InterpolateMode::Bilinear,
-                    align_corners: false,
-                },
-            )
-        };
+        let images = resize(images, self.image_size, self.filter);
         self.net
             .logits(images)
             .into_data()
@@ -218,6 +213,36 @@ impl<K: VitKernels> Teacher<K> {
             .to_vec()
             .unwrap_or_default()
     }
+}
+
+/// `images` resized to `size × size` with `filter`: bilinear and bicubic interpolate (no
+/// antialiasing, as a tensor resize on the device); area averages the pixels each output covers
+/// when shrinking (PIL's box filter) and repeats them when growing.
+pub(crate) fn resize<K: burn::tensor::backend::Backend>(
+    images: Tensor<K, 4>,
+    size: usize,
+    filter: Interpolation,
+) -> Tensor<K, 4> {
+    let [_, _, h, w] = images.dims();
+    if [h, w] == [size, size] {
+        return images;
+    }
+    let mode = match filter {
+        Interpolation::Area if h >= size && w >= size => {
+            return adaptive_avg_pool2d(images, [size, size]);
+        }
+        Interpolation::Area => InterpolateMode::Nearest,
+        Interpolation::Bilinear => InterpolateMode::Bilinear,
+        Interpolation::Bicubic => InterpolateMode::Bicubic,
+    };
+    interpolate(
+        images,
+        [size, size],
+        InterpolateOptions {
+            mode,
+            align_corners: false,
+        },
+    )
 }
 
 /// A model's name for people: its ViT preset, else its architecture.
@@ -244,14 +269,17 @@ pub fn check_note(config: &Config, store: Option<&Store>) -> Option<String> {
         let runs_dir = Path::new(&config.train.runs_dir);
         super::pretrained::source("distill.teacher", spec, store, runs_dir)
             .and_then(|path| trial_teacher(spec, &path))
-            .map(|(model, size, _)| (model, size))
+            .map(|(model, size, filter, _)| (model, size, filter))
     } else {
         config
             .teacher_model()
-            .map(|m| (m, d.teacher_image_size.unwrap_or(config.data.image_size)))
+            .map(|m| {
+                let size = d.teacher_image_size.unwrap_or(config.data.image_size);
+                (m, size, config.data.interpolation)
+            })
             .context("distill.teacher_model names no architecture")
     };
-    let (model, size) = match found {
+    let (model, size, filter) = match found {
         Ok(found) => found,
         Err(e) => return Some(format!("# distill: teacher {spec}: {e:#}")),
     };
@@ -259,7 +287,10 @@ pub fn check_note(config: &Config, store: Option<&Store>) -> Option<String> {
     let resize = if size == student {
         "the student's size, no resize".to_string()
     } else {
-        format!("the student's {student} px images are resized to it on the fly (bilinear)")
+        format!(
+            "the student's {student} px images are resized to it on the fly ({}, the teacher's data.interpolation)",
+            filter.name()
+        )
     };
     let sees = match d.teacher_input {
         crate::config::TeacherInput::Unmixed => "before Mixup/CutMix",
@@ -281,7 +312,7 @@ pub fn check_note(config: &Config, store: Option<&Store>) -> Option<String> {
 fn trial_teacher(
     spec: &str,
     weights: &Path,
-) -> anyhow::Result<(ModelConfig, usize, Option<Vec<String>>)> {
+) -> anyhow::Result<(ModelConfig, usize, Interpolation, Option<Vec<String>>)> {
     let folder: PathBuf = weights
         .ancestors()
         .find(|p| p.join("config.toml").is_file())
@@ -318,7 +349,12 @@ fn trial_teacher(
                 names_file.display()
             )
         })?;
-    Ok((config.model, config.data.image_size, Some(names)))
+    Ok((
+        config.model,
+        config.data.image_size,
+        config.data.interpolation,
+        Some(names),
+    ))
 }
 
 /// Builds the teacher network of an architecture and loads its weights by name.
@@ -357,5 +393,58 @@ impl<K: VitKernels> ArchTask for Build<'_, K> {
                 )
             })?;
         Ok(Box::new(model))
+    }
+}
+
+#[cfg(test)]
+mod resize_tests {
+    use burn::backend::Flex;
+    use burn::tensor::{Tensor, TensorData};
+
+    use super::resize;
+    use crate::config::Interpolation;
+
+    fn image(side: usize) -> Tensor<Flex, 4> {
+        let values: Vec<f32> = (0..side * side).map(|i| ((i * 7) % 11) as f32).collect();
+        Tensor::from_data(
+            TensorData::new(values, [1, 1, side, side]),
+            &Default::default(),
+        )
+    }
+
+    fn values(t: Tensor<Flex, 4>) -> Vec<f32> {
+        t.into_data().convert::<f32>().to_vec().unwrap()
+    }
+
+    /// The teacher's resize follows `data.interpolation`: area averages each 2×2 block when
+    /// halving, the three filters give different images, and the same size is left alone.
+    #[test]
+    fn the_resize_follows_the_filter() {
+        let input = values(image(8));
+        let halved = values(resize(image(8), 4, Interpolation::Area));
+        for (i, v) in halved.iter().enumerate() {
+            let (y, x) = (2 * (i / 4), 2 * (i % 4));
+            let block = [
+                input[y * 8 + x],
+                input[y * 8 + x + 1],
+                input[(y + 1) * 8 + x],
+                input[(y + 1) * 8 + x + 1],
+            ];
+            assert!((v - block.iter().sum::<f32>() / 4.0).abs() < 1e-5, "{i}");
+        }
+        let grown = |filter| values(resize(image(4), 8, filter));
+        let (bilinear, bicubic, area) = (
+            grown(Interpolation::Bilinear),
+            grown(Interpolation::Bicubic),
+            grown(Interpolation::Area),
+        );
+        assert!(bilinear != bicubic && bicubic != area && bilinear != area);
+        let small = values(image(4));
+        assert_eq!(
+            area[0..2],
+            [small[0], small[0]],
+            "area repeats when growing"
+        );
+        assert_eq!(values(resize(image(4), 4, Interpolation::Bicubic)), small);
     }
 }

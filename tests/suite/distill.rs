@@ -549,9 +549,24 @@ fn check_names_the_teachers_input_size_and_the_resize() {
     assert!(
         resized.contains("# distill: teacher resnet18 (")
             && resized.contains(
-                "takes 32 px: the student's 16 px images are resized to it on the fly (bilinear); it sees the augmented batch before Mixup/CutMix"
+                "takes 32 px: the student's 16 px images are resized to it on the fly (bilinear, the teacher's data.interpolation); it sees the augmented batch before Mixup/CutMix"
             ),
         "{resized}"
+    );
+    let bicubic = check(
+        &resnet,
+        &[
+            "--set",
+            model,
+            "--set",
+            "distill.teacher_image_size=32",
+            "--set",
+            "data.interpolation=\"bicubic\"",
+        ],
+    );
+    assert!(
+        bicubic.contains("resized to it on the fly (bicubic, the teacher's data.interpolation)"),
+        "{bicubic}"
     );
     let same = check(
         &resnet,
