@@ -44,13 +44,13 @@ pub struct ExplainArgs {
     pub fusion: Fusion,
     /// Fraction of the lowest attention weights dropped per row (0 keeps all), e.g.
     /// --discard 0.9
-    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION", value_parser = super::parse::number::<f32>)]
     pub discard: f32,
     /// One JSON object per image instead of text.
     #[arg(long)]
     pub json: bool,
     /// Images per forward pass, e.g. --batch 64
-    #[arg(long, default_value_t = 16, value_name = "N")]
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = super::parse::whole::<usize>)]
     pub batch: usize,
     /// The experiment file of a checkpoint given as TARGET (default: the config.toml of the
     /// trial folder it is in), e.g. --config experiments/deit_vehicles.toml

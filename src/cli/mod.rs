@@ -9,6 +9,7 @@ mod explain;
 mod export;
 mod listing;
 pub mod out;
+mod parse;
 mod predict;
 mod predictions;
 mod runs;
@@ -175,7 +176,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         sort: listing::SortKey,
         /// At most N rows (after sorting), e.g. --limit 20.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse::whole::<usize>)]
         limit: Option<usize>,
     },
     /// Remove trials from the run store with their folders (a running or queued trial is
@@ -207,7 +208,7 @@ enum Command {
         devices: Option<String>,
         /// CPU trials at once (default: one per core); the cores are split between them, e.g.
         /// --cpu-slots 2
-        #[arg(long = "cpu-slots", value_name = "N")]
+        #[arg(long = "cpu-slots", value_name = "N", value_parser = parse::whole::<usize>)]
         cpu_slots: Option<usize>,
         /// Where trials run: local processes, or one SLURM job array ([sweep.slurm]), e.g.
         /// --launcher slurm
@@ -217,7 +218,7 @@ enum Command {
         #[arg(long)]
         wait: bool,
         /// How often --wait looks at the cluster, in seconds, e.g. --poll-seconds 30
-        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        #[arg(long, default_value_t = 5, value_name = "SECONDS", value_parser = parse::whole::<u64>)]
         poll_seconds: u64,
         /// With --launcher slurm: start after these jobs, in place of [sweep.slurm] after, e.g.
         /// --dependency afterok:1234
@@ -296,7 +297,7 @@ enum Command {
     /// Serve the reports over HTTP, live while trials run (read-only; localhost unless --bind says otherwise): vitrun serve --port 8080
     Serve {
         /// The port to listen on (0: any free one, printed at start), e.g. --port 9000
-        #[arg(long, default_value_t = 8080)]
+        #[arg(long, default_value_t = 8080, value_parser = parse::port)]
         port: u16,
         /// The address to listen on, e.g. --bind 127.0.0.1; 0.0.0.0 lets other machines read
         /// every trial (use an SSH tunnel instead: ssh -L 8080:localhost:8080 login-node).
@@ -321,7 +322,7 @@ enum Command {
         fusion: crate::report::Fusion,
         /// Fraction of the lowest attention weights dropped per row (0 keeps all), e.g.
         /// --discard 0.9
-        #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+        #[arg(long, default_value_t = 0.0, value_name = "FRACTION", value_parser = parse::number::<f32>)]
         discard: f32,
         /// Validation images in the attention and prediction figures: a count (6), or first,
         /// random or worst (highest loss) with an optional count, e.g. --samples worst:8
@@ -329,7 +330,7 @@ enum Command {
         samples: crate::report::Samples,
         /// Detection: the least score of a box drawn, e.g. --score-threshold 0.2 (display only;
         /// the trial and its id are unchanged) [default: the trial's head.score_threshold]
-        #[arg(long, value_name = "SCORE")]
+        #[arg(long, value_name = "SCORE", value_parser = parse::number::<f64>)]
         score_threshold: Option<f64>,
         /// The metric trials are ranked by (split/name; losses rank lowest first); default: the
         /// task's main one (val/top1, segmentation val/miou), e.g. --metric val/loss
@@ -599,7 +600,7 @@ struct PredictArgs {
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// How many classes to print per image (classification), e.g. --top-k 1
-    #[arg(long, default_value_t = 5, value_name = "K")]
+    #[arg(long, default_value_t = 5, value_name = "K", value_parser = parse::whole::<usize>)]
     top_k: usize,
     /// One JSON object per image instead of text.
     #[arg(long)]
@@ -615,7 +616,7 @@ struct PredictArgs {
     probs: bool,
     /// The lowest score of a box kept (a detector; default: the trial's head.score_threshold),
     /// e.g. --threshold 0.3
-    #[arg(long, value_name = "SCORE")]
+    #[arg(long, value_name = "SCORE", value_parser = parse::number::<f64>)]
     threshold: Option<f64>,
     /// A COCO annotation file whose image ids (by file_name) and category ids (by name)
     /// detections.json uses (default: images numbered from 1 in order, categories the class
@@ -623,7 +624,7 @@ struct PredictArgs {
     #[arg(long, value_name = "FILE")]
     coco: Option<PathBuf>,
     /// Images per forward pass, e.g. --batch 64
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = parse::whole::<usize>)]
     batch: usize,
     /// The experiment file of a checkpoint given as TARGET (default: the config.toml of the
     /// trial folder it is in), e.g. --config experiments/deit_vehicles.toml

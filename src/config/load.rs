@@ -394,7 +394,26 @@ fn extraction_reason(kind: &figment::error::Kind) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        figment::error::Kind::InvalidType(found, expected)
+        | figment::error::Kind::InvalidValue(found, expected) => {
+            format!("found {found}; expected {}", plain_type(expected))
+        }
         kind => kind.to_string(),
+    }
+}
+
+/// A Rust type name in serde's "expected …" as a user reads it (`usize` → "a whole number
+/// ≥ 0"); other wording unchanged.
+pub(crate) fn plain_type(expected: &str) -> String {
+    match expected {
+        "usize" | "u8" | "u16" | "u32" | "u64" => "a whole number ≥ 0".into(),
+        "isize" | "i8" | "i16" | "i32" | "i64" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a string" | "string" | "str" => "a quoted string".into(),
+        "a sequence" => "a list [a, b, …]".into(),
+        "a map" => "a table".into(),
+        other => other.to_string(),
     }
 }
 

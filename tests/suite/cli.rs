@@ -184,6 +184,26 @@ fn ls_speaks_json_filters_by_status_and_completions_know_the_flags() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).ends_with("# 0 trials\n"));
+    // Values are described in plain words, not Rust's parse errors.
+    for (args, wanted) in [
+        (
+            &["ls", "--limit", "ten"][..],
+            "for '--limit <N>': expected a whole number ≥ 0",
+        ),
+        (
+            &["serve", "--port", "99999"][..],
+            "expected a port number from 0 to 65535",
+        ),
+        (
+            &["report", "--discard", "most"][..],
+            "expected a number, such as 0.5",
+        ),
+    ] {
+        let out = vitrun(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(wanted), "{args:?}: {err}");
+    }
     let out = vitrun(&["ls", "--runs-dir", runs, "--status", "finnished"])
         .output()
         .unwrap();

@@ -115,9 +115,27 @@ fn unknown_set_and_env_keys_are_named() {
 fn wrong_type_names_the_key_and_line() {
     let e = error("[train]\nepochs = \"ten\"\n", &[]);
     assert!(
-        e.contains("exp.toml:2: `train.epochs`: invalid type"),
+        e.contains("exp.toml:2: `train.epochs`: found string \"ten\"; expected a whole number ≥ 0"),
         "{e}"
     );
+    // Types in plain language, not Rust's names.
+    for (toml, expect) in [
+        (
+            "[train]\nepochs = -3\n",
+            "found signed int `-3`; expected a whole number ≥ 0",
+        ),
+        (
+            "[optimizer]\nlr = \"fast\"\n",
+            "found string \"fast\"; expected a number",
+        ),
+        (
+            "[augment.hflip]\nenabled = 1\n",
+            "found signed int `1`; expected true or false",
+        ),
+    ] {
+        let e = error(toml, &[]);
+        assert!(e.contains(expect), "{toml}: {e}");
+    }
 }
 
 #[test]
