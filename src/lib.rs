@@ -4,7 +4,8 @@
 //! one below, and no two modules each other; `tests/house.rs` holds the code to this):
 //!
 //! 1. `alloc`, `contract`: process-wide settings, and what crosses a process boundary or the
-//!    run store (statuses, exit codes, metric names, the runs folder's layout, event names).
+//!    run store (statuses, exit codes, metric names, the runs folder's layout, event names),
+//!    and the words messages share (counts).
 //! 2. `config`: the experiment schema, layered loading with provenance, validation.
 //! 3. `kernels`, `track`: fused CPU ops under every backbone; the SQLite store and shards.
 //! 4. `data`: datasets, augmentations, typed batches, the loader.

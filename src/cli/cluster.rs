@@ -16,6 +16,7 @@ use super::out::{say, Form};
 use super::commands::{distinct, SweepOptions};
 use super::Console;
 use crate::config::{available_cores, Loaded};
+use crate::contract::count;
 use crate::plan::plan;
 use crate::schedule::slurm::{self, JobPlan, Submission, TaskState, PLAN_FILE};
 use crate::schedule::{self, slot_device, Slot, SweepReport};
@@ -36,16 +37,16 @@ pub fn sweep(
     let submission = slurm::submit(loaded, &plan, &options.sets)?;
     if submission.arrays.is_empty() {
         say!(
-            "nothing to submit: {} trials done, {} queued or running on the cluster",
-            submission.done,
+            "nothing to submit: {} done, {} queued or running on the cluster",
+            count(submission.done, "trial"),
             submission.in_flight
         );
     }
     for array in &submission.arrays {
         say!(
-            "submitted job array {}: {} trials ({} done already, {} queued or running on the cluster); plan and script in {}",
+            "submitted job array {}: {} ({} done already, {} queued or running on the cluster); plan and script in {}",
             array.job,
-            array.trials,
+            count(array.trials, "trial"),
             submission.done,
             submission.in_flight,
             array.dir.display()
@@ -164,9 +165,9 @@ pub fn status(runs_dir: &Path, experiment: Option<&str>, form: Form) -> anyhow::
         let jobs = store.jobs(Some(&exp))?;
         for job in &jobs {
             out.push_str(&format!(
-                "# {exp}: job {} ({} tasks, sweep {}, submitted {}{}) in {}\n",
+                "# {exp}: job {} ({}, sweep {}, submitted {}{}) in {}\n",
                 job.job,
-                job.tasks,
+                crate::contract::count(job.tasks as usize, "task"),
                 job.sweep,
                 job.submitted_at,
                 job.cancelled_at

@@ -10,6 +10,7 @@ use anyhow::Context;
 use super::out::{self, say, Form};
 
 use crate::config::{Loaded, TrialsPerGpu};
+use crate::contract::count;
 use crate::contract::Status;
 use crate::contract::TrialDir;
 use crate::plan::{plan, short_value, Plan};
@@ -81,19 +82,22 @@ pub fn plan_table(loaded: &Loaded, form: Form) -> anyhow::Result<String> {
     let merged = plan.points - plan.trials.len() - plan.not_applicable;
     let mut notes = Vec::new();
     if merged > 0 {
-        notes.push(format!("{merged} points resolved to an existing trial"));
+        notes.push(format!(
+            "{} resolved to an existing trial",
+            count(merged, "point")
+        ));
     }
     if plan.not_applicable > 0 {
         notes.push(format!(
-            "{} points not created: a conditional axis does not apply",
-            plan.not_applicable
+            "{} not created: a conditional axis does not apply",
+            count(plan.not_applicable, "point")
         ));
     }
     let mut out = format!(
-        "# {}: sweep {}, {} trials{} ({})\n",
+        "# {}: sweep {}, {}{} ({})\n",
         loaded.file.display(),
         plan.sweep,
-        plan.trials.len(),
+        count(plan.trials.len(), "trial"),
         if notes.is_empty() {
             String::new()
         } else {
@@ -421,10 +425,10 @@ pub fn sweep_summary(report: &SweepReport) -> String {
         ));
     }
     out.push_str(&format!(
-        "{} trials, {} already done before this run, {} processes started, {} wall time\n",
-        report.results.len(),
+        "{}, {} already done before this run, {} started, {} wall time\n",
+        count(report.results.len(), "trial"),
         report.skipped,
-        report.launched,
+        count(report.launched, "process"),
         schedule::clock(report.wall)
     ));
     out
@@ -527,10 +531,10 @@ fn check_text(loaded: &Loaded) -> anyhow::Result<String> {
         let space = Space::of(s);
         let conditional = space.dims.iter().filter(|d| d.conditional).count();
         out.push_str(&format!(
-            "# sweep: method {}, {} trials over {} axes ({conditional} conditional), {}{}, each axis value validated; `vitrun plan` lists what it has proposed\n",
+            "# sweep: method {}, {} over {} ({conditional} conditional), {}{}, each axis value validated; `vitrun plan` lists what it has proposed\n",
             s.method.as_str(),
-            s.trials,
-            space.dims.len(),
+            count(s.trials, "trial"),
+            count(space.dims.len(), "axis"),
             match crate::task::objectives(loaded)?.as_slice() {
                 [one] => format!("objective {}", one.describe()),
                 many => format!("objectives {}", crate::search::propose::describe(many)),
@@ -545,11 +549,12 @@ fn check_text(loaded: &Loaded) -> anyhow::Result<String> {
         let s = &loaded.sweep;
         let points = crate::plan::check_axes(loaded)?;
         out.push_str(&format!(
-            "# sweep: {points} points from {} grid axes, {} zip groups, {} random axes ({} samples), each axis value validated; `vitrun plan` lists the trials\n",
-            s.grid.len(),
-            s.zip.len(),
-            s.random.len(),
-            s.samples
+            "# sweep: {} from {}, {}, {} ({}), each axis value validated; `vitrun plan` lists the trials\n",
+            count(points, "point"),
+            count(s.grid.len(), "grid axis"),
+            count(s.zip.len(), "zip group"),
+            count(s.random.len(), "random axis"),
+            count(s.samples, "sample")
         ));
     }
     Ok(out)

@@ -784,8 +784,8 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "predicting {} images with {}{}; resize: {}",
-        files.len(),
+        "predicting {} with {}{}; resize: {}",
+        crate::contract::count(files.len(), "image"),
         predictor.weights.display(),
         predictor
             .trial
@@ -862,8 +862,8 @@ fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
     }
     if failed > 0 {
         eprintln!(
-            "vitrun: {failed} of {} images could not be read",
-            files.len()
+            "vitrun: {failed} of {} could not be read",
+            crate::contract::count(files.len(), "image")
         );
         return Ok(exit(TrialExit::Failed));
     }
@@ -1012,10 +1012,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sync { runs } => {
             let report = cluster::sync(&runs.resolve())?;
             say!(
-                "sync: {} records from {} of {} shards",
-                report.records,
+                "sync: {} from {} of {}",
+                crate::contract::count(report.records, "record"),
                 report.grown,
-                report.shards
+                crate::contract::count(report.shards, "shard")
             );
             for problem in &report.problems {
                 eprintln!("vitrun: {problem}");
@@ -1036,7 +1036,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 load_predictor(&args.target, args.config.as_deref(), &args.sets, &args.runs)?;
             let failed = explain::explain(args, &predictor)?;
             Ok(if failed > 0 {
-                eprintln!("vitrun: {failed} images could not be read");
+                eprintln!(
+                    "vitrun: {} could not be read",
+                    crate::contract::count(failed, "image")
+                );
                 exit(TrialExit::Failed)
             } else {
                 ExitCode::SUCCESS
@@ -1086,9 +1089,13 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             )?;
             if out == Path::new("-") {
                 // The rows went to stdout; the count goes beside them.
-                eprintln!("export: {rows} rows to stdout");
+                eprintln!("export: {} to stdout", crate::contract::count(rows, "row"));
             } else {
-                say!("export: {} ({rows} rows)", out.display());
+                say!(
+                    "export: {} ({})",
+                    out.display(),
+                    crate::contract::count(rows, "row")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1146,9 +1153,9 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 say!("note: {why}");
             }
             say!(
-                "report: {} ({} images)",
+                "report: {} ({})",
                 report.index.display(),
-                report.files.len()
+                crate::contract::count(report.files.len(), "image")
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -539,7 +539,7 @@ fn many(
     let rest = ranked.len() - TOP_K;
     let bands = vec![
         Band {
-            label: format!("other {rest} trials: 10–90 %"),
+            label: format!("other {}: 10–90 %", crate::contract::count(rest, "trial")),
             points: outer,
             colour: None,
             alpha: 0.18,

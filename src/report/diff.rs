@@ -163,10 +163,11 @@ impl Diff {
                 String::new(),
             ]);
         }
-        let mut out = format!(
-            "trials {a} and {b}\n\nconfig ({} keys differ):\n",
-            self.config.len()
-        );
+        let differ = match self.config.len() {
+            1 => "1 key differs".to_string(),
+            n => format!("{n} keys differ"),
+        };
+        let mut out = format!("trials {a} and {b}\n\nconfig ({differ}):\n");
         if self.config.is_empty() {
             out.push_str("  (identical resolved configs)\n");
         } else {

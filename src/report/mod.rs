@@ -74,9 +74,9 @@ fn summary_section(sel: &Selection, constants: &[(String, String)]) -> Section {
         }
     } else if !failed.is_empty() {
         s.alerts.push(format!(
-            "{} of {} trials ended without finishing: {} (their errors are in the sweep table and each trial's view).",
+            "{} of {} ended without finishing: {} (their errors are in the sweep table and each trial's view).",
             failed.len(),
-            sel.trials.len(),
+            crate::contract::count(sel.trials.len(), "trial"),
             failed
                 .iter()
                 .map(|t| format!("{} ({})", t.summary.id, t.summary.status))

@@ -366,9 +366,9 @@ impl<'a> Scheduler<'a> {
         self.tally.done = self.skipped;
         let slots: Vec<&str> = self.slots.iter().map(|s| s.label.as_str()).collect();
         self.view.note(&format!(
-            "sweep {}: {} trials ({} already done, {} to run{}) on {} slots: {}",
+            "sweep {}: {} ({} already done, {} to run{}) on {}: {}",
             self.plan.sweep,
-            self.plan.trials.len(),
+            crate::contract::count(self.plan.trials.len(), "trial"),
             self.skipped,
             self.queue.len() + self.external.len(),
             if self.proposals.is_some() {
@@ -376,7 +376,7 @@ impl<'a> Scheduler<'a> {
             } else {
                 ""
             },
-            slots.len(),
+            crate::contract::count(slots.len(), "slot"),
             slots.join(", ")
         ));
         Ok(())

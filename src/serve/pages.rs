@@ -78,9 +78,9 @@ pub fn index(runs_dir: &Path) -> anyhow::Result<String> {
     Ok(html::page(
         "vitrun serve",
         &format!(
-            "Read-only view of {} ({} trials).",
+            "Read-only view of {} ({}).",
             store_path.display(),
-            trials.len()
+            crate::contract::count(trials.len(), "trial")
         ),
         &[running, experiments],
         &Page::default(),

@@ -210,7 +210,9 @@ fn result_of(store: &Store, id: &str) -> Option<String> {
     let best = t
         .best
         .map(|v| format!("best val {} {:.2}%", t.best_metric, v * 100.0));
-    let epochs = t.epochs.map(|e| format!("{e} epochs"));
+    let epochs = t
+        .epochs
+        .map(|e| crate::contract::count(e.max(0) as usize, "epoch"));
     let parts: Vec<String> = best.into_iter().chain(epochs).collect();
     (!parts.is_empty()).then(|| format!(" ({})", parts.join(", ")))
 }
@@ -250,8 +252,8 @@ fn preempted(
     };
     if cluster.restarts >= cluster.max_requeues {
         return interrupted(recorder, format!(
-            "stopped ({why}) during epoch {epoch} after {} requeues: [sweep.slurm] max_requeues = {} is used up, so it is not requeued again; run the sweep again to continue it {resumes}",
-            cluster.restarts, cluster.max_requeues
+            "stopped ({why}) during epoch {epoch} after {}: [sweep.slurm] max_requeues = {} is used up, so it is not requeued again; run the sweep again to continue it {resumes}",
+            crate::contract::count(cluster.restarts as usize, "requeue"), cluster.max_requeues
         ));
     }
     if epoch <= started_after + 1 {

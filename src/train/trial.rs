@@ -896,9 +896,9 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
     ) -> [MetricRow; 2] {
         if let Some(problem) = &tally.last_problem {
             self.observer.message(&format!(
-                "teacher cache ({}): {} entries failed their checks, {} could not be written; last: {problem}",
+                "teacher cache ({}): {} failed their checks, {} could not be written; last: {problem}",
                 split.as_str(),
-                tally.rejected,
+                crate::contract::count(tally.rejected, "entry"),
                 tally.unwritten
             ));
         }

@@ -519,7 +519,7 @@ fn a_tpe_sweep_runs_resumes_and_grows_from_the_command_line() {
     );
     let (ok, text) = sweep(&["--set", "sweep.trials=4"]);
     assert!(
-        ok && text.contains("4 trials, 3 already done before this run, 1 processes started"),
+        ok && text.contains("4 trials, 3 already done before this run, 1 process started"),
         "{text}"
     );
 

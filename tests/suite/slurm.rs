@@ -326,7 +326,7 @@ fn a_slurm_sweep_gives_the_local_sweeps_results_and_growing_it_submits_only_new_
         ],
     );
     assert_eq!(
-        out.matches(": 1 trials (6 done already").count(),
+        out.matches(": 1 trial (6 done already").count(),
         2,
         "two arrays of one trial: {out}"
     );
@@ -520,7 +520,7 @@ fn a_killed_task_reads_stale_and_the_next_sweep_resubmits_it() {
     });
     let out = slurm_sweep(&file, &[]);
     assert!(
-        out.contains("submitted job array") && out.contains(": 1 trials"),
+        out.contains("submitted job array") && out.contains(": 1 trial ("),
         "{out}"
     );
     let trial = &trials(&runs, "killed")[0];

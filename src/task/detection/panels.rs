@@ -200,7 +200,10 @@ pub fn panels<E: Backbone<Flex>>(
         ));
         tiles.push((
             wrong,
-            format!("errors at IoU 0.5: {tp} found, {fp} false positive, {missed} missed"),
+            format!(
+                "errors at IoU 0.5: {tp} found, {}, {missed} missed",
+                crate::contract::count(fp, "false positive")
+            ),
         ));
     }
     let title = format!(
@@ -219,9 +222,10 @@ pub fn panels<E: Backbone<Flex>>(
     ));
     let [tp, fp, missed] = totals;
     panels.notes.push(format!(
-        "Errors at IoU 0.5 (COCO's matching: by descending score, each box takes the best unmatched object of its class) over these {} images: {tp} of {} objects found, {fp} false positives, {missed} missed.",
+        "Errors at IoU 0.5 (COCO's matching: by descending score, each box takes the best unmatched object of its class) over these {} images: {tp} of {} found, {}, {missed} missed.",
         images.len(),
-        tp + missed
+        crate::contract::count(tp + missed, "object"),
+        crate::contract::count(fp, "false positive")
     ));
     panels
         .figures
