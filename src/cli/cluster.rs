@@ -33,7 +33,11 @@ pub fn sweep(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<(Submission, Option<SweepReport>)> {
     let started = Instant::now();
-    let plan = plan(loaded)?;
+    let plan = if loaded.sweep.method.is_adaptive() {
+        super::commands::start_plan(loaded, Some(&crate::search::Proposer::new(loaded)?))?
+    } else {
+        plan(loaded)?
+    };
     let submission = slurm::submit(loaded, &plan, &options.sets)?;
     if submission.arrays.is_empty() {
         say!(
@@ -43,10 +47,21 @@ pub fn sweep(
         );
     }
     for array in &submission.arrays {
+        let tasks = match (array.trials, array.workers) {
+            (trials, 0) => count(trials, "trial"),
+            (0, workers) => format!(
+                "{} proposing the search's next trials",
+                count(workers, "worker")
+            ),
+            (trials, workers) => format!(
+                "{} and {} proposing the search's next trials",
+                count(trials, "trial"),
+                count(workers, "worker")
+            ),
+        };
         say!(
-            "submitted job array {}: {} ({} done already, {} queued or running on the cluster); plan and script in {}",
+            "submitted job array {}: {tasks} ({} done already, {} queued or running on the cluster); plan and script in {}",
             array.job,
-            count(array.trials, "trial"),
             submission.done,
             submission.in_flight,
             array.dir.display()
@@ -61,12 +76,24 @@ pub fn sweep(
     };
     let runs_dir = Path::new(&loaded.config.train.runs_dir);
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut plan = plan;
+    let jobs: Vec<String> = submission.arrays.iter().map(|a| a.job.clone()).collect();
     let last_tasks = loop {
         track::sync_before_reading(runs_dir)?;
+        if loaded.sweep.method.is_adaptive() {
+            // The workers' proposals so far.
+            plan =
+                super::commands::start_plan(loaded, Some(&crate::search::Proposer::new(loaded)?))?;
+        }
         let mut store = Store::open(&loaded.config.store_path())?;
         let tasks = slurm::refresh(&mut store, runs_dir, &loaded.config.name)?;
         let states = store.trial_states(&loaded.config.name)?;
-        let mut live = 0;
+        // A search's worker that has not proposed yet is live only in SLURM's queue.
+        let mut live = slurm::queue::squeue(&jobs)?
+            .values()
+            .filter(|t| t.is_live())
+            .count()
+            .min(1);
         for t in &plan.trials {
             let (task, state) = tasks.get(&t.id).cloned().unwrap_or_default();
             if state.as_ref().is_some_and(TaskState::is_live) {
@@ -113,7 +140,8 @@ pub fn sweep(
         submission.clone(),
         Some(SweepReport {
             results,
-            launched: submission.submitted.len(),
+            launched: submission.submitted.len()
+                + submission.arrays.iter().map(|a| a.workers).sum::<usize>(),
             skipped: submission.done,
             interrupted: stop.load(Ordering::SeqCst),
             wall: started.elapsed(),
@@ -312,9 +340,10 @@ fn live_holder(trial_dir: &Path) -> anyhow::Result<Option<String>> {
 
 /// `vitrun array-task DIR`: runs the trial of this SLURM array task (`SLURM_ARRAY_TASK_ID`)
 /// from the submission folder `DIR` (its config as planned, not the experiment file as it is
-/// now), writing its shard. USR2 (or the job's deadline) checkpoints it, marks it preempted and
-/// requeues the task within `max_requeues`; TERM (`scancel`) interrupts it.
-pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
+/// now; a search's worker first proposes it), writing its shard. USR2 (or the job's deadline)
+/// checkpoints it, marks it preempted and requeues the task within `max_requeues`; TERM
+/// (`scancel`) interrupts it. `None`: a worker found the search's budget spent.
+pub fn array_task(dir: &Path) -> anyhow::Result<Option<(Loaded, TrialEnd)>> {
     let plan_path = dir.join(PLAN_FILE);
     let plan: JobPlan = serde_json::from_str(
         &std::fs::read_to_string(&plan_path)
@@ -327,13 +356,39 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
         .context(
             "vitrun array-task runs inside a SLURM array task (SLURM_ARRAY_TASK_ID is not set)",
         )?;
-    let task = plan.tasks.get(index).with_context(|| {
-        format!(
-            "array index {index} is not in {} ({} tasks)",
-            plan_path.display(),
-            plan.tasks.len()
-        )
-    })?;
+    let mut task = plan
+        .tasks
+        .get(index)
+        .with_context(|| {
+            format!(
+                "array index {index} is not in {} ({} tasks)",
+                plan_path.display(),
+                plan.tasks.len()
+            )
+        })?
+        .clone();
+    if task.propose {
+        let search = plan.search.as_ref().with_context(|| {
+            format!(
+                "{}: task {index} proposes, but the plan has no search",
+                plan_path.display()
+            )
+        })?;
+        let Some(trial) = slurm::worker::propose(&plan, search)? else {
+            say!(
+                "sweep {}: the search's budget is spent (or its space holds no new point); nothing to run",
+                plan.sweep
+            );
+            return Ok(None);
+        };
+        say!("proposed trial {}: {}", trial.id, trial.describe());
+        task.trial = trial.id.clone();
+        let snapshot = task.snapshot(dir);
+        let resolved = toml::to_string_pretty(&trial.config)
+            .context("cannot render the proposed trial's resolved config")?;
+        std::fs::write(&snapshot, resolved)
+            .with_context(|| format!("cannot write {}", snapshot.display()))?;
+    }
     // --cpus-per-task sets the first; --cpus-per-gpu only the CPUs the job holds on its node.
     let threads = ["SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"]
         .iter()
@@ -376,14 +431,14 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
             "trial {} is already running in SLURM task {holder}; leaving it to that task",
             task.trial
         );
-        return Ok((
+        return Ok(Some((
             loaded,
             TrialEnd::Held {
                 pid: 0,
                 host: format!("SLURM task {holder}"),
                 since: None,
             },
-        ));
+        )));
     }
     let stop = Arc::new(AtomicBool::new(false));
     // A flag per cause that the job's time is up, so the trial records which; TERM (scancel,
@@ -437,7 +492,7 @@ pub fn array_task(dir: &Path) -> anyhow::Result<(Loaded, TrialEnd)> {
         }),
     };
     let end = process::run(&loaded, &options, stop, &mut Console::new(false))?;
-    Ok((loaded, end))
+    Ok(Some((loaded, end)))
 }
 
 /// `vitrun cancel EXPERIMENT`.

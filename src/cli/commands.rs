@@ -328,7 +328,8 @@ fn slots_for(
 }
 
 /// The trials a sweep starts from: the grid's, or those a search has proposed so far.
-fn start_plan(loaded: &Loaded, proposer: Option<&Proposer<'_>>) -> anyhow::Result<Plan> {
+/// The trials to start from: the planned grid, or what a search has proposed so far.
+pub(super) fn start_plan(loaded: &Loaded, proposer: Option<&Proposer<'_>>) -> anyhow::Result<Plan> {
     let Some(proposer) = proposer else {
         return Ok(plan(loaded)?);
     };
@@ -762,6 +763,11 @@ pub fn rm(runs_dir: &Path, prefixes: &[String]) -> anyhow::Result<(String, bool)
             }
             crate::track::Removal::Removed => {
                 let folder = dir.path();
+                // A search worker's record of proposing it would fold it back in.
+                if let Some(experiment) = folder.parent() {
+                    let proposals = crate::contract::ExperimentDir::at(experiment).proposals();
+                    crate::track::proposal_files::remove_trial(&proposals, &id)?;
+                }
                 if folder.exists() {
                     std::fs::remove_dir_all(folder).with_context(|| {
                         format!(

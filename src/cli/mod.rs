@@ -1012,10 +1012,18 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sync { runs } => {
             let report = cluster::sync(&runs.resolve())?;
             say!(
-                "sync: {} from {} of {}",
+                "sync: {} from {} of {}{}",
                 crate::contract::count(report.records, "record"),
                 report.grown,
-                crate::contract::count(report.shards, "shard")
+                crate::contract::count(report.shards, "shard"),
+                if report.proposals > 0 {
+                    format!(
+                        ", {} of searches' workers",
+                        crate::contract::count(report.proposals, "proposal")
+                    )
+                } else {
+                    String::new()
+                }
             );
             for problem in &report.problems {
                 eprintln!("vitrun: {problem}");
@@ -1026,10 +1034,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 exit(TrialExit::Failed)
             })
         }
-        Command::ArrayTask { dir } => {
-            let (loaded, end) = cluster::array_task(&dir)?;
-            finish(end, &loaded, true)
-        }
+        Command::ArrayTask { dir } => match cluster::array_task(&dir)? {
+            Some((loaded, end)) => finish(end, &loaded, true),
+            None => Ok(ExitCode::SUCCESS),
+        },
         Command::Predict(args) => predict(args),
         Command::Explain(args) => {
             let predictor =

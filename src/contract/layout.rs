@@ -86,6 +86,11 @@ impl ExperimentDir {
         self.path.join("slurm")
     }
 
+    /// The proposals its searches' SLURM array tasks made (`track::proposal_files`).
+    pub fn proposals(&self) -> PathBuf {
+        self.path.join("proposals")
+    }
+
     /// Per-rung early-stopping summaries of its cluster trials (`track::rungs`).
     pub fn rungs(&self) -> PathBuf {
         self.path.join("rungs")

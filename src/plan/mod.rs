@@ -128,7 +128,7 @@ pub fn plan(loaded: &Loaded) -> Result<Plan, ConfigError> {
                 .unwrap_or_else(|| loaded.place_of_sweep()),
             key: "sweep.method".into(),
             reason: format!(
-                "method = \"{}\" proposes its trials one by one from the results so far, so they cannot be planned up front: `vitrun sweep` runs it on this machine's slots (a SLURM job array runs a planned sweep; use method = \"grid\" there)",
+                "method = \"{}\" proposes its trials one by one from the results so far, so they cannot be planned up front: `vitrun sweep` runs it, on this machine's slots or (with --launcher slurm) as a job array of workers that each propose their trial",
                 method.as_str()
             ),
         });

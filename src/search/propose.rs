@@ -99,16 +99,14 @@ impl<'a> Proposer<'a> {
         self.records(store)?
             .iter()
             .map(|r| {
-                let mut point = point_of(&r.point).map_err(|e| {
+                let trial = self.trial_of(&r.point).map_err(|e| {
                     anyhow::anyhow!(
-                        "proposal {} of sweep {} in the store has an unreadable point ({e}); remove its trial {} with `vitrun rm` to propose again",
+                        "proposal {} of sweep {} in the store: {e:#}; remove its trial {} with `vitrun rm` to propose again",
                         r.number,
                         self.loaded.config.name,
                         r.trial
                     )
                 })?;
-                point.sort_by_key(|(k, _)| self.space.dims.iter().position(|d| &d.key == k));
-                let trial = self.trial(point)?;
                 anyhow::ensure!(
                     trial.id == r.trial,
                     "proposal {} of sweep {} was trial {}, but its point resolves to {} today; the experiment changed under the search without changing its fingerprint (re-run with a new `[sweep] seed` to start a new search)",
@@ -122,35 +120,65 @@ impl<'a> Proposer<'a> {
             .collect()
     }
 
+    /// The trial a recorded point (JSON `{key: value}`) resolves to today.
+    pub fn trial_of(&self, point: &str) -> anyhow::Result<PlannedTrial> {
+        let mut point =
+            point_of(point).map_err(|e| anyhow::anyhow!("an unreadable point ({e})"))?;
+        point.sort_by_key(|(k, _)| self.space.dims.iter().position(|d| &d.key == k));
+        Ok(self.trial(point)?)
+    }
+
     /// Proposes the next trial and records it in `store` (queued), or none when the budget is
     /// spent or every point of the space is a trial of the search already.
     pub fn next(&self, store: &mut Store) -> anyhow::Result<Option<PlannedTrial>> {
         let mut made = None;
-        let budget = self.budget();
         store.propose(&self.key(), |records, number| {
-            if records.len() >= budget {
-                return Ok(None);
-            }
-            let history = self.history(records);
-            let taken: HashSet<String> = records.iter().map(|r| r.trial.clone()).collect();
-            let Some(trial) = self.propose(number, &history, &taken)? else {
-                return Ok(None);
-            };
-            let point: BTreeMap<&str, &toml::Value> =
-                trial.point.iter().map(|(k, v)| (k.as_str(), v)).collect();
-            let proposal = NewProposal {
-                trial: QueuedTrial {
-                    id: trial.id.clone(),
-                    config_json: serde_json::to_string(&trial.config)?,
-                    seed: trial.config.seed,
-                },
-                point: serde_json::to_string(&point)?,
-                history: serde_json::to_string(&history)?,
-            };
-            made = Some(trial);
-            Ok(Some(proposal))
+            Ok(self.make(records, number)?.map(|(trial, proposal)| {
+                made = Some(trial);
+                proposal
+            }))
         })?;
         Ok(made)
+    }
+
+    /// Proposal `number` after `records` (the search's proposals so far, with their trials'
+    /// outcomes): the trial and what to record of it; none when the budget is spent or every
+    /// point of the space is a trial of the search already.
+    pub fn make(
+        &self,
+        records: &[ProposalRecord],
+        number: usize,
+    ) -> anyhow::Result<Option<(PlannedTrial, NewProposal)>> {
+        if records.len() >= self.budget() {
+            return Ok(None);
+        }
+        let history = self.history(records);
+        let taken: HashSet<String> = records.iter().map(|r| r.trial.clone()).collect();
+        let Some(trial) = self.propose(number, &history, &taken)? else {
+            return Ok(None);
+        };
+        let point: BTreeMap<&str, &toml::Value> =
+            trial.point.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let proposal = NewProposal {
+            trial: QueuedTrial {
+                id: trial.id.clone(),
+                config_json: serde_json::to_string(&trial.config)?,
+                seed: trial.config.seed,
+            },
+            point: serde_json::to_string(&point)?,
+            history: serde_json::to_string(&history)?,
+        };
+        Ok(Some((trial, proposal)))
+    }
+
+    /// The objectives' metrics (`split/name`), in order.
+    pub fn metrics(&self) -> &[String] {
+        &self.metrics
+    }
+
+    /// The experiment file, as the store names it.
+    pub fn file(&self) -> &str {
+        &self.file
     }
 
     /// The history the store's records give: each proposal's point in today's space and its

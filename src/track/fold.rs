@@ -30,6 +30,8 @@ pub struct FoldReport {
     pub grown: usize,
     /// Records applied.
     pub records: usize,
+    /// Proposals of searches' array tasks newly recorded.
+    pub proposals: usize,
     /// Shards that could not be read (the rest were folded), one message each.
     pub problems: Vec<String>,
 }
@@ -56,15 +58,24 @@ pub fn find_shards(runs_dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Folds the shards under `runs_dir` into its store; `None` (and no store opened) when there
-/// are none, as on a machine that never ran a cluster sweep.
+/// Folds the proposal files and then the shards under `runs_dir` into its store; `None` (and
+/// no store opened) when there are none, as on a machine that never ran a cluster sweep.
 pub fn sync(runs_dir: &Path) -> anyhow::Result<Option<FoldReport>> {
     let shards = find_shards(runs_dir);
-    if shards.is_empty() {
+    let proposals = super::proposal_files::any(runs_dir);
+    if shards.is_empty() && !proposals {
         return Ok(None);
     }
     let mut store = Store::open(&crate::contract::RunsDir::new(runs_dir).store())?;
-    Ok(Some(store.fold_shards(&shards)?))
+    let (folded, problems) = if proposals {
+        store.fold_proposal_files(runs_dir)?
+    } else {
+        (0, Vec::new())
+    };
+    let mut report = store.fold_shards(&shards)?;
+    report.proposals = folded;
+    report.problems.extend(problems);
+    Ok(Some(report))
 }
 
 impl Store {

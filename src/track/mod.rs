@@ -7,6 +7,7 @@ mod cluster;
 mod fold;
 pub mod host_lease;
 mod liveness;
+pub mod proposal_files;
 mod proposals;
 mod recorder;
 mod remove;

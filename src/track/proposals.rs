@@ -9,7 +9,7 @@ use rusqlite::{params, Connection};
 use super::{now, sql_error, upsert_experiment, QueuedTrial, Status, Store};
 
 /// One recorded proposal with what its trial has logged of the objective.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProposalRecord {
     pub number: usize,
     pub trial: String,

@@ -909,3 +909,91 @@ fn setup_lines_run_before_the_trial_and_a_failing_one_is_named() {
     ]);
     assert!(logs.contains("setup line failed: false"), "{logs}");
 }
+
+/// A TPE search on the cluster: one job array of workers, each proposing its own trial under
+/// the proposals folder's lock from what the others found by then (running ones pending), with
+/// nothing left on the login node. The proposals fold into the store numbered in order, each
+/// replays from the history recorded with it, the budget is the total, and `vitrun rm` of a
+/// proposed trial stays removed.
+#[test]
+fn a_search_runs_as_an_array_of_workers_that_propose_their_own_trials() {
+    let Some(_one) = cluster() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(
+        dir.path(),
+        "tpe_cluster",
+        "method = \"tpe\"\ntrials = 5\nstartup = 2\n\"optimizer.lr\" = { log_uniform = [1e-4, 1e-2] }",
+        "",
+    );
+    rewrite(&file, "mem = \"1G\"", "mem = \"1G\"\nmax_parallel = 2");
+    let out = slurm_sweep(&file, &[]);
+    assert!(
+        out.contains(": 5 workers proposing the search's next trials (0 done already"),
+        "{out}"
+    );
+    let runs = dir.path().join("runs");
+    let ts = trials(&runs, "tpe_cluster");
+    assert_eq!(ts.len(), 5, "{ts:?}");
+    assert!(ts.iter().all(|t| t.status == Status::Finished), "{ts:?}");
+
+    let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    let loaded = vitrun::config::load(&file, &[]).unwrap();
+    let proposer = vitrun::search::Proposer::new(&loaded).unwrap();
+    let mut ids: Vec<String> = Vec::new();
+    for number in 0..5 {
+        let (history, point) = store
+            .proposal_history("tpe_cluster", number)
+            .unwrap()
+            .unwrap_or_else(|| panic!("proposal {number} is in the store"));
+        let history: Vec<vitrun::search::Observation> = serde_json::from_str(&history).unwrap();
+        let taken: std::collections::HashSet<String> = ids.iter().cloned().collect();
+        let trial = proposer.propose(number, &history, &taken).unwrap().unwrap();
+        assert_eq!(
+            proposer.trial_of(&point).unwrap().id,
+            trial.id,
+            "proposal {number} replays from its recorded history"
+        );
+        if number >= 2 {
+            assert!(
+                history.len() >= 2,
+                "proposal {number} saw the workers before it: {history:?}"
+            );
+        }
+        ids.push(trial.id);
+    }
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        5,
+        "no point proposed twice"
+    );
+    // Every trial is joined with the worker task that ran it.
+    let status = vitrun(&[
+        "status",
+        "tpe_cluster",
+        "--json",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let rows = json["trials"].as_array().unwrap();
+    assert!(
+        rows.iter().all(|r| r["slurm_task"].as_str().is_some()),
+        "{json}"
+    );
+
+    let again = submit(&file, &[]);
+    assert!(
+        again.contains("nothing to submit: 5 trials done"),
+        "{again}"
+    );
+    run(&["rm", &ids[4], "--runs-dir", runs.to_str().unwrap()]);
+    assert_eq!(
+        trials(&runs, "tpe_cluster").len(),
+        4,
+        "a removed proposal stays removed"
+    );
+}

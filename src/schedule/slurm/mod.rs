@@ -8,6 +8,7 @@
 
 pub mod queue;
 mod script;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,9 @@ pub struct JobPlan {
     /// A task is requeued at most this many times (`[sweep.slurm] max_requeues`).
     #[serde(default = "default_max_requeues")]
     pub max_requeues: u32,
+    /// A search's submission: its worker tasks propose their trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<worker::SearchPlan>,
 }
 
 fn default_max_requeues() -> u32 {
@@ -51,7 +55,11 @@ fn default_max_requeues() -> u32 {
 /// One array task's trial.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskPlan {
+    /// Empty for a search's worker, which proposes its trial when it starts.
     pub trial: String,
+    /// A search's worker ([`worker::propose`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub propose: bool,
     /// The sweep point's overrides.
     pub sets: Vec<String>,
     /// The trial's resolved config as planned (TOML), written beside the plan as
@@ -226,6 +234,22 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
     )?;
     let tasks = refresh(&mut store, &runs_dir, &config.name)?;
     let states = store.trial_states(&config.name)?;
+    // A search: one worker task per proposal its budget has left, each proposing when it
+    // starts from what the others have found by then.
+    let search = match loaded.sweep.method.is_adaptive() {
+        true => {
+            let proposer = crate::search::Proposer::new(loaded)?;
+            let prior = proposer.records(&store)?;
+            let runs_dir = std::fs::canonicalize(&runs_dir)
+                .with_context(|| format!("cannot resolve {}", runs_dir.display()))?;
+            Some((
+                proposer.budget().saturating_sub(prior.len()),
+                worker::SearchPlan { runs_dir, prior },
+            ))
+        }
+        false => None,
+    };
+    let workers = search.as_ref().map_or(0, |(n, _)| *n);
     let (mut done, mut in_flight) = (0, 0);
     let mut pending = Vec::new();
     for t in &plan.trials {
@@ -248,7 +272,7 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
         done,
         in_flight,
     };
-    if pending.is_empty() {
+    if pending.is_empty() && workers == 0 {
         return Ok(submission);
     }
     anyhow::ensure!(
@@ -275,32 +299,46 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
         peers: PeerSnapshot::from_store(&store, &plan.sweep, members, metric)?,
         signal_seconds: slurm.signal_seconds,
         max_requeues: slurm.max_requeues,
+        search: search.map(|(_, plan)| plan),
     };
     // One array, unless the cluster's MaxArraySize is smaller than the sweep.
     let per_array = slurm.max_array_size.unwrap_or_else(queue::max_array_size);
-    for chunk in pending.chunks(per_array) {
-        job_plan.tasks = chunk
-            .iter()
-            .map(|t| {
-                Ok(TaskPlan {
-                    trial: t.id.clone(),
-                    sets: t.sets(),
-                    resolved: Some(
-                        toml::to_string_pretty(&t.config)
-                            .context("cannot render a trial's resolved config")?,
-                    ),
-                })
+    let mut all_tasks = pending
+        .iter()
+        .map(|t| {
+            Ok(TaskPlan {
+                trial: t.id.clone(),
+                propose: false,
+                sets: t.sets(),
+                resolved: Some(
+                    toml::to_string_pretty(&t.config)
+                        .context("cannot render a trial's resolved config")?,
+                ),
             })
-            .collect::<anyhow::Result<_>>()?;
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    all_tasks.extend((0..workers).map(|_| TaskPlan {
+        trial: String::new(),
+        propose: true,
+        sets: Vec::new(),
+        resolved: None,
+    }));
+    for chunk in all_tasks.chunks(per_array) {
+        job_plan.tasks = chunk.to_vec();
         let submitted = submit_array(&workdir.join(&base), &workdir, &exe, loaded, &job_plan)?;
-        let trials: Vec<String> = chunk.iter().map(|t| t.id.clone()).collect();
+        // A worker's trial is known once it proposes (the fold records its task then).
+        let trials: Vec<String> = chunk
+            .iter()
+            .filter(|t| !t.propose)
+            .map(|t| t.trial.clone())
+            .collect();
         store.record_job(
             &JobRecord {
                 job: submitted.job.clone(),
                 experiment: config.name.clone(),
                 sweep: plan.sweep.clone(),
                 dir: submitted.dir.display().to_string(),
-                tasks: trials.len() as i64,
+                tasks: chunk.len() as i64,
                 submitted_at: chrono::Utc::now()
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 cancelled_at: None,
@@ -317,7 +355,7 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
 /// dropped (or when the process ends); where the filesystem has no `flock` (Lustre mounted
 /// without `-o flock`, some NFS setups), a lock file created with `O_EXCL` and removed when
 /// dropped, taken over when its holder is gone or older than [`LOCKFILE_STALE`].
-enum SubmitLock {
+pub(crate) enum SubmitLock {
     /// The locked file, unlocked when closed.
     Flock {
         _file: std::fs::File,
@@ -329,7 +367,7 @@ enum SubmitLock {
 const LOCKFILE_STALE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl SubmitLock {
-    fn take(path: &Path) -> anyhow::Result<SubmitLock> {
+    pub(crate) fn take(path: &Path) -> anyhow::Result<SubmitLock> {
         use std::os::fd::AsRawFd;
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -423,8 +461,10 @@ pub struct SubmittedArray {
     pub job: String,
     /// Its submission folder.
     pub dir: PathBuf,
-    /// How many trials (array tasks) it has.
+    /// How many planned trials its tasks run.
     pub trials: usize,
+    /// How many of its tasks are a search's workers, each proposing the trial it runs.
+    pub workers: usize,
 }
 
 /// Writes a submission folder (plan and script) under `base` and runs `sbatch` on it; the
@@ -496,10 +536,12 @@ fn submit_array(
         );
     };
     let _ = std::os::unix::fs::symlink(dir.file_name().unwrap_or_default(), base.join(&job));
+    let workers = job_plan.tasks.iter().filter(|t| t.propose).count();
     Ok(SubmittedArray {
         job,
         dir,
-        trials: job_plan.tasks.len(),
+        trials: job_plan.tasks.len() - workers,
+        workers,
     })
 }
 
