@@ -734,7 +734,7 @@ pub fn image_grid(
 ) -> Result<(), ChartError> {
     let tile_w = tiles.iter().map(|(i, _)| i.width).max().unwrap_or(1) as i32;
     let tile_h = tiles.iter().map(|(i, _)| i.height).max().unwrap_or(1) as i32;
-    let (pad, line, head) = (10, 15, 40);
+    let (pad, line) = (10, 15);
     let cell_w = tile_w + 2 * pad;
     let chars = (cell_w as usize / 7).max(8);
     let captions: Vec<Vec<String>> = tiles.iter().map(|(_, c)| wrap(c, chars)).collect();
@@ -748,10 +748,19 @@ pub fn image_grid(
     let rows = tiles.len().div_ceil(cols.max(1)) as i32;
     let bar_w = if bar.is_some() { 110 } else { 0 };
     let grid_w = cell_w * cols as i32;
-    let width = (grid_w + bar_w).max(11 * title.chars().count() as i32 + 2 * pad);
+    // A title longer than the grid wraps over lines rather than widening the figure.
+    let width = (grid_w + bar_w).max(480);
+    let title_lines = wrap(title, ((width - 2 * pad) / 11).max(20) as usize);
+    let head = 16 + 24 * title_lines.len() as i32;
     let size = (width as u32, (head + cell_h * rows) as u32);
     png(path, size, |root| {
-        root.draw(&Text::new(title.to_string(), (pad, 10), (FONT, 20)))?;
+        for (k, text) in title_lines.iter().enumerate() {
+            root.draw(&Text::new(
+                text.as_str(),
+                (pad, 10 + 24 * k as i32),
+                (FONT, 20),
+            ))?;
+        }
         if let Some(label) = bar {
             let area = root.clone().shrink(
                 (grid_w, head),
