@@ -110,7 +110,12 @@ fn write_map(
         [h * scale, w * scale],
     );
     let png = out.join(format!("{stem}.{}.png", method.name()));
-    overlay(&base, &shown, 0.5)
+    let mut drawn = overlay(&base, &shown, 0.5);
+    if let Some([x0, y0, x1, y1]) = explained.map.region {
+        let corners = crate::data::boxes::Corners { x0, y0, x1, y1 };
+        crate::plot::raster::outline(&mut drawn, &corners, scale as f64, [255, 255, 255]);
+    }
+    drawn
         .save(&png)
         .with_context(|| format!("cannot write {}", png.display()))?;
     let npy = out.join(format!("{stem}.{}.npy", method.name()));
@@ -182,12 +187,19 @@ pub fn explain(args: ExplainArgs, predictor: &Predictor) -> anyhow::Result<usize
                     "image": explained.image.display().to_string(),
                     "method": args.method.name(),
                     "class": class,
+                    "box": explained.map.region,
                     "map": png.display().to_string(),
                     "values": npy.display().to_string(),
                 })
                 .to_string()
             } else {
-                let what = class.map_or_else(String::new, |c| format!(" of {c}"));
+                let what = match (class, explained.map.region) {
+                    (Some(c), Some([x0, y0, x1, y1])) => format!(
+                        " of the best box, {c} at ({x0:.0}, {y0:.0})–({x1:.0}, {y1:.0}) (its query's cross-attention)"
+                    ),
+                    (Some(c), None) => format!(" of {c}"),
+                    (None, _) => String::new(),
+                };
                 format!(
                     "{}: {}{what} → {}",
                     explained.image.display(),

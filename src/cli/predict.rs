@@ -67,6 +67,11 @@ impl<A: Arch, T: Task> Loaded for Trained<A, T> {
         images: Tensor<Flex, 4>,
         request: &ExplainRequest,
     ) -> anyhow::Result<Vec<Map>> {
+        if request.method == Method::Attention {
+            if let Some(maps) = self.task.attention(&self.model, images.clone()) {
+                return maps;
+            }
+        }
         if request.method != Method::Gradcam {
             return attention_maps(
                 &self.model.encoder,

@@ -48,12 +48,14 @@ pub struct Map {
     pub values: Vec<f32>,
     /// `[height, width]` of the model's input.
     pub size: [usize; 2],
-    /// The class whose score Grad-CAM explains (none for attention).
+    /// The class whose score Grad-CAM explains, or of the box whose attention it is.
     pub class: Option<usize>,
+    /// The box (`[x0, y0, x1, y1]` in input pixels) whose query's attention it is.
+    pub region: Option<[f64; 4]>,
 }
 
 /// pytorch-grad-cam's `scale_cam_image` without the resize: `v − min`, then `/ (1e-7 + max)`.
-fn min_max(values: &mut [f32]) {
+pub(crate) fn min_max(values: &mut [f32]) {
     let min = values.iter().copied().fold(f32::INFINITY, f32::min);
     values.iter_mut().for_each(|v| *v -= min);
     let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -125,6 +127,7 @@ impl Marked {
                     values,
                     size,
                     class: classes.get(j).copied(),
+                    region: None,
                 }
             })
             .collect()
@@ -216,6 +219,7 @@ pub fn attention_maps<E: Backbone<Flex>>(
                     values,
                     size: [h, w],
                     class: None,
+                    region: None,
                 }
             })
             .collect(),

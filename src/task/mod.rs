@@ -211,6 +211,18 @@ pub trait Task: Sized + Send + Sync + 'static {
         )
     }
 
+    /// The task's own attention maps of `images` for `vitrun explain --method attention`,
+    /// where it has some that say more than the encoder's (a detector: its best box's query's
+    /// cross-attention over the patches, DETR's figure); `None` draws the encoder's.
+    fn attention<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, Self::Head<Flex>>,
+        images: Tensor<Flex, 4>,
+    ) -> Option<anyhow::Result<Vec<Map>>> {
+        let _ = (model, images);
+        None
+    }
+
     /// What `vitrun export` writes beside the weights so that timm rebuilds the model; an
     /// error says why this task's model cannot be exported (by default: only classifiers are).
     fn export_args(

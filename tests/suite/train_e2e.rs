@@ -1259,6 +1259,37 @@ fn predict_writes_coco_results(runs: &Path, id: &str) {
         args.extend(extra);
         vitrun(&args).output().unwrap()
     };
+    // Explaining a detector draws its best box's query's cross-attention, DETR's figure.
+    let maps = runs.join("explained");
+    let explained = vitrun(&[
+        "explain",
+        "--runs-dir",
+        &runs_s,
+        id,
+        &scene_s,
+        "--method",
+        "attention",
+        "--out",
+        maps.to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        explained.status.success(),
+        "{}",
+        crate::common::text(&explained)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&explained.stdout).unwrap();
+    let region: Vec<f64> = serde_json::from_value(line["box"].clone()).unwrap();
+    assert!(
+        region.len() == 4 && region[0] < region[2] && region[1] < region[3],
+        "{line}"
+    );
+    assert!(line["class"].is_string(), "{line}");
+    assert!(
+        maps.join("scene.attention.png").is_file() && maps.join("scene.attention.npy").is_file()
+    );
     let run = predict(&["--threshold", "0", "--json"]);
     assert!(
         run.status.success(),

@@ -111,6 +111,17 @@ impl<B: VitKernels> CrossAttention<B> {
         key: Tensor<B, 3>,
         value: Tensor<B, 3>,
     ) -> Tensor<B, 3> {
+        self.forward_weights(query, key, value).0
+    }
+
+    /// [`CrossAttention::forward`] with the attention weights `[batch, heads, n, m]` (each
+    /// query's row sums to 1 over the keys).
+    pub fn forward_weights(
+        &self,
+        query: Tensor<B, 3>,
+        key: Tensor<B, 3>,
+        value: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 4>) {
         let split = |x: Tensor<B, 3>| {
             let [b, n, d] = x.dims();
             x.reshape([b, n, self.heads, d / self.heads])
@@ -119,8 +130,9 @@ impl<B: VitKernels> CrossAttention<B> {
         let q = split(kernels::linear(&self.q, query, false));
         let k = split(kernels::linear(&self.k, key, false));
         let v = split(kernels::linear(&self.v, value, false));
-        let context = composed::attend(composed::attention_weights(q, k), v);
-        kernels::linear(&self.proj, context, false)
+        let weights = composed::attention_weights(q, k);
+        let context = composed::attend(weights.clone(), v);
+        (kernels::linear(&self.proj, context, false), weights)
     }
 }
 
@@ -139,7 +151,8 @@ pub struct DetrLayer<B: Backend> {
 
 impl<B: VitKernels> DetrLayer<B> {
     /// One layer on `tgt` `[batch, groups·queries, dim]`; queries attend to the queries of
-    /// their own group only.
+    /// their own group only. Also gives the cross-attention weights `[batch, heads,
+    /// groups·queries, patches]`.
     fn forward(
         &self,
         tgt: Tensor<B, 3>,
@@ -147,7 +160,7 @@ impl<B: VitKernels> DetrLayer<B> {
         memory: Tensor<B, 3>,
         memory_keys: Tensor<B, 3>,
         groups: usize,
-    ) -> Tensor<B, 3> {
+    ) -> (Tensor<B, 3>, Tensor<B, 4>) {
         let [b, n, d] = tgt.dims();
         let per_group = |x: Tensor<B, 3>| x.reshape([b * groups, n / groups, d]);
         let normed = kernels::layer_norm(&self.norm1, tgt.clone());
@@ -157,13 +170,13 @@ impl<B: VitKernels> DetrLayer<B> {
             .forward(with_pos.clone(), with_pos, per_group(normed));
         let tgt = tgt + attended.reshape([b, n, d]);
         let normed = kernels::layer_norm(&self.norm2, tgt.clone());
-        let tgt = tgt
-            + self
-                .cross_attn
-                .forward(normed + query_pos, memory_keys, memory);
+        let (crossed, weights) =
+            self.cross_attn
+                .forward_weights(normed + query_pos, memory_keys, memory);
+        let tgt = tgt + crossed;
         let normed = kernels::layer_norm(&self.norm3, tgt.clone());
         let hidden = kernels::linear(&self.fc1, normed, true);
-        tgt + kernels::linear(&self.fc2, hidden, false)
+        (tgt + kernels::linear(&self.fc2, hidden, false), weights)
     }
 }
 
@@ -188,9 +201,11 @@ pub struct DetrDecoder<B: Backend> {
 }
 
 /// What the decoder's layers give the heads: each layer's normalised query features
-/// `[batch, queries, dim]`, the last layer last.
+/// `[batch, queries, dim]`, the last layer last; and the last layer's cross-attention
+/// weights `[batch, heads, queries, patches]` (what each query looked at: DETR's figure).
 pub struct QueryFeatures<B: Backend> {
     pub layers: Vec<Tensor<B, 3>>,
+    pub cross_attention: Option<Tensor<B, 4>>,
 }
 
 /// A zero-initialised linear layer.
@@ -303,17 +318,23 @@ impl<B: VitKernels> DetrDecoder<B> {
         let memory_keys = memory.clone() + positions;
         let mut tgt = Tensor::zeros([b, queries, d], &device);
         let mut layers = Vec::with_capacity(self.layers.len());
+        let mut cross_attention = None;
         for layer in &self.layers {
-            tgt = layer.forward(
+            let (next, weights) = layer.forward(
                 tgt,
                 query_pos.clone(),
                 memory.clone(),
                 memory_keys.clone(),
                 groups,
             );
+            tgt = next;
+            cross_attention = Some(weights);
             layers.push(kernels::layer_norm(&self.norm, tgt.clone()));
         }
-        QueryFeatures { layers }
+        QueryFeatures {
+            layers,
+            cross_attention,
+        }
     }
 
     /// Boxes `[batch, queries, 4]` (`cx, cy, w, h` in [0, 1]) from query features: the

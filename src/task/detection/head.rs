@@ -69,6 +69,9 @@ pub struct LayerOutputs<B: Backend> {
     pub groups: usize,
     pub patch_logits: Option<Tensor<B, 3>>,
     pub grid: [usize; 2],
+    /// The last layer's cross-attention weights of the first group's queries `[batch, heads,
+    /// queries, gh·gw]`.
+    pub cross_attention: Option<Tensor<B, 4>>,
 }
 
 /// Which outputs [`detect`] computes beyond the last layer's first query group.
@@ -95,7 +98,17 @@ pub fn detect<B: VitKernels, E: Backbone<B>>(
         .patches
         .then(|| kernels::linear(&decoder.patch_head, memory.clone(), false));
     let [b, _, _] = memory.dims();
-    let mut features = decoder.forward(memory, grid, wanted.all_groups).layers;
+    let decoded = decoder.forward(memory, grid, wanted.all_groups);
+    let mut features = decoded.layers;
+    let cross_attention = decoded.cross_attention.map(|w| {
+        let [_, _, n, _] = w.dims();
+        let groups = if wanted.all_groups {
+            decoder.groups()
+        } else {
+            1
+        };
+        w.narrow(2, 0, n / groups)
+    });
     if !wanted.every_layer {
         features = features.split_off(features.len() - 1);
     }
@@ -121,6 +134,7 @@ pub fn detect<B: VitKernels, E: Backbone<B>>(
         groups,
         patch_logits,
         grid,
+        cross_attention,
     }
 }
 
@@ -166,6 +180,8 @@ impl LastLayer {
 /// A box the model predicts, in pixels of the input.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PredictedBox {
+    /// The query that predicted it.
+    pub query: usize,
     pub class: usize,
     pub score: f64,
     pub corners: Corners,
@@ -189,7 +205,8 @@ impl ImagePredictions<'_> {
         self.probs
             .chunks(columns)
             .zip(self.boxes.chunks(4))
-            .map(|(p, b)| {
+            .enumerate()
+            .map(|(query, (p, b))| {
                 let (class, score) =
                     p[..self.classes]
                         .iter()
@@ -201,6 +218,7 @@ impl ImagePredictions<'_> {
                 let s = size as f64;
                 let [cx, cy, w, h] = [b[0], b[1], b[2], b[3]].map(|v| f64::from(v) * s);
                 PredictedBox {
+                    query,
                     class,
                     score: f64::from(score),
                     corners: Corners::from_center(cx, cy, w, h),

@@ -360,6 +360,7 @@ mod tests {
             groups: 1,
             patch_logits: None,
             grid: [1, 1],
+            cross_attention: None,
         }
     }
 
@@ -456,6 +457,7 @@ mod tests {
                 groups: 1,
                 patch_logits: None,
                 grid: [1, 1],
+                cross_attention: None,
             };
             let (l, _) = loss.loss(out, &targets);
             let value = f64::from(l.clone().into_scalar());
@@ -476,6 +478,7 @@ mod tests {
             groups: 1,
             patch_logits: None,
             grid: [1, 1],
+            cross_attention: None,
         };
         let (l, host) = loss.loss(out, &targets);
         let end = f64::from(l.into_scalar());

@@ -2,6 +2,7 @@
 //! mAP and the report panels (box geometry is `data::boxes`, which the augmentations share).
 
 mod detr;
+mod explain;
 pub mod head;
 pub mod loss;
 pub mod map;

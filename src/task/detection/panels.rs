@@ -252,6 +252,7 @@ mod tests {
     fn guess(class: usize, x0: f64, score: f64) -> PredictedBox {
         let o = object(class, x0);
         PredictedBox {
+            query: 0,
             class,
             score,
             corners: o.corners,

@@ -256,6 +256,14 @@ impl Task for Detection {
             options.files,
         )
     }
+
+    fn attention<E: Backbone<Flex>>(
+        &self,
+        model: &Model<Flex, E, DetectionHead<Flex>>,
+        images: Tensor<Flex, 4>,
+    ) -> Option<anyhow::Result<Vec<crate::task::explain::Map>>> {
+        Some(super::explain::box_attention(model, images))
+    }
 }
 
 #[cfg(test)]

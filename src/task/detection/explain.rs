@@ -1,0 +1,58 @@
+//! A detector's explanation, DETR's figure: what the query behind its best box looked at, as
+//! the last decoder layer's cross-attention of that query over the patch tokens.
+
+use burn::backend::Flex;
+use burn::tensor::activation::softmax;
+use burn::tensor::Tensor;
+
+use super::head::{detect, DetectionHead, ImagePredictions, Wanted};
+use crate::model::{Backbone, Model};
+use crate::task::explain::{min_max, resize_bilinear, Map};
+use crate::task::panels::host;
+
+/// Each image's map: the cross-attention of the query of its best-scoring box, averaged over
+/// the heads, on the patch grid, resized bilinearly to the input and scaled to `[0, 1]`; with
+/// the box and its class.
+pub fn box_attention<E: Backbone<Flex>>(
+    model: &Model<Flex, E, DetectionHead<Flex>>,
+    images: Tensor<Flex, 4>,
+) -> anyhow::Result<Vec<Map>> {
+    let [b, _, h, w] = images.dims();
+    let outputs = detect(model, images, Wanted::default());
+    let (Some(logits), Some(boxes), Some(weights)) = (
+        outputs.logits.last(),
+        outputs.boxes.last(),
+        outputs.cross_attention,
+    ) else {
+        anyhow::bail!("the detection model gave no decoder output");
+    };
+    let [_, queries, columns] = logits.dims();
+    let [_, _, _, patches] = weights.dims();
+    let probs = host(softmax(logits.clone(), 2));
+    let boxes = host(boxes.clone());
+    let weights = host(weights.mean_dim(1));
+    Ok((0..b)
+        .map(|j| {
+            let image = ImagePredictions {
+                probs: &probs[j * queries * columns..(j + 1) * queries * columns],
+                boxes: &boxes[j * queries * 4..(j + 1) * queries * 4],
+                classes: columns - 1,
+            };
+            let best = image.above(h.max(w), 0.0).into_iter().next();
+            let query = best.map_or(0, |b| b.query);
+            let row =
+                &weights[(j * queries + query) * patches..(j * queries + query + 1) * patches];
+            let mut values = resize_bilinear(row, outputs.grid, [h, w]);
+            min_max(&mut values);
+            Map {
+                values,
+                size: [h, w],
+                class: best.map(|b| b.class),
+                region: best.map(|b| {
+                    let c = b.corners;
+                    [c.x0, c.y0, c.x1, c.y1]
+                }),
+            }
+        })
+        .collect())
+}
