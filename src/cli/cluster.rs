@@ -345,7 +345,7 @@ fn live_holder(trial_dir: &Path) -> anyhow::Result<Option<String>> {
 /// (`scancel`) interrupts it. `None`: a worker found the search's budget spent.
 pub fn array_task(dir: &Path) -> anyhow::Result<Option<(Loaded, TrialEnd)>> {
     let plan_path = dir.join(PLAN_FILE);
-    let plan: JobPlan = serde_json::from_str(
+    let mut plan: JobPlan = serde_json::from_str(
         &std::fs::read_to_string(&plan_path)
             .with_context(|| format!("cannot read {}", plan_path.display()))?,
     )
@@ -374,14 +374,17 @@ pub fn array_task(dir: &Path) -> anyhow::Result<Option<(Loaded, TrialEnd)>> {
                 plan_path.display()
             )
         })?;
-        let Some(trial) = slurm::worker::propose(&plan, search)? else {
+        let Some(proposed) = slurm::worker::propose(&plan, search)? else {
             say!(
                 "sweep {}: the search's budget is spent (or its space holds no new point); nothing to run",
                 plan.sweep
             );
             return Ok(None);
         };
+        let trial = proposed.trial;
         say!("proposed trial {}: {}", trial.id, trial.describe());
+        // Early stopping judges it against the search's trials, not the plan's (none).
+        plan.peers.members = proposed.members;
         task.trial = trial.id.clone();
         let snapshot = task.snapshot(dir);
         let resolved = toml::to_string_pretty(&trial.config)

@@ -997,3 +997,52 @@ fn a_search_runs_as_an_array_of_workers_that_propose_their_own_trials() {
         "a removed proposal stays removed"
     );
 }
+
+/// Early stopping composes with a search on the cluster: a worker's trial is judged against
+/// the search's trials (those proposed by then), and a pruned trial enters the next
+/// proposals' history with its value at its rung.
+#[test]
+fn asha_prunes_a_clusters_search_trials_and_they_feed_the_search() {
+    let Some(_one) = cluster() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep_file(
+        dir.path(),
+        "tpe_asha",
+        "method = \"tpe\"\ntrials = 6\nstartup = 2\n\"optimizer.lr\" = { log_uniform = [1e-4, 1e-2] }\n[sweep.early_stop]\nrule = \"asha\"\nmetric = \"val/loss\"\nmode = \"min\"\nrungs = [1]\nreduction_factor = 2",
+        "",
+    );
+    rewrite(&file, "epochs = 2", "epochs = 3");
+    rewrite(&file, "mem = \"1G\"", "mem = \"1G\"\nmax_parallel = 1");
+    slurm_sweep(&file, &[]);
+    let runs = dir.path().join("runs");
+    let ts = trials(&runs, "tpe_asha");
+    assert_eq!(ts.len(), 6, "{ts:?}");
+    let pruned: Vec<&String> = ts
+        .iter()
+        .filter(|t| t.status == Status::Pruned)
+        .map(|t| &t.id)
+        .collect();
+    assert!(!pruned.is_empty(), "{ts:?}");
+    let store = Store::open(&runs.join("vitrun.sqlite")).unwrap();
+    let (history, point) = store.proposal_history("tpe_asha", 5).unwrap().unwrap();
+    let history: Vec<vitrun::search::Observation> = serde_json::from_str(&history).unwrap();
+    assert_eq!(
+        history.len(),
+        5,
+        "one worker at a time: every earlier trial is scored"
+    );
+    let loaded = vitrun::config::load(&file, &[]).unwrap();
+    let last = vitrun::search::Proposer::new(&loaded)
+        .unwrap()
+        .trial_of(&point)
+        .unwrap()
+        .id;
+    let pruned_before = pruned.iter().filter(|id| ***id != last).count();
+    let pruned_seen = history
+        .iter()
+        .filter(|o| matches!(o.outcome, vitrun::search::Outcome::Pruned { step: 1, .. }))
+        .count();
+    assert_eq!(pruned_seen, pruned_before, "{history:?}");
+}

@@ -27,10 +27,16 @@ pub struct SearchPlan {
     pub prior: Vec<ProposalRecord>,
 }
 
+/// The trial a worker runs, and the search's trials so far (its early-stopping peers).
+pub struct Proposed {
+    pub trial: PlannedTrial,
+    pub members: Vec<String>,
+}
+
 /// The trial this worker runs: the one it proposed before a requeue, else a new proposal
 /// (recorded in a proposal file); none once the search's budget is spent or its space holds
 /// no new point.
-pub fn propose(plan: &JobPlan, search: &SearchPlan) -> anyhow::Result<Option<PlannedTrial>> {
+pub fn propose(plan: &JobPlan, search: &SearchPlan) -> anyhow::Result<Option<Proposed>> {
     let mut sets = plan.sets.clone();
     let runs = toml::Value::String(search.runs_dir.display().to_string());
     sets.insert(0, format!("train.runs_dir={runs}"));
@@ -60,8 +66,19 @@ pub fn propose(plan: &JobPlan, search: &SearchPlan) -> anyhow::Result<Option<Pla
         );
         Ok(trial)
     };
+    let members = |extra: Option<&str>| -> Vec<String> {
+        let mut all: Vec<String> = search.prior.iter().map(|r| r.trial.clone()).collect();
+        all.extend(files.iter().map(|f| f.trial.clone()));
+        all.extend(extra.map(str::to_string));
+        all.sort();
+        all.dedup();
+        all
+    };
     if let Some(mine) = files.iter().find(|f| f.task.is_some() && f.task == me) {
-        return planned(mine).map(Some);
+        return Ok(Some(Proposed {
+            trial: planned(mine)?,
+            members: members(None),
+        }));
     }
     let mut records = search.prior.clone();
     for f in &files {
@@ -104,7 +121,10 @@ pub fn propose(plan: &JobPlan, search: &SearchPlan) -> anyhow::Result<Option<Pla
             task: me,
         },
     )?;
-    Ok(Some(trial))
+    Ok(Some(Proposed {
+        members: members(Some(&trial.id)),
+        trial,
+    }))
 }
 
 /// `record` with its trial's status and objective values as its shards have them, where it
