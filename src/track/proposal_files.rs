@@ -116,8 +116,8 @@ pub fn remove_trial(dir: &Path, trial: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records `p` with its queued trial.
-fn insert(tx: &rusqlite::Transaction<'_>, p: &ProposalFile) -> rusqlite::Result<()> {
+/// Records `p` with its queued trial (a new trial is queued; a known one is left as it is).
+pub(super) fn insert(tx: &rusqlite::Transaction<'_>, p: &ProposalFile) -> rusqlite::Result<()> {
     upsert_experiment(tx, &p.experiment, &p.file, &p.proposed_at)?;
     tx.execute(
         "INSERT INTO trials(id, experiment, config, seed, status, attempts, created_at)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection};
 
-use super::{now, sql_error, upsert_experiment, QueuedTrial, Status, Store};
+use super::{now, sql_error, QueuedTrial, Status, Store};
 
 /// One recorded proposal with what its trial has logged of the objective.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -112,34 +112,22 @@ impl Store {
         let Some(proposal) = make(&so_far, number as usize)? else {
             return Ok(None);
         };
-        let time = now();
-        upsert_experiment(&tx, key.experiment, key.file, &time).map_err(&wrap)?;
         let t = &proposal.trial;
-        tx.execute(
-            "INSERT INTO trials(id, experiment, config, seed, status, attempts, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5) ON CONFLICT(id) DO NOTHING",
-            params![t.id, key.experiment, t.config_json, t.seed as i64, time],
-        )
-        .map_err(&wrap)?;
-        tx.execute(
-            "INSERT OR IGNORE INTO sweep_trials(sweep, trial) VALUES (?1, ?2)",
-            params![key.sweep, t.id],
-        )
-        .map_err(&wrap)?;
-        tx.execute(
-            "INSERT INTO proposals(sweep, number, search, trial, point, history, proposed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                key.sweep,
-                number,
-                key.search,
-                t.id,
-                proposal.point,
-                proposal.history,
-                time
-            ],
-        )
-        .map_err(&wrap)?;
+        let record = super::proposal_files::ProposalFile {
+            sweep: key.sweep.to_string(),
+            experiment: key.experiment.to_string(),
+            file: key.file.to_string(),
+            search: key.search.to_string(),
+            number: number as usize,
+            trial: t.id.clone(),
+            config: t.config_json.clone(),
+            seed: t.seed,
+            point: proposal.point.clone(),
+            history: proposal.history.clone(),
+            proposed_at: now(),
+            task: None,
+        };
+        super::proposal_files::insert(&tx, &record).map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
         Ok(Some(proposal))
     }
