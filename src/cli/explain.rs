@@ -33,7 +33,8 @@ pub struct ExplainArgs {
     #[arg(long, value_parser = parse_method)]
     pub method: Method,
     /// The class whose score Grad-CAM explains (default: the model's answer: a classifier's
-    /// top class, a segmenter's largest class other than the first), e.g. --class truck
+    /// top class, a segmenter's largest class other than the first), or whose best box a
+    /// detector's attention shows, e.g. --class truck
     #[arg(long, value_name = "NAME")]
     pub class: Option<String>,
     /// Where the maps are written, e.g. --out maps/
@@ -77,8 +78,8 @@ fn parse_method(s: &str) -> Result<Method, String> {
 /// The index of class `name` among `classes`.
 fn class_index(name: &str, classes: &[String], method: Method) -> anyhow::Result<usize> {
     anyhow::ensure!(
-        method == Method::Gradcam,
-        "--class picks the class Grad-CAM explains; attention maps do not depend on a class (use --method gradcam)"
+        method != Method::Rollout,
+        "--class picks the class Grad-CAM explains (or a detector's box); rollout does not depend on a class (use --method gradcam)"
     );
     classes.iter().position(|c| c == name).with_context(|| {
         format!(

@@ -68,9 +68,16 @@ impl<A: Arch, T: Task> Loaded for Trained<A, T> {
         request: &ExplainRequest,
     ) -> anyhow::Result<Vec<Map>> {
         if request.method == Method::Attention {
-            if let Some(maps) = self.task.attention(&self.model, images.clone()) {
+            if let Some(maps) = self
+                .task
+                .attention(&self.model, images.clone(), request.class)
+            {
                 return maps;
             }
+            anyhow::ensure!(
+                request.class.is_none(),
+                "--class picks the class Grad-CAM explains (or a detector's box); this model's attention maps do not depend on a class (use --method gradcam)"
+            );
         }
         if request.method != Method::Gradcam {
             return attention_maps(

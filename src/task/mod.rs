@@ -212,14 +212,16 @@ pub trait Task: Sized + Send + Sync + 'static {
     }
 
     /// The task's own attention maps of `images` for `vitrun explain --method attention`,
-    /// where it has some that say more than the encoder's (a detector: its best box's query's
-    /// cross-attention over the patches, DETR's figure); `None` draws the encoder's.
+    /// where it has some that say more than the encoder's (a detector: the query's
+    /// cross-attention over the patches behind its best box, of class `class` when given,
+    /// DETR's figure); `None` draws the encoder's.
     fn attention<E: Backbone<Flex>>(
         &self,
         model: &Model<Flex, E, Self::Head<Flex>>,
         images: Tensor<Flex, 4>,
+        class: Option<usize>,
     ) -> Option<anyhow::Result<Vec<Map>>> {
-        let _ = (model, images);
+        let _ = (model, images, class);
         None
     }
 

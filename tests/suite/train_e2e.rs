@@ -1290,6 +1290,26 @@ fn predict_writes_coco_results(runs: &Path, id: &str) {
     assert!(
         maps.join("scene.attention.png").is_file() && maps.join("scene.attention.npy").is_file()
     );
+    // --class picks the box: that class's best-scoring query.
+    let chosen = vitrun(&[
+        "explain",
+        "--runs-dir",
+        &runs_s,
+        id,
+        &scene_s,
+        "--method",
+        "attention",
+        "--class",
+        "truck",
+        "--out",
+        maps.to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&chosen.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", crate::common::text(&chosen)));
+    assert_eq!(line["class"], "truck", "{line}");
     let run = predict(&["--threshold", "0", "--json"]);
     assert!(
         run.status.success(),

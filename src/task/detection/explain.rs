@@ -5,17 +5,18 @@ use burn::backend::Flex;
 use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
 
-use super::head::{detect, DetectionHead, ImagePredictions, Wanted};
+use super::head::{detect, DetectionHead, ImagePredictions, PredictedBox, Wanted};
 use crate::model::{Backbone, Model};
 use crate::task::explain::{min_max, resize_bilinear, Map};
 use crate::task::panels::host;
 
-/// Each image's map: the cross-attention of the query of its best-scoring box, averaged over
-/// the heads, on the patch grid, resized bilinearly to the input and scaled to `[0, 1]`; with
-/// the box and its class.
+/// Each image's map: the cross-attention of the query of its best-scoring box (of `class`,
+/// when given), averaged over the heads, on the patch grid, resized bilinearly to the input
+/// and scaled to `[0, 1]`; with the box and its class.
 pub fn box_attention<E: Backbone<Flex>>(
     model: &Model<Flex, E, DetectionHead<Flex>>,
     images: Tensor<Flex, 4>,
+    class: Option<usize>,
 ) -> anyhow::Result<Vec<Map>> {
     let [b, _, h, w] = images.dims();
     let outputs = detect(model, images, Wanted::default());
@@ -38,7 +39,23 @@ pub fn box_attention<E: Backbone<Flex>>(
                 boxes: &boxes[j * queries * 4..(j + 1) * queries * 4],
                 classes: columns - 1,
             };
-            let best = image.above(h.max(w), 0.0).into_iter().next();
+            // A class's best box: its query's probability of that class, as mAP ranks it.
+            let best = match class {
+                None => image.above(h.max(w), 0.0).into_iter().next(),
+                Some(k) => image
+                    .all(h.max(w))
+                    .into_iter()
+                    .enumerate()
+                    .max_by(|(a, _), (b, _)| {
+                        let p = |q: usize| image.probs[q * columns + k];
+                        p(*a).total_cmp(&p(*b))
+                    })
+                    .map(|(q, b)| PredictedBox {
+                        class: k,
+                        score: f64::from(image.probs[q * columns + k]),
+                        ..b
+                    }),
+            };
             let query = best.map_or(0, |b| b.query);
             let row =
                 &weights[(j * queries + query) * patches..(j * queries + query + 1) * patches];

@@ -261,8 +261,9 @@ impl Task for Detection {
         &self,
         model: &Model<Flex, E, DetectionHead<Flex>>,
         images: Tensor<Flex, 4>,
+        class: Option<usize>,
     ) -> Option<anyhow::Result<Vec<crate::task::explain::Map>>> {
-        Some(super::explain::box_attention(model, images))
+        Some(super::explain::box_attention(model, images, class))
     }
 }
 
