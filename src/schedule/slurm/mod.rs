@@ -244,7 +244,11 @@ pub fn submit(loaded: &Loaded, plan: &Plan, sets: &[String]) -> anyhow::Result<S
                 .with_context(|| format!("cannot resolve {}", runs_dir.display()))?;
             Some((
                 proposer.budget().saturating_sub(prior.len()),
-                worker::SearchPlan { runs_dir, prior },
+                worker::SearchPlan {
+                    runs_dir,
+                    prior,
+                    search: proposer.search().to_string(),
+                },
             ))
         }
         false => None,

@@ -25,6 +25,9 @@ pub struct SearchPlan {
     pub runs_dir: std::path::PathBuf,
     /// The search's proposals in the store at submission, with their trials' outcomes then.
     pub prior: Vec<ProposalRecord>,
+    /// The search's fingerprint at submission: a worker whose experiment file no longer
+    /// gives it refuses to propose.
+    pub search: String,
 }
 
 /// The trial a worker runs, and the search's trials so far (its early-stopping peers).
@@ -42,6 +45,14 @@ pub fn propose(plan: &JobPlan, search: &SearchPlan) -> anyhow::Result<Option<Pro
     sets.insert(0, format!("train.runs_dir={runs}"));
     let loaded = crate::config::load(&plan.file, &sets)?;
     let proposer = Proposer::new(&loaded)?;
+    anyhow::ensure!(
+        proposer.search() == search.search,
+        "{} changed since the search was submitted (search {} then, {} now): a worker proposes only for the search it was submitted for; cancel the job (vitrun cancel {}) and submit again",
+        plan.file.display(),
+        search.search,
+        proposer.search(),
+        plan.experiment
+    );
     let dir = ExperimentDir::at(search.runs_dir.join(&loaded.config.name)).proposals();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let _lock = SubmitLock::take(&dir.join(".lock"))?;
