@@ -21,7 +21,7 @@ pub fn export(predictor: &Predictor, out: &Path) -> anyhow::Result<PathBuf> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let weights = predictor.timm_weights(read_state_dict(&predictor.weights)?);
+    let weights = predictor.timm_weights(read_state_dict(&predictor.weights)?)?;
     write_safetensors(out, &weights)?;
     let json = out.with_extension("json");
     std::fs::write(&json, serde_json::to_string_pretty(&args)?)

@@ -259,11 +259,19 @@ enum Command {
     /// Write a trial's weights as a timm state dict (.safetensors) with its timm model arguments
     /// (.json beside it).
     Export {
-        /// A trial id or prefix, or an experiment or sweep (its best trial), e.g. 1ce1b0
+        /// A trial id or prefix, an experiment or sweep (its best trial), or a checkpoint file,
+        /// e.g. 1ce1b0
         target: String,
         /// The .safetensors file to write, e.g. --out deit_tiny.safetensors
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// The experiment file of a checkpoint given as TARGET (default: the config.toml of the
+        /// trial folder it is in), e.g. --config experiments/vit_detr_scenes.toml
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Overrides for --config's file, e.g. --set head.queries=20 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
         #[command(flatten)]
         runs: RunsDirArg,
     },
@@ -1053,8 +1061,14 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Export { target, out, runs } => {
-            let predictor = predict::Predictor::from_store(&runs.resolve(), &target)?;
+        Command::Export {
+            target,
+            out,
+            config,
+            sets,
+            runs,
+        } => {
+            let predictor = load_predictor(&target, config.as_deref(), &sets, &runs)?;
             let json = export::export(&predictor, &out)?;
             say!(
                 "export: {} and {} (from {})",

@@ -37,7 +37,7 @@ trait Loaded {
     fn classes(&self) -> &[String];
     fn export_args(&self) -> anyhow::Result<serde_json::Value>;
     /// The weights under timm's own names.
-    fn timm_weights(&self, sd: StateDict) -> StateDict;
+    fn timm_weights(&self, sd: StateDict) -> anyhow::Result<StateDict>;
 }
 
 struct Trained<A: Arch, T: Task> {
@@ -110,11 +110,15 @@ impl<A: Arch, T: Task> Loaded for Trained<A, T> {
     }
 
     fn export_args(&self) -> anyhow::Result<serde_json::Value> {
-        self.task
-            .export_args(&self.config, &self.classes, self.arch.timm_model()?)
+        self.task.export_args(
+            &self.config,
+            &self.classes,
+            self.arch.timm_model()?,
+            self.arch.shape(),
+        )
     }
 
-    fn timm_weights(&self, sd: StateDict) -> StateDict {
+    fn timm_weights(&self, sd: StateDict) -> anyhow::Result<StateDict> {
         self.task.export_weights(self.arch.to_timm(sd))
     }
 }
@@ -425,7 +429,7 @@ impl Predictor {
     }
 
     /// A state dict of this model under timm's own names.
-    pub fn timm_weights(&self, sd: StateDict) -> StateDict {
+    pub fn timm_weights(&self, sd: StateDict) -> anyhow::Result<StateDict> {
         self.loaded.timm_weights(sd)
     }
 

@@ -225,21 +225,23 @@ pub trait Task: Sized + Send + Sync + 'static {
         None
     }
 
-    /// What `vitrun export` writes beside the weights so that timm rebuilds the model; an
-    /// error says why this task's model cannot be exported (by default: only classifiers are).
+    /// What `vitrun export` writes beside the weights so that timm rebuilds the model (on a
+    /// backbone of `backbone`'s shape); an error says why this task's model cannot be exported
+    /// (by default: only classifiers are).
     fn export_args(
         &self,
         _config: &Config,
         _classes: &[String],
         _timm: TimmModel,
+        _backbone: BackboneShape,
     ) -> anyhow::Result<serde_json::Value> {
         Err(not_exported(Self::METRICS.task))
     }
 
     /// The exported state dict of a model whose weights under timm's names are `sd` (by
     /// default as it is: a classifier's head is timm's `head`).
-    fn export_weights(&self, sd: StateDict) -> StateDict {
-        sd
+    fn export_weights(&self, sd: StateDict) -> anyhow::Result<StateDict> {
+        Ok(sd)
     }
 }
 

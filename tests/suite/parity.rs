@@ -312,3 +312,89 @@ fn gradcam_matches_pytorch_grad_cam() {
         }
     }
 }
+
+/// A detector's export rebuilt in PyTorch (timm's encoder and DETR's decoder of
+/// `nn.MultiheadAttention`, `scripts/check_detection_export.py`) gave the boxes in
+/// tests/fixtures/detr_export/pytorch.json: the committed checkpoint still predicts them, and its
+/// export is still the one PyTorch read, tensor for tensor.
+#[test]
+fn a_detector_export_rebuilt_in_pytorch_gives_vitruns_boxes() {
+    use sha2::{Digest, Sha256};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detr_export");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("pytorch.json")).unwrap()).unwrap();
+    let classes: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("classes.json")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, predicted, export) = (
+        dir.join("model.safetensors"),
+        tmp.path().join("predicted"),
+        tmp.path().join("export.safetensors"),
+    );
+    let images: Vec<PathBuf> = ["scene.png", "noise.png"].map(|f| dir.join(f)).into();
+    let mut args = vec!["predict", model.to_str().unwrap(), "--threshold", "0"];
+    args.extend(images.iter().map(|p| p.to_str().unwrap()));
+    args.extend(["--out", predicted.to_str().unwrap()]);
+    let run = crate::common::vitrun(&args).output().unwrap();
+    assert!(run.status.success(), "{}", crate::common::text(&run));
+    let lines = std::fs::read_to_string(predicted.join("predictions.jsonl")).unwrap();
+    let mut compared = 0;
+    for line in lines.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        let name = Path::new(line["image"].as_str().unwrap())
+            .file_name()
+            .unwrap();
+        let theirs = fixture["boxes"][name.to_str().unwrap()].as_array().unwrap();
+        let ours = line["boxes"].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{name:?}");
+        // Matched box for box, not by rank: near-equal scores may swap places on another CPU.
+        let mut unmatched: Vec<&serde_json::Value> = theirs.iter().collect();
+        for a in ours {
+            let close = |x: &serde_json::Value, y: &serde_json::Value, within: f64| {
+                (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < within
+            };
+            let same = |b: &&serde_json::Value| {
+                let (p, q) = (a["bbox"].as_array().unwrap(), b["bbox"].as_array().unwrap());
+                a["class"] == classes[b["class_index"].as_u64().unwrap() as usize]
+                    && close(&a["score"], &b["score"], 1e-4)
+                    && p.iter().zip(q).all(|(x, y)| close(x, y, 0.032))
+            };
+            let Some(at) = unmatched.iter().position(same) else {
+                panic!("{name:?}: vitrun's {a} is none of PyTorch's boxes {unmatched:?}")
+            };
+            unmatched.remove(at);
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 2 * 6, "two images, six queries each");
+    let run = crate::common::vitrun(&[
+        "export",
+        model.to_str().unwrap(),
+        "--out",
+        export.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{}", crate::common::text(&run));
+    let tensors = read_state_dict(&export).unwrap();
+    let expected = fixture["export"].as_object().unwrap();
+    let names = |keys: Vec<&String>| keys.into_iter().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(tensors.keys().collect()),
+        names(expected.keys().collect())
+    );
+    for (name, tensor) in &tensors {
+        let bytes: Vec<u8> = tensor.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            (
+                serde_json::json!(tensor.shape),
+                hex::encode(Sha256::digest(&bytes))
+            ),
+            (
+                expected[name]["shape"].clone(),
+                expected[name]["sha256"].as_str().unwrap().to_string()
+            ),
+            "{name}"
+        );
+    }
+}

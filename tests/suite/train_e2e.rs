@@ -1386,6 +1386,42 @@ fn predict_writes_coco_results(runs: &Path, id: &str) {
             && e.contains("coco.json's `images` has this file_name"),
         "{e}"
     );
+    // Export of the trial: the encoder under timm's names, DETR's decoder under detr. (the
+    // fixture test in parity.rs checks it against PyTorch), one query group of the two.
+    let export = runs.join("detr.safetensors");
+    let run = vitrun(&[
+        "export",
+        "--runs-dir",
+        &runs_s,
+        id,
+        "--out",
+        export.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{}", crate::common::text(&run));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(export.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (
+            &meta["task"],
+            &meta["decoder"]["kind"],
+            &meta["decoder"]["queries"]
+        ),
+        (
+            &serde_json::json!("detection"),
+            &serde_json::json!("detr"),
+            &serde_json::json!(6)
+        )
+    );
+    let weights = vitrun::model::read_state_dict(&export).unwrap();
+    assert_eq!(weights["detr.query_embed.weight"].shape, [6, 48]);
+    assert_eq!(
+        weights["detr.decoder.layers.1.multihead_attn.in_proj_weight"].shape,
+        [3 * 48, 48]
+    );
+    assert!(weights.contains_key("blocks.1.attn.qkv.weight"));
 }
 
 /// A detection trial killed mid-run resumes to the same losses and mAP as one run straight

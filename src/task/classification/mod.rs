@@ -306,6 +306,7 @@ impl Task for Classification {
         config: &Config,
         classes: &[String],
         timm: TimmModel,
+        _backbone: BackboneShape,
     ) -> anyhow::Result<serde_json::Value> {
         Ok(timm_args(config, classes, timm))
     }

@@ -28,9 +28,9 @@ use burn::tensor::Tensor;
 use crate::kernels::{self, composed, VitKernels};
 
 /// Hidden width of the decoder's feed-forward, as a multiple of the model's width.
-const FFN_RATIO: usize = 4;
+pub const FFN_RATIO: usize = 4;
 /// The sine encoding's longest wavelength, in units of the image (DETR: 10 000 over 2π·1).
-const SINE_TEMPERATURE: f64 = 10_000.0;
+pub const SINE_TEMPERATURE: f64 = 10_000.0;
 
 /// 2-D sine position encodings `[n, dim]` of points `[n, 2]` (`x, y` in [0, 1]): the first
 /// half of the features encode y, the second x, each as sines then cosines of the coordinate
@@ -137,7 +137,7 @@ impl<B: VitKernels> CrossAttention<B> {
 }
 
 /// One decoder layer: self-attention among the queries, cross-attention to the patch tokens,
-/// feed-forward; each a pre-norm residual branch.
+/// feed-forward (GELU, where DETR has ReLU); each a pre-norm residual branch.
 #[derive(Module, Debug)]
 pub struct DetrLayer<B: Backend> {
     pub norm1: LayerNorm<B>,

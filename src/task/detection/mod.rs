@@ -3,6 +3,7 @@
 
 mod detr;
 mod explain;
+mod export;
 pub mod head;
 pub mod loss;
 pub mod map;

@@ -15,7 +15,7 @@ use crate::contract::TaskMetrics;
 use crate::data::geometry::ObjectBox;
 use crate::data::{Batch, Image, Objects, Pipeline};
 use crate::kernels::{TrainBackend, VitKernels};
-use crate::model::{Backbone, BackboneShape, Model};
+use crate::model::{Backbone, BackboneShape, Model, StateDict, TimmModel};
 use crate::task::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
 
 /// IoU at which a training prediction counts as finding its object.
@@ -264,6 +264,20 @@ impl Task for Detection {
         class: Option<usize>,
     ) -> Option<anyhow::Result<Vec<crate::task::explain::Map>>> {
         Some(super::explain::box_attention(model, images, class))
+    }
+
+    fn export_args(
+        &self,
+        config: &Config,
+        classes: &[String],
+        timm: TimmModel,
+        backbone: BackboneShape,
+    ) -> anyhow::Result<serde_json::Value> {
+        Ok(super::export::args(config, classes, timm, backbone))
+    }
+
+    fn export_weights(&self, sd: StateDict) -> anyhow::Result<StateDict> {
+        super::export::weights(sd, self.shape.queries)
     }
 }
 

@@ -260,12 +260,13 @@ impl Task for Segmentation {
         config: &Config,
         classes: &[String],
         timm: TimmModel,
+        _backbone: BackboneShape,
     ) -> anyhow::Result<serde_json::Value> {
         Ok(super::export::args(config, classes, timm, &self.decoder))
     }
 
-    fn export_weights(&self, sd: StateDict) -> StateDict {
-        super::export::weights(sd)
+    fn export_weights(&self, sd: StateDict) -> anyhow::Result<StateDict> {
+        Ok(super::export::weights(sd))
     }
 
     fn predict_pipeline(&self, validation: Pipeline) -> Pipeline {
