@@ -79,14 +79,21 @@ bench-shards:
 bench-distill:
     benches/resnet_rounds.sh
 
-# The teacher cache: a 4-student distillation sweep without and with distill.cache (teacher
-# forwards and wall time; needs Fashion-MNIST).
 # The segmentation decoders (linear, conv, mask, unet) at about equal wall time, two seeds
 # (benches/decoders.sh; about 25 minutes on 2 cores).
 bench-decoders:
     cargo build --release
     benches/decoders.sh | tee target/bench-decoders.txt
 
+# The mask transformer against the linear decoder on the scene experiment at about equal wall
+# time (an epoch of the mask decoder costs about 1.3 of the linear's), two seeds (benches/
+# decoders.sh; about 35 minutes on 2 cores).
+bench-decoders-scenes:
+    cargo build --release
+    EXPERIMENT=experiments/vit_seg_scenes.toml RUNS="linear:36 mask:28" benches/decoders.sh | tee target/bench-decoders-scenes.txt
+
+# The teacher cache: a 4-student distillation sweep without and with distill.cache (teacher
+# forwards and wall time; needs Fashion-MNIST).
 bench-teacher-cache:
     cargo build --release
     benches/teacher_cache.sh | tee target/bench-teacher-cache.txt

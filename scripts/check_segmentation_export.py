@@ -5,8 +5,9 @@ The encoder is timm's (`timm.create_model(timm_name, num_classes=0, **model_args
 strictly from the export's non-`decode_head.` tensors); the decoder named in the JSON is rebuilt
 here from its description in vitrun's README: linear (per-patch classifier, bilinear upsampling),
 conv (kernel-2 stride-2 transposed convs + GELU, then the per-pixel classifier), mask
-(Segmenter's MaskTransformer; two classes: centred scores over the temperature instead of the
-mask norm) and unet (UNETR-style skips). IMAGE must already be the model's size (the check is of
+(Segmenter's MaskTransformer; with `mask_norm = "tempered"`, vitrun's default, centred scores
+over the temperature, scaled and shifted by the mask norm's weight and bias, instead of the mask
+norm) and unet (UNETR-style skips). IMAGE must already be the model's size (the check is of
 the model, not of the resize); its probabilities are compared with PROBS.npy.
 
 Run: python scripts/check_segmentation_export.py EXPORT.safetensors IMAGE PROBS.npy
@@ -65,8 +66,8 @@ def mask_decoder(patches, w, spec, heads, classes, grid):
     p = x[:, :n] @ w["decoder.proj_patch"]
     c = x[:, n:] @ w["decoder.proj_classes"]
     masks = (p / p.norm(dim=-1, keepdim=True)) @ (c / c.norm(dim=-1, keepdim=True)).transpose(1, 2)
-    if spec.get("two_class_temperature"):
-        masks = (masks - masks.mean(-1, keepdim=True)) / spec["two_class_temperature"]
+    if spec["mask_norm"] == "tempered":
+        masks = (masks - masks.mean(-1, keepdim=True)) / spec["temperature"]
         masks = masks * w["decoder.mask_norm.weight"] + w["decoder.mask_norm.bias"]
     else:
         masks = F.layer_norm(masks, (classes,), w["decoder.mask_norm.weight"], w["decoder.mask_norm.bias"], eps)

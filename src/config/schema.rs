@@ -447,6 +447,19 @@ impl ArchKind {
     }
 }
 
+/// How the mask transformer turns each patch's cosines with the class embeddings into logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskNorm {
+    /// Centred over the classes and divided by CLIP's temperature 0.07, then scaled and
+    /// shifted per class: learns from scratch whatever the number of classes.
+    Tempered,
+    /// Segmenter's LayerNorm over the classes: the logits span at most ±√(classes − 1), made
+    /// for many classes (ADE20K's 150); with a few it caps confidence, and a model trained from
+    /// scratch on six classes stayed at the class prior (BENCHMARKS.md).
+    Segmenter,
+}
+
 /// A segmentation decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -480,6 +493,9 @@ pub struct HeadConfig {
     /// tokens feed the decoder's stages, one per stage at most (default: evenly spaced, as
     /// UNETR's 3, 6, 9 of 12).
     pub skip_blocks: Option<Vec<usize>>,
+    /// Segmentation with `decoder = "mask"`: how patch–class cosines become logits
+    /// (default `tempered`; `segmenter` is Segmenter's LayerNorm over the classes).
+    pub mask_norm: Option<MaskNorm>,
     /// Detection: object queries, the most objects an image can be given (default 12).
     pub queries: Option<usize>,
     /// Detection: transformer decoder layers (default 3); segmentation with `decoder =
@@ -536,6 +552,7 @@ impl Default for HeadConfig {
             dice_weight: None,
             class_weights: None,
             skip_blocks: None,
+            mask_norm: None,
             queries: None,
             layers: None,
             groups: None,
@@ -565,6 +582,9 @@ impl HeadConfig {
         }
         if self.skip_blocks.is_some() {
             set.push(("head.skip_blocks", TaskKind::Segmentation));
+        }
+        if self.mask_norm.is_some() {
+            set.push(("head.mask_norm", TaskKind::Segmentation));
         }
         if self.layers.is_some() {
             let owner = match self.task {

@@ -725,6 +725,12 @@ fn validate_decoder(c: &Config) -> Result<(), Violation> {
             );
         }
     }
+    if h.mask_norm.is_some() && decoder != Decoder::Mask {
+        return fail(
+            "head.mask_norm",
+            "it sets how the mask transformer scores patches; set head.decoder = \"mask\", or remove it",
+        );
+    }
     let Some(blocks) = &h.skip_blocks else {
         return Ok(());
     };

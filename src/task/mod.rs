@@ -4,6 +4,7 @@
 //! is the one place that turns `head.task` into a task's type.
 
 pub mod classification;
+mod dense_export;
 pub mod detection;
 pub mod explain;
 mod outputs;

@@ -173,7 +173,9 @@ fn task_options_and_datasets_belong_to_their_task() {
     let seg = "[data]\ndataset = \"synthetic_lesions\"\n[head]\ntask = \"segmentation\"\n";
     let det =
         "[data]\ndataset = \"synthetic_scenes\"\nmax_objects = 3\n[head]\ntask = \"detection\"\n";
-    let cases: [(String, &str); 19] = [
+    let cases: [(String, &str); 21] = [
+        (format!("{seg}mask_norm = \"segmenter\"\n"), "`head.mask_norm`: it sets how the mask transformer scores patches; set head.decoder = \"mask\", or remove it"),
+        ("[head]\nmask_norm = \"tempered\"\n".into(), "`head.mask_norm`: is a \"segmentation\" option"),
         (format!("{seg}layers = 2\n"), "`head.layers`: for segmentation it sizes the mask transformer; set head.decoder = \"mask\", or remove it"),
         (format!("{seg}decoder = \"mask\"\nlayers = 30\n"), "`head.layers`: 30 is out of range; use 1 to 24 mask transformer layers (Segmenter: 2)"),
         (format!("{seg}skip_blocks = [1]\n"), "`head.skip_blocks`: the blocks the U-Net decoder taps; set head.decoder = \"unet\", or remove it"),

@@ -960,6 +960,30 @@ fn the_mask_and_unet_decoders_learn_lesion_masks() {
         assert!(best > 0.6, "{decoder}: mIoU {miou:?}");
         predict_writes_masks(tmp.path(), &id);
     }
+    // Segmenter's own mask norm standardises two scores to ±1: refused, with the way out.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = vitrun(&[
+        "run",
+        TINY_LESIONS,
+        "--quiet",
+        "--set",
+        &format!("train.runs_dir={:?}", tmp.path().display().to_string()),
+        "--set",
+        "head.decoder=\"mask\"",
+        "--set",
+        "head.mask_norm=\"segmenter\"",
+    ])
+    .output()
+    .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && e.contains(
+                "head.mask_norm = \"segmenter\" standardises each patch's 2 class scores"
+            )
+            && e.contains("remove head.mask_norm"),
+        "{e}"
+    );
 }
 
 /// `vitrun predict --out` of a segmenter: per image a palette mask of class ids at the image's
@@ -1183,6 +1207,7 @@ fn a_tiny_detection_learns_scene_boxes() {
         "curve_map50.png",
         "augmentations.png",
         "attention.png",
+        "box_attention.png",
     ] {
         assert!(report_dir.join(panel).is_file(), "{panel}");
     }
@@ -1206,6 +1231,7 @@ fn a_tiny_detection_learns_scene_boxes() {
     );
     let all = html(&["--score-threshold", "0"]);
     assert!(all.contains("0 of 3 images had none"));
+    assert!(all.contains("box_attention.png") && all.contains("Box attention"));
     // Every box drawn is matched or a false positive; every object found or missed.
     let errors = all
         .split("over these 3 images: ")
@@ -1261,26 +1287,26 @@ fn predict_writes_coco_results(runs: &Path, id: &str) {
     };
     // Explaining a detector draws its best box's query's cross-attention, DETR's figure.
     let maps = runs.join("explained");
-    let explained = vitrun(&[
-        "explain",
-        "--runs-dir",
-        &runs_s,
-        id,
-        &scene_s,
-        "--method",
-        "attention",
-        "--out",
-        maps.to_str().unwrap(),
-        "--json",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        explained.status.success(),
-        "{}",
-        crate::common::text(&explained)
-    );
-    let line: serde_json::Value = serde_json::from_slice(&explained.stdout).unwrap();
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "--runs-dir",
+            &runs_s,
+            id,
+            &scene_s,
+            "--method",
+            "attention",
+            "--out",
+            maps.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend(extra);
+        let run = vitrun(&args).output().unwrap();
+        assert!(run.status.success(), "{}", crate::common::text(&run));
+        serde_json::from_slice::<serde_json::Value>(&run.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", crate::common::text(&run)))
+    };
+    let line = explain(&[]);
     let region: Vec<f64> = serde_json::from_value(line["box"].clone()).unwrap();
     assert!(
         region.len() == 4 && region[0] < region[2] && region[1] < region[3],
@@ -1291,24 +1317,7 @@ fn predict_writes_coco_results(runs: &Path, id: &str) {
         maps.join("scene.attention.png").is_file() && maps.join("scene.attention.npy").is_file()
     );
     // --class picks the box: that class's best-scoring query.
-    let chosen = vitrun(&[
-        "explain",
-        "--runs-dir",
-        &runs_s,
-        id,
-        &scene_s,
-        "--method",
-        "attention",
-        "--class",
-        "truck",
-        "--out",
-        maps.to_str().unwrap(),
-        "--json",
-    ])
-    .output()
-    .unwrap();
-    let line: serde_json::Value = serde_json::from_slice(&chosen.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", crate::common::text(&chosen)));
+    let line = explain(&["--class", "truck"]);
     assert_eq!(line["class"], "truck", "{line}");
     let run = predict(&["--threshold", "0", "--json"]);
     assert!(

@@ -136,23 +136,9 @@ pub fn args(
     timm: TimmModel,
     backbone: BackboneShape,
 ) -> serde_json::Value {
-    let mut model_args = timm.args;
-    model_args.insert("num_classes".into(), 0.into());
-    let normalize = &config.augment.normalize;
     let detection = config.head.detection();
-    serde_json::json!({
-        "task": "detection",
-        "architecture": timm.architecture,
-        "timm_name": timm.name,
-        "model_args": model_args,
-        "label_names": classes,
-        "input": {
-            "size": [config.data.channels, config.data.image_size, config.data.image_size],
-            "resize": "the whole image to size × size",
-            "mean": normalize.enabled.then_some(&normalize.mean),
-            "std": normalize.enabled.then_some(&normalize.std),
-        },
-        "memory": "the encoder's patch tokens after its final norm (timm's forward_features without the class or distillation tokens), row-major over the patch grid",
+    let fields = serde_json::json!({
+        "memory": "the encoder's dense features, row-major over its grid: a ViT's patch tokens after its final norm (timm's forward_features without the class or distillation tokens, then fc_norm), a ResNet's forward_features map flattened",
         "decoder": {
             "kind": "detr",
             "layers": detection.layers,
@@ -170,7 +156,8 @@ pub fn args(
         "prefix": PREFIX,
         "score_threshold": detection.score_threshold,
         "output": "per query, from the last layer's normed output h: class probabilities softmax(class_embed(h)), no object last; the box sigmoid(bbox_embed(h) + [reference_points, 0, 0]) as (cx, cy, w, h) in [0, 1] of the input (bbox_embed: 3 linear layers, ReLU between). vitrun predict keeps each query's best object class with its probability when at least the threshold, best first, in pixels of the image",
-    })
+    });
+    crate::task::dense_export::args("detection", config, classes, timm, fields)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Detection's report panels: validation images with their ground-truth boxes beside the
-//! predicted ones, and AP@0.5 per class at the best epoch.
+//! predicted ones, AP@0.5 per class at the best epoch, the encoder's attention, and what the
+//! query behind each image's best box looked at (DETR's figure).
 
 use burn::backend::Flex;
 
@@ -7,9 +8,13 @@ use super::head::{DetectionHead, LastLayer, PredictedBox};
 use super::Detection;
 use crate::data::boxes::Corners;
 use crate::data::geometry::ObjectBox;
+use crate::data::Image;
 use crate::data::Target;
 use crate::model::{Backbone, Model};
-use crate::plot::raster::{grey, ink_on, label, outline, Rgb};
+use crate::plot::charts;
+use crate::plot::raster::{grey, ink_on, label, outline, overlay, Rgb};
+use crate::plot::Figure;
+use crate::task::explain::resize_bilinear;
 use crate::task::panels::{
     batch, class_bars, colour, denorm, dense_attention, dense_augmentations, dense_figures,
     display_scale, names, val_samples,
@@ -230,7 +235,54 @@ pub fn panels<E: Backbone<Flex>>(
     panels
         .figures
         .extend(dense_attention(&model.encoder, &images, input)?);
+    panels.figures.push(box_attention(model, &images, input)?);
     Ok(panels)
+}
+
+/// DETR's figure over the validation `images`: each image's best box, beside the last decoder
+/// layer's cross-attention of the query that predicted it (mean of the heads), the box on it.
+fn box_attention<E: Backbone<Flex>>(
+    model: &Model<Flex, E, DetectionHead<Flex>>,
+    images: &[Image],
+    input: &PanelInput<'_>,
+) -> anyhow::Result<Figure> {
+    let maps = super::explain::box_attention(model, batch(images, &Default::default()), None)?;
+    let config = input.config;
+    let scale = display_scale(config.data.image_size);
+    let mut tiles = Vec::new();
+    for (image, map) in images.iter().zip(&maps) {
+        let base = Rgb::from_image(image, denorm(config), scale);
+        let drawn: Vec<(usize, Corners, Option<String>)> = map
+            .region
+            .zip(map.class)
+            .map(|([x0, y0, x1, y1], class)| {
+                let name = input.splits.classes[class].clone();
+                (class, Corners { x0, y0, x1, y1 }, Some(name))
+            })
+            .into_iter()
+            .collect();
+        let shown = [map.size[0] * scale, map.size[1] * scale];
+        let heat = overlay(&base, &resize_bilinear(&map.values, map.size, shown), 0.55);
+        tiles.push((boxed(&base, &drawn, scale), "best box".to_string()));
+        tiles.push((
+            boxed(&heat, &drawn, scale),
+            "what its query looked at".to_string(),
+        ));
+    }
+    let file = "box_attention.png";
+    charts::image_grid(
+        &input.out.join(file),
+        "Box attention: each image's best box and its query's cross-attention over the patches",
+        4,
+        &tiles,
+        1,
+        Some("attention (scaled to max 1)"),
+    )?;
+    Ok(Figure {
+        file: file.into(),
+        title: "Box attention".into(),
+        caption: "DETR's figure: the last decoder layer's cross-attention (mean of the heads) of the query behind each validation image's best-scoring box, whatever its score; `vitrun explain TRIAL IMAGES --method attention --class NAME` draws it for a class's best box".into(),
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! `scripts/check_segmentation_export.py` does it in PyTorch and reproduces `vitrun predict`.
 
 use super::head::DecoderChoice;
-use crate::config::{upsampling_stages, Config};
+use crate::config::{upsampling_stages, Config, MaskNorm};
 use crate::model::{StateDict, TimmModel};
 
 /// The prefix of the head's and decoder's weights in the export.
@@ -31,9 +31,6 @@ pub fn args(
     timm: TimmModel,
     decoder: &DecoderChoice,
 ) -> serde_json::Value {
-    let mut model_args = timm.args;
-    model_args.insert("num_classes".into(), 0.into());
-    let normalize = &config.augment.normalize;
     let patch = config.model.patch_size;
     let decoder = match decoder {
         DecoderChoice::Linear => serde_json::json!({"kind": "linear"}),
@@ -41,11 +38,12 @@ pub fn args(
             "kind": "conv",
             "stages": upsampling_stages(patch),
         }),
-        DecoderChoice::Mask { layers } => serde_json::json!({
+        DecoderChoice::Mask { layers, norm } => serde_json::json!({
             "kind": "mask",
             "layers": layers,
             "norm_eps": 1e-5,
-            "two_class_temperature": (classes.len() < 3).then_some(0.07),
+            "mask_norm": norm,
+            "temperature": (*norm == MaskNorm::Tempered).then_some(super::mask::TEMPERATURE),
         }),
         DecoderChoice::Unet { skip_blocks, .. } => serde_json::json!({
             "kind": "unet",
@@ -53,20 +51,10 @@ pub fn args(
             "skip_blocks": skip_blocks,
         }),
     };
-    serde_json::json!({
-        "task": "segmentation",
-        "architecture": timm.architecture,
-        "timm_name": timm.name,
-        "model_args": model_args,
-        "label_names": classes,
-        "input": {
-            "size": [config.data.channels, config.data.image_size, config.data.image_size],
-            "resize": "the whole image to size × size",
-            "mean": normalize.enabled.then_some(&normalize.mean),
-            "std": normalize.enabled.then_some(&normalize.std),
-        },
+    let fields = serde_json::json!({
         "decoder": decoder,
         "prefix": PREFIX,
         "output": "per-pixel class logits [classes, size, size]; vitrun predict resizes them bilinearly (align_corners=False) to the image and takes the argmax",
-    })
+    });
+    crate::task::dense_export::args("segmentation", config, classes, timm, fields)
 }

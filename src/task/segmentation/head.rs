@@ -16,6 +16,7 @@ use burn::tensor::Tensor;
 use super::decoder::ConvDecoder;
 use super::mask::{MaskShape, MaskTransformer};
 use super::unet::UnetDecoder;
+use crate::config::MaskNorm;
 use crate::kernels::{self, VitKernels};
 use crate::model::{Backbone, BackboneShape, Features, Model};
 
@@ -34,9 +35,10 @@ pub enum PixelDecoder<B: Backend> {
 pub enum DecoderChoice {
     Linear,
     Conv,
-    /// Segmenter's mask transformer with this many layers.
+    /// Segmenter's mask transformer with this many layers, scoring as `norm` says.
     Mask {
         layers: usize,
+        norm: MaskNorm,
     },
     /// The U-Net decoder tapping these blocks (numbered from 1, the deepest first), on images
     /// of this many channels.
@@ -80,13 +82,14 @@ impl<B: Backend> SegmentationHead<B> {
                 Some(PixelDecoder::Conv(ConvDecoder::new(dim, patch, device))),
                 Vec::new(),
             ),
-            DecoderChoice::Mask { layers } => {
+            DecoderChoice::Mask { layers, norm } => {
                 let mask = MaskShape {
                     encoder_dim: dim,
                     dim,
                     heads: shape.heads,
                     layers: *layers,
                     classes,
+                    norm: *norm,
                 };
                 let decoder = PixelDecoder::Mask(MaskTransformer::new(mask, device));
                 (None, Some(decoder), Vec::new())
@@ -210,8 +213,22 @@ mod tests {
             (4, 16, DecoderChoice::Conv),
             (3, 12, DecoderChoice::Conv),
             (8, 16, DecoderChoice::Conv),
-            (4, 16, DecoderChoice::Mask { layers: 2 }),
-            (3, 12, DecoderChoice::Mask { layers: 1 }),
+            (
+                4,
+                16,
+                DecoderChoice::Mask {
+                    layers: 2,
+                    norm: MaskNorm::Segmenter,
+                },
+            ),
+            (
+                3,
+                12,
+                DecoderChoice::Mask {
+                    layers: 1,
+                    norm: MaskNorm::Tempered,
+                },
+            ),
             (4, 20, unet(vec![2, 1])),
             (4, 18, unet(vec![2])),
             (8, 16, unet(vec![2, 1, 1])),
@@ -261,7 +278,10 @@ mod tests {
                 ],
             ),
             (
-                DecoderChoice::Mask { layers: 2 },
+                DecoderChoice::Mask {
+                    layers: 2,
+                    norm: MaskNorm::Tempered,
+                },
                 vec![
                     "decoder.proj_dec.weight",
                     "decoder.cls_emb",

@@ -2,8 +2,9 @@
 //! the patch tokens, projected to the decoder's width, and one learnable embedding per class go
 //! through `layers` transformer blocks together; the class embeddings and the patches are each
 //! projected and L2-normalised, and each patch's mask logit for a class is their dot product,
-//! layer-normed over the classes (for two classes, centred and tempered instead: see
-//! [`centred`]). The grid of logits is upsampled bilinearly to the input.
+//! centred over the classes and tempered ([`centred`], the default) or layer-normed over them
+//! (Segmenter's `mask_norm`, `head.mask_norm = "segmenter"`). The grid of logits is upsampled
+//! bilinearly to the input.
 //! Names follow Segmenter's (`proj_dec`, `cls_emb`, `blocks`, `decoder_norm`, `proj_patch`,
 //! `proj_classes`, `mask_norm`).
 
@@ -12,14 +13,15 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::config::MaskNorm;
 use crate::kernels::{self, VitKernels};
 use crate::model::Block;
 
 /// The epsilon of Segmenter's norms (PyTorch's `nn.LayerNorm` default).
 const NORM_EPS: f64 = 1e-5;
 
-/// The temperature of a binary decoder's cosine scores (see [`centred`]).
-const TWO_CLASS_TEMPERATURE: f64 = 0.07;
+/// The temperature of the tempered cosine scores (see [`centred`]).
+pub const TEMPERATURE: f64 = 0.07;
 
 /// Segmenter's decoder of patch tokens into class masks.
 #[derive(Module, Debug)]
@@ -34,9 +36,12 @@ pub struct MaskTransformer<B: Backend> {
     /// `[dim, dim]`, applied as `classes @ proj_classes`.
     pub proj_classes: Param<Tensor<B, 2>>,
     pub mask_norm: LayerNorm<B>,
+    /// Whether `mask_norm` scales centred, tempered scores ([`centred`]) rather than
+    /// standardising them (Segmenter's).
+    tempered: bool,
 }
 
-/// The sizes of a [`MaskTransformer`].
+/// The sizes of a [`MaskTransformer`], and how it scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaskShape {
     /// The encoder's width.
@@ -46,6 +51,7 @@ pub struct MaskShape {
     pub heads: usize,
     pub layers: usize,
     pub classes: usize,
+    pub norm: MaskNorm,
 }
 
 impl<B: Backend> MaskTransformer<B> {
@@ -58,6 +64,7 @@ impl<B: Backend> MaskTransformer<B> {
             heads,
             layers,
             classes,
+            norm: mask_norm,
         } = shape;
         let normal = |std: f64| Initializer::Normal { mean: 0.0, std };
         let norm = |width: usize| {
@@ -78,6 +85,7 @@ impl<B: Backend> MaskTransformer<B> {
             proj_patch: normal(scale).init([dim, dim], device),
             proj_classes: normal(scale).init([dim, dim], device),
             mask_norm: norm(classes),
+            tempered: mask_norm == MaskNorm::Tempered,
         }
     }
 }
@@ -104,10 +112,10 @@ impl<B: VitKernels> MaskTransformer<B> {
             .matmul(self.proj_classes.val().unsqueeze());
         let masks =
             l2_normalised(patch_features).matmul(l2_normalised(class_features).swap_dims(1, 2));
-        let masks = if classes >= 3 {
-            kernels::layer_norm_eps(&self.mask_norm, masks, NORM_EPS)
-        } else {
+        let masks = if self.tempered {
             centred(&self.mask_norm, masks)
+        } else {
+            kernels::layer_norm_eps(&self.mask_norm, masks, NORM_EPS)
         };
         masks
             .reshape([b, grid[0], grid[1], classes])
@@ -115,16 +123,16 @@ impl<B: VitKernels> MaskTransformer<B> {
     }
 }
 
-/// `mask_norm` without the division by the spread, for one or two classes: standardising two
-/// scores leaves only the sign of their difference (±1, whatever the margin), whose gradient
-/// vanishes, so a binary mask transformer would learn nothing but the class prior. Each
-/// patch's scores (cosines) are centred, divided by CLIP's temperature 0.07 (what the spread
-/// does for many classes: cosines a few tenths apart become confident logits), then scaled
-/// and shifted by the norm's weight and bias.
+/// `mask_norm` without the division by the spread. Standardising K scores bounds the logits by
+/// ±√(K − 1) whatever the margin: for two classes only the sign of their difference is left
+/// (±1) and its gradient vanishes, and on six classes from scratch the decoder stayed at the
+/// class prior. Each patch's scores (cosines) are centred, divided by CLIP's temperature 0.07
+/// (what the spread does for Segmenter's 150 classes: cosines a few tenths apart become
+/// confident logits), then scaled and shifted by the norm's weight and bias.
 fn centred<B: Backend>(mask_norm: &LayerNorm<B>, masks: Tensor<B, 3>) -> Tensor<B, 3> {
     let mean = masks.clone().mean_dim(2);
     let weight = mask_norm.gamma.val().unsqueeze::<3>();
-    let centred = (masks - mean).div_scalar(TWO_CLASS_TEMPERATURE) * weight;
+    let centred = (masks - mean).div_scalar(TEMPERATURE) * weight;
     match &mask_norm.beta {
         Some(bias) => centred + bias.val().unsqueeze::<3>(),
         None => centred,
@@ -168,6 +176,7 @@ mod tests {
             heads: 2,
             layers: 2,
             classes: 3,
+            norm: MaskNorm::Segmenter,
         };
         let decoder = apply_state_dict(
             MaskTransformer::<Flex>::new(shape, &device),

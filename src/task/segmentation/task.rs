@@ -9,7 +9,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::head::{decode, pixel_logits, skip_blocks, DecoderChoice, SegmentationHead};
 use super::loss::{pixel_rows, PixelLoss};
 use super::metrics::Confusion;
-use crate::config::{Config, Decoder};
+use crate::config::{Config, Decoder, MaskNorm};
 use crate::contract::TaskMetrics;
 use crate::data::geometry::IGNORE_LABEL;
 use crate::data::{Batch, Image, Masks, Pipeline};
@@ -58,6 +58,7 @@ fn decoder_choice(config: &Config) -> DecoderChoice {
         Decoder::Conv => DecoderChoice::Conv,
         Decoder::Mask => DecoderChoice::Mask {
             layers: config.head.layers.unwrap_or(2),
+            norm: config.head.mask_norm.unwrap_or(MaskNorm::Tempered),
         },
         Decoder::Unet => {
             let depth = with_arch(config, Depth);
@@ -90,6 +91,12 @@ impl Task for Segmentation {
                 class_weights.len(),
                 classes.len(),
                 classes.join(", ")
+            );
+        }
+        if config.head.mask_norm == Some(MaskNorm::Segmenter) && classes.len() < 3 {
+            anyhow::bail!(
+                "head.mask_norm = \"segmenter\" standardises each patch's {} class scores, which leaves only their order (±1 for two classes) and nothing to learn from; remove head.mask_norm (the default \"tempered\" scores learn with any number of classes)",
+                classes.len()
             );
         }
         Ok(Segmentation {
