@@ -1070,35 +1070,14 @@ fn predict_writes_masks(runs: &Path, id: &str) {
     assert_eq!(lines.lines().count(), 1);
     // Export: the encoder under timm's names, the head and decoder under decode_head., and
     // the JSON scripts/check_segmentation_export.py rebuilds the model from.
-    let export = runs.join("export.safetensors");
-    let run = vitrun(&[
-        "export",
-        "--runs-dir",
-        &runs_s,
-        id,
-        "--out",
-        &export.display().to_string(),
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(export.with_extension("json")).unwrap())
-            .unwrap();
+    let (meta, weights) = export_trial(runs, id, "export.safetensors");
     assert_eq!(meta["task"], "segmentation");
     assert_eq!(meta["model_args"]["num_classes"], 0);
     assert_eq!(
         meta["label_names"],
         serde_json::json!(["background", "lesion"])
     );
-    let names: Vec<String> = vitrun::model::read_state_dict(&export)
-        .unwrap()
-        .into_keys()
-        .collect();
+    let names: Vec<String> = weights.into_keys().collect();
     assert!(
         names.iter().any(|n| n == "blocks.0.attn.qkv.weight"),
         "{names:?}"
@@ -1397,21 +1376,7 @@ fn predict_writes_coco_results(runs: &Path, id: &str) {
     );
     // Export of the trial: the encoder under timm's names, DETR's decoder under detr. (the
     // fixture test in parity.rs checks it against PyTorch), one query group of the two.
-    let export = runs.join("detr.safetensors");
-    let run = vitrun(&[
-        "export",
-        "--runs-dir",
-        &runs_s,
-        id,
-        "--out",
-        export.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
-    assert!(run.status.success(), "{}", crate::common::text(&run));
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(export.with_extension("json")).unwrap())
-            .unwrap();
+    let (meta, weights) = export_trial(runs, id, "detr.safetensors");
     assert_eq!(
         (
             &meta["task"],
@@ -1424,13 +1389,36 @@ fn predict_writes_coco_results(runs: &Path, id: &str) {
             &serde_json::json!(6)
         )
     );
-    let weights = vitrun::model::read_state_dict(&export).unwrap();
     assert_eq!(weights["detr.query_embed.weight"].shape, [6, 48]);
     assert_eq!(
         weights["detr.decoder.layers.1.multihead_attn.in_proj_weight"].shape,
         [3 * 48, 48]
     );
     assert!(weights.contains_key("blocks.1.attn.qkv.weight"));
+}
+
+/// `vitrun export` of trial `id` of the store in `runs` to `runs/file`: its JSON and weights.
+fn export_trial(
+    runs: &Path,
+    id: &str,
+    file: &str,
+) -> (serde_json::Value, vitrun::model::StateDict) {
+    let export = runs.join(file);
+    let run = vitrun(&[
+        "export",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        id,
+        "--out",
+        export.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{}", crate::common::text(&run));
+    let meta =
+        serde_json::from_str(&std::fs::read_to_string(export.with_extension("json")).unwrap())
+            .unwrap();
+    (meta, vitrun::model::read_state_dict(&export).unwrap())
 }
 
 /// A detection trial killed mid-run resumes to the same losses and mAP as one run straight

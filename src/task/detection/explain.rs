@@ -2,10 +2,9 @@
 //! the last decoder layer's cross-attention of that query over the patch tokens.
 
 use burn::backend::Flex;
-use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
 
-use super::head::{detect, DetectionHead, ImagePredictions, PredictedBox, Wanted};
+use super::head::{detect, DetectionHead, LastLayer, PredictedBox, Wanted};
 use crate::model::{Backbone, Model};
 use crate::task::explain::{min_max, resize_bilinear, Map};
 use crate::task::panels::host;
@@ -20,25 +19,17 @@ pub fn box_attention<E: Backbone<Flex>>(
 ) -> anyhow::Result<Vec<Map>> {
     let [b, _, h, w] = images.dims();
     let outputs = detect(model, images, Wanted::default());
-    let (Some(logits), Some(boxes), Some(weights)) = (
-        outputs.logits.last(),
-        outputs.boxes.last(),
-        outputs.cross_attention,
-    ) else {
+    let last = LastLayer::from_outputs(&outputs)?;
+    let Some(weights) = outputs.cross_attention else {
         anyhow::bail!("the detection model gave no decoder output");
     };
-    let [_, queries, columns] = logits.dims();
     let [_, _, _, patches] = weights.dims();
-    let probs = host(softmax(logits.clone(), 2));
-    let boxes = host(boxes.clone());
     let weights = host(weights.mean_dim(1));
+    let queries = last.queries();
     Ok((0..b)
         .map(|j| {
-            let image = ImagePredictions {
-                probs: &probs[j * queries * columns..(j + 1) * queries * columns],
-                boxes: &boxes[j * queries * 4..(j + 1) * queries * 4],
-                classes: columns - 1,
-            };
+            let image = last.image(j);
+            let columns = image.classes + 1;
             // A class's best box: its query's probability of that class, as mAP ranks it.
             let best = match class {
                 None => image.above(h.max(w), 0.0).into_iter().next(),

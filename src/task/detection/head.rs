@@ -153,7 +153,11 @@ impl LastLayer {
         model: &Model<Flex, E, DetectionHead<Flex>>,
         images: Tensor<Flex, 4>,
     ) -> anyhow::Result<LastLayer> {
-        let outputs = detect(model, images, Wanted::default());
+        Self::from_outputs(&detect(model, images, Wanted::default()))
+    }
+
+    /// The last layer's predictions among a batch's `outputs`.
+    pub fn from_outputs(outputs: &LayerOutputs<Flex>) -> anyhow::Result<LastLayer> {
         let (Some(logits), Some(boxes)) = (outputs.logits.last(), outputs.boxes.last()) else {
             anyhow::bail!("the detection model gave no decoder output");
         };
@@ -164,6 +168,11 @@ impl LastLayer {
             queries,
             classes: columns - 1,
         })
+    }
+
+    /// Queries per image.
+    pub fn queries(&self) -> usize {
+        self.queries
     }
 
     /// Image `j`'s predictions.
