@@ -16,6 +16,15 @@ transfer:
     cargo run --release -- run experiments/transfer_small.toml --set 'model.pretrained="runs/transfer_pretrain.safetensors"'
     cargo run --release -- report transfer_small
 
+# A GPU binary at target/release/vitrun: LibTorch CUDA from the torch $PYTHON imports (tch, the
+# default), or burn's own CUDA backend (cuda). `vitrun doctor` then checks the driver and GPUs.
+build-gpu backend="tch":
+    scripts/build-gpu.sh {{backend}}
+
+# What this machine and binary can run, and whether each trial of FILE would start here.
+doctor *args="":
+    cargo run --release -- doctor {{args}}
+
 # List trials in the run store.
 ls *args="":
     cargo run --release -- ls {{args}}
@@ -43,6 +52,11 @@ test:
 # Speed: burn-flex / burn-tch vs timm in PyTorch eager on the same threads.
 bench:
     benches/run.sh
+
+# The GPU checks and figures (benches/gpu/run.sh; on a GPU machine with target/gpu/ binaries,
+# or `just bench-gpu --cpu` for the parts a CPU runs).
+bench-gpu *args="":
+    benches/gpu/run.sh {{args}}
 
 # Sweep planning and scheduling: planner time, simulated-GPU and real-CPU makespans.
 bench-sweep:

@@ -271,12 +271,13 @@ pub struct SweepOptions {
     pub sets: Vec<String>,
 }
 
+/// The sweep's slots, and the GPUs they are on.
 fn slots_for(
     loaded: &Loaded,
     plan: &Plan,
     options: &SweepOptions,
     exe: &Path,
-) -> anyhow::Result<Vec<schedule::Slot>> {
+) -> anyhow::Result<(Vec<schedule::Slot>, Vec<schedule::Gpu>)> {
     anyhow::ensure!(
         options.cpu_slots != Some(0),
         "--cpu-slots 0: give at least 1 (CPU trials at once), or leave it out for one per core"
@@ -324,7 +325,7 @@ fn slots_for(
         .cpu_slots
         .unwrap_or(devices.cpu_cores)
         .min(cpu_trials.max(1));
-    Ok(schedule::layout(&devices, per_gpu, cpu_slots))
+    Ok((schedule::layout(&devices, per_gpu, cpu_slots), devices.gpus))
 }
 
 /// The trials a sweep starts from: the grid's, or those a search has proposed so far.
@@ -375,7 +376,17 @@ pub fn sweep(
         plan.trials.truncate(loaded.sweep.trials);
     }
     let exe = std::env::current_exe().context("cannot find the vitrun executable")?;
-    let slots = slots_for(loaded, &plan, options, &exe)?;
+    let (slots, gpus) = slots_for(loaded, &plan, options, &exe)?;
+    let mut trials: Vec<(String, &crate::config::Config)> = plan
+        .trials
+        .iter()
+        .map(|t| (t.id.clone(), &t.config))
+        .collect();
+    if proposer.is_some() {
+        trials.push((loaded.config.trial_id(), &loaded.config));
+    }
+    super::doctor::sweep_problems(&loaded.file, &trials, &gpus, options.devices.is_some())
+        .map_err(anyhow::Error::msg)?;
     let launcher = TrialCommand {
         exe,
         file: loaded.file.clone(),
@@ -478,7 +489,7 @@ fn check_json(loaded: &Loaded) -> anyhow::Result<String> {
 /// `--quiet`: the trial id).
 pub fn check(loaded: &Loaded, form: Form) -> anyhow::Result<String> {
     crate::task::preflight(loaded)?;
-    crate::train::backend::supports(loaded.config.train.device)
+    crate::train::backend::supports(&loaded.config.train)
         .map_err(|e| crate::train::backend::in_experiment(loaded, e))?;
     if !loaded.sweep.is_empty() {
         crate::plan::check_axes(loaded)?;

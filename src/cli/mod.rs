@@ -5,6 +5,7 @@
 mod cluster;
 pub mod commands;
 mod console;
+pub mod doctor;
 mod explain;
 mod export;
 mod listing;
@@ -122,11 +123,34 @@ enum Command {
         #[arg(long = "trial-id")]
         trial_id: Option<String>,
     },
-    /// A few training steps on random data (the GPU memory probe of `trials_per_gpu = "auto"`).
+    /// Training steps on the first training batch, then as many inference passes, on the
+    /// trial's device and precision (the GPU memory probe of `trials_per_gpu = "auto"`, and
+    /// the GPU benchmark's images per second).
     #[command(hide = true)]
     Probe {
         file: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Timed steps, e.g. --steps 50
+        #[arg(long, default_value_t = 3, value_parser = parse::whole::<usize>)]
+        steps: usize,
+        /// Untimed steps first, e.g. --warmup 10
+        #[arg(long, default_value_t = 0, value_parser = parse::whole::<usize>)]
+        warmup: usize,
+        /// One JSON object: batch, steps, last_loss, train and infer images per second.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        runs: RunsDirArg,
+    },
+    /// Check this machine and binary: backends, cores, memory, the NVIDIA driver and GPUs,
+    /// and whether each trial of FILE would start here (what run and sweep check before a
+    /// trial is claimed): vitrun doctor experiments/deit_recipe_tiny.toml
+    Doctor {
+        /// An experiment file whose trials to check, e.g. experiments/deit_recipe_tiny.toml
+        file: Option<PathBuf>,
+        /// Override a key, e.g. --set train.precision=\"bf16\" (TOML value syntax; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "file")]
         sets: Vec<String>,
         #[command(flatten)]
         runs: RunsDirArg,
@@ -380,6 +404,7 @@ impl Command {
             self,
             Command::Plan { .. }
                 | Command::Check { .. }
+                | Command::Doctor { .. }
                 | Command::Ls { .. }
                 | Command::Completions { .. }
                 | Command::Diff { .. }
@@ -901,9 +926,29 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             sweep,
             trial_id,
         } => train(args, sweep, trial_id),
-        Command::Probe { file, sets, runs } => {
-            let loss = process::probe(&runs.load(&file, &sets)?.0)?;
-            say!("probe: 3 steps, last loss {loss:.4}");
+        Command::Probe {
+            file,
+            sets,
+            steps,
+            warmup,
+            json,
+            runs,
+        } => {
+            let loaded = runs.load(&file, &sets)?.0;
+            let r = process::probe(&loaded, crate::train::ProbeSteps { warmup, steps })?;
+            if json {
+                out::text(&format!("{}\n", serde_json::to_string(&r)?));
+            } else {
+                say!(
+                    "probe: {} steps of batch {} on {}: train {:.1} img/s, infer {:.1} img/s, last loss {:.4}",
+                    r.steps,
+                    r.batch,
+                    loaded.config.train.device,
+                    r.train_images_per_sec,
+                    r.infer_images_per_sec,
+                    r.last_loss
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan {
@@ -916,6 +961,14 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 &runs.load(&file, &sets)?.0,
                 form.form(),
             )?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { file, sets, runs } => {
+            let loaded = match &file {
+                Some(file) => Some(runs.load(file, &sets)?.0),
+                None => None,
+            };
+            out::text(&doctor::doctor(loaded.as_ref(), &doctor::Machine::here())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {

@@ -26,7 +26,9 @@ pub use sweep::{
     EarlyStop, Method, Objective, RandomAxis, StopCriterion, StopRule, SweepError, SweepSpec,
     TrialsPerGpu, DEFAULT_MAX_TRIALS, DEFAULT_STARTUP,
 };
-pub use validate::{estimate_memory, is_safe_name, Limits, MemoryEstimate};
+pub use validate::{
+    estimate_device_memory, estimate_memory, is_safe_name, machine_memory, Limits, MemoryEstimate,
+};
 
 use serde_json::Value as Json;
 

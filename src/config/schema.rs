@@ -1034,6 +1034,36 @@ pub enum CheckpointPolicy {
     None,
 }
 
+/// The float format a trial computes in (`train.precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Mixed: matrix multiplies and convolutions in bfloat16, master weights, optimizer state,
+    /// norms and softmax in f32 (PyTorch's bf16 autocast).
+    Bf16,
+    /// Mixed as `bf16` but in float16, with dynamic loss scaling (skipped steps are logged).
+    F16,
+}
+
+impl Precision {
+    /// The name the experiment file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+
+    /// Whether some ops run in a 16-bit format.
+    pub fn is_mixed(self) -> bool {
+        self != Precision::F32
+    }
+}
+
 /// `[train]`: epochs, batches, device and checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1051,6 +1081,14 @@ pub struct TrainConfig {
     /// Where trial folders and the store live.
     pub runs_dir: String,
     pub ema: EmaConfig,
+    /// `f32`, or mixed `bf16` / `f16` (GPU backends only).
+    pub precision: Precision,
+    /// Recompute cheap activations in the backward pass instead of keeping them (burn's
+    /// balanced checkpointing strategy): less memory, same gradients.
+    pub grad_checkpointing: bool,
+    /// Training steps between copies of their losses and scores to the host: on a GPU each
+    /// copy waits for the device, so they are read in groups (1 = every step).
+    pub read_every: usize,
 }
 
 /// `[train.ema]`: an exponential moving average of the weights, updated after every optimizer
@@ -1089,13 +1127,18 @@ impl Default for TrainConfig {
             checkpoint: CheckpointPolicy::LastAndBest,
             runs_dir: "runs".into(),
             ema: EmaConfig::default(),
+            precision: Precision::F32,
+            grad_checkpointing: false,
+            read_every: 16,
         }
     }
 }
 
 /// Keys that say where or how fast a trial runs, not what it computes: left out of its id.
-pub const EXECUTION_KEYS: [&str; 7] = [
+pub const EXECUTION_KEYS: [&str; 9] = [
     "train.device",
+    "train.grad_checkpointing",
+    "train.read_every",
     "train.threads",
     "train.runs_dir",
     "data.workers",

@@ -112,6 +112,10 @@ pub fn validate_rules(c: &Config) -> Result<(), Violation> {
     }
     at_most("train.grad_accumulation", t.grad_accumulation, 1024)?;
     at_most("train.threads", t.threads, Limits::THREADS)?;
+    if t.read_every == 0 {
+        return fail("train.read_every", "must be at least 1 (1 = every step)");
+    }
+    at_most("train.read_every", t.read_every, 1024)?;
     if !(0.0..1.0).contains(&t.ema.decay) {
         return fail(
             "train.ema.decay",
@@ -1022,7 +1026,6 @@ fn validate_conv_stem(m: &ModelConfig) -> Result<(), Violation> {
 /// not a prediction to budget by.
 pub fn estimate_memory(c: &Config) -> MemoryEstimate {
     let d = &c.data;
-    let m = &c.model;
     let (batch, size) = (c.train.batch_size as f64, d.image_size as f64);
     let images = d.train_size.unwrap_or(2000) as f64 + d.val_size.unwrap_or(500) as f64;
     let pixels = batch * d.channels as f64 * size * size;
@@ -1030,22 +1033,57 @@ pub fn estimate_memory(c: &Config) -> MemoryEstimate {
     let step = if c.train.device.is_gpu() == Some(true) {
         0.0
     } else {
-        let dim = m.embed_dim.unwrap_or(192) as f64;
-        let depth = m.depth.unwrap_or(12) as f64;
-        let heads = m.num_heads.unwrap_or(3) as f64;
-        let patch = m.patch_size.max(1) as f64;
-        let tokens = (size / patch).powi(2) + 2.0;
-        let hidden = dim * m.mlp_ratio;
-        let params = depth * (4.0 * dim * dim + 2.0 * dim * hidden) + tokens * dim;
-        let per_block =
-            batch * tokens * (12.0 * dim + 2.0 * hidden) + 3.0 * batch * heads * tokens * tokens;
-        4.0 * (4.0 * params + depth * per_block + pixels + stem_activations(c))
+        step_memory(c)
     };
     MemoryEstimate {
         order: 8.0 * images,
         loader,
         step,
     }
+}
+
+/// Bytes a CUDA context and the caching allocator's slack take on a GPU besides the trial.
+const GPU_OVERHEAD: f64 = 1.0 * (1u64 << 30) as f64;
+
+/// An upper-side estimate of the GPU memory a trial needs (its training step and the
+/// context), to refuse a trial a GPU cannot hold before it starts.
+pub fn estimate_device_memory(c: &Config) -> f64 {
+    step_memory(c) + GPU_OVERHEAD
+}
+
+/// Weights, gradients and AdamW moments in f32, plus the activations one training step keeps
+/// for its backward pass. Mixed precision keeps the 16-bit copies of the matrix ops' inputs
+/// beside their f32 outputs (3 bytes a value instead of 4) and a 16-bit copy of the weights;
+/// gradient checkpointing recomputes the elementwise ops' outputs (counted as a quarter of
+/// the activations, conservatively).
+fn step_memory(c: &Config) -> f64 {
+    let d = &c.data;
+    let m = &c.model;
+    let (batch, size) = (c.train.batch_size as f64, d.image_size as f64);
+    let pixels = batch * d.channels as f64 * size * size;
+    let dim = m.embed_dim.unwrap_or(192) as f64;
+    let depth = m.depth.unwrap_or(12) as f64;
+    let heads = m.num_heads.unwrap_or(3) as f64;
+    let patch = m.patch_size.max(1) as f64;
+    let tokens = (size / patch).powi(2) + 2.0;
+    let hidden = dim * m.mlp_ratio;
+    let params = depth * (4.0 * dim * dim + 2.0 * dim * hidden) + tokens * dim;
+    let per_block =
+        batch * tokens * (12.0 * dim + 2.0 * hidden) + 3.0 * batch * heads * tokens * tokens;
+    let (activation_bytes, weight_copies) = if c.train.precision.is_mixed() {
+        (3.0, 2.0 * params)
+    } else {
+        (4.0, 0.0)
+    };
+    let kept = if c.train.grad_checkpointing {
+        0.75
+    } else {
+        1.0
+    };
+    4.0 * 4.0 * params
+        + weight_copies
+        + activation_bytes * kept * (depth * per_block + stem_activations(c))
+        + 4.0 * pixels
 }
 
 /// Floats a conv stem keeps for its backward pass: each stage's conv output, activation and
@@ -1072,7 +1110,7 @@ fn stem_activations(c: &Config) -> f64 {
 }
 
 /// Total memory of this machine (bytes), from `/proc/meminfo`; `None` when unknown.
-fn machine_memory() -> Option<f64> {
+pub fn machine_memory() -> Option<f64> {
     static TOTAL: OnceLock<Option<f64>> = OnceLock::new();
     *TOTAL.get_or_init(|| {
         let text = std::fs::read_to_string("/proc/meminfo").ok()?;

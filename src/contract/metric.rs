@@ -80,6 +80,11 @@ impl Metric {
     pub const TRAIN_PARAMS: Metric = metric(Split::Train, "params", Goal::Minimize, true);
     /// The trial process's peak resident memory so far, in MiB.
     pub const TRAIN_PEAK_RSS: Metric = metric(Split::Train, "peak_rss_mib", Goal::Minimize, true);
+    /// The float16 loss scale at the epoch's end (`train.precision = "f16"`).
+    pub const TRAIN_LOSS_SCALE: Metric = metric(Split::Train, "loss_scale", Goal::Maximize, false);
+    /// Optimizer steps skipped so far because the scaled gradients overflowed (float16).
+    pub const TRAIN_SKIPPED_STEPS: Metric =
+        metric(Split::Train, "skipped_steps", Goal::Minimize, false);
     pub const VAL_LOSS: Metric = metric(Split::Val, "loss", Goal::Minimize, true);
     /// A classification trial's top-1 (trials recorded before tasks existed all logged it).
     pub const VAL_TOP1: Metric = metric(Split::Val, "top1", Goal::Maximize, true);
@@ -102,7 +107,7 @@ impl Metric {
 
     /// Every metric every trial logs under a fixed name, whatever its task (each task's own
     /// figures are its [`TaskMetrics`]).
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 19] = [
         Metric::TRAIN_LOSS,
         Metric::TRAIN_STEP_LOSS,
         Metric::TRAIN_STEP_LR,
@@ -111,6 +116,8 @@ impl Metric {
         Metric::TRAIN_SKIPPED,
         Metric::TRAIN_PARAMS,
         Metric::TRAIN_PEAK_RSS,
+        Metric::TRAIN_LOSS_SCALE,
+        Metric::TRAIN_SKIPPED_STEPS,
         Metric::VAL_LOSS,
         Metric::VAL_SKIPPED,
         Metric::VAL_EMA_LOSS,

@@ -8,7 +8,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use super::BatchNormOutput;
+use super::{autocast, BatchNormOutput};
 
 fn wrap<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
@@ -21,9 +21,11 @@ pub fn linear_op<B: Backend>(
     bias: Option<FloatTensor<B>>,
     activate: bool,
 ) -> FloatTensor<B> {
-    let out = linear(wrap::<B, 2>(x), wrap(weight), bias.map(wrap));
+    let (x, back) = autocast::to_compute(wrap::<B, 2>(x));
+    let bias = bias.map(|b| autocast::cast_in(wrap::<B, 1>(b)));
+    let out = linear(x, autocast::cast_in(wrap(weight)), bias);
     let out = if activate { gelu(out) } else { out };
-    out.into_primitive().tensor()
+    autocast::cast_out(out, back).into_primitive().tensor()
 }
 
 /// [`super::VitKernels::vit_conv2d`] composed: burn's `conv2d`, then burn's ReLU.
@@ -35,9 +37,12 @@ pub fn conv2d_op<B: Backend>(
     activate: bool,
 ) -> FloatTensor<B> {
     let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
-    let out = conv2d(wrap::<B, 4>(x), wrap(weight), Some(wrap(bias)), options);
+    let (x, back) = autocast::to_compute(wrap::<B, 4>(x));
+    let weight = autocast::cast_in(wrap::<B, 4>(weight));
+    let bias = autocast::cast_in(wrap::<B, 1>(bias));
+    let out = conv2d(x, weight, Some(bias), options);
     let out = if activate { relu(out) } else { out };
-    out.into_primitive().tensor()
+    autocast::cast_out(out, back).into_primitive().tensor()
 }
 
 /// [`super::VitKernels::vit_conv2d_scaled`] composed: the scale folded into the weight
@@ -109,11 +114,20 @@ pub fn max_pool2d_op<B: Backend>(
 }
 
 /// [`super::VitKernels::vit_self_attention`] composed (see [`self_attention`]).
+/// Under mixed precision both products run in the compute format and the softmax in f32.
 pub fn self_attention_op<B: Backend>(qkv: FloatTensor<B>, heads: usize) -> FloatTensor<B> {
-    self_attention(wrap::<B, 3>(qkv), heads)
-        .0
-        .into_primitive()
-        .tensor()
+    let (qkv, back) = autocast::to_compute(wrap::<B, 3>(qkv));
+    let context = match back {
+        None => self_attention(qkv, heads).0,
+        Some(f32) => {
+            let [q, k, v] = split_heads(qkv, heads);
+            let [_, _, _, hd] = q.dims();
+            let scores = q.matmul(k.swap_dims(2, 3)).cast(f32);
+            let weights = softmax(scores.mul_scalar((hd as f64).powf(-0.5)), 3);
+            attend(autocast::cast_in(weights), v)
+        }
+    };
+    autocast::cast_out(context, back).into_primitive().tensor()
 }
 
 /// Splits `qkv` `[batch, tokens, 3·dim]` into q, k and v, each `[batch, heads, tokens,

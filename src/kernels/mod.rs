@@ -9,6 +9,7 @@
 //! [`gelu`], [`self_attention`], [`conv2d`], [`batch_norm`], [`max_pool2d`]), never the trait
 //! methods.
 
+pub mod autocast;
 pub mod composed;
 pub mod cpu;
 mod flex;

@@ -1,29 +1,7 @@
 //! What the sweep can run on: CUDA GPUs (from `nvidia-smi`, filtered by
 //! `CUDA_VISIBLE_DEVICES`) and the CPU, or an explicit `--devices` list.
 
-use std::process::Command;
-
-/// One GPU as discovered (memory in MiB when known).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Gpu {
-    /// The physical index, as `CUDA_VISIBLE_DEVICES` takes it.
-    pub index: usize,
-    pub name: String,
-    pub memory_total_mib: Option<u64>,
-    pub memory_free_mib: Option<u64>,
-}
-
-impl Gpu {
-    /// A GPU known only by its index (memory unknown).
-    pub fn unknown(index: usize) -> Gpu {
-        Gpu {
-            index,
-            name: "GPU".into(),
-            memory_total_mib: None,
-            memory_free_mib: None,
-        }
-    }
-}
+pub use crate::train::gpus::{filter_visible, parse_nvidia_smi, Gpu};
 
 /// The machine as the scheduler sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,58 +11,10 @@ pub struct Devices {
     pub cpu_cores: usize,
 }
 
-/// Parses `nvidia-smi --query-gpu=index,name,memory.total,memory.free
-/// --format=csv,noheader,nounits` output.
-pub fn parse_nvidia_smi(text: &str) -> Vec<Gpu> {
-    text.lines()
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split(',').map(str::trim).collect();
-            let [index, name, total, free] = cols.as_slice() else {
-                return None;
-            };
-            Some(Gpu {
-                index: index.parse().ok()?,
-                name: name.to_string(),
-                memory_total_mib: total.parse().ok(),
-                memory_free_mib: free.parse().ok(),
-            })
-        })
-        .collect()
-}
-
-/// Keeps the GPUs that `CUDA_VISIBLE_DEVICES` names (all when it is unset); indices not
-/// reported by `nvidia-smi` are added with unknown memory.
-pub fn filter_visible(gpus: Vec<Gpu>, visible: Option<&str>) -> Vec<Gpu> {
-    let Some(visible) = visible else {
-        return gpus;
-    };
-    visible
-        .split(',')
-        .filter_map(|s| s.trim().parse::<usize>().ok())
-        .map(|index| {
-            gpus.iter()
-                .find(|g| g.index == index)
-                .cloned()
-                .unwrap_or_else(|| Gpu::unknown(index))
-        })
-        .collect()
-}
-
 /// The machine's GPUs and cores.
 pub fn discover() -> Devices {
-    let smi = Command::new("nvidia-smi")
-        .args([
-            "--query-gpu=index,name,memory.total,memory.free",
-            "--format=csv,noheader,nounits",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| parse_nvidia_smi(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or_default();
-    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     Devices {
-        gpus: filter_visible(smi, visible.as_deref()),
+        gpus: crate::train::gpus::visible().unwrap_or_default(),
         cpu_cores: crate::config::available_cores(),
     }
 }

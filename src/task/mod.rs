@@ -9,6 +9,7 @@ pub mod detection;
 pub mod explain;
 mod outputs;
 mod panels;
+pub mod readings;
 pub mod segmentation;
 
 pub use outputs::npy_f32;
@@ -31,6 +32,7 @@ use crate::model::{Backbone, BackboneShape, Model, StateDict, TimmModel};
 use classification::Classification;
 use detection::Detection;
 use explain::{Grad, Map};
+use readings::{Reading, StepReadings};
 use segmentation::Segmentation;
 
 /// What a validation pass measured.
@@ -136,6 +138,27 @@ pub trait Task: Sized + Send + Sync + 'static {
         batch: &Batch<Self::Targets>,
         training: bool,
     ) -> (Tensor<B, 1>, Self::Output);
+
+    /// A training batch's loss, with its score and loss parts as readings a task may keep on
+    /// the device (the trial copies them to the host every `train.read_every` steps). The
+    /// default reads them at once, through [`Task::forward_loss`].
+    fn forward_train<B: VitKernels, E: Backbone<B>>(
+        &self,
+        model: &Model<B, E, Self::Head<B>>,
+        images: Tensor<B, 4>,
+        batch: &Batch<Self::Targets>,
+    ) -> (Tensor<B, 1>, StepReadings<B>) {
+        let (loss, predictions) = self.forward_loss(model, images, batch, true);
+        let readings = StepReadings {
+            score: Reading::Host(self.train_score(&predictions, batch)),
+            parts: self
+                .loss_parts(&predictions)
+                .into_iter()
+                .map(|(name, value)| (name, Reading::Host(value)))
+                .collect(),
+        };
+        (loss, readings)
+    }
 
     /// Hands the teacher's class logits `[batch, classes]` of a batch to its targets
     /// (`[distill]`); a task that cannot learn from a teacher (the config refuses distillation

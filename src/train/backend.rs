@@ -1,9 +1,14 @@
 //! Picks the burn backend at run time from `train.device`, so model and loop code stay generic.
 
-use crate::kernels::TrainBackend;
+use burn::backend::autodiff::checkpoint::strategy::{
+    BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
+};
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::FloatDType;
 
-use crate::config::DeviceSpec;
+use super::gpus::{self, DeviceProblem};
+use crate::config::{Config, DeviceSpec, Precision, TrainConfig};
+use crate::kernels::{autocast, TrainBackend};
 
 /// Work that runs on whichever autodiff backend the device string picks.
 pub trait BackendTask {
@@ -11,13 +16,32 @@ pub trait BackendTask {
     fn run<B: TrainBackend>(self, device: B::Device, label: String) -> Self::Output;
 }
 
-/// Why a device cannot be used by this build.
+/// Why this binary, or this machine, cannot run a trial's `[train]` settings.
 #[derive(Debug, thiserror::Error)]
-#[error("train.device = \"{device}\" needs vitrun built with `--features {feature}` ({hint})")]
-pub struct MissingBackend {
-    device: String,
-    feature: &'static str,
-    hint: &'static str,
+pub enum Unsupported {
+    #[error("train.device = \"{device}\" needs vitrun built with `--features {feature}` ({hint})")]
+    Backend {
+        device: String,
+        feature: &'static str,
+        hint: &'static str,
+    },
+    #[error("train.precision = \"{precision}\" needs a backend that computes in 16 bits (cuda:N, tch-cuda:N or tch-cpu), but this trial runs on {device} (burn-flex computes in f32 only); set train.precision = \"f32\", or train.device = \"cuda:0\" with a GPU build (`just build-gpu`)")]
+    Precision {
+        precision: &'static str,
+        device: String,
+    },
+    #[error("train.device = {0}")]
+    Device(#[from] DeviceProblem),
+}
+
+impl Unsupported {
+    /// The experiment key the problem is about.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Unsupported::Precision { .. } => "train.precision",
+            Unsupported::Backend { .. } | Unsupported::Device(_) => "train.device",
+        }
+    }
 }
 
 /// The backends this binary was built with, as `vitrun --version` prints them.
@@ -40,22 +64,30 @@ pub fn version_has_gpu_backend(version: &str) -> bool {
         .is_some_and(|(_, list)| list.contains("cuda") || list.contains("tch"))
 }
 
-/// `e`, naming the experiment file and where its `train.device` was set.
-pub fn in_experiment(loaded: &crate::config::Loaded, e: MissingBackend) -> anyhow::Error {
+/// `e`, naming the experiment file and where the key it is about was set.
+pub fn in_experiment(loaded: &crate::config::Loaded, e: Unsupported) -> anyhow::Error {
+    let key = e.key();
     let from = loaded
         .sources
-        .get("train.device")
+        .get(key)
         .map_or("default".to_string(), ToString::to_string);
-    anyhow::Error::new(e).context(format!(
-        "{} (train.device from {from})",
-        loaded.file.display()
-    ))
+    anyhow::Error::new(e).context(format!("{} ({key} from {from})", loaded.file.display()))
 }
 
-/// Whether this binary has the backend `spec` runs on (`auto` falls back to the CPU); the
-/// error says which feature it needs.
-pub fn supports(spec: DeviceSpec) -> Result<(), MissingBackend> {
-    let missing = |feature: &'static str, hint: &'static str| MissingBackend {
+/// Whether this binary can run `train` (`auto` counts as the CPU in a binary without a GPU
+/// backend; in one with, the machine decides at run time): the backend `train.device` needs,
+/// and a 16-bit `train.precision` on a backend that computes in it.
+pub fn supports(train: &TrainConfig) -> Result<(), Unsupported> {
+    let spec = if HAS_GPU_BACKEND {
+        train.device
+    } else {
+        resolve_auto(train.device)
+    };
+    supports_on(spec, train.precision)
+}
+
+fn supports_on(spec: DeviceSpec, precision: Precision) -> Result<(), Unsupported> {
+    let missing = |feature: &'static str, hint: &'static str| Unsupported::Backend {
         device: spec.to_string(),
         feature,
         hint,
@@ -68,7 +100,20 @@ pub fn supports(spec: DeviceSpec) -> Result<(), MissingBackend> {
             "tch",
             "burn-tch; LibTorch via LIBTORCH or LIBTORCH_USE_PYTORCH=1 with torch installed",
         )),
+        DeviceSpec::Cpu if precision.is_mixed() => Err(Unsupported::Precision {
+            precision: precision.name(),
+            device: spec.to_string(),
+        }),
         _ => Ok(()),
+    }
+}
+
+/// The 16-bit format mixed precision computes in.
+pub fn compute_dtype(precision: Precision) -> Option<FloatDType> {
+    match precision {
+        Precision::F32 => None,
+        Precision::Bf16 => Some(FloatDType::BF16),
+        Precision::F16 => Some(FloatDType::F16),
     }
 }
 
@@ -87,33 +132,63 @@ pub fn resolve_auto(spec: DeviceSpec) -> DeviceSpec {
     }
 }
 
-/// Runs `task` on the backend `spec` names.
-pub fn dispatch<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output, MissingBackend> {
-    let spec = resolve_auto(spec);
+/// Runs `task` for the trial `config` on the backend its `train.device` names, after checking
+/// that this binary and this machine can (the GPU is there and large enough): a trial that
+/// cannot run fails here, before it is claimed. Mixed precision is on for the task's thread,
+/// and `train.grad_checkpointing` picks burn's balanced checkpointing strategy.
+pub fn dispatch<T: BackendTask>(config: &Config, task: T) -> Result<T::Output, Unsupported> {
+    let train = &config.train;
+    let spec = resolve_auto(train.device);
+    supports_on(spec, train.precision)?;
+    if let DeviceSpec::Cuda(index) | DeviceSpec::TchCuda(index) = spec {
+        let need = crate::config::estimate_device_memory(config);
+        gpus::check(&spec.to_string(), index, gpus::visible(), Some(need))?;
+    }
+    let _mixed = autocast::enable(compute_dtype(train.precision));
+    if train.grad_checkpointing {
+        run_on::<T, BalancedCheckpointing>(spec, task)
+    } else {
+        run_on::<T, NoCheckpointing>(spec, task)
+    }
+}
+
+fn run_on<T: BackendTask, C: CheckpointStrategy>(
+    spec: DeviceSpec,
+    task: T,
+) -> Result<T::Output, Unsupported> {
     let label = spec.to_string();
     match spec {
         DeviceSpec::Auto | DeviceSpec::Cpu => {
-            Ok(task.run::<Autodiff<Flex>>(Default::default(), label))
+            Ok(task.run::<Autodiff<Flex, C>>(Default::default(), label))
         }
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda(index) => cuda::<T, C>(task, index, label),
+        #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(index) => cuda(task, index, label),
+        #[cfg(feature = "tch")]
+        DeviceSpec::TchCpu => tch::<T, C>(task, None, label),
+        #[cfg(feature = "tch")]
+        DeviceSpec::TchCuda(index) => tch::<T, C>(task, Some(index), label),
+        #[cfg(not(feature = "tch"))]
         DeviceSpec::TchCpu => tch(task, None, label),
+        #[cfg(not(feature = "tch"))]
         DeviceSpec::TchCuda(index) => tch(task, Some(index), label),
     }
 }
 
 #[cfg(feature = "cuda")]
-fn cuda<T: BackendTask>(task: T, index: usize, label: String) -> Result<T::Output, MissingBackend> {
+fn cuda<T: BackendTask, C: CheckpointStrategy>(
+    task: T,
+    index: usize,
+    label: String,
+) -> Result<T::Output, Unsupported> {
     use burn::backend::cuda::{Cuda, CudaDevice};
-    Ok(task.run::<Autodiff<Cuda>>(CudaDevice::new(index), label))
+    Ok(task.run::<Autodiff<Cuda, C>>(CudaDevice::new(index), label))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda<T: BackendTask>(
-    _task: T,
-    index: usize,
-    _label: String,
-) -> Result<T::Output, MissingBackend> {
-    Err(MissingBackend {
+fn cuda<T: BackendTask>(_task: T, index: usize, _label: String) -> Result<T::Output, Unsupported> {
+    Err(Unsupported::Backend {
         device: format!("cuda:{index}"),
         feature: "cuda",
         hint: "burn-cuda; the CUDA toolkit at run time",
@@ -121,17 +196,17 @@ fn cuda<T: BackendTask>(
 }
 
 #[cfg(feature = "tch")]
-fn tch<T: BackendTask>(
+fn tch<T: BackendTask, C: CheckpointStrategy>(
     task: T,
     gpu: Option<usize>,
     label: String,
-) -> Result<T::Output, MissingBackend> {
+) -> Result<T::Output, Unsupported> {
     use burn::backend::libtorch::{LibTorch, LibTorchDevice};
     let device = match gpu {
         Some(i) => LibTorchDevice::Cuda(i),
         None => LibTorchDevice::Cpu,
     };
-    Ok(task.run::<Autodiff<LibTorch>>(device, label))
+    Ok(task.run::<Autodiff<LibTorch, C>>(device, label))
 }
 
 #[cfg(not(feature = "tch"))]
@@ -139,8 +214,8 @@ fn tch<T: BackendTask>(
     _task: T,
     gpu: Option<usize>,
     _label: String,
-) -> Result<T::Output, MissingBackend> {
-    Err(MissingBackend {
+) -> Result<T::Output, Unsupported> {
+    Err(Unsupported::Backend {
         device: gpu
             .map(|i| format!("tch-cuda:{i}"))
             .unwrap_or("tch-cpu".into()),

@@ -29,6 +29,9 @@ pub struct Progress {
     /// into it the weights are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialEpoch>,
+    /// The float16 loss scaler's state (`train.precision = "f16"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<super::loss_scale::LossScale>,
 }
 
 /// Reads a best score, `null` (JSON's spelling of −∞) as no score yet.
@@ -208,6 +211,11 @@ mod tests {
                 seen: 224,
                 skipped: 1,
                 parts: vec![("loss_dist".into(), 0.7)],
+            }),
+            loss_scale: Some(crate::train::loss_scale::LossScale {
+                scale: 1024.0,
+                good_steps: 3,
+                skipped: 9,
             }),
         };
         let text = serde_json::to_string(&progress).unwrap();

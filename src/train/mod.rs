@@ -4,7 +4,9 @@ pub mod backend;
 pub mod checkpoint;
 pub mod early_stop;
 pub mod ema;
+pub mod gpus;
 mod grads;
+pub mod loss_scale;
 pub mod optim;
 pub mod pretrained;
 mod probe;
@@ -15,7 +17,7 @@ pub mod teacher_cache;
 mod trial;
 
 pub use early_stop::{EpochGate, Judge};
-pub use probe::probe;
+pub use probe::{probe, ProbeReport, ProbeSteps};
 pub use trial::{
     evaluate, run_trial, EpochSummary, Eval, Evaluation, Observer, Outcome, TrialModel, TrialRun,
 };

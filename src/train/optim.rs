@@ -139,7 +139,23 @@ impl<B: Backend> Optimizer<B> {
 
     /// One update of every parameter that has a gradient; returns the new module and the
     /// gradient norm before clipping.
-    pub fn step<AB, M>(&mut self, model: M, mut grads: GradientsParams, lr: f64) -> (M, f64)
+    pub fn step<AB, M>(&mut self, model: M, grads: GradientsParams, lr: f64) -> (M, f64)
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: Module<AB>,
+    {
+        self.step_unscaled::<AB, M>(model, grads, lr, 1.0)
+    }
+
+    /// [`Optimizer::step`] on gradients of a loss multiplied by `1 / unscale` (float16 loss
+    /// scaling): each gradient is multiplied by `unscale` first, and clipping sees the result.
+    pub fn step_unscaled<AB, M>(
+        &mut self,
+        model: M,
+        mut grads: GradientsParams,
+        lr: f64,
+        unscale: f64,
+    ) -> (M, f64)
     where
         AB: AutodiffBackend<InnerBackend = B>,
         M: Module<AB>,
@@ -147,15 +163,16 @@ impl<B: Backend> Optimizer<B> {
         self.steps += 1;
         let clip = self.config.grad_clip;
         let norm = if clip > 0.0 {
-            global_grad_norm::<AB, M>(&model, &grads)
+            global_grad_norm::<AB, M>(&model, &grads) * unscale
         } else {
             f64::NAN
         };
-        let grad_scale = if clip > 0.0 && norm > clip {
-            clip / (norm + 1e-6)
-        } else {
-            1.0
-        };
+        let grad_scale = unscale
+            * if clip > 0.0 && norm > clip {
+                clip / (norm + 1e-6)
+            } else {
+                1.0
+            };
         let mut mapper = StepMapper::<AB> {
             opt: self,
             grads: &mut grads,
@@ -326,4 +343,50 @@ pub fn param_sizes<B: Backend, M: burn::module::Module<B>>(model: &M) -> BTreeMa
     };
     model.visit(&mut v);
     v.sizes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OptimizerConfig;
+    use burn::backend::{Autodiff, Flex};
+    use burn::nn::{Linear, LinearConfig};
+
+    type AB = Autodiff<Flex>;
+
+    fn layer() -> Linear<AB> {
+        let device = Default::default();
+        AB::seed(&device, 4);
+        LinearConfig::new(6, 3).init(&device)
+    }
+
+    /// The weights after one step on the loss `sum(layer(x)²) × scale`, unscaled by `1/scale`.
+    fn stepped(scale: f64, clip: f64) -> Vec<f32> {
+        let config = OptimizerConfig {
+            grad_clip: clip,
+            ..OptimizerConfig::default()
+        };
+        let mut optimizer = Optimizer::new(&config);
+        let model = layer();
+        let x = Tensor::<AB, 2>::from_data(
+            TensorData::new((0..12).map(|i| i as f32 / 7.0 - 0.8).collect(), [2, 6]),
+            &Default::default(),
+        );
+        let loss = model.forward(x).powi_scalar(2).sum().mul_scalar(scale);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optimizer
+            .step_unscaled::<AB, _>(model, grads, 1e-2, 1.0 / scale)
+            .0;
+        model.weight.val().into_data().to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_scaled_loss_unscaled_at_the_step_updates_as_the_plain_loss() {
+        for clip in [0.0, 0.05] {
+            let plain = stepped(1.0, clip);
+            assert_eq!(stepped(65536.0, clip), plain, "clip {clip}");
+            assert_eq!(stepped(0.125, clip), plain, "clip {clip}");
+        }
+        assert_ne!(stepped(1.0, 0.05), stepped(1.0, 0.0), "the clip applies");
+    }
 }

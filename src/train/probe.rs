@@ -1,9 +1,13 @@
-//! A short memory probe: a few training steps of a trial's model, task and batch size on its
-//! first training batch, so the scheduler can measure what one trial needs on a GPU
-//! (`trials_per_gpu = "auto"`).
+//! A probe of a trial's model, task, batch size, device and precision on its first training
+//! batch: a few training steps, so the scheduler can measure what one trial needs on a GPU
+//! (`trials_per_gpu = "auto"`), or more, timed, with inference after them (the GPU
+//! benchmark's images per second). The steps read nothing back until the last, as a trial
+//! reads every `train.read_every` steps.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::grads::gradients;
@@ -14,30 +18,49 @@ use crate::kernels::TrainBackend;
 use crate::model::{with_arch, Arch, ArchTask, Model};
 use crate::task::{with_task, Task, TaskWork};
 
-/// Runs `steps` forward/backward/optimizer steps; returns the last loss.
+/// How many steps a probe takes: `warmup` untimed, then `steps` timed.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSteps {
+    pub warmup: usize,
+    pub steps: usize,
+}
+
+/// What a probe measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeReport {
+    pub batch: usize,
+    pub steps: usize,
+    pub last_loss: f64,
+    /// Training steps (forward, backward, optimizer) over the timed steps.
+    pub train_images_per_sec: f64,
+    /// Forward passes of the weights without autodiff (the validation path) over as many.
+    pub infer_images_per_sec: f64,
+}
+
+/// Runs the probe's training steps, then as many inference passes.
 pub fn probe<B: TrainBackend>(
     config: &Config,
     device: B::Device,
-    steps: usize,
-) -> anyhow::Result<f64> {
+    steps: ProbeSteps,
+) -> anyhow::Result<ProbeReport> {
     struct ForArch<'a, B: TrainBackend> {
         config: &'a Config,
         device: B::Device,
-        steps: usize,
+        steps: ProbeSteps,
     }
     struct ForTask<'a, B: TrainBackend, A: Arch> {
         at: ForArch<'a, B>,
         arch: A,
     }
     impl<B: TrainBackend> ArchTask for ForArch<'_, B> {
-        type Output = anyhow::Result<f64>;
+        type Output = anyhow::Result<ProbeReport>;
         fn run<A: Arch>(self, arch: A) -> Self::Output {
             let kind = self.config.head.task;
             with_task(kind, ForTask { at: self, arch })
         }
     }
     impl<B: TrainBackend, A: Arch> TaskWork for ForTask<'_, B, A> {
-        type Output = anyhow::Result<f64>;
+        type Output = anyhow::Result<ProbeReport>;
         fn run<T: Task>(self) -> Self::Output {
             probe_task::<B, A, T>(self.at.config, &self.arch, self.at.device, self.at.steps)
         }
@@ -56,8 +79,8 @@ fn probe_task<B: TrainBackend, A: Arch, T: Task>(
     config: &Config,
     arch: &A,
     device: B::Device,
-    steps: usize,
-) -> anyhow::Result<f64> {
+    steps: ProbeSteps,
+) -> anyhow::Result<ProbeReport> {
     let splits = data::open(config, T::Targets::KIND)?;
     let task = T::new(config, &splits.classes)?;
     B::seed(&device, config.seed);
@@ -87,15 +110,49 @@ fn probe_task<B: TrainBackend, A: Arch, T: Task>(
     let first: Vec<usize> = (0..config.train.batch_size.min(splits.train.len())).collect();
     let batch = load_batch(&spec, 1, &first)?;
     let shape = [batch.len(), batch.channels, batch.size, batch.size];
+    let data = TensorData::new(batch.images.clone(), shape);
     let mut optimizer = Optimizer::<B::InnerBackend>::new(&config.optimizer);
-    let mut loss_value = f64::NAN;
-    for _ in 0..steps {
-        let images =
-            Tensor::<B, 4>::from_data(TensorData::new(batch.images.clone(), shape), &device);
-        let (loss, _) = task.forward_loss(&model, images, &batch, true);
-        loss_value = loss.clone().into_scalar().elem();
-        let grads = gradients(loss.backward(), &model);
+    let total = steps.warmup + steps.steps;
+    let mut started = Instant::now();
+    let mut last = None;
+    for step in 0..total {
+        if step == steps.warmup {
+            finish(last.take());
+            started = Instant::now();
+        }
+        let (loss, _) =
+            task.forward_train(&model, Tensor::from_data(data.clone(), &device), &batch);
+        let grads = gradients(loss.clone().backward(), &model);
         model = optimizer.step::<B, _>(model, grads, config.optimizer.lr).0;
+        last = Some(loss.inner());
     }
-    Ok(loss_value)
+    let last_loss = finish(last);
+    let train = started.elapsed().as_secs_f64();
+    let valid = Model::new(A::valid(&model.encoder), T::valid_head(&model.head));
+    let mut started = Instant::now();
+    let mut last = None;
+    for step in 0..total {
+        if step == steps.warmup {
+            finish(last.take());
+            started = Instant::now();
+        }
+        let (loss, _) =
+            task.forward_train(&valid, Tensor::from_data(data.clone(), &device), &batch);
+        last = Some(loss);
+    }
+    finish(last);
+    let infer = started.elapsed().as_secs_f64();
+    let images = (steps.steps * batch.len()) as f64;
+    Ok(ProbeReport {
+        batch: batch.len(),
+        steps: steps.steps,
+        last_loss,
+        train_images_per_sec: images / train.max(1e-9),
+        infer_images_per_sec: images / infer.max(1e-9),
+    })
+}
+
+/// Waits for the device to finish the work behind `loss` by reading it (NaN: no step yet).
+fn finish<B: Backend>(loss: Option<Tensor<B, 1>>) -> f64 {
+    loss.map_or(f64::NAN, |l| l.into_scalar().elem())
 }

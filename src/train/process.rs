@@ -10,7 +10,7 @@ use anyhow::Context;
 use super::backend::{dispatch, BackendTask};
 use super::early_stop::{EpochGate, Judge};
 use super::teacher::Teacher;
-use super::{run_trial, Observer, Outcome, TrialRun};
+use super::{run_trial, Observer, Outcome, ProbeReport, ProbeSteps, TrialRun};
 use crate::config::{available_cores, Loaded};
 use crate::contract::{Artifact, Event, Status};
 use crate::data::panic_text;
@@ -342,7 +342,7 @@ pub fn run(
 ) -> anyhow::Result<TrialEnd> {
     crate::task::preflight(loaded)?;
     dispatch(
-        loaded.config.train.device,
+        &loaded.config,
         TrainTask {
             loaded,
             options,
@@ -353,19 +353,20 @@ pub fn run(
     .map_err(|e| super::backend::in_experiment(loaded, e))?
 }
 
-struct ProbeTask<'a>(&'a Loaded);
+struct ProbeTask<'a>(&'a Loaded, ProbeSteps);
 
 impl BackendTask for ProbeTask<'_> {
-    type Output = anyhow::Result<f64>;
+    type Output = anyhow::Result<ProbeReport>;
 
-    fn run<B: TrainBackend>(self, device: B::Device, _label: String) -> anyhow::Result<f64> {
-        super::probe::<B>(&self.0.config, device, 3)
+    fn run<B: TrainBackend>(self, device: B::Device, _label: String) -> Self::Output {
+        super::probe::<B>(&self.0.config, device, self.1)
     }
 }
 
-/// `vitrun probe` (hidden): three training steps on the first training batch, for GPU memory
-/// probes.
-pub fn probe(loaded: &Loaded) -> anyhow::Result<f64> {
-    dispatch(loaded.config.train.device, ProbeTask(loaded))
+/// `vitrun probe` (hidden): training steps on the first training batch, then as many
+/// inference passes, on the trial's device and precision: the GPU memory probe of
+/// `trials_per_gpu = "auto"`, and the GPU benchmark's images per second.
+pub fn probe(loaded: &Loaded, steps: ProbeSteps) -> anyhow::Result<ProbeReport> {
+    dispatch(&loaded.config, ProbeTask(loaded, steps))
         .map_err(|e| super::backend::in_experiment(loaded, e))?
 }

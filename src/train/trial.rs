@@ -8,16 +8,19 @@ use std::time::Instant;
 
 use anyhow::Context;
 use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::checkpoint::{self, PartialEpoch, Progress, Weights};
 use super::early_stop::EpochGate;
 use super::ema::Ema;
 use super::grads::{gradients, Accumulator};
-use super::optim::{param_sizes, Optimizer};
+use super::loss_scale::LossScale;
+use super::optim::{global_grad_norm, param_sizes, Optimizer};
 use super::schedule::LrSchedule;
 use super::teacher::{Teacher, TeacherTally};
-use crate::config::{available_cores, CheckpointPolicy, Config};
+use crate::config::{available_cores, CheckpointPolicy, Config, Precision};
 use crate::contract::{Artifact, Checkpoint, Event, Metric, Split, Status, TrialDir, TrialExit};
 use crate::data::{self, Batch, DataError, EpochLoader, LoaderSpec, Pipeline, Targets};
 use crate::kernels::{TrainBackend, VitKernels};
@@ -25,6 +28,7 @@ use crate::model::{
     apply_pretrained, apply_state_dict, freeze, read_state_dict, state_dict, with_arch, Arch,
     ArchTask, Model, StateDict,
 };
+use crate::task::readings::{read_all, Reading, StepReadings};
 use crate::task::{with_task, Scores, Task, TaskWork};
 use crate::track::{MetricRow, Recorder};
 
@@ -157,6 +161,32 @@ fn wall() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A training step whose loss and readings are still on the device.
+struct UnreadStep<B: Backend> {
+    /// The batch's 1-based index in the epoch.
+    index: usize,
+    /// Optimizer steps before and after the batch.
+    step_before: u64,
+    step_after: u64,
+    lr: f64,
+    images: usize,
+    loss: Reading<B>,
+    readings: StepReadings<B>,
+}
+
+/// An epoch's running sums and step rows, and the steps not read into them yet.
+struct StepReads<B: Backend> {
+    epoch: usize,
+    started: Instant,
+    /// Images seen before this run of the epoch (a resumed epoch's), for the images/s.
+    seen_before: usize,
+    /// Every how many batches a step loss is logged.
+    log_every: usize,
+    sums: PartialEpoch,
+    rows: Vec<MetricRow>,
+    unread: Vec<UnreadStep<B>>,
+}
+
 fn row(metric: Metric, step: u64, epoch: usize, value: f64) -> MetricRow {
     named_row(metric.split, metric.name, step, epoch, value)
 }
@@ -192,7 +222,8 @@ struct TrainStats {
 /// How a training epoch ended.
 enum EpochEnd {
     Trained(TrainStats),
-    Diverged,
+    /// The loss stopped being finite at this optimizer step.
+    Diverged(u64),
     Interrupted,
 }
 
@@ -312,12 +343,7 @@ fn run_task<B: TrainBackend, A: Arch, T: Task>(
         model = next;
         let stats = match end {
             EpochEnd::Trained(stats) => stats,
-            EpochEnd::Diverged => {
-                return Ok(Outcome::Diverged {
-                    epoch,
-                    step: trial.progress.step,
-                })
-            }
+            EpochEnd::Diverged(step) => return Ok(Outcome::Diverged { epoch, step }),
             EpochEnd::Interrupted => return Ok(Outcome::Interrupted { epoch }),
         };
         let eval = trial.evaluate(&valid::<B, A, T>(&model), epoch)?;
@@ -432,6 +458,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                 best_epoch: 0,
                 best_is_ema: false,
                 partial: None,
+                loss_scale: (t.precision == Precision::F16).then(LossScale::default),
             },
             schedule: LrSchedule::new(&config.optimizer, steps_per_epoch, t.epochs),
             train_spec: LoaderSpec {
@@ -667,7 +694,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
         }
         self.observer
             .epoch_start(epoch, self.config.train.epochs, steps);
-        let mut sums = resumed.unwrap_or(PartialEpoch {
+        let sums = resumed.unwrap_or(PartialEpoch {
             batches_done: 0,
             batches: steps,
             loss_sum: 0.0,
@@ -676,17 +703,23 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             skipped: 0,
             parts: Vec::new(),
         });
-        let seen_before = sums.seen;
-        let mut rows = Vec::new();
-        let log_every = (steps / 20).max(1);
+        let mut reads = StepReads {
+            epoch,
+            started,
+            seen_before: sums.seen,
+            log_every: (steps / 20).max(1),
+            sums,
+            rows: Vec::new(),
+            unread: Vec::new(),
+        };
         let mut lr = self.schedule.lr(self.progress.step as usize);
         let accumulate = self.config.train.grad_accumulation;
         let mut pending = Accumulator::default();
         let mut waiting = 0;
         for (i, batch) in (first..).zip(loader) {
             let mut batch = batch?;
-            sums.skipped += self.note_skipped(&batch)?;
-            sums.batches_done = i + 1;
+            reads.sums.skipped += self.note_skipped(&batch)?;
+            reads.sums.batches_done = i + 1;
             if !batch.is_empty() {
                 B::seed(&self.device, seed_for_batch(self.config.seed, epoch, i));
                 lr = self.schedule.lr(self.progress.step as usize);
@@ -695,62 +728,58 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                     self.task.with_teacher(&mut batch.targets, logits);
                 }
                 let images = to_tensor::<B, T::Targets>(&mut batch, &self.device);
-                let (loss, predictions) = self.task.forward_loss(&model, images, &batch, true);
-                let loss_value: f64 = loss.clone().into_scalar().elem();
-                if !loss_value.is_finite() {
-                    let msg = format!(
-                        "loss became {loss_value} at epoch {epoch}, step {}",
-                        self.progress.step
-                    );
-                    self.recorder
-                        .log_event(&self.id, Event::Ended(Status::Diverged), &msg)?;
-                    self.recorder
-                        .set_status(&self.id, Status::Diverged, Some(&msg))?;
-                    return Ok((model, EpochEnd::Diverged));
-                }
-                let scaled = if accumulate > 1 {
-                    loss.div_scalar(accumulate as f64)
+                let (loss, readings) = self.task.forward_train(&model, images, &batch);
+                let step_before = self.progress.step;
+                let loss_scale = self.progress.loss_scale.as_ref().map_or(1.0, |s| s.scale);
+                let factor = loss_scale / accumulate as f64;
+                let scaled = if factor == 1.0 {
+                    loss.clone()
                 } else {
-                    loss
+                    loss.clone().mul_scalar(factor)
                 };
                 pending.add(&model, gradients(scaled.backward(), &model));
                 waiting += 1;
                 if waiting == accumulate {
-                    model = self.optimizer.step::<B, _>(model, pending.take(), lr).0;
-                    self.progress.step += 1;
-                    self.update_ema(&model);
+                    model = self.optimizer_step(model, pending.take(), lr);
                     waiting = 0;
                 }
-                sums.score_sum += self.task.train_score(&predictions, &batch);
-                sums.add_parts(&self.task.loss_parts(&predictions), batch.len());
-                sums.seen += batch.len();
-                sums.loss_sum += loss_value * batch.len() as f64;
-                let ips =
-                    (sums.seen - seen_before) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                self.observer.step(
-                    i + 1,
-                    sums.loss_sum / sums.seen as f64,
-                    sums.score_sum / sums.seen as f64,
-                    ips,
-                );
-                if (i + 1) % log_every == 0 {
-                    let step = self.progress.step;
-                    rows.push(row(Metric::TRAIN_STEP_LOSS, step, epoch, loss_value));
-                    rows.push(row(Metric::TRAIN_STEP_LR, step, epoch, lr));
+                reads.unread.push(UnreadStep {
+                    index: i + 1,
+                    step_before,
+                    step_after: self.progress.step,
+                    lr,
+                    images: batch.len(),
+                    loss: Reading::Device(loss.inner()),
+                    readings: readings.inner(),
+                });
+                if reads.unread.len() >= self.config.train.read_every {
+                    if let Some(step) = self.read_steps(&mut reads)? {
+                        return Ok((model, EpochEnd::Diverged(step)));
+                    }
                 }
             }
             // Gradients half accumulated cannot be saved: the stop waits for the step.
             if waiting == 0 && self.stop.load(Ordering::SeqCst) {
-                self.save_partial(&model, sums, &rows)?;
+                if let Some(step) = self.read_steps(&mut reads)? {
+                    return Ok((model, EpochEnd::Diverged(step)));
+                }
+                self.save_partial(&model, reads.sums, &reads.rows)?;
                 self.interrupted(epoch)?;
                 return Ok((model, EpochEnd::Interrupted));
             }
         }
         if waiting > 0 {
-            model = self.optimizer.step::<B, _>(model, pending.take(), lr).0;
-            self.progress.step += 1;
-            self.update_ema(&model);
+            model = self.optimizer_step(model, pending.take(), lr);
         }
+        if let Some(step) = self.read_steps(&mut reads)? {
+            return Ok((model, EpochEnd::Diverged(step)));
+        }
+        let StepReads {
+            sums,
+            rows,
+            seen_before,
+            ..
+        } = reads;
         if sums.seen == 0 {
             return Err(DataError::Empty {
                 split: "train",
@@ -777,6 +806,104 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             teacher: self.teacher.as_ref().map(Teacher::take_tally),
         };
         Ok((model, EpochEnd::Trained(stats)))
+    }
+
+    /// One optimizer step on `grads`, through the float16 loss scaler when there is one: a
+    /// step whose scaled gradients overflowed is skipped (and counted) and the scale halved.
+    /// The step counts either way, as the learning-rate schedule sees it.
+    fn optimizer_step(
+        &mut self,
+        model: TrialModel<B, A, T>,
+        grads: GradientsParams,
+        lr: f64,
+    ) -> TrialModel<B, A, T> {
+        let unscale = match self.progress.loss_scale.as_mut() {
+            Some(scaler) => {
+                let finite = global_grad_norm::<B, _>(&model, &grads).is_finite();
+                let unscale = 1.0 / scaler.scale;
+                scaler.update(finite).then_some(unscale)
+            }
+            None => Some(1.0),
+        };
+        self.progress.step += 1;
+        let Some(unscale) = unscale else {
+            return model;
+        };
+        let model = self
+            .optimizer
+            .step_unscaled::<B, _>(model, grads, lr, unscale)
+            .0;
+        self.update_ema(&model);
+        model
+    }
+
+    /// Copies the steps not read yet to the host, all in one copy, and adds them to the
+    /// epoch's sums, step-loss rows and progress display, in order. A loss that is not finite
+    /// ends the trial as diverged (recorded here): the answer is the step it happened at.
+    fn read_steps(
+        &mut self,
+        reads: &mut StepReads<B::InnerBackend>,
+    ) -> anyhow::Result<Option<u64>> {
+        let unread = std::mem::take(&mut reads.unread);
+        let mut values = Vec::new();
+        let mut steps = Vec::new();
+        for step in unread {
+            values.push(step.loss);
+            values.push(step.readings.score);
+            let mut names = Vec::new();
+            for (name, part) in step.readings.parts {
+                names.push(name);
+                values.push(part);
+            }
+            steps.push((
+                step.index,
+                step.step_before,
+                step.step_after,
+                step.lr,
+                step.images,
+                names,
+            ));
+        }
+        let mut values = read_all(values).into_iter();
+        let mut next = || values.next().unwrap_or(f64::NAN);
+        for (index, step_before, step_after, lr, images, names) in steps {
+            let loss = next();
+            let score = next();
+            let parts: Vec<(&'static str, f64)> = names.into_iter().map(|n| (n, next())).collect();
+            if !loss.is_finite() {
+                let msg = format!(
+                    "loss became {loss} at epoch {}, step {step_before}",
+                    reads.epoch
+                );
+                self.recorder
+                    .log_event(&self.id, Event::Ended(Status::Diverged), &msg)?;
+                self.recorder
+                    .set_status(&self.id, Status::Diverged, Some(&msg))?;
+                return Ok(Some(step_before));
+            }
+            let sums = &mut reads.sums;
+            sums.score_sum += score;
+            sums.add_parts(&parts, images);
+            sums.seen += images;
+            sums.loss_sum += loss * images as f64;
+            let ips = (sums.seen - reads.seen_before) as f64
+                / reads.started.elapsed().as_secs_f64().max(1e-9);
+            self.observer.step(
+                index,
+                sums.loss_sum / sums.seen as f64,
+                sums.score_sum / sums.seen as f64,
+                ips,
+            );
+            if index % reads.log_every == 0 {
+                reads
+                    .rows
+                    .push(row(Metric::TRAIN_STEP_LOSS, step_after, reads.epoch, loss));
+                reads
+                    .rows
+                    .push(row(Metric::TRAIN_STEP_LR, step_after, reads.epoch, lr));
+            }
+        }
+        Ok(None)
     }
 
     /// Saves `last/` in the middle of an epoch (at an optimizer step): the weights, optimizer,
@@ -935,6 +1062,15 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
         ]);
         if let Some(mib) = peak_rss_mib() {
             rows.push(row(Metric::TRAIN_PEAK_RSS, s, epoch, mib));
+        }
+        if let Some(scaler) = &self.progress.loss_scale {
+            rows.push(row(Metric::TRAIN_LOSS_SCALE, s, epoch, scaler.scale));
+            rows.push(row(
+                Metric::TRAIN_SKIPPED_STEPS,
+                s,
+                epoch,
+                scaler.skipped as f64,
+            ));
         }
         for (name, value) in &stats.parts {
             rows.push(named_row(Split::Train, name, s, epoch, *value));

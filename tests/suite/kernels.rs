@@ -700,3 +700,77 @@ fn the_avx2_and_scalar_builds_pass_the_same_tests() {
         assert!(report.contains("test result: ok"), "{cpu}: {report}");
     }
 }
+
+/// `train.grad_checkpointing`: burn's balanced strategy recomputes activations in the
+/// backward pass instead of keeping them; every parameter's gradient of a whole ViT (conv
+/// stem with BatchNorm, two blocks, distillation token) is the one kept activations give.
+#[test]
+fn gradient_checkpointing_gives_the_same_gradients() {
+    use burn::backend::autodiff::checkpoint::strategy::{
+        BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
+    };
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::backend::AutodiffBackend;
+    use vitrun::model::VitSpec;
+    use vitrun::task::classification::vit_classifier;
+
+    struct Grads<'a, B: AutodiffBackend> {
+        grads: &'a B::Gradients,
+        out: Vec<Vec<f32>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Grads<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = param.val().grad(self.grads) {
+                self.out.push(values(g));
+            }
+        }
+    }
+
+    fn gradients<C: CheckpointStrategy>() -> Vec<Vec<f32>> {
+        type B<C> = Autodiff<Flex, C>;
+        let spec = VitSpec {
+            image_size: 16,
+            in_channels: 3,
+            patch_size: 4,
+            conv_stem: vec![4, 8],
+            conv_stem_pool: false,
+            conv_stem_depth: 1,
+            conv_stem_batch_norm: true,
+            embed_dim: 16,
+            depth: 2,
+            num_heads: 2,
+            mlp_ratio: 2.0,
+            mean_pool: false,
+            distilled: true,
+            dropout: 0.0,
+            attn_dropout: 0.0,
+            drop_path: 0.0,
+        };
+        let device = Default::default();
+        <B<C> as Backend>::seed(&device, 5);
+        let model = vit_classifier::<B<C>>(&spec, 3, &device);
+        let images = random::<B<C>, 4>(9, [4, 3, 16, 16], 1.0);
+        let (cls, dist) = model.forward_heads(images);
+        let loss = (cls.powi_scalar(2) + dist.unwrap().sin()).sum();
+        let grads = loss.backward();
+        let mut visitor = Grads::<B<C>> {
+            grads: &grads,
+            out: Vec::new(),
+        };
+        model.visit(&mut visitor);
+        visitor.out
+    }
+
+    let kept = gradients::<NoCheckpointing>();
+    let recomputed = gradients::<BalancedCheckpointing>();
+    assert!(
+        kept.len() > 20,
+        "every parameter has a gradient: {}",
+        kept.len()
+    );
+    assert_eq!(kept.len(), recomputed.len());
+    for (i, (a, b)) in kept.iter().zip(&recomputed).enumerate() {
+        assert!(a.iter().any(|&v| v != 0.0), "parameter {i} has a gradient");
+        assert_eq!(a, b, "parameter {i}: recomputation changed the gradient");
+    }
+}

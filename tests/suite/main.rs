@@ -16,6 +16,7 @@ mod fashion_mnist;
 mod finetune;
 mod fuzz_config;
 mod golden_ids;
+mod gpu;
 mod hostile;
 mod house;
 mod image_bomb;

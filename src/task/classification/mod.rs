@@ -17,6 +17,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData};
 
 use super::explain::{marked_gradients, Grad, Map};
+use super::readings::{Reading, StepReadings};
 use super::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
 use crate::config::{Config, DistillType, Interpolation, TeacherInput};
 use crate::contract::TaskMetrics;
@@ -72,6 +73,73 @@ fn host(logits: Tensor<impl burn::tensor::backend::Backend, 2>) -> Vec<f32> {
         .convert::<f32>()
         .to_vec()
         .unwrap_or_default()
+}
+
+/// A batch's loss, answer logits, both heads' logits (distilled models) and the loss's parts
+/// (under distillation), all on the device.
+struct Step<B: burn::tensor::backend::Backend> {
+    loss: Tensor<B, 1>,
+    logits: Tensor<B, 2>,
+    heads: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
+    parts: Vec<(&'static str, Tensor<B, 1>)>,
+}
+
+/// The rows of `logits` `[batch, classes]` whose first highest score is at their label (ties
+/// go to the lower class, as [`top_k_correct`] counts them), as a one-element count.
+fn top1_hits<B: burn::tensor::backend::Backend>(
+    logits: Tensor<B, 2>,
+    labels: &[i64],
+) -> Tensor<B, 1> {
+    let device = logits.device();
+    let labels = Tensor::<B, 1, burn::tensor::Int>::from_data(
+        TensorData::new(labels.to_vec(), [labels.len()]),
+        &device,
+    );
+    let answers = logits.argmax(1).reshape([labels.dims()[0]]);
+    answers.equal(labels).int().sum().float()
+}
+
+impl Classification {
+    fn step<B: VitKernels, E: Backbone<B>>(
+        &self,
+        model: &Model<B, E, ClassifierHead<B>>,
+        images: Tensor<B, 4>,
+        batch: &Batch<Labels>,
+        training: bool,
+    ) -> Step<B> {
+        let t = &batch.targets;
+        let base = |logits: Tensor<B, 2>| match (&t.mixed, training) {
+            (Some(mixed), true) => soft_cross_entropy(logits, &mixed.values),
+            (_, true) => cross_entropy(logits, &t.labels, self.label_smoothing),
+            (_, false) => cross_entropy(logits, &t.labels, 0.0),
+        };
+        let (cls, dist) = model.forward_heads(images);
+        let Some(dist) = dist else {
+            return Step {
+                loss: base(cls.clone()),
+                logits: cls,
+                heads: None,
+                parts: Vec::new(),
+            };
+        };
+        let logits = (cls.clone() + dist.clone()).div_scalar(2.0);
+        let heads = Some((cls.clone(), dist.clone()));
+        let (loss, parts) = match (&self.distill, &t.teacher, training) {
+            (Some(distill), Some(teacher), true) => {
+                let base = base(cls);
+                let term = distill.distillation(dist, teacher);
+                let parts = vec![("loss_cls", base.clone()), ("loss_dist", term.clone())];
+                (distill.combine(base, term), parts)
+            }
+            _ => (base(logits.clone()), Vec::new()),
+        };
+        Step {
+            loss,
+            logits,
+            heads,
+            parts,
+        }
+    }
 }
 
 impl Task for Classification {
@@ -132,42 +200,38 @@ impl Task for Classification {
         batch: &Batch<Labels>,
         training: bool,
     ) -> (Tensor<B, 1>, ClassOutput) {
+        let step = self.step(model, images, batch, training);
+        let output = ClassOutput {
+            logits: host(step.logits),
+            heads: step.heads.map(|(cls, dist)| (host(cls), host(dist))),
+            parts: step
+                .parts
+                .iter()
+                .map(|(name, part)| (*name, scalar(part)))
+                .collect(),
+        };
+        (step.loss, output)
+    }
+
+    /// The top-1 hits and the distillation parts stay on the device.
+    fn forward_train<B: VitKernels, E: Backbone<B>>(
+        &self,
+        model: &Model<B, E, ClassifierHead<B>>,
+        images: Tensor<B, 4>,
+        batch: &Batch<Labels>,
+    ) -> (Tensor<B, 1>, StepReadings<B>) {
+        let step = self.step(model, images, batch, true);
         let t = &batch.targets;
-        let base = |logits: Tensor<B, 2>| match (&t.mixed, training) {
-            (Some(mixed), true) => soft_cross_entropy(logits, &mixed.values),
-            (_, true) => cross_entropy(logits, &t.labels, self.label_smoothing),
-            (_, false) => cross_entropy(logits, &t.labels, 0.0),
+        let scored = t.mixed.as_ref().map_or(&t.labels, |m| &m.dominant);
+        let readings = StepReadings {
+            score: Reading::Device(top1_hits(step.logits, scored)),
+            parts: step
+                .parts
+                .into_iter()
+                .map(|(name, part)| (name, Reading::Device(part.detach())))
+                .collect(),
         };
-        let (cls, dist) = model.forward_heads(images);
-        let Some(dist) = dist else {
-            let loss = base(cls.clone());
-            return (
-                loss,
-                ClassOutput {
-                    logits: host(cls),
-                    ..ClassOutput::default()
-                },
-            );
-        };
-        let logits = (cls.clone() + dist.clone()).div_scalar(2.0);
-        let heads = Some((host(cls.clone()), host(dist.clone())));
-        let (loss, parts) = match (&self.distill, &t.teacher, training) {
-            (Some(distill), Some(teacher), true) => {
-                let base = base(cls);
-                let term = distill.distillation(dist, teacher);
-                let parts = vec![("loss_cls", scalar(&base)), ("loss_dist", scalar(&term))];
-                (distill.combine(base, term), parts)
-            }
-            _ => (base(logits.clone()), Vec::new()),
-        };
-        (
-            loss,
-            ClassOutput {
-                logits: host(logits),
-                heads,
-                parts,
-            },
-        )
+        (step.loss, readings)
     }
 
     fn with_teacher(&self, targets: &mut Labels, logits: Vec<f32>) {
