@@ -33,16 +33,18 @@ sweepfile=experiments/deit_vehicles_sweep.toml
 if [ "$mode" = cpu ]; then
   cargo build --release -q
   bins=("cpu:target/release/vitrun")
-  steps=2 warmup=1 batches="8" precisions="f32" recipe_sets=(--set data.train_size=64 --set data.val_size=32 --set train.batch_size=8)
-  flagship_sets=(--set train.epochs=2 --set data.train_size=512 --set data.val_size=128)
+  steps=2 warmup=1 batches="8" precisions="f32" mixed=f32 recipe_sets=(--set data.train_size=64 --set data.val_size=32 --set train.batch_size=8)
+  flagship_sets=(--set train.epochs=3 --set data.train_size=1024 --set data.val_size=128)
+  resume_after=5
   python="${PYTHON:-/work/venv/bin/python}"
 else
   bins=()
   [ -x target/gpu/vitrun-tch ] && bins+=("tch-cuda:0:target/gpu/vitrun-tch")
   [ -x target/gpu/vitrun-cuda ] && bins+=("cuda:0:target/gpu/vitrun-cuda")
   [ ${#bins[@]} -gt 0 ] || { echo "no target/gpu/vitrun-tch or vitrun-cuda: build them first (see the top of this file)" >&2; exit 2; }
-  steps=30 warmup=10 batches="128 256" precisions="f32 bf16" recipe_sets=()
+  steps=30 warmup=10 batches="128 256" precisions="f32 bf16" mixed=bf16 recipe_sets=()
   flagship_sets=()
+  resume_after=8
   python="${PYTHON:-python3}"
   TORCH_LIB="${TORCH_LIB:-$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')}"
   export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
@@ -62,6 +64,8 @@ peak_mib() {
   return $rc
 }
 json_field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p"; }
+now() { date +%s%N; }
+seconds_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
 
 for entry in "${bins[@]}"; do
   bin="${entry##*:}" device="${entry%:*}"
@@ -101,40 +105,40 @@ for entry in "${bins[@]}"; do
   done
 
   # 4 train end to end; the curves as CSV
-  start=$(date +%s.%N)
-  timeout 240 "$bin" run "$flagship" "${at[@]}" "${flagship_sets[@]}" --set 'train.precision="bf16"' --quiet >> "$OUT/train-$tag.log" 2>&1
-  note train "$tag flagship bf16 rc, seconds" "$? $(echo "$(date +%s.%N) - $start" | bc)"
+  start=$(now)
+  timeout 240 "$bin" run "$flagship" "${at[@]}" "${flagship_sets[@]}" --set "train.precision=\"$mixed\"" --quiet >> "$OUT/train-$tag.log" 2>&1
+  note train "$tag flagship $mixed rc, seconds" "$? $(seconds_since "$start")"
   "$bin" export-metrics deit_vehicles --runs-dir "$runs" --out "$OUT/flagship-$tag.csv" >> "$OUT/train-$tag.log" 2>&1
   if [ "$mode" = gpu ]; then
-    start=$(date +%s.%N)
+    start=$(now)
     timeout 240 "$bin" run "$recipe" "${at[@]}" --set 'train.precision="bf16"' --quiet >> "$OUT/train-$tag.log" 2>&1
-    note train "$tag recipe 300 steps bf16 rc, seconds" "$? $(echo "$(date +%s.%N) - $start" | bc)"
+    note train "$tag recipe 300 steps bf16 rc, seconds" "$? $(seconds_since "$start")"
     "$bin" export-metrics deit_recipe_synthetic --runs-dir "$runs" --out "$OUT/recipe-$tag.csv" >> "$OUT/train-$tag.log" 2>&1
   fi
   # Interrupted at about half time, resumed, against the uninterrupted run above.
   resumed="$OUT/resume-$tag"
   rm -rf "$resumed"
   "$bin" run "$flagship" --runs-dir "$resumed" --set "train.device=\"$device\"" "${flagship_sets[@]}" \
-    --set 'train.precision="bf16"' --quiet >> "$OUT/train-$tag.log" 2>&1 &
+    --set "train.precision=\"$mixed\"" --quiet >> "$OUT/train-$tag.log" 2>&1 &
   pid=$!
-  sleep "${RESUME_AFTER:-8}"; kill -INT "$pid"; wait "$pid"
+  sleep "${RESUME_AFTER:-$resume_after}"; kill -INT "$pid"; wait "$pid"
   id=$("$bin" ls --runs-dir "$resumed" -q | head -1)
   timeout 240 "$bin" resume "$id" --runs-dir "$resumed" --quiet >> "$OUT/train-$tag.log" 2>&1
   "$bin" export-metrics deit_vehicles --runs-dir "$resumed" --out "$OUT/resumed-$tag.csv" >> "$OUT/train-$tag.log" 2>&1
-  note train "$tag resumed val/top1 vs uninterrupted" "$(grep ',val,top1,' "$OUT/resumed-$tag.csv" | tail -1 | cut -d, -f6) $(grep ',val,top1,' "$OUT/flagship-$tag.csv" | tail -1 | cut -d, -f6)"
+  note train "$tag resumed val/top1 vs uninterrupted" "$(grep ',val,top1,' "$OUT/resumed-$tag.csv" | tail -1 | cut -d, -f9) $(grep ',val,top1,' "$OUT/flagship-$tag.csv" | tail -1 | cut -d, -f9)"
 
   # 5 packing
   if [ "$mode" = gpu ]; then
     for per in 1 2 4 '"auto"'; do
       packed="$OUT/sweep-$tag-${per//\"/}"
       rm -rf "$packed"
-      start=$(date +%s.%N)
+      start=$(now)
       timeout 150 "$bin" sweep "$sweepfile" --runs-dir "$packed" --set "train.device=\"$device\"" \
         --set train.epochs=2 --set "sweep.trials_per_gpu=$per" > "$packed.log" 2>&1
-      note packing "$tag trials_per_gpu=$per rc, makespan s" "$? $(echo "$(date +%s.%N) - $start" | bc)"
+      note packing "$tag trials_per_gpu=$per rc, makespan s" "$? $(seconds_since "$start")"
       "$bin" export-metrics deit_vehicles_sweep --runs-dir "$packed" --out "$packed.csv" >> "$packed.log" 2>&1
       note packing "$tag trials_per_gpu=$per summed img/s (last epochs)" \
-        "$(grep ',train,images_per_sec,' "$packed.csv" | awk -F, '{ last[$1] = $6 } END { for (t in last) s += last[t]; print s }')"
+        "$(grep ',train,images_per_sec,' "$packed.csv" | awk -F, '{ last[$1] = $9 } END { for (t in last) s += last[t]; print s }')"
     done
   fi
 done

@@ -117,12 +117,14 @@ pub fn compute_dtype(precision: Precision) -> Option<FloatDType> {
     }
 }
 
-/// Resolves `auto`: a compiled-in GPU backend when a GPU is visible, else the CPU.
+/// Resolves `auto`: a compiled-in GPU backend when a GPU is visible (a driver, and
+/// `CUDA_VISIBLE_DEVICES` not empty), else the CPU.
 pub fn resolve_auto(spec: DeviceSpec) -> DeviceSpec {
     if spec != DeviceSpec::Auto {
         return spec;
     }
-    let gpu = std::path::Path::new("/dev/nvidia0").exists();
+    let hidden = std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| v.trim().is_empty());
+    let gpu = std::path::Path::new("/dev/nvidia0").exists() && !hidden;
     if gpu && cfg!(feature = "tch") {
         DeviceSpec::TchCuda(0)
     } else if gpu && cfg!(feature = "cuda") {

@@ -4,7 +4,7 @@
 
 use burn::backend::Flex;
 use burn::module::AutodiffModule;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
 use super::head::{decode, pixel_logits, skip_blocks, DecoderChoice, SegmentationHead};
 use super::loss::{pixel_rows, PixelLoss};
@@ -19,6 +19,7 @@ use crate::model::{
 };
 use crate::task::explain::{marked_gradients, Grad, Map};
 use crate::task::panels::host;
+use crate::task::readings::{Reading, StepReadings};
 use crate::task::{Answer, PanelInput, Panels, PredictOptions, Scores, Task};
 
 /// The segmentation task.
@@ -163,6 +164,24 @@ impl Task for Segmentation {
         (loss, labels)
     }
 
+    /// The pixel accuracy stays on the device.
+    fn forward_train<B: VitKernels, E: Backbone<B>>(
+        &self,
+        model: &Model<B, E, SegmentationHead<B>>,
+        images: Tensor<B, 4>,
+        batch: &Batch<Masks>,
+    ) -> (Tensor<B, 1>, StepReadings<B>) {
+        let rows = pixel_rows(pixel_logits(model, images));
+        let predicted = rows.clone().argmax(1);
+        let loss = self.loss.loss(rows, &batch.targets.pixels);
+        let score = pixel_shares(predicted, &batch.targets.pixels, batch.targets.count);
+        let readings = StepReadings {
+            score: Reading::Device(score),
+            parts: Vec::new(),
+        };
+        (loss, readings)
+    }
+
     /// Each image's share of correctly labelled pixels (of those that count), summed.
     fn train_score(&self, predictions: &Vec<f32>, batch: &Batch<Masks>) -> f64 {
         let plane = batch.size * batch.size;
@@ -288,5 +307,96 @@ impl Task for Segmentation {
         options: &PredictOptions,
     ) -> anyhow::Result<Vec<Answer>> {
         super::predict::answers(model, &self.classes, images, originals, options)
+    }
+}
+
+/// [`Task::train_score`] on the device: `predicted` `[images × pixels, 1]` class ids against
+/// the `targets` of `images` masks; each image's share of right pixels among those that count
+/// (0 when none does), summed, as a one-element tensor.
+fn pixel_shares<B: burn::tensor::backend::Backend>(
+    predicted: Tensor<B, 2, Int>,
+    targets: &[u8],
+    images: usize,
+) -> Tensor<B, 1> {
+    let plane = targets.len() / images.max(1);
+    let device = predicted.device();
+    let targets = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(
+            targets.iter().map(|&t| i64::from(t)).collect(),
+            [images, plane],
+        ),
+        &device,
+    );
+    let counted = targets.clone().not_equal_elem(i64::from(IGNORE_LABEL));
+    let right = predicted
+        .reshape([images, plane])
+        .equal(targets)
+        .bool_and(counted.clone());
+    let right = right.int().sum_dim(1).float();
+    let counted = counted.int().sum_dim(1).float().clamp_min(1.0);
+    (right / counted).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixel_accuracy_on_the_device_counts_only_labelled_pixels_per_image() {
+        let device = Default::default();
+        let predicted = Tensor::<Flex, 2, Int>::from_data(
+            TensorData::new(vec![0i64, 0, 1, 1, 1, 1, 1, 1], [8, 1]),
+            &device,
+        );
+        let targets = [
+            0u8,
+            1,
+            IGNORE_LABEL,
+            1,
+            IGNORE_LABEL,
+            IGNORE_LABEL,
+            IGNORE_LABEL,
+            2,
+        ];
+        let shares: f32 = pixel_shares(predicted, &targets, 2).into_scalar();
+        assert!((shares - (2.0 / 3.0 + 0.0)).abs() < 1e-6, "{shares}");
+    }
+
+    /// The device's score is the host's [`Task::train_score`] on any masks.
+    #[test]
+    fn pixel_accuracy_on_the_device_is_the_hosts() {
+        let classes: Vec<String> = ["sky", "road", "car"].map(String::from).to_vec();
+        let task = Segmentation::new(&Config::default(), &classes).unwrap();
+        let (images, size) = (5, 6);
+        let n = images * size * size;
+        let predicted: Vec<i64> = (0..n).map(|i| ((i / 2) % 3) as i64).collect();
+        let pixels: Vec<u8> = (0..n)
+            .map(|i| match (i * 7 / 3) % 4 {
+                3 => IGNORE_LABEL,
+                c => c as u8,
+            })
+            .collect();
+        let batch = Batch {
+            images: Vec::new(),
+            channels: 3,
+            size,
+            targets: Masks {
+                pixels: pixels.clone(),
+                count: images,
+            },
+            skipped: Vec::new(),
+            unmixed: None,
+        };
+        let host = task.train_score(&predicted.iter().map(|&p| p as f32).collect(), &batch);
+        let device = Tensor::<Flex, 2, Int>::from_data(
+            TensorData::new(predicted, [n, 1]),
+            &Default::default(),
+        );
+        let on_device: f32 = pixel_shares(device, &pixels, images).into_scalar();
+        assert!(
+            (f64::from(on_device) - host).abs() < 1e-5,
+            "{on_device} vs {host}"
+        );
+        assert!(host > 0.5 && host < 4.5, "a score that can differ: {host}");
     }
 }
