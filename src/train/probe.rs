@@ -84,7 +84,7 @@ fn probe_task<B: TrainBackend, A: Arch, T: Task>(
     let splits = data::open(config, T::Targets::KIND)?;
     let task = T::new(config, &splits.classes)?;
     B::seed(&device, config.seed);
-    let mut model = Model::new(
+    let model = Model::new(
         arch.init::<B>(&device),
         task.head::<B>(arch.shape(), &device),
     );
@@ -112,36 +112,23 @@ fn probe_task<B: TrainBackend, A: Arch, T: Task>(
     let shape = [batch.len(), batch.channels, batch.size, batch.size];
     let data = TensorData::new(batch.images.clone(), shape);
     let mut optimizer = Optimizer::<B::InnerBackend>::new(&config.optimizer);
-    let total = steps.warmup + steps.steps;
-    let mut started = Instant::now();
-    let mut last = None;
-    for step in 0..total {
-        if step == steps.warmup {
-            finish(last.take());
-            started = Instant::now();
-        }
-        let (loss, _) =
-            task.forward_train(&model, Tensor::from_data(data.clone(), &device), &batch);
+    let images = || Tensor::from_data(data.clone(), &device);
+    let mut training = Some(model);
+    let (train, last_loss) = timed(steps, || {
+        let model = training
+            .take()
+            .expect("the model is put back after every step");
+        let (loss, _) = task.forward_train(&model, images(), &batch);
         let grads = gradients(loss.clone().backward(), &model);
-        model = optimizer.step::<B, _>(model, grads, config.optimizer.lr).0;
-        last = Some(loss.inner());
-    }
-    let last_loss = finish(last);
-    let train = started.elapsed().as_secs_f64();
+        training = Some(optimizer.step::<B, _>(model, grads, config.optimizer.lr).0);
+        loss.inner()
+    });
+    let model = training.expect("the model is put back after every step");
     let valid = Model::new(A::valid(&model.encoder), T::valid_head(&model.head));
-    let mut started = Instant::now();
-    let mut last = None;
-    for step in 0..total {
-        if step == steps.warmup {
-            finish(last.take());
-            started = Instant::now();
-        }
-        let (loss, _) =
-            task.forward_train(&valid, Tensor::from_data(data.clone(), &device), &batch);
-        last = Some(loss);
-    }
-    finish(last);
-    let infer = started.elapsed().as_secs_f64();
+    let (infer, _) = timed(steps, || {
+        task.forward_train(&valid, Tensor::from_data(data.clone(), &device), &batch)
+            .0
+    });
     let images = (steps.steps * batch.len()) as f64;
     Ok(ProbeReport {
         batch: batch.len(),
@@ -150,6 +137,22 @@ fn probe_task<B: TrainBackend, A: Arch, T: Task>(
         train_images_per_sec: images / train.max(1e-9),
         infer_images_per_sec: images / infer.max(1e-9),
     })
+}
+
+/// Runs `step` `warmup + steps` times and times the last `steps`, each end of the clock
+/// waiting for the device; returns the seconds and the last step's loss.
+fn timed<B: Backend>(steps: ProbeSteps, mut step: impl FnMut() -> Tensor<B, 1>) -> (f64, f64) {
+    let mut started = Instant::now();
+    let mut last = None;
+    for i in 0..steps.warmup + steps.steps {
+        if i == steps.warmup {
+            finish(last.take());
+            started = Instant::now();
+        }
+        last = Some(step());
+    }
+    let loss = finish(last);
+    (started.elapsed().as_secs_f64(), loss)
 }
 
 /// Waits for the device to finish the work behind `loss` by reading it (NaN: no step yet).

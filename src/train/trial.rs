@@ -875,10 +875,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                     "loss became {loss} at epoch {}, step {step_before}",
                     reads.epoch
                 );
-                self.recorder
-                    .log_event(&self.id, Event::Ended(Status::Diverged), &msg)?;
-                self.recorder
-                    .set_status(&self.id, Status::Diverged, Some(&msg))?;
+                self.end_as(Status::Diverged, &msg)?;
                 return Ok(Some(step_before));
             }
             let sums = &mut reads.sums;
@@ -960,10 +957,14 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
             "interrupted during epoch {epoch}; `vitrun resume {}` continues {from}",
             self.id
         );
+        self.end_as(Status::Interrupted, &msg)
+    }
+
+    /// Records the trial as ended with `status`, and why.
+    fn end_as(&mut self, status: Status, why: &str) -> anyhow::Result<()> {
         self.recorder
-            .log_event(&self.id, Event::Ended(Status::Interrupted), &msg)?;
-        self.recorder
-            .set_status(&self.id, Status::Interrupted, Some(&msg))?;
+            .log_event(&self.id, Event::Ended(status), why)?;
+        self.recorder.set_status(&self.id, status, Some(why))?;
         Ok(())
     }
 
