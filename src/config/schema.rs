@@ -1087,8 +1087,9 @@ pub struct TrainConfig {
     /// balanced checkpointing strategy): less memory, same gradients.
     pub grad_checkpointing: bool,
     /// Training steps between copies of their losses and scores to the host: on a GPU each
-    /// copy waits for the device, so they are read in groups (1 = every step).
-    pub read_every: usize,
+    /// copy waits for the device, so they are read in groups (1 = every step). Unset: 16 on a
+    /// GPU, 1 on the CPU (where a copy costs nothing and the progress display stays live).
+    pub read_every: Option<usize>,
 }
 
 /// `[train.ema]`: an exponential moving average of the weights, updated after every optimizer
@@ -1116,6 +1117,15 @@ impl Default for EmaConfig {
     }
 }
 
+impl TrainConfig {
+    /// Training steps between host reads on `device` (`train.device` as the trial resolved
+    /// it): `read_every`, else 16 on a GPU and 1 on the CPU.
+    pub fn read_every_on(&self, device: DeviceSpec) -> usize {
+        self.read_every
+            .unwrap_or(if device.is_gpu() == Some(true) { 16 } else { 1 })
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -1129,7 +1139,7 @@ impl Default for TrainConfig {
             ema: EmaConfig::default(),
             precision: Precision::F32,
             grad_checkpointing: false,
-            read_every: 16,
+            read_every: None,
         }
     }
 }

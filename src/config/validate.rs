@@ -112,10 +112,15 @@ pub fn validate_rules(c: &Config) -> Result<(), Violation> {
     }
     at_most("train.grad_accumulation", t.grad_accumulation, 1024)?;
     at_most("train.threads", t.threads, Limits::THREADS)?;
-    if t.read_every == 0 {
-        return fail("train.read_every", "must be at least 1 (1 = every step)");
+    if let Some(every) = t.read_every {
+        if every == 0 {
+            return fail(
+                "train.read_every",
+                "must be at least 1 (1 = every step); leave it out for 16 on a GPU, 1 on the CPU",
+            );
+        }
+        at_most("train.read_every", every, 1024)?;
     }
-    at_most("train.read_every", t.read_every, 1024)?;
     if !(0.0..1.0).contains(&t.ema.decay) {
         return fail(
             "train.ema.decay",

@@ -714,6 +714,10 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
         };
         let mut lr = self.schedule.lr(self.progress.step as usize);
         let accumulate = self.config.train.grad_accumulation;
+        let read_every = self
+            .config
+            .train
+            .read_every_on(super::backend::resolve_auto(self.config.train.device));
         let mut pending = Accumulator::default();
         let mut waiting = 0;
         for (i, batch) in (first..).zip(loader) {
@@ -752,7 +756,7 @@ impl<'a, B: TrainBackend, A: Arch, T: Task> Trial<'a, B, A, T> {
                     loss: Reading::Device(loss.inner()),
                     readings: readings.inner(),
                 });
-                if reads.unread.len() >= self.config.train.read_every {
+                if reads.unread.len() >= read_every {
                     if let Some(step) = self.read_steps(&mut reads)? {
                         return Ok((model, EpochEnd::Diverged(step)));
                     }

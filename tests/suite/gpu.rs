@@ -251,3 +251,32 @@ fn grouped_loss_reads_and_gradient_checkpointing_store_the_same_trial() {
     assert_same_series(&every, &grouped, &id, &keys, None);
     assert_same_series(&every, &recomputed, &id, &keys, None);
 }
+
+#[test]
+fn host_reads_are_grouped_on_a_gpu_and_every_step_on_the_cpu_unless_set() {
+    use vitrun::config::{DeviceSpec, TrainConfig};
+    let mut t = TrainConfig::default();
+    assert_eq!(t.read_every_on(DeviceSpec::Cuda(0)), 16);
+    assert_eq!(t.read_every_on(DeviceSpec::TchCuda(1)), 16);
+    assert_eq!(t.read_every_on(DeviceSpec::Cpu), 1);
+    t.read_every = Some(5);
+    assert_eq!(t.read_every_on(DeviceSpec::Cpu), 5);
+    let micro = config("micro.toml");
+    let out = vitrun(&[
+        "check",
+        micro.to_str().unwrap(),
+        "--set",
+        "train.read_every=0",
+    ])
+    .output()
+    .unwrap();
+    let said = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("train.read_every")
+            && said.contains(
+                "must be at least 1 (1 = every step); leave it out for 16 on a GPU, 1 on the CPU"
+            ),
+        "{said}"
+    );
+}
