@@ -1084,7 +1084,7 @@ pub struct TrainConfig {
     /// `f32`, or mixed `bf16` / `f16` (GPU backends only).
     pub precision: Precision,
     /// Recompute cheap activations in the backward pass instead of keeping them (burn's
-    /// balanced checkpointing strategy): less memory, same gradients.
+    /// balanced checkpointing strategy): the same gradients; it saved no memory where measured.
     pub grad_checkpointing: bool,
     /// Training steps between copies of their losses and scores to the host: on a GPU each
     /// copy waits for the device, so they are read in groups (1 = every step). Unset: 16 on a

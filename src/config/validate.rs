@@ -1059,10 +1059,9 @@ pub fn estimate_device_memory(c: &Config) -> f64 {
 /// Weights, gradients and AdamW moments in f32, plus the activations one training step keeps
 /// for its backward pass. Mixed precision keeps the 16-bit copies of the matrix ops' inputs
 /// beside their f32 outputs (3 bytes a value instead of 4) and a 16-bit copy of the weights.
-/// Gradient checkpointing recomputes the elementwise ops' outputs on a GPU's composed ops
-/// (counted as a quarter of the activations); on burn-flex the fused kernels keep what their
-/// backward passes need and the strategy's bookkeeping adds to it (+12–16 % peak memory
-/// measured, BENCHMARKS.md), counted as 15 % more.
+/// Gradient checkpointing (burn's balanced strategy) recomputes only elementwise outputs and
+/// keeps the matrix ops' outputs, and its bookkeeping costs more than that saves: peak memory
+/// measured +12–16 % on burn-flex and +5–8 % on LibTorch (BENCHMARKS.md), counted as 15 % more.
 fn step_memory(c: &Config) -> f64 {
     let d = &c.data;
     let m = &c.model;
@@ -1082,10 +1081,10 @@ fn step_memory(c: &Config) -> f64 {
     } else {
         (4.0, 0.0)
     };
-    let kept = match (c.train.grad_checkpointing, c.train.device.is_gpu()) {
-        (false, _) => 1.0,
-        (true, Some(true)) => 0.75,
-        (true, _) => 1.15,
+    let kept = if c.train.grad_checkpointing {
+        1.15
+    } else {
+        1.0
     };
     4.0 * 4.0 * params
         + weight_copies
