@@ -53,25 +53,9 @@ fn mib_gib(mib: u64) -> String {
     gib(mib as f64 * f64::from(1u32 << 20))
 }
 
-/// The device `auto` becomes on `machine`: the first visible GPU with a GPU backend (LibTorch
-/// first, as a run picks), else the CPU.
-fn resolved(spec: DeviceSpec, machine: &Machine) -> DeviceSpec {
-    match spec {
-        DeviceSpec::Auto if HAS_GPU_BACKEND && !machine.visible_gpus().is_empty() => {
-            if cfg!(feature = "tch") {
-                DeviceSpec::TchCuda(0)
-            } else {
-                DeviceSpec::Cuda(0)
-            }
-        }
-        DeviceSpec::Auto => DeviceSpec::Cpu,
-        other => other,
-    }
-}
-
 /// Whether `config`'s trial `id` can start on `machine` with this binary.
 pub fn check_trial(id: &str, config: &Config, machine: &Machine) -> TrialCheck {
-    let spec = resolved(config.train.device, machine);
+    let spec = backend::resolve_auto_on(config.train.device, !machine.visible_gpus().is_empty());
     let mut on = config.clone();
     on.train.device = spec;
     let device = spec.to_string();

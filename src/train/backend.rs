@@ -120,14 +120,20 @@ pub fn compute_dtype(precision: Precision) -> Option<FloatDType> {
 /// Resolves `auto`: a compiled-in GPU backend when a GPU is visible (a driver, and
 /// `CUDA_VISIBLE_DEVICES` not empty), else the CPU.
 pub fn resolve_auto(spec: DeviceSpec) -> DeviceSpec {
+    let hidden = std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| v.trim().is_empty());
+    let gpu = std::path::Path::new("/dev/nvidia0").exists() && !hidden;
+    resolve_auto_on(spec, gpu)
+}
+
+/// [`resolve_auto`] where whether a GPU is visible is known (`vitrun doctor` asks
+/// `nvidia-smi`): LibTorch's CUDA first, then burn-cuda, else the CPU.
+pub fn resolve_auto_on(spec: DeviceSpec, gpu_visible: bool) -> DeviceSpec {
     if spec != DeviceSpec::Auto {
         return spec;
     }
-    let hidden = std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| v.trim().is_empty());
-    let gpu = std::path::Path::new("/dev/nvidia0").exists() && !hidden;
-    if gpu && cfg!(feature = "tch") {
+    if gpu_visible && cfg!(feature = "tch") {
         DeviceSpec::TchCuda(0)
-    } else if gpu && cfg!(feature = "cuda") {
+    } else if gpu_visible && cfg!(feature = "cuda") {
         DeviceSpec::Cuda(0)
     } else {
         DeviceSpec::Cpu
